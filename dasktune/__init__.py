@@ -1,0 +1,26 @@
+"""dasktune: expensive functions, optimizers and parameter searches on Dask.
+
+Functions, optimizers and searches run as batches of Dask futures, on a
+``LocalCluster``, a remote scheduler or an HPC cluster through dask-jobqueue;
+every trial of a search is kept in a durable, de-duplicated store.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from dasktune.cluster import get_client
+from dasktune.exceptions import DasktuneError
+from dasktune.mapping import async_apply, async_map
+
+try:
+    __version__ = _metadata.version("dasktune")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DasktuneError",
+    "async_apply",
+    "async_map",
+    "get_client",
+]

@@ -1,0 +1,44 @@
+"""dasktune's own errors.
+
+Bad arguments raise the built-in types (``ValueError``, ``TypeError``,
+``TimeoutError``); the states that are dasktune's own raise from this tree::
+
+    DasktuneError
+    ├── StoreError                 the trial store cannot be used as asked
+    │   ├── SchemaVersionError     the store was written by a newer dasktune
+    │   └── SearchMismatchError    a search re-opened with another space or direction
+    └── TooManyFailuresError       a search stopped after ``max_failures`` failed trials
+
+An exception raised by a user's objective is never wrapped: it reaches the caller
+with its own type, and a note (PEP 678) says which element or trial raised it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DasktuneError",
+    "SchemaVersionError",
+    "SearchMismatchError",
+    "StoreError",
+    "TooManyFailuresError",
+]
+
+
+class DasktuneError(Exception):
+    """Root of dasktune's own errors."""
+
+
+class StoreError(DasktuneError):
+    """The trial store cannot be used as asked."""
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema is newer than this version of dasktune understands."""
+
+
+class SearchMismatchError(StoreError):
+    """A search was re-opened with a space or direction other than the stored one."""
+
+
+class TooManyFailuresError(DasktuneError):
+    """A search stopped because too many of its trials failed."""

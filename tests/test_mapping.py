@@ -1,0 +1,296 @@
+"""async_map, async_apply and the scipy map-like, on in-process and real clusters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+from distributed.utils_test import gen_cluster
+from distributed.worker import thread_state
+from scipy.optimize import differential_evolution, rosen
+
+from dasktune import async_apply, async_map
+from dasktune.mapping import ClientMap
+
+# -- objectives at module level, so they pickle across processes ---------------
+
+_lock = threading.Lock()
+_calls: dict[str, int] = {}
+_keys: list[str] = []
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def record_key(x: int) -> int:
+    with _lock:
+        _keys.append(thread_state.key)
+    return x
+
+
+def count_and_sleep(x: int) -> int:
+    time.sleep(0.01)
+    with _lock:
+        _calls["done"] = _calls.get("done", 0) + 1
+    return x
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise KeyError(f"no {x}")
+    time.sleep(0.2)
+    return x
+
+
+def flaky_once(x: int) -> int:
+    with _lock:
+        _calls[f"flaky-{x}"] = _calls.get(f"flaky-{x}", 0) + 1
+        first = _calls[f"flaky-{x}"] == 1
+    if first:
+        raise RuntimeError(f"first call for {x}")
+    return x
+
+
+def die_once(item: tuple[int, str]) -> int:
+    """Kill the worker process the first time element 5 is computed."""
+    x, marker = item
+    if x == 5 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    time.sleep(0.05)
+    return x * 10
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    _calls.clear()
+    _keys.clear()
+
+
+# -- results -------------------------------------------------------------------
+
+
+@gen_cluster(client=True)
+async def test_results_in_input_order(c, s, a, b):
+    def jitter(x):
+        time.sleep(random.random() / 100)
+        return -x
+
+    out = await asyncio.to_thread(
+        async_map, jitter, list(range(50)), client=c, chunksize=1
+    )
+    assert out == [-x for x in range(50)]
+
+
+@gen_cluster(client=True)
+async def test_generator_and_empty_input(c, s, a, b):
+    out = await asyncio.to_thread(async_map, square, (x for x in range(40)), client=c)
+    assert out == [x * x for x in range(40)]
+    assert await asyncio.to_thread(async_map, square, [], client=c) == []
+    assert await asyncio.to_thread(async_map, square, iter([]), client=c) == []
+
+
+@gen_cluster(client=True)
+async def test_equal_elements_evaluated_once_each(c, s, a, b):
+    out = await asyncio.to_thread(
+        async_map, lambda _: random.random(), [0] * 20, client=c, chunksize=1
+    )
+    assert len(set(out)) == 20
+
+
+@gen_cluster(client=True)
+async def test_bounded_window_counts_futures_in_flight(c, s, a, b):
+    in_flight: list[int] = []
+
+    def elements():
+        for i in range(60):
+            # what was drawn before this element minus what finished
+            in_flight.append(i - _calls.get("done", 0))
+            yield i
+
+    out = await asyncio.to_thread(
+        async_map, count_and_sleep, elements(), 3, client=c, chunksize=1
+    )
+    assert out == list(range(60))
+    assert max(in_flight) <= 3
+    assert max(in_flight) >= 2  # the window was actually used
+
+
+# -- chunking ------------------------------------------------------------------
+
+
+@gen_cluster(client=True)
+async def test_chunking_default_one_chunk_per_slot(c, s, a, b):
+    # gen_cluster's two workers have 1 + 2 threads
+    out = await asyncio.to_thread(async_map, record_key, list(range(100)), client=c)
+    assert out == list(range(100))
+    assert len(set(_keys)) == 3
+    assert all(k.startswith("async_map-record_key-") for k in _keys)
+
+
+@gen_cluster(client=True)
+async def test_chunking_off(c, s, a, b):
+    out = await asyncio.to_thread(
+        async_map, record_key, range(30), client=c, chunksize=1
+    )
+    assert out == list(range(30))
+    assert len(set(_keys)) == 30
+
+
+@gen_cluster(client=True)
+async def test_chunking_adapts_on_generators(c, s, a, b):
+    out = await asyncio.to_thread(async_map, record_key, iter(range(2000)), client=c)
+    assert out == list(range(2000))
+    # starts at one element per task, then grows: far fewer tasks than elements
+    assert 3 <= len(set(_keys)) < 100
+
+
+# -- errors, retries, timeout ---------------------------------------------------
+
+
+@gen_cluster(client=True)
+async def test_exception_type_note_and_cancellation(c, s, a, b):
+    with pytest.raises(KeyError, match="no 3") as info:
+        await asyncio.to_thread(
+            async_map, fail_on_three, range(12), client=c, chunksize=1
+        )
+    assert any("element 3 of args: 3" in note for note in info.value.__notes__)
+    await asyncio.sleep(0.3)
+    # the rest was cancelled and released; only the failed one is still referenced
+    # (by the traceback that pytest keeps)
+    assert [state.status for state in c.futures.values()] == ["error"]
+    out = await asyncio.to_thread(async_map, square, range(5), client=c)
+    assert out == [0, 1, 4, 9, 16]  # the cluster is still usable
+
+
+@gen_cluster(client=True)
+async def test_retries_rerun_raising_work(c, s, a, b):
+    with pytest.raises(RuntimeError, match="first call"):
+        await asyncio.to_thread(async_map, flaky_once, range(4), client=c, chunksize=1)
+    _calls.clear()
+    out = await asyncio.to_thread(
+        async_map, flaky_once, range(4), client=c, chunksize=1, retries=1
+    )
+    assert out == [0, 1, 2, 3]
+
+
+@gen_cluster(client=True)
+async def test_timeout_raises_and_cancels(c, s, a, b):
+    started = time.perf_counter()
+    with pytest.raises(TimeoutError, match="did not finish within timeout=0.3"):
+        await asyncio.to_thread(
+            async_map, time.sleep, [1.0] * 6, client=c, chunksize=1, timeout=0.3
+        )
+    assert time.perf_counter() - started < 0.9
+    await asyncio.sleep(0.2)
+    assert not c.futures
+
+
+def test_progress_bar_is_shown(client, capsys):
+    async_map(square, range(7), client=client, progress=True)
+    assert "7/7" in capsys.readouterr().err
+
+
+# -- bad input, raised before anything is submitted ------------------------------
+
+
+class _NoClient:
+    def submit(self, *args, **kwargs):  # pragma: no cover - must never be reached
+        raise AssertionError("submitted despite bad input")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"fun": 3}, TypeError, "fun must be callable, got int"),
+        ({"args": 5}, TypeError, "args must be iterable, got int"),
+        ({"ncpu": 0}, ValueError, r"ncpu must be an integer >= 1, got 0"),
+        ({"ncpu": 2.5}, ValueError, r"ncpu must be an integer >= 1, got 2.5"),
+        ({"chunksize": 0}, ValueError, r"chunksize must be an integer >= 1, got 0"),
+        ({"retries": -1}, ValueError, r"retries must be an integer >= 0, got -1"),
+        ({"timeout": 0}, ValueError, r"timeout must be a positive number .* got 0"),
+        (
+            {"timeout": "1s"},
+            ValueError,
+            r"timeout must be a positive number .* got '1s'",
+        ),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    call = {"fun": square, "args": [1, 2], "client": _NoClient()} | kwargs
+    with pytest.raises(error, match=match):
+        async_map(**call)
+
+
+def test_async_apply_bad_input():
+    with pytest.raises(TypeError, match="fun must be callable"):
+        async_apply(_NoClient(), None)
+    with pytest.raises(TypeError, match="args must be a tuple"):
+        async_apply(_NoClient(), square, 3)
+    with pytest.raises(TypeError, match="kwargs must be a dict"):
+        async_apply(_NoClient(), square, (1,), [("a", 1)])
+
+
+# -- async_apply and the scipy map-like ------------------------------------------
+
+
+@gen_cluster(client=True)
+async def test_async_apply(c, s, a, b):
+    def keyed(x, key=None):
+        return (x, key)
+
+    future = await asyncio.to_thread(async_apply, c, keyed, (1,), {"key": "k"})
+    assert await future == (1, "k")
+    assert future.key.startswith("async_apply-keyed-")
+    f1 = await asyncio.to_thread(async_apply, c, uuid.uuid4)
+    f2 = await asyncio.to_thread(async_apply, c, uuid.uuid4)
+    assert f1.key != f2.key  # not de-duplicated
+    assert await f1 != await f2
+    f3 = await asyncio.to_thread(async_apply, c, square, (4,), retries=2, priority=5)
+    assert await f3 == 16
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_client_map_as_scipy_workers(c, s, a, b):
+    bounds = [(-2.0, 2.0)] * 2
+    options = {"maxiter": 8, "popsize": 6, "polish": False, "rng": 3}
+    serial = differential_evolution(rosen, bounds, updating="deferred", **options)
+    parallel = await asyncio.to_thread(
+        differential_evolution,
+        rosen,
+        bounds,
+        updating="deferred",
+        workers=ClientMap(c),
+        **options,
+    )
+    np.testing.assert_array_equal(parallel.x, serial.x)
+    assert parallel.fun == serial.fun
+    assert parallel.nfev == serial.nfev
+
+
+# -- real processes ---------------------------------------------------------------
+
+
+def test_closures_cross_processes(client):
+    offset = 7
+
+    def add_offset(x):
+        return x + offset + os.getpid() * 0
+
+    assert async_map(add_offset, range(20), client=client) == [x + 7 for x in range(20)]
+    assert async_map(lambda x: x - offset, [10], client=client, chunksize=1) == [3]
+
+
+def test_worker_killed_mid_map_still_returns_everything(client, tmp_path):
+    marker = str(tmp_path / "killed")
+    items = [(x, marker) for x in range(16)]
+    out = async_map(die_once, items, client=client, chunksize=1)
+    assert os.path.exists(marker)  # a worker really died
+    assert out == [x * 10 for x in range(16)]
