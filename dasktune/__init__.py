@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from dasktune.asktell import Trial
 from dasktune.cluster import get_client
 from dasktune.exceptions import DasktuneError
 from dasktune.mapping import async_apply, async_map
+from dasktune.search import Search
+from dasktune.space import Bool, Categorical, Float, Int
 
 try:
     __version__ = _metadata.version("dasktune")
@@ -19,7 +22,13 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
     __version__ = "0+unknown"
 
 __all__ = [
+    "Bool",
+    "Categorical",
     "DasktuneError",
+    "Float",
+    "Int",
+    "Search",
+    "Trial",
     "async_apply",
     "async_map",
     "get_client",

@@ -1,0 +1,226 @@
+"""The ask/tell protocol every dasktune optimizer speaks.
+
+An optimizer proposes trials with :meth:`Optimizer.ask` and is told their
+values with :meth:`Optimizer.tell`, in any order. The contract, written once
+here on the base class and checked for every optimizer:
+
+- ``ask()`` returns a :class:`Trial` ``(number, params)`` — so cotengra-style
+  ``n, params = opt.ask()`` works — or ``None`` when nothing can be proposed until
+  a pending trial is told, or when the optimizer is finished (``finished`` tells
+  the two apart). ``ask()`` never blocks forever.
+- Numbers count from 0 in the order of the asks.
+- ``tell(trial_or_number, value)`` takes the trial or its number, once each, in
+  any order; values are minimised (a failed trial is told ``+inf``).
+- ``close()`` releases what the optimizer holds (threads, files); ``with``
+  does it too. A closed optimizer refuses to ask.
+
+Subclasses implement ``_ask()`` (return the parameters, or ``None``) and
+``_tell(number, params, value)``, and may override ``finished``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from dasktune.space import Space
+
+__all__ = [
+    "AskTell",
+    "IterableSource",
+    "Optimizer",
+    "RandomSampler",
+    "Trial",
+]
+
+
+class Trial(NamedTuple):
+    """A proposed trial: its number and its parameters.
+
+    For optimizers over a named space ``params`` is a dict; for vector
+    optimizers (``ScipyAskTell``, ``SPSA``) it is the parameter vector.
+    """
+
+    number: int
+    params: Any
+
+
+@runtime_checkable
+class AskTell(Protocol):
+    """What the driver loop needs of an optimizer."""
+
+    def ask(self) -> Trial | None: ...
+
+    def tell(self, trial: Trial | int, value: float) -> None: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Optimizer:
+    """Base class writing the ask/tell contract once (see the module notes).
+
+    Attributes
+    ----------
+    seed : int or None
+        The seed the optimizer was made with, recorded with a search.
+    wants_values : bool
+        False for sources that ignore what they are told (a grid, a list), so
+        the driver need not wait for trials another driver is evaluating.
+    """
+
+    seed: int | None = None
+    wants_values: bool = True
+
+    def __init__(self) -> None:
+        self._pending: dict[int, Any] = {}
+        self._next_number = 0
+        self._closed = False
+
+    # -- the template ----------------------------------------------------------
+
+    def ask(self) -> Trial | None:
+        """Propose the next trial, or ``None`` (see the module notes)."""
+        if self._closed:
+            msg = f"{type(self).__name__} is closed; create a new one to ask again"
+            raise RuntimeError(msg)
+        params = self._ask()
+        if params is None:
+            return None
+        trial = Trial(self._next_number, params)
+        self._next_number += 1
+        self._pending[trial.number] = params
+        return trial
+
+    def tell(self, trial: Trial | int, value: float) -> None:
+        """Report the value of a pending trial (its ``Trial`` or its number)."""
+        number = trial.number if isinstance(trial, Trial) else trial
+        if isinstance(number, bool) or not isinstance(number, int | np.integer):
+            msg = f"tell() takes a Trial or a trial number, got {trial!r}"
+            raise TypeError(msg)
+        number = int(number)
+        if number not in self._pending:
+            told = (
+                "was already told" if number < self._next_number else "was never asked"
+            )
+            msg = f"trial {number} {told}; tell() takes each asked trial once"
+            raise ValueError(msg)
+        value = float(value)
+        if math.isnan(value):
+            value = math.inf
+        params = self._pending.pop(number)
+        self._tell(number, params, value)
+
+    @property
+    def n_pending(self) -> int:
+        """Trials asked and not yet told."""
+        return len(self._pending)
+
+    @property
+    def finished(self) -> bool:
+        """True when the optimizer will propose nothing more."""
+        return False
+
+    def close(self) -> None:
+        """Release what the optimizer holds; idempotent."""
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        """A one-line description, stored with a search."""
+        return type(self).__name__
+
+    # -- for subclasses --------------------------------------------------------
+
+    def _ask(self) -> Any | None:
+        raise NotImplementedError
+
+    def _tell(self, number: int, params: Any, value: float) -> None:
+        pass
+
+
+class IterableSource(Optimizer):
+    """Trials from any iterable of parameter dicts.
+
+    A ``ParameterGrid``, a ``ParameterSampler``, a list or a generator. What it
+    is told is ignored; it is finished when the iterable is exhausted.
+    """
+
+    wants_values = False
+
+    def __init__(self, iterable: Iterable[Mapping[str, Any]]) -> None:
+        super().__init__()
+        self._source = iterable
+        self._iterator: Iterator[Mapping[str, Any]] = iter(iterable)
+        self._exhausted = False
+
+    def _ask(self) -> dict[str, Any] | None:
+        if self._exhausted:
+            return None
+        try:
+            params = next(self._iterator)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        if not isinstance(params, Mapping):
+            msg = (
+                f"a search source yields parameter dicts, got "
+                f"{type(params).__name__}: {params!r}"
+            )
+            raise TypeError(msg)
+        return dict(params)
+
+    @property
+    def finished(self) -> bool:
+        return self._exhausted
+
+    def describe(self) -> str:
+        return f"IterableSource({type(self._source).__name__})"
+
+
+class RandomSampler(Optimizer):
+    """Independent random draws from a named space.
+
+    Parameters
+    ----------
+    space : Space or dict
+    seed : int or numpy.random.Generator, optional
+    n_trials : int, optional
+        Finished after this many asks (default: never).
+    """
+
+    wants_values = False
+
+    def __init__(
+        self,
+        space: Space | Mapping[str, Any],
+        seed: int | np.random.Generator | None = None,
+        n_trials: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.space = Space(space)
+        self.seed = seed if isinstance(seed, int) else None
+        self.rng = np.random.default_rng(seed)
+        self.n_trials = n_trials
+
+    def _ask(self) -> dict[str, Any] | None:
+        if self.finished:
+            return None
+        return self.space.sample(self.rng)
+
+    @property
+    def finished(self) -> bool:
+        return self.n_trials is not None and self._next_number >= self.n_trials
+
+    def describe(self) -> str:
+        return f"RandomSampler(seed={self.seed})"

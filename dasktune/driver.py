@@ -1,0 +1,588 @@
+"""The one loop that runs every ask/tell optimizer on Dask.
+
+:class:`Driver` keeps a bounded window of trials in flight as futures, harvests
+them with ``distributed.as_completed(..., with_results=True)`` (never by
+polling), tells the optimizer, hands the outcomes to a recorder (the trial store,
+or an in-memory cache) and asks again, until ``n_trials``, a ``timeout``, or the
+optimizer is finished. One recorder transaction per turn of the loop writes the
+outcomes harvested and claims the trials asked next.
+
+Objectives
+----------
+- A plain function is called as ``objective(params)``. It returns a number,
+  ``(number, dict)``, or a dict with a ``"loss"`` key (the rest of a dict is kept
+  as auxiliary data). Fast trials are grouped: while the measured duration of a
+  trial is far below Dask's per-task cost (about a millisecond), several trials
+  go in one task, sized to run about 50 ms; each is still claimed, timed and
+  recorded on its own. A raising trial is re-run ``retries`` times on its
+  worker, then recorded as failed with its traceback, and the optimizer is told
+  ``+inf``.
+- A :class:`BatchObjective` (``ProducerConsumer``) takes a list of parameter
+  sets and returns one future per set.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
+
+import distributed
+
+from dasktune._progress import progress_bar
+from dasktune.asktell import AskTell, Trial
+from dasktune.cluster import capacity
+from dasktune.exceptions import DasktuneError, TooManyFailuresError
+from dasktune.store import Claim, Decision, Outcome, TrialStatus, canonical
+
+__all__ = [
+    "BatchObjective",
+    "Driver",
+    "MemoryRecorder",
+    "Recorder",
+    "RunReport",
+    "normalize_result",
+]
+
+_TARGET_TASK_SECONDS = 0.05
+_MAX_GROUP = 256
+_GROWTH = 8
+_WAIT_ELSEWHERE_SECONDS = 0.25
+
+
+@runtime_checkable
+class BatchObjective(Protocol):
+    """An objective that evaluates a whole batch of parameter sets at once."""
+
+    def submit_batch(
+        self, params: Sequence[Any], client: distributed.Client, key: str
+    ) -> list[distributed.Future]:
+        """Submit the evaluation of every parameter set; one future each."""
+        ...
+
+
+class Recorder(Protocol):
+    """Where the driver records trials: the store, or memory."""
+
+    def sync(
+        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
+    ) -> list[Decision]:
+        """Write ``outcomes`` and decide ``claims``, in one transaction."""
+        ...
+
+    def heartbeat(self) -> None:
+        """Tell other drivers this one is alive."""
+        ...
+
+    def release(self) -> None:
+        """Give back the trials claimed and not finished."""
+        ...
+
+
+class MemoryRecorder:
+    """An evaluated-point cache: the recorder when there is no store."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Decision] = {}
+        self.records: list[tuple[dict[str, Any], Outcome]] = []
+        self._params: dict[str, dict[str, Any]] = {}
+
+    def sync(
+        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
+    ) -> list[Decision]:
+        for outcome in outcomes:
+            row = self.rows[outcome.param_hash]
+            ok = outcome.status == TrialStatus.DONE
+            row.kind = "done" if ok else "failed"
+            row.value, row.aux = outcome.value, outcome.aux
+            self.records.append((self._params[outcome.param_hash], outcome))
+        decisions = []
+        for claim in claims:
+            known = self.rows.get(claim.param_hash)
+            if known is None:
+                number = len(self.rows)
+                self.rows[claim.param_hash] = Decision("running", number)
+                self._params[claim.param_hash] = claim.params
+                decisions.append(Decision("evaluate", number))
+            elif known.kind == "running":
+                decisions.append(Decision("elsewhere", known.number))
+            else:
+                decisions.append(
+                    Decision(known.kind, known.number, known.value, known.aux)
+                )
+        return decisions
+
+    def heartbeat(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+@dataclass
+class RunReport:
+    """What one run of the driver did."""
+
+    evaluated: int = 0
+    failed: int = 0
+    reused: int = 0
+    skipped: int = 0
+    elapsed: float = 0.0
+    stopped: str = ""
+    best_value: float = math.inf
+    best_params: Any = None
+
+
+def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
+    """An objective's return value as ``(value, auxiliary data)``.
+
+    >>> normalize_result(1.5)
+    (1.5, {})
+    >>> normalize_result((2, {"n": 3}))
+    (2.0, {'n': 3})
+    >>> normalize_result({"loss": 0.5, "acc": 0.9})
+    (0.5, {'acc': 0.9})
+    """
+    if isinstance(raw, dict):
+        if "loss" not in raw:
+            msg = f"an objective returning a dict must give a 'loss' key, got {raw!r}"
+            raise TypeError(msg)
+        aux = {k: v for k, v in raw.items() if k != "loss"}
+        return float(raw["loss"]), aux
+    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict):
+        return float(raw[0]), dict(raw[1])
+    try:
+        return float(raw), {}
+    except (TypeError, ValueError) as err:
+        msg = (
+            "an objective must return a number, (number, dict) or a dict with a "
+            f"'loss' key; got {type(raw).__name__}: {raw!r}"
+        )
+        raise TypeError(msg) from err
+
+
+class _Group:
+    """Trials sent to a worker as one opaque object."""
+
+    __slots__ = ("items", "retries")
+
+    def __init__(self, items: list[tuple[str, Any]], retries: int) -> None:
+        self.items = items
+        self.retries = retries
+
+
+class _GroupResult:
+    __slots__ = ("host", "outcomes", "worker")
+
+    def __init__(self, outcomes: list[Outcome], worker: str | None, host: str) -> None:
+        self.outcomes = outcomes
+        self.worker = worker
+        self.host = host
+
+
+def _evaluate_one(
+    objective: Callable[[Any], Any], params: Any, retries: int, h: str
+) -> Outcome:
+    attempts = 0
+    started = time.time()
+    while True:
+        attempts += 1
+        t0 = time.perf_counter()
+        try:
+            value, aux = normalize_result(objective(params))
+            if math.isnan(value):
+                msg = f"the objective returned NaN for {params!r}"
+                raise ValueError(msg)
+        except Exception:
+            if attempts <= retries:
+                continue
+            return Outcome(
+                h,
+                TrialStatus.FAILED,
+                error=traceback.format_exc(),
+                attempts=attempts,
+                started=started,
+                finished=time.time(),
+                duration=time.perf_counter() - t0,
+            )
+        return Outcome(
+            h,
+            TrialStatus.DONE,
+            value=value,
+            aux=canonical(aux)[0] if aux else {},
+            attempts=attempts,
+            started=started,
+            finished=time.time(),
+            duration=time.perf_counter() - t0,
+        )
+
+
+def _evaluate_group(objective: Callable[[Any], Any], group: _Group) -> _GroupResult:
+    """Run on a worker: every trial of the group, each caught on its own."""
+    try:
+        worker = distributed.get_worker().address
+    except ValueError:
+        worker = None
+    outcomes = [_evaluate_one(objective, p, group.retries, h) for h, p in group.items]
+    return _GroupResult(outcomes, worker, socket.gethostname())
+
+
+@dataclass
+class _Pending:
+    """A trial claimed by this driver: what was asked, and who waits for it."""
+
+    param_hash: str
+    record: dict[str, Any]
+    call: Any
+    trials: list[Trial] = field(default_factory=list)
+    number: int = -1
+
+
+class Driver:
+    """Run ``optimizer`` against ``objective`` on ``client``; see the module notes.
+
+    Parameters
+    ----------
+    optimizer : AskTell
+    objective : callable or BatchObjective
+    client : distributed.Client
+    recorder : Recorder
+    name : str
+        Names the tasks on the dashboard (``<name>-trial-<number>-...``).
+    to_call, to_record : callable, optional
+        Map an asked ``params`` to what the objective receives, and to the JSON
+        dict that is recorded and hashed (default: both the identity).
+    sign : float
+        ``1`` to minimise, ``-1`` to maximise (the optimizer always minimises).
+    keep : callable, optional
+        ``keep(record) -> bool``; a trial for which it is false is skipped.
+    """
+
+    def __init__(
+        self,
+        optimizer: AskTell,
+        objective: Callable[[Any], Any] | BatchObjective,
+        client: distributed.Client,
+        recorder: Recorder,
+        *,
+        name: str,
+        n_trials: int | None = None,
+        max_in_flight: int | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        max_failures: int | None = None,
+        progress: bool = False,
+        to_call: Callable[[Any], Any] | None = None,
+        to_record: Callable[[Any], dict[str, Any]] | None = None,
+        sign: float = 1.0,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
+        heartbeat_seconds: float = 5.0,
+    ) -> None:
+        self.optimizer = optimizer
+        self.objective = objective
+        self.batch = isinstance(objective, BatchObjective)
+        self.client = client
+        self.recorder = recorder
+        self.name = name
+        self.n_trials = n_trials
+        self.max_in_flight = max_in_flight
+        self.timeout = timeout
+        self.retries = retries
+        self.max_failures = max_failures
+        self.progress = progress
+        self.to_call = to_call or (lambda p: p)
+        self.to_record = to_record or (lambda p: p)
+        self.sign = sign
+        self.keep = keep
+        self.heartbeat_seconds = heartbeat_seconds
+        self.token = uuid.uuid4().hex[:8]
+        self.group_size = 1
+        self.mean_duration: float | None = None
+        if not isinstance(objective, BatchObjective):
+            self._runner = partial(_evaluate_group, objective)
+
+    # -- the loop --------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        """Drive the optimizer to the end; see the module notes."""
+        report = RunReport()
+        started = time.perf_counter()
+        threads = capacity(self.client, max_age=2.0)
+        self.task_window = threads + max(2, threads // 4)
+        harvest = distributed.as_completed(
+            loop=self.client.loop,
+            with_results=True,
+            raise_errors=False,
+            timeout=self.timeout,
+        )
+        in_flight: dict[distributed.Future, list[_Pending]] = {}
+        claimed: dict[str, _Pending] = {}  # by hash, evaluated by this driver now
+        waiting: list[_Pending] = []  # evaluated by another driver
+        outcomes: list[Outcome] = []
+        last_error: str | None = None
+        submitted = 0
+        bar = progress_bar(self.progress, total=self.n_trials, desc=self.name)
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._beat, args=(stop,), name=f"dasktune-heartbeat-{self.name}"
+        )
+        beat.start()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        try:
+            while True:
+                if deadline is not None and time.monotonic() > deadline:
+                    report.stopped = "timeout"
+                    break
+                # ask, within the window and the trial budget
+                fresh: list[_Pending] = []
+                asked_any = False
+                while self._room(in_flight, fresh, submitted):
+                    trial = self.optimizer.ask()
+                    if trial is None:
+                        break
+                    asked_any = True
+                    pending = self._admit(trial, claimed, fresh, waiting, report)
+                    if pending is not None:
+                        fresh.append(pending)
+                claims = [Claim(p.param_hash, p.record) for p in fresh + waiting]
+                if outcomes or claims:
+                    decisions = self.recorder.sync(outcomes, claims)
+                    outcomes = []
+                else:
+                    decisions = []
+                to_run: list[_Pending] = []
+                told_any = False
+                still_waiting: list[_Pending] = []
+                for pending, decision in zip(fresh + waiting, decisions, strict=True):
+                    pending.number = decision.number
+                    if decision.kind == "evaluate":
+                        claimed[pending.param_hash] = pending
+                        to_run.append(pending)
+                    elif decision.kind == "elsewhere":
+                        if self.optimizer_wants_values:
+                            still_waiting.append(pending)
+                        else:
+                            report.skipped += len(pending.trials)
+                    else:
+                        value = decision.value if decision.kind == "done" else None
+                        self._tell(pending, value, report)
+                        report.reused += 1
+                        told_any = True
+                waiting = still_waiting
+                if to_run:
+                    submitted += len(to_run)
+                    for future, group in self._submit(to_run):
+                        in_flight[future] = group
+                        harvest.add(future)
+                if not in_flight:
+                    if waiting:
+                        time.sleep(_WAIT_ELSEWHERE_SECONDS)
+                        continue
+                    if self._budget_spent(submitted) or self.optimizer.finished:
+                        report.stopped = (
+                            "finished" if self.optimizer.finished else "n_trials"
+                        )
+                        break
+                    if not asked_any and not told_any:
+                        msg = (
+                            f"{type(self.optimizer).__name__}.ask() returned None while "
+                            "no trial was pending and the optimizer is not finished: it "
+                            "can never propose again"
+                        )
+                        raise DasktuneError(msg)
+                    continue
+                try:
+                    batch = harvest.next_batch(block=True)
+                except TimeoutError:
+                    report.stopped = "timeout"
+                    break
+                for future, result in batch:
+                    group = in_flight.pop(future)
+                    for pending, outcome in zip(
+                        group, self._outcomes(future, result, group), strict=True
+                    ):
+                        del claimed[pending.param_hash]
+                        outcomes.append(outcome)
+                        if outcome.status == TrialStatus.DONE:
+                            report.evaluated += 1
+                            self._tell(pending, outcome.value, report)
+                        else:
+                            report.failed += 1
+                            last_error = outcome.error
+                            self._tell(pending, None, report)
+                        bar.update(1)
+                if report.best_value < math.inf:
+                    bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
+                if self.max_failures is not None and report.failed >= self.max_failures:
+                    self.recorder.sync(outcomes, [])
+                    outcomes = []
+                    msg = (
+                        f"{self.name}: stopped after {report.failed} failed trials "
+                        f"(max_failures={self.max_failures}); the last one raised:\n"
+                        f"{last_error}"
+                    )
+                    raise TooManyFailuresError(msg)
+            if outcomes:
+                self.recorder.sync(outcomes, [])
+                outcomes = []
+        finally:
+            stop.set()
+            beat.join()
+            bar.close()
+            if in_flight:
+                self.client.cancel(list(in_flight))
+            if outcomes:
+                self.recorder.sync(outcomes, [])
+            self.recorder.release()
+        report.elapsed = time.perf_counter() - started
+        if report.best_value < math.inf:
+            report.best_value *= self.sign
+        return report
+
+    @property
+    def optimizer_wants_values(self) -> bool:
+        return bool(getattr(self.optimizer, "wants_values", True))
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_seconds):
+            self.recorder.heartbeat()
+
+    def _room(
+        self,
+        in_flight: dict[Any, list[_Pending]],
+        fresh: list[_Pending],
+        submitted: int,
+    ) -> bool:
+        if self._budget_spent(submitted + len(fresh)):
+            return False
+        n_flying = sum(len(g) for g in in_flight.values()) + len(fresh)
+        if self.max_in_flight is not None:
+            return n_flying < self.max_in_flight
+        return n_flying < self.task_window * self.group_size
+
+    def _budget_spent(self, count: int) -> bool:
+        return self.n_trials is not None and count >= self.n_trials
+
+    def _admit(
+        self,
+        trial: Trial,
+        claimed: dict[str, _Pending],
+        fresh: list[_Pending],
+        waiting: list[_Pending],
+        report: RunReport,
+    ) -> _Pending | None:
+        """A new claim for ``trial``, or ``None`` when it joins one in flight."""
+        record, h = canonical(self.to_record(trial.params))
+        same = claimed.get(h) or next(
+            (p for p in (*fresh, *waiting) if p.param_hash == h), None
+        )
+        if same is not None:
+            same.trials.append(trial)
+            return None
+        if self.keep is not None and not self.keep(record):
+            report.skipped += 1
+            if self.optimizer_wants_values:
+                self.optimizer.tell(trial, math.inf)
+            return None
+        return _Pending(h, record, self.to_call(trial.params), [trial])
+
+    def _tell(self, pending: _Pending, value: float | None, report: RunReport) -> None:
+        told = math.inf if value is None else self.sign * value
+        if told < report.best_value:
+            report.best_value, report.best_params = told, pending.record
+        for trial in pending.trials:
+            self.optimizer.tell(trial, told)
+
+    # -- submission and results --------------------------------------------------
+
+    def _submit(
+        self, to_run: list[_Pending]
+    ) -> list[tuple[distributed.Future, list[_Pending]]]:
+        if self.batch:
+            key = f"{self.name}-trial-{to_run[0].number}-{self.token}"
+            futures = self.objective.submit_batch(  # type: ignore[union-attr]
+                [p.call for p in to_run], self.client, key
+            )
+            return [(f, [p]) for f, p in zip(futures, to_run, strict=True)]
+        n = len(to_run)
+        n_tasks = max(-(-n // self.group_size), min(n, self.task_window))
+        groups: list[list[_Pending]] = []
+        start = 0
+        base, extra = divmod(n, n_tasks)
+        for i in range(n_tasks):
+            size = base + (i < extra)
+            groups.append(to_run[start : start + size])
+            start += size
+        keys = [f"{self.name}-trial-{g[0].number}-{self.token}" for g in groups]
+        payloads = [
+            _Group([(p.param_hash, p.call) for p in g], self.retries) for g in groups
+        ]
+        futures = self.client.map(self._runner, payloads, key=keys, pure=False)
+        return list(zip(futures, groups, strict=True))
+
+    def _outcomes(
+        self, future: distributed.Future, result: Any, group: list[_Pending]
+    ) -> list[Outcome]:
+        if future.status != "finished":
+            # the task itself failed (lost workers beyond allowed-failures, a
+            # batch objective raising): every trial in it failed with that error
+            if isinstance(result, tuple) and len(result) == 3:
+                _, exc, tb = result
+                text = "".join(traceback.format_exception(type(exc), exc, tb))
+            else:
+                text = f"task {future.key} ended as {future.status}: {result!r}"
+            return [
+                Outcome(p.param_hash, TrialStatus.FAILED, error=text) for p in group
+            ]
+        if self.batch:
+            pending = group[0]
+            now = time.time()
+            try:
+                value, aux = normalize_result(result)
+                if math.isnan(value):
+                    msg = f"the objective returned NaN for {pending.call!r}"
+                    raise ValueError(msg)
+            except Exception:
+                return [
+                    Outcome(
+                        pending.param_hash,
+                        TrialStatus.FAILED,
+                        error=traceback.format_exc(),
+                        finished=now,
+                    )
+                ]
+            return [
+                Outcome(
+                    pending.param_hash,
+                    TrialStatus.DONE,
+                    value=value,
+                    aux=canonical(aux)[0] if aux else {},
+                    finished=now,
+                )
+            ]
+        assert isinstance(result, _GroupResult)
+        durations = [o.duration or 0.0 for o in result.outcomes]
+        self._adapt(sum(durations) / max(1, len(durations)))
+        for outcome in result.outcomes:
+            outcome.worker, outcome.host = result.worker, result.host
+        return result.outcomes
+
+    def _adapt(self, duration: float) -> None:
+        """Group more trials per task while they are far cheaper than a task."""
+        if self.max_in_flight is not None:
+            return
+        mean = (
+            duration
+            if self.mean_duration is None
+            else 0.5 * (self.mean_duration + duration)
+        )
+        self.mean_duration = mean
+        wanted = int(_TARGET_TASK_SECONDS / max(mean, 1e-9))
+        self.group_size = max(1, min(wanted, self.group_size * _GROWTH, _MAX_GROUP))

@@ -1,0 +1,488 @@
+"""A named, durable search: generator → filters → de-duplication → futures → store.
+
+:class:`Search` is optomatic on Dask. A source proposes parameter sets (any
+iterable of dicts — a scikit-learn ``ParameterGrid`` or ``ParameterSampler``, a
+list, a generator — or an ask/tell optimizer), filters drop some, the driver
+evaluates the rest as Dask futures, and the trial store keeps every trial. A
+parameter set already done in the search is never evaluated again: its stored
+value is reused (and told to the optimizer that proposed it). Running the same
+script again after a crash or Ctrl-C resumes: done trials are skipped,
+interrupted ones re-run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import inspect
+import os
+import platform
+import socket
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Self
+
+import distributed
+import numpy as np
+import pandas as pd
+
+from dasktune.asktell import AskTell, IterableSource, RandomSampler
+from dasktune.cluster import get_client
+from dasktune.driver import BatchObjective, Driver, RunReport
+from dasktune.exceptions import DasktuneError
+from dasktune.mapping import check_callable
+from dasktune.space import Space
+from dasktune.store import STALE_AFTER_SECONDS, Claim, Decision, Outcome, TrialStore
+
+__all__ = ["RESERVED_COLUMNS", "BestTrial", "Search"]
+
+RESERVED_COLUMNS = (
+    "number",
+    "value",
+    "status",
+    "duration",
+    "worker",
+    "host",
+    "attempts",
+    "started",
+    "finished",
+    "error",
+    "aux",
+)
+DEFAULT_MAX_FAILURES = 1000
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """The best done trial of a search."""
+
+    number: int
+    params: dict[str, Any]
+    value: float
+    aux: dict[str, Any] = field(default_factory=dict)
+
+
+class _StoreRecorder:
+    """The driver's recorder for one run: a search's rows in the store."""
+
+    def __init__(
+        self,
+        store: TrialStore,
+        search_id: int,
+        driver_id: str,
+        retry_failed: bool,
+        stale_after: float,
+    ) -> None:
+        self.store = store
+        self.search_id = search_id
+        self.driver_id = driver_id
+        self.retry_failed = retry_failed
+        self.stale_after = stale_after
+        self.version = 0  # bumped whenever outcomes are written
+
+    def sync(
+        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
+    ) -> list[Decision]:
+        if outcomes:
+            self.version += 1
+        return self.store.sync(
+            self.search_id,
+            self.driver_id,
+            outcomes,
+            claims,
+            retry_failed=self.retry_failed,
+            stale_after=self.stale_after,
+        )
+
+    def heartbeat(self) -> None:
+        self.store.heartbeat(self.driver_id)
+
+    def release(self) -> None:
+        self.store.release(self.search_id, self.driver_id)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def provenance(objective: object) -> dict[str, Any]:
+    """What makes a search defensible: versions, host, user, git, objective."""
+    target = getattr(objective, "process_function", objective)
+    try:
+        source = inspect.getsource(target)  # type: ignore[arg-type]
+        source_hash: str | None = hashlib.sha256(source.encode()).hexdigest()
+    except (OSError, TypeError):
+        source_hash = None
+    commit = _git("rev-parse", "HEAD")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = None
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", type(target).__qualname__)
+    return {
+        "dasktune": _version("dasktune"),
+        "python": platform.python_version(),
+        "packages": {
+            name: _version(name)
+            for name in ("numpy", "scipy", "pandas", "dask", "distributed")
+        },
+        "host": socket.gethostname(),
+        "user": user,
+        "cwd": os.getcwd(),
+        "git_commit": commit,
+        "git_dirty": None if commit is None else bool(_git("status", "--porcelain")),
+        "objective": f"{module}.{qualname}" if module else qualname,
+        "objective_source_sha256": source_hash,
+    }
+
+
+class Search:
+    """A named, durable search (see the module notes).
+
+    Parameters
+    ----------
+    name : str
+        The search's name in the store; re-opening it by name continues it.
+    objective : callable or BatchObjective
+        Called as ``objective(params)`` with a parameter dict; returns a number,
+        ``(number, dict)`` or a dict with a ``"loss"`` key (the rest of a dict is
+        kept as auxiliary data). A ``ProducerConsumer`` with a reduction
+        evaluates whole batches where its data lives.
+    store : str or TrialStore, default "sqlite:///dasktune.db"
+        A SQLAlchemy URL or an open store.
+    client : distributed.Client, optional
+        See :func:`dasktune.get_client`.
+    space : Space or dict, optional
+        The named parameter space: needed for vector optimizers (``SPSA``,
+        ``HyperScipySampler`` over a space) and for ``run()`` with no source
+        (random sampling); stored with the search.
+    direction : {"minimize", "maximize"}
+    stale_after : float, default 30
+        Seconds after which a trial left running by a silent driver is taken
+        over (drivers beat every 5 s).
+
+    Raises
+    ------
+    SearchMismatchError
+        If the store holds a search of that name with another space or direction.
+    SchemaVersionError
+        If the store was written by a newer dasktune.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import ParameterGrid
+    >>> search = Search("svm", fit_and_score)  # doctest: +SKIP
+    >>> search.run(ParameterGrid({"C": [0.1, 1, 10], "kernel": ["rbf"]}))  # doctest: +SKIP
+    >>> search.trials().sort_values("value").head()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        name: str,
+        objective: Callable[[dict[str, Any]], Any] | BatchObjective,
+        store: str | TrialStore = "sqlite:///dasktune.db",
+        *,
+        client: distributed.Client | None = None,
+        space: Space | Mapping[str, Any] | None = None,
+        direction: str = "minimize",
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            msg = f"name must be a non-empty string, got {name!r}"
+            raise ValueError(msg)
+        if not isinstance(objective, BatchObjective):
+            check_callable("objective", objective)
+        if direction not in ("minimize", "maximize"):
+            msg = f"direction must be 'minimize' or 'maximize', got {direction!r}"
+            raise ValueError(msg)
+        if not isinstance(stale_after, int | float) or stale_after <= 0:
+            msg = (
+                f"stale_after must be a positive number of seconds, got {stale_after!r}"
+            )
+            raise ValueError(msg)
+        self.name = name
+        self.objective = objective
+        self.space = None if space is None else Space(space)
+        if self.space is not None:
+            _check_reserved(self.space.names)
+        self.direction = direction
+        self.stale_after = float(stale_after)
+        self._client_arg = client
+        self._owns_store = not isinstance(store, TrialStore)
+        self.store = TrialStore(store) if isinstance(store, str) else store
+        self.search_id = self.store.open_search(
+            name,
+            space=None if self.space is None else self.space.to_json(),
+            direction=direction,
+            metadata=provenance(objective),
+        )
+        self._frame_cache: tuple[int, pd.DataFrame] | None = None
+
+    # -- running ---------------------------------------------------------------
+
+    def run(
+        self,
+        source: Iterable[Mapping[str, Any]] | AskTell | None = None,
+        *,
+        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]] = (),
+        n_trials: int | None = None,
+        max_in_flight: int | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        max_failures: int | None = DEFAULT_MAX_FAILURES,
+        retry_failed: bool = False,
+        progress: bool = True,
+        seed: int | None = None,
+    ) -> RunReport:
+        """Evaluate what ``source`` proposes, recording every trial.
+
+        Parameters
+        ----------
+        source : iterable of dicts, ask/tell optimizer, or None
+            A ``ParameterGrid``, ``ParameterSampler``, list or generator of
+            parameter dicts; or an optimizer (``SPSA``, ``HyperScipySampler``,
+            ``LCBSelector``, ...). ``None`` samples the search's ``space`` at
+            random (``seed``, and ``n_trials`` required).
+        filters : sequence of callables
+            ``f(params, trials) -> bool``, applied before a trial is claimed; a
+            trial is kept when every filter returns true. ``trials`` is the
+            search's DataFrame, refreshed once per batch of results.
+        n_trials : int, optional
+            Evaluate at most this many new trials in this run (reused results do
+            not count).
+        max_in_flight : int, optional
+            Trials in flight at once (default: the cluster's thread count plus a
+            margin, times the number of trials grouped per task).
+        timeout : float, optional
+            Seconds; then no new trial starts, running ones are cancelled and put
+            back as queued (a later run takes them), and ``run`` returns.
+        retries : int, default 0
+            Re-run a trial whose objective raised, up to this many times, before it
+            is recorded as failed.
+        max_failures : int or None, default 1000
+            Stop with ``TooManyFailuresError`` (quoting the last traceback) after
+            this many failed trials in this run; ``None`` never stops.
+        retry_failed : bool, default False
+            Evaluate again the trials that failed in earlier runs.
+        progress : bool, default True
+            A ``tqdm.auto`` bar with the best value so far.
+        seed : int, optional
+            For ``source=None``.
+
+        Returns
+        -------
+        RunReport
+            Counts of evaluated, failed, reused and skipped trials, the elapsed
+            time, why it stopped, and the best value of this run.
+        """
+        optimizer = self._optimizer(source, n_trials, seed)
+        for label, value, minimum in (
+            ("n_trials", n_trials, 1),
+            ("max_in_flight", max_in_flight, 1),
+            ("retries", retries, 0),
+            ("max_failures", max_failures, 1),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            ):
+                msg = f"{label} must be an integer >= {minimum} or None, got {value!r}"
+                raise ValueError(msg)
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            msg = f"timeout must be a positive number of seconds, got {timeout!r}"
+            raise ValueError(msg)
+        for f in filters:
+            check_callable("each filter", f)
+        client = get_client(self._client_arg)
+        driver_id = self.store.register_driver(
+            self.search_id,
+            {
+                "optimizer": _describe(optimizer),
+                "seed": getattr(optimizer, "seed", seed),
+                "n_trials": n_trials,
+                "retries": retries,
+                "scheduler": getattr(client.scheduler, "address", None),
+            },
+        )
+        recorder = _StoreRecorder(
+            self.store, self.search_id, driver_id, retry_failed, self.stale_after
+        )
+        driver = Driver(
+            optimizer,
+            self.objective,
+            client,
+            recorder,
+            name=self.name,
+            n_trials=n_trials,
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            retries=retries,
+            max_failures=max_failures,
+            progress=progress,
+            to_call=self._params,
+            to_record=self._params,
+            sign=1.0 if self.direction == "minimize" else -1.0,
+            keep=self._keeper(filters, recorder) if filters else None,
+        )
+        try:
+            return driver.run()
+        finally:
+            if source is None or not isinstance(source, AskTell):
+                optimizer.close()
+
+    def _optimizer(
+        self,
+        source: Iterable[Mapping[str, Any]] | AskTell | None,
+        n_trials: int | None,
+        seed: int | None,
+    ) -> AskTell:
+        if source is None:
+            if self.space is None or n_trials is None:
+                msg = (
+                    "run() without a source samples the search's space at random: "
+                    "give Search(space=...) and run(n_trials=...), or pass a source"
+                )
+                raise ValueError(msg)
+            return RandomSampler(self.space, seed=seed)
+        if isinstance(source, AskTell):
+            return source
+        if isinstance(source, str | bytes | Mapping) or not isinstance(
+            source, Iterable
+        ):
+            msg = (
+                "source must be an iterable of parameter dicts (a ParameterGrid, a "
+                "list, a generator) or an ask/tell optimizer, got "
+                f"{type(source).__name__}: {source!r}"
+            )
+            raise TypeError(msg)
+        grid = getattr(source, "param_grid", None) or getattr(
+            source, "param_distributions", None
+        )
+        for part in grid if isinstance(grid, list) else [grid] if grid else []:
+            _check_reserved(part)
+        return IterableSource(source)
+
+    def _params(self, params: Any) -> dict[str, Any]:
+        if isinstance(params, Mapping):
+            _check_reserved(params)
+            return dict(params)
+        if self.space is None:
+            msg = (
+                f"the optimizer proposed a vector ({params!r}); give the search a "
+                "space (Search(..., space=...)) to decode it into named parameters"
+            )
+            raise ValueError(msg)
+        return self.space.decode(params)
+
+    def _keeper(
+        self,
+        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]],
+        recorder: _StoreRecorder,
+    ) -> Callable[[dict[str, Any]], bool]:
+        def keep(record: dict[str, Any]) -> bool:
+            if self._frame_cache is None or self._frame_cache[0] != recorder.version:
+                self._frame_cache = (recorder.version, self.trials())
+            frame = self._frame_cache[1]
+            return all(f(record, frame) for f in filters)
+
+        return keep
+
+    # -- reading ---------------------------------------------------------------
+
+    def trials(self, status: str | None = None) -> pd.DataFrame:
+        """Every trial as a DataFrame: one row each, one column per parameter.
+
+        Columns: ``number``, the parameters under their own names, ``value``,
+        ``status`` (queued, running, done, failed), ``duration`` (s), ``worker``,
+        ``host``, ``attempts``, ``started`` and ``finished`` (UTC timestamps),
+        ``error`` (the traceback of a failed trial) and ``aux`` (a dict).
+
+        Parameters
+        ----------
+        status : str, optional
+            Only the trials with this status.
+        """
+        rows = self.store.trials(self.search_id)
+        if status is not None:
+            rows = [r for r in rows if r["status"] == status]
+        names: list[str] = list(self.space.names) if self.space is not None else []
+        for row in rows:
+            for key in row["params"]:
+                if key not in names:
+                    names.append(key)
+        records = []
+        for row in rows:
+            entry: dict[str, Any] = {"number": row["number"]}
+            entry.update({n: row["params"].get(n, np.nan) for n in names})
+            for column in RESERVED_COLUMNS[1:]:
+                entry[column] = row[column]
+            records.append(entry)
+        frame = pd.DataFrame.from_records(
+            records, columns=["number", *names, *RESERVED_COLUMNS[1:]]
+        )
+        for column in ("started", "finished"):
+            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+        return frame
+
+    @property
+    def best(self) -> BestTrial:
+        """The best done trial (lowest value, or highest when maximising).
+
+        Raises
+        ------
+        DasktuneError
+            If no trial is done yet.
+        """
+        done = [r for r in self.store.trials(self.search_id) if r["status"] == "done"]
+        if not done:
+            msg = f"search {self.name!r} has no done trial yet; run() it first"
+            raise DasktuneError(msg)
+        pick = min if self.direction == "minimize" else max
+        row = pick(done, key=lambda r: r["value"])
+        return BestTrial(row["number"], row["params"], row["value"], row["aux"])
+
+    def close(self) -> None:
+        """Release the store (when the search opened it)."""
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Search({self.name!r}, store={self.store.url!r})"
+
+
+def _describe(optimizer: object) -> str:
+    describe = getattr(optimizer, "describe", None)
+    return describe() if callable(describe) else type(optimizer).__name__
+
+
+def _check_reserved(names: Iterable[str]) -> None:
+    clash = sorted(set(names) & set(RESERVED_COLUMNS))
+    if clash:
+        msg = (
+            f"parameter names {clash} are reserved for the trials table's columns "
+            f"{list(RESERVED_COLUMNS)}; rename them"
+        )
+        raise ValueError(msg)

@@ -1,0 +1,649 @@
+"""The trial store: a durable, de-duplicated record of every trial.
+
+The store is addressed by a SQLAlchemy URL: ``sqlite:///path.db`` (the default
+file; WAL journal, ``synchronous=NORMAL``, a 60 s busy timeout) or ``sqlite://``
+(in memory, for one process). The code uses SQLAlchemy Core only, so another
+database (PostgreSQL) needs no change here beyond its URL. Nothing but JSON goes
+in: opening a store never unpickles anything.
+
+The contract (what :class:`TrialStore` guarantees):
+
+- one row per (search, canonical parameter hash): a parameter set is claimed
+  once, atomically, so two drivers never both evaluate it;
+- :meth:`TrialStore.sync` writes a batch of results and claims the next trials
+  in one transaction;
+- a trial left ``running`` by a driver that died is taken over once that
+  driver's heartbeat is older than ``stale_after`` (30 s by default; drivers beat
+  every 5 s), and at once when the driver ran on this host and its process is
+  gone; trials that a driver releases on exit (timeout, Ctrl-C) go back to
+  ``queued`` and are taken over at once;
+- the schema is created inside a write transaction, so two drivers starting
+  together do not race; a store written by a newer schema is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Claim",
+    "Decision",
+    "Outcome",
+    "TrialStatus",
+    "TrialStore",
+    "canonical",
+]
+
+SCHEMA_VERSION = 1
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 30.0
+_IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
+
+
+class TrialStatus(enum.StrEnum):
+    """Where a trial is: claimed but not started, running, done or failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class Claim:
+    """A parameter set a driver wants to evaluate (``params`` JSON-able)."""
+
+    param_hash: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What one evaluation gave, to be written by :meth:`TrialStore.sync`."""
+
+    param_hash: str
+    status: TrialStatus
+    value: float | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    worker: str | None = None
+    host: str | None = None
+    attempts: int = 1
+    started: float | None = None
+    finished: float | None = None
+    duration: float | None = None
+
+
+@dataclass
+class Decision:
+    """What a driver does with a claim.
+
+    ``kind`` is ``"evaluate"`` (claimed: evaluate it), ``"done"`` (a stored
+    value to reuse), ``"failed"`` (failed before, not retried) or
+    ``"elsewhere"`` (another live driver is evaluating it).
+    """
+
+    kind: str
+    number: int
+    value: float | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return repr(obj)
+
+
+def canonical(params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Parameters as stored, and their canonical hash.
+
+    Keys become strings; numpy scalars and arrays become Python numbers and lists;
+    tuples become lists; categoricals are stored as their values; any other
+    object is stored as its ``repr`` (so give objects a stable ``repr``, or pass
+    their name instead). The hash is the SHA-256 of the JSON with sorted keys:
+    ``1`` and ``1.0`` are different parameters, as their JSON is.
+
+    >>> canonical({"b": np.int64(2), "a": (0.5, "x")})[0]
+    {'b': 2, 'a': [0.5, 'x']}
+    >>> canonical({"a": 1, "b": 2})[1] == canonical({"b": 2, "a": 1})[1]
+    True
+    """
+    record = _jsonable(params)
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return record, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class TrialStore:
+    """A trial store on SQLAlchemy Core; see the module notes for the contract.
+
+    Parameters
+    ----------
+    url : str
+        A SQLAlchemy URL: ``"sqlite:///dasktune.db"``, ``"sqlite://"``, ...
+    """
+
+    def __init__(self, url: str) -> None:
+        if not isinstance(url, str) or "://" not in url:
+            msg = (
+                f"store must be a database URL such as 'sqlite:///dasktune.db', "
+                f"got {url!r}"
+            )
+            raise ValueError(msg)
+        self.url = url
+        try:
+            self.engine = _make_engine(url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
+            msg = f"cannot open the store {url!r}: {err}"
+            raise StoreError(msg) from err
+        self._lock = threading.RLock()
+        self._define_tables()
+        self._create_schema()
+        self.host = socket.gethostname()
+
+    # -- schema ----------------------------------------------------------------
+
+    def _define_tables(self) -> None:
+        md = self.metadata = sa.MetaData()
+        self.meta = sa.Table(
+            "dasktune_meta",
+            md,
+            sa.Column("key", sa.String(64), primary_key=True),
+            sa.Column("value", sa.Text, nullable=False),
+        )
+        self.searches = sa.Table(
+            "searches",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("name", sa.String(255), nullable=False, unique=True),
+            sa.Column("space", sa.Text),
+            sa.Column("direction", sa.String(8), nullable=False),
+            sa.Column("metadata", sa.Text, nullable=False),
+            sa.Column("created", sa.Float, nullable=False),
+        )
+        self.drivers = sa.Table(
+            "drivers",
+            md,
+            sa.Column("id", sa.String(32), primary_key=True),
+            sa.Column("search_id", sa.Integer, nullable=False),
+            sa.Column("host", sa.String(255), nullable=False),
+            sa.Column("pid", sa.Integer, nullable=False),
+            sa.Column("started", sa.Float, nullable=False),
+            sa.Column("heartbeat", sa.Float, nullable=False),
+            sa.Column("ended", sa.Float),
+            sa.Column("info", sa.Text),
+        )
+        self.trials_table = sa.Table(
+            "trials",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("search_id", sa.Integer, nullable=False),
+            sa.Column("number", sa.Integer, nullable=False),
+            sa.Column("param_hash", sa.String(64), nullable=False),
+            sa.Column("params", sa.Text, nullable=False),
+            sa.Column("status", sa.String(8), nullable=False),
+            sa.Column("value", sa.Float),
+            sa.Column("aux", sa.Text),
+            sa.Column("error", sa.Text),
+            sa.Column("worker", sa.String(255)),
+            sa.Column("host", sa.String(255)),
+            sa.Column("attempts", sa.Integer, nullable=False, default=0),
+            sa.Column("driver_id", sa.String(32)),
+            sa.Column("created", sa.Float, nullable=False),
+            sa.Column("started", sa.Float),
+            sa.Column("finished", sa.Float),
+            sa.Column("duration", sa.Float),
+            sa.UniqueConstraint("search_id", "param_hash", name="uq_trial_params"),
+            sa.UniqueConstraint("search_id", "number", name="uq_trial_number"),
+            sa.Index("ix_trials_status", "search_id", "status"),
+        )
+
+    def _create_schema(self) -> None:
+        with self._tx() as conn:
+            self.metadata.create_all(conn)
+            row = conn.execute(
+                sa.select(self.meta.c.value).where(self.meta.c.key == "schema_version")
+            ).first()
+            if row is None:
+                conn.execute(self.meta.insert().values(key="schema_version", value="1"))
+            elif int(row.value) > SCHEMA_VERSION:
+                msg = (
+                    f"the store {self.url!r} has schema version {row.value}, newer "
+                    f"than this dasktune understands ({SCHEMA_VERSION}); upgrade "
+                    "dasktune to read it"
+                )
+                raise SchemaVersionError(msg)
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        # one transaction at a time per process: an in-memory store shares a
+        # single connection between the driver and its heartbeat thread
+        with self._lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._lock, self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.engine.dispose()
+
+    # -- searches and drivers ----------------------------------------------------
+
+    def open_search(
+        self,
+        name: str,
+        *,
+        space: dict[str, Any] | None,
+        direction: str,
+        metadata: dict[str, Any],
+    ) -> int:
+        """Create the search ``name``, or check that the stored one matches.
+
+        Raises
+        ------
+        SearchMismatchError
+            If a search of that name exists with another space or direction.
+        """
+        s = self.searches
+        space_json = None if space is None else json.dumps(space, sort_keys=True)
+        with self._tx() as conn:
+            row = conn.execute(sa.select(s).where(s.c.name == name)).first()
+            if row is None:
+                result = conn.execute(
+                    s.insert().values(
+                        name=name,
+                        space=space_json,
+                        direction=direction,
+                        metadata=json.dumps(metadata, sort_keys=True, default=repr),
+                        created=time.time(),
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                return int(key[0])
+        if row.space != space_json:
+            msg = (
+                f"search {name!r} in {self.url} was made with the space "
+                f"{row.space} but is re-opened with {space_json}; use a new search "
+                "name for a new space"
+            )
+            raise SearchMismatchError(msg)
+        if row.direction != direction:
+            msg = (
+                f"search {name!r} in {self.url} is a {row.direction} search but is "
+                f"re-opened with direction={direction!r}"
+            )
+            raise SearchMismatchError(msg)
+        return int(row.id)
+
+    def find_search(self, name: str) -> dict[str, Any] | None:
+        """The stored row of search ``name`` (a dict), or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(self.searches).where(self.searches.c.name == name)
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def list_searches(self) -> list[dict[str, Any]]:
+        """Every search, with its number of trials per status."""
+        s, t = self.searches, self.trials_table
+        counts = (
+            sa.select(t.c.search_id, t.c.status, sa.func.count().label("n"))
+            .group_by(t.c.search_id, t.c.status)
+            .subquery()
+        )
+        with self._read() as conn:
+            rows = conn.execute(sa.select(s).order_by(s.c.id)).all()
+            tally = conn.execute(sa.select(counts)).all()
+        out = []
+        for row in rows:
+            entry = dict(row._mapping)
+            for status in TrialStatus:
+                entry[status.value] = 0
+            out.append(entry)
+        by_id = {entry["id"]: entry for entry in out}
+        for search_id, status, n in tally:
+            by_id[search_id][status] = n
+        return out
+
+    def register_driver(
+        self, search_id: int, info: dict[str, Any] | None = None
+    ) -> str:
+        """Record a new driver of ``search_id`` (this host and process).
+
+        ``info`` (JSON) describes the run: the optimizer, its seed, the options.
+        """
+        driver_id = uuid.uuid4().hex
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute(
+                self.drivers.insert().values(
+                    id=driver_id,
+                    search_id=search_id,
+                    host=self.host,
+                    pid=os.getpid(),
+                    started=now,
+                    heartbeat=now,
+                    info=json.dumps(info or {}, sort_keys=True, default=repr),
+                )
+            )
+        return driver_id
+
+    def heartbeat(self, driver_id: str) -> None:
+        """Tell other drivers that ``driver_id`` is alive."""
+        with self._tx() as conn:
+            conn.execute(
+                self.drivers.update()
+                .where(self.drivers.c.id == driver_id)
+                .values(heartbeat=time.time())
+            )
+
+    def release(self, search_id: int, driver_id: str) -> None:
+        """Put the trials ``driver_id`` still runs back to ``queued``; end it."""
+        t = self.trials_table
+        with self._tx() as conn:
+            conn.execute(
+                t.update()
+                .where(
+                    t.c.search_id == search_id,
+                    t.c.driver_id == driver_id,
+                    t.c.status == TrialStatus.RUNNING,
+                )
+                .values(status=TrialStatus.QUEUED, driver_id=None)
+            )
+            conn.execute(
+                self.drivers.update()
+                .where(self.drivers.c.id == driver_id)
+                .values(ended=time.time())
+            )
+
+    # -- trials -------------------------------------------------------------------
+
+    def sync(
+        self,
+        search_id: int,
+        driver_id: str,
+        outcomes: Sequence[Outcome],
+        claims: Sequence[Claim],
+        *,
+        retry_failed: bool = False,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> list[Decision]:
+        """Write ``outcomes`` and claim ``claims`` in one transaction.
+
+        Returns
+        -------
+        list of Decision
+            One per claim, in order.
+        """
+        t = self.trials_table
+        now = time.time()
+        with self._tx() as conn:
+            if outcomes:
+                self._write_outcomes(conn, search_id, outcomes)
+            conn.execute(
+                self.drivers.update()
+                .where(self.drivers.c.id == driver_id)
+                .values(heartbeat=now)
+            )
+            if not claims:
+                return []
+            existing = self._rows_for(conn, search_id, [c.param_hash for c in claims])
+            next_number = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(t.c.number), -1)).where(
+                    t.c.search_id == search_id
+                )
+            ).scalar_one()
+            decisions: list[Decision] = []
+            inserts: list[dict[str, Any]] = []
+            takeovers: list[str] = []
+            for claim in claims:
+                row = existing.get(claim.param_hash)
+                if row is None:
+                    next_number += 1
+                    inserts.append(
+                        {
+                            "search_id": search_id,
+                            "number": next_number,
+                            "param_hash": claim.param_hash,
+                            "params": json.dumps(claim.params, sort_keys=True),
+                            "status": TrialStatus.RUNNING,
+                            "attempts": 0,
+                            "driver_id": driver_id,
+                            "created": now,
+                        }
+                    )
+                    decision = Decision("evaluate", next_number)
+                else:
+                    decision = self._decide(
+                        row, driver_id, retry_failed, stale_after, now
+                    )
+                    if decision.kind == "evaluate":
+                        takeovers.append(claim.param_hash)
+                decisions.append(decision)
+                # a repeated hash within one batch is the same row
+                existing.setdefault(
+                    claim.param_hash,
+                    {
+                        "number": decision.number,
+                        "status": "running",
+                        "owner": driver_id,
+                    },
+                )
+            if inserts:
+                conn.execute(t.insert(), inserts)
+            for i in range(0, len(takeovers), _IN_CHUNK):
+                conn.execute(
+                    t.update()
+                    .where(
+                        t.c.search_id == search_id,
+                        t.c.param_hash.in_(takeovers[i : i + _IN_CHUNK]),
+                    )
+                    .values(status=TrialStatus.RUNNING, driver_id=driver_id)
+                )
+        return decisions
+
+    def _write_outcomes(
+        self, conn: Connection, search_id: int, outcomes: Sequence[Outcome]
+    ) -> None:
+        t = self.trials_table
+        statement = (
+            t.update()
+            .where(
+                t.c.search_id == search_id,
+                t.c.param_hash == sa.bindparam("h"),
+                t.c.status != TrialStatus.DONE,
+            )
+            .values(
+                status=sa.bindparam("s"),
+                value=sa.bindparam("v"),
+                aux=sa.bindparam("a"),
+                error=sa.bindparam("e"),
+                worker=sa.bindparam("w"),
+                host=sa.bindparam("ho"),
+                attempts=t.c.attempts + sa.bindparam("n"),
+                started=sa.bindparam("st"),
+                finished=sa.bindparam("fi"),
+                duration=sa.bindparam("du"),
+                driver_id=None,
+            )
+        )
+        conn.execute(
+            statement,
+            [
+                {
+                    "h": o.param_hash,
+                    "s": o.status,
+                    "v": o.value,
+                    "a": json.dumps(o.aux, sort_keys=True) if o.aux else None,
+                    "e": o.error,
+                    "w": o.worker,
+                    "ho": o.host,
+                    "n": o.attempts,
+                    "st": o.started,
+                    "fi": o.finished,
+                    "du": o.duration,
+                }
+                for o in outcomes
+            ],
+        )
+
+    def _rows_for(
+        self, conn: Connection, search_id: int, hashes: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        t, d = self.trials_table, self.drivers
+        unique = list(dict.fromkeys(hashes))
+        rows: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(unique), _IN_CHUNK):
+            query = (
+                sa.select(
+                    t.c.param_hash,
+                    t.c.number,
+                    t.c.status,
+                    t.c.value,
+                    t.c.aux,
+                    t.c.driver_id.label("owner"),
+                    d.c.host.label("owner_host"),
+                    d.c.pid.label("owner_pid"),
+                    d.c.heartbeat.label("owner_heartbeat"),
+                )
+                .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
+                .where(
+                    t.c.search_id == search_id,
+                    t.c.param_hash.in_(unique[i : i + _IN_CHUNK]),
+                )
+            )
+            for row in conn.execute(query):
+                rows[row.param_hash] = dict(row._mapping)
+        return rows
+
+    def _decide(
+        self,
+        row: dict[str, Any],
+        driver_id: str,
+        retry_failed: bool,
+        stale_after: float,
+        now: float,
+    ) -> Decision:
+        number, status = int(row["number"]), row["status"]
+        if status == TrialStatus.DONE:
+            aux = json.loads(row["aux"]) if row.get("aux") else {}
+            return Decision("done", number, row["value"], aux)
+        if status == TrialStatus.FAILED:
+            return Decision("evaluate" if retry_failed else "failed", number)
+        if status == TrialStatus.QUEUED or row.get("owner") is None:
+            return Decision("evaluate", number)
+        if row["owner"] == driver_id:
+            return Decision("elsewhere", number)
+        heartbeat = row.get("owner_heartbeat")
+        dead_here = (
+            row.get("owner_host") == self.host
+            and row.get("owner_pid") is not None
+            and not _pid_alive(int(row["owner_pid"]))
+        )
+        if heartbeat is None or now - heartbeat > stale_after or dead_here:
+            return Decision("evaluate", number)
+        return Decision("elsewhere", number)
+
+    def runs(self, search_id: int) -> list[dict[str, Any]]:
+        """Every driver that ran the search, oldest first (``info`` decoded)."""
+        d = self.drivers
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(d).where(d.c.search_id == search_id).order_by(d.c.started)
+            ).all()
+        out = []
+        for row in rows:
+            entry = dict(row._mapping)
+            entry["info"] = json.loads(entry["info"]) if entry["info"] else {}
+            out.append(entry)
+        return out
+
+    def trials(self, search_id: int) -> list[dict[str, Any]]:
+        """Every trial of a search as dicts (``params`` and ``aux`` decoded)."""
+        t = self.trials_table
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t).where(t.c.search_id == search_id).order_by(t.c.number)
+            ).all()
+        out = []
+        for row in rows:
+            entry = dict(row._mapping)
+            entry["params"] = json.loads(entry["params"])
+            entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
+            out.append(entry)
+        return out
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    in_memory = parsed.database in (None, "", ":memory:")
+    if in_memory:
+        engine = sa.create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+    else:
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # let SQLAlchemy, not the sqlite3 module, decide where transactions begin
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # take the write lock at the start: claims are read-then-write
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,46 @@
+"""A search run in its own process by test_search.py (killed, or run twice at once).
+
+Usage: python search_script.py STORE_URL LOG_FILE SLEEP_SECONDS
+Every evaluation appends its parameter to LOG_FILE, so the tests can count them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from distributed import Client, LocalCluster
+
+from dasktune import Search
+
+
+def make_objective(log: str, sleep: float):
+    def objective(params: dict) -> float:
+        time.sleep(sleep)
+        with open(log, "a") as f:
+            f.write(f"{params['i']}\n")
+        return float(params["i"])
+
+    return objective
+
+
+def main() -> None:
+    url, log, sleep = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            host="127.0.0.1",
+            protocol="tcp",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        search = Search("shared", make_objective(log, sleep), url, client=client)
+        search.run([{"i": i} for i in range(40)], progress=False)
+        print("finished", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The driver loop: windows, failures, retries, grouping, batch objectives."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune.asktell import IterableSource, Optimizer
+from dasktune.driver import BatchObjective, Driver, MemoryRecorder, normalize_result
+from dasktune.exceptions import DasktuneError, TooManyFailuresError
+
+_lock = threading.Lock()
+_calls: dict[str, int] = {}
+_keys: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    _calls.clear()
+    _keys.clear()
+
+
+def square(p):
+    from distributed.worker import thread_state
+
+    with _lock:
+        _calls[str(p["x"])] = _calls.get(str(p["x"]), 0) + 1
+        _keys.add(thread_state.key)
+    return p["x"] ** 2
+
+
+def fails_on_odd(p):
+    if p["x"] % 2:
+        raise ArithmeticError(f"odd {p['x']}")
+    return p["x"]
+
+
+def flaky(p):
+    with _lock:
+        _calls[str(p["x"])] = _calls.get(str(p["x"]), 0) + 1
+        if _calls[str(p["x"])] == 1:
+            raise RuntimeError("first try")
+    return 1.0
+
+
+def run(c, optimizer, objective, **kwargs):
+    recorder = kwargs.pop("recorder", None) or MemoryRecorder()
+    driver = Driver(optimizer, objective, c, recorder, name="t", **kwargs)
+    return driver, recorder, driver.run()
+
+
+class Sequential(Optimizer):
+    """One point at a time, next = previous + 1: a serial optimizer."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n, self.values = n, []
+
+    def _ask(self):
+        if self.n_pending or self.finished:
+            return None
+        return {"x": len(self.values)}
+
+    def _tell(self, number, params, value):
+        self.values.append(value)
+
+    @property
+    def finished(self):
+        return len(self.values) >= self.n
+
+
+class Stuck(Optimizer):
+    def _ask(self):
+        return None
+
+
+class Repeats(Optimizer):
+    """Proposes the same point over and over (as scipy does near convergence)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n, self.told = n, []
+
+    def _ask(self):
+        return None if self._next_number >= self.n else {"x": 5}
+
+    def _tell(self, number, params, value):
+        self.told.append(value)
+
+    @property
+    def finished(self):
+        return len(self.told) >= self.n
+
+
+def test_normalize_result_errors():
+    with pytest.raises(TypeError, match="must give a 'loss' key"):
+        normalize_result({"acc": 1})
+    with pytest.raises(TypeError, match="must return a number.*got str"):
+        normalize_result("x")
+
+
+@gen_cluster(client=True)
+async def test_serial_optimizer_and_values_told(c, s, a, b):
+    opt = Sequential(5)
+    _, _, report = await asyncio.to_thread(run, c, opt, square)
+    assert opt.values == [0, 1, 4, 9, 16]
+    assert (report.evaluated, report.stopped, report.best_value) == (5, "finished", 0)
+
+
+@gen_cluster(client=True)
+async def test_stuck_optimizer_raises_instead_of_waiting(c, s, a, b):
+    with pytest.raises(DasktuneError, match=r"Stuck.ask\(\) returned None"):
+        await asyncio.to_thread(run, c, Stuck(), square)
+
+
+@gen_cluster(client=True)
+async def test_repeated_points_are_evaluated_once(c, s, a, b):
+    opt = Repeats(6)
+    _, _, report = await asyncio.to_thread(run, c, opt, square)
+    assert _calls == {"5": 1}
+    assert opt.told == [25] * 6
+    assert report.evaluated == 1
+
+
+@gen_cluster(client=True)
+async def test_failures_are_recorded_and_the_loop_goes_on(c, s, a, b):
+    source = IterableSource([{"x": i} for i in range(6)])
+    _, recorder, report = await asyncio.to_thread(run, c, source, fails_on_odd)
+    assert (report.evaluated, report.failed) == (3, 3)
+    failed = [o for _, o in recorder.records if o.status == "failed"]
+    assert len(failed) == 3
+    assert all("ArithmeticError: odd" in o.error for o in failed)
+    assert all(o.worker and o.host for _, o in recorder.records)
+
+
+@gen_cluster(client=True)
+async def test_max_failures_stops_with_the_last_traceback(c, s, a, b):
+    source = IterableSource([{"x": 2 * i + 1} for i in range(20)])
+    with pytest.raises(
+        TooManyFailuresError, match=r"(?s)after 2 failed.*ArithmeticError: odd"
+    ):
+        await asyncio.to_thread(
+            run, c, source, fails_on_odd, max_failures=2, max_in_flight=1
+        )
+
+
+@gen_cluster(client=True)
+async def test_retries_rerun_raising_trials(c, s, a, b):
+    source = IterableSource([{"x": i} for i in range(3)])
+    _, recorder, report = await asyncio.to_thread(run, c, source, flaky, retries=1)
+    assert (report.evaluated, report.failed) == (3, 0)
+    assert all(o.attempts == 2 for _, o in recorder.records)
+
+
+_running = {"now": 0, "max": 0}
+
+
+def slow(p):
+    with _lock:
+        _running["now"] += 1
+        _running["max"] = max(_running["max"], _running["now"])
+    time.sleep(0.02)
+    with _lock:
+        _running["now"] -= 1
+    return 0.0
+
+
+@gen_cluster(client=True)
+async def test_window_bounds_trials_in_flight(c, s, a, b):
+    # gen_cluster has 3 threads: without the window, 3 would run at once
+    source = IterableSource({"x": i} for i in range(30))
+    _, _, report = await asyncio.to_thread(run, c, source, slow, max_in_flight=2)
+    assert report.evaluated == 30
+    assert _running["max"] == 2
+
+
+@gen_cluster(client=True)
+async def test_fast_trials_are_grouped_in_tasks_and_named(c, s, a, b):
+    source = IterableSource([{"x": i} for i in range(400)])
+    _, recorder, report = await asyncio.to_thread(run, c, source, square)
+    assert report.evaluated == 400
+    assert len(recorder.records) == 400  # each trial recorded on its own
+    assert len(_keys) < 100  # but far fewer tasks than trials
+    assert all(k.startswith("t-trial-") for k in _keys)
+
+
+@gen_cluster(client=True)
+async def test_n_trials_and_timeout(c, s, a, b):
+    source = IterableSource({"x": i} for i in range(1000))
+    _, _, report = await asyncio.to_thread(run, c, source, square, n_trials=7)
+    assert (report.evaluated, report.stopped) == (7, "n_trials")
+
+    def sleepy(p):
+        time.sleep(0.5)
+        return 0.0
+
+    source = IterableSource({"x": i} for i in range(1000))
+    started = time.perf_counter()
+    _, _, report = await asyncio.to_thread(run, c, source, sleepy, timeout=0.3)
+    assert report.stopped == "timeout"
+    assert time.perf_counter() - started < 2.0
+
+
+class SumBatch:
+    """A batch objective test double: one task per parameter set."""
+
+    def __init__(self):
+        self.batches = []
+
+    def submit_batch(self, params, client, key):
+        self.batches.append(len(params))
+        return client.map(
+            lambda p: sum(p.values()),
+            params,
+            key=[f"{key}-{i}" for i in range(len(params))],
+        )
+
+
+class BatchOfFour(Optimizer):
+    def __init__(self):
+        super().__init__()
+        self.told = []
+
+    def _ask(self):
+        if self._next_number >= 8 or (self.n_pending and self._next_number % 4 == 0):
+            return None
+        return {"a": self._next_number, "b": 1}
+
+    def _tell(self, number, params, value):
+        self.told.append((number, value))
+
+    @property
+    def finished(self):
+        return len(self.told) == 8
+
+
+@gen_cluster(client=True)
+async def test_batch_objective_protocol(c, s, a, b):
+    objective = SumBatch()
+    assert isinstance(objective, BatchObjective)
+    opt = BatchOfFour()
+    _, _, report = await asyncio.to_thread(run, c, opt, objective)
+    assert report.evaluated == 8
+    assert objective.batches == [4, 4]  # each asked batch went out at once
+    assert sorted(opt.told) == [(i, i + 1.0) for i in range(8)]

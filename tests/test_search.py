@@ -1,0 +1,237 @@
+"""Search: sources, filters, de-duplication, the trials table, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from distributed.utils_test import gen_cluster
+from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+from dasktune import Categorical, DasktuneError, Float, Int, Search
+from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
+from dasktune.store import TrialStore
+
+_lock = threading.Lock()
+_evaluated: collections.Counter = collections.Counter()
+
+SCRIPT = Path(__file__).with_name("search_script.py")
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    _evaluated.clear()
+
+
+def score(params):
+    with _lock:
+        _evaluated[tuple(sorted(params.items()))] += 1
+    penalty = {"rbf": 0.0, "linear": 1.0, "poly": -5.0}[params["kernel"]]
+    return {"loss": (params["C"] - 1) ** 2 + penalty, "n_support": 3}
+
+
+def fails_for_poly(params):
+    if params["kernel"] == "poly":
+        raise np_error()
+    return 1.0
+
+
+def np_error():
+    return FloatingPointError("poly diverged")
+
+
+async def call(fn, *args, **kwargs):
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+@gen_cluster(client=True)
+async def test_grid_search_table_and_best(c, s, a, b):
+    search = Search("svm", score, "sqlite://", client=c)
+    grid = ParameterGrid({"C": [0.1, 1, 10], "kernel": ["rbf", "linear"]})
+    report = await call(search.run, grid, progress=False)
+    assert (report.evaluated, report.stopped) == (6, "finished")
+    frame = search.trials()
+    assert list(frame.columns) == [
+        "number", "C", "kernel", "value", "status", "duration", "worker",
+        "host", "attempts", "started", "finished", "error", "aux",
+    ]  # fmt: skip
+    assert sorted(frame["kernel"]) == ["linear"] * 3 + ["rbf"] * 3  # values
+    assert (frame["status"] == "done").all()
+    assert frame["worker"].str.startswith("tcp://").all()
+    assert isinstance(frame["started"].dtype, pd.DatetimeTZDtype)
+    best = search.best
+    assert (best.params, best.value, best.aux) == (
+        {"C": 1, "kernel": "rbf"},
+        0.0,
+        {"n_support": 3},
+    )
+
+
+@gen_cluster(client=True)
+async def test_extending_a_grid_reuses_done_trials(c, s, a, b):
+    store = TrialStore("sqlite://")
+    search = Search("svm", score, store, client=c)
+    await call(
+        search.run,
+        ParameterGrid({"C": [0.1, 1], "kernel": ["rbf", "linear"]}),
+        progress=False,
+    )
+    again = Search("svm", score, store, client=c)  # re-opened by name
+    grid = ParameterGrid({"C": [0.1, 1], "kernel": ["rbf", "linear", "poly"]})
+    report = await call(again.run, grid, progress=False)
+    assert (report.evaluated, report.reused) == (2, 4)
+    assert set(_evaluated.values()) == {1}  # nothing computed twice
+    assert len(again.trials()) == 6
+    assert again.best.params == {"C": 1, "kernel": "poly"}
+
+
+@gen_cluster(client=True)
+async def test_sampler_source_and_filter(c, s, a, b):
+    seen_frames = []
+
+    def small_c(params, trials):
+        seen_frames.append(trials)
+        return params["C"] < 5
+
+    sampler = ParameterSampler(
+        {"C": list(range(10)), "kernel": ["rbf"]}, n_iter=10, random_state=0
+    )
+    search = Search("sampled", score, "sqlite://", client=c)
+    report = await call(search.run, sampler, filters=[small_c], progress=False)
+    frame = search.trials()
+    assert (frame["C"] < 5).all()
+    assert report.skipped == 10 - len(frame)
+    assert all(isinstance(f, pd.DataFrame) for f in seen_frames)
+    # the frame is refreshed per batch of results, not rebuilt per candidate
+    assert len({id(f) for f in seen_frames}) < len(seen_frames)
+
+
+@gen_cluster(client=True)
+async def test_failed_trials_recorded_and_search_completes(c, s, a, b):
+    search = Search("fails", fails_for_poly, "sqlite://", client=c)
+    grid = ParameterGrid({"C": [1, 2], "kernel": ["rbf", "poly"]})
+    report = await call(search.run, grid, progress=False)
+    assert (report.evaluated, report.failed) == (2, 2)
+    failed = search.trials(status="failed")
+    assert len(failed) == 2
+    assert failed["error"].str.contains("FloatingPointError: poly diverged").all()
+    with pytest.raises(TooManyFailuresError, match="poly diverged"):
+        await call(search.run, grid, retry_failed=True, max_failures=1, progress=False)
+
+
+@gen_cluster(client=True)
+async def test_maximize_and_random_sampling_of_a_space(c, s, a, b):
+    space = {
+        "C": Float(0.1, 10, log=True),
+        "kernel": Categorical(["rbf", "linear"]),
+        "k": Int(1, 3),
+    }
+    search = Search(
+        "max", score, "sqlite://", client=c, space=space, direction="maximize"
+    )
+    report = await call(search.run, n_trials=12, seed=0, progress=False)
+    assert report.evaluated == 12
+    frame = search.trials()
+    assert search.best.value == frame["value"].max()
+    with pytest.raises(SearchMismatchError, match="re-opened with"):
+        Search(
+            "max",
+            score,
+            search.store,
+            client=c,
+            space={"C": Float(0, 1)},
+            direction="maximize",
+        )
+
+
+@gen_cluster(client=True)
+async def test_bad_input_raises_before_submission(c, s, a, b):
+    search = Search("bad", score, "sqlite://", client=c)
+    with pytest.raises(ValueError, match="parameter names \\['value'\\] are reserved"):
+        await call(search.run, ParameterGrid({"value": [1, 2]}), progress=False)
+    with pytest.raises(ValueError, match="parameter names \\['status'\\] are reserved"):
+        await call(search.run, [{"status": 1}], progress=False)
+    with pytest.raises(
+        TypeError, match="source must be an iterable of parameter dicts"
+    ):
+        await call(search.run, 42)
+    with pytest.raises(ValueError, match="n_trials must be an integer >= 1"):
+        await call(search.run, [{"C": 1}], n_trials=0)
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        await call(search.run, [{"C": 1}], timeout=-1)
+    with pytest.raises(TypeError, match="each filter must be callable"):
+        await call(search.run, [{"C": 1}], filters=[3])
+    with pytest.raises(ValueError, match="without a source samples the search's space"):
+        await call(search.run)
+    assert search.trials().empty  # nothing was submitted
+    with pytest.raises(DasktuneError, match="no done trial yet"):
+        _ = search.best
+    with pytest.raises(ValueError, match="direction must be"):
+        Search("bad", score, "sqlite://", direction="down")
+    with pytest.raises(TypeError, match="objective must be callable"):
+        Search("bad", 3, "sqlite://")
+
+
+def _done_params(url: str) -> set[int]:
+    store = TrialStore(url)
+    try:
+        sid = store.find_search("shared")
+        if sid is None:
+            return set()
+        return {
+            r["params"]["i"] for r in store.trials(sid["id"]) if r["status"] == "done"
+        }
+    finally:
+        store.close()
+
+
+def _launch(url: str, log: Path, sleep: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), url, str(log), str(sleep)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+
+
+def test_two_drivers_never_evaluate_a_parameter_set_twice(tmp_path):
+    url, log = f"sqlite:///{tmp_path}/s.db", tmp_path / "evaluations.log"
+    procs = [_launch(url, log, 0.02) for _ in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=90)
+        assert p.returncode == 0 and "finished" in out
+    counts = collections.Counter(log.read_text().split())
+    assert sorted(int(k) for k in counts) == list(range(40))
+    assert set(counts.values()) == {1}
+
+
+def test_resume_after_sigkill_skips_done_trials(tmp_path):
+    url, log = f"sqlite:///{tmp_path}/s.db", tmp_path / "evaluations.log"
+    proc = _launch(url, log, 0.1)
+    deadline = time.monotonic() + 60
+    while len(_done_params(url)) < 6:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = _done_params(url)
+    assert 6 <= len(done_before) < 40
+    # the same script again: done trials skipped, interrupted ones re-run
+    again = _launch(url, log, 0.0)
+    out, _ = again.communicate(timeout=90)
+    assert again.returncode == 0 and "finished" in out
+    counts = collections.Counter(int(k) for k in log.read_text().split())
+    assert set(counts) == set(range(40))
+    assert all(counts[i] == 1 for i in done_before)
+    assert _done_params(url) == set(range(40))

@@ -1,0 +1,265 @@
+"""The trial store's contract, run against every backend, and its concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
+from dasktune.store import (
+    SCHEMA_VERSION,
+    Claim,
+    Outcome,
+    TrialStatus,
+    TrialStore,
+    canonical,
+)
+
+
+def claim(**params) -> Claim:
+    record, h = canonical(params)
+    return Claim(h, record)
+
+
+@pytest.fixture(params=["memory", "file"])
+def store(request, tmp_path):
+    url = "sqlite://" if request.param == "memory" else f"sqlite:///{tmp_path}/t.db"
+    s = TrialStore(url)
+    yield s
+    s.close()
+
+
+class TestStoreContract:
+    """What every backend must do (optuna's pytest_storages pattern)."""
+
+    def open(self, store, name="s", space=None, direction="minimize"):
+        return store.open_search(name, space=space, direction=direction, metadata={})
+
+    def test_new_claims_are_numbered_and_evaluated(self, store):
+        sid = self.open(store)
+        driver = store.register_driver(sid)
+        decisions = store.sync(sid, driver, [], [claim(a=1), claim(a=2)])
+        assert [(d.kind, d.number) for d in decisions] == [
+            ("evaluate", 0),
+            ("evaluate", 1),
+        ]
+        rows = store.trials(sid)
+        assert [r["status"] for r in rows] == ["running", "running"]
+        assert rows[0]["params"] == {"a": 1}
+
+    def test_outcomes_then_reuse(self, store):
+        sid = self.open(store)
+        driver = store.register_driver(sid)
+        c = claim(a=1, b="x")
+        store.sync(sid, driver, [], [c])
+        done = Outcome(
+            c.param_hash,
+            TrialStatus.DONE,
+            value=0.5,
+            aux={"acc": 0.9},
+            worker="tcp://w",
+            host="h",
+            duration=0.1,
+        )
+        # the result and the next claim in one transaction
+        decisions = store.sync(
+            sid, driver, [done], [claim(b="x", a=1), claim(a=2, b="x")]
+        )
+        assert (decisions[0].kind, decisions[0].value, decisions[0].aux) == (
+            "done",
+            0.5,
+            {"acc": 0.9},
+        )
+        assert (decisions[1].kind, decisions[1].number) == ("evaluate", 1)
+        row = store.trials(sid)[0]
+        assert (row["status"], row["value"], row["worker"], row["attempts"]) == (
+            "done",
+            0.5,
+            "tcp://w",
+            1,
+        )
+
+    def test_failed_trials_are_kept_with_traceback_and_retried_on_request(self, store):
+        sid = self.open(store)
+        driver = store.register_driver(sid)
+        c = claim(a=3)
+        store.sync(sid, driver, [], [c])
+        store.sync(
+            sid,
+            driver,
+            [Outcome(c.param_hash, TrialStatus.FAILED, error="Traceback: boom")],
+            [],
+        )
+        assert store.trials(sid)[0]["error"] == "Traceback: boom"
+        assert store.sync(sid, driver, [], [c])[0].kind == "failed"
+        assert store.sync(sid, driver, [], [c], retry_failed=True)[0].kind == "evaluate"
+
+    def test_live_claims_of_another_driver_are_not_taken(self, store):
+        sid = self.open(store)
+        first, second = store.register_driver(sid), store.register_driver(sid)
+        c = claim(a=1)
+        assert store.sync(sid, first, [], [c])[0].kind == "evaluate"
+        assert store.sync(sid, second, [], [c])[0].kind == "elsewhere"
+        # the same driver claiming again is waiting for its own evaluation
+        assert store.sync(sid, first, [], [c])[0].kind == "elsewhere"
+
+    def test_stale_claims_are_taken_over(self, store):
+        sid = self.open(store)
+        first, second = store.register_driver(sid), store.register_driver(sid)
+        c = claim(a=1)
+        store.sync(sid, first, [], [c])
+        time.sleep(0.05)
+        store.heartbeat(second)
+        decision = store.sync(sid, second, [], [c], stale_after=0.01)
+        assert (decision[0].kind, decision[0].number) == ("evaluate", 0)
+
+    def test_claims_of_a_dead_local_process_are_taken_over_at_once(self, store):
+        sid = self.open(store)
+        first, second = store.register_driver(sid), store.register_driver(sid)
+        c = claim(a=1)
+        store.sync(sid, first, [], [c])
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        with store._tx() as conn:
+            conn.execute(
+                store.drivers.update()
+                .values(pid=int(dead.stdout))
+                .where(store.drivers.c.id == first)
+            )
+        assert store.sync(sid, second, [], [c])[0].kind == "evaluate"
+
+    def test_released_trials_go_back_to_queued(self, store):
+        sid = self.open(store)
+        first, second = store.register_driver(sid), store.register_driver(sid)
+        c = claim(a=1)
+        store.sync(sid, first, [], [c])
+        store.release(sid, first)
+        assert store.trials(sid)[0]["status"] == "queued"
+        assert store.sync(sid, second, [], [c])[0].kind == "evaluate"
+        assert store.runs(sid)[0]["ended"] is not None
+
+    def test_reopen_checks_space_and_direction(self, store):
+        space = {"a": {"type": "int", "low": 0, "high": 3, "log": False}}
+        sid = self.open(store, space=space)
+        assert self.open(store, space=space) == sid
+        with pytest.raises(SearchMismatchError, match="re-opened with"):
+            self.open(store, space={"b": {"type": "bool"}})
+        with pytest.raises(SearchMismatchError, match="minimize search.*maximize"):
+            self.open(store, space=space, direction="maximize")
+
+    def test_searches_are_listed_with_counts(self, store):
+        sid = self.open(store, "one")
+        self.open(store, "two")
+        driver = store.register_driver(sid)
+        c = claim(a=1)
+        store.sync(sid, driver, [], [c, claim(a=2)])
+        store.sync(
+            sid, driver, [Outcome(c.param_hash, TrialStatus.DONE, value=1.0)], []
+        )
+        listed = {s["name"]: s for s in store.list_searches()}
+        assert (listed["one"]["done"], listed["one"]["running"]) == (1, 1)
+        assert listed["two"]["done"] == 0
+        assert store.find_search("two")["name"] == "two"
+        assert store.find_search("three") is None
+
+    def test_many_claims_in_one_transaction(self, store):
+        sid = self.open(store)
+        driver = store.register_driver(sid)
+        claims = [claim(i=i) for i in range(1500)]  # over the IN (...) chunk size
+        assert {d.kind for d in store.sync(sid, driver, [], claims)} == {"evaluate"}
+        outcomes = [
+            Outcome(c.param_hash, TrialStatus.DONE, value=float(i))
+            for i, c in enumerate(claims)
+        ]
+        store.sync(sid, driver, outcomes, [])
+        again = store.sync(sid, driver, [], claims)
+        assert [d.value for d in again] == [float(i) for i in range(1500)]
+
+
+def test_canonical_hash():
+    a, ha = canonical({"b": np.float64(0.5), "a": np.int32(3), "c": (1, 2)})
+    _, hb = canonical({"c": [1, 2], "a": 3, "b": 0.5})
+    assert ha == hb
+    assert a == {"b": 0.5, "a": 3, "c": [1, 2]}
+    assert canonical({"a": 1})[1] != canonical({"a": 1.0})[1]
+    assert canonical({"f": object()})[0]["f"].startswith("<object object")
+
+
+def test_schema_newer_than_the_code_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/new.db"
+    TrialStore(url).close()
+    con = sqlite3.connect(tmp_path / "new.db")
+    con.execute(
+        "UPDATE dasktune_meta SET value=? WHERE key='schema_version'",
+        (str(SCHEMA_VERSION + 1),),
+    )
+    con.commit()
+    con.close()
+    with pytest.raises(SchemaVersionError, match="newer than this dasktune"):
+        TrialStore(url)
+
+
+def test_bad_urls():
+    with pytest.raises(ValueError, match="database URL such as"):
+        TrialStore("dasktune.db")
+    with pytest.raises(StoreError, match="cannot open the store"):
+        TrialStore("nosuchdb://x")
+
+
+def test_file_store_uses_wal(tmp_path):
+    TrialStore(f"sqlite:///{tmp_path}/w.db").close()
+    con = sqlite3.connect(tmp_path / "w.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+_CLAIMER = textwrap.dedent(
+    """
+    import json, sys, time
+    from dasktune.store import TrialStore, canonical, Claim, Outcome, TrialStatus
+    url, start_at = sys.argv[1], float(sys.argv[2])
+    store = TrialStore(url)  # both processes create the schema at once
+    sid = store.open_search("race", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    mine = []
+    for i in range(0, 300, 3):
+        claims = [Claim(*reversed(canonical({"i": j}))) for j in range(i, i + 3)]
+        for c, d in zip(claims, store.sync(sid, driver, [], claims)):
+            if d.kind == "evaluate":
+                mine.append(c.params["i"])
+                store.sync(sid, driver, [Outcome(c.param_hash, TrialStatus.DONE, value=1.0)], [])
+    print(json.dumps(mine))
+    """
+)
+
+
+def test_atomic_claims_from_two_processes(tmp_path):
+    url = f"sqlite:///{tmp_path}/race.db"
+    start_at = time.time() + 1.5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, url, str(start_at)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+        for _ in range(2)
+    ]
+    outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    claimed = outs[0] + outs[1]
+    assert sorted(claimed) == list(range(300))  # every one once, none twice
