@@ -15,6 +15,7 @@ from dasktune.exceptions import DasktuneError
 from dasktune.mapping import async_apply, async_map
 from dasktune.search import Search
 from dasktune.space import Bool, Categorical, Float, Int
+from dasktune.spsa import SPSA
 
 try:
     __version__ = _metadata.version("dasktune")
@@ -25,6 +26,7 @@ __all__ = [
     "Bool",
     "Categorical",
     "DasktuneError",
+    "SPSA",
     "Float",
     "Int",
     "Search",

@@ -40,6 +40,7 @@ from dasktune._progress import progress_bar
 from dasktune.asktell import AskTell, Trial
 from dasktune.cluster import capacity
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
+from dasktune.mapping import Shipped
 from dasktune.store import Claim, Decision, Outcome, TrialStatus, canonical
 
 __all__ = [
@@ -306,7 +307,7 @@ class Driver:
         self.group_size = 1
         self.mean_duration: float | None = None
         if not isinstance(objective, BatchObjective):
-            self._runner = partial(_evaluate_group, objective)
+            self._runner = Shipped(partial(_evaluate_group, objective))
 
     # -- the loop --------------------------------------------------------------
 
@@ -465,7 +466,9 @@ class Driver:
         n_flying = sum(len(g) for g in in_flight.values()) + len(fresh)
         if self.max_in_flight is not None:
             return n_flying < self.max_in_flight
-        return n_flying < self.task_window * self.group_size
+        # a batch-synchronous optimizer's whole batch goes out at once
+        batch = int(getattr(self.optimizer, "batch_size", 0))
+        return n_flying < max(self.task_window * self.group_size, batch)
 
     def _budget_spent(self, count: int) -> bool:
         return self.n_trials is not None and count >= self.n_trials

@@ -31,6 +31,7 @@ never becomes a million futures.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import reprlib
 import time
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
+import cloudpickle
 import distributed
 
 from dasktune._progress import progress_bar
@@ -89,6 +91,44 @@ def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
             )
             raise
     return _ChunkResult(values, time.perf_counter() - started)
+
+
+_SHIPPED_CACHE: collections.OrderedDict[str, Callable[..., Any]] = (
+    collections.OrderedDict()
+)
+_SHIPPED_CACHE_SIZE = 64
+
+
+class Shipped:
+    """A function pickled once on the client, unpickled once per worker process.
+
+    Dask pickles a task's function with every ``client.map``; for a function
+    defined in ``__main__`` or a notebook (pickled by value) that costs
+    milliseconds each time. A ``Shipped`` function travels as bytes, and each
+    worker process keeps the last few it has unpickled.
+    """
+
+    __slots__ = ("__name__", "payload", "token")
+
+    def __init__(self, fun: Callable[..., Any]) -> None:
+        self.payload = cloudpickle.dumps(fun)
+        self.token = uuid.uuid4().hex
+        self.__name__ = func_name(fun)
+
+    def __getstate__(self) -> tuple[bytes, str, str]:
+        return self.payload, self.token, self.__name__
+
+    def __setstate__(self, state: tuple[bytes, str, str]) -> None:
+        self.payload, self.token, self.__name__ = state
+
+    def __call__(self, *args: Any) -> Any:
+        fun = _SHIPPED_CACHE.get(self.token)
+        if fun is None:
+            fun = cloudpickle.loads(self.payload)
+            _SHIPPED_CACHE[self.token] = fun
+            while len(_SHIPPED_CACHE) > _SHIPPED_CACHE_SIZE:
+                _SHIPPED_CACHE.popitem(last=False)
+        return fun(*args)
 
 
 def func_name(fun: Callable[..., Any]) -> str:
@@ -243,7 +283,7 @@ class _Mapper:
     def __init__(
         self, fun: Callable[[Any], Any], client: distributed.Client, retries: int
     ):
-        self.runner = partial(_run_chunk, fun)
+        self.runner = Shipped(partial(_run_chunk, fun))
         self.client = client
         self.retries = retries
         self.prefix = f"async_map-{func_name(fun)}-{uuid.uuid4().hex}"

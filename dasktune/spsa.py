@@ -1,0 +1,657 @@
+"""SPSA whose evaluations of one iteration run as one batch of futures.
+
+Simultaneous perturbation stochastic approximation (Spall 1992; J. C. Spall,
+"Implementation of the simultaneous perturbation algorithm for stochastic
+optimization", IEEE Trans. Aerospace and Electronic Systems 34(3), 1998)
+estimates the gradient from two evaluations at θ ± c_k Δ, whatever the
+dimension. :class:`SPSAOptimizer` is batch-synchronous: every point an
+iteration needs — both sides of each of ``n_perturbations`` perturbations, and
+the blocking evaluation at θ_k — is asked at once, and the update waits for all
+of them, so with a ``seed`` the iterates depend neither on the number of workers
+nor on the order in which results arrive.
+
+Gains: a_k = a / (k + 1 + A)^α, c_k = c / (k + 1)^γ, with A = 10% of ``maxiter``
+by default. With ``a=None`` the first batch calibrates ``a`` (Spall's rule, as
+Qiskit's ``calibrate``): ``n_calibration`` gradient estimates at θ_0 give the mean
+magnitude G of a gradient coordinate, and a = target_step · (A + 1)^α / G, so
+that the first step moves each parameter by about ``target_step`` (default: 10%
+of the median bound width, or 0.1 · max(1, max|θ_0|) without bounds). Started
+near a minimum, G is tiny; it is bounded below by
+10⁻³ · max(1, mean|f|) / scale so that the gain stays finite.
+
+Each gradient coordinate divides the difference of the pair by the actual
+distance between the evaluated points, so points clipped at a bound give an
+unbiased estimate (a coordinate whose two points coincide gets 0).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import OptimizeResult
+
+from dasktune._vector import SPSAPoint, run_vector
+from dasktune.asktell import Optimizer
+from dasktune.driver import BatchObjective
+from dasktune.mapping import check_callable, func_name
+
+__all__ = ["SPSA", "SPSAOptimizer"]
+
+_MAX_REJECTIONS = 100
+_SEED_HIGH = 2**31 - 1
+
+
+def _vector(name: str, values: Any) -> NDArray[np.float64]:
+    try:
+        out = np.array(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as err:
+        msg = f"{name} must be a sequence of numbers, got {values!r}"
+        raise ValueError(msg) from err
+    if out.size == 0 or not np.all(np.isfinite(out)):
+        msg = f"{name} must be a non-empty sequence of finite numbers, got {values!r}"
+        raise ValueError(msg)
+    return out
+
+
+def check_bounds(
+    bounds: Any, x0: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """Validate ``bounds`` against ``x0``: one (low, high) pair per parameter."""
+    if bounds is None:
+        return None
+    try:
+        pairs = np.array(bounds, dtype=float)
+    except (TypeError, ValueError) as err:
+        msg = f"bounds must be (low, high) pairs of numbers, got {bounds!r}"
+        raise ValueError(msg) from err
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        msg = f"bounds must be a list of (low, high) pairs, got shape {pairs.shape}"
+        raise ValueError(msg)
+    if len(pairs) != len(x0):
+        msg = (
+            f"bounds has {len(pairs)} pairs but initparams has {len(x0)} values; "
+            "give one (low, high) pair per parameter"
+        )
+        raise ValueError(msg)
+    low, high = pairs[:, 0], pairs[:, 1]
+    bad = np.flatnonzero(~(low < high))
+    if bad.size:
+        msg = f"bounds need low < high; parameter {int(bad[0])} has {tuple(pairs[bad[0]])}"
+        raise ValueError(msg)
+    outside = np.flatnonzero((x0 < low) | (x0 > high))
+    if outside.size:
+        i = int(outside[0])
+        msg = (
+            f"initparams[{i}] = {x0[i]} is outside its bounds {tuple(pairs[i])}; "
+            "start inside the bounds"
+        )
+        raise ValueError(msg)
+    return low, high
+
+
+class SPSAOptimizer(Optimizer):
+    """SPSA as an ask/tell optimizer (see the module notes).
+
+    Parameters
+    ----------
+    x0 : array_like
+        The start θ_0 (integers and zeros are fine).
+    bounds : sequence of (low, high), optional
+    a : float, optional
+        The step gain; ``None`` calibrates it in the first batch.
+    c : float, default 0.01
+        The perturbation size.
+    A : float, optional
+        Stability constant; default 10% of ``maxiter``.
+    alpha, gamma : float
+        Gain exponents (Spall's 0.602 and 0.101).
+    maxiter : int, default 10000
+    n_perturbations : int, default 1
+        Gradient estimates averaged per iteration (2 evaluations each).
+    maxgrad : float, optional
+        Clip the difference f(θ+) − f(θ−) of each pair to ±maxgrad.
+    param_tol : float, optional
+        Reject a step that moves any parameter by more than this, and retry the
+        iteration with a new perturbation.
+    max_step : float, optional
+        A trust region: a step longer than this (Euclidean norm) is shortened to
+        it. Keeps SPSA stable on stiff problems such as Rosenbrock.
+    ftol : float, default 1e-8
+        Convergence: stop when the relative change of the parameters,
+        ‖θ_{k+1} − θ_k‖ / max(‖θ_k‖, 1), stays below ``ftol`` for ``n_small``
+        consecutive iterations (OptimTools called this ``ftol``; it measures the
+        parameters, not the function).
+    n_small : int, default 5
+    blocking : bool, default False
+        Evaluate f(θ_k) in each batch and reject the previous step when it raised
+        f by more than ``allowed_increase`` (Qiskit's blocking; default: twice the
+        standard deviation of ``n_calibration`` repeated evaluations at θ_0).
+    target_step : float, optional
+        Calibration target (see the module notes).
+    n_calibration : int, default 8
+    paired : bool, default False
+        Give both points of a pair the same integer seed (common random numbers).
+    seed : int or numpy.random.Generator, optional
+    callback : callable, optional
+        ``callback(intermediate_result)`` after each iteration; ``True`` stops.
+    print_iters : int, optional
+        Print progress every so many iterations.
+    checkpoint : str or os.PathLike, optional
+        A JSON file the state is saved to after every batch and resumed from.
+    tagged : bool, default False
+        Ask :class:`SPSAPoint` instead of bare vectors (the ``SPSA()`` function
+        uses it so that repeated points are evaluated again, as noise requires).
+    """
+
+    def __init__(
+        self,
+        x0: Any,
+        *,
+        bounds: Any = None,
+        a: float | None = None,
+        c: float = 0.01,
+        A: float | None = None,
+        alpha: float = 0.602,
+        gamma: float = 0.101,
+        maxiter: int = 10000,
+        n_perturbations: int = 1,
+        maxgrad: float | None = None,
+        param_tol: float | None = None,
+        max_step: float | None = None,
+        ftol: float = 1e-8,
+        n_small: int = 5,
+        blocking: bool = False,
+        allowed_increase: float | None = None,
+        target_step: float | None = None,
+        n_calibration: int = 8,
+        paired: bool = False,
+        seed: int | np.random.Generator | None = None,
+        callback: Callable[[OptimizeResult], Any] | None = None,
+        print_iters: int | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        tagged: bool = False,
+    ) -> None:
+        super().__init__()
+        self.x = _vector("initparams", x0)
+        self.bounds = check_bounds(bounds, self.x)
+        for label, value, low in (
+            ("maxiter", maxiter, 1),
+            ("n_perturbations", n_perturbations, 1),
+            ("n_small", n_small, 1),
+            ("n_calibration", n_calibration, 2),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                msg = f"{label} must be an integer >= {low}, got {value!r}"
+                raise ValueError(msg)
+        for label, fvalue in (
+            ("a_par", a),
+            ("c_par", c),
+            ("maxgrad", maxgrad),
+            ("param_tol", param_tol),
+            ("max_step", max_step),
+            ("target_step", target_step),
+        ):
+            if fvalue is not None and not (
+                isinstance(fvalue, int | float) and math.isfinite(fvalue) and fvalue > 0
+            ):
+                msg = f"{label} must be a positive number, got {fvalue!r}"
+                raise ValueError(msg)
+        self.a = None if a is None else float(a)
+        self.c = float(c)
+        self.A = 0.1 * maxiter if A is None else float(A)
+        self.alpha, self.gamma = float(alpha), float(gamma)
+        self.maxiter, self.n_perturbations = maxiter, n_perturbations
+        self.maxgrad, self.param_tol, self.max_step = maxgrad, param_tol, max_step
+        self.ftol, self.n_small = float(ftol), n_small
+        self.blocking, self.allowed_increase = blocking, allowed_increase
+        self.target_step = (
+            target_step if target_step is not None else self._default_target()
+        )
+        self.n_calibration = n_calibration
+        self.paired, self.tagged = paired, tagged
+        self.seed = seed if isinstance(seed, int) else None
+        self.rng = np.random.default_rng(seed)
+        self.callback, self.print_iters = callback, print_iters
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        # progress
+        self.k = 0
+        self.nfev = 0
+        self.small_steps = 0
+        self.rejections = 0
+        self.prev: tuple[NDArray[np.float64], float] | None = None
+        self.history_x: list[list[float]] = []
+        self.history_f: list[float] = []
+        self.phase = "init" if (self.a is None or self._needs_noise()) else "iterate"
+        self.message = ""
+        self.fun = math.nan
+        self._batch: list[tuple[NDArray[np.float64], int | None, tuple[Any, ...]]] = []
+        self._values: list[float | None] = []
+        self._index: dict[int, int] = {}
+        self._asked = 0
+        self._tag = 0
+        if self.checkpoint is not None and os.path.exists(self.checkpoint):
+            self._load()
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _default_target(self) -> float:
+        if self.bounds is not None:
+            return 0.1 * float(np.median(self.bounds[1] - self.bounds[0]))
+        return 0.1 * max(1.0, float(np.max(np.abs(self.x))))
+
+    def _needs_noise(self) -> bool:
+        return self.blocking and self.allowed_increase is None
+
+    def _clip(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return x if self.bounds is None else np.clip(x, *self.bounds)
+
+    def gains(self, k: int) -> tuple[float, float]:
+        """``(a_k, c_k)`` at iteration ``k`` (``a`` must be known)."""
+        assert self.a is not None
+        return self.a / (k + 1 + self.A) ** self.alpha, self.c / (k + 1) ** self.gamma
+
+    def perturbation(self) -> NDArray[np.float64]:
+        """A Rademacher vector (±1 each, probability 1/2) from the seeded stream."""
+        return self.rng.choice(np.array([-1.0, 1.0]), size=self.x.size)
+
+    def _pairs(self, x: NDArray[np.float64], ck: float, n: int, role: str) -> None:
+        for j in range(n):
+            delta = self.perturbation()
+            seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
+            self._batch.append((self._clip(x + ck * delta), seed, (role, j, "+")))
+            self._batch.append((self._clip(x - ck * delta), seed, (role, j, "-")))
+
+    def _build(self) -> None:
+        self._batch, self._index, self._asked = [], {}, 0
+        if self.phase == "init":
+            if self.a is None:
+                self._pairs(self.x, self.c, self.n_calibration, "cal")
+            if self._needs_noise():
+                for j in range(self.n_calibration):
+                    seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
+                    self._batch.append((self.x.copy(), seed, ("noise", j, "")))
+        elif self.phase == "iterate":
+            _, ck = self.gains(self.k)
+            self._pairs(self.x, ck, self.n_perturbations, "grad")
+            if self.blocking:
+                seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
+                self._batch.append((self.x.copy(), seed, ("center", 0, "")))
+        elif self.phase == "final":
+            seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
+            self._batch.append((self.x.copy(), seed, ("final", 0, "")))
+        self._values = [None] * len(self._batch)
+
+    @property
+    def batch_size(self) -> int:
+        """Evaluations in the current batch (the driver sends them at once)."""
+        return max(1, len(self._batch))
+
+    # -- ask/tell ----------------------------------------------------------------
+
+    def _ask(self) -> Any | None:
+        if self.phase == "done":
+            return None
+        if not self._batch:
+            self._build()
+        if self._asked >= len(self._batch):
+            return None
+        x, seed, _ = self._batch[self._asked]
+        self._index[self._next_number] = self._asked
+        self._asked += 1
+        if not self.tagged:
+            return x.copy()
+        self._tag += 1
+        return SPSAPoint(x.copy(), seed, self._tag)
+
+    def _tell(self, number: int, params: Any, value: float) -> None:
+        i = self._index.pop(number)
+        x = self._batch[i][0]
+        if not math.isfinite(value):
+            msg = (
+                f"SPSA: the objective gave a non-finite value (NaN, inf, or a failed "
+                f"evaluation) at x = {np.array2string(x, precision=6)}; SPSA cannot "
+                "use it: make the objective finite there, or bound the parameters"
+            )
+            raise ValueError(msg)
+        self._values[i] = value
+        self.nfev += 1
+        if all(v is not None for v in self._values):
+            self._complete()
+
+    @property
+    def finished(self) -> bool:
+        return self.phase == "done"
+
+    # -- the update ----------------------------------------------------------------
+
+    def _gradient(self, role: str) -> tuple[NDArray[np.float64], float, list[float]]:
+        """Mean gradient estimate over the pairs of ``role``, and f estimates."""
+        plus: dict[int, tuple[NDArray[np.float64], float]] = {}
+        grads, values, magnitudes = [], [], []
+        for (x, _, (r, j, side)), v in zip(self._batch, self._values, strict=True):
+            if r != role:
+                continue
+            assert v is not None
+            values.append(v)
+            if side == "+":
+                plus[j] = (x, v)
+                continue
+            xp, fp = plus[j]
+            diff = fp - v
+            if self.maxgrad is not None:
+                diff = float(np.clip(diff, -self.maxgrad, self.maxgrad))
+            dist = xp - x
+            g = np.divide(diff, dist, out=np.zeros_like(dist), where=dist != 0)
+            grads.append(g)
+            magnitudes.extend(np.abs(g[dist != 0]).tolist())
+        return np.mean(grads, axis=0), float(np.mean(magnitudes or [0.0])), values
+
+    def _complete(self) -> None:
+        if self.phase == "init":
+            self._complete_init()
+        elif self.phase == "iterate":
+            self._complete_iteration()
+        elif self.phase == "final":
+            self.fun = float(self._values[0])  # type: ignore[arg-type]
+            self.phase = "done"
+        self._batch = []
+        if self.phase != "done":
+            self._save()
+
+    def _complete_init(self) -> None:
+        noise: list[float] = [
+            v
+            for (_, _, (r, _, _)), v in zip(self._batch, self._values, strict=True)
+            if r == "noise" and v is not None
+        ]
+        if self.a is None:
+            _, magnitude, values = self._gradient("cal")
+            scale = self.target_step / 0.1
+            floor = 1e-3 * max(1.0, float(np.mean(np.abs(values)))) / scale
+            self.a = (
+                self.target_step * (self.A + 1) ** self.alpha / max(magnitude, floor)
+            )
+        if noise:
+            self.allowed_increase = 2.0 * float(np.std(noise, ddof=1))
+            self.prev = (self.x.copy(), float(np.mean(noise)))
+        self.phase = "iterate"
+
+    def _complete_iteration(self) -> None:
+        gradient, _, values = self._gradient("grad")
+        estimate = float(np.mean(values))
+        if self.blocking:
+            center = float(self._values[-1])  # type: ignore[arg-type]
+            if self.prev is not None and center > self.prev[1] + (
+                self.allowed_increase or 0.0
+            ):
+                # the last step made things worse: go back and try another direction
+                self.x = self.prev[0].copy()
+                self.k += 1
+                self._after_iteration(estimate)
+                return
+            self.prev = (self.x.copy(), center)
+        ak, _ = self.gains(self.k)
+        step = -ak * gradient
+        norm = float(np.linalg.norm(step))
+        if self.max_step is not None and norm > self.max_step:
+            step *= self.max_step / norm  # a trust region, as Qiskit's
+        new = self._clip(self.x + step)
+        if self.param_tol is not None and np.max(np.abs(new - self.x)) > self.param_tol:
+            self.rejections += 1
+            if self.rejections >= _MAX_REJECTIONS:
+                self.message = (
+                    f"{_MAX_REJECTIONS} consecutive steps moved a parameter by more "
+                    f"than param_tol={self.param_tol}"
+                )
+                self._finish(success=False)
+            return  # the same iteration again, with a new perturbation
+        self.rejections = 0
+        change = float(np.linalg.norm(new - self.x)) / max(
+            float(np.linalg.norm(self.x)), 1.0
+        )
+        self.small_steps = self.small_steps + 1 if change < self.ftol else 0
+        self.x = new
+        self.k += 1
+        self._after_iteration(estimate)
+
+    def _after_iteration(self, estimate: float) -> None:
+        self.history_x.append(self.x.tolist())
+        self.history_f.append(estimate)
+        if self.print_iters and self.k % self.print_iters == 0:
+            print(
+                f"SPSA iteration {self.k}: f ~ {estimate:.6g}, x = {np.array2string(self.x, precision=4)}"
+            )
+        if self.small_steps >= self.n_small:
+            self.message = (
+                f"the relative change of the parameters stayed below ftol={self.ftol} "
+                f"for {self.n_small} iterations"
+            )
+            self._finish(success=True)
+        elif self.callback is not None and self.callback(
+            OptimizeResult(x=self.x.copy(), fun=estimate, nit=self.k, nfev=self.nfev)
+        ):
+            self.message = "stopped by the callback"
+            self._finish(success=True)
+        elif self.k >= self.maxiter:
+            self.message = f"reached maxiter={self.maxiter}"
+            self._finish(success=True)
+
+    def _finish(self, success: bool) -> None:
+        self.success = success
+        self.phase = "final"
+
+    @property
+    def result(self) -> OptimizeResult:
+        """The result so far: ``x``, ``fun``, ``nit``, ``nfev``, history, gains."""
+        return OptimizeResult(
+            x=self.x.copy(),
+            fun=self.fun,
+            nit=self.k,
+            nfev=self.nfev,
+            success=getattr(self, "success", False) and self.phase == "done",
+            message=self.message,
+            history={"x": np.array(self.history_x), "fun": np.array(self.history_f)},
+            a=self.a,
+            c=self.c,
+            A=self.A,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"SPSA(a={self.a}, c={self.c}, A={self.A}, alpha={self.alpha}, "
+            f"gamma={self.gamma}, n_perturbations={self.n_perturbations}, seed={self.seed})"
+        )
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.checkpoint is None:
+            return
+        state = {
+            "x": self.x.tolist(),
+            "k": self.k,
+            "a": self.a,
+            "allowed_increase": self.allowed_increase,
+            "nfev": self.nfev,
+            "small_steps": self.small_steps,
+            "rejections": self.rejections,
+            "prev": None
+            if self.prev is None
+            else [self.prev[0].tolist(), self.prev[1]],
+            "history_x": self.history_x,
+            "history_f": self.history_f,
+            "phase": self.phase,
+            "message": self.message,
+            "success": getattr(self, "success", False),
+            "rng": self.rng.bit_generator.state,
+        }
+        tmp = f"{self.checkpoint}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.checkpoint)
+
+    def _load(self) -> None:
+        assert self.checkpoint is not None
+        with open(self.checkpoint) as f:
+            state = json.load(f)
+        x = np.array(state["x"], dtype=float)
+        if x.shape != self.x.shape:
+            msg = (
+                f"the checkpoint {self.checkpoint} holds {x.size} parameters but "
+                f"initparams has {self.x.size}; remove the file to start afresh"
+            )
+            raise ValueError(msg)
+        self.x, self.k, self.a = x, state["k"], state["a"]
+        self.allowed_increase = state["allowed_increase"]
+        self.nfev, self.small_steps = state["nfev"], state["small_steps"]
+        self.rejections = state["rejections"]
+        self.prev = (
+            None
+            if state["prev"] is None
+            else (np.array(state["prev"][0]), state["prev"][1])
+        )
+        self.history_x, self.history_f = state["history_x"], state["history_f"]
+        self.phase, self.message = state["phase"], state["message"]
+        self.success = state["success"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def SPSA(
+    fnc: Callable[..., float] | BatchObjective,
+    initparams: Any,
+    a_par: float | None = None,
+    c_par: float = 0.01,
+    args: tuple[Any, ...] = (),
+    bounds: Any = None,
+    param_tol: float | None = None,
+    ftol: float = 1e-8,
+    maxiter: int = 10000,
+    alpha: float = 0.602,
+    gamma: float = 0.101,
+    print_iters: int | None = 100,
+    *,
+    A: float | None = None,
+    n_perturbations: int = 1,
+    maxgrad: float | None = None,
+    seed: int | np.random.Generator | None = None,
+    client: Any = None,
+    callback: Callable[[OptimizeResult], Any] | None = None,
+    blocking: bool = False,
+    allowed_increase: float | None = None,
+    paired: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    target_step: float | None = None,
+    n_small: int = 5,
+    progress: bool = False,
+) -> OptimizeResult:
+    """Minimise ``fnc(x, *args)`` by SPSA, each iteration one batch of futures.
+
+    OptimTools' signature on Dask; see :mod:`dasktune.spsa` for the algorithm and
+    :class:`SPSAOptimizer` for every option.
+
+    Parameters
+    ----------
+    fnc : callable or BatchObjective
+        ``fnc(x, *args) -> float``; if it takes a ``seed`` keyword, both points
+        of a pair get the same seed (common random numbers; ``paired=False``
+        turns it off). A ``ProducerConsumer`` with a reduction evaluates each
+        batch where its data lives.
+    initparams : array_like
+    a_par : float, optional
+        Step gain; ``None`` (default) calibrates it (Spall's rule).
+    c_par : float, default 0.01
+    args : tuple
+    bounds : sequence of (low, high), optional
+    param_tol : float, optional
+        Reject steps moving a parameter by more than this; retry the iteration.
+    ftol : float, default 1e-8
+        The relative change of the parameters under which, for ``n_small``
+        consecutive iterations, the run has converged.
+    maxiter : int, default 10000
+    alpha, gamma : float
+    print_iters : int or None, default 100
+        Print progress every so many iterations; ``None`` is silent.
+    A, n_perturbations, maxgrad, blocking, allowed_increase, target_step, n_small
+        See :class:`SPSAOptimizer`.
+    seed : int or numpy.random.Generator, optional
+        With a seed, the iterates do not depend on the number of workers.
+    client : distributed.Client, optional
+    callback : callable, optional
+        ``callback(intermediate_result)`` each iteration; ``True`` stops.
+    paired : bool, optional
+        Default: whether ``fnc`` takes a ``seed`` keyword.
+    checkpoint : str or path, optional
+        Save the state there after every iteration, and resume from it.
+    progress : bool, default False
+        A progress bar of evaluations.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        ``x``, ``fun`` (an evaluation at ``x`` in the last batch), ``nit``,
+        ``nfev``, ``success``, ``message``, ``history`` (``x`` and ``fun`` per
+        iteration, ``fun`` the mean of that iteration's evaluations), and the
+        gains ``a``, ``c``, ``A``.
+
+    Raises
+    ------
+    ValueError
+        For bad input (before any evaluation), or when an evaluation gives NaN.
+
+    Examples
+    --------
+    >>> res = SPSA(loglike, [0.0, 1.0], bounds=[(-5, 5), (0.1, 10)], seed=1)  # doctest: +SKIP
+    >>> res.x, res.fun  # doctest: +SKIP
+    """
+    if not isinstance(fnc, BatchObjective):
+        check_callable("fnc", fnc)
+    if not isinstance(args, tuple):
+        msg = f"args must be a tuple of extra arguments, got {type(args).__name__}"
+        raise TypeError(msg)
+    if callback is not None:
+        check_callable("callback", callback)
+    if paired is None:
+        paired = not isinstance(fnc, BatchObjective) and _takes_seed(fnc)
+    optimizer = SPSAOptimizer(
+        initparams,
+        bounds=bounds,
+        a=a_par,
+        c=c_par,
+        A=A,
+        alpha=alpha,
+        gamma=gamma,
+        maxiter=maxiter,
+        n_perturbations=n_perturbations,
+        maxgrad=maxgrad,
+        param_tol=param_tol,
+        ftol=ftol,
+        n_small=n_small,
+        blocking=blocking,
+        allowed_increase=allowed_increase,
+        target_step=target_step,
+        paired=paired,
+        seed=seed,
+        callback=callback,
+        print_iters=print_iters,
+        checkpoint=checkpoint,
+        tagged=True,
+    )
+    name = f"SPSA-{func_name(fnc) if callable(fnc) else type(fnc).__name__}"
+    run_vector(
+        optimizer, fnc, args, client=client, name=name, paired=paired, progress=progress
+    )
+    return optimizer.result
+
+
+def _takes_seed(fnc: Callable[..., Any]) -> bool:
+    try:
+        return "seed" in inspect.signature(fnc).parameters
+    except (TypeError, ValueError):
+        return False

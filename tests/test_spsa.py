@@ -1,0 +1,308 @@
+"""SPSA: gains, gradient at bounds, OptimTools' defects, batches, blocking, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+
+import numpy as np
+import pytest
+from distributed.utils_test import gen_cluster
+from scipy.optimize import rosen
+
+from dasktune import SPSA
+from dasktune._vector import SPSAPoint
+from dasktune.driver import Driver
+from dasktune.spsa import SPSAOptimizer
+
+_lock = threading.Lock()
+_seen: list[tuple[tuple[float, ...], int]] = []
+
+
+def drive(opt: SPSAOptimizer, f) -> object:
+    """A serial ask/tell loop, results told in reverse order."""
+    while not opt.finished:
+        trials = []
+        while (t := opt.ask()) is not None:
+            trials.append(t)
+        for t in reversed(trials):
+            x = t.params.x if isinstance(t.params, SPSAPoint) else t.params
+            opt.tell(t, f(np.asarray(x)))
+    return opt.result
+
+
+def sphere(x):
+    return float(np.sum(np.asarray(x) ** 2))
+
+
+def noisy_quadratic(x, seed=None):
+    rng = np.random.default_rng(seed)
+    with _lock:
+        _seen.append((tuple(np.round(x, 12)), seed))
+    return float(np.sum((np.asarray(x) - 1.0) ** 2) + 0.1 * rng.normal())
+
+
+def nan_beyond_half(x):
+    return float("nan") if x[0] > 0.5 else float((x[0] - 2) ** 2)
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    _seen.clear()
+
+
+class _NoClient:
+    def submit(self, *a, **k):  # pragma: no cover - must never be reached
+        raise AssertionError("evaluated despite bad input")
+
+    map = submit
+
+
+# -- gains, perturbations, the gradient ---------------------------------------------
+
+
+def test_gains_and_perturbations_by_hand():
+    opt = SPSAOptimizer(
+        [0.0, 0.0], a=2.0, c=0.5, A=10, alpha=0.602, gamma=0.101, seed=3
+    )
+    assert opt.gains(0) == pytest.approx((2.0 / 11**0.602, 0.5))
+    assert opt.gains(4) == pytest.approx((2.0 / 15**0.602, 0.5 / 5**0.101))
+    assert pytest.approx(20.0) == SPSAOptimizer([0], maxiter=200).A
+    deltas = np.array([opt.perturbation() for _ in range(2000)])
+    assert set(np.unique(deltas)) == {-1.0, 1.0}
+    assert abs(deltas.mean()) < 0.05
+    again = SPSAOptimizer([0.0, 0.0], a=2.0, c=0.5, A=10, seed=3)
+    np.testing.assert_array_equal(again.perturbation(), deltas[0])
+
+
+def test_gradient_uses_the_distance_between_clipped_points():
+    # at the lower bound one point is clipped: the distance is c, not 2c
+    opt = SPSAOptimizer([0.0], bounds=[(0.0, 1.0)], a=0.01, c=0.1, A=0, maxiter=1)
+    first, second = opt.ask(), opt.ask()
+    assert sorted([first.params[0], second.params[0]]) == [0.0, 0.1]
+    for t in (first, second):
+        opt.tell(t, -3.0 * t.params[0])  # f = -3x: gradient -3 exactly
+    np.testing.assert_allclose(opt.x, [0.01 * 3.0])
+
+
+# -- OptimTools' defects -------------------------------------------------------------
+
+
+def test_default_gain_makes_progress_on_unit_scale_problems():
+    res = drive(SPSAOptimizer([3.0], maxiter=60, seed=0), sphere)
+    assert abs(res.x[0]) < 0.3  # OptimTools' a=1e-6 did not move
+
+
+def test_integer_and_zero_starts_work_and_one_zero_step_does_not_stop():
+    # at (t, t) the perturbation (1, -1) gives an exactly zero gradient estimate
+    res = drive(SPSAOptimizer([1, 1], maxiter=150, seed=2, c=0.1), sphere)
+    assert res.nit > 5
+    assert sphere(res.x) < 1e-2  # an optimum at 0 is reachable
+    res = drive(SPSAOptimizer([0, 0], maxiter=30, seed=2), lambda x: sphere(x - 1))
+    assert res.nit == 30 and sphere(res.x - 1) < 2.0
+
+
+def test_param_tol_rejection_retries_instead_of_ending():
+    rng = np.random.default_rng(0)
+
+    def noisy(x):
+        return sphere(x) + rng.normal()
+
+    res = drive(
+        SPSAOptimizer([1.0, 1.0], a=0.5, c=0.2, param_tol=0.5, maxiter=40, seed=1),
+        noisy,
+    )
+    assert res.nit == 40  # the run went on
+    assert res.nfev > 2 * res.nit + 1  # rejected iterations were retried
+    steps = np.abs(np.diff(np.vstack([[1.0, 1.0], res.history["x"]]), axis=0))
+    assert steps.max() <= 0.5
+
+
+def test_convergence_in_a_fixed_number_of_evaluations():
+    rng = np.random.default_rng(0)
+
+    def noisy(x):
+        return float(np.sum((x - 1) ** 2) + 0.1 * rng.normal())
+
+    res = drive(SPSAOptimizer(np.zeros(10), c=0.3, maxiter=250, seed=0), noisy)
+    assert res.nfev == 2 * 8 + 2 * 250 + 1
+    assert np.sum((res.x - 1) ** 2) < 0.3  # from 10 at the start
+    res = drive(SPSAOptimizer([0, 0], max_step=0.2, A=10, maxiter=3000, seed=0), rosen)
+    assert res.fun < 0.15
+
+
+def test_blocking_rejects_steps_that_increase_f():
+    free = drive(
+        SPSAOptimizer([1.0, -1.0], a=3.0, c=0.01, A=0, maxiter=30, seed=4), sphere
+    )
+    blocked = drive(
+        SPSAOptimizer(
+            [1.0, -1.0],
+            a=3.0,
+            c=0.01,
+            A=0,
+            maxiter=30,
+            seed=4,
+            blocking=True,
+            allowed_increase=0.0,
+        ),
+        sphere,
+    )
+    assert blocked.fun <= 2.0  # never worse than the start
+    assert blocked.fun < free.fun
+
+
+def test_checkpoint_resume_continues_identically(tmp_path):
+    path = tmp_path / "spsa.json"
+    whole = drive(SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7), sphere)
+    first = SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7, checkpoint=path)
+    for _ in range(12):  # the calibration and 11 iterations, then "killed"
+        trials = []
+        while (t := first.ask()) is not None:
+            trials.append(t)
+        for t in trials:
+            first.tell(t, sphere(t.params))
+    assert path.exists() and first.k == 11
+    resumed = SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7, checkpoint=path)
+    assert resumed.k == 11
+    res = drive(resumed, sphere)
+    np.testing.assert_array_equal(res.history["x"], whole.history["x"])
+    assert res.fun == whole.fun
+    with pytest.raises(ValueError, match="holds 2 parameters but initparams has 3"):
+        SPSAOptimizer([0.0, 0.0, 0.0], checkpoint=path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"bounds": [(0, 1)]}, "bounds has 1 pairs but initparams has 2 values"),
+        ({"bounds": [(0, 1), (1, 1)]}, "low < high; parameter 1"),
+        ({"bounds": [(0, 1), (2, 3)]}, r"initparams\[1\] = 0.5 is outside its bounds"),
+        ({"maxiter": 0}, "maxiter must be an integer >= 1"),
+        ({"a_par": -1.0}, "a_par must be a positive number"),
+        ({"n_perturbations": 0}, "n_perturbations must be an integer >= 1"),
+    ],
+)
+def test_bad_input_before_any_evaluation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SPSA(sphere, [0.5, 0.5], client=_NoClient(), print_iters=None, **kwargs)
+
+
+def test_bad_callables():
+    with pytest.raises(TypeError, match="fnc must be callable"):
+        SPSA(3, [0.0], client=_NoClient())
+    with pytest.raises(TypeError, match="args must be a tuple"):
+        SPSA(sphere, [0.0], args=[1], client=_NoClient())
+
+
+# -- on a cluster ------------------------------------------------------------------------
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_same_seed_same_iterates_whatever_the_workers(c, s, a, b):
+    serial = drive(
+        SPSAOptimizer(
+            [0.5, -0.5, 2.0], maxiter=25, n_perturbations=3, seed=11, tagged=True
+        ),
+        lambda x: sphere(x),
+    )
+    parallel = await asyncio.to_thread(
+        SPSA,
+        sphere,
+        [0.5, -0.5, 2.0],
+        maxiter=25,
+        n_perturbations=3,
+        seed=11,
+        client=c,
+        print_iters=None,
+    )
+    np.testing.assert_array_equal(parallel.history["x"], serial.history["x"])
+    assert parallel.fun == serial.fun and parallel.nfev == serial.nfev
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_each_iteration_goes_out_as_one_batch(c, s, a, b):
+    sizes: list[int] = []
+    original = Driver._submit
+
+    def spy(self, to_run):
+        sizes.append(len(to_run))
+        return original(self, to_run)
+
+    Driver._submit = spy
+    try:
+        res = await asyncio.to_thread(
+            SPSA,
+            sphere,
+            [1.0, 2.0],
+            maxiter=5,
+            n_perturbations=4,
+            seed=0,
+            client=c,
+            print_iters=None,
+        )
+    finally:
+        Driver._submit = original
+    assert res.nit == 5
+    assert sizes == [2 * 8] + [2 * 4] * 5 + [1]  # calibration, iterations, final
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_pairs_share_a_seed_and_noisy_fit_converges(c, s, a, b):
+    res = await asyncio.to_thread(
+        SPSA,
+        noisy_quadratic,
+        np.zeros(4),
+        c_par=0.3,
+        maxiter=60,
+        seed=5,
+        client=c,
+        print_iters=None,
+    )
+    assert np.sum((res.x - 1) ** 2) < 0.5
+    seeds = collections.Counter(seed for _, seed in _seen)
+    assert all(seed is not None for seed in seeds)
+    # each seed given to both points of a pair; the final evaluation has its own
+    assert sorted(seeds.values())[1:] == [2] * (len(seeds) - 1)
+
+
+@gen_cluster(client=True)
+async def test_nan_stops_with_the_point(c, s, a, b):
+    with pytest.raises(ValueError, match=r"non-finite value .* at x = \["):
+        await asyncio.to_thread(
+            SPSA,
+            nan_beyond_half,
+            [0.0],
+            a_par=1.0,
+            c_par=0.1,
+            maxiter=50,
+            client=c,
+            print_iters=None,
+        )
+
+
+def shifted(params):
+    return (params["x"] - 0.7) ** 2 + 0.1 * (params["n"] - 3) ** 2
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_spsa_in_a_search_over_a_named_space(c, s, a, b):
+    from dasktune import Float, Int, Search
+    from dasktune.space import Space
+
+    space = Space({"x": Float(-2.0, 2.0), "n": Int(1, 5)})
+    opt = SPSAOptimizer(
+        space.encode({"x": -1.5, "n": 1}),
+        bounds=space.bounds,
+        c=0.1,
+        maxiter=40,
+        seed=0,
+    )
+    search = Search("spsa", shifted, "sqlite://", client=c, space=space)
+    report = await asyncio.to_thread(search.run, opt, progress=False)
+    assert opt.finished and report.stopped == "finished"
+    frame = search.trials()
+    assert set(frame.columns) >= {"x", "n"}
+    assert frame["n"].isin([1, 2, 3, 4, 5]).all()  # decoded, stored by name
+    assert search.best.value < shifted({"x": -1.5, "n": 1}) / 4
