@@ -13,7 +13,10 @@ from dasktune.asktell import Trial
 from dasktune.cluster import get_client
 from dasktune.exceptions import DasktuneError
 from dasktune.mapping import async_apply, async_map
+from dasktune.minimize import minimize
+from dasktune.scipy_asktell import HyperScipySampler, ScipyAskTell
 from dasktune.search import Search
+from dasktune.selector import LCBSelector
 from dasktune.space import Bool, Categorical, Float, Int
 from dasktune.spsa import SPSA
 
@@ -27,11 +30,15 @@ __all__ = [
     "Categorical",
     "DasktuneError",
     "Float",
+    "HyperScipySampler",
     "Int",
+    "LCBSelector",
     "SPSA",
+    "ScipyAskTell",
     "Search",
     "Trial",
     "async_apply",
     "async_map",
     "get_client",
+    "minimize",
 ]

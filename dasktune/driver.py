@@ -315,7 +315,7 @@ class Driver:
         """Drive the optimizer to the end; see the module notes."""
         report = RunReport()
         started = time.perf_counter()
-        threads = capacity(self.client, max_age=2.0)
+        threads = self.threads = capacity(self.client, max_age=2.0)
         self.task_window = threads + max(2, threads // 4)
         harvest = distributed.as_completed(
             loop=self.client.loop,
@@ -515,7 +515,11 @@ class Driver:
             )
             return [(f, [p]) for f, p in zip(futures, to_run, strict=True)]
         n = len(to_run)
-        n_tasks = max(-(-n // self.group_size), min(n, self.task_window))
+        # whole rounds of the cluster's threads, each task about group_size trials
+        # (rounded: a task may run up to 1.5 times the target, which beats a
+        # second round of tasks that would each pay Dask's overhead again)
+        rounds = max(1, math.floor(n / (self.threads * self.group_size) + 0.5))
+        n_tasks = min(n, rounds * self.threads)
         groups: list[list[_Pending]] = []
         start = 0
         base, extra = divmod(n, n_tasks)

@@ -75,12 +75,22 @@ def _check_number(name: str, value: object) -> float:
 
 
 class Float(Dimension):
-    """A real parameter in ``[low, high]``, uniform or log-uniform (``log=True``)."""
+    """A real parameter in ``[low, high]``, uniform or log-uniform (``log=True``).
 
-    def __init__(self, low: float, high: float, log: bool = False) -> None:
+    With ``log=True`` and a ``power`` p, the box is uniform in ``value ** p``
+    instead of in ``log(value)`` (cotengra's ``exponential_param_power``).
+    """
+
+    def __init__(
+        self, low: float, high: float, log: bool = False, power: float | None = None
+    ) -> None:
         self.low = _check_number("Float low", low)
         self.high = _check_number("Float high", high)
         self.log = bool(log)
+        self.power = None if power is None else _check_number("Float power", power)
+        if self.power is not None and (not self.log or self.power <= 0):
+            msg = f"Float power needs log=True and power > 0, got power={power!r}"
+            raise ValueError(msg)
         if not self.low < self.high:
             msg = f"Float needs low < high, got low={low!r}, high={high!r}"
             raise ValueError(msg)
@@ -88,24 +98,30 @@ class Float(Dimension):
             msg = f"Float(log=True) needs low > 0, got low={low!r}"
             raise ValueError(msg)
 
-    def _ends(self) -> tuple[float, float]:
-        if self.log:
-            return math.log(self.low), math.log(self.high)
-        return self.low, self.high
+    def _forward(self, v: float) -> float:
+        if not self.log:
+            return float(v)
+        return float(v) ** self.power if self.power else math.log(v)
+
+    def _backward(self, u: float) -> float:
+        if not self.log:
+            return u
+        return u ** (1.0 / self.power) if self.power else math.exp(u)
 
     def encode(self, value: Any) -> NDArray[np.float64]:
-        lo, hi = self._ends()
-        v = math.log(value) if self.log else float(value)
-        return np.array([2.0 * (v - lo) / (hi - lo) - 1.0])
+        lo, hi = self._forward(self.low), self._forward(self.high)
+        return np.array([2.0 * (self._forward(value) - lo) / (hi - lo) - 1.0])
 
     def decode(self, x: NDArray[np.float64]) -> float:
-        lo, hi = self._ends()
-        v = lo + _unit(x) * (hi - lo)
-        v = math.exp(v) if self.log else v
+        lo, hi = self._forward(self.low), self._forward(self.high)
+        v = self._backward(lo + _unit(x) * (hi - lo))
         return float(min(max(v, self.low), self.high))
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "float", "low": self.low, "high": self.high, "log": self.log}
+        out = {"type": "float", "low": self.low, "high": self.high, "log": self.log}
+        if self.power is not None:
+            out["power"] = self.power
+        return out
 
 
 class Int(Dimension):
@@ -304,6 +320,19 @@ class Space:
             name: dim.decode(x[self._slices[name]])
             for name, dim in self.dimensions.items()
         }
+
+    def with_power(self, power: float | None) -> Space:
+        """This space with ``power`` on every log-scaled Float (None: itself)."""
+        if power is None:
+            return self
+        return Space(
+            {
+                name: Float(d.low, d.high, log=True, power=power)
+                if isinstance(d, Float) and d.log
+                else d
+                for name, d in self.dimensions.items()
+            }
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON description of every dimension."""

@@ -540,6 +540,7 @@ def SPSA(
     A: float | None = None,
     n_perturbations: int = 1,
     maxgrad: float | None = None,
+    max_step: float | None = None,
     seed: int | np.random.Generator | None = None,
     client: Any = None,
     callback: Callable[[OptimizeResult], Any] | None = None,
@@ -578,7 +579,7 @@ def SPSA(
     alpha, gamma : float
     print_iters : int or None, default 100
         Print progress every so many iterations; ``None`` is silent.
-    A, n_perturbations, maxgrad, blocking, allowed_increase, target_step, n_small
+    A, n_perturbations, maxgrad, max_step, blocking, allowed_increase, target_step, n_small
         See :class:`SPSAOptimizer`.
     seed : int or numpy.random.Generator, optional
         With a seed, the iterates do not depend on the number of workers.
@@ -631,6 +632,7 @@ def SPSA(
         n_perturbations=n_perturbations,
         maxgrad=maxgrad,
         param_tol=param_tol,
+        max_step=max_step,
         ftol=ftol,
         n_small=n_small,
         blocking=blocking,

@@ -1,0 +1,549 @@
+"""scipy's global optimizers as ask/tell, in parallel.
+
+:class:`ScipyAskTell` runs one of ``differential_evolution``, ``dual_annealing``,
+``direct`` or ``shgo`` in a background thread whose objective blocks until the
+point it asked for is told. Where scipy hands out whole batches — DE's
+population and shgo's sampling points through ``workers=``, the finite
+differences of DE's L-BFGS-B polish and of dual_annealing's local search
+through L-BFGS-B's ``workers`` option — every point of the batch is asked at
+once. scipy's own function is then called on each point and answered from an
+evaluated-point cache, so its counters and results are exactly those of the
+serial call.
+
+:class:`HyperScipySampler` keeps a pool of replicas over a named space, for
+methods whose own batches are too small to fill a cluster.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+from numpy.typing import NDArray
+
+from dasktune.asktell import Optimizer
+from dasktune.space import Space
+
+__all__ = [
+    "METHODS",
+    "HyperScipySampler",
+    "PointCache",
+    "ReplicaPool",
+    "ScipyAskTell",
+    "replica_spec",
+]
+
+METHODS = ("differential_evolution", "dual_annealing", "direct", "shgo")
+_DETERMINISTIC = ("direct", "shgo")
+_REPLICA_ASK_WAIT = 0.02  # seconds a pool waits on one replica before the next
+
+
+class _Stop(BaseException):
+    """Raised inside the optimizer thread to end it on ``close()``."""
+
+
+class PointCache:
+    """Values of evaluated points, keyed by their exact float64 bytes.
+
+    Shared by the replicas of a pool, so that no point is evaluated twice.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[bytes, float] = {}
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def key(x: Any) -> bytes:
+        """The cache key of a point."""
+        return np.ascontiguousarray(x, dtype=np.float64).reshape(-1).tobytes()
+
+    def get(self, key: bytes) -> float | None:
+        with self.lock:
+            return self.values.get(key)
+
+    def put(self, key: bytes, value: float) -> None:
+        with self.lock:
+            self.values[key] = value
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def check_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` for keywords the scipy function does not take."""
+    fun = getattr(scipy.optimize, method)
+    allowed = set(inspect.signature(fun).parameters) - {"func", "bounds", "workers"}
+    unknown = sorted(set(kwargs) - allowed)
+    if "workers" in kwargs:
+        msg = f"{method}: workers is managed by dasktune (the cluster runs the batches)"
+        raise TypeError(msg)
+    if unknown:
+        msg = (
+            f"{method}() got unexpected keyword arguments {unknown}; "
+            f"it takes {sorted(allowed)}"
+        )
+        raise TypeError(msg)
+
+
+class ScipyAskTell(Optimizer):
+    """One scipy global optimizer driven by ask/tell.
+
+    Parameters
+    ----------
+    method : {"differential_evolution", "dual_annealing", "direct", "shgo"}
+    bounds : sequence of (low, high)
+    cache : PointCache, optional
+        Shared evaluated-point cache (a pool's); default: one of its own.
+    **kwargs
+        Passed to the scipy function (``rng``, ``maxiter``, ``popsize``,
+        ``maxfun``, ``polish``, ``callback``, ...). ``workers`` is managed here.
+
+    Notes
+    -----
+    ``ask()`` returns ``Trial(number, x)``, ``x`` a vector; several asks in a
+    row are possible while scipy's batch lasts. It returns ``None`` when every
+    asked point waits for its value; while scipy computes between evaluations
+    it waits for the next point (never forever: the thread either asks, ends or
+    raises). An exception in scipy (a bad keyword value, a raising callback)
+    is re-raised from the next ``ask()``/``tell()`` with its own type. ``close()``
+    (or leaving a ``with`` block) stops the thread, also mid-iteration, and joins it.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or bad bounds.
+    TypeError
+        For keywords the scipy function does not take.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        bounds: Any,
+        *,
+        cache: PointCache | None = None,
+        ready: threading.Event | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if method not in METHODS:
+            msg = f"method must be one of {list(METHODS)}, got {method!r}"
+            raise ValueError(msg)
+        check_kwargs(method, kwargs)
+        pairs = np.asarray(bounds, dtype=float)
+        if (
+            pairs.ndim != 2
+            or pairs.shape[1] != 2
+            or not np.all(pairs[:, 0] < pairs[:, 1])
+        ):
+            msg = f"bounds must be (low, high) pairs with low < high, got {bounds!r}"
+            raise ValueError(msg)
+        self.method = method
+        self.bounds = pairs
+        self.kwargs = dict(kwargs)
+        given = kwargs.get("rng", kwargs.get("seed"))
+        self.seed = given if isinstance(given, int) else None
+        self.cache = cache if cache is not None else PointCache()
+        self.ready = ready  # set whenever points are posted or the run ends
+        # how long ask() waits for scipy to post its next point (None: until it
+        # posts, ends or raises); a pool waits briefly, then asks another replica
+        self.ask_wait: float | None = None
+        self.evaluations = 0  # points actually asked (scipy's nfev counts repeats)
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[bytes, NDArray[np.float64]]] = (
+            collections.deque()
+        )
+        self._asked: dict[int, bytes] = {}
+        self._error: BaseException | None = None
+        self._result: scipy.optimize.OptimizeResult | None = None
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"dasktune-scipy-{method}", daemon=True
+        )
+        self._thread.start()
+
+    # -- the optimizer thread ------------------------------------------------------
+
+    def _call_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.kwargs)
+        if self.method == "differential_evolution":
+            if kwargs.setdefault("updating", "deferred") == "deferred":
+                kwargs["workers"] = self._map
+            if kwargs.get("polish", True) is True and not kwargs.get("constraints"):
+                kwargs["polish"] = self._polish
+        elif self.method == "shgo":
+            kwargs["workers"] = self._map
+        elif self.method == "dual_annealing" and "minimizer_kwargs" not in kwargs:
+            kwargs["minimizer_kwargs"] = self._dual_annealing_local_search()
+        return kwargs
+
+    def _dual_annealing_local_search(self) -> dict[str, Any]:
+        """dual_annealing's default local search, its finite differences batched."""
+        wrapper = scipy.optimize._dual_annealing.LocalSearchWrapper
+        n = len(self.bounds)
+        maxiter = min(
+            max(n * wrapper.LS_MAXITER_RATIO, wrapper.LS_MAXITER_MIN),
+            wrapper.LS_MAXITER_MAX,
+        )
+        return {
+            "method": "L-BFGS-B",
+            "options": {"maxiter": maxiter, "workers": self._map},
+            "bounds": [tuple(pair) for pair in self.bounds],
+        }
+
+    def _signal(self) -> None:
+        self._cond.notify_all()
+        if self.ready is not None:
+            self.ready.set()
+
+    def _run(self) -> None:
+        fun = getattr(scipy.optimize, self.method)
+        try:
+            bounds = [tuple(pair) for pair in self.bounds.tolist()]
+            result = fun(self._evaluate, bounds, **self._call_kwargs())
+        except _Stop:
+            return
+        except BaseException as err:
+            with self._cond:
+                self._error = err
+                self._signal()
+            return
+        with self._cond:
+            self._result = result
+            self._signal()
+
+    def _wait_for(self, keys: Iterable[bytes]) -> None:
+        """Post the points not yet known, and wait for all their values."""
+        missing = {}
+        for key in keys:
+            if self.cache.get(key) is None and key not in missing:
+                missing[key] = np.frombuffer(key, dtype=np.float64).copy()
+        with self._cond:
+            self._queue.extend(missing.items())
+            if missing:
+                self._signal()
+            while not all(self.cache.get(k) is not None for k in missing):
+                if self._stopping:
+                    raise _Stop
+                self._cond.wait()
+
+    def _evaluate(self, x: Any) -> float:
+        key = PointCache.key(x)
+        self._wait_for([key])
+        value = self.cache.get(key)
+        assert value is not None
+        return value
+
+    def _map(self, func: Callable[[Any], Any], iterable: Iterable[Any]) -> list[Any]:
+        points = list(iterable)
+        self._wait_for(PointCache.key(x) for x in points)
+        # scipy's own wrapper on every point (its counters stay exact); each call
+        # is answered from the cache
+        return [func(x) for x in points]
+
+    def _polish(self, f: Callable[[Any], float], x0: Any, **kwargs: Any) -> Any:
+        # DE's default polish, with the finite differences as one batch
+        return scipy.optimize.minimize(
+            f, x0, method="L-BFGS-B", options={"workers": self._map}, **kwargs
+        )
+
+    # -- ask/tell --------------------------------------------------------------------
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _ask(self) -> NDArray[np.float64] | None:
+        deadline = None if self.ask_wait is None else time.monotonic() + self.ask_wait
+        with self._cond:
+            while True:
+                self._raise_if_failed()
+                if self._queue:
+                    key, x = self._queue.popleft()
+                    self._asked[self._next_number] = key
+                    self.evaluations += 1
+                    return x.copy()
+                if self._result is not None or self._asked or self._stopping:
+                    return None
+                if not self._thread.is_alive():
+                    return None
+                if deadline is None:
+                    self._cond.wait(0.1)
+                elif (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                else:
+                    return None
+
+    def _tell(self, number: int, params: Any, value: float) -> None:
+        with self._cond:
+            self._raise_if_failed()
+            key = self._asked.pop(number)
+            self.cache.put(key, value)
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            self._raise_if_failed()
+            return self._result is not None
+
+    @property
+    def batch_size(self) -> int:
+        """Points of scipy's current batch not yet told (the driver sends them
+        all at once)."""
+        with self._cond:
+            return len(self._queue) + len(self._asked)
+
+    @property
+    def waiting(self) -> bool:
+        """True when every asked point waits for its value (nothing to ask)."""
+        with self._cond:
+            return bool(self._asked) and not self._queue
+
+    @property
+    def result(self) -> scipy.optimize.OptimizeResult | None:
+        """scipy's ``OptimizeResult`` once finished (``nfev`` is scipy's count;
+        ``nfev_evaluated`` the points actually evaluated), else ``None``."""
+        if self._result is not None:
+            self._result.nfev_evaluated = self.evaluations
+        return self._result
+
+    def close(self) -> None:
+        """Stop the optimizer thread (also mid-iteration) and join it."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+        super().close()
+
+    def describe(self) -> str:
+        options = ", ".join(
+            f"{k}={v!r}" for k, v in self.kwargs.items() if k != "callback"
+        )
+        return f"ScipyAskTell({self.method}, {options})"
+
+
+def replica_spec(
+    method: str,
+    bounds: NDArray[np.float64],
+    index: int,
+    n_workers: int,
+    seed: int | None,
+    kwargs: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """The box and scipy keywords of replica ``index`` of a pool.
+
+    Random methods get ``rng=default_rng([seed, index])`` on the whole box.
+    Deterministic ones (``direct``, ``shgo``) get slab ``index`` of the first
+    dimension (with gaps of 0.5% of a slab, so no two sample the same corner)
+    for the first ``n_workers`` replicas, and random sub-boxes after that.
+    """
+    box = bounds.copy()
+    low, high = bounds[:, 0], bounds[:, 1]
+    out = dict(kwargs)
+    if method in _DETERMINISTIC:
+        if index < n_workers:
+            width = (high[0] - low[0]) / n_workers
+            gap = 0.005 * width
+            start = low[0] + index * width + (gap if index > 0 else 0.0)
+            stop = (
+                low[0] + (index + 1) * width - (gap if index < n_workers - 1 else 0.0)
+            )
+            box[0] = (start, stop)
+        else:
+            centre = rng.uniform(low, high)
+            half = rng.uniform(0.05, 0.25) * (high - low)
+            box = np.column_stack(
+                [np.clip(centre - half, low, high), np.clip(centre + half, low, high)]
+            )
+    else:
+        out["rng"] = np.random.default_rng(None if seed is None else [seed, index])
+    return box, out
+
+
+class ReplicaPool(Optimizer):
+    """Replicas of one scipy method over a box, asked wherever one is free.
+
+    Parameters
+    ----------
+    method : str
+    bounds : sequence of (low, high)
+    n_workers : int
+        Replicas running at once.
+    seed : int, optional
+        Replica ``i`` gets ``rng=numpy.random.default_rng([seed, i])``.
+    restart : bool, default True
+        Replace a finished replica by a new one (new seed, or a new region for
+        the deterministic methods); with ``False`` the pool is finished when
+        every replica is.
+    **kwargs
+        Passed to each scipy call.
+
+    Notes
+    -----
+    ``ask()`` goes to a replica that is not waiting for a result (never
+    round-robin into a busy one); ``tell()`` routes by trial number. Replicas of
+    the deterministic methods (``direct``, ``shgo``) each search their own slab
+    of the box (the first dimension cut in ``n_workers``, with gaps of 0.5% of
+    a slab between them), and restarts search random sub-boxes; one evaluated-point cache is shared, so a point is never
+    evaluated twice.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        bounds: Any,
+        n_workers: int = 1,
+        *,
+        seed: int | None = None,
+        restart: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if method not in METHODS:
+            msg = f"method must be one of {list(METHODS)}, got {method!r}"
+            raise ValueError(msg)
+        if (
+            isinstance(n_workers, bool)
+            or not isinstance(n_workers, int)
+            or n_workers < 1
+        ):
+            msg = f"n_workers must be an integer >= 1, got {n_workers!r}"
+            raise ValueError(msg)
+        check_kwargs(method, kwargs)
+        if "rng" in kwargs or "seed" in kwargs:
+            msg = f"give {type(self).__name__}(seed=...); each replica derives its own rng"
+            raise TypeError(msg)
+        self.bounds = np.asarray(bounds, dtype=float)
+        self.method, self.n_workers, self.kwargs = method, n_workers, kwargs
+        self.seed, self.restart = seed, restart
+        self.cache = PointCache()
+        self._ready = threading.Event()
+        self._started = 0
+        self._rng = np.random.default_rng(seed)
+        self.replicas: list[ScipyAskTell] = []
+        self.results: list[scipy.optimize.OptimizeResult] = []
+        self._owner: dict[int, tuple[ScipyAskTell, int]] = {}
+        try:
+            for _ in range(n_workers):
+                self.replicas.append(self._new_replica())
+        except BaseException:
+            self.close()
+            raise
+
+    def _new_replica(self) -> ScipyAskTell:
+        index = self._started
+        self._started += 1
+        box, kwargs = replica_spec(
+            self.method,
+            self.bounds,
+            index,
+            self.n_workers,
+            self.seed,
+            self.kwargs,
+            self._rng,
+        )
+        replica = ScipyAskTell(
+            self.method, box, cache=self.cache, ready=self._ready, **kwargs
+        )
+        replica.ask_wait = _REPLICA_ASK_WAIT
+        return replica
+
+    def _ask(self) -> Any | None:
+        while True:
+            self._ready.clear()
+            for i, replica in enumerate(self.replicas):
+                if replica.waiting or replica._closed:
+                    continue
+                if replica.finished:
+                    self.results.append(replica.result)
+                    replica.close()
+                    if not self.restart:
+                        continue
+                    self.replicas[i] = replica = self._new_replica()
+                trial = replica.ask()  # a replica still computing is skipped
+                if trial is not None:
+                    self._owner[self._next_number] = (replica, trial.number)
+                    return self._params(trial.params)
+            if self._owner or self.finished:
+                return None  # results pending: the caller tells, then asks again
+            # every replica is computing: wait until one posts a point or ends
+            self._ready.wait(0.1)
+
+    def _params(self, x: NDArray[np.float64]) -> Any:
+        return x
+
+    def _tell(self, number: int, params: Any, value: float) -> None:
+        replica, inner = self._owner.pop(number)
+        if not replica._closed:
+            replica.tell(inner, value)
+
+    @property
+    def finished(self) -> bool:
+        if self.restart:
+            return False
+        return all(r._closed or r.finished for r in self.replicas)
+
+    @property
+    def batch_size(self) -> int:
+        return self.n_workers
+
+    def close(self) -> None:
+        """Close every replica (joining its thread), keeping finished results."""
+        for replica in self.replicas:
+            if not replica._closed and replica.result is not None:
+                self.results.append(replica.result)
+            replica.close()
+        super().close()
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.method}, n_workers={self.n_workers}, seed={self.seed})"
+
+
+class HyperScipySampler(ReplicaPool):
+    """A pool of :class:`ScipyAskTell` replicas over a named space.
+
+    Parameters
+    ----------
+    space : Space or dict
+        Named dimensions (or cotengra dict specs); replicas work in its box
+        ``[-1, 1]^d`` and trials are parameter dicts.
+    method : str, default "differential_evolution"
+    n_workers : int, default 1
+    exponential_param_power : float, optional
+        For log-scaled floats, work uniformly in ``value ** power`` instead of
+        in log space (cotengra's option).
+    seed : int, optional
+    **kwargs
+        Passed to each scipy call.
+
+    Notes
+    -----
+    See :class:`ReplicaPool`: replicas are asked only when free, restarted when
+    finished, deterministic ones on distinct regions, with one shared
+    evaluated-point cache. It never finishes by itself: bound it with a
+    search's ``n_trials``.
+    """
+
+    def __init__(
+        self,
+        space: Space | Mapping[str, Any],
+        method: str = "differential_evolution",
+        n_workers: int = 1,
+        exponential_param_power: float | None = None,
+        *,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.space = Space(space).with_power(exponential_param_power)
+        super().__init__(method, self.space.bounds, n_workers, seed=seed, **kwargs)
+
+    def _params(self, x: NDArray[np.float64]) -> dict[str, Any]:
+        return self.space.decode(x)

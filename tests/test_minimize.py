@@ -1,0 +1,180 @@
+"""minimize(): exact DE, replicated serial methods, budgets, the store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from distributed.utils_test import gen_cluster
+from scipy.optimize import differential_evolution, rosen
+
+from dasktune import minimize
+from dasktune.store import TrialStore
+
+
+def sphere_shift(x, shift=0.0):
+    return float(np.sum((np.asarray(x) - shift) ** 2))
+
+
+def ackley(x):
+    x = np.asarray(x)
+    return float(
+        -20 * np.exp(-0.2 * np.sqrt(0.5 * np.sum(x**2)))
+        - np.exp(0.5 * np.sum(np.cos(2 * np.pi * x)))
+        + np.e
+        + 20
+    )
+
+
+async def run(*args, **kwargs):
+    return await asyncio.to_thread(minimize, *args, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+@pytest.mark.parametrize(
+    ("fun", "bounds"), [(rosen, [(-2.0, 2.0)] * 3), (ackley, [(-4.0, 4.0)] * 2)]
+)
+def test_de_is_exactly_scipy(seed, fun, bounds):
+    @gen_cluster(client=True, timeout=120)
+    async def check(c, s, a, b):
+        expected = differential_evolution(
+            fun, bounds, rng=seed, updating="deferred", maxiter=25
+        )
+        result = await run(fun, bounds, seed=seed, maxiter=25, client=c)
+        np.testing.assert_array_equal(result.x, expected.x)
+        assert result.fun == expected.fun
+        assert result.nfev == expected.nfev  # scipy's count, polish included
+        assert result.nfev_evaluated <= result.nfev
+
+    check()
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_replicated_methods_count_every_evaluation(c, s, a, b):
+    result = await run(
+        ackley, [(-4, 4)] * 2, method="direct", n_workers=3, client=c, maxfun=60
+    )
+    assert len(result.results) == 3
+    assert result.nfev == sum(r.nfev for r in result.results)
+    assert result.fun == min(r.fun for r in result.results)
+    result = await run(
+        ackley,
+        [(-4, 4)] * 2,
+        method="dual_annealing",
+        n_workers=2,
+        seed=3,
+        client=c,
+        maxiter=2,
+        no_local_search=True,
+    )
+    assert len(result.results) == 2
+    assert result.nfev == sum(r.nfev for r in result.results)
+    # the two seeded replicas explored different paths
+    assert result.results[0].x.tolist() != result.results[1].x.tolist()
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_shgo_spsa_and_args(c, s, a, b):
+    result = await run(
+        sphere_shift, [(-2, 2)] * 2, method="shgo", args=(0.5,), client=c
+    )
+    np.testing.assert_allclose(result.x, [0.5, 0.5], atol=1e-5)
+    result = await run(
+        sphere_shift,
+        [(-2, 2)] * 2,
+        method="spsa",
+        args=(0.5,),
+        seed=0,
+        client=c,
+        maxiter=200,
+        c_par=0.05,
+    )
+    np.testing.assert_allclose(result.x, [0.5, 0.5], atol=0.05)
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_maxfev_stops_early_with_the_best_point(c, s, a, b):
+    result = await run(rosen, [(-2, 2)] * 3, seed=0, client=c, maxfev=60)
+    assert not result.success
+    assert result.nfev_evaluated == 60
+    assert result.fun == pytest.approx(rosen(result.x))
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_store_records_and_reuses_evaluations(c, s, a, b):
+    store = TrialStore("sqlite://")
+    first = await run(
+        ackley,
+        [(-4, 4)] * 2,
+        seed=1,
+        maxiter=5,
+        polish=False,
+        client=c,
+        store=store,
+        name="ack",
+    )
+    sid = store.find_search("ack")["id"]
+    rows = store.trials(sid)
+    assert len(rows) == first.nfev_evaluated
+    assert all(r["status"] == "done" and len(r["params"]["x"]) == 2 for r in rows)
+    again = await run(
+        ackley,
+        [(-4, 4)] * 2,
+        seed=1,
+        maxiter=5,
+        polish=False,
+        client=c,
+        store=store,
+        name="ack",
+    )
+    assert again.fun == first.fun
+    assert again.nfev_evaluated == 0  # every point came from the store
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((3, [(0, 1)]), {}, TypeError, "fun must be callable"),
+        ((rosen, [(0, 1)]), {"method": "bfgs"}, ValueError, "method must be one of"),
+        ((rosen, [(1, 0)]), {}, ValueError, "low < high"),
+        ((rosen, [0, 1]), {}, ValueError, r"list of \(low, high\) pairs"),
+        (
+            (rosen, [(0, 1)]),
+            {"maxfev": 0},
+            ValueError,
+            "maxfev must be an integer >= 1",
+        ),
+        ((rosen, [(0, 1)]), {"args": [1]}, TypeError, "args must be a tuple"),
+        (
+            (rosen, [(0, 1)] * 2),
+            {"popsiz": 3},
+            TypeError,
+            "unexpected keyword arguments",
+        ),
+    ],
+)
+def test_bad_input(args, kwargs, error, match):
+    class NoClient:
+        def nthreads(self):  # pragma: no cover - must never be reached
+            raise AssertionError("used the cluster despite bad input")
+
+    with pytest.raises(error, match=match):
+        minimize(*args, client=NoClient(), **kwargs)
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_replicas_on_the_driver_loop_when_recording(c, s, a, b):
+    store = TrialStore("sqlite://")
+    result = await run(
+        ackley,
+        [(-4, 4)] * 2,
+        method="direct",
+        n_workers=2,
+        client=c,
+        maxfun=30,
+        store=store,
+    )
+    rows = store.trials(store.find_search("minimize-ackley")["id"])
+    assert len(rows) == result.nfev_evaluated == result.nfev
+    assert len(result.results) == 2

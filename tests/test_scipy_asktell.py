@@ -1,0 +1,206 @@
+"""ScipyAskTell and its pools: exactness, no deadlock, errors, threads, restarts."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from scipy import optimize
+from scipy.optimize import rosen
+
+from dasktune import Float, HyperScipySampler, ScipyAskTell
+from dasktune.scipy_asktell import PointCache, ReplicaPool
+
+
+def branin(x):
+    x1, x2 = x
+    a, b, c = 1.0, 5.1 / (4 * np.pi**2), 5 / np.pi
+    r, s, t = 6.0, 10.0, 1 / (8 * np.pi)
+    return float(a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * np.cos(x1) + s)
+
+
+def rastrigin(x):
+    x = np.asarray(x)
+    return float(10 * len(x) + np.sum(x**2 - 10 * np.cos(2 * np.pi * x)))
+
+
+BRANIN_BOUNDS = [(-5.0, 10.0), (0.0, 15.0)]
+BRANIN_MIN = 0.397887
+
+
+def drive(opt, f, order=reversed):
+    """Ask everything that can be asked, tell in the given order, until finished."""
+    while not opt.finished:
+        trials = []
+        while (t := opt.ask()) is not None:
+            trials.append(t)
+        if not trials:  # ask() waited for scipy, which then finished
+            assert opt.finished
+            break
+        for t in order(trials):
+            opt.tell(t, f(t.params))
+    return opt.result
+
+
+def scipy_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("dasktune-scipy")]
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("differential_evolution", {"rng": 1, "maxiter": 20}),
+        ("differential_evolution", {"rng": 2, "maxiter": 10, "polish": False}),
+        ("dual_annealing", {"rng": 1, "maxiter": 30}),
+        ("direct", {"maxfun": 200}),
+        ("shgo", {}),
+    ],
+)
+def test_same_result_as_the_serial_scipy_call(method, kwargs):
+    bounds = [(-2.0, 2.0)] * 3
+    serial_kwargs = dict(kwargs)
+    if method == "differential_evolution":
+        serial_kwargs["updating"] = "deferred"
+    expected = getattr(optimize, method)(rosen, bounds, **serial_kwargs)
+    with ScipyAskTell(method, bounds, **kwargs) as opt:
+        result = drive(opt, rosen)
+    np.testing.assert_array_equal(result.x, expected.x)
+    assert result.fun == expected.fun
+    assert result.nfev == expected.nfev
+    assert result.nfev_evaluated <= result.nfev
+
+
+def test_batches_are_asked_at_once_and_told_in_any_order():
+    with ScipyAskTell(
+        "differential_evolution", [(-1, 1)] * 2, rng=0, popsize=5, maxiter=3
+    ) as opt:
+        first = []
+        while (t := opt.ask()) is not None:
+            first.append(t)
+        assert len(first) == 10  # the whole initial population
+        rng = np.random.default_rng(0)
+        for i in rng.permutation(len(first)):
+            opt.tell(first[i], rosen(first[i].params))
+        assert opt.ask() is not None
+
+
+def test_errors_in_scipy_surface_with_their_type():
+    with (
+        ScipyAskTell("differential_evolution", [(-1, 1)] * 2, strategy="nope") as opt,
+        pytest.raises(ValueError, match="strategy"),
+    ):
+        opt.ask()
+
+    def fails(intermediate_result):
+        raise RuntimeError("callback broke")
+
+    with (
+        ScipyAskTell(
+            "differential_evolution", [(-1, 1)] * 2, rng=0, maxiter=5, callback=fails
+        ) as opt,
+        pytest.raises(RuntimeError, match="callback broke"),
+    ):
+        drive(opt, rosen)
+    assert not scipy_threads()
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="method must be one of"):
+        ScipyAskTell("nelder-mead", [(0, 1)])
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['popsiz'\]"):
+        ScipyAskTell("differential_evolution", [(0, 1)], popsiz=3)
+    with pytest.raises(TypeError, match="workers is managed by dasktune"):
+        ScipyAskTell("shgo", [(0, 1)], workers=2)
+    with pytest.raises(ValueError, match="low < high"):
+        ScipyAskTell("direct", [(1, 0)])
+    with pytest.raises(ValueError, match="n_workers must be an integer >= 1"):
+        HyperScipySampler({"x": Float(0, 1)}, n_workers=0)
+    with pytest.raises(TypeError, match="each replica derives its own rng"):
+        HyperScipySampler({"x": Float(0, 1)}, rng=3)
+    assert not scipy_threads()
+
+
+def test_close_mid_run_joins_the_thread():
+    opt = ScipyAskTell("differential_evolution", [(-1, 1)] * 2, rng=0)
+    trials = [opt.ask(), opt.ask()]
+    opt.tell(trials[0], 1.0)  # the thread is mid-generation, waiting
+    assert scipy_threads()
+    opt.close()
+    assert not scipy_threads()
+    with pytest.raises(RuntimeError, match="closed"):
+        opt.ask()
+
+
+def test_pool_never_deadlocks_on_out_of_order_tells():
+    # cotengra's round-robin handed asks to replicas waiting for their tells
+    space = {"x": Float(-5, 10), "y": Float(0, 15)}
+    with HyperScipySampler(
+        space, "dual_annealing", n_workers=3, seed=0, maxiter=20
+    ) as pool:
+        pending, told = [], 0
+        rng = np.random.default_rng(1)
+        while told < 300:
+            while len(pending) < 5 and (t := pool.ask()) is not None:
+                pending.append(t)
+            assert pending
+            t = pending.pop(int(rng.integers(len(pending))))
+            pool.tell(t, branin([t.params["x"], t.params["y"]]))
+            told += 1
+    assert not scipy_threads()
+
+
+def test_seeded_replicas_start_on_distinct_points():
+    for method in ("dual_annealing", "differential_evolution", "direct", "shgo"):
+        with HyperScipySampler(
+            {"x": Float(0, 1), "y": Float(0, 1)}, method, n_workers=4, seed=0
+        ) as pool:
+            firsts = []
+            for replica in pool.replicas:
+                t = replica.ask()
+                firsts.append(tuple(t.params))
+        assert len(set(firsts)) == 4, method
+
+
+def test_direct_never_evaluates_a_point_twice_across_restarts():
+    with ReplicaPool("direct", BRANIN_BOUNDS, n_workers=2, seed=0, maxfun=40) as pool:
+        seen = []
+        for _ in range(600):
+            t = pool.ask()
+            assert t is not None
+            seen.append(PointCache.key(t.params))
+            pool.tell(t, branin(t.params))
+        assert pool._started > 4  # replicas were restarted
+    assert len(set(seen)) == len(seen)
+
+
+@pytest.mark.parametrize(
+    ("method", "f", "bounds", "minimum", "kwargs", "budget"),
+    [
+        ("differential_evolution", branin, BRANIN_BOUNDS, BRANIN_MIN, {"rng": 0}, 2000),
+        (
+            "dual_annealing",
+            branin,
+            BRANIN_BOUNDS,
+            BRANIN_MIN,
+            {"rng": 0, "maxiter": 100},
+            2500,
+        ),
+        ("direct", branin, BRANIN_BOUNDS, BRANIN_MIN, {"maxfun": 1000}, 1100),
+        ("shgo", branin, BRANIN_BOUNDS, BRANIN_MIN, {}, 500),
+        (
+            "differential_evolution",
+            rastrigin,
+            [(-5.12, 5.12)] * 5,
+            0.0,
+            {"rng": 0, "maxiter": 300},
+            16000,
+        ),
+        ("dual_annealing", rastrigin, [(-5.12, 5.12)] * 5, 0.0, {"rng": 0}, 11000),
+    ],
+)
+def test_known_minima_within_a_budget(method, f, bounds, minimum, kwargs, budget):
+    with ScipyAskTell(method, bounds, **kwargs) as opt:
+        result = drive(opt, f)
+    assert result.fun == pytest.approx(minimum, abs=1e-4)
+    assert opt.evaluations <= budget
