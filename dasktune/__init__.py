@@ -14,6 +14,7 @@ from dasktune.cluster import get_client
 from dasktune.exceptions import DasktuneError
 from dasktune.mapping import async_apply, async_map
 from dasktune.minimize import minimize
+from dasktune.producer_consumer import ProducerConsumer
 from dasktune.scipy_asktell import HyperScipySampler, ScipyAskTell
 from dasktune.search import Search
 from dasktune.selector import LCBSelector
@@ -33,6 +34,7 @@ __all__ = [
     "HyperScipySampler",
     "Int",
     "LCBSelector",
+    "ProducerConsumer",
     "SPSA",
     "ScipyAskTell",
     "Search",

@@ -11,7 +11,13 @@ from numpy.typing import NDArray
 
 from dasktune.asktell import AskTell
 from dasktune.cluster import get_client
-from dasktune.driver import BatchObjective, Driver, MemoryRecorder, RunReport
+from dasktune.driver import (
+    BatchObjective,
+    Driver,
+    MemoryRecorder,
+    RunReport,
+    check_batch_objective,
+)
 from dasktune.mapping import func_name
 
 
@@ -67,6 +73,7 @@ def run_vector(
     **driver_kwargs: Any,
 ) -> tuple[RunReport, Any]:
     """Drive ``optimizer`` on the cluster; return the report and the recorder."""
+    check_batch_objective(fun)
     client = get_client(client)
     recorder = recorder if recorder is not None else MemoryRecorder()
     if isinstance(fun, BatchObjective):

@@ -17,8 +17,9 @@ Objectives
   recorded on its own. A raising trial is re-run ``retries`` times on its
   worker, then recorded as failed with its traceback, and the optimizer is told
   ``+inf``.
-- A :class:`BatchObjective` (``ProducerConsumer``) takes a list of parameter
-  sets and returns one future per set.
+- A :class:`BatchObjective` (a ``ProducerConsumer`` with a reduction) takes the
+  whole batch of parameter sets asked in a turn of the loop and returns their
+  values, evaluating them in one round trip per shard where the data lives.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "MemoryRecorder",
     "Recorder",
     "RunReport",
+    "check_batch_objective",
     "normalize_result",
 ]
 
@@ -60,13 +62,30 @@ _WAIT_ELSEWHERE_SECONDS = 0.25
 
 @runtime_checkable
 class BatchObjective(Protocol):
-    """An objective that evaluates a whole batch of parameter sets at once."""
+    """An objective that evaluates a whole batch of parameter sets at once.
 
-    def submit_batch(
-        self, params: Sequence[Any], client: distributed.Client, key: str
-    ) -> list[distributed.Future]:
-        """Submit the evaluation of every parameter set; one future each."""
+    ``evaluate_batch`` blocks until every value is known and returns one raw
+    result per parameter set, in order (a ``ProducerConsumer`` does it in one
+    round trip per shard, rebuilding shards lost with their workers). When it
+    raises, the driver evaluates the sets one by one to record which failed.
+    """
+
+    def evaluate_batch(self, params: Sequence[Any]) -> list[Any]:
+        """One raw result per parameter set."""
         ...
+
+
+def check_batch_objective(objective: object) -> None:
+    """Raise ``TypeError`` for a batch objective that cannot reduce its values."""
+    if (
+        isinstance(objective, BatchObjective)
+        and getattr(objective, "reduce", 0) is None
+    ):
+        msg = (
+            f"{objective!r} is used as an objective but has no reduction; give "
+            "ProducerConsumer(..., reduce=sum) or pass pc.objective(reduce=sum)"
+        )
+        raise TypeError(msg)
 
 
 class Recorder(Protocol):
@@ -379,9 +398,22 @@ class Driver:
                 waiting = still_waiting
                 if to_run:
                     submitted += len(to_run)
-                    for future, group in self._submit(to_run):
-                        in_flight[future] = group
-                        harvest.add(future)
+                if to_run and self.batch:
+                    # evaluated now, whole: tell, record, and ask the next batch
+                    for pending, outcome in zip(
+                        to_run, self._evaluate_batch(to_run), strict=True
+                    ):
+                        last_error = (
+                            self._record(
+                                pending, outcome, claimed, outcomes, report, bar
+                            )
+                            or last_error
+                        )
+                    self._check_failures(report, outcomes, last_error)
+                    continue
+                for future, group in self._submit(to_run) if to_run else []:
+                    in_flight[future] = group
+                    harvest.add(future)
                 if not in_flight:
                     if waiting:
                         time.sleep(_WAIT_ELSEWHERE_SECONDS)
@@ -406,30 +438,17 @@ class Driver:
                     break
                 for future, result in batch:
                     group = in_flight.pop(future)
-                    for pending, outcome in zip(
-                        group, self._outcomes(future, result, group), strict=True
-                    ):
-                        del claimed[pending.param_hash]
-                        outcomes.append(outcome)
-                        if outcome.status == TrialStatus.DONE:
-                            report.evaluated += 1
-                            self._tell(pending, outcome.value, report)
-                        else:
-                            report.failed += 1
-                            last_error = outcome.error
-                            self._tell(pending, None, report)
-                        bar.update(1)
+                    done = self._outcomes(future, result, group)
+                    for pending, outcome in zip(group, done, strict=True):
+                        last_error = (
+                            self._record(
+                                pending, outcome, claimed, outcomes, report, bar
+                            )
+                            or last_error
+                        )
                 if report.best_value < math.inf:
                     bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
-                if self.max_failures is not None and report.failed >= self.max_failures:
-                    self.recorder.sync(outcomes, [])
-                    outcomes = []
-                    msg = (
-                        f"{self.name}: stopped after {report.failed} failed trials "
-                        f"(max_failures={self.max_failures}); the last one raised:\n"
-                        f"{last_error}"
-                    )
-                    raise TooManyFailuresError(msg)
+                self._check_failures(report, outcomes, last_error)
             if outcomes:
                 self.recorder.sync(outcomes, [])
                 outcomes = []
@@ -446,6 +465,56 @@ class Driver:
         if report.best_value < math.inf:
             report.best_value *= self.sign
         return report
+
+    def _record(
+        self,
+        pending: _Pending,
+        outcome: Outcome,
+        claimed: dict[str, _Pending],
+        outcomes: list[Outcome],
+        report: RunReport,
+        bar: Any,
+    ) -> str | None:
+        """Tell the optimizer and queue the outcome; return a failure's error."""
+        del claimed[pending.param_hash]
+        outcomes.append(outcome)
+        bar.update(1)
+        if outcome.status == TrialStatus.DONE:
+            report.evaluated += 1
+            self._tell(pending, outcome.value, report)
+            return None
+        report.failed += 1
+        self._tell(pending, None, report)
+        return outcome.error
+
+    def _check_failures(
+        self, report: RunReport, outcomes: list[Outcome], last_error: str | None
+    ) -> None:
+        if self.max_failures is None or report.failed < self.max_failures:
+            return
+        self.recorder.sync(outcomes, [])
+        outcomes.clear()
+        msg = (
+            f"{self.name}: stopped after {report.failed} failed trials "
+            f"(max_failures={self.max_failures}); the last one raised:\n{last_error}"
+        )
+        raise TooManyFailuresError(msg)
+
+    def _evaluate_batch(self, to_run: list[_Pending]) -> list[Outcome]:
+        objective: BatchObjective = self.objective  # type: ignore[assignment]
+        started = time.time()
+        try:
+            raw = objective.evaluate_batch([p.call for p in to_run])
+        except Exception:
+            if len(to_run) == 1:
+                return [_failure(to_run[0], traceback.format_exc(), started)]
+            # find which parameter sets fail: the others are still good
+            return [o for p in to_run for o in self._evaluate_batch([p])]
+        finished = time.time()
+        return [
+            _batch_outcome(p, r, started, finished)
+            for p, r in zip(to_run, raw, strict=True)
+        ]
 
     @property
     def optimizer_wants_values(self) -> bool:
@@ -508,12 +577,6 @@ class Driver:
     def _submit(
         self, to_run: list[_Pending]
     ) -> list[tuple[distributed.Future, list[_Pending]]]:
-        if self.batch:
-            key = f"{self.name}-trial-{to_run[0].number}-{self.token}"
-            futures = self.objective.submit_batch(  # type: ignore[union-attr]
-                [p.call for p in to_run], self.client, key
-            )
-            return [(f, [p]) for f, p in zip(futures, to_run, strict=True)]
         n = len(to_run)
         # whole rounds of the cluster's threads, each task about group_size trials
         # (rounded: a task may run up to 1.5 times the target, which beats a
@@ -548,32 +611,6 @@ class Driver:
             return [
                 Outcome(p.param_hash, TrialStatus.FAILED, error=text) for p in group
             ]
-        if self.batch:
-            pending = group[0]
-            now = time.time()
-            try:
-                value, aux = normalize_result(result)
-                if math.isnan(value):
-                    msg = f"the objective returned NaN for {pending.call!r}"
-                    raise ValueError(msg)
-            except Exception:
-                return [
-                    Outcome(
-                        pending.param_hash,
-                        TrialStatus.FAILED,
-                        error=traceback.format_exc(),
-                        finished=now,
-                    )
-                ]
-            return [
-                Outcome(
-                    pending.param_hash,
-                    TrialStatus.DONE,
-                    value=value,
-                    aux=canonical(aux)[0] if aux else {},
-                    finished=now,
-                )
-            ]
         assert isinstance(result, _GroupResult)
         durations = [o.duration or 0.0 for o in result.outcomes]
         self._adapt(sum(durations) / max(1, len(durations)))
@@ -593,3 +630,36 @@ class Driver:
         self.mean_duration = mean
         wanted = int(_TARGET_TASK_SECONDS / max(mean, 1e-9))
         self.group_size = max(1, min(wanted, self.group_size * _GROWTH, _MAX_GROUP))
+
+
+def _failure(pending: _Pending, error: str, started: float) -> Outcome:
+    now = time.time()
+    return Outcome(
+        pending.param_hash,
+        TrialStatus.FAILED,
+        error=error,
+        started=started,
+        finished=now,
+        duration=now - started,
+    )
+
+
+def _batch_outcome(
+    pending: _Pending, raw: Any, started: float, finished: float
+) -> Outcome:
+    try:
+        value, aux = normalize_result(raw)
+        if math.isnan(value):
+            msg = f"the objective returned NaN for {pending.call!r}"
+            raise ValueError(msg)
+    except Exception:
+        return _failure(pending, traceback.format_exc(), started)
+    return Outcome(
+        pending.param_hash,
+        TrialStatus.DONE,
+        value=value,
+        aux=canonical(aux)[0] if aux else {},
+        started=started,
+        finished=finished,
+        duration=finished - started,
+    )

@@ -30,7 +30,7 @@ import pandas as pd
 
 from dasktune.asktell import AskTell, IterableSource, RandomSampler
 from dasktune.cluster import get_client
-from dasktune.driver import BatchObjective, Driver, RunReport
+from dasktune.driver import BatchObjective, Driver, RunReport, check_batch_objective
 from dasktune.exceptions import DasktuneError
 from dasktune.mapping import check_callable
 from dasktune.space import Space
@@ -208,6 +208,7 @@ class Search:
             raise ValueError(msg)
         if not isinstance(objective, BatchObjective):
             check_callable("objective", objective)
+        check_batch_objective(objective)
         if direction not in ("minimize", "maximize"):
             msg = f"direction must be 'minimize' or 'maximize', got {direction!r}"
             raise ValueError(msg)

@@ -206,18 +206,16 @@ async def test_n_trials_and_timeout(c, s, a, b):
 
 
 class SumBatch:
-    """A batch objective test double: one task per parameter set."""
+    """A batch objective test double: sums, and fails on negative sets."""
 
     def __init__(self):
         self.batches = []
 
-    def submit_batch(self, params, client, key):
+    def evaluate_batch(self, params):
         self.batches.append(len(params))
-        return client.map(
-            lambda p: sum(p.values()),
-            params,
-            key=[f"{key}-{i}" for i in range(len(params))],
-        )
+        if any(p["a"] < 0 for p in params):
+            raise ValueError("negative a")
+        return [sum(p.values()) for p in params]
 
 
 class BatchOfFour(Optimizer):
@@ -247,3 +245,13 @@ async def test_batch_objective_protocol(c, s, a, b):
     assert report.evaluated == 8
     assert objective.batches == [4, 4]  # each asked batch went out at once
     assert sorted(opt.told) == [(i, i + 1.0) for i in range(8)]
+
+
+@gen_cluster(client=True)
+async def test_batch_objective_failures_are_isolated(c, s, a, b):
+    objective = SumBatch()
+    source = IterableSource([{"a": 1, "b": 1}, {"a": -1, "b": 1}, {"a": 2, "b": 1}])
+    _, recorder, report = await asyncio.to_thread(run, c, source, objective)
+    assert (report.evaluated, report.failed) == (2, 1)
+    failed = [o for _, o in recorder.records if o.status == "failed"]
+    assert "ValueError: negative a" in failed[0].error

@@ -1,0 +1,443 @@
+"""ProducerConsumer: data loaded once, kept on the workers, evaluated where it lives.
+
+The elements of ``init_data`` are split into contiguous shards. Each shard is a
+worker-pinned Dask actor that runs ``init_function`` once per element when it is
+created and keeps the loaded objects in the worker's memory: they never travel
+(they may be huge or unpicklable). ``run(params)`` then applies
+``process_function(params, loaded)`` to every element, one round trip per shard,
+with the shards working in parallel on the workers' threads.
+
+Losing a worker loses no data: a shard whose worker died is rebuilt — its
+elements sent again and ``init_function`` re-run for just those elements — on the
+remaining or new workers, and the call in progress is retried there, so the
+result is the same as without the loss. (Dask actors are not resilient by
+themselves: the scheduler marks a lost actor as erred and never recomputes it.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import reprlib
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+import distributed
+
+from dasktune.cluster import capacity, get_client
+from dasktune.mapping import check_callable, func_name
+
+__all__ = ["ProducerConsumer"]
+
+_repr = reprlib.Repr()
+_repr.maxother = 60
+_REBUILD_ATTEMPTS = 3
+
+
+class _Payload:
+    """Any value travelling as one opaque object (not walked by Dask)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _Holder:
+    """The actor holding the loaded objects of one worker's shards."""
+
+    def __init__(
+        self,
+        init_function: Callable[[Any], Any],
+        process_function: Callable[[Any, Any], Any],
+        shards: _Payload,
+    ) -> None:
+        self.process_function = process_function
+        self.shards: list[tuple[int, list[Any]]] = []  # (start, loaded objects)
+        for start, items in shards.value:
+            loaded = []
+            for offset, item in enumerate(items):
+                try:
+                    loaded.append(init_function(item))
+                except Exception as err:
+                    err.add_note(
+                        "ProducerConsumer: init_function raised on "
+                        f"init_data[{start + offset}]"
+                    )
+                    raise
+            self.shards.append((start, loaded))
+        self.calls = 0
+
+    def _shards(
+        self,
+        indices: list[int],
+        batch: list[Any],
+        reduce: Callable[[list[Any]], Any] | None,
+    ) -> list[list[Any]]:
+        out = []
+        for index in indices:
+            start, loaded = self.shards[index]
+            values_per_params = []
+            for params in batch:
+                values = []
+                for offset, obj in enumerate(loaded):
+                    try:
+                        values.append(self.process_function(params, obj))
+                    except Exception as err:
+                        err.add_note(
+                            "ProducerConsumer: process_function raised on "
+                            f"init_data[{start + offset}] with params "
+                            f"{_repr.repr(params)}"
+                        )
+                        raise
+                values_per_params.append(
+                    reduce(values) if reduce is not None else values
+                )
+            out.append(values_per_params)
+        return out
+
+    async def evaluate(
+        self, batch: _Payload, reduce: Callable[[list[Any]], Any] | None
+    ) -> _Payload:
+        # this worker's shards in parallel on its task threads, one job per
+        # thread (an actor's own methods share a single thread per worker)
+        worker = distributed.get_worker()
+        executor = worker.executors["default"]
+        n_jobs = max(1, min(worker.state.nthreads, len(self.shards)))
+        jobs = [list(range(len(self.shards)))[j::n_jobs] for j in range(n_jobs)]
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(executor, self._shards, job, batch.value, reduce)
+                for job in jobs
+            )
+        )
+        parts: list[Any] = [None] * len(self.shards)
+        for job, result in zip(jobs, results, strict=True):
+            for index, part in zip(job, result, strict=True):
+                parts[index] = part
+        self.calls += 1
+        return _Payload(parts)
+
+
+def _is_lost(future: distributed.Future, client: distributed.Client, ask: bool) -> bool:
+    """Whether a shard's actor is gone; ``ask`` the scheduler, or trust the
+    status the client already has (free: the hot path)."""
+    if future.status in ("error", "lost", "cancelled"):
+        return True
+    if not ask:
+        return False
+    return not client.who_has([future]).get(future.key)
+
+
+class ProducerConsumer:
+    """Load data once per element on the workers; evaluate it there many times.
+
+    Parameters
+    ----------
+    init_function : callable
+        ``init_function(item) -> loaded``, run once per element of
+        ``init_data``, on a worker.
+    init_data : sequence
+        The elements to load (file names, shard descriptions, arrays...). Each
+        is sent to its worker once.
+    process_function : callable
+        ``process_function(params, loaded) -> value``, run for every element
+        where it lives.
+    n_cores : int, optional
+        Number of shards (default: the cluster's thread count, at most one per
+        element). Shards are spread over the workers and run in parallel.
+    client : distributed.Client, optional
+    timeout : float, optional
+        Seconds a call may take before ``TimeoutError``.
+    name : str, optional
+        Names the shards' tasks on the dashboard (default: the init function's).
+    reduce : callable, optional
+        The default reduction of :meth:`run` and :meth:`map`, and what makes the
+        object usable as the objective of ``SPSA``, ``minimize`` and ``Search``
+        (``reduce=sum`` for a log-likelihood summed over the data).
+
+    Raises
+    ------
+    TypeError
+        If a function is not callable or ``init_data`` is not a sequence.
+    ValueError
+        If ``init_data`` is empty or ``n_cores`` < 1.
+    Exception
+        Whatever ``init_function`` raised, with a note naming the element.
+
+    Examples
+    --------
+    >>> pc = ProducerConsumer(load_shard, paths, loglike)  # doctest: +SKIP
+    >>> pc.run(theta, reduce=sum)  # doctest: +SKIP
+    >>> SPSA(pc.objective(reduce=sum), theta0)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        init_function: Callable[[Any], Any],
+        init_data: Sequence[Any],
+        process_function: Callable[[Any, Any], Any],
+        n_cores: int | None = None,
+        *,
+        client: distributed.Client | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+        reduce: Callable[[list[Any]], Any] | None = None,
+    ) -> None:
+        check_callable("init_function", init_function)
+        if reduce is not None:
+            check_callable("reduce", reduce)
+        check_callable("process_function", process_function)
+        if isinstance(init_data, str | bytes) or not isinstance(init_data, Sequence):
+            msg = (
+                "init_data must be a sequence (a list, a tuple) of the elements to "
+                f"load, got {type(init_data).__name__}"
+            )
+            raise TypeError(msg)
+        if len(init_data) == 0:
+            msg = "init_data is empty; give at least one element to load"
+            raise ValueError(msg)
+        if n_cores is not None and (
+            isinstance(n_cores, bool) or not isinstance(n_cores, int) or n_cores < 1
+        ):
+            msg = f"n_cores must be an integer >= 1, got {n_cores!r}"
+            raise ValueError(msg)
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            msg = f"timeout must be a positive number of seconds, got {timeout!r}"
+            raise ValueError(msg)
+        self.client = get_client(client)
+        self.init_function, self.process_function = init_function, process_function
+        self.data = list(init_data)
+        self.timeout = timeout
+        self.reduce = reduce
+        self.name = name or func_name(init_function)
+        n = min(n_cores or capacity(self.client), len(self.data))
+        base, extra = divmod(len(self.data), n)
+        self.shards: list[tuple[int, int]] = []  # (start, stop) per shard
+        start = 0
+        for i in range(n):
+            stop = start + base + (i < extra)
+            self.shards.append((start, stop))
+            start = stop
+        # one actor per worker holds that worker's shards: a call is one round
+        # trip per worker, and the worker's threads run its shards in parallel
+        workers = sorted(self.client.nthreads()) or [None]
+        groups: dict[Any, list[int]] = {}
+        for i in range(n):
+            groups.setdefault(workers[i % len(workers)], []).append(i)
+        self.groups = list(groups.values())
+        self._homes = list(groups)
+        self._futures: list[distributed.Future | None] = [None] * len(self.groups)
+        self._actors: list[Any] = [None] * len(self.groups)
+        self.rebuilds = 0
+        self._closed = False
+        try:
+            self._build(list(range(len(self.groups))))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- shards ------------------------------------------------------------------
+
+    def _build(self, indices: list[int]) -> None:
+        """Create (or re-create) the actors ``indices``, and wait for them."""
+        alive = sorted(self.client.nthreads())
+        token = uuid.uuid4().hex[:8]
+        for g in indices:
+            home = self._homes[g]
+            if home not in alive and alive:  # its worker is gone: another one
+                home = self._homes[g] = alive[g % len(alive)]
+            shards = [
+                (self.shards[i][0], self.data[slice(*self.shards[i])])
+                for i in self.groups[g]
+            ]
+            options: dict[str, Any] = {}
+            if home is not None:
+                options = {"workers": [home], "allow_other_workers": True}
+            self._futures[g] = self.client.submit(
+                _Holder,
+                self.init_function,
+                self.process_function,
+                _Payload(shards),
+                actor=True,
+                key=f"ProducerConsumer-{self.name}-shards-{g}-{token}",
+                **options,
+            )
+        futures = [self._futures[g] for g in indices]
+        distributed.wait(futures, timeout=self.timeout)
+        for g in indices:
+            future = self._futures[g]
+            assert future is not None
+            if future.status == "error":
+                future.result()  # raises init_function's error, with its note
+            self._actors[g] = future.result()
+
+    def _ensure(self, after_error: bool = False) -> None:
+        if self._closed:
+            msg = "this ProducerConsumer is closed; create a new one"
+            raise RuntimeError(msg)
+        lost = [
+            i
+            for i, f in enumerate(self._futures)
+            if f is None or _is_lost(f, self.client, ask=after_error)
+        ]
+        if lost:
+            self.rebuilds += len(lost)
+            self._build(lost)
+
+    # -- evaluation ----------------------------------------------------------------
+
+    def _call(
+        self, batch: list[Any], reduce: Callable[[list[Any]], Any] | None
+    ) -> list[Any]:
+        """Every shard on ``batch``: per shard, one entry per parameter set."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        for attempt in range(_REBUILD_ATTEMPTS + 1):
+            self._ensure(after_error=attempt > 0)
+            payload = _Payload(batch)
+            with self.client.as_current():
+                calls = [actor.evaluate(payload, reduce) for actor in self._actors]
+                try:
+                    per_group = [c.result(timeout=_left(deadline)).value for c in calls]
+                except TimeoutError as err:
+                    msg = (
+                        f"ProducerConsumer {self.name!r}: no result within "
+                        f"timeout={self.timeout} s"
+                    )
+                    raise TimeoutError(msg) from err
+                except Exception:
+                    # a lost worker is rebuilt and the call retried; anything
+                    # else is the process function's error
+                    if attempt == _REBUILD_ATTEMPTS or not any(
+                        _is_lost(f, self.client, ask=True)
+                        for f in self._futures
+                        if f is not None
+                    ):
+                        raise
+                    continue
+            by_shard: list[Any] = [None] * len(self.shards)
+            for group, parts in zip(self.groups, per_group, strict=True):
+                for i, part in zip(group, parts, strict=True):
+                    by_shard[i] = part
+            return by_shard
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run(self, params: Any, reduce: Callable[[list[Any]], Any] | None = None) -> Any:
+        """``process_function(params, loaded)`` for every element.
+
+        Parameters
+        ----------
+        params : any
+        reduce : callable, optional
+            Takes a list and satisfies ``reduce([reduce(a), reduce(b)]) ==
+            reduce(a + b)`` (``sum``, ``min``, ``max``; not ``len`` or a mean).
+            Applied on each worker first, then across shards: one value per shard
+            travels. Default: the ``reduce`` given at construction.
+
+        Returns
+        -------
+        list or value
+            The values in ``init_data`` order, or their reduction.
+
+        Raises
+        ------
+        Exception
+            What ``process_function`` raised, with a note naming the element's
+            index in ``init_data``; the object stays usable.
+        TimeoutError
+            After ``timeout`` seconds.
+        """
+        return self.map([params], reduce=reduce)[0]
+
+    def map(
+        self,
+        params_list: Sequence[Any],
+        reduce: Callable[[list[Any]], Any] | None = None,
+    ) -> list[Any]:
+        """:meth:`run` for many parameter sets, in one round trip per shard.
+
+        Returns one entry per parameter set: a list in ``init_data`` order, or the
+        reduced value.
+        """
+        if reduce is None:
+            reduce = self.reduce
+        elif not callable(reduce):
+            check_callable("reduce", reduce)
+        batch = list(params_list)
+        if not batch:
+            return []
+        per_shard = self._call(batch, reduce)
+        out = []
+        for j in range(len(batch)):
+            parts = [shard[j] for shard in per_shard]
+            if reduce is not None:
+                out.append(reduce(parts))
+            else:
+                out.append([value for part in parts for value in part])
+        return out
+
+    def evaluate_batch(self, params: Sequence[Any]) -> list[Any]:
+        """The batch-objective protocol: ``map(params)`` with ``self.reduce``."""
+        if self.reduce is None:
+            msg = (
+                "a ProducerConsumer used as an objective needs a reduction: "
+                "ProducerConsumer(..., reduce=sum) or pc.objective(reduce=sum)"
+            )
+            raise TypeError(msg)
+        return self.map(params, reduce=self.reduce)
+
+    def objective(self, reduce: Callable[[list[Any]], Any] = sum) -> _ReducedObjective:
+        """A batch objective for ``SPSA``, ``minimize`` and ``Search``.
+
+        Each batch of parameter sets the optimizer asks is evaluated in one round
+        trip per shard; the value of a parameter set is ``reduce`` over the
+        elements (``sum`` by default: a log-likelihood summed over shards).
+        """
+        check_callable("reduce", reduce)
+        return _ReducedObjective(self, reduce)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the actors and the memory they hold on the workers."""
+        self._closed = True
+        futures = [f for f in self._futures if f is not None]
+        self._actors = [None] * len(self._actors)
+        self._futures = [None] * len(self._futures)
+        if futures:
+            self.client.cancel(futures)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"ProducerConsumer({self.name!r}, {len(self.data)} elements in "
+            f"{len(self.shards)} shards)"
+        )
+
+
+class _ReducedObjective:
+    """``ProducerConsumer.map`` with a reduction, as the driver's batch objective."""
+
+    def __init__(self, pc: ProducerConsumer, reduce: Callable[[list[Any]], Any]):
+        self.pc, self.reduce = pc, reduce
+        self.__name__ = f"ProducerConsumer-{pc.name}"
+        self.process_function = pc.process_function
+
+    def evaluate_batch(self, params: Sequence[Any]) -> list[Any]:
+        """One value per parameter set; one round trip per shard for them all."""
+        return self.pc.map(params, reduce=self.reduce)
+
+
+def _left(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())

@@ -1,0 +1,252 @@
+"""ProducerConsumer: loaded once, evaluated in place, resilient to lost workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune import SPSA, ProducerConsumer, Search, minimize
+
+_lock = threading.Lock()
+_inits: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    _inits.clear()
+
+
+def slow_load(x):
+    time.sleep(0.05)
+    with _lock:
+        _inits.append(x)
+    return x
+
+
+def times(params, loaded):
+    return params * loaded
+
+
+def slow_times(params, loaded):
+    time.sleep(0.3)
+    return params * loaded
+
+
+class Unpicklable:
+    def __init__(self, value):
+        self.value = value
+        self.lock = threading.Lock()
+
+    def __reduce__(self):
+        raise TypeError("this object must never travel")
+
+
+def load_unpicklable(x):
+    return Unpicklable(x)
+
+
+def use_unpicklable(params, loaded):
+    with loaded.lock:
+        return params + loaded.value
+
+
+def fails_on_three(x):
+    if x == 3:
+        raise OSError(f"cannot read shard {x}")
+    return x
+
+
+def divide(params, loaded):
+    return loaded / params
+
+
+def load_normal(seed):
+    return np.random.default_rng(seed).normal(loc=1.5, scale=1.0, size=2000)
+
+
+def neg_loglike(theta, data):
+    return float(0.5 * np.sum((data - theta[0]) ** 2))
+
+
+def neg_loglike_named(params, data):  # a Search hands the parameters as a dict
+    return float(0.5 * np.sum((data - params["mu"]) ** 2))
+
+
+async def call(fn, *args, **kwargs):
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+@gen_cluster(client=True)
+async def test_optimtools_readme_example(c, s, a, b):
+    pc = await call(ProducerConsumer, slow_load, [1, 2, 3, 4], times, client=c)
+    assert await call(pc.run, 2) == [2, 4, 6, 8]  # in init_data order
+    assert await call(pc.run, -1) == [-1, -2, -3, -4]
+    pc.close()
+
+
+@gen_cluster(client=True)
+async def test_init_runs_once_per_element_and_reductions(c, s, a, b):
+    data = list(range(10))
+    with await call(ProducerConsumer, slow_load, data, times, client=c) as pc:
+        for p in range(20):
+            assert await call(pc.run, p) == [p * x for x in data]
+        assert sorted(_inits) == data  # exactly once each
+        assert await call(pc.run, 3, reduce=sum) == 3 * sum(data)
+        assert await call(pc.run, 3, reduce=max) == 27
+        assert await call(pc.map, [1, 2, 3], reduce=sum) == [45, 90, 135]
+        assert await call(pc.map, [1, -1]) == [data, [-x for x in data]]
+        assert len(pc.shards) == 3  # gen_cluster has 3 threads
+
+
+@gen_cluster(client=True)
+async def test_errors_name_the_element_and_leave_it_usable(c, s, a, b):
+    with pytest.raises(OSError, match="cannot read shard 3") as info:
+        await call(ProducerConsumer, fails_on_three, [1, 2, 3, 4], times, client=c)
+    assert any("init_data[2]" in note for note in info.value.__notes__)
+    with await call(
+        ProducerConsumer, fails_on_three, [4, 0, 2], divide, client=c
+    ) as pc:
+        with pytest.raises(ZeroDivisionError) as info:
+            await call(pc.run, 0.0)
+        assert any(
+            "init_data[0]" in n and "params 0.0" in n for n in info.value.__notes__
+        )
+        assert await call(pc.run, 2.0) == [2.0, 0.0, 1.0]  # still usable
+
+
+@gen_cluster(client=True)
+async def test_timeout(c, s, a, b):
+    with (
+        await call(
+            ProducerConsumer, slow_load, [1, 2], slow_times, client=c, timeout=0.1
+        ) as pc,
+        pytest.raises(TimeoutError, match="no result within timeout=0.1"),
+    ):
+        await call(pc.run, 1)
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_no_hang_over_a_thousand_runs(c, s, a, b):
+    with await call(ProducerConsumer, slow_load, list(range(6)), times, client=c) as pc:
+
+        def many():
+            return [pc.run(i, reduce=sum) for i in range(1000)]
+
+        assert await call(many) == [15 * i for i in range(1000)]
+
+
+@gen_cluster(client=True)
+async def test_close_frees_the_actors(c, s, a, b):
+    pc = await call(ProducerConsumer, slow_load, [1, 2, 3], times, client=c)
+    assert sum(len(w.state.actors) for w in (a, b)) == 2  # one per worker
+    await call(pc.close)
+    for _ in range(50):
+        if not any(w.state.actors for w in (a, b)):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(w.state.actors for w in (a, b))
+    with pytest.raises(RuntimeError, match="closed"):
+        await call(pc.run, 1)
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="init_function must be callable"):
+        ProducerConsumer(3, [1], times)
+    with pytest.raises(TypeError, match="process_function must be callable"):
+        ProducerConsumer(slow_load, [1], None)
+    with pytest.raises(ValueError, match="init_data is empty"):
+        ProducerConsumer(slow_load, [], times)
+    with pytest.raises(TypeError, match="init_data must be a sequence"):
+        ProducerConsumer(slow_load, (i for i in range(3)), times)
+    with pytest.raises(ValueError, match="n_cores must be an integer >= 1"):
+        ProducerConsumer(slow_load, [1], times, n_cores=0)
+    assert not _inits  # nothing ran
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_as_the_objective_of_spsa_minimize_and_search(c, s, a, b):
+    with await call(
+        ProducerConsumer, load_normal, [0, 1, 2, 3], neg_loglike, client=c
+    ) as pc:
+        objective = pc.objective(reduce=sum)
+        fit = await call(
+            SPSA,
+            objective,
+            [0.0],
+            a_par=1e-4,
+            c_par=0.1,
+            maxiter=60,
+            seed=0,
+            client=c,
+            print_iters=None,
+        )
+        assert fit.x[0] == pytest.approx(1.5, abs=0.1)
+        res = await call(
+            minimize, objective, [(-5.0, 5.0)], maxiter=20, seed=0, client=c
+        )
+        assert res.x[0] == pytest.approx(1.5, abs=0.05)
+        with pytest.raises(TypeError, match="has no reduction"):
+            await call(SPSA, pc, [0.0], client=c)
+    named = await call(
+        ProducerConsumer, load_normal, [0, 1], neg_loglike_named, client=c, reduce=sum
+    )
+    with named:
+        search = Search("pc", named, "sqlite://", client=c)
+        await call(search.run, [{"mu": m} for m in (0.0, 1.5, 3.0)], progress=False)
+        assert search.best.params == {"mu": 1.5}
+
+
+# -- real processes: unpicklable objects and lost workers ---------------------------
+
+
+def test_loaded_objects_never_travel(client):
+    with ProducerConsumer(
+        load_unpicklable, [1, 2, 3, 4], use_unpicklable, client=client
+    ) as pc:
+        assert pc.run(10) == [11, 12, 13, 14]
+        assert pc.run(10, reduce=sum) == 50
+
+
+def _kill(client, address):
+    pid = client.run(os.getpid, workers=[address])[address]
+    os.kill(pid, signal.SIGKILL)
+
+
+def _holder(client, pc, shard):
+    return next(iter(client.who_has([pc._futures[shard]]).values()))[0]
+
+
+def test_worker_killed_between_and_during_runs():
+    from distributed import Client, LocalCluster
+
+    # nannies bring killed workers back, as an HPC cluster brings new jobs
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=2, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+        ProducerConsumer(
+            slow_load, list(range(8)), slow_times, n_cores=4, client=client
+        ) as pc,
+    ):
+        expected = [3 * x for x in range(8)]
+        assert pc.run(3) == expected
+        _kill(client, _holder(client, pc, 0))  # between runs
+        assert pc.run(3) == expected
+        assert pc.rebuilds >= 1
+        rebuilt = pc.rebuilds
+        killer = threading.Timer(0.15, _kill, (client, _holder(client, pc, 1)))
+        killer.start()  # during the next run (each shard takes 0.6 s)
+        try:
+            result = pc.run(3)
+        finally:
+            killer.join()
+        assert result == expected
+        assert pc.rebuilds > rebuilt
