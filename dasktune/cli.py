@@ -1,54 +1,314 @@
-"""The ``dasktune`` command.
+"""The ``dasktune`` command: ``demo``, ``run`` and ``show``.
 
-``dasktune demo`` runs the README's main job on the embedded default (an owned
-``LocalCluster`` bound to 127.0.0.1): it prints the dashboard link and maps a
-small simulated-likelihood function over a grid of parameters with
-:func:`dasktune.async_map`.
+- ``dasktune demo``: the README's main job — shards of synthetic data loaded once
+  with ``ProducerConsumer``, a likelihood fitted with ``SPSA`` and with
+  ``minimize``, and a ``ParameterGrid`` search recorded in a SQLite file; a second
+  run reuses the stored trials.
+- ``dasktune run FILE.py``: a search defined in a Python file, on a local
+  cluster, a remote scheduler or a dask-jobqueue cluster.
+- ``dasktune show STORE``: the searches of a store, or one search's best trials.
+
+Errors print one line and exit with status 1 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import runpy
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = ["main"]
 
+JOBQUEUE_CLUSTERS = {
+    "slurm": "SLURMCluster",
+    "pbs": "PBSCluster",
+    "sge": "SGECluster",
+    "lsf": "LSFCluster",
+    "htcondor": "HTCondorCluster",
+}
 
-def _demo_point(theta: float) -> float:
-    """A noisy simulated log-likelihood: slow enough to be worth a cluster."""
-    rng = np.random.default_rng(int(abs(theta) * 1e6))
-    data = rng.normal(loc=1.5, scale=1.0, size=20_000)
-    return float(-0.5 * np.sum((data - theta) ** 2))
+
+class CLIError(Exception):
+    """A problem the user can fix, reported in one line."""
+
+
+# -- clusters ------------------------------------------------------------------
+
+
+def jobqueue_cluster(kind: str, jobs: int) -> Any:
+    """A dask-jobqueue cluster from the user's configuration, scaled to ``jobs``."""
+    try:
+        import dask_jobqueue
+    except ImportError as err:
+        msg = "--cluster needs dask-jobqueue: pip install 'dasktune[jobqueue]'"
+        raise CLIError(msg) from err
+    cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])()
+    cluster.scale(jobs=jobs)
+    return cluster
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    """The client the command runs on; what it starts, it closes."""
+    import distributed
+
+    from dasktune.cluster import close_owned, get_client
+
+    cluster = None
+    if getattr(args, "cluster", None):
+        cluster = jobqueue_cluster(args.cluster, args.jobs)
+        client = distributed.Client(cluster)
+    elif args.scheduler:
+        try:
+            client = distributed.Client(args.scheduler, timeout=args.connect_timeout)
+        except (OSError, TimeoutError) as err:
+            msg = f"cannot reach the scheduler at {args.scheduler}: {err}"
+            raise CLIError(msg) from err
+    else:
+        options = {"n_workers": args.n_workers} if args.n_workers else {}
+        client = get_client(**options)
+    print(f"dashboard: {client.dashboard_link}", flush=True)
+    try:
+        yield client
+    finally:
+        if cluster is not None or args.scheduler:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        close_owned()
+
+
+def _store_url(store: str) -> str:
+    if "://" in store:
+        return store
+    return f"sqlite:///{os.path.abspath(store)}"
+
+
+# -- demo ----------------------------------------------------------------------
+
+
+def _make_shard(seed: int) -> np.ndarray:
+    """Synthetic data: one shard of draws from N(1.5, 0.7^2)."""
+    return np.random.default_rng(seed).normal(1.5, 0.7, size=50_000)
+
+
+def _neg_loglike(theta: Any, data: np.ndarray) -> float:
+    """Gaussian negative log-likelihood of ``(mu, log_sigma)``, vector or dict."""
+    if isinstance(theta, dict):
+        mu, log_sigma = theta["mu"], theta["log_sigma"]
+    else:
+        mu, log_sigma = theta
+    z = (data - mu) / np.exp(log_sigma)
+    return float(0.5 * np.sum(z * z) + data.size * log_sigma)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from dasktune import async_map
-    from dasktune.cluster import capacity, get_client
+    from sklearn.model_selection import ParameterGrid
 
-    client = get_client(
-        args.scheduler,
-        **(
-            {"n_workers": args.n_workers}
-            if args.n_workers and not args.scheduler
-            else {}
-        ),
-    )
-    print(f"dashboard: {client.dashboard_link}")
-    print(f"cluster: {len(client.nthreads())} workers, {capacity(client)} threads")
-    grid = np.linspace(-1.0, 4.0, 201).tolist()
-    started = time.perf_counter()
-    values = async_map(_demo_point, grid, client=client, progress=True)
-    elapsed = time.perf_counter() - started
-    best = int(np.argmax(values))
-    print(f"async_map: {len(grid)} evaluations in {elapsed:.2f} s")
+    from dasktune import SPSA, ProducerConsumer, Search, minimize
+
+    store = _store_url(args.store)
+    rows = []
+    with (
+        _client(args) as client,
+        ProducerConsumer(
+            _make_shard, list(range(8)), _neg_loglike, client=client, reduce=sum,
+            name="demo-data",
+        ) as data,
+    ):  # fmt: skip
+        print(f"data: 8 shards loaded once on the workers ({data})", flush=True)
+        started = time.perf_counter()
+        fit = SPSA(data, [0.0, 0.0], a_par=2e-6, c_par=0.05, maxiter=80,
+                   n_perturbations=2, seed=0, client=client, print_iters=None,
+                   progress=True)  # fmt: skip
+        rows.append(("SPSA", fit.x, fit.fun, fit.nfev, time.perf_counter() - started))
+        started = time.perf_counter()
+        de = minimize(data, [(-5.0, 5.0), (-3.0, 3.0)], seed=0, maxiter=20, popsize=8,
+                      client=client, store=store, name="demo-de", progress=True)  # fmt: skip
+        rows.append(("minimize (DE)", de.x, de.fun, de.nfev_evaluated,
+                     time.perf_counter() - started))  # fmt: skip
+        grid = ParameterGrid(
+            {"mu": np.round(np.linspace(0.5, 2.5, 9), 3).tolist(),
+             "log_sigma": np.round(np.linspace(-1.0, 0.5, 7), 3).tolist()}
+        )  # fmt: skip
+        started = time.perf_counter()
+        with Search("demo-grid", data, store, client=client) as search:
+            report = search.run(grid)
+            best = search.best
+        x = np.array([best.params["mu"], best.params["log_sigma"]])
+        rows.append(("Search (grid)", x, best.value, report.evaluated,
+                     time.perf_counter() - started))  # fmt: skip
+    print()
     print(
-        f"best theta on the grid: {grid[best]:.3f} (log-likelihood {values[best]:.1f})"
+        f"{'method':<15} {'mu':>8} {'sigma':>8} {'-loglike':>12} {'evaluated':>10} {'s':>6}"
     )
+    for method, x, value, n, seconds in rows:
+        print(f"{method:<15} {x[0]:8.4f} {np.exp(x[1]):8.4f} {value:12.1f} {n:10d} "
+              f"{seconds:6.2f}")  # fmt: skip
+    print(f"\ntruth: mu 1.5, sigma 0.7; trials recorded in {store}")
+    if report.reused:
+        print(f"(the grid search reused {report.reused} stored trials)")
     return 0
+
+
+# -- run -----------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dasktune import Search
+    from dasktune.asktell import AskTell
+
+    if not os.path.isfile(args.file):
+        msg = f"no such file: {args.file}"
+        raise CLIError(msg)
+    namespace = runpy.run_path(args.file, run_name="__dasktune_run__")
+    objective = namespace.get("objective")
+    if objective is None:
+        msg = f"{args.file} defines no `objective` (a function of a parameter dict)"
+        raise CLIError(msg)
+    source = namespace.get("optimizer", namespace.get("source"))
+    if callable(source) and not isinstance(source, AskTell):
+        source = source()
+    space = namespace.get("space")
+    if source is None and space is None:
+        msg = f"{args.file} defines none of `source`, `optimizer` or `space`"
+        raise CLIError(msg)
+    name = (
+        args.name
+        or namespace.get("name")
+        or os.path.splitext(os.path.basename(args.file))[0]
+    )
+    with (
+        _client(args) as client,
+        Search(
+            name,
+            objective,
+            _store_url(args.store),
+            client=client,
+            space=space,
+            direction=namespace.get("direction", "minimize"),
+        ) as search,
+    ):
+        report = search.run(source, n_trials=args.n_trials, seed=namespace.get("seed"))
+        print(
+            f"{name}: {report.evaluated} evaluated, {report.failed} failed, "
+            f"{report.reused} reused in {report.elapsed:.1f} s ({report.stopped})"
+        )
+        if report.evaluated or report.reused:
+            best = search.best
+            print(f"best: {best.value:.6g} at {best.params}")
+    return 0
+
+
+# -- show ----------------------------------------------------------------------
+
+
+def _show(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from dasktune.store import TrialStore
+
+    url = _store_url(args.store)
+    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
+        msg = f"no store at {args.store}"
+        raise CLIError(msg)
+    store = TrialStore(url)
+    try:
+        if args.name is None:
+            frame = pd.DataFrame(store.list_searches())
+            if not frame.empty:
+                frame["created"] = pd.to_datetime(frame["created"], unit="s").dt.round(
+                    "s"
+                )
+                frame = frame[["name", "direction", "created", "done", "failed",
+                               "running", "queued"]]  # fmt: skip
+        else:
+            row = store.find_search(args.name)
+            if row is None:
+                names = [s["name"] for s in store.list_searches()]
+                msg = f"no search named {args.name!r} in {args.store}; it has {names}"
+                raise CLIError(msg)
+            trials = store.trials(row["id"])
+            frame = _best_trials(trials, row["direction"], args.top)
+            if args.format == "table":
+                _summary(args.name, trials)
+        _print(frame, args.format)
+    finally:
+        store.close()
+    return 0
+
+
+def _best_trials(trials: list[dict[str, Any]], direction: str, top: int) -> Any:
+    import pandas as pd
+
+    done = [t for t in trials if t["status"] == "done"]
+    done.sort(key=lambda t: t["value"], reverse=direction == "maximize")
+    records = [
+        {"number": t["number"], "value": t["value"], **t["params"],
+         "duration": t["duration"]}
+        for t in done[:top]
+    ]  # fmt: skip
+    return pd.DataFrame.from_records(records)
+
+
+def _summary(name: str, trials: list[dict[str, Any]]) -> None:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t["status"]] = counts.get(t["status"], 0) + 1
+    durations = [t["duration"] for t in trials if t["duration"] is not None]
+    stamps = [t["finished"] for t in trials if t["finished"] is not None]
+    print(f"search {name!r}: {len(trials)} trials, " + ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items())))  # fmt: skip
+    if durations:
+        span = (
+            max(stamps) - min(t["started"] or min(stamps) for t in trials)
+            if stamps
+            else 0
+        )
+        print(f"evaluation time: mean {np.mean(durations):.3g} s, total "
+              f"{np.sum(durations):.3g} s, over {span:.3g} s of wall time")  # fmt: skip
+
+
+def _print(frame: Any, fmt: str) -> None:
+    if fmt == "csv":
+        print(frame.to_csv(index=False), end="")
+    elif fmt == "json":
+        print(
+            json.dumps(
+                json.loads(frame.to_json(orient="records", date_format="iso")), indent=2
+            )
+        )
+    elif frame.empty:
+        print("(nothing)")
+    else:
+        print(frame.to_string(index=False))
+
+
+# -- the parser ------------------------------------------------------------------
+
+
+def _cluster_options(parser: argparse.ArgumentParser, *, jobqueue: bool) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", help="a scheduler address (default: a LocalCluster)"
+    )
+    if jobqueue:
+        where.add_argument("--cluster", choices=sorted(JOBQUEUE_CLUSTERS),
+                           help="a dask-jobqueue cluster from your jobqueue.yaml")  # fmt: skip
+        parser.add_argument(
+            "--jobs", type=int, default=1, help="batch jobs (--cluster)"
+        )
+    parser.add_argument("--n-workers", type=int, help="workers of the LocalCluster")
+    parser.add_argument("--connect-timeout", type=float, default=10.0,
+                        help="seconds to reach --scheduler")  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,10 +318,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="a short end-to-end run on a LocalCluster")
-    demo.add_argument("--scheduler", help="scheduler address (default: a LocalCluster)")
-    demo.add_argument("--n-workers", type=int, help="workers of the LocalCluster")
+
+    demo = commands.add_parser("demo", help="a short end-to-end fit on a LocalCluster")
+    demo.add_argument("--store", default="dasktune-demo.db", help="store URL or file")
+    _cluster_options(demo, jobqueue=False)
     demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="run a search defined in a Python file")
+    run.add_argument("file", help="defines objective, and space/source/optimizer")
+    run.add_argument("--store", default="dasktune.db", help="store URL or file")
+    run.add_argument("--name", help="the search's name (default: the file's)")
+    run.add_argument("--n-trials", type=int, help="at most this many new trials")
+    _cluster_options(run, jobqueue=True)
+    run.set_defaults(handler=_run)
+
+    show = commands.add_parser("show", help="list searches, or a search's best trials")
+    show.add_argument("store", help="store URL or SQLite file")
+    show.add_argument("--name", help="one search")
+    show.add_argument("--top", type=int, default=10, help="best trials to show")
+    show.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    show.set_defaults(handler=_show)
     return parser
 
 
@@ -76,5 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        print(f"dasktune: error: {type(err).__name__}: {err}", file=sys.stderr)
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        label = "" if isinstance(err, CLIError) else f"{type(err).__name__}: "
+        print(f"dasktune: error: {label}{text}", file=sys.stderr)
         return 1

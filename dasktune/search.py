@@ -459,6 +459,19 @@ class Search:
         row = pick(done, key=lambda r: r["value"])
         return BestTrial(row["number"], row["params"], row["value"], row["aux"])
 
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Best value so far against trials and time, and value per parameter.
+
+        Needs matplotlib. Returns the ``Figure``; saves it to ``path`` if given.
+        """
+        from dasktune.plot import plot_trials
+
+        frame = self.trials()
+        names = [c for c in frame.columns if c not in RESERVED_COLUMNS]
+        return plot_trials(
+            frame, names, direction=self.direction, title=self.name, path=path
+        )
+
     def close(self) -> None:
         """Release the store (when the search opened it)."""
         if self._owns_store:

@@ -1,0 +1,139 @@
+"""Plots of searches and optimizer histories (matplotlib, an optional dependency).
+
+``Search.plot()`` draws the best value so far against trials and against time, and
+the value against each parameter; :func:`plot_history` draws an ``SPSA`` result's
+history the same way. Both return the matplotlib ``Figure`` and, given a path,
+save it (a PNG for ``.png``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_history", "plot_trials"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend():
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        msg = "plots need matplotlib: pip install 'dasktune[plot]'"
+        raise ImportError(msg) from err
+    return plt
+
+
+def _running_best(values: np.ndarray, maximize: bool) -> np.ndarray:
+    filled = np.where(np.isnan(values), -np.inf if maximize else np.inf, values)
+    return np.maximum.accumulate(filled) if maximize else np.minimum.accumulate(filled)
+
+
+def plot_trials(
+    trials: pd.DataFrame,
+    parameters: list[str],
+    *,
+    direction: str = "minimize",
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Best value so far (against trials and time) and value against each parameter.
+
+    Parameters
+    ----------
+    trials : pandas.DataFrame
+        ``Search.trials()``.
+    parameters : list of str
+        The parameter columns to plot against.
+    direction : {"minimize", "maximize"}
+    title : str, optional
+    path : str or path, optional
+        Save the figure there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    done = trials[trials["status"] == "done"].sort_values("number")
+    maximize = direction == "maximize"
+    panels = 2 + len(parameters)
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.4), squeeze=False)
+    axes = axes[0]
+    values = done["value"].to_numpy(dtype=float)
+    best = _running_best(values, maximize)
+    axes[0].plot(done["number"], values, ".", alpha=0.4, label="trial")
+    axes[0].step(done["number"], best, where="post", label="best so far")
+    axes[0].set_xlabel("trial")
+    axes[0].set_ylabel("value")
+    axes[0].legend()
+    finished = pd.to_datetime(done["finished"], utc=True)
+    seconds = (finished - finished.min()).dt.total_seconds().to_numpy()
+    order = np.argsort(seconds)
+    axes[1].step(seconds[order], _running_best(values[order], maximize), where="post")
+    axes[1].set_xlabel("seconds")
+    axes[1].set_ylabel("best so far")
+    for ax, name in zip(axes[2:], parameters, strict=True):
+        column = done[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(
+            column
+        ):
+            ax.plot(column, values, ".", alpha=0.6)
+        else:
+            labels = column.astype(str)
+            categories = sorted(labels.unique())
+            positions = labels.map({c: i for i, c in enumerate(categories)})
+            ax.plot(positions, values, ".", alpha=0.6)
+            ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlabel(name)
+        ax.set_ylabel("value")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=80)
+    return fig
+
+
+def plot_history(
+    result: Any, *, title: str | None = None, path: str | os.PathLike[str] | None = None
+) -> Any:
+    """An optimizer result's history: value and each parameter per iteration.
+
+    Parameters
+    ----------
+    result : scipy.optimize.OptimizeResult
+        With ``history = {"x": (n, d) array, "fun": (n,) array}`` (``SPSA``'s).
+    """
+    if "history" not in result:
+        msg = (
+            "this result has no history to plot; SPSA results have one (scipy's "
+            "methods keep none: record them with minimize(..., store=...) and plot "
+            "the search)"
+        )
+        raise ValueError(msg)
+    plt = _pyplot()
+    xs = np.asarray(result.history["x"], dtype=float)
+    fs = np.asarray(result.history["fun"], dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    axes[0].plot(np.arange(1, len(fs) + 1), fs)
+    axes[0].set_xlabel("iteration")
+    axes[0].set_ylabel("value (mean of the iteration)")
+    for j in range(xs.shape[1] if xs.ndim == 2 else 0):
+        axes[1].plot(np.arange(1, len(xs) + 1), xs[:, j], label=f"x[{j}]")
+    axes[1].set_xlabel("iteration")
+    axes[1].set_ylabel("parameters")
+    if xs.ndim == 2 and xs.shape[1] <= 10:
+        axes[1].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=80)
+    return fig

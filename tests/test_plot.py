@@ -1,0 +1,49 @@
+"""Plots render to PNG files."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune import Categorical, Float, Search
+from dasktune.plot import plot_history
+from dasktune.spsa import SPSAOptimizer
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def cost(params):
+    return (params["x"] - 0.2) ** 2 + (0.5 if params["kind"] == "b" else 0.0)
+
+
+@gen_cluster(client=True)
+async def test_search_plot_renders(c, s, a, b, tmp_path=None):
+    import tempfile
+    from pathlib import Path
+
+    space = {"x": Float(-1, 1), "kind": Categorical(["a", "b"])}
+    search = Search("plot", cost, "sqlite://", client=c, space=space)
+    await asyncio.to_thread(search.run, n_trials=30, seed=0, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "search.png"
+        fig = search.plot(path)
+        assert path.read_bytes()[:8] == PNG
+    assert len(fig.axes) == 4  # best vs trials, best vs time, x, kind
+
+
+def test_history_plot_renders(tmp_path):
+    opt = SPSAOptimizer([1.0, -1.0], maxiter=20, seed=0)
+    while not opt.finished:
+        trials = []
+        while (t := opt.ask()) is not None:
+            trials.append(t)
+        for t in trials:
+            opt.tell(t, float(np.sum(np.asarray(t.params) ** 2)))
+    fig = plot_history(opt.result, path=tmp_path / "spsa.png")
+    assert (tmp_path / "spsa.png").read_bytes()[:8] == PNG
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="no history to plot"):
+        plot_history({"x": [1.0]})
