@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import reprlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +42,7 @@ from typing import Any, TypeVar
 import cloudpickle
 import distributed
 
+from dasktune._checks import check_callable, check_int, check_timeout, short_repr
 from dasktune._progress import progress_bar
 from dasktune.cluster import capacity, get_client
 
@@ -53,9 +53,6 @@ R = TypeVar("R")
 
 _TARGET_CHUNK_SECONDS = 0.2
 _MAX_GROWTH = 8
-_repr = reprlib.Repr()
-_repr.maxstring = 60
-_repr.maxother = 60
 
 
 class _Chunk:
@@ -87,7 +84,7 @@ def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
         except Exception as err:
             err.add_note(
                 f"async_map: raised by element {chunk.start + offset} of args: "
-                f"{_repr.repr(item)}"
+                f"{short_repr(item)}"
             )
             raise
     return _ChunkResult(values, time.perf_counter() - started)
@@ -137,31 +134,6 @@ def func_name(fun: Callable[..., Any]) -> str:
         fun = fun.func
     name = getattr(fun, "__name__", None) or type(fun).__name__
     return "lambda" if name == "<lambda>" else name
-
-
-def _check_positive_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        msg = f"{name} must be an integer >= {minimum}, got {value!r}"
-        raise ValueError(msg)
-
-
-def _check_timeout(timeout: object) -> None:
-    if timeout is None:
-        return
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not timeout > 0
-    ):
-        msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
-        raise ValueError(msg)
-
-
-def check_callable(name: str, fun: object) -> None:
-    """Raise ``TypeError`` unless ``fun`` is callable."""
-    if not callable(fun):
-        msg = f"{name} must be callable, got {type(fun).__name__}: {_repr.repr(fun)}"
-        raise TypeError(msg)
 
 
 def _split_sizes(n: int, parts: int) -> Iterator[int]:
@@ -245,14 +217,14 @@ def async_map(
     try:
         iterator = iter(args)
     except TypeError as err:
-        msg = f"args must be iterable, got {type(args).__name__}: {_repr.repr(args)}"
+        msg = f"args must be iterable, got {type(args).__name__}: {short_repr(args)}"
         raise TypeError(msg) from err
     if ncpu is not None:
-        _check_positive_int("ncpu", ncpu, 1)
+        check_int("ncpu", ncpu, 1)
     if chunksize is not None:
-        _check_positive_int("chunksize", chunksize, 1)
-    _check_positive_int("retries", retries, 0)
-    _check_timeout(timeout)
+        check_int("chunksize", chunksize, 1)
+    check_int("retries", retries, 0)
+    check_timeout(timeout)
 
     try:
         n: int | None = len(args)  # type: ignore[arg-type]

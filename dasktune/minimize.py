@@ -20,10 +20,11 @@ import numpy as np
 import scipy.optimize
 from scipy.optimize import OptimizeResult
 
+from dasktune._checks import check_callable, check_int
 from dasktune._vector import run_vector
 from dasktune.cluster import capacity, get_client
 from dasktune.driver import BatchObjective, MemoryRecorder
-from dasktune.mapping import Shipped, check_callable, func_name
+from dasktune.mapping import Shipped, func_name
 from dasktune.scipy_asktell import (
     METHODS,
     ReplicaPool,
@@ -124,12 +125,8 @@ def minimize(
     if pairs is None or not np.all(pairs[:, 0] < pairs[:, 1]):
         msg = f"bounds must be a list of (low, high) pairs with low < high, got {bounds!r}"
         raise ValueError(msg)
-    for label, value in (("maxfev", maxfev), ("n_workers", n_workers)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            msg = f"{label} must be an integer >= 1 or None, got {value!r}"
-            raise ValueError(msg)
+    check_int("maxfev", maxfev, 1, optional=True)
+    check_int("n_workers", n_workers, 1, optional=True)
     if callback is not None:
         check_callable("callback", callback)
     label = (

@@ -30,6 +30,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _finish(fig: Any, title: str | None, path: str | os.PathLike[str] | None) -> Any:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=80)
+    return fig
+
+
 def _running_best(values: np.ndarray, maximize: bool) -> np.ndarray:
     filled = np.where(np.isnan(values), -np.inf if maximize else np.inf, values)
     return np.maximum.accumulate(filled) if maximize else np.minimum.accumulate(filled)
@@ -93,12 +102,7 @@ def plot_trials(
             ax.set_xticks(range(len(categories)), categories)
         ax.set_xlabel(name)
         ax.set_ylabel("value")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=80)
-    return fig
+    return _finish(fig, title, path)
 
 
 def plot_history(
@@ -131,9 +135,4 @@ def plot_history(
     axes[1].set_ylabel("parameters")
     if xs.ndim == 2 and xs.shape[1] <= 10:
         axes[1].legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=80)
-    return fig
+    return _finish(fig, title, path)

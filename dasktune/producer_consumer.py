@@ -17,7 +17,6 @@ themselves: the scheduler marks a lost actor as erred and never recomputes it.)
 from __future__ import annotations
 
 import asyncio
-import reprlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,13 +24,12 @@ from typing import Any, Self
 
 import distributed
 
+from dasktune._checks import check_callable, check_int, check_timeout, short_repr
 from dasktune.cluster import capacity, get_client
-from dasktune.mapping import check_callable, func_name
+from dasktune.mapping import func_name
 
 __all__ = ["ProducerConsumer"]
 
-_repr = reprlib.Repr()
-_repr.maxother = 60
 _REBUILD_ATTEMPTS = 3
 
 
@@ -88,7 +86,7 @@ class _Holder:
                         err.add_note(
                             "ProducerConsumer: process_function raised on "
                             f"init_data[{start + offset}] with params "
-                            f"{_repr.repr(params)}"
+                            f"{short_repr(params)}"
                         )
                         raise
                 values_per_params.append(
@@ -199,16 +197,8 @@ class ProducerConsumer:
         if len(init_data) == 0:
             msg = "init_data is empty; give at least one element to load"
             raise ValueError(msg)
-        if n_cores is not None and (
-            isinstance(n_cores, bool) or not isinstance(n_cores, int) or n_cores < 1
-        ):
-            msg = f"n_cores must be an integer >= 1, got {n_cores!r}"
-            raise ValueError(msg)
-        if timeout is not None and (
-            not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            msg = f"timeout must be a positive number of seconds, got {timeout!r}"
-            raise ValueError(msg)
+        check_int("n_cores", n_cores, 1, optional=True)
+        check_timeout(timeout)
         self.client = get_client(client)
         self.init_function, self.process_function = init_function, process_function
         self.data = list(init_data)

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
+from dasktune._checks import check_int
 from dasktune.asktell import Optimizer
 from dasktune.space import Space
 
@@ -410,13 +411,7 @@ class ReplicaPool(Optimizer):
         if method not in METHODS:
             msg = f"method must be one of {list(METHODS)}, got {method!r}"
             raise ValueError(msg)
-        if (
-            isinstance(n_workers, bool)
-            or not isinstance(n_workers, int)
-            or n_workers < 1
-        ):
-            msg = f"n_workers must be an integer >= 1, got {n_workers!r}"
-            raise ValueError(msg)
+        check_int("n_workers", n_workers, 1)
         check_kwargs(method, kwargs)
         if "rng" in kwargs or "seed" in kwargs:
             msg = f"give {type(self).__name__}(seed=...); each replica derives its own rng"

@@ -28,11 +28,11 @@ import distributed
 import numpy as np
 import pandas as pd
 
+from dasktune._checks import check_callable, check_int, check_timeout
 from dasktune.asktell import AskTell, IterableSource, RandomSampler
 from dasktune.cluster import get_client
 from dasktune.driver import BatchObjective, Driver, RunReport, check_batch_objective
 from dasktune.exceptions import DasktuneError
-from dasktune.mapping import check_callable
 from dasktune.space import Space
 from dasktune.store import STALE_AFTER_SECONDS, Claim, Decision, Outcome, TrialStore
 
@@ -293,22 +293,11 @@ class Search:
             time, why it stopped, and the best value of this run.
         """
         optimizer = self._optimizer(source, n_trials, seed)
-        for label, value, minimum in (
-            ("n_trials", n_trials, 1),
-            ("max_in_flight", max_in_flight, 1),
-            ("retries", retries, 0),
-            ("max_failures", max_failures, 1),
-        ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < minimum
-            ):
-                msg = f"{label} must be an integer >= {minimum} or None, got {value!r}"
-                raise ValueError(msg)
-        if timeout is not None and (
-            not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            msg = f"timeout must be a positive number of seconds, got {timeout!r}"
-            raise ValueError(msg)
+        check_int("n_trials", n_trials, 1, optional=True)
+        check_int("max_in_flight", max_in_flight, 1, optional=True)
+        check_int("retries", retries, 0)
+        check_int("max_failures", max_failures, 1, optional=True)
+        check_timeout(timeout)
         for f in filters:
             check_callable("each filter", f)
         client = get_client(self._client_arg)

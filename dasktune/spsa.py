@@ -37,10 +37,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import OptimizeResult
 
+from dasktune._checks import check_callable, check_int
 from dasktune._vector import SPSAPoint, run_vector
 from dasktune.asktell import Optimizer
 from dasktune.driver import BatchObjective
-from dasktune.mapping import check_callable, func_name
+from dasktune.mapping import func_name
 
 __all__ = ["SPSA", "SPSAOptimizer"]
 
@@ -187,9 +188,7 @@ class SPSAOptimizer(Optimizer):
             ("n_small", n_small, 1),
             ("n_calibration", n_calibration, 2),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                msg = f"{label} must be an integer >= {low}, got {value!r}"
-                raise ValueError(msg)
+            check_int(label, value, low)
         for label, fvalue in (
             ("a_par", a),
             ("c_par", c),

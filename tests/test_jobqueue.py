@@ -9,6 +9,17 @@ from dasktune.cli import JOBQUEUE_CLUSTERS, jobqueue_cluster
 
 pytest.importorskip("dask_jobqueue")
 
+
+@pytest.fixture(autouse=True)
+def _jobqueue_defaults():
+    # distributed's test fixtures restore a configuration saved before
+    # dask_jobqueue added its defaults; put them back
+    import importlib
+
+    import dask_jobqueue.config
+
+    importlib.reload(dask_jobqueue.config)
+
 # what the README recommends: workers leave before the batch system kills them
 LIFETIME = ["--lifetime", "55m", "--lifetime-stagger", "4m"]
 
