@@ -20,6 +20,7 @@ def _jobqueue_defaults():
 
     importlib.reload(dask_jobqueue.config)
 
+
 # what the README recommends: workers leave before the batch system kills them
 LIFETIME = ["--lifetime", "55m", "--lifetime-stagger", "4m"]
 
