@@ -25,7 +25,6 @@ Objectives
 from __future__ import annotations
 
 import math
-import socket
 import threading
 import time
 import traceback
@@ -40,6 +39,13 @@ import distributed
 from dasktune._progress import progress_bar
 from dasktune.asktell import AskTell, Trial
 from dasktune.cluster import capacity
+from dasktune.evaluate import (
+    Group,
+    GroupResult,
+    evaluate_group,
+    failure,
+    outcome_of,
+)
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.mapping import Shipped
 from dasktune.store import Claim, Decision, Outcome, TrialStatus, canonical
@@ -51,7 +57,6 @@ __all__ = [
     "Recorder",
     "RunReport",
     "check_batch_objective",
-    "normalize_result",
 ]
 
 _TARGET_TASK_SECONDS = 0.05
@@ -160,100 +165,6 @@ class RunReport:
     best_params: Any = None
 
 
-def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
-    """An objective's return value as ``(value, auxiliary data)``.
-
-    >>> normalize_result(1.5)
-    (1.5, {})
-    >>> normalize_result((2, {"n": 3}))
-    (2.0, {'n': 3})
-    >>> normalize_result({"loss": 0.5, "acc": 0.9})
-    (0.5, {'acc': 0.9})
-    """
-    if isinstance(raw, dict):
-        if "loss" not in raw:
-            msg = f"an objective returning a dict must give a 'loss' key, got {raw!r}"
-            raise TypeError(msg)
-        aux = {k: v for k, v in raw.items() if k != "loss"}
-        return float(raw["loss"]), aux
-    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict):
-        return float(raw[0]), dict(raw[1])
-    try:
-        return float(raw), {}
-    except (TypeError, ValueError) as err:
-        msg = (
-            "an objective must return a number, (number, dict) or a dict with a "
-            f"'loss' key; got {type(raw).__name__}: {raw!r}"
-        )
-        raise TypeError(msg) from err
-
-
-class _Group:
-    """Trials sent to a worker as one opaque object."""
-
-    __slots__ = ("items", "retries")
-
-    def __init__(self, items: list[tuple[str, Any]], retries: int) -> None:
-        self.items = items
-        self.retries = retries
-
-
-class _GroupResult:
-    __slots__ = ("host", "outcomes", "worker")
-
-    def __init__(self, outcomes: list[Outcome], worker: str | None, host: str) -> None:
-        self.outcomes = outcomes
-        self.worker = worker
-        self.host = host
-
-
-def _evaluate_one(
-    objective: Callable[[Any], Any], params: Any, retries: int, h: str
-) -> Outcome:
-    attempts = 0
-    started = time.time()
-    while True:
-        attempts += 1
-        t0 = time.perf_counter()
-        try:
-            value, aux = normalize_result(objective(params))
-            if math.isnan(value):
-                msg = f"the objective returned NaN for {params!r}"
-                raise ValueError(msg)
-        except Exception:
-            if attempts <= retries:
-                continue
-            return Outcome(
-                h,
-                TrialStatus.FAILED,
-                error=traceback.format_exc(),
-                attempts=attempts,
-                started=started,
-                finished=time.time(),
-                duration=time.perf_counter() - t0,
-            )
-        return Outcome(
-            h,
-            TrialStatus.DONE,
-            value=value,
-            aux=canonical(aux)[0] if aux else {},
-            attempts=attempts,
-            started=started,
-            finished=time.time(),
-            duration=time.perf_counter() - t0,
-        )
-
-
-def _evaluate_group(objective: Callable[[Any], Any], group: _Group) -> _GroupResult:
-    """Run on a worker: every trial of the group, each caught on its own."""
-    try:
-        worker = distributed.get_worker().address
-    except ValueError:
-        worker = None
-    outcomes = [_evaluate_one(objective, p, group.retries, h) for h, p in group.items]
-    return _GroupResult(outcomes, worker, socket.gethostname())
-
-
 @dataclass
 class _Pending:
     """A trial claimed by this driver: what was asked, and who waits for it."""
@@ -326,7 +237,7 @@ class Driver:
         self.group_size = 1
         self.mean_duration: float | None = None
         if not isinstance(objective, BatchObjective):
-            self._runner = Shipped(partial(_evaluate_group, objective))
+            self._runner = Shipped(partial(evaluate_group, objective))
 
     # -- the loop --------------------------------------------------------------
 
@@ -507,12 +418,18 @@ class Driver:
             raw = objective.evaluate_batch([p.call for p in to_run])
         except Exception:
             if len(to_run) == 1:
-                return [_failure(to_run[0], traceback.format_exc(), started)]
+                return [
+                    failure(
+                        to_run[0].param_hash,
+                        traceback.format_exc(),
+                        started,
+                    )
+                ]
             # find which parameter sets fail: the others are still good
             return [o for p in to_run for o in self._evaluate_batch([p])]
         finished = time.time()
         return [
-            _batch_outcome(p, r, started, finished)
+            outcome_of(p.call, p.param_hash, r, started, finished)
             for p, r in zip(to_run, raw, strict=True)
         ]
 
@@ -592,7 +509,7 @@ class Driver:
             start += size
         keys = [f"{self.name}-trial-{g[0].number}-{self.token}" for g in groups]
         payloads = [
-            _Group([(p.param_hash, p.call) for p in g], self.retries) for g in groups
+            Group([(p.param_hash, p.call) for p in g], self.retries) for g in groups
         ]
         futures = self.client.map(self._runner, payloads, key=keys, pure=False)
         return list(zip(futures, groups, strict=True))
@@ -611,7 +528,7 @@ class Driver:
             return [
                 Outcome(p.param_hash, TrialStatus.FAILED, error=text) for p in group
             ]
-        assert isinstance(result, _GroupResult)
+        assert isinstance(result, GroupResult)
         durations = [o.duration or 0.0 for o in result.outcomes]
         self._adapt(sum(durations) / max(1, len(durations)))
         for outcome in result.outcomes:
@@ -630,36 +547,3 @@ class Driver:
         self.mean_duration = mean
         wanted = int(_TARGET_TASK_SECONDS / max(mean, 1e-9))
         self.group_size = max(1, min(wanted, self.group_size * _GROWTH, _MAX_GROUP))
-
-
-def _failure(pending: _Pending, error: str, started: float) -> Outcome:
-    now = time.time()
-    return Outcome(
-        pending.param_hash,
-        TrialStatus.FAILED,
-        error=error,
-        started=started,
-        finished=now,
-        duration=now - started,
-    )
-
-
-def _batch_outcome(
-    pending: _Pending, raw: Any, started: float, finished: float
-) -> Outcome:
-    try:
-        value, aux = normalize_result(raw)
-        if math.isnan(value):
-            msg = f"the objective returned NaN for {pending.call!r}"
-            raise ValueError(msg)
-    except Exception:
-        return _failure(pending, traceback.format_exc(), started)
-    return Outcome(
-        pending.param_hash,
-        TrialStatus.DONE,
-        value=value,
-        aux=canonical(aux)[0] if aux else {},
-        started=started,
-        finished=finished,
-        duration=finished - started,
-    )

@@ -10,7 +10,7 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune.asktell import IterableSource, Optimizer
-from dasktune.driver import BatchObjective, Driver, MemoryRecorder, normalize_result
+from dasktune.driver import BatchObjective, Driver, MemoryRecorder
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 
 _lock = threading.Lock()
@@ -94,13 +94,6 @@ class Repeats(Optimizer):
     @property
     def finished(self):
         return len(self.told) >= self.n
-
-
-def test_normalize_result_errors():
-    with pytest.raises(TypeError, match="must give a 'loss' key"):
-        normalize_result({"acc": 1})
-    with pytest.raises(TypeError, match="must return a number.*got str"):
-        normalize_result("x")
 
 
 @gen_cluster(client=True)

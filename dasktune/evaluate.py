@@ -1,0 +1,158 @@
+"""How trials are evaluated: on the workers, and from a batch objective's results.
+
+A plain objective's trials travel to a worker grouped in one opaque object; each
+trial is called, timed, retried and caught on its own there, so one failing trial
+never hides the others, and its traceback is recorded. A batch objective's raw
+results are normalised the same way on the client.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import distributed
+
+from dasktune.store import Outcome, TrialStatus, canonical
+
+__all__ = [
+    "Group",
+    "GroupResult",
+    "evaluate_group",
+    "failure",
+    "normalize_result",
+    "outcome_of",
+]
+
+
+def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
+    """An objective's return value as ``(value, auxiliary data)``.
+
+    >>> normalize_result(1.5)
+    (1.5, {})
+    >>> normalize_result((2, {"n": 3}))
+    (2.0, {'n': 3})
+    >>> normalize_result({"loss": 0.5, "acc": 0.9})
+    (0.5, {'acc': 0.9})
+    """
+    if isinstance(raw, dict):
+        if "loss" not in raw:
+            msg = f"an objective returning a dict must give a 'loss' key, got {raw!r}"
+            raise TypeError(msg)
+        aux = {k: v for k, v in raw.items() if k != "loss"}
+        return float(raw["loss"]), aux
+    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict):
+        return float(raw[0]), dict(raw[1])
+    try:
+        return float(raw), {}
+    except (TypeError, ValueError) as err:
+        msg = (
+            "an objective must return a number, (number, dict) or a dict with a "
+            f"'loss' key; got {type(raw).__name__}: {raw!r}"
+        )
+        raise TypeError(msg) from err
+
+
+class Group:
+    """Trials sent to a worker as one opaque object."""
+
+    __slots__ = ("items", "retries")
+
+    def __init__(self, items: list[tuple[str, Any]], retries: int) -> None:
+        self.items = items
+        self.retries = retries
+
+
+class GroupResult:
+    __slots__ = ("host", "outcomes", "worker")
+
+    def __init__(self, outcomes: list[Outcome], worker: str | None, host: str) -> None:
+        self.outcomes = outcomes
+        self.worker = worker
+        self.host = host
+
+
+def _evaluate_one(
+    objective: Callable[[Any], Any], params: Any, retries: int, h: str
+) -> Outcome:
+    attempts = 0
+    started = time.time()
+    while True:
+        attempts += 1
+        t0 = time.perf_counter()
+        try:
+            value, aux = normalize_result(objective(params))
+            if math.isnan(value):
+                msg = f"the objective returned NaN for {params!r}"
+                raise ValueError(msg)
+        except Exception:
+            if attempts <= retries:
+                continue
+            return Outcome(
+                h,
+                TrialStatus.FAILED,
+                error=traceback.format_exc(),
+                attempts=attempts,
+                started=started,
+                finished=time.time(),
+                duration=time.perf_counter() - t0,
+            )
+        return Outcome(
+            h,
+            TrialStatus.DONE,
+            value=value,
+            aux=canonical(aux)[0] if aux else {},
+            attempts=attempts,
+            started=started,
+            finished=time.time(),
+            duration=time.perf_counter() - t0,
+        )
+
+
+def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult:
+    """Run on a worker: every trial of the group, each caught on its own."""
+    try:
+        worker = distributed.get_worker().address
+    except ValueError:
+        worker = None
+    outcomes = [_evaluate_one(objective, p, group.retries, h) for h, p in group.items]
+    return GroupResult(outcomes, worker, socket.gethostname())
+
+
+def failure(param_hash: str, error: str, started: float) -> Outcome:
+    """A failed trial's outcome."""
+    now = time.time()
+    return Outcome(
+        param_hash,
+        TrialStatus.FAILED,
+        error=error,
+        started=started,
+        finished=now,
+        duration=now - started,
+    )
+
+
+def outcome_of(
+    call: Any, param_hash: str, raw: Any, started: float, finished: float
+) -> Outcome:
+    """The outcome of a raw result returned for ``call`` (a batch objective's)."""
+    try:
+        value, aux = normalize_result(raw)
+        if math.isnan(value):
+            msg = f"the objective returned NaN for {call!r}"
+            raise ValueError(msg)
+    except Exception:
+        return failure(param_hash, traceback.format_exc(), started)
+    return Outcome(
+        param_hash,
+        TrialStatus.DONE,
+        value=value,
+        aux=canonical(aux)[0] if aux else {},
+        started=started,
+        finished=finished,
+        duration=finished - started,
+    )
