@@ -223,7 +223,8 @@ def _holder(client, pc, shard):
     return next(iter(client.who_has([pc._futures[shard]]).values()))[0]
 
 
-def test_worker_killed_between_and_during_runs():
+@pytest.mark.parametrize("visible", [False, True])
+def test_worker_killed_between_and_during_runs(visible):
     from distributed import Client, LocalCluster
 
     # nannies bring killed workers back, as an HPC cluster brings new jobs
@@ -233,7 +234,12 @@ def test_worker_killed_between_and_during_runs():
         ) as cluster,
         Client(cluster) as client,
         ProducerConsumer(
-            slow_load, list(range(8)), slow_times, n_cores=4, client=client
+            slow_load,
+            list(range(8)),
+            slow_times,
+            n_cores=4,
+            client=client,
+            visible=visible,
         ) as pc,
     ):
         expected = [3 * x for x in range(8)]
@@ -250,3 +256,20 @@ def test_worker_killed_between_and_during_runs():
             killer.join()
         assert result == expected
         assert pc.rebuilds > rebuilt
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_visible_runs_are_named_tasks_on_the_dashboard(c, s, a, b):
+    data = list(range(6))
+    with await call(
+        ProducerConsumer, slow_load, data, times, client=c, name="shown", visible=True
+    ) as pc:
+        assert await call(pc.run, 2) == [2 * x for x in data]
+        assert await call(pc.map, [1, 3], reduce=sum) == [15, 45]
+        with pytest.raises(ZeroDivisionError):
+            await call(pc.run, 0, reduce=lambda values: 1 / 0)
+        assert await call(pc.run, 1, reduce=sum) == 15  # still usable
+    assert {"ProducerConsumer-run-shown", "ProducerConsumer-load-shown"} <= set(
+        s.task_prefixes
+    )
+    assert sorted(_inits) == data  # loaded once, evaluated in place
