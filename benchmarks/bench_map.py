@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import statistics
 import time
-from collections.abc import Callable
 
+from _timing import median_seconds
 from distributed import Client, LocalCluster
 
 from dasktune import async_map
@@ -52,16 +51,6 @@ def run_wrapped(chunk: Wrapped) -> Wrapped:
     return Wrapped([trivial(x) for x in chunk.items])
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def part_a(n_procs: int) -> dict[str, float]:
     data = list(range(N_TRIVIAL))
     with (
@@ -74,7 +63,7 @@ def part_a(n_procs: int) -> dict[str, float]:
         Client(cluster) as client,
     ):
         per = {}
-        t = median_seconds(lambda: async_map(trivial, data, client=client))
+        t = median_seconds(lambda: async_map(trivial, data, client=client), REPEATS)
         per["async_map"] = t / N_TRIVIAL
 
         threads = sum(client.nthreads().values())
@@ -84,7 +73,7 @@ def part_a(n_procs: int) -> dict[str, float]:
         def floor() -> None:
             client.gather(client.map(run_wrapped, chunks, pure=False))
 
-        per["dask floor (a')"] = median_seconds(floor) / N_TRIVIAL
+        per["dask floor (a')"] = median_seconds(floor, REPEATS) / N_TRIVIAL
 
         raw_data = data[:N_RAW]
 
@@ -94,7 +83,9 @@ def part_a(n_procs: int) -> dict[str, float]:
         per["raw client.map"] = median_seconds(raw, repeats=3) / N_RAW
 
     with multiprocessing.get_context("spawn").Pool(n_procs) as pool:
-        per["Pool.map"] = median_seconds(lambda: pool.map(trivial, data)) / N_TRIVIAL
+        per["Pool.map"] = (
+            median_seconds(lambda: pool.map(trivial, data), REPEATS) / N_TRIVIAL
+        )
     return per
 
 

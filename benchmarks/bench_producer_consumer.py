@@ -16,10 +16,10 @@ Targets: run <= 2x one actor round trip; >= 20x faster than re-sending.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 
 import numpy as np
+from _timing import median_seconds
 from distributed import Client, LocalCluster
 
 from dasktune import SPSA, ProducerConsumer
@@ -55,16 +55,6 @@ class Shipping:
         return sum(neg_loglike(theta, s) for s in self.shards)
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def main() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     with (
@@ -74,10 +64,10 @@ def main() -> None:
         Client(cluster) as client,
     ):
         actor = client.submit(Ping, actor=True).result()
-        t_actor = median_time(lambda: actor.ping().result(), 50)
+        t_actor = median_seconds(lambda: actor.ping().result(), 50)
         with ProducerConsumer(make_shard, list(range(N_SHARDS)), cheap,
                               n_cores=N_SHARDS, client=client) as pc:  # fmt: skip
-            t_run = median_time(lambda: pc.run(2.0, reduce=sum), 50)
+            t_run = median_seconds(lambda: pc.run(2.0, reduce=sum), 50)
             shards = [make_shard(i) for i in range(N_SHARDS)]
 
             def naive() -> None:
@@ -85,7 +75,7 @@ def main() -> None:
                     [client.submit(cheap, 2.0, s, pure=False) for s in shards]
                 )
 
-            t_naive = median_time(naive, 3)
+            t_naive = median_seconds(naive, 3)
             fit_options = {"a_par": 2e-6, "c_par": 0.1, "maxiter": 10, "seed": 0,
                            "print_iters": None, "client": client}  # fmt: skip
             fit_pc = ProducerConsumer(make_shard, list(range(N_SHARDS)), neg_loglike,

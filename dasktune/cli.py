@@ -264,15 +264,12 @@ def _summary(name: str, trials: list[dict[str, Any]]) -> None:
     for t in trials:
         counts[t["status"]] = counts.get(t["status"], 0) + 1
     durations = [t["duration"] for t in trials if t["duration"] is not None]
-    stamps = [t["finished"] for t in trials if t["finished"] is not None]
     print(f"search {name!r}: {len(trials)} trials, " + ", ".join(
         f"{n} {status}" for status, n in sorted(counts.items())))  # fmt: skip
-    if durations:
-        span = (
-            max(stamps) - min(t["started"] or min(stamps) for t in trials)
-            if stamps
-            else 0
-        )
+    started = [t["started"] for t in trials if t["started"] is not None]
+    finished = [t["finished"] for t in trials if t["finished"] is not None]
+    if durations and started and finished:
+        span = max(finished) - min(started)
         print(f"evaluation time: mean {np.mean(durations):.3g} s, total "
               f"{np.sum(durations):.3g} s, over {span:.3g} s of wall time")  # fmt: skip
 

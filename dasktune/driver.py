@@ -236,8 +236,8 @@ class Driver:
         self.token = uuid.uuid4().hex[:8]
         self.group_size = 1
         self.mean_duration: float | None = None
-        if not isinstance(objective, BatchObjective):
-            self._runner = Shipped(partial(evaluate_group, objective))
+        if not self.batch:
+            self._runner = Shipped(partial(evaluate_group, objective))  # type: ignore[arg-type]
 
     # -- the loop --------------------------------------------------------------
 
@@ -274,7 +274,7 @@ class Driver:
                 # ask, within the window and the trial budget
                 fresh: list[_Pending] = []
                 asked_any = False
-                while self._room(in_flight, fresh, submitted):
+                while self._room(claimed, fresh, submitted):
                     trial = self.optimizer.ask()
                     if trial is None:
                         break
@@ -442,14 +442,12 @@ class Driver:
             self.recorder.heartbeat()
 
     def _room(
-        self,
-        in_flight: dict[Any, list[_Pending]],
-        fresh: list[_Pending],
-        submitted: int,
+        self, claimed: dict[str, _Pending], fresh: list[_Pending], submitted: int
     ) -> bool:
         if self._budget_spent(submitted + len(fresh)):
             return False
-        n_flying = sum(len(g) for g in in_flight.values()) + len(fresh)
+        # the claimed trials are exactly those in flight
+        n_flying = len(claimed) + len(fresh)
         if self.max_in_flight is not None:
             return n_flying < self.max_in_flight
         # a batch-synchronous optimizer's whole batch goes out at once
@@ -518,8 +516,8 @@ class Driver:
         self, future: distributed.Future, result: Any, group: list[_Pending]
     ) -> list[Outcome]:
         if future.status != "finished":
-            # the task itself failed (lost workers beyond allowed-failures, a
-            # batch objective raising): every trial in it failed with that error
+            # the task itself failed (its workers lost beyond allowed-failures):
+            # every trial in it failed with that error
             if isinstance(result, tuple) and len(result) == 3:
                 _, exc, tb = result
                 text = "".join(traceback.format_exception(type(exc), exc, tb))

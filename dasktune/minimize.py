@@ -41,14 +41,14 @@ __all__ = ["minimize"]
 def _recorder(store: str | TrialStore | None, name: str, fun: Any) -> Any:
     if store is None:
         return MemoryRecorder()
-    from dasktune.search import _StoreRecorder, provenance
+    from dasktune.search import StoreRecorder, provenance
 
     opened = TrialStore(store) if isinstance(store, str) else store
     search_id = opened.open_search(
         name, space=None, direction="minimize", metadata=provenance(fun)
     )
     driver_id = opened.register_driver(search_id, {"optimizer": "minimize"})
-    return _StoreRecorder(opened, search_id, driver_id, False, 30.0)
+    return StoreRecorder(opened, search_id, driver_id, False, 30.0)
 
 
 def minimize(

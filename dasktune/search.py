@@ -36,7 +36,7 @@ from dasktune.exceptions import DasktuneError
 from dasktune.space import Space
 from dasktune.store import STALE_AFTER_SECONDS, Claim, Decision, Outcome, TrialStore
 
-__all__ = ["RESERVED_COLUMNS", "BestTrial", "Search"]
+__all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "StoreRecorder"]
 
 RESERVED_COLUMNS = (
     "number",
@@ -64,7 +64,7 @@ class BestTrial:
     aux: dict[str, Any] = field(default_factory=dict)
 
 
-class _StoreRecorder:
+class StoreRecorder:
     """The driver's recorder for one run: a search's rows in the store."""
 
     def __init__(
@@ -311,7 +311,7 @@ class Search:
                 "scheduler": getattr(client.scheduler, "address", None),
             },
         )
-        recorder = _StoreRecorder(
+        recorder = StoreRecorder(
             self.store, self.search_id, driver_id, retry_failed, self.stale_after
         )
         driver = Driver(
@@ -384,7 +384,7 @@ class Search:
     def _keeper(
         self,
         filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]],
-        recorder: _StoreRecorder,
+        recorder: StoreRecorder,
     ) -> Callable[[dict[str, Any]], bool]:
         def keep(record: dict[str, Any]) -> bool:
             if self._frame_cache is None or self._frame_cache[0] != recorder.version:

@@ -229,6 +229,7 @@ class SPSAOptimizer(Optimizer):
         self.history_f: list[float] = []
         self.phase = "init" if (self.a is None or self._needs_noise()) else "iterate"
         self.message = ""
+        self.success = False
         self.fun = math.nan
         self._batch: list[tuple[NDArray[np.float64], int | None, tuple[Any, ...]]] = []
         self._values: list[float | None] = []
@@ -454,7 +455,7 @@ class SPSAOptimizer(Optimizer):
             fun=self.fun,
             nit=self.k,
             nfev=self.nfev,
-            success=getattr(self, "success", False) and self.phase == "done",
+            success=self.success and self.phase == "done",
             message=self.message,
             history={"x": np.array(self.history_x), "fun": np.array(self.history_f)},
             a=self.a,
@@ -488,7 +489,7 @@ class SPSAOptimizer(Optimizer):
             "history_f": self.history_f,
             "phase": self.phase,
             "message": self.message,
-            "success": getattr(self, "success", False),
+            "success": self.success,
             "rng": self.rng.bit_generator.state,
         }
         tmp = f"{self.checkpoint}.tmp"
