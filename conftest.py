@@ -1,3 +1,4 @@
-"""Root test configuration: Dask's test fixtures (``gen_cluster``, ``client``, ...)."""
+"""Root test configuration: Dask's test fixtures (``gen_cluster``, ``client``, ...)
+and a real PostgreSQL server (``postgres_server``, ``postgres_url``)."""
 
-pytest_plugins = ["distributed.utils_test"]
+pytest_plugins = ["distributed.utils_test", "tests.postgres"]

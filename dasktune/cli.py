@@ -220,7 +220,7 @@ def _show(args: argparse.Namespace) -> int:
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
         msg = f"no store at {args.store}"
         raise CLIError(msg)
-    store = TrialStore(url)
+    store = TrialStore(url, readonly=True)  # show never writes
     try:
         if args.name is None:
             frame = pd.DataFrame(store.list_searches())
@@ -234,7 +234,10 @@ def _show(args: argparse.Namespace) -> int:
             row = store.find_search(args.name)
             if row is None:
                 names = [s["name"] for s in store.list_searches()]
-                msg = f"no search named {args.name!r} in {args.store}; it has {names}"
+                msg = (
+                    f"no search named {args.name!r} in {store.display_url}; "
+                    f"it has {names}"
+                )
                 raise CLIError(msg)
             trials = store.trials(row["id"])
             frame = _best_trials(trials, row["direction"], args.top)

@@ -473,7 +473,7 @@ class Search:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Search({self.name!r}, store={self.store.url!r})"
+        return f"Search({self.name!r}, store={self.store.display_url!r})"
 
 
 def _describe(optimizer: object) -> str:

@@ -1,10 +1,11 @@
 """The trial store: a durable, de-duplicated record of every trial.
 
 The store is addressed by a SQLAlchemy URL: ``sqlite:///path.db`` (the default
-file; WAL journal, ``synchronous=NORMAL``, a 60 s busy timeout) or ``sqlite://``
-(in memory, for one process). The code uses SQLAlchemy Core only, so another
-database (PostgreSQL) needs no change here beyond its URL. Nothing but JSON goes
-in: opening a store never unpickles anything.
+file; WAL journal, ``synchronous=NORMAL``, a 60 s busy timeout), ``sqlite://``
+(in memory, for one process) or ``postgresql://user:password@host/db`` (psycopg 3,
+else psycopg2). The code uses SQLAlchemy Core only. Nothing but JSON goes in:
+opening a store never unpickles anything, and messages show the URL with its
+password hidden (:attr:`TrialStore.display_url`).
 
 The contract (what :class:`TrialStore` guarantees):
 
@@ -17,8 +18,13 @@ The contract (what :class:`TrialStore` guarantees):
   every 5 s), and at once when the driver ran on this host and its process is
   gone; trials that a driver releases on exit (timeout, Ctrl-C) go back to
   ``queued`` and are taken over at once;
-- the schema is created inside a write transaction, so two drivers starting
-  together do not race; a store written by a newer schema is refused.
+- claims are serialised per search: SQLite's ``BEGIN IMMEDIATE`` holds the write
+  lock, PostgreSQL locks the search's row (``SELECT ... FOR UPDATE``);
+- the schema is created inside a write transaction (on PostgreSQL under an
+  advisory lock), so drivers starting together do not race; a database with
+  tables dasktune did not make, a damaged schema or a newer one is refused
+  before anything is written; ``readonly=True`` (``dasktune show``) never
+  writes, and refuses a database without dasktune's tables.
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
+import importlib.util
 import json
 import os
 import socket
+import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +49,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 
@@ -58,6 +67,7 @@ SCHEMA_VERSION = 1
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
+_SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 
 
 class TrialStatus(enum.StrEnum):
@@ -161,22 +171,33 @@ class TrialStore:
         A SQLAlchemy URL: ``"sqlite:///dasktune.db"``, ``"sqlite://"``, ...
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
         if not isinstance(url, str) or "://" not in url:
             msg = (
                 f"store must be a database URL such as 'sqlite:///dasktune.db', "
-                f"got {url!r}"
+                f"got {type(url).__name__}: {url!r}"
             )
             raise ValueError(msg)
         self.url = url
+        self.readonly = readonly
         try:
-            self.engine = _make_engine(url)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError as err:
             msg = f"cannot open the store {url!r}: {err}"
             raise StoreError(msg) from err
+        #: the URL with its password hidden: what messages show
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
         self._define_tables()
-        self._create_schema()
+        try:
+            if readonly:
+                self._check_schema_readonly()
+            else:
+                self._create_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.host = socket.gethostname()
 
     # -- schema ----------------------------------------------------------------
@@ -237,27 +258,126 @@ class TrialStore:
         )
 
     def _create_schema(self) -> None:
-        with self._tx() as conn:
-            self.metadata.create_all(conn)
-            row = conn.execute(
-                sa.select(self.meta.c.value).where(self.meta.c.key == "schema_version")
-            ).first()
-            if row is None:
-                conn.execute(self.meta.insert().values(key="schema_version", value="1"))
-            elif int(row.value) > SCHEMA_VERSION:
-                msg = (
-                    f"the store {self.url!r} has schema version {row.value}, newer "
-                    f"than this dasktune understands ({SCHEMA_VERSION}); upgrade "
-                    "dasktune to read it"
+        with self._connection_errors(), self._tx() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # drivers starting together on a fresh database: one creates
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+            present = self._check_tables(conn)
+            if not present:
+                self.metadata.create_all(conn)
+                conn.execute(
+                    self.meta.insert().values(
+                        key="schema_version", value=str(SCHEMA_VERSION)
+                    )
                 )
-                raise SchemaVersionError(msg)
+        if self.engine.dialect.name == "sqlite" and not self._in_memory:
+            _wal(self.engine)
+
+    def _check_schema_readonly(self) -> None:
+        with self._connection_errors(), self._read() as conn:
+            if not self._check_tables(conn):
+                msg = (
+                    f"{self.display_url} is not a dasktune store: it has none of "
+                    "dasktune's tables (a search run on it creates them)"
+                )
+                raise StoreError(msg)
+
+    def _check_tables(self, conn: Connection) -> bool:
+        """Whether dasktune's tables are there; raise for a foreign or newer one.
+
+        Nothing is written: a database holding other tables of the same names,
+        a damaged schema or a newer one is refused as it is.
+        """
+        names = set(sa.inspect(conn).get_table_names())
+        ours = set(self.metadata.tables)
+        if not names & ours:
+            return False
+        if self.meta.name not in names:
+            clash = sorted(names & ours)
+            msg = (
+                f"{self.display_url} is not a dasktune store: it has tables named "
+                f"{clash} that dasktune did not create; give dasktune a database "
+                "(or SQLite file) of its own"
+            )
+            raise StoreError(msg)
+        row = conn.execute(
+            sa.select(self.meta.c.value).where(self.meta.c.key == "schema_version")
+        ).first()
+        try:
+            version = int(row.value) if row is not None else None
+        except ValueError:
+            version = None
+        if version is None:
+            msg = (
+                f"{self.display_url} has a dasktune_meta table without a valid "
+                f"schema_version ({None if row is None else row.value!r}); it is "
+                "damaged or not a dasktune store"
+            )
+            raise StoreError(msg)
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"the store {self.display_url} has schema version {version}, newer "
+                f"than this dasktune understands ({SCHEMA_VERSION}); upgrade "
+                "dasktune to read it"
+            )
+            raise SchemaVersionError(msg)
+        inspector = sa.inspect(conn)
+        for table in self.metadata.sorted_tables:
+            if table.name not in names:
+                missing = [table.name]
+            else:
+                have = {c["name"] for c in inspector.get_columns(table.name)}
+                missing = sorted({c.name for c in table.columns} - have)
+            if missing:
+                msg = (
+                    f"the store {self.display_url} lacks {missing} in dasktune's "
+                    f"schema ({table.name}); it is damaged or not a dasktune store"
+                )
+                raise StoreError(msg)
+        return True
+
+    @contextlib.contextmanager
+    def _connection_errors(self) -> Iterator[None]:
+        """Turn a failure to reach or read the database into a one-line error."""
+        try:
+            yield
+        except sa.exc.OperationalError as err:
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+            msg = f"cannot use the store {self.display_url}: {reason}"
+            raise StoreError(msg) from err
+        except sa.exc.DatabaseError as err:
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+            msg = (
+                f"cannot use the store {self.display_url}: {reason} "
+                "(is it a database dasktune can read?)"
+            )
+            raise StoreError(msg) from err
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Connection]:
         # one transaction at a time per process: an in-memory store shares a
         # single connection between the driver and its heartbeat thread
+        if self.readonly:
+            msg = f"the store {self.display_url} was opened read-only"
+            raise StoreError(msg)
         with self._lock, self.engine.begin() as conn:
             yield conn
+
+    @property
+    def _in_memory(self) -> bool:
+        return self.engine.url.database in (None, "", ":memory:")
+
+    def _lock_search(self, conn: Connection, search_id: int) -> None:
+        """Serialise the claims of one search across drivers.
+
+        SQLite's ``BEGIN IMMEDIATE`` already holds the database's write lock; on
+        PostgreSQL the search's row is locked (``SELECT ... FOR UPDATE``) until
+        the transaction ends, so two drivers never both read a parameter set as
+        new and insert it.
+        """
+        if self.engine.dialect.name != "sqlite":
+            s = self.searches
+            conn.execute(sa.select(s.c.id).where(s.c.id == search_id).with_for_update())
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -288,6 +408,8 @@ class TrialStore:
         s = self.searches
         space_json = None if space is None else json.dumps(space, sort_keys=True)
         with self._tx() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             row = conn.execute(sa.select(s).where(s.c.name == name)).first()
             if row is None:
                 result = conn.execute(
@@ -304,14 +426,14 @@ class TrialStore:
                 return int(key[0])
         if row.space != space_json:
             msg = (
-                f"search {name!r} in {self.url} was made with the space "
+                f"search {name!r} in {self.display_url} was made with the space "
                 f"{row.space} but is re-opened with {space_json}; use a new search "
                 "name for a new space"
             )
             raise SearchMismatchError(msg)
         if row.direction != direction:
             msg = (
-                f"search {name!r} in {self.url} is a {row.direction} search but is "
+                f"search {name!r} in {self.display_url} is a {row.direction} search but is "
                 f"re-opened with direction={direction!r}"
             )
             raise SearchMismatchError(msg)
@@ -420,6 +542,7 @@ class TrialStore:
         t = self.trials_table
         now = time.time()
         with self._tx() as conn:
+            self._lock_search(conn, search_id)
             if outcomes:
                 self._write_outcomes(conn, search_id, outcomes)
             conn.execute(
@@ -616,27 +739,68 @@ class TrialStore:
         return out
 
 
-def _make_engine(url: str) -> Engine:
-    parsed = sa.engine.make_url(url)
+def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
+    """``postgresql://`` with an installed driver: psycopg 3, else psycopg2."""
+    if parsed.drivername != "postgresql":
+        return parsed
+    for module, driver in (("psycopg", "postgresql+psycopg"),
+                           ("psycopg2", "postgresql+psycopg2")):  # fmt: skip
+        if importlib.util.find_spec(module) is not None:
+            return parsed.set(drivername=driver)
+    msg = (
+        f"the store {display} needs a PostgreSQL driver and none is installed: "
+        "pip install 'dasktune[postgresql]' (psycopg 3), or name one in the URL "
+        "(postgresql+psycopg2://...)"
+    )
+    raise StoreError(msg)
+
+
+def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        parsed = _postgres_driver(parsed, display)
+        try:
+            return sa.create_engine(parsed, pool_pre_ping=True)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
+            msg = f"cannot open the store {display}: {err}"
+            raise StoreError(msg) from err
+        except ImportError as err:
+            msg = (
+                f"cannot open the store {display}: its driver is not installed "
+                f"({err}); for PostgreSQL: pip install 'dasktune[postgresql]'"
+            )
+            raise StoreError(msg) from err
     in_memory = parsed.database in (None, "", ":memory:")
     if in_memory:
         engine = sa.create_engine(
-            url,
+            parsed,
             poolclass=StaticPool,
             connect_args={"check_same_thread": False},
         )
     else:
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
+        path = os.path.abspath(parsed.database or "")
+        if os.path.isdir(path):
+            msg = f"the store {display} is a directory; give a SQLite file's path"
+            raise StoreError(msg)
+        if readonly:
+            if not os.path.isfile(path):
+                msg = f"no store at {path}"
+                raise StoreError(msg)
+            # opened read-only by SQLite itself: nothing can be written
+            uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+            engine = sa.create_engine(
+                "sqlite://",
+                creator=lambda: sqlite3.connect(uri, uri=True, timeout=60),
+                poolclass=NullPool,
+            )
+        else:
+            engine = sa.create_engine(parsed, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # let SQLAlchemy, not the sqlite3 module, decide where transactions begin
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not in_memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
+        if not in_memory and not readonly:
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
@@ -644,6 +808,15 @@ def _make_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # take the write lock at the start: claims are read-then-write
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _wal(engine: Engine) -> None:
+    """Switch a SQLite file to WAL (persistent; once its schema is checked)."""
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
+    finally:
+        raw.close()

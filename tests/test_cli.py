@@ -96,3 +96,38 @@ def test_debug_shows_the_traceback_and_module_entry_point():
     )  # fmt: skip
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "CLIError" in done.stderr
+
+
+def test_show_on_a_foreign_sqlite_file_writes_nothing(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "foreign.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE trials (id INTEGER PRIMARY KEY)")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    assert main(["show", str(path)]) == 1
+    assert "not a dasktune store" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert not (tmp_path / "foreign.db-wal").exists()
+
+
+def test_show_on_postgresql_hides_the_password_and_is_read_only(postgres_url, capsys):
+    import sqlalchemy as sa
+
+    from dasktune.store import TrialStore
+
+    assert main(["show", postgres_url]) == 1  # an empty database: nothing created
+    assert "none of dasktune's tables" in capsys.readouterr().err
+    engine = sa.create_engine(postgres_url)
+    assert sa.inspect(engine).get_table_names() == []
+    engine.dispose()
+    store = TrialStore(postgres_url)
+    store.open_search("known", space=None, direction="minimize", metadata={})
+    store.close()
+    assert main(["show", postgres_url]) == 0
+    assert "known" in capsys.readouterr().out
+    assert main(["show", postgres_url, "--name", "unknown"]) == 1
+    err = capsys.readouterr().err
+    assert "no search named 'unknown'" in err and "s3cret" not in err

@@ -205,9 +205,18 @@ def _launch(url: str, log: Path, sleep: float) -> subprocess.Popen:
     )
 
 
-def test_two_drivers_never_evaluate_a_parameter_set_twice(tmp_path):
-    url, log = f"sqlite:///{tmp_path}/s.db", tmp_path / "evaluations.log"
-    procs = [_launch(url, log, 0.02) for _ in range(2)]
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_url(request, tmp_path) -> str:
+    """A store for searches shared by driver processes: a SQLite file, or a
+    database on a real PostgreSQL server."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path}/s.db"
+
+
+def test_three_drivers_never_evaluate_a_parameter_set_twice(tmp_path, shared_url):
+    url, log = shared_url, tmp_path / "evaluations.log"
+    procs = [_launch(url, log, 0.02) for _ in range(3)]
     for p in procs:
         out, _ = p.communicate(timeout=90)
         assert p.returncode == 0 and "finished" in out
@@ -216,8 +225,8 @@ def test_two_drivers_never_evaluate_a_parameter_set_twice(tmp_path):
     assert set(counts.values()) == {1}
 
 
-def test_resume_after_sigkill_skips_done_trials(tmp_path):
-    url, log = f"sqlite:///{tmp_path}/s.db", tmp_path / "evaluations.log"
+def test_resume_after_sigkill_skips_done_trials(tmp_path, shared_url):
+    url, log = shared_url, tmp_path / "evaluations.log"
     proc = _launch(url, log, 0.1)
     deadline = time.monotonic() + 60
     while len(_done_params(url)) < 6:
@@ -235,3 +244,22 @@ def test_resume_after_sigkill_skips_done_trials(tmp_path):
     assert set(counts) == set(range(40))
     assert all(counts[i] == 1 for i in done_before)
     assert _done_params(url) == set(range(40))
+
+
+@gen_cluster(client=True)
+async def test_search_on_postgresql_reuses_and_resumes(c, s, a, b, postgres_url):
+    search = Search("svm", score, postgres_url, client=c)
+    grid = ParameterGrid({"C": [0.1, 1, 10], "kernel": ["rbf", "linear"]})
+    report = await call(search.run, grid, progress=False)
+    assert (report.evaluated, report.stopped) == (6, "finished")
+    assert search.best.params == {"C": 1, "kernel": "rbf"}
+    search.close()
+    # another process's view: a new Search object on the same database
+    again = Search("svm", score, postgres_url, client=c)
+    bigger = ParameterGrid({"C": [0.1, 1, 10, 100], "kernel": ["rbf", "linear"]})
+    report = await call(again.run, bigger, progress=False)
+    assert (report.evaluated, report.reused) == (2, 6)
+    frame = again.trials()
+    assert len(frame) == 8 and (frame["status"] == "done").all()
+    assert "s3cret" not in repr(again)
+    again.close()

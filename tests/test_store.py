@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,9 +30,14 @@ def claim(**params) -> Claim:
     return Claim(h, record)
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "postgresql"])
 def store(request, tmp_path):
-    url = "sqlite://" if request.param == "memory" else f"sqlite:///{tmp_path}/t.db"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    elif request.param == "memory":
+        url = "sqlite://"
+    else:
+        url = f"sqlite:///{tmp_path}/t.db"
     s = TrialStore(url)
     yield s
     s.close()
@@ -247,19 +253,143 @@ _CLAIMER = textwrap.dedent(
 )
 
 
-def test_atomic_claims_from_two_processes(tmp_path):
-    url = f"sqlite:///{tmp_path}/race.db"
-    start_at = time.time() + 1.5
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_atomic_claims_from_concurrent_processes(tmp_path, request, backend):
+    # three processes create the schema and the search at once, then claim
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path}/race.db"
+    start_at = time.time() + 2.5
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _CLAIMER, url, str(start_at)],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": os.getcwd()},
         )
-        for _ in range(2)
+        for _ in range(3)
     ]
-    outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
-    assert all(p.returncode == 0 for p in procs)
-    claimed = outs[0] + outs[1]
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outs]
+    claimed = [i for out, _ in outs for i in json.loads(out)]
     assert sorted(claimed) == list(range(300))  # every one once, none twice
+
+
+# -- opening stores: foreign, damaged, read-only, unreachable ------------------------
+
+
+def _sqlite_snapshot(path):
+    """The file's bytes and journal mode, to prove nothing was written."""
+    data = path.read_bytes()
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+    con.close()
+    return data, mode
+
+
+def test_a_foreign_sqlite_file_is_refused_untouched(tmp_path):
+    path = tmp_path / "foreign.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE trials (id INTEGER PRIMARY KEY, what TEXT)")
+    con.execute("INSERT INTO trials (what) VALUES ('mine')")
+    con.commit()
+    con.close()
+    before = _sqlite_snapshot(path)
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=r"not a dasktune store.*\['trials'\]"):
+            TrialStore(f"sqlite:///{path}", readonly=readonly)
+    assert _sqlite_snapshot(path) == before
+    assert not (tmp_path / "foreign.db-wal").exists()
+
+
+def test_an_empty_or_damaged_store_is_refused_by_a_reader(tmp_path):
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(StoreError, match="none of dasktune's tables"):
+        TrialStore(f"sqlite:///{empty}", readonly=True)
+    assert empty.stat().st_size == 0
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db.*not a database"):
+        TrialStore(f"sqlite:///{junk}")
+    with pytest.raises(StoreError, match="is a directory"):
+        TrialStore(f"sqlite:///{tmp_path}")
+    with pytest.raises(StoreError, match="no store at"):
+        TrialStore(f"sqlite:///{tmp_path}/missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_damaged_schema_version_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/v.db"
+    TrialStore(url).close()
+    con = sqlite3.connect(tmp_path / "v.db")
+    con.execute("UPDATE dasktune_meta SET value='x' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="without a valid schema_version"):
+        TrialStore(url)
+
+
+def test_a_reader_reads_and_cannot_write(tmp_path):
+    url = f"sqlite:///{tmp_path}/r.db"
+    writer = TrialStore(url)
+    sid = writer.open_search("s", space=None, direction="minimize", metadata={})
+    writer.close()
+    reader = TrialStore(url, readonly=True)
+    assert [s["name"] for s in reader.list_searches()] == ["s"]
+    assert reader.trials(sid) == []
+    with pytest.raises(StoreError, match="read-only"):
+        reader.register_driver(sid)
+    reader.close()
+
+
+def test_store_argument_of_the_wrong_type():
+    with pytest.raises(ValueError, match="got int: 5"):
+        TrialStore(5)  # type: ignore[arg-type]
+
+
+# -- PostgreSQL: real server ----------------------------------------------------------
+
+
+def test_postgresql_passwords_are_never_shown(postgres_url):
+    store = TrialStore(postgres_url)
+    assert "s3cret" not in store.display_url and "***" in store.display_url
+    store.open_search("s", space=None, direction="minimize", metadata={})
+    with pytest.raises(SearchMismatchError) as info:
+        store.open_search("s", space=None, direction="maximize", metadata={})
+    assert "s3cret" not in str(info.value)
+    store.close()
+
+
+def test_postgresql_bad_credentials_and_a_server_that_is_down(
+    postgres_server, postgres_url
+):
+    wrong = postgres_url.replace("s3cret-pw", "wrong-pw")
+    with pytest.raises(StoreError, match="password authentication failed") as info:
+        TrialStore(wrong)
+    assert "wrong-pw" not in str(info.value)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = postgres_url.replace(f":{postgres_server.port}/", f":{port}/")
+    with pytest.raises(StoreError, match="cannot use the store .*127.0.0.1"):
+        TrialStore(down)
+
+
+def test_postgresql_reader_of_an_empty_database_writes_nothing(postgres_url):
+    import sqlalchemy as sa
+
+    with pytest.raises(StoreError, match="none of dasktune's tables"):
+        TrialStore(postgres_url, readonly=True)
+    engine = sa.create_engine(postgres_url)
+    assert sa.inspect(engine).get_table_names() == []
+    engine.dispose()
+
+
+def test_postgresql_url_without_a_driver_name_works(postgres_url):
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    store = TrialStore(plain)
+    assert store.engine.dialect.driver == "psycopg"
+    store.close()
