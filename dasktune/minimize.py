@@ -76,7 +76,10 @@ def minimize(
     ----------
     fun : callable or BatchObjective
         ``fun(x, *args) -> float``; or a ``ProducerConsumer`` with a reduction.
-    bounds : sequence of (low, high)
+        With ``vectorized=True`` (DE only), ``fun(X, *args)`` takes an ``(N, S)``
+        array and returns ``S`` values.
+    bounds : sequence of (low, high) or scipy.optimize.Bounds
+        Finite.
     method : str, default "differential_evolution"
         ``"differential_evolution"``, ``"dual_annealing"``, ``"direct"``,
         ``"shgo"`` or ``"spsa"``.
@@ -90,7 +93,10 @@ def minimize(
     maxfev : int, optional
         Stop after this many evaluations (the best so far is returned).
     callback : callable, optional
-        Passed to scipy (``callback(intermediate_result)``) or SPSA.
+        Passed to scipy or SPSA, and always run in this process (replicas of
+        ``dual_annealing``/``direct`` then run on the driver loop, calling it one
+        at a time). ``True`` stops DE, ``dual_annealing`` (every replica) and
+        SPSA; scipy's ``direct`` and ``shgo`` ignore the value.
     store, name : optional
         Record every evaluation in a trial store as a ``Search`` named ``name``
         would (default name ``minimize-<function>``); a later call with the same
@@ -98,7 +104,9 @@ def minimize(
     progress : bool, default False
     **options
         Passed to the scipy function (``maxiter``, ``popsize``, ``polish``,
-        ``maxfun``, ...) or to ``SPSA`` (``maxiter``, ``c_par``, ``x0``...).
+        ``maxfun``, ``vectorized``, ...) or to ``SPSA`` (``maxiter``, ``c_par``,
+        ``x0``...). With DE's ``vectorized=True`` each task's chunk of a
+        generation is one call, and ``nfev`` counts generations as scipy does.
 
     Returns
     -------
@@ -110,6 +118,14 @@ def minimize(
         evaluations actually run. For the replicated methods: the best
         replica's ``x`` and ``fun``, ``nfev`` summed over all replicas, and
         ``results``, every replica's own result.
+
+    Raises
+    ------
+    ValueError
+        For bad or infinite bounds, or a bad ``maxfev``/``n_workers``.
+    TypeError
+        For a keyword the method does not take, ``vectorized=True`` outside DE
+        or with a ``ProducerConsumer``, or a non-callable ``fun``/``callback``.
 
     Examples
     --------
