@@ -188,7 +188,7 @@ def minimize(
         if callback is not None:
             # the replicas run on this process, so the callback's side effects
             # stay here; one replica calls it at a time
-            kwargs["callback"] = ReplicaCallback(callback)
+            kwargs["callback"] = _ReplicaCallback(callback)
         optimizer = ReplicaPool(
             method, pairs, replicas, seed=seed, restart=False, **kwargs
         )
@@ -276,7 +276,7 @@ def _check_vectorized(method: str, fun: Any, vectorized: Any) -> bool:
     return True
 
 
-class ReplicaCallback:
+class _ReplicaCallback:
     """The user's callback shared by replicas: called by one replica at a time.
 
     Once it returns ``True``, every replica is told to stop at its next call
