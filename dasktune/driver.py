@@ -42,6 +42,7 @@ from dasktune.cluster import capacity
 from dasktune.evaluate import (
     Group,
     GroupResult,
+    evaluate_columns,
     evaluate_group,
     failure,
     outcome_of,
@@ -194,6 +195,10 @@ class Driver:
         ``1`` to minimise, ``-1`` to maximise (the optimizer always minimises).
     keep : callable, optional
         ``keep(record) -> bool``; a trial for which it is false is skipped.
+    vectorized : bool, default False
+        The objective takes a task's points at once, as the columns of one
+        ``(N, S)`` array, and returns their ``S`` values (scipy's
+        ``vectorized=True``): one call per task, each point recorded on its own.
     """
 
     def __init__(
@@ -215,6 +220,7 @@ class Driver:
         sign: float = 1.0,
         keep: Callable[[dict[str, Any]], bool] | None = None,
         heartbeat_seconds: float = 5.0,
+        vectorized: bool = False,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -237,7 +243,8 @@ class Driver:
         self.group_size = 1
         self.mean_duration: float | None = None
         if not self.batch:
-            self._runner = Shipped(partial(evaluate_group, objective))  # type: ignore[arg-type]
+            evaluate = evaluate_columns if vectorized else evaluate_group
+            self._runner = Shipped(partial(evaluate, objective))  # type: ignore[arg-type]
 
     # -- the loop --------------------------------------------------------------
 

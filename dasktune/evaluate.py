@@ -16,12 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 import distributed
+import numpy as np
+from numpy.typing import NDArray
 
+from dasktune._checks import short_repr
 from dasktune.store import Outcome, TrialStatus, canonical
 
 __all__ = [
     "Group",
     "GroupResult",
+    "evaluate_columns",
     "evaluate_group",
     "failure",
     "normalize_result",
@@ -121,6 +125,88 @@ def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult
         worker = None
     outcomes = [_evaluate_one(objective, p, group.retries, h) for h, p in group.items]
     return GroupResult(outcomes, worker, socket.gethostname())
+
+
+def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResult:
+    """Run on a worker: a vectorized objective called once for the whole group.
+
+    The group's points are the columns of one ``(N, S)`` array and the
+    objective returns their ``S`` values (scipy's ``vectorized=True``); each
+    point is still recorded on its own, sharing the call's time. A raising call
+    is re-run ``retries`` times; when it still raises, or returns the wrong
+    shape, every point of the group fails with that error.
+    """
+    try:
+        worker = distributed.get_worker().address
+    except ValueError:
+        worker = None
+    hashes = [h for h, _ in group.items]
+    points = np.column_stack([np.asarray(p, dtype=float) for _, p in group.items])
+    attempts = 0
+    started = time.time()
+    while True:
+        attempts += 1
+        t0 = time.perf_counter()
+        try:
+            values = _column_values(objective(points.copy()), points.shape)
+        except Exception:
+            if attempts <= group.retries:
+                continue
+            error = traceback.format_exc()
+            values = None
+        share = (time.perf_counter() - t0) / len(hashes)
+        break
+    finished = time.time()
+    outcomes = []
+    for j, h in enumerate(hashes):
+        if values is None or math.isnan(values[j]):
+            if values is not None:
+                error = (
+                    "the vectorized objective returned NaN for column "
+                    f"{j}: {points[:, j].tolist()!r}"
+                )
+            outcomes.append(
+                Outcome(h, TrialStatus.FAILED, error=error, attempts=attempts,
+                        started=started, finished=finished, duration=share)
+            )  # fmt: skip
+        else:
+            outcomes.append(
+                Outcome(h, TrialStatus.DONE, value=float(values[j]), attempts=attempts,
+                        started=started, finished=finished, duration=share)
+            )  # fmt: skip
+    return GroupResult(outcomes, worker, socket.gethostname())
+
+
+def _column_values(raw: Any, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """A vectorized objective's values: ``S`` numbers for ``S`` columns.
+
+    As scipy does, a result that squeezes to shape ``(S,)`` is accepted.
+
+    >>> _column_values([1, 2], (3, 2)).tolist()
+    [1.0, 2.0]
+    >>> _column_values(5.0, (3, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: a vectorized objective must return shape (2,) ...
+    """
+    n, s = shape
+    expected = (
+        f"a vectorized objective must return shape ({s},) (one value per column) "
+        f"when given an array of shape ({n}, {s})"
+    )
+    try:
+        values = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError) as err:
+        msg = f"{expected}; got {type(raw).__name__}: {short_repr(raw)}"
+        raise TypeError(msg) from err
+    squeezed = np.atleast_1d(np.squeeze(values))
+    if squeezed.shape != (s,):
+        msg = (
+            f"{expected}; got shape {values.shape}. Return one number per column, "
+            "e.g. np.sum(x**2, axis=0)"
+        )
+        raise ValueError(msg)
+    return squeezed
 
 
 def failure(param_hash: str, error: str, started: float) -> Outcome:

@@ -9,7 +9,9 @@ run as ``n_workers`` replicas at once.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -20,6 +22,7 @@ import numpy as np
 import scipy.optimize
 from scipy.optimize import OptimizeResult
 
+from dasktune._bounds import as_pairs
 from dasktune._checks import check_callable, check_int
 from dasktune._vector import run_vector
 from dasktune.cluster import capacity, get_client
@@ -73,7 +76,10 @@ def minimize(
     ----------
     fun : callable or BatchObjective
         ``fun(x, *args) -> float``; or a ``ProducerConsumer`` with a reduction.
-    bounds : sequence of (low, high)
+        With ``vectorized=True`` (DE only), ``fun(X, *args)`` takes an ``(N, S)``
+        array and returns ``S`` values.
+    bounds : sequence of (low, high) or scipy.optimize.Bounds
+        Finite.
     method : str, default "differential_evolution"
         ``"differential_evolution"``, ``"dual_annealing"``, ``"direct"``,
         ``"shgo"`` or ``"spsa"``.
@@ -87,7 +93,10 @@ def minimize(
     maxfev : int, optional
         Stop after this many evaluations (the best so far is returned).
     callback : callable, optional
-        Passed to scipy (``callback(intermediate_result)``) or SPSA.
+        Passed to scipy or SPSA, and always run in this process (replicas of
+        ``dual_annealing``/``direct`` then run on the driver loop, calling it one
+        at a time). ``True`` stops DE, ``dual_annealing`` (every replica) and
+        SPSA; scipy's ``direct`` and ``shgo`` ignore the value.
     store, name : optional
         Record every evaluation in a trial store as a ``Search`` named ``name``
         would (default name ``minimize-<function>``); a later call with the same
@@ -95,7 +104,9 @@ def minimize(
     progress : bool, default False
     **options
         Passed to the scipy function (``maxiter``, ``popsize``, ``polish``,
-        ``maxfun``, ...) or to ``SPSA`` (``maxiter``, ``c_par``, ``x0``...).
+        ``maxfun``, ``vectorized``, ...) or to ``SPSA`` (``maxiter``, ``c_par``,
+        ``x0``...). With DE's ``vectorized=True`` each task's chunk of a
+        generation is one call, and ``nfev`` counts generations as scipy does.
 
     Returns
     -------
@@ -107,6 +118,14 @@ def minimize(
         evaluations actually run. For the replicated methods: the best
         replica's ``x`` and ``fun``, ``nfev`` summed over all replicas, and
         ``results``, every replica's own result.
+
+    Raises
+    ------
+    ValueError
+        For bad or infinite bounds, or a bad ``maxfev``/``n_workers``.
+    TypeError
+        For a keyword the method does not take, ``vectorized=True`` outside DE
+        or with a ``ProducerConsumer``, or a non-callable ``fun``/``callback``.
 
     Examples
     --------
@@ -121,14 +140,12 @@ def minimize(
     if not isinstance(args, tuple):
         msg = f"args must be a tuple of extra arguments, got {type(args).__name__}"
         raise TypeError(msg)
-    pairs = np.asarray(bounds, dtype=float) if _pairs_ok(bounds) else None
-    if pairs is None or not np.all(pairs[:, 0] < pairs[:, 1]):
-        msg = f"bounds must be a list of (low, high) pairs with low < high, got {bounds!r}"
-        raise ValueError(msg)
+    pairs = as_pairs(bounds, finite=f"minimize(method={method!r})")
     check_int("maxfev", maxfev, 1, optional=True)
     check_int("n_workers", n_workers, 1, optional=True)
     if callback is not None:
         check_callable("callback", callback)
+    vectorized = _check_vectorized(method, fun, options.pop("vectorized", False))
     label = (
         name or f"minimize-{func_name(fun) if callable(fun) else type(fun).__name__}"
     )
@@ -143,6 +160,8 @@ def minimize(
                     callback=callback, progress=progress, **options)  # fmt: skip
 
     kwargs = dict(options)
+    if vectorized:
+        kwargs["vectorized"] = True
     if callback is not None:
         kwargs["callback"] = callback
     check_kwargs(method, kwargs)
@@ -155,12 +174,21 @@ def minimize(
     else:
         kwargs.pop("rng", None)
         replicas = n_workers if n_workers is not None else capacity(client)
-        if store is None and maxfev is None and not isinstance(fun, BatchObjective):
+        if (
+            store is None
+            and maxfev is None
+            and callback is None
+            and not isinstance(fun, BatchObjective)
+        ):
             # serial by design: each replica runs whole as one task, its
             # evaluations on the worker, free of per-evaluation round trips
             return _replicas_as_tasks(
                 method, pairs, replicas, seed, kwargs, fun, args, client, label
             )
+        if callback is not None:
+            # the replicas run on this process, so the callback's side effects
+            # stay here; one replica calls it at a time
+            kwargs["callback"] = _ReplicaCallback(callback)
         optimizer = ReplicaPool(
             method, pairs, replicas, seed=seed, restart=False, **kwargs
         )
@@ -168,7 +196,7 @@ def minimize(
     try:
         report, _ = run_vector(
             optimizer, fun, args, client=client, name=label, recorder=recorder,
-            n_trials=maxfev, progress=progress,
+            n_trials=maxfev, progress=progress, vectorized=vectorized,
         )  # fmt: skip
     finally:
         optimizer.close()
@@ -224,12 +252,48 @@ def _replicas_as_tasks(
     )
 
 
-def _pairs_ok(bounds: Any) -> bool:
-    try:
-        pairs = np.asarray(bounds, dtype=float)
-    except (TypeError, ValueError):
+def _check_vectorized(method: str, fun: Any, vectorized: Any) -> bool:
+    """``vectorized`` as a bool, refused where it cannot be honoured."""
+    if not isinstance(vectorized, bool | np.bool_):
+        msg = f"vectorized must be True or False, got {vectorized!r}"
+        raise TypeError(msg)
+    if not vectorized:
         return False
-    return pairs.ndim == 2 and pairs.shape[1] == 2 and len(pairs) > 0
+    if method != "differential_evolution":
+        msg = (
+            f"vectorized=True is for method='differential_evolution' only: scipy's "
+            f"{method} evaluates one point at a time and takes no vectorized option; "
+            "drop vectorized=True or use differential_evolution"
+        )
+        raise TypeError(msg)
+    if isinstance(fun, BatchObjective):
+        msg = (
+            "vectorized=True needs a plain function taking an (N, S) array; a "
+            f"{type(fun).__name__} already evaluates each batch in one round trip "
+            "per shard: drop vectorized=True"
+        )
+        raise TypeError(msg)
+    return True
+
+
+class _ReplicaCallback:
+    """The user's callback shared by replicas: called by one replica at a time.
+
+    Once it returns ``True``, every replica is told to stop at its next call
+    (``dual_annealing`` stops; scipy's ``direct`` ignores the value).
+    """
+
+    def __init__(self, callback: Callable[..., Any]) -> None:
+        self.callback = callback
+        self.stopped = False
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, callback)  # scipy reads its signature
+
+    def __call__(self, *args: Any, **kwargs: Any) -> bool:
+        with self._lock:
+            if not self.stopped:
+                self.stopped = bool(self.callback(*args, **kwargs))
+            return self.stopped
 
 
 def _result(optimizer: ScipyAskTell | ReplicaPool, report: Any) -> OptimizeResult:

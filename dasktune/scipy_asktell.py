@@ -27,6 +27,7 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
+from dasktune._bounds import as_pairs
 from dasktune._checks import check_int
 from dasktune.asktell import Optimizer
 from dasktune.space import Space
@@ -98,12 +99,15 @@ class ScipyAskTell(Optimizer):
     Parameters
     ----------
     method : {"differential_evolution", "dual_annealing", "direct", "shgo"}
-    bounds : sequence of (low, high)
+    bounds : sequence of (low, high) or scipy.optimize.Bounds
+        Finite.
     cache : PointCache, optional
         Shared evaluated-point cache (a pool's); default: one of its own.
     **kwargs
         Passed to the scipy function (``rng``, ``maxiter``, ``popsize``,
         ``maxfun``, ``polish``, ``callback``, ...). ``workers`` is managed here.
+        With DE's ``vectorized=True`` scipy asks a whole generation at once and
+        counts one evaluation per generation (its ``nfev``), as it does serially.
 
     Notes
     -----
@@ -137,16 +141,8 @@ class ScipyAskTell(Optimizer):
             msg = f"method must be one of {list(METHODS)}, got {method!r}"
             raise ValueError(msg)
         check_kwargs(method, kwargs)
-        pairs = np.asarray(bounds, dtype=float)
-        if (
-            pairs.ndim != 2
-            or pairs.shape[1] != 2
-            or not np.all(pairs[:, 0] < pairs[:, 1])
-        ):
-            msg = f"bounds must be (low, high) pairs with low < high, got {bounds!r}"
-            raise ValueError(msg)
         self.method = method
-        self.bounds = pairs
+        self.bounds = as_pairs(bounds, finite=f"{method} (scipy)")
         self.kwargs = dict(kwargs)
         given = kwargs.get("rng", kwargs.get("seed"))
         self.seed = given if isinstance(given, int) else None
@@ -174,7 +170,11 @@ class ScipyAskTell(Optimizer):
     def _call_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.kwargs)
         if self.method == "differential_evolution":
-            if kwargs.setdefault("updating", "deferred") == "deferred":
+            if kwargs.get("vectorized"):
+                # scipy hands each generation to _evaluate as one (N, S) array
+                # and counts one evaluation per call, as in a serial run
+                kwargs.setdefault("updating", "deferred")
+            elif kwargs.setdefault("updating", "deferred") == "deferred":
                 kwargs["workers"] = self._map
             if kwargs.get("polish", True) is True and not kwargs.get("constraints"):
                 kwargs["polish"] = self._polish
@@ -234,7 +234,12 @@ class ScipyAskTell(Optimizer):
                     raise _Stop
                 self._cond.wait()
 
-    def _evaluate(self, x: Any) -> float:
+    def _evaluate(self, x: Any) -> Any:
+        if self.kwargs.get("vectorized") and np.ndim(x) == 2:
+            # DE's vectorized=True: one point per column, one value each
+            keys = [PointCache.key(column) for column in np.asarray(x).T]
+            self._wait_for(keys)
+            return np.array([self.cache.get(k) for k in keys], dtype=float)
         key = PointCache.key(x)
         self._wait_for([key])
         value = self.cache.get(key)
@@ -375,7 +380,7 @@ class ReplicaPool(Optimizer):
     Parameters
     ----------
     method : str
-    bounds : sequence of (low, high)
+    bounds : sequence of (low, high) or scipy.optimize.Bounds
     n_workers : int
         Replicas running at once.
     seed : int, optional
@@ -416,7 +421,7 @@ class ReplicaPool(Optimizer):
         if "rng" in kwargs or "seed" in kwargs:
             msg = f"give {type(self).__name__}(seed=...); each replica derives its own rng"
             raise TypeError(msg)
-        self.bounds = np.asarray(bounds, dtype=float)
+        self.bounds = as_pairs(bounds, finite=f"{method} (scipy)")
         self.method, self.n_workers, self.kwargs = method, n_workers, kwargs
         self.seed, self.restart = seed, restart
         self.cache = PointCache()

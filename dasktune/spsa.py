@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import OptimizeResult
 
+from dasktune._bounds import as_pairs
 from dasktune._checks import check_callable, check_int
 from dasktune._vector import SPSAPoint, run_vector
 from dasktune.asktell import Optimizer
@@ -64,17 +65,11 @@ def _vector(name: str, values: Any) -> NDArray[np.float64]:
 def check_bounds(
     bounds: Any, x0: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
-    """Validate ``bounds`` against ``x0``: one (low, high) pair per parameter."""
+    """Validate ``bounds`` against ``x0``: one finite (low, high) pair per
+    parameter, or a ``scipy.optimize.Bounds``."""
     if bounds is None:
         return None
-    try:
-        pairs = np.array(bounds, dtype=float)
-    except (TypeError, ValueError) as err:
-        msg = f"bounds must be (low, high) pairs of numbers, got {bounds!r}"
-        raise ValueError(msg) from err
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        msg = f"bounds must be a list of (low, high) pairs, got shape {pairs.shape}"
-        raise ValueError(msg)
+    pairs = as_pairs(bounds, finite="SPSA (its steps are scaled to the box)")
     if len(pairs) != len(x0):
         msg = (
             f"bounds has {len(pairs)} pairs but initparams has {len(x0)} values; "
@@ -82,10 +77,6 @@ def check_bounds(
         )
         raise ValueError(msg)
     low, high = pairs[:, 0], pairs[:, 1]
-    bad = np.flatnonzero(~(low < high))
-    if bad.size:
-        msg = f"bounds need low < high; parameter {int(bad[0])} has {tuple(pairs[bad[0]])}"
-        raise ValueError(msg)
     outside = np.flatnonzero((x0 < low) | (x0 > high))
     if outside.size:
         i = int(outside[0])

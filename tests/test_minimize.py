@@ -7,9 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 from distributed.utils_test import gen_cluster
-from scipy.optimize import differential_evolution, rosen
+from scipy.optimize import Bounds, differential_evolution, rosen
 
 from dasktune import minimize
+from dasktune.spsa import SPSAOptimizer
 from dasktune.store import TrialStore
 
 
@@ -25,6 +26,23 @@ def ackley(x):
         + np.e
         + 20
     )
+
+
+COLUMN_CALLS: list[tuple[int, ...]] = []  # shapes seen by rosen_columns (in-process)
+
+
+def rosen_columns(x):
+    """scipy's vectorized convention: (N, S) in, (S,) out."""
+    COLUMN_CALLS.append(np.shape(x))
+    return rosen(x)
+
+
+def rosen_columns_picky(x):
+    """Vectorized, but returns one number (a wrong shape) for any chunk with a
+    point right of x0 = 1.5."""
+    if np.any(x[0] > 1.5):
+        return float(np.sum(rosen(x)))
+    return rosen(x)
 
 
 async def run(*args, **kwargs):
@@ -140,6 +158,25 @@ async def test_store_records_and_reuses_evaluations(c, s, a, b):
         ((rosen, [(1, 0)]), {}, ValueError, "low < high"),
         ((rosen, [0, 1]), {}, ValueError, r"list of \(low, high\) pairs"),
         (
+            (rosen, Bounds([0, -np.inf], [1, 1])),
+            {},
+            ValueError,
+            r"differential_evolution'\) needs finite bounds; parameter 1 has \(-inf, 1\)",
+        ),
+        (
+            (rosen, [(0, 1)]),
+            {"method": "dual_annealing", "vectorized": True},
+            TypeError,
+            "vectorized=True is for method='differential_evolution' only",
+        ),
+        (
+            (rosen, [(0, 1)]),
+            {"method": "shgo", "vectorized": True},
+            TypeError,
+            "scipy's shgo evaluates one point at a time",
+        ),
+        ((rosen, [(0, 1)]), {"vectorized": "yes"}, TypeError, "True or False"),
+        (
             (rosen, [(0, 1)]),
             {"maxfev": 0},
             ValueError,
@@ -178,3 +215,102 @@ async def test_replicas_on_the_driver_loop_when_recording(c, s, a, b):
     rows = store.trials(store.find_search("minimize-ackley")["id"])
     assert len(rows) == result.nfev_evaluated == result.nfev
     assert len(result.results) == 2
+
+
+@pytest.mark.parametrize("polish", [True, False])
+def test_vectorized_is_exactly_scipy(polish):
+    @gen_cluster(client=True, timeout=120)
+    async def check(c, s, a, b):
+        bounds = [(0.0, 10.0)] * 2
+        expected = differential_evolution(
+            rosen, bounds, vectorized=True, updating="deferred", rng=1,
+            polish=polish, maxiter=60,
+        )  # fmt: skip
+        COLUMN_CALLS.clear()
+        result = await run(
+            rosen_columns, bounds, vectorized=True, seed=1, polish=polish,
+            maxiter=60, client=c,
+        )  # fmt: skip
+        np.testing.assert_array_equal(result.x, expected.x)
+        assert result.fun == expected.fun
+        assert result.nfev == expected.nfev  # scipy's count: one per generation
+        assert result.nit == expected.nit
+        # every call got whole chunks as (N, S) arrays, far fewer calls than points
+        assert all(len(shape) == 2 and shape[0] == 2 for shape in COLUMN_CALLS)
+        assert sum(shape[1] for shape in COLUMN_CALLS) == result.nfev_evaluated
+        assert len(COLUMN_CALLS) < result.nfev_evaluated / 2
+
+    check()
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_vectorized_wrong_shape_fails_each_point_of_its_chunk(c, s, a, b):
+    store = TrialStore("sqlite://")
+    await run(
+        rosen_columns_picky,
+        [(-2.0, 2.0)] * 2,
+        vectorized=True,
+        seed=0,
+        maxiter=2,
+        polish=False,
+        client=c,
+        store=store,
+        name="picky",
+    )
+    rows = store.trials(store.find_search("picky")["id"])
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and len(failed) < len(rows)
+    assert all("must return shape (" in r["error"] for r in failed)
+    # whole chunks fail: some failed points are themselves left of 1.5
+    assert any(r["params"]["x"][0] <= 1.5 for r in failed)
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_bounds_objects_everywhere(c, s, a, b):
+    box = Bounds([-2.0] * 3, [2.0] * 3)
+    kwargs = {"seed": 0, "maxiter": 5, "polish": False, "client": c}
+    from_bounds = await run(rosen, box, **kwargs)
+    from_pairs = await run(rosen, [(-2.0, 2.0)] * 3, **kwargs)
+    np.testing.assert_array_equal(from_bounds.x, from_pairs.x)
+    spsa = await run(
+        sphere_shift, Bounds([-1.0] * 2, [1.0] * 2), method="spsa", seed=0,
+        maxiter=20, client=c,
+    )  # fmt: skip
+    assert np.all(np.abs(spsa.x) <= 1.0)
+    opt = SPSAOptimizer([0.5, 0.5], bounds=Bounds([0, 0], [1, 1]), maxiter=1)
+    np.testing.assert_array_equal(opt.bounds, ([0, 0], [1, 1]))
+    with pytest.raises(ValueError, match="SPSA .* needs finite bounds"):
+        SPSAOptimizer([0.5], bounds=Bounds([0], [np.inf]), maxiter=1)
+
+
+def test_callback_runs_in_the_callers_process(client):
+    # a real 2-process cluster: a callback run on a worker would append there
+    for method, options in [
+        ("differential_evolution", {"maxiter": 3, "polish": False}),
+        ("dual_annealing", {"maxiter": 3, "no_local_search": True}),
+        ("direct", {"maxfun": 40}),
+        ("shgo", {}),
+    ]:
+        seen = []
+        result = minimize(
+            sphere_shift, [(-2.0, 2.0)] * 2, method=method, seed=0, n_workers=2,
+            callback=lambda *args, seen=seen, **kwargs: seen.append(args or kwargs),
+            client=client, **options,
+        )  # fmt: skip
+        assert seen, f"{method}: the callback's side effects were lost"
+        assert np.isfinite(result.fun)
+
+    # True from one replica's call stops every replica; the user's callback is
+    # not called again
+    calls = []
+
+    def stop_once(x, f, context):
+        calls.append(f)
+        return len(calls) == 1
+
+    result = minimize(
+        sphere_shift, [(-2.0, 2.0)] * 2, method="dual_annealing", seed=0,
+        n_workers=2, callback=stop_once, client=client, maxiter=200,
+    )  # fmt: skip
+    assert len(calls) == 1
+    assert all("requested to stop" in str(r.message) for r in result.results)

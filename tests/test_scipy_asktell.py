@@ -204,3 +204,39 @@ def test_known_minima_within_a_budget(method, f, bounds, minimum, kwargs, budget
         result = drive(opt, f)
     assert result.fun == pytest.approx(minimum, abs=1e-4)
     assert opt.evaluations <= budget
+
+
+def test_vectorized_de_asks_a_generation_and_counts_scipys_way():
+    bounds = [(0.0, 10.0)] * 2
+    expected = optimize.differential_evolution(
+        rosen, bounds, vectorized=True, updating="deferred", rng=1, maxiter=30
+    )
+    with ScipyAskTell(
+        "differential_evolution", bounds, vectorized=True, rng=1, maxiter=30
+    ) as opt:
+        first = []
+        while (t := opt.ask()) is not None:
+            first.append(t)
+        assert len(first) == 30  # the initial population, popsize 15 x 2
+        for t in first:
+            opt.tell(t, rosen(t.params))
+        result = drive(opt, rosen)
+    np.testing.assert_array_equal(result.x, expected.x)
+    assert result.fun == expected.fun
+    assert result.nfev == expected.nfev  # one per generation, plus the polish
+    assert result.nfev_evaluated > result.nfev
+
+
+def test_bounds_objects_are_taken_and_infinite_ones_refused():
+    box = optimize.Bounds([-2.0, -2.0], [2.0, 2.0])
+    with ScipyAskTell("direct", box, maxfun=50) as opt:
+        from_bounds = drive(opt, rosen)
+    with ScipyAskTell("direct", [(-2.0, 2.0)] * 2, maxfun=50) as opt:
+        from_pairs = drive(opt, rosen)
+    np.testing.assert_array_equal(from_bounds.x, from_pairs.x)
+    with ReplicaPool("direct", box, n_workers=2, restart=False, maxfun=20) as pool:
+        np.testing.assert_array_equal(pool.bounds, [(-2.0, 2.0)] * 2)
+    with pytest.raises(ValueError, match=r"needs finite bounds; parameter 1 has"):
+        ScipyAskTell("differential_evolution", optimize.Bounds([0, 0], [1, np.inf]))
+    with pytest.raises(ValueError, match="needs finite bounds"):
+        ReplicaPool("dual_annealing", [(0, 1), (-np.inf, 1)])
