@@ -25,7 +25,6 @@ from importlib import metadata
 from typing import Any, Self
 
 import distributed
-import numpy as np
 import pandas as pd
 
 from dasktune._checks import check_callable, check_int, check_timeout
@@ -35,6 +34,7 @@ from dasktune.driver import BatchObjective, Driver, RunReport, check_batch_objec
 from dasktune.exceptions import DasktuneError
 from dasktune.space import Space
 from dasktune.store import STALE_AFTER_SECONDS, Claim, Decision, Outcome, TrialStore
+from dasktune.table import TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "StoreRecorder"]
 
@@ -233,7 +233,6 @@ class Search:
             direction=direction,
             metadata=provenance(objective),
         )
-        self._frame_cache: tuple[int, pd.DataFrame] | None = None
 
     # -- running ---------------------------------------------------------------
 
@@ -386,17 +385,26 @@ class Search:
         filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]],
         recorder: StoreRecorder,
     ) -> Callable[[dict[str, Any]], bool]:
+        # the filters' table, brought up to date once per batch of results from
+        # the rows written since it last looked (never re-read whole)
+        table = TrialTable(self.space.names if self.space is not None else ())
+        state: dict[str, Any] = {"version": -1, "frame": None}
+
         def keep(record: dict[str, Any]) -> bool:
-            if self._frame_cache is None or self._frame_cache[0] != recorder.version:
-                self._frame_cache = (recorder.version, self.trials())
-            frame = self._frame_cache[1]
-            return all(f(record, frame) for f in filters)
+            if state["version"] != recorder.version:
+                state["frame"] = None  # release the view before the arrays change
+                seq, rows = self.store.read_trials(self.search_id, since=table.seq)
+                table.update(rows)
+                table.seq = max(table.seq, seq)
+                state["version"] = recorder.version
+                state["frame"] = table.frame(copy=False)
+            return all(f(record, state["frame"]) for f in filters)
 
         return keep
 
     # -- reading ---------------------------------------------------------------
 
-    def trials(self, status: str | None = None) -> pd.DataFrame:
+    def trials(self, status: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Every trial as a DataFrame: one row each, one column per parameter.
 
         Columns: ``number``, the parameters under their own names, ``value``,
@@ -406,30 +414,13 @@ class Search:
 
         Parameters
         ----------
-        status : str, optional
-            Only the trials with this status.
+        status : str or sequence of str, optional
+            Only the trials with this status (or these), selected in SQL.
         """
-        rows = self.store.trials(self.search_id)
-        if status is not None:
-            rows = [r for r in rows if r["status"] == status]
-        names: list[str] = list(self.space.names) if self.space is not None else []
-        for row in rows:
-            for key in row["params"]:
-                if key not in names:
-                    names.append(key)
-        records = []
-        for row in rows:
-            entry: dict[str, Any] = {"number": row["number"]}
-            entry.update({n: row["params"].get(n, np.nan) for n in names})
-            for column in RESERVED_COLUMNS[1:]:
-                entry[column] = row[column]
-            records.append(entry)
-        frame = pd.DataFrame.from_records(
-            records, columns=["number", *names, *RESERVED_COLUMNS[1:]]
-        )
-        for column in ("started", "finished"):
-            frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
-        return frame
+        table = TrialTable(self.space.names if self.space is not None else ())
+        _, rows = self.store.read_trials(self.search_id, status=status)
+        table.update(rows)
+        return table.frame(copy=False)
 
     @property
     def best(self) -> BestTrial:
@@ -440,12 +431,10 @@ class Search:
         DasktuneError
             If no trial is done yet.
         """
-        done = [r for r in self.store.trials(self.search_id) if r["status"] == "done"]
-        if not done:
+        row = self.store.best(self.search_id, self.direction)
+        if row is None:
             msg = f"search {self.name!r} has no done trial yet; run() it first"
             raise DasktuneError(msg)
-        pick = min if self.direction == "minimize" else max
-        row = pick(done, key=lambda r: r["value"])
         return BestTrial(row["number"], row["params"], row["value"], row["aux"])
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:

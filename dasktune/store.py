@@ -55,6 +55,7 @@ from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreEr
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TRIAL_FIELDS",
     "Claim",
     "Decision",
     "Outcome",
@@ -63,10 +64,26 @@ __all__ = [
     "canonical",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
+#: the columns :meth:`TrialStore.read_trials` returns, in order
+TRIAL_FIELDS = (
+    "number",
+    "params",
+    "value",
+    "status",
+    "duration",
+    "worker",
+    "host",
+    "attempts",
+    "started",
+    "finished",
+    "error",
+    "aux",
+    "seq",
+)
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 
 
@@ -189,6 +206,7 @@ class TrialStore:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
+        self.schema_version = SCHEMA_VERSION
         self._define_tables()
         try:
             if readonly:
@@ -219,6 +237,8 @@ class TrialStore:
             sa.Column("direction", sa.String(8), nullable=False),
             sa.Column("metadata", sa.Text, nullable=False),
             sa.Column("created", sa.Float, nullable=False),
+            # bumped by every write transaction of the search (schema 2)
+            sa.Column("seq", sa.BigInteger, nullable=False, server_default="0"),
         )
         self.drivers = sa.Table(
             "drivers",
@@ -252,9 +272,12 @@ class TrialStore:
             sa.Column("started", sa.Float),
             sa.Column("finished", sa.Float),
             sa.Column("duration", sa.Float),
+            # the search's seq of the transaction that last wrote the row (schema 2)
+            sa.Column("seq", sa.BigInteger, nullable=False, server_default="0"),
             sa.UniqueConstraint("search_id", "param_hash", name="uq_trial_params"),
             sa.UniqueConstraint("search_id", "number", name="uq_trial_number"),
             sa.Index("ix_trials_status", "search_id", "status"),
+            sa.Index("ix_trials_seq", "search_id", "seq"),
         )
 
     def _create_schema(self) -> None:
@@ -262,28 +285,50 @@ class TrialStore:
             if self.engine.dialect.name == "postgresql":
                 # drivers starting together on a fresh database: one creates
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
-            present = self._check_tables(conn)
-            if not present:
+            version = self._check_tables(conn)
+            if version is None:
                 self.metadata.create_all(conn)
                 conn.execute(
                     self.meta.insert().values(
                         key="schema_version", value=str(SCHEMA_VERSION)
                     )
                 )
+            elif version < SCHEMA_VERSION:
+                self._migrate(conn, version)
         if self.engine.dialect.name == "sqlite" and not self._in_memory:
             _wal(self.engine)
 
+    def _migrate(self, conn: Connection, version: int) -> None:
+        """Bring a store of an older schema up to this one, in the open transaction."""
+        if version < 2:
+            # schema 2: a change sequence per search, so readers fetch only the
+            # rows written since they last looked (filters, live views)
+            for table in (self.searches, self.trials_table):
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN seq BIGINT NOT NULL DEFAULT 0"
+                )
+            next(
+                i for i in self.trials_table.indexes if i.name == "ix_trials_seq"
+            ).create(conn)
+        conn.execute(
+            self.meta.update()
+            .where(self.meta.c.key == "schema_version")
+            .values(value=str(SCHEMA_VERSION))
+        )
+        self.schema_version = SCHEMA_VERSION
+
     def _check_schema_readonly(self) -> None:
         with self._connection_errors(), self._read() as conn:
-            if not self._check_tables(conn):
+            if self._check_tables(conn) is None:
                 msg = (
                     f"{self.display_url} is not a dasktune store: it has none of "
                     "dasktune's tables (a search run on it creates them)"
                 )
                 raise StoreError(msg)
 
-    def _check_tables(self, conn: Connection) -> bool:
-        """Whether dasktune's tables are there; raise for a foreign or newer one.
+    def _check_tables(self, conn: Connection) -> int | None:
+        """The schema version of dasktune's tables, or ``None`` when there are
+        none; raise for a foreign, damaged or newer schema.
 
         Nothing is written: a database holding other tables of the same names,
         a damaged schema or a newer one is refused as it is.
@@ -291,7 +336,7 @@ class TrialStore:
         names = set(sa.inspect(conn).get_table_names())
         ours = set(self.metadata.tables)
         if not names & ours:
-            return False
+            return None
         if self.meta.name not in names:
             clash = sorted(names & ours)
             msg = (
@@ -307,7 +352,7 @@ class TrialStore:
             version = int(row.value) if row is not None else None
         except ValueError:
             version = None
-        if version is None:
+        if version is None or version < 1:
             msg = (
                 f"{self.display_url} has a dasktune_meta table without a valid "
                 f"schema_version ({None if row is None else row.value!r}); it is "
@@ -321,20 +366,22 @@ class TrialStore:
                 "dasktune to read it"
             )
             raise SchemaVersionError(msg)
+        added_later = {"seq"} if version < 2 else set()
         inspector = sa.inspect(conn)
         for table in self.metadata.sorted_tables:
             if table.name not in names:
                 missing = [table.name]
             else:
                 have = {c["name"] for c in inspector.get_columns(table.name)}
-                missing = sorted({c.name for c in table.columns} - have)
+                missing = sorted({c.name for c in table.columns} - have - added_later)
             if missing:
                 msg = (
                     f"the store {self.display_url} lacks {missing} in dasktune's "
                     f"schema ({table.name}); it is damaged or not a dasktune store"
                 )
                 raise StoreError(msg)
-        return True
+        self.schema_version = version
+        return version
 
     @contextlib.contextmanager
     def _connection_errors(self) -> Iterator[None]:
@@ -367,17 +414,20 @@ class TrialStore:
     def _in_memory(self) -> bool:
         return self.engine.url.database in (None, "", ":memory:")
 
-    def _lock_search(self, conn: Connection, search_id: int) -> None:
-        """Serialise the claims of one search across drivers.
+    def _begin_write(self, conn: Connection, search_id: int) -> int:
+        """Start a write of one search: lock it, and return the transaction's seq.
 
-        SQLite's ``BEGIN IMMEDIATE`` already holds the database's write lock; on
-        PostgreSQL the search's row is locked (``SELECT ... FOR UPDATE``) until
-        the transaction ends, so two drivers never both read a parameter set as
-        new and insert it.
+        Claims are serialised per search: SQLite's ``BEGIN IMMEDIATE`` already
+        holds the database's write lock, and on PostgreSQL the ``UPDATE`` locks
+        the search's row until the transaction ends, so two drivers never both
+        read a parameter set as new and insert it. Every row the transaction
+        writes gets the returned seq, so readers can ask for what changed.
         """
-        if self.engine.dialect.name != "sqlite":
-            s = self.searches
-            conn.execute(sa.select(s.c.id).where(s.c.id == search_id).with_for_update())
+        s = self.searches
+        conn.execute(s.update().where(s.c.id == search_id).values(seq=s.c.seq + 1))
+        return int(
+            conn.execute(sa.select(s.c.seq).where(s.c.id == search_id)).scalar_one()
+        )
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -505,6 +555,7 @@ class TrialStore:
         """Put the trials ``driver_id`` still runs back to ``queued``; end it."""
         t = self.trials_table
         with self._tx() as conn:
+            seq = self._begin_write(conn, search_id)
             conn.execute(
                 t.update()
                 .where(
@@ -512,7 +563,7 @@ class TrialStore:
                     t.c.driver_id == driver_id,
                     t.c.status == TrialStatus.RUNNING,
                 )
-                .values(status=TrialStatus.QUEUED, driver_id=None)
+                .values(status=TrialStatus.QUEUED, driver_id=None, seq=seq)
             )
             conn.execute(
                 self.drivers.update()
@@ -542,9 +593,9 @@ class TrialStore:
         t = self.trials_table
         now = time.time()
         with self._tx() as conn:
-            self._lock_search(conn, search_id)
+            seq = self._begin_write(conn, search_id)
             if outcomes:
-                self._write_outcomes(conn, search_id, outcomes)
+                self._write_outcomes(conn, search_id, outcomes, seq)
             conn.execute(
                 self.drivers.update()
                 .where(self.drivers.c.id == driver_id)
@@ -575,6 +626,7 @@ class TrialStore:
                             "attempts": 0,
                             "driver_id": driver_id,
                             "created": now,
+                            "seq": seq,
                         }
                     )
                     decision = Decision("evaluate", next_number)
@@ -603,12 +655,12 @@ class TrialStore:
                         t.c.search_id == search_id,
                         t.c.param_hash.in_(takeovers[i : i + _IN_CHUNK]),
                     )
-                    .values(status=TrialStatus.RUNNING, driver_id=driver_id)
+                    .values(status=TrialStatus.RUNNING, driver_id=driver_id, seq=seq)
                 )
         return decisions
 
     def _write_outcomes(
-        self, conn: Connection, search_id: int, outcomes: Sequence[Outcome]
+        self, conn: Connection, search_id: int, outcomes: Sequence[Outcome], seq: int
     ) -> None:
         t = self.trials_table
         statement = (
@@ -630,6 +682,7 @@ class TrialStore:
                 finished=sa.bindparam("fi"),
                 duration=sa.bindparam("du"),
                 driver_id=None,
+                seq=seq,
             )
         )
         conn.execute(
@@ -725,18 +778,80 @@ class TrialStore:
 
     def trials(self, search_id: int) -> list[dict[str, Any]]:
         """Every trial of a search as dicts (``params`` and ``aux`` decoded)."""
-        t = self.trials_table
-        with self._read() as conn:
-            rows = conn.execute(
-                sa.select(t).where(t.c.search_id == search_id).order_by(t.c.number)
-            ).all()
+        _, rows = self.read_trials(search_id)
         out = []
         for row in rows:
-            entry = dict(row._mapping)
+            entry = dict(zip(TRIAL_FIELDS, row, strict=True))
             entry["params"] = json.loads(entry["params"])
             entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
             out.append(entry)
         return out
+
+    def read_trials(
+        self,
+        search_id: int,
+        *,
+        status: str | Sequence[str] | None = None,
+        since: int | None = None,
+    ) -> tuple[int, Sequence[Sequence[Any]]]:
+        """Raw trial rows, fast: tuples in :data:`TRIAL_FIELDS` order, by number.
+
+        Parameters
+        ----------
+        status : str or sequence of str, optional
+            Only rows with this status (or these), filtered in SQL.
+        since : int, optional
+            Only rows written after the search's change sequence ``since`` (the
+            first value returned by an earlier call): what a reader that keeps
+            a table up to date needs.
+
+        Returns
+        -------
+        (int, list of tuple)
+            The change sequence the rows reach (pass it as ``since`` next time)
+            and the rows; ``params`` and ``aux`` are JSON text.
+        """
+        t = self.trials_table
+        columns = [
+            t.c[name] if name != "seq" or self.schema_version >= 2 else sa.literal(0)
+            for name in TRIAL_FIELDS
+        ]
+        query = sa.select(*columns).where(t.c.search_id == search_id)
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            query = query.where(t.c.status.in_([str(w) for w in wanted]))
+        if since is not None and self.schema_version >= 2:
+            query = query.where(t.c.seq > since)
+        with self._connection_errors(), self._read() as conn:
+            result = conn.execute(query.order_by(t.c.number))
+            # the driver's own tuples: no Row objects for a million rows
+            rows = result.cursor.fetchall() if result.cursor is not None else []
+        seq_at = max((r[-1] for r in rows), default=since or 0)
+        return int(seq_at), rows
+
+    def best(
+        self, search_id: int, direction: str = "minimize"
+    ) -> dict[str, Any] | None:
+        """The best done trial (lowest value, highest when maximising), or ``None``."""
+        t = self.trials_table
+        order = t.c.value.asc() if direction == "minimize" else t.c.value.desc()
+        query = (
+            sa.select(t.c.number, t.c.params, t.c.value, t.c.aux)
+            .where(t.c.search_id == search_id, t.c.status == TrialStatus.DONE)
+            .where(t.c.value.is_not(None))
+            .order_by(order, t.c.number)
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return {
+            "number": int(row.number),
+            "params": json.loads(row.params),
+            "value": float(row.value),
+            "aux": json.loads(row.aux) if row.aux else {},
+        }
 
 
 def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:

@@ -1,0 +1,254 @@
+"""The trials table: a search's trials as a pandas DataFrame, kept up to date.
+
+:class:`TrialTable` turns the store's raw rows (:meth:`TrialStore.read_trials`)
+into the frame ``Search.trials()`` returns — one row per trial, one column per
+parameter — and keeps it up to date from the rows written since it last looked,
+so the frame a search's filters see costs the rows that changed, not the whole
+table, after every batch.
+
+Columns live in NumPy arrays indexed by position, grown by doubling; a parameter
+column stays integer, float or bool while its values allow it and becomes an
+object column when they do not (``1`` and ``"a"`` in one column), as
+``DataFrame.from_records`` would infer. Building the frame wraps the arrays
+without copying them.
+
+>>> import json
+>>> table = TrialTable(["x"])
+>>> row = (0, json.dumps({"x": 2}), 0.5, "done", 0.1, None, None, 1, 1.0, 2.0,
+...        None, None, 1)
+>>> table.update([row])
+>>> table.frame()[["number", "x", "value", "status"]]
+   number  x  value status
+0       0  2    0.5   done
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["COLUMNS", "TrialTable"]
+
+#: the columns after the parameters, in order (``number`` comes first)
+COLUMNS = (
+    "value",
+    "status",
+    "duration",
+    "worker",
+    "host",
+    "attempts",
+    "started",
+    "finished",
+    "error",
+    "aux",
+)
+# positions in a row of TrialStore.read_trials (TRIAL_FIELDS)
+_NUMBER, _PARAMS, _AUX, _SEQ = 0, 1, 11, 12
+_FIXED = {  # column: (position in a row, dtype, fill)
+    "value": (2, np.float64, np.nan),
+    "status": (3, object, None),
+    "duration": (4, np.float64, np.nan),
+    "worker": (5, object, None),
+    "host": (6, object, None),
+    "attempts": (7, np.int64, 0),
+    "started": (8, np.float64, np.nan),
+    "finished": (9, np.float64, np.nan),
+    "error": (10, object, None),
+}
+_MISSING = object()
+
+
+def _kinds(types: set[type]) -> set[str]:
+    """The column kinds of values of these types: i, f, b or O."""
+    out = set()
+    for t in types:
+        if t is bool:
+            out.add("b")
+        elif t is int:
+            out.add("i")
+        elif t is float:
+            out.add("f")
+        else:
+            out.add("O")
+    return out
+
+
+def _as_array(values: Sequence[Any], kind: str) -> np.ndarray:
+    """``values`` (missing ones as NaN) as an array of the column's kind."""
+    if kind != "O":
+        return np.array(
+            [np.nan if v is _MISSING else v for v in values], dtype=_DTYPES[kind]
+        )
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):  # element by element: lists stay objects
+        out[i] = np.nan if v is _MISSING else v
+    return out
+
+
+def _target(kinds: set[str], missing: bool) -> str:
+    """The column kind holding values of ``kinds`` (and missing ones)."""
+    if missing:
+        kinds = {"f" if k == "i" else "O" if k == "b" else k for k in kinds}
+    if kinds <= {"i"}:
+        return "i"
+    if kinds <= {"i", "f"}:
+        return "f"
+    if kinds <= {"b"}:
+        return "b"
+    return "O"
+
+
+_DTYPES = {"i": np.int64, "f": np.float64, "b": np.bool_, "O": object}
+
+
+class _ParamColumn:
+    """One parameter's values, in as narrow a NumPy array as they allow."""
+
+    __slots__ = ("kind", "missing", "values")
+
+    def __init__(self, capacity: int, n: int) -> None:
+        self.kind = ""  # no value yet
+        self.missing = n > 0  # rows that came before the parameter lack it
+        self.values: np.ndarray = np.full(capacity, np.nan)
+
+    def grow(self, capacity: int) -> None:
+        extra = np.zeros(capacity - len(self.values), dtype=self.values.dtype)
+        if self.values.dtype != np.bool_ and self.values.dtype.kind != "i":
+            extra = np.full(len(extra), np.nan, dtype=self.values.dtype)
+        self.values = np.concatenate([self.values, extra])
+
+    def put(self, positions: Any, values: Sequence[Any]) -> None:
+        types = set(map(type, values))
+        missing = self.missing or type(_MISSING) in types
+        kinds = _kinds(types - {type(_MISSING)})
+        if self.kind:
+            kinds.add(self.kind)
+        target = _target(kinds, missing) if kinds else "f"
+        try:
+            block = _as_array(values, target)
+        except OverflowError:  # an integer beyond int64
+            target = "O"
+            block = _as_array(values, target)
+        if target != self.kind:
+            self.values = self.values.astype(_DTYPES[target])
+            self.kind = target
+        self.missing = missing
+        self.values[positions] = block
+
+
+class TrialTable:
+    """A search's trials as a DataFrame, updated from the store's raw rows.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Parameter names known in advance (a search's space), in column order;
+        others are added as they appear.
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.n = 0
+        self.seq = 0  # the change sequence the table has reached
+        self._capacity = 16
+        self._position: dict[int, int] = {}
+        self._numbers = np.zeros(self._capacity, dtype=np.int64)
+        self._fixed = {
+            name: np.full(self._capacity, fill, dtype=dtype)
+            for name, (_, dtype, fill) in _FIXED.items()
+        }
+        self._aux = np.empty(self._capacity, dtype=object)
+        self._params: dict[str, _ParamColumn] = {}
+        self._sorted = True
+        for name in names:
+            self._params[name] = _ParamColumn(self._capacity, 0)
+
+    @property
+    def names(self) -> list[str]:
+        """The parameter columns, in order."""
+        return list(self._params)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self._capacity:
+            return
+        capacity = self._capacity
+        while capacity < needed:
+            capacity *= 2
+        extra = capacity - self._capacity
+        self._numbers = np.concatenate([self._numbers, np.zeros(extra, np.int64)])
+        for name, (_, dtype, fill) in _FIXED.items():
+            self._fixed[name] = np.concatenate(
+                [self._fixed[name], np.full(extra, fill, dtype=dtype)]
+            )
+        self._aux = np.concatenate([self._aux, np.empty(extra, dtype=object)])
+        for column in self._params.values():
+            column.grow(capacity)
+        self._capacity = capacity
+
+    def update(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert or replace the trials of ``rows`` (``TrialStore.read_trials``)."""
+        if not rows:
+            return
+        columns = list(zip(*rows, strict=True))
+        numbers = columns[_NUMBER]
+        first = self.n
+        known = self._position
+        positions: Any
+        if not any(number in known for number in numbers):
+            # new trials only (the common case): appended as a block
+            self.n += len(numbers)
+            known.update(zip(numbers, range(first, self.n), strict=True))
+            positions = slice(first, self.n)
+        else:
+            listed = []
+            for number in numbers:
+                position = known.get(number)
+                if position is None:
+                    position = known[number] = self.n
+                    self.n += 1
+                listed.append(position)
+            positions = np.array(listed, dtype=np.intp)
+        self._grow(self.n)
+        self._numbers[positions] = numbers
+        if self.n > first and self._sorted:
+            appended = self._numbers[max(first - 1, 0) : self.n]
+            self._sorted = bool(np.all(appended[1:] >= appended[:-1]))
+        for name, (index, dtype, _) in _FIXED.items():
+            self._fixed[name][positions] = np.array(columns[index], dtype=dtype)
+        aux = np.empty(len(rows), dtype=object)
+        aux[:] = [json.loads(text) if text else {} for text in columns[_AUX]]
+        self._aux[positions] = aux
+        # every params JSON of the batch in one parse
+        params = json.loads("[" + ",".join(columns[_PARAMS]) + "]")
+        for name in dict.fromkeys(key for p in params for key in p):  # in order
+            if name not in self._params:
+                self._params[name] = _ParamColumn(self._capacity, first)
+        for name, column in self._params.items():
+            column.put(positions, [p.get(name, _MISSING) for p in params])
+        self.seq = max(self.seq, max(int(seq) for seq in columns[_SEQ]))
+
+    def frame(self, copy: bool = True) -> pd.DataFrame:
+        """The table: ``number``, the parameters, then :data:`COLUMNS`.
+
+        With ``copy=False`` the frame shares the table's arrays (no copy of the
+        rows; later updates show through): for a table read once, or a frame
+        handed to a filter for one batch.
+        """
+        n = self.n
+        data: dict[str, Any] = {"number": self._numbers[:n]}
+        for name, column in self._params.items():
+            data[name] = column.values[:n]
+        for name in COLUMNS:
+            if name == "aux":
+                data[name] = self._aux[:n]
+            elif name in ("started", "finished"):
+                data[name] = pd.to_datetime(self._fixed[name][:n], unit="s", utc=True)
+            else:
+                data[name] = self._fixed[name][:n]
+        frame = pd.DataFrame(data, copy=copy)
+        if not self._sorted:
+            frame = frame.sort_values("number", kind="stable", ignore_index=True)
+        return frame
