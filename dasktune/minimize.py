@@ -10,6 +10,7 @@ run as ``n_workers`` replicas at once.
 from __future__ import annotations
 
 import math
+import traceback
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -21,6 +22,7 @@ import scipy.optimize
 from scipy.optimize import OptimizeResult
 
 from dasktune._checks import check_callable, check_int
+from dasktune._values import as_value
 from dasktune._vector import run_vector
 from dasktune.cluster import capacity, get_client
 from dasktune.driver import BatchObjective, MemoryRecorder
@@ -108,6 +110,13 @@ def minimize(
         replica's ``x`` and ``fun``, ``nfev`` summed over all replicas, and
         ``results``, every replica's own result.
 
+    Raises
+    ------
+    Exception
+        When every evaluation failed: the first failure's own exception, its
+        traceback on the worker in a note (never ``fun=inf``). A replica run
+        whole as a task (``dual_annealing``, ``direct``) raises any failure so.
+
     Examples
     --------
     >>> res = minimize(loss, [(-5, 5)] * 4, seed=0, maxiter=200)  # doctest: +SKIP
@@ -186,7 +195,13 @@ def _run_replica(
     """On a worker: one whole scipy run."""
     box, kwargs = spec
     bounds = [tuple(pair) for pair in np.asarray(box).tolist()]
-    return getattr(scipy.optimize, method)(fun, bounds, args=args, **kwargs)
+    scalar = partial(_scalar_value, fun)
+    return getattr(scipy.optimize, method)(scalar, bounds, args=args, **kwargs)
+
+
+def _scalar_value(fun: Callable[..., Any], x: Any, *args: Any) -> float:
+    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too)."""
+    return as_value(fun(x, *args))
 
 
 def _replicas_as_tasks(
@@ -208,6 +223,10 @@ def _replicas_as_tasks(
     futures = client.map(runner, specs, key=keys, pure=False)
     try:
         results = client.gather(futures)
+    except Exception as err:
+        text = "".join(traceback.format_exception(err))
+        err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+        raise
     finally:
         client.cancel(futures)
     best = min(results, key=lambda r: r.fun)

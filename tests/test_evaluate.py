@@ -18,7 +18,7 @@ def test_result_forms():
 def test_bad_results():
     with pytest.raises(TypeError, match="must give a 'loss' key"):
         normalize_result({"acc": 1})
-    with pytest.raises(TypeError, match="must return a number.*got str"):
+    with pytest.raises(TypeError, match="must be a real number.*got str: 'x'"):
         normalize_result("x")
 
 

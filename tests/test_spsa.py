@@ -269,7 +269,7 @@ async def test_pairs_share_a_seed_and_noisy_fit_converges(c, s, a, b):
 
 @gen_cluster(client=True)
 async def test_nan_stops_with_the_point(c, s, a, b):
-    with pytest.raises(ValueError, match=r"non-finite value .* at x = \["):
+    with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
         await asyncio.to_thread(
             SPSA,
             nan_beyond_half,
@@ -280,6 +280,11 @@ async def test_nan_stops_with_the_point(c, s, a, b):
             client=c,
             print_iters=None,
         )
+    # the NaN failed its evaluation; that failure is the cause, naming the point
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "the objective returned NaN for SPSAPoint(x=array([" in str(
+        info.value.__cause__
+    )
 
 
 def shifted(params):
