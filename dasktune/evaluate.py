@@ -69,7 +69,8 @@ def _transient(err: BaseException) -> BaseException:
     make the round trip becomes a :class:`DasktuneError` carrying its text.
     """
     try:
-        return cast(BaseException, pickle.loads(pickle.dumps(err)))
+        copy = cast(BaseException, pickle.loads(pickle.dumps(err)))
+        return copy.with_traceback(None)
     except Exception as pickling_error:
         msg = (
             f"{type(err).__qualname__}: {err} (the objective's exception could not "
