@@ -305,10 +305,12 @@ class SPSAOptimizer(Optimizer):
         i = self._index.pop(number)
         x = self._batch[i][0]
         if not math.isfinite(value):
+            # a failed evaluation is told inf: the driver chains its error to this
             msg = (
-                f"SPSA: the objective gave a non-finite value (NaN, inf, or a failed "
-                f"evaluation) at x = {np.array2string(x, precision=6)}; SPSA cannot "
-                "use it: make the objective finite there, or bound the parameters"
+                f"SPSA: the value at x = {np.array2string(x, precision=6)} is "
+                f"{value} (returned by the objective, or told for a failed "
+                "evaluation: then its error is the cause); SPSA needs finite values: "
+                "make the objective finite there, or bound the parameters"
             )
             raise ValueError(msg)
         self._values[i] = value
@@ -595,7 +597,12 @@ def SPSA(
     Raises
     ------
     ValueError
-        For bad input (before any evaluation), or when an evaluation gives NaN.
+        For bad input (before any evaluation), or when the objective returns
+        NaN or inf (the message names the point).
+    Exception
+        When an evaluation fails, the objective's own exception (its worker
+        traceback in a note) if no evaluation had succeeded, else SPSA's
+        ``ValueError`` caused by it.
 
     Examples
     --------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import threading
 
 import numpy as np
@@ -269,7 +270,7 @@ async def test_pairs_share_a_seed_and_noisy_fit_converges(c, s, a, b):
 
 @gen_cluster(client=True)
 async def test_nan_stops_with_the_point(c, s, a, b):
-    with pytest.raises(ValueError, match=r"non-finite value .* at x = \["):
+    with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
         await asyncio.to_thread(
             SPSA,
             nan_beyond_half,
@@ -280,6 +281,11 @@ async def test_nan_stops_with_the_point(c, s, a, b):
             client=c,
             print_iters=None,
         )
+    # the NaN failed its evaluation; that failure is the cause, naming the point
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "the objective returned NaN for SPSAPoint(x=array([" in str(
+        info.value.__cause__
+    )
 
 
 def shifted(params):
@@ -306,3 +312,67 @@ async def test_spsa_in_a_search_over_a_named_space(c, s, a, b):
     assert set(frame.columns) >= {"x", "n"}
     assert frame["n"].isin([1, 2, 3, 4, 5]).all()  # decoded, stored by name
     assert search.best.value < shifted({"x": -1.5, "n": 1}) / 4
+
+
+# -- values as scipy takes them; failures carry the objective's error -----------------
+
+
+def sphere_1d(x):
+    return np.array([sphere(x)])
+
+
+def sphere_0d(x):
+    return np.array(sphere(x))
+
+
+def always_fails(x):
+    return 1 / int(x[0] - x[0])
+
+
+def fails_beyond_half(x):
+    if x[0] > 0.5:
+        raise ZeroDivisionError(f"no value at {x[0]}")
+    return float((x[0] - 2) ** 2)
+
+
+def inf_beyond_half(x):
+    return math.inf if x[0] > 0.5 else float((x[0] - 2) ** 2)
+
+
+async def spsa(fun, x0, c, **kwargs):
+    kwargs = {"maxiter": 20, "seed": 0, "print_iters": None, **kwargs}
+    return await asyncio.to_thread(SPSA, fun, x0, client=c, **kwargs)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_values_of_size_one_give_the_same_iterates(c, s, a, b):
+    expected = await spsa(sphere, [0.5, -0.5], c)
+    for fun in (sphere_1d, sphere_0d):
+        result = await spsa(fun, [0.5, -0.5], c)
+        np.testing.assert_array_equal(result.x, expected.x)
+        assert result.fun == expected.fun
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_every_evaluation_failing_raises_the_objectives_error(c, s, a, b):
+    with pytest.raises(ZeroDivisionError) as info:
+        await spsa(always_fails, [0.5, -0.5], c)
+    notes = "\n".join(info.value.__notes__)
+    assert "raised by the objective on worker tcp://" in notes
+    assert "every evaluation failed" in notes and "1 / int(x[0] - x[0])" in notes
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_later_failure_is_the_cause_of_the_stop(c, s, a, b):
+    with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
+        await spsa(fails_beyond_half, [0.0], c, a_par=1.0, c_par=0.1, maxiter=50)
+    cause = info.value.__cause__
+    assert isinstance(cause, ZeroDivisionError) and "no value at" in str(cause)
+    assert "fails_beyond_half" in "\n".join(cause.__notes__)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_an_infinite_value_returned_is_named_with_its_point(c, s, a, b):
+    with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
+        await spsa(inf_beyond_half, [0.0], c, a_par=1.0, c_par=0.1, maxiter=50)
+    assert info.value.__cause__ is None  # returned, not failed
