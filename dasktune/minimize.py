@@ -145,7 +145,7 @@ def minimize(
     kwargs = dict(options)
     if callback is not None:
         kwargs["callback"] = callback
-    check_kwargs(method, kwargs)
+    check_kwargs(method, kwargs, len(pairs))
     client = get_client(client)
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
