@@ -170,7 +170,7 @@ def minimize(
         kwargs["vectorized"] = True
     if callback is not None:
         kwargs["callback"] = callback
-    check_kwargs(method, kwargs)
+    check_kwargs(method, kwargs, len(pairs))
     client = get_client(client)
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
