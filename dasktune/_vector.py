@@ -72,7 +72,11 @@ def run_vector(
     recorder: Any = None,
     **driver_kwargs: Any,
 ) -> tuple[RunReport, Any]:
-    """Drive ``optimizer`` on the cluster; return the report and the recorder."""
+    """Drive ``optimizer`` on the cluster; return the report and the recorder.
+
+    When trials failed and none gave a value, the first failure's own
+    exception is raised (its traceback in a note), never a silent ``inf``.
+    """
     check_batch_objective(fun)
     client = get_client(client)
     recorder = recorder if recorder is not None else MemoryRecorder()
@@ -89,6 +93,7 @@ def run_vector(
         name=name,
         to_call=to_call,
         to_record=point_record,
+        raise_if_all_failed=True,
         **driver_kwargs,
     )
     return driver.run(), recorder

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
 
 import numpy as np
 
+from dasktune._values import as_value
 from dasktune.space import Space
 
 __all__ = [
@@ -110,7 +111,7 @@ class Optimizer:
             )
             msg = f"trial {number} {told}; tell() takes each asked trial once"
             raise ValueError(msg)
-        value = float(value)
+        value = as_value(value, f"the value told for trial {number}")
         if math.isnan(value):
             value = math.inf
         params = self._pending.pop(number)

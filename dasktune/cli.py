@@ -2,7 +2,7 @@
 
 - ``dasktune demo``: the README's main job — shards of synthetic data loaded once
   with ``ProducerConsumer``, a likelihood fitted with ``SPSA`` and with
-  ``minimize``, and a ``ParameterGrid`` search recorded in a SQLite file; a second
+  ``minimize``, and a grid search recorded in a SQLite file; a second
   run reuses the stored trials.
 - ``dasktune run FILE.py``: a search defined in a Python file, on a local
   cluster, a remote scheduler or a dask-jobqueue cluster.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import runpy
@@ -60,7 +61,7 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     """The client the command runs on; what it starts, it closes."""
     import distributed
 
-    from dasktune.cluster import close_owned, get_client
+    from dasktune.cluster import _get_client, close_owned
 
     cluster = None
     if getattr(args, "cluster", None):
@@ -74,7 +75,8 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
             raise CLIError(msg) from err
     else:
         options = {"n_workers": args.n_workers} if args.n_workers else {}
-        client = get_client(**options)
+        # the link is printed once, here, whichever client runs the command
+        client = _get_client(None, options, announce=False)
     print(f"dashboard: {client.dashboard_link}", flush=True)
     try:
         yield client
@@ -110,9 +112,21 @@ def _neg_loglike(theta: Any, data: np.ndarray) -> float:
     return float(0.5 * np.sum(z * z) + data.size * log_sigma)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from sklearn.model_selection import ParameterGrid
+def _grid(values: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the value lists, as parameter dicts (the demo needs
+    only dasktune's own dependencies, not scikit-learn's ``ParameterGrid``).
 
+    >>> _grid({"a": [1, 2], "b": ["x"]})
+    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'x'}]
+    """
+    names = list(values)
+    return [
+        dict(zip(names, combination, strict=True))
+        for combination in itertools.product(*(values[name] for name in names))
+    ]
+
+
+def _demo(args: argparse.Namespace) -> int:
     from dasktune import SPSA, ProducerConsumer, Search, minimize
 
     store = _store_url(args.store)
@@ -135,7 +149,7 @@ def _demo(args: argparse.Namespace) -> int:
                       client=client, store=store, name="demo-de", progress=True)  # fmt: skip
         rows.append(("minimize (DE)", de.x, de.fun, de.nfev_evaluated,
                      time.perf_counter() - started))  # fmt: skip
-        grid = ParameterGrid(
+        grid = _grid(
             {"mu": np.round(np.linspace(0.5, 2.5, 9), 3).tolist(),
              "log_sigma": np.round(np.linspace(-1.0, 0.5, 7), 3).tolist()}
         )  # fmt: skip

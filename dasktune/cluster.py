@@ -48,7 +48,9 @@ def _current_client() -> distributed.Client | None:
         return None
 
 
-def _start_local_cluster(**cluster_kwargs: Any) -> distributed.Client:
+def _start_local_cluster(
+    announce: bool = True, **cluster_kwargs: Any
+) -> distributed.Client:
     global _owned_cluster, _owned_client
     options: dict[str, Any] = {
         "n_workers": os.cpu_count() or 1,
@@ -68,9 +70,10 @@ def _start_local_cluster(**cluster_kwargs: Any) -> distributed.Client:
         cluster.close()
         raise
     _owned_cluster, _owned_client = cluster, client
-    logger.warning(
-        "dasktune started a LocalCluster; dashboard: %s", client.dashboard_link
-    )
+    if announce:
+        logger.warning(
+            "dasktune started a LocalCluster; dashboard: %s", client.dashboard_link
+        )
     return client
 
 
@@ -109,6 +112,17 @@ def get_client(
     >>> client = get_client("tcp://scheduler:8786")  # doctest: +SKIP
     >>> client = get_client(SLURMCluster(cores=8, memory="16GB"))  # doctest: +SKIP
     """
+    return _get_client(address, cluster_kwargs, announce=True)
+
+
+def _get_client(
+    address: distributed.Client | Cluster | str | None,
+    cluster_kwargs: dict[str, Any],
+    *,
+    announce: bool,
+) -> distributed.Client:
+    """:func:`get_client`; ``announce=False`` leaves the dashboard link of a
+    cluster it starts to the caller (the command line prints it itself)."""
     if isinstance(address, distributed.Client):
         if cluster_kwargs:
             raise TypeError(_kwargs_with_address(cluster_kwargs, address))
@@ -120,7 +134,7 @@ def get_client(
                 return current
             if _owned_client is not None and _owned_client.status == "running":
                 return _owned_client
-            return _start_local_cluster(**cluster_kwargs)
+            return _start_local_cluster(announce, **cluster_kwargs)
         if cluster_kwargs:
             raise TypeError(_kwargs_with_address(cluster_kwargs, address))
         if isinstance(address, Cluster):

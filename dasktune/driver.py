@@ -16,7 +16,11 @@ Objectives
   go in one task, sized to run about 50 ms; each is still claimed, timed and
   recorded on its own. A raising trial is re-run ``retries`` times on its
   worker, then recorded as failed with its traceback, and the optimizer is told
-  ``+inf``.
+  ``+inf``; the trial's own exception travels back with its outcome (never
+  stored), so that when telling ``+inf`` makes the optimizer stop, the error it
+  raises has the trial's exception as its cause, and a run asked to
+  (``raise_if_all_failed``, as ``minimize`` and ``SPSA`` do) raises the first
+  failure itself when no evaluation succeeded.
 - A :class:`BatchObjective` (a ``ProducerConsumer`` with a reduction) takes the
   whole batch of parameter sets asked in a turn of the loop and returns their
   values, evaluating them in one round trip per shard where the data lives.
@@ -45,6 +49,7 @@ from dasktune.evaluate import (
     evaluate_columns,
     evaluate_group,
     failure,
+    failure_exception,
     outcome_of,
 )
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
@@ -64,6 +69,8 @@ _TARGET_TASK_SECONDS = 0.05
 _MAX_GROUP = 256
 _GROWTH = 8
 _WAIT_ELSEWHERE_SECONDS = 0.25
+# minimize/SPSA: stop once this many evaluations (at least two windows) all failed
+_ALL_FAILED_STOP = 64
 
 
 @runtime_checkable
@@ -164,6 +171,16 @@ class RunReport:
     stopped: str = ""
     best_value: float = math.inf
     best_params: Any = None
+    first_failure: Outcome | None = None
+
+    @property
+    def all_failed(self) -> bool:
+        """Whether trials failed and none gave a value."""
+        return (
+            self.first_failure is not None
+            and self.evaluated == 0
+            and self.best_value == math.inf
+        )
 
 
 @dataclass
@@ -199,6 +216,10 @@ class Driver:
         The objective takes a task's points at once, as the columns of one
         ``(N, S)`` array, and returns their ``S`` values (scipy's
         ``vectorized=True``): one call per task, each point recorded on its own.
+    raise_if_all_failed : bool
+        Raise the first failed trial's own exception (its traceback text in a
+        note) when the run ends, or stops on an error, with trials failed and
+        none evaluated: ``minimize`` and ``SPSA`` never return a silent ``inf``.
     """
 
     def __init__(
@@ -221,6 +242,7 @@ class Driver:
         keep: Callable[[dict[str, Any]], bool] | None = None,
         heartbeat_seconds: float = 5.0,
         vectorized: bool = False,
+        raise_if_all_failed: bool = False,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -239,6 +261,7 @@ class Driver:
         self.sign = sign
         self.keep = keep
         self.heartbeat_seconds = heartbeat_seconds
+        self.raise_if_all_failed = raise_if_all_failed
         self.token = uuid.uuid4().hex[:8]
         self.group_size = 1
         self.mean_duration: float | None = None
@@ -370,6 +393,13 @@ class Driver:
             if outcomes:
                 self.recorder.sync(outcomes, [])
                 outcomes = []
+        except Exception as err:
+            first = report.first_failure
+            if self.raise_if_all_failed and report.all_failed and first is not None:
+                exc = self._all_failed_error(report, first)
+                if exc is not err:
+                    raise exc from err
+            raise
         finally:
             stop.set()
             beat.join()
@@ -380,6 +410,8 @@ class Driver:
                 self.recorder.sync(outcomes, [])
             self.recorder.release()
         report.elapsed = time.perf_counter() - started
+        if self.raise_if_all_failed and report.first_failure and report.all_failed:
+            raise self._all_failed_error(report, report.first_failure)
         if report.best_value < math.inf:
             report.best_value *= self.sign
         return report
@@ -402,12 +434,42 @@ class Driver:
             self._tell(pending, outcome.value, report)
             return None
         report.failed += 1
-        self._tell(pending, None, report)
+        if report.first_failure is None:
+            report.first_failure = outcome
+        try:
+            self._tell(pending, None, report)
+        except Exception as err:
+            # the optimizer stopped on the +inf of a failure: say which
+            if self.raise_if_all_failed and report.all_failed:
+                raise self._all_failed_error(report, report.first_failure) from err
+            raise err from failure_exception(outcome)
         return outcome.error
+
+    def _all_failed_error(self, report: RunReport, first: Outcome) -> BaseException:
+        exc = failure_exception(first)
+        note = (
+            f"dasktune: {self.name}: every evaluation failed ({report.failed} so "
+            "far); this is the first failure"
+        )
+        if not any(
+            "every evaluation failed" in n for n in getattr(exc, "__notes__", ())
+        ):
+            exc.add_note(note)
+        return exc
 
     def _check_failures(
         self, report: RunReport, outcomes: list[Outcome], last_error: str | None
     ) -> None:
+        if (
+            self.raise_if_all_failed
+            and report.all_failed
+            and report.first_failure is not None
+            and report.failed >= max(_ALL_FAILED_STOP, 2 * self.task_window)
+        ):
+            # nothing has ever worked: stop now, not after maxiter generations
+            self.recorder.sync(outcomes, [])
+            outcomes.clear()
+            raise self._all_failed_error(report, report.first_failure)
         if self.max_failures is None or report.failed < self.max_failures:
             return
         self.recorder.sync(outcomes, [])
@@ -423,14 +485,10 @@ class Driver:
         started = time.time()
         try:
             raw = objective.evaluate_batch([p.call for p in to_run])
-        except Exception:
+        except Exception as err:
             if len(to_run) == 1:
                 return [
-                    failure(
-                        to_run[0].param_hash,
-                        traceback.format_exc(),
-                        started,
-                    )
+                    failure(to_run[0].param_hash, traceback.format_exc(), started, err)
                 ]
             # find which parameter sets fail: the others are still good
             return [o for p in to_run for o in self._evaluate_batch([p])]
@@ -525,13 +583,15 @@ class Driver:
         if future.status != "finished":
             # the task itself failed (its workers lost beyond allowed-failures):
             # every trial in it failed with that error
+            exc: BaseException | None = None
             if isinstance(result, tuple) and len(result) == 3:
                 _, exc, tb = result
                 text = "".join(traceback.format_exception(type(exc), exc, tb))
             else:
                 text = f"task {future.key} ended as {future.status}: {result!r}"
             return [
-                Outcome(p.param_hash, TrialStatus.FAILED, error=text) for p in group
+                Outcome(p.param_hash, TrialStatus.FAILED, error=text, exception=exc)
+                for p in group
             ]
         assert isinstance(result, GroupResult)
         durations = [o.duration or 0.0 for o in result.outcomes]

@@ -13,13 +13,16 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import distributed
 import numpy as np
+from distributed.protocol import pickle
 from numpy.typing import NDArray
 
 from dasktune._checks import short_repr
+from dasktune._values import as_value
+from dasktune.exceptions import DasktuneError
 from dasktune.store import Outcome, TrialStatus, canonical
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "evaluate_columns",
     "evaluate_group",
     "failure",
+    "failure_exception",
     "normalize_result",
     "outcome_of",
 ]
@@ -36,11 +40,15 @@ __all__ = [
 def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
     """An objective's return value as ``(value, auxiliary data)``.
 
+    The value is read by :func:`dasktune._values.as_value`: a number, a NumPy
+    scalar or an array of size 1.
+
     >>> normalize_result(1.5)
     (1.5, {})
     >>> normalize_result((2, {"n": 3}))
     (2.0, {'n': 3})
-    >>> normalize_result({"loss": 0.5, "acc": 0.9})
+    >>> import numpy as np
+    >>> normalize_result({"loss": np.array([0.5]), "acc": 0.9})
     (0.5, {'acc': 0.9})
     """
     if isinstance(raw, dict):
@@ -48,17 +56,49 @@ def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
             msg = f"an objective returning a dict must give a 'loss' key, got {raw!r}"
             raise TypeError(msg)
         aux = {k: v for k, v in raw.items() if k != "loss"}
-        return float(raw["loss"]), aux
+        return as_value(raw["loss"], "the 'loss' of the objective's dict"), aux
     if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict):
-        return float(raw[0]), dict(raw[1])
+        value = as_value(raw[0], "the value in the objective's (value, dict)")
+        return value, dict(raw[1])
+    return as_value(
+        raw, "the objective's value (or the 'loss' of a dict, or (value, dict))"
+    ), {}
+
+
+def _transient(err: BaseException) -> BaseException:
+    """``err`` as it will reach the driver: a copy that survives pickling.
+
+    The copy holds no traceback (no frames and their locals kept alive); the
+    traceback travels as text in ``Outcome.error``. An exception that cannot
+    make the round trip becomes a :class:`DasktuneError` carrying its text.
+    """
     try:
-        return float(raw), {}
-    except (TypeError, ValueError) as err:
+        copy = cast(BaseException, pickle.loads(pickle.dumps(err)))
+        return copy.with_traceback(None)
+    except Exception as pickling_error:
         msg = (
-            "an objective must return a number, (number, dict) or a dict with a "
-            f"'loss' key; got {type(raw).__name__}: {raw!r}"
+            f"{type(err).__qualname__}: {err} (the objective's exception could not "
+            f"be pickled to travel to the driver: {pickling_error})"
         )
-        raise TypeError(msg) from err
+        return DasktuneError(msg)
+
+
+def failure_exception(outcome: Outcome) -> BaseException:
+    """The failed trial's own exception, with its traceback text in a note.
+
+    Falls back to a :class:`DasktuneError` carrying the traceback text when
+    the exception did not travel (a trial failed in an earlier run, or its
+    task was lost). Calling it again returns the same object, noted once.
+    """
+    exc = outcome.exception
+    if exc is None:
+        last = (outcome.error or "").strip().splitlines()
+        exc = outcome.exception = DasktuneError(last[-1] if last else "a trial failed")
+    where = f"worker {outcome.worker}" if outcome.worker else "the client"
+    note = f"dasktune: raised by the objective on {where}:\n{outcome.error}"
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
+    return exc
 
 
 class Group:
@@ -93,13 +133,14 @@ def _evaluate_one(
             if math.isnan(value):
                 msg = f"the objective returned NaN for {params!r}"
                 raise ValueError(msg)
-        except Exception:
+        except Exception as err:
             if attempts <= retries:
                 continue
             return Outcome(
                 h,
                 TrialStatus.FAILED,
                 error=traceback.format_exc(),
+                exception=_transient(err),
                 attempts=attempts,
                 started=started,
                 finished=time.time(),
@@ -147,12 +188,14 @@ def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResu
     while True:
         attempts += 1
         t0 = time.perf_counter()
+        exception: BaseException | None = None
         try:
             values = _column_values(objective(points.copy()), points.shape)
-        except Exception:
+        except Exception as err:
             if attempts <= group.retries:
                 continue
             error = traceback.format_exc()
+            exception = _transient(err)
             values = None
         share = (time.perf_counter() - t0) / len(hashes)
         break
@@ -167,7 +210,8 @@ def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResu
                 )
             outcomes.append(
                 Outcome(h, TrialStatus.FAILED, error=error, attempts=attempts,
-                        started=started, finished=finished, duration=share)
+                        started=started, finished=finished, duration=share,
+                        exception=exception)
             )  # fmt: skip
         else:
             outcomes.append(
@@ -209,13 +253,16 @@ def _column_values(raw: Any, shape: tuple[int, ...]) -> NDArray[np.float64]:
     return squeezed
 
 
-def failure(param_hash: str, error: str, started: float) -> Outcome:
-    """A failed trial's outcome."""
+def failure(
+    param_hash: str, error: str, started: float, exception: BaseException | None = None
+) -> Outcome:
+    """A failed trial's outcome; ``exception`` is kept with it (not stored)."""
     now = time.time()
     return Outcome(
         param_hash,
         TrialStatus.FAILED,
         error=error,
+        exception=None if exception is None else _transient(exception),
         started=started,
         finished=now,
         duration=now - started,
@@ -231,8 +278,8 @@ def outcome_of(
         if math.isnan(value):
             msg = f"the objective returned NaN for {call!r}"
             raise ValueError(msg)
-    except Exception:
-        return failure(param_hash, traceback.format_exc(), started)
+    except Exception as err:
+        return failure(param_hash, traceback.format_exc(), started, err)
     return Outcome(
         param_hash,
         TrialStatus.DONE,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+import traceback
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -24,6 +25,7 @@ from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
 from dasktune._checks import check_callable, check_int
+from dasktune._values import as_value
 from dasktune._vector import run_vector
 from dasktune.cluster import capacity, get_client
 from dasktune.driver import BatchObjective, MemoryRecorder
@@ -126,6 +128,10 @@ def minimize(
     TypeError
         For a keyword the method does not take, ``vectorized=True`` outside DE
         or with a ``ProducerConsumer``, or a non-callable ``fun``/``callback``.
+    Exception
+        When every evaluation failed: the first failure's own exception, its
+        traceback on the worker in a note (never ``fun=inf``). A replica run
+        whole as a task (``dual_annealing``, ``direct``) raises any failure so.
 
     Examples
     --------
@@ -164,7 +170,7 @@ def minimize(
         kwargs["vectorized"] = True
     if callback is not None:
         kwargs["callback"] = callback
-    check_kwargs(method, kwargs)
+    check_kwargs(method, kwargs, len(pairs))
     client = get_client(client)
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
@@ -214,7 +220,13 @@ def _run_replica(
     """On a worker: one whole scipy run."""
     box, kwargs = spec
     bounds = [tuple(pair) for pair in np.asarray(box).tolist()]
-    return getattr(scipy.optimize, method)(fun, bounds, args=args, **kwargs)
+    scalar = partial(_scalar_value, fun)
+    return getattr(scipy.optimize, method)(scalar, bounds, args=args, **kwargs)
+
+
+def _scalar_value(fun: Callable[..., Any], x: Any, *args: Any) -> float:
+    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too)."""
+    return as_value(fun(x, *args))
 
 
 def _replicas_as_tasks(
@@ -236,6 +248,10 @@ def _replicas_as_tasks(
     futures = client.map(runner, specs, key=keys, pure=False)
     try:
         results = client.gather(futures)
+    except Exception as err:
+        text = "".join(traceback.format_exception(err))
+        err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+        raise
     finally:
         client.cancel(futures)
     best = min(results, key=lambda r: r.fun)

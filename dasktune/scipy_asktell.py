@@ -20,7 +20,7 @@ import collections
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from dasktune._bounds import as_pairs
 from dasktune._checks import check_int
 from dasktune.asktell import Optimizer
-from dasktune.space import Space
+from dasktune.space import Bool, Categorical, Int, Space
 
 __all__ = [
     "METHODS",
@@ -43,6 +43,12 @@ __all__ = [
 
 METHODS = ("differential_evolution", "dual_annealing", "direct", "shgo")
 _DETERMINISTIC = ("direct", "shgo")
+# the most dimensions in which shgo's sampling posts its first point within
+# seconds: measured on a 2-core machine (scipy 1.17, f(x) = sum(x**2) on
+# [-1, 1]^n), the default simplicial triangulation took 3.9 s before the first
+# evaluation in 11 dimensions, 15-31 s in 12 and over a minute in 13; sobol and
+# halton (a Delaunay triangulation of their samples) took 3-8 s in 7, 12-19 s in 8
+_SHGO_MAX_DIMS = {"simplicial": 11, "sobol": 7, "halton": 7}
 _REPLICA_ASK_WAIT = 0.02  # seconds a pool waits on one replica before the next
 
 
@@ -77,8 +83,27 @@ class PointCache:
         return len(self.values)
 
 
-def check_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
-    """Raise ``TypeError`` for keywords the scipy function does not take."""
+def check_kwargs(
+    method: str, kwargs: Mapping[str, Any], n_dims: int | None = None
+) -> None:
+    """Raise for keywords the scipy function does not take, or a dimension it
+    cannot handle in reasonable time.
+
+    Parameters
+    ----------
+    method : str
+    kwargs : mapping
+        The keywords for the scipy function.
+    n_dims : int, optional
+        The number of dimensions of the box; checked for ``shgo``.
+
+    Raises
+    ------
+    TypeError
+        For keywords the scipy function does not take, or ``workers``.
+    ValueError
+        For ``shgo`` in more dimensions than its sampling handles in seconds.
+    """
     fun = getattr(scipy.optimize, method)
     allowed = set(inspect.signature(fun).parameters) - {"func", "bounds", "workers"}
     unknown = sorted(set(kwargs) - allowed)
@@ -91,6 +116,28 @@ def check_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
             f"it takes {sorted(allowed)}"
         )
         raise TypeError(msg)
+    if method == "shgo" and n_dims is not None:
+        _check_shgo_dims(n_dims, kwargs.get("sampling_method", "simplicial"))
+
+
+def _check_shgo_dims(n_dims: int, sampling_method: Any) -> None:
+    """Refuse shgo where its triangulation would block ``ask()`` for minutes."""
+    limit = (
+        _SHGO_MAX_DIMS.get(sampling_method)
+        if isinstance(sampling_method, str)
+        else None
+    )
+    if limit is None or n_dims <= limit:
+        return
+    msg = (
+        f"shgo with sampling_method={sampling_method!r} in {n_dims} dimensions "
+        f"triangulates for minutes before its first point (it handles at most "
+        f"{limit} in seconds); use method='differential_evolution', "
+        "'dual_annealing' or 'direct' for this many dimensions"
+    )
+    if sampling_method != "simplicial":
+        msg += f", or sampling_method='simplicial' up to {_SHGO_MAX_DIMS['simplicial']}"
+    raise ValueError(msg)
 
 
 class ScipyAskTell(Optimizer):
@@ -123,6 +170,8 @@ class ScipyAskTell(Optimizer):
     ------
     ValueError
         For an unknown method or bad bounds.
+        For ``shgo`` in more dimensions than its sampling handles in seconds
+        (11 for the default simplicial sampling, 7 for sobol and halton).
     TypeError
         For keywords the scipy function does not take.
     """
@@ -140,9 +189,9 @@ class ScipyAskTell(Optimizer):
         if method not in METHODS:
             msg = f"method must be one of {list(METHODS)}, got {method!r}"
             raise ValueError(msg)
-        check_kwargs(method, kwargs)
-        self.method = method
         self.bounds = as_pairs(bounds, finite=f"{method} (scipy)")
+        check_kwargs(method, kwargs, len(self.bounds))
+        self.method = method
         self.kwargs = dict(kwargs)
         given = kwargs.get("rng", kwargs.get("seed"))
         self.seed = given if isinstance(given, int) else None
@@ -398,8 +447,11 @@ class ReplicaPool(Optimizer):
     round-robin into a busy one); ``tell()`` routes by trial number. Replicas of
     the deterministic methods (``direct``, ``shgo``) each search their own slab
     of the box (the first dimension cut in ``n_workers``, with gaps of 0.5% of
-    a slab between them), and restarts search random sub-boxes; one evaluated-point cache is shared, so a point is never
-    evaluated twice.
+    a slab between them), and restarts search random sub-boxes; one
+    evaluated-point cache is shared, and a replica proposing a point already
+    told gets its value at once, one proposing a point in flight gets it when
+    that trial is told: a point is never proposed twice (``repeats`` counts the
+    proposals answered so).
     """
 
     def __init__(
@@ -417,11 +469,11 @@ class ReplicaPool(Optimizer):
             msg = f"method must be one of {list(METHODS)}, got {method!r}"
             raise ValueError(msg)
         check_int("n_workers", n_workers, 1)
-        check_kwargs(method, kwargs)
+        self.bounds = as_pairs(bounds, finite=f"{method} (scipy)")
+        check_kwargs(method, kwargs, len(self.bounds))
         if "rng" in kwargs or "seed" in kwargs:
             msg = f"give {type(self).__name__}(seed=...); each replica derives its own rng"
             raise TypeError(msg)
-        self.bounds = as_pairs(bounds, finite=f"{method} (scipy)")
         self.method, self.n_workers, self.kwargs = method, n_workers, kwargs
         self.seed, self.restart = seed, restart
         self.cache = PointCache()
@@ -430,7 +482,12 @@ class ReplicaPool(Optimizer):
         self._rng = np.random.default_rng(seed)
         self.replicas: list[ScipyAskTell] = []
         self.results: list[scipy.optimize.OptimizeResult] = []
-        self._owner: dict[int, tuple[ScipyAskTell, int]] = {}
+        # trial number -> (replica, its own number, the key of the proposal)
+        self._owner: dict[int, tuple[ScipyAskTell, int, Hashable]] = {}
+        # de-duplication on the key of what a trial proposes (see _key)
+        self._known: dict[Hashable, float] = {}  # told values
+        self._in_flight: dict[Hashable, list[tuple[ScipyAskTell, int]]] = {}
+        self.repeats = 0  # proposals answered from _known or _in_flight
         try:
             for _ in range(n_workers):
                 self.replicas.append(self._new_replica())
@@ -458,6 +515,8 @@ class ReplicaPool(Optimizer):
 
     def _ask(self) -> Any | None:
         while True:
+            if self._exhausted():
+                return None
             self._ready.clear()
             for i, replica in enumerate(self.replicas):
                 if replica.waiting or replica._closed:
@@ -469,24 +528,55 @@ class ReplicaPool(Optimizer):
                         continue
                     self.replicas[i] = replica = self._new_replica()
                 trial = replica.ask()  # a replica still computing is skipped
-                if trial is not None:
-                    self._owner[self._next_number] = (replica, trial.number)
-                    return self._params(trial.params)
-            if self._owner or self.finished:
-                return None  # results pending: the caller tells, then asks again
-            # every replica is computing: wait until one posts a point or ends
-            self._ready.wait(0.1)
+                if trial is None:
+                    continue
+                params = self._params(trial.params)
+                key = self._key(params)
+                if self._repeat(replica, trial.number, key):
+                    break  # answered without a trial: scan the replicas again
+                self._owner[self._next_number] = (replica, trial.number, key)
+                self._in_flight[key] = []
+                return params
+            else:
+                if self._owner or self.finished:
+                    return None  # results pending: the caller tells, then asks
+                # every replica is computing: wait until one posts a point or ends
+                self._ready.wait(0.1)
+
+    def _repeat(self, replica: ScipyAskTell, inner: int, key: Hashable) -> bool:
+        """Answer a proposal already told (at once) or in flight (when told)."""
+        if key in self._known:
+            self.repeats += 1
+            replica.tell(inner, self._known[key])
+            return True
+        if key in self._in_flight:
+            self.repeats += 1
+            self._in_flight[key].append((replica, inner))
+            return True
+        return False
 
     def _params(self, x: NDArray[np.float64]) -> Any:
         return x
 
+    def _key(self, params: Any) -> Hashable:
+        """What makes two proposals the same trial: here the exact point."""
+        return PointCache.key(params)
+
+    def _exhausted(self) -> bool:
+        """True when every possible proposal is known or in flight."""
+        return False
+
     def _tell(self, number: int, params: Any, value: float) -> None:
-        replica, inner = self._owner.pop(number)
-        if not replica._closed:
-            replica.tell(inner, value)
+        replica, inner, key = self._owner.pop(number)
+        self._known[key] = value
+        for waiting, waiting_inner in [(replica, inner), *self._in_flight.pop(key)]:
+            if not waiting._closed:
+                waiting.tell(waiting_inner, value)
 
     @property
     def finished(self) -> bool:
+        if self._exhausted():
+            return True
         if self.restart:
             return False
         return all(r._closed or r.finished for r in self.replicas)
@@ -528,8 +618,13 @@ class HyperScipySampler(ReplicaPool):
     -----
     See :class:`ReplicaPool`: replicas are asked only when free, restarted when
     finished, deterministic ones on distinct regions, with one shared
-    evaluated-point cache. It never finishes by itself: bound it with a
-    search's ``n_trials``.
+    evaluated-point cache. Trials are de-duplicated on the decoded parameter
+    dict (its canonical hash, as a ``Search`` keys trials): box points that
+    decode to a dict already told are answered at once, points decoding to a
+    dict in flight wait for its value, so no dict is proposed twice, even
+    without a store. It finishes only when every dict of an all-discrete space
+    (``Int``, ``Categorical``, ``Bool``) has been proposed; otherwise bound it
+    with a search's ``n_trials``.
     """
 
     def __init__(
@@ -542,8 +637,37 @@ class HyperScipySampler(ReplicaPool):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
+        from dasktune.store import canonical  # the key a Search uses
+
         self.space = Space(space).with_power(exponential_param_power)
+        self._canonical = canonical
+        self._size = _space_size(self.space)
         super().__init__(method, self.space.bounds, n_workers, seed=seed, **kwargs)
 
     def _params(self, x: NDArray[np.float64]) -> dict[str, Any]:
         return self.space.decode(x)
+
+    def _key(self, params: Any) -> Hashable:
+        """Box points decoding to the same parameter dict are the same trial."""
+        return self._canonical(params)[1]
+
+    def _exhausted(self) -> bool:
+        return (
+            self._size is not None
+            and len(self._known) + len(self._in_flight) >= self._size
+        )
+
+
+def _space_size(space: Space) -> int | None:
+    """The number of distinct parameter dicts, or None with a Float."""
+    size = 1
+    for dim in space.dimensions.values():
+        if isinstance(dim, Int):
+            size *= dim.high - dim.low + 1
+        elif isinstance(dim, Categorical):
+            size *= len(dim.choices)
+        elif isinstance(dim, Bool):
+            size *= 2
+        else:
+            return None
+    return size

@@ -10,14 +10,37 @@ the blocking evaluation at θ_k — is asked at once, and the update waits for a
 of them, so with a ``seed`` the iterates depend neither on the number of workers
 nor on the order in which results arrive.
 
-Gains: a_k = a / (k + 1 + A)^α, c_k = c / (k + 1)^γ, with A = 10% of ``maxiter``
-by default. With ``a=None`` the first batch calibrates ``a`` (Spall's rule, as
-Qiskit's ``calibrate``): ``n_calibration`` gradient estimates at θ_0 give the mean
-magnitude G of a gradient coordinate, and a = target_step · (A + 1)^α / G, so
-that the first step moves each parameter by about ``target_step`` (default: 10%
-of the median bound width, or 0.1 · max(1, max|θ_0|) without bounds). Started
-near a minimum, G is tiny; it is bounded below by
-10⁻³ · max(1, mean|f|) / scale so that the gain stays finite.
+Gains: a_k = a / (k + 1 + A)^α, c_k = c / (k + 1)^γ. An explicit ``a`` is used
+as given, with A = 10% of ``maxiter`` by default. With ``a=None`` the first batch
+calibrates ``a`` (Spall's rule, as Qiskit's ``calibrate``): ``n_calibration``
+gradient estimates at θ_0 give their mean ĝ and the mean magnitude G of a
+gradient coordinate; Spall's first gain a_0 = target_step / G moves each
+parameter by about ``target_step`` (default: 10% of the median bound width, or
+0.1 · max(1, max|θ_0|) without bounds). Started near a minimum, G is tiny; it is
+bounded below by 10⁻³ · max(1, mean|f|) / scale so that the gain stays finite.
+
+That first step is timid for short runs. With ``adaptive=True`` (the default
+when ``a=None``) two things change:
+
+- a line search in one batch: the points θ_0 − t · a_0 ĝ for t = 1/4, 1/2, …, 32
+  are evaluated together, θ moves to the best of them (if it beats the
+  calibration's mean f), and the first gain becomes
+  t* · a_0 · (1 + (d − 1)/n_calibration) / (1 + (d − 1)/n_perturbations): the
+  inverse curvature along ĝ, corrected for the noise a mean of Rademacher
+  estimates carries in d dimensions (E‖ĝ‖² = (1 + (d − 1)/n) ‖∇f‖²), which on a
+  quadratic is the gain that contracts fastest;
+- Kesten's rule (H. Kesten, "Accelerated stochastic approximation", Ann. Math.
+  Statist. 29, 1958): the gain a_k = a / (s_k + 1 + A), with A = 2d by default,
+  decreases only with s_k, the number of times the new gradient estimate pointed
+  against the recent ones (their running mean, each older estimate weighted by
+  half); far from a minimum the gain stays large, in the noise around one it
+  decays harmonically;
+- unless ``max_step`` is given, a step is at most twice as long as the line
+  search's best step (a trust region that keeps SPSA stable on stiff problems,
+  e.g. Rosenbrock from (0, 0), where Spall's gains diverge).
+
+``adaptive=False`` restores Spall's calibration and schedule: a = a_0 (A + 1)^α,
+A = 10% of ``maxiter``.
 
 Each gradient coordinate divides the difference of the pair by the actual
 distance between the evaluated points, so points clipped at a bound give an
@@ -31,6 +54,8 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -44,10 +69,96 @@ from dasktune.asktell import Optimizer
 from dasktune.driver import BatchObjective
 from dasktune.mapping import func_name
 
-__all__ = ["SPSA", "SPSAOptimizer"]
+__all__ = ["SPSA", "Phase", "SPSAOptimizer", "SPSAState"]
 
 _MAX_REJECTIONS = 100
 _SEED_HIGH = 2**31 - 1
+# Kesten's rule compares each estimate with the running mean of the earlier ones
+_MOMENTUM = 0.5
+# the adaptive trust region: this many times the line search's best step
+_TRUST = 2.0
+
+
+class Phase(StrEnum):
+    """Where an :class:`SPSAOptimizer` is: what its next batch evaluates."""
+
+    INIT = "init"  # calibration pairs (and repeated evaluations for blocking)
+    PROBE = "probe"  # the line search along the calibration gradient
+    ITERATE = "iterate"
+    FINAL = "final"  # one evaluation at the final x
+    DONE = "done"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    msg = f"cannot save {type(value).__name__} in an SPSA checkpoint"
+    raise TypeError(msg)
+
+
+def _array(value: Any) -> NDArray[np.float64] | None:
+    return None if value is None else np.array(value, dtype=float)
+
+
+def _pair(value: Any) -> tuple[NDArray[np.float64], float] | None:
+    return None if value is None else (np.array(value[0], dtype=float), value[1])
+
+
+@dataclass
+class SPSAState:
+    """What an SPSA run has learnt: the one list of what a checkpoint holds.
+
+    Each field is the :class:`SPSAOptimizer` attribute of the same name, except
+    ``rng``, the state of its bit generator.
+    """
+
+    x: NDArray[np.float64]
+    k: int = 0
+    a: float | None = None
+    allowed_increase: float | None = None
+    nfev: int = 0
+    small_steps: int = 0
+    rejections: int = 0
+    prev: tuple[NDArray[np.float64], float] | None = None
+    history_x: list[list[float]] = field(default_factory=list)
+    history_f: list[float] = field(default_factory=list)
+    phase: Phase = Phase.INIT
+    message: str = ""
+    success: bool = False
+    sign_changes: int = 0
+    momentum: NDArray[np.float64] | None = None
+    probe: tuple[NDArray[np.float64], float] | None = None
+    trust_radius: float | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, opt: SPSAOptimizer) -> SPSAState:
+        """The state of ``opt`` (copied when serialised)."""
+        values = {f.name: getattr(opt, f.name) for f in fields(cls) if f.name != "rng"}
+        return cls(**values, rng=dict(opt.rng.bit_generator.state))
+
+    def restore(self, opt: SPSAOptimizer) -> None:
+        """Put this state into ``opt``."""
+        for f in fields(self):
+            if f.name != "rng":
+                setattr(opt, f.name, getattr(self, f.name))
+        opt.rng.bit_generator.state = self.rng
+
+    def to_json(self) -> str:
+        """The state as JSON text (arrays as lists)."""
+        return json.dumps(asdict(self), default=_plain)
+
+    @classmethod
+    def from_json(cls, text: str) -> SPSAState:
+        """The state saved by :meth:`to_json` (fields it lacks take defaults)."""
+        raw = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        state = cls(**{key: value for key, value in raw.items() if key in names})
+        state.x = np.array(raw["x"], dtype=float)
+        state.momentum = _array(state.momentum)
+        state.prev, state.probe = _pair(state.prev), _pair(state.probe)
+        state.phase = Phase(state.phase)
+        return state
 
 
 def _vector(name: str, values: Any) -> NDArray[np.float64]:
@@ -97,11 +208,12 @@ class SPSAOptimizer(Optimizer):
         The start θ_0 (integers and zeros are fine).
     bounds : sequence of (low, high), optional
     a : float, optional
-        The step gain; ``None`` calibrates it in the first batch.
+        The step gain, used as given; ``None`` calibrates it in the first batch.
     c : float, default 0.01
         The perturbation size.
     A : float, optional
-        Stability constant; default 10% of ``maxiter``.
+        Stability constant; default 10% of ``maxiter``, or 2 × the number of
+        parameters under Kesten's rule.
     alpha, gamma : float
         Gain exponents (Spall's 0.602 and 0.101).
     maxiter : int, default 10000
@@ -114,7 +226,8 @@ class SPSAOptimizer(Optimizer):
         iteration with a new perturbation.
     max_step : float, optional
         A trust region: a step longer than this (Euclidean norm) is shortened to
-        it. Keeps SPSA stable on stiff problems such as Rosenbrock.
+        it. Keeps SPSA stable on stiff problems such as Rosenbrock. Default:
+        none, or twice the line search's best step with ``adaptive``.
     ftol : float, default 1e-8
         Convergence: stop when the relative change of the parameters,
         ‖θ_{k+1} − θ_k‖ / max(‖θ_k‖, 1), stays below ``ftol`` for ``n_small``
@@ -128,6 +241,10 @@ class SPSAOptimizer(Optimizer):
     target_step : float, optional
         Calibration target (see the module notes).
     n_calibration : int, default 8
+    adaptive : bool, default True
+        With ``a=None``: calibrate by a line search along the first gradient (one
+        batch) and let the gain decrease by Kesten's rule; ``False`` keeps
+        Spall's calibration and schedule. No effect with an explicit ``a``.
     paired : bool, default False
         Give both points of a pair the same integer seed (common random numbers).
     seed : int or numpy.random.Generator, optional
@@ -141,6 +258,9 @@ class SPSAOptimizer(Optimizer):
         Ask :class:`SPSAPoint` instead of bare vectors (the ``SPSA()`` function
         uses it so that repeated points are evaluated again, as noise requires).
     """
+
+    #: the steps of the line search, in multiples of Spall's first step a_0 ĝ
+    probe_factors: tuple[float, ...] = tuple(2.0**j for j in range(-2, 6))
 
     def __init__(
         self,
@@ -163,6 +283,7 @@ class SPSAOptimizer(Optimizer):
         allowed_increase: float | None = None,
         target_step: float | None = None,
         n_calibration: int = 8,
+        adaptive: bool = True,
         paired: bool = False,
         seed: int | np.random.Generator | None = None,
         callback: Callable[[OptimizeResult], Any] | None = None,
@@ -195,7 +316,9 @@ class SPSAOptimizer(Optimizer):
                 raise ValueError(msg)
         self.a = None if a is None else float(a)
         self.c = float(c)
-        self.A = 0.1 * maxiter if A is None else float(A)
+        self.kesten = a is None and bool(adaptive)
+        default_A = 2.0 * self.x.size if self.kesten else 0.1 * maxiter
+        self.A = default_A if A is None else float(A)
         self.alpha, self.gamma = float(alpha), float(gamma)
         self.maxiter, self.n_perturbations = maxiter, n_perturbations
         self.maxgrad, self.param_tol, self.max_step = maxgrad, param_tol, max_step
@@ -218,7 +341,13 @@ class SPSAOptimizer(Optimizer):
         self.prev: tuple[NDArray[np.float64], float] | None = None
         self.history_x: list[list[float]] = []
         self.history_f: list[float] = []
-        self.phase = "init" if (self.a is None or self._needs_noise()) else "iterate"
+        self.sign_changes = 0  # Kesten's counter
+        self.momentum: NDArray[np.float64] | None = None
+        self.probe: tuple[NDArray[np.float64], float] | None = None
+        self.trust_radius: float | None = None  # max_step's default (adaptive)
+        self.phase = (
+            Phase.INIT if (self.a is None or self._needs_noise()) else Phase.ITERATE
+        )
         self.message = ""
         self.success = False
         self.fun = math.nan
@@ -244,9 +373,17 @@ class SPSAOptimizer(Optimizer):
         return x if self.bounds is None else np.clip(x, *self.bounds)
 
     def gains(self, k: int) -> tuple[float, float]:
-        """``(a_k, c_k)`` at iteration ``k`` (``a`` must be known)."""
+        """``(a_k, c_k)`` at iteration ``k`` (``a`` must be known).
+
+        Under Kesten's rule the step gain is a / (s + 1 + A), s the number of
+        sign changes so far, whatever ``k`` is.
+        """
         assert self.a is not None
-        return self.a / (k + 1 + self.A) ** self.alpha, self.c / (k + 1) ** self.gamma
+        if self.kesten:
+            ak = self.a / (self.sign_changes + 1 + self.A)
+        else:
+            ak = self.a / (k + 1 + self.A) ** self.alpha
+        return ak, self.c / (k + 1) ** self.gamma
 
     def perturbation(self) -> NDArray[np.float64]:
         """A Rademacher vector (±1 each, probability 1/2) from the seeded stream."""
@@ -261,20 +398,27 @@ class SPSAOptimizer(Optimizer):
 
     def _build(self) -> None:
         self._batch, self._index, self._asked = [], {}, 0
-        if self.phase == "init":
+        if self.phase == Phase.INIT:
             if self.a is None:
                 self._pairs(self.x, self.c, self.n_calibration, "cal")
             if self._needs_noise():
                 for j in range(self.n_calibration):
                     seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
                     self._batch.append((self.x.copy(), seed, ("noise", j, "")))
-        elif self.phase == "iterate":
+        elif self.phase == Phase.PROBE:
+            assert self.probe is not None
+            # one seed for the whole line search: its points compare like a pair's
+            seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
+            for j, factor in enumerate(self.probe_factors):
+                point = self._clip(self.x - factor * self.probe[0])
+                self._batch.append((point, seed, ("probe", j, "")))
+        elif self.phase == Phase.ITERATE:
             _, ck = self.gains(self.k)
             self._pairs(self.x, ck, self.n_perturbations, "grad")
             if self.blocking:
                 seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
                 self._batch.append((self.x.copy(), seed, ("center", 0, "")))
-        elif self.phase == "final":
+        elif self.phase == Phase.FINAL:
             seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
             self._batch.append((self.x.copy(), seed, ("final", 0, "")))
         self._values = [None] * len(self._batch)
@@ -287,7 +431,7 @@ class SPSAOptimizer(Optimizer):
     # -- ask/tell ----------------------------------------------------------------
 
     def _ask(self) -> Any | None:
-        if self.phase == "done":
+        if self.phase == Phase.DONE:
             return None
         if not self._batch:
             self._build()
@@ -305,10 +449,12 @@ class SPSAOptimizer(Optimizer):
         i = self._index.pop(number)
         x = self._batch[i][0]
         if not math.isfinite(value):
+            # a failed evaluation is told inf: the driver chains its error to this
             msg = (
-                f"SPSA: the objective gave a non-finite value (NaN, inf, or a failed "
-                f"evaluation) at x = {np.array2string(x, precision=6)}; SPSA cannot "
-                "use it: make the objective finite there, or bound the parameters"
+                f"SPSA: the value at x = {np.array2string(x, precision=6)} is "
+                f"{value} (returned by the objective, or told for a failed "
+                "evaluation: then its error is the cause); SPSA needs finite values: "
+                "make the objective finite there, or bound the parameters"
             )
             raise ValueError(msg)
         self._values[i] = value
@@ -318,7 +464,7 @@ class SPSAOptimizer(Optimizer):
 
     @property
     def finished(self) -> bool:
-        return self.phase == "done"
+        return self.phase == Phase.DONE
 
     # -- the update ----------------------------------------------------------------
 
@@ -345,15 +491,17 @@ class SPSAOptimizer(Optimizer):
         return np.mean(grads, axis=0), float(np.mean(magnitudes or [0.0])), values
 
     def _complete(self) -> None:
-        if self.phase == "init":
+        if self.phase == Phase.INIT:
             self._complete_init()
-        elif self.phase == "iterate":
+        elif self.phase == Phase.PROBE:
+            self._complete_probe()
+        elif self.phase == Phase.ITERATE:
             self._complete_iteration()
-        elif self.phase == "final":
+        elif self.phase == Phase.FINAL:
             self.fun = float(self._values[0])  # type: ignore[arg-type]
-            self.phase = "done"
+            self.phase = Phase.DONE
         self._batch = []
-        if self.phase != "done":
+        if self.phase != Phase.DONE:
             self._save()
 
     def _complete_init(self) -> None:
@@ -362,17 +510,43 @@ class SPSAOptimizer(Optimizer):
             for (_, _, (r, _, _)), v in zip(self._batch, self._values, strict=True)
             if r == "noise" and v is not None
         ]
+        self.phase = Phase.ITERATE
         if self.a is None:
-            _, magnitude, values = self._gradient("cal")
+            gradient, magnitude, values = self._gradient("cal")
             scale = self.target_step / 0.1
             floor = 1e-3 * max(1.0, float(np.mean(np.abs(values)))) / scale
-            self.a = (
-                self.target_step * (self.A + 1) ** self.alpha / max(magnitude, floor)
-            )
+            first = self.target_step / max(magnitude, floor)  # Spall's a_0
+            if self.kesten:
+                self.a = first  # scaled by the line search
+                self.probe = (first * gradient, float(np.mean(values)))
+                self.phase = Phase.PROBE
+            else:
+                self.a = first * (self.A + 1) ** self.alpha
         if noise:
             self.allowed_increase = 2.0 * float(np.std(noise, ddof=1))
             self.prev = (self.x.copy(), float(np.mean(noise)))
-        self.phase = "iterate"
+
+    def _complete_probe(self) -> None:
+        """Move to the best point of the line search and set the gain from it."""
+        assert self.probe is not None and self.a is not None
+        values = [float(v) for v in self._values]  # type: ignore[arg-type]
+        best = int(np.argmin(values))
+        factor = self.probe_factors[best]
+        if values[best] < self.probe[1]:
+            self.x = self._batch[best][0].copy()
+            if self.prev is not None:  # blocking compares with the new point
+                self.prev = (self.x.copy(), values[best])
+        else:  # no step improved on the start: even the shortest was too long
+            factor = self.probe_factors[0] / 2
+        if self.max_step is None:  # a trust region scaled by the line search
+            step = factor * float(np.linalg.norm(self.probe[0]))
+            self.trust_radius = _TRUST * step
+        d = self.x.size
+        first = self.a * factor * (1 + (d - 1) / self.n_calibration)
+        first /= 1 + (d - 1) / self.n_perturbations
+        self.a = first * (self.A + 1)
+        self.probe = None
+        self.phase = Phase.ITERATE
 
     def _complete_iteration(self) -> None:
         gradient, _, values = self._gradient("grad")
@@ -388,11 +562,20 @@ class SPSAOptimizer(Optimizer):
                 self._after_iteration(estimate)
                 return
             self.prev = (self.x.copy(), center)
+        if self.kesten:
+            if self.momentum is not None and float(gradient @ self.momentum) < 0:
+                self.sign_changes += 1
+            self.momentum = (
+                gradient
+                if self.momentum is None
+                else _MOMENTUM * self.momentum + (1 - _MOMENTUM) * gradient
+            )
         ak, _ = self.gains(self.k)
         step = -ak * gradient
         norm = float(np.linalg.norm(step))
-        if self.max_step is not None and norm > self.max_step:
-            step *= self.max_step / norm  # a trust region, as Qiskit's
+        radius = self.max_step if self.max_step is not None else self.trust_radius
+        if radius is not None and norm > radius:
+            step *= radius / norm  # a trust region, as Qiskit's
         new = self._clip(self.x + step)
         if self.param_tol is not None and np.max(np.abs(new - self.x)) > self.param_tol:
             self.rejections += 1
@@ -436,7 +619,7 @@ class SPSAOptimizer(Optimizer):
 
     def _finish(self, success: bool) -> None:
         self.success = success
-        self.phase = "final"
+        self.phase = Phase.FINAL
 
     @property
     def result(self) -> OptimizeResult:
@@ -446,7 +629,7 @@ class SPSAOptimizer(Optimizer):
             fun=self.fun,
             nit=self.k,
             nfev=self.nfev,
-            success=self.success and self.phase == "done",
+            success=self.success and self.phase == Phase.DONE,
             message=self.message,
             history={"x": np.array(self.history_x), "fun": np.array(self.history_f)},
             a=self.a,
@@ -465,53 +648,22 @@ class SPSAOptimizer(Optimizer):
     def _save(self) -> None:
         if self.checkpoint is None:
             return
-        state = {
-            "x": self.x.tolist(),
-            "k": self.k,
-            "a": self.a,
-            "allowed_increase": self.allowed_increase,
-            "nfev": self.nfev,
-            "small_steps": self.small_steps,
-            "rejections": self.rejections,
-            "prev": None
-            if self.prev is None
-            else [self.prev[0].tolist(), self.prev[1]],
-            "history_x": self.history_x,
-            "history_f": self.history_f,
-            "phase": self.phase,
-            "message": self.message,
-            "success": self.success,
-            "rng": self.rng.bit_generator.state,
-        }
         tmp = f"{self.checkpoint}.tmp"
         with open(tmp, "w") as f:
-            json.dump(state, f)
+            f.write(SPSAState.of(self).to_json())
         os.replace(tmp, self.checkpoint)
 
     def _load(self) -> None:
         assert self.checkpoint is not None
         with open(self.checkpoint) as f:
-            state = json.load(f)
-        x = np.array(state["x"], dtype=float)
-        if x.shape != self.x.shape:
+            state = SPSAState.from_json(f.read())
+        if state.x.shape != self.x.shape:
             msg = (
-                f"the checkpoint {self.checkpoint} holds {x.size} parameters but "
-                f"initparams has {self.x.size}; remove the file to start afresh"
+                f"the checkpoint {self.checkpoint} holds {state.x.size} parameters "
+                f"but initparams has {self.x.size}; remove the file to start afresh"
             )
             raise ValueError(msg)
-        self.x, self.k, self.a = x, state["k"], state["a"]
-        self.allowed_increase = state["allowed_increase"]
-        self.nfev, self.small_steps = state["nfev"], state["small_steps"]
-        self.rejections = state["rejections"]
-        self.prev = (
-            None
-            if state["prev"] is None
-            else (np.array(state["prev"][0]), state["prev"][1])
-        )
-        self.history_x, self.history_f = state["history_x"], state["history_f"]
-        self.phase, self.message = state["phase"], state["message"]
-        self.success = state["success"]
-        self.rng.bit_generator.state = state["rng"]
+        state.restore(self)
 
 
 def SPSA(
@@ -541,6 +693,7 @@ def SPSA(
     checkpoint: str | os.PathLike[str] | None = None,
     target_step: float | None = None,
     n_small: int = 5,
+    adaptive: bool = True,
     progress: bool = False,
 ) -> OptimizeResult:
     """Minimise ``fnc(x, *args)`` by SPSA, each iteration one batch of futures.
@@ -570,7 +723,7 @@ def SPSA(
     alpha, gamma : float
     print_iters : int or None, default 100
         Print progress every so many iterations; ``None`` is silent.
-    A, n_perturbations, maxgrad, max_step, blocking, allowed_increase, target_step, n_small
+    A, n_perturbations, maxgrad, max_step, blocking, allowed_increase, target_step, n_small, adaptive
         See :class:`SPSAOptimizer`.
     seed : int or numpy.random.Generator, optional
         With a seed, the iterates do not depend on the number of workers.
@@ -595,7 +748,12 @@ def SPSA(
     Raises
     ------
     ValueError
-        For bad input (before any evaluation), or when an evaluation gives NaN.
+        For bad input (before any evaluation), or when the objective returns
+        NaN or inf (the message names the point).
+    Exception
+        When an evaluation fails, the objective's own exception (its worker
+        traceback in a note) if no evaluation had succeeded, else SPSA's
+        ``ValueError`` caused by it.
 
     Examples
     --------
@@ -629,6 +787,7 @@ def SPSA(
         blocking=blocking,
         allowed_increase=allowed_increase,
         target_step=target_step,
+        adaptive=adaptive,
         paired=paired,
         seed=seed,
         callback=callback,

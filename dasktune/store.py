@@ -119,6 +119,9 @@ class Outcome:
     started: float | None = None
     finished: float | None = None
     duration: float | None = None
+    # transient: a failed trial's own exception, for the driver to raise; never
+    # written to the store (its traceback is ``error``)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

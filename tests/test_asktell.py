@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from dasktune import Float, Int, Trial
@@ -53,6 +54,16 @@ def test_tell_checks():
         opt.tell(7, 2.0)
     with pytest.raises(TypeError, match="takes a Trial or a trial number"):
         opt.tell("0", 2.0)
+
+
+def test_tell_reads_values_as_scipy_does():
+    opt = Countdown()
+    for value in (np.array([0.5]), np.array(0.5)):
+        opt.tell(opt.ask(), value)
+    assert opt.told == [(0, 0.5), (1, 0.5)]
+    trial = opt.ask()
+    with pytest.raises(TypeError, match=r"value told for trial 2 .*shape \(2,\)"):
+        opt.tell(trial, np.array([0.5, 1.0]))
 
 
 def test_closed_optimizer_refuses_to_ask():

@@ -30,6 +30,35 @@ def test_demo_end_to_end_and_second_run_reuses(tmp_path, capsys):
     assert de.split()[-2] == "0"  # nothing evaluated again
 
 
+# the demo's whole import path, with scikit-learn (a test extra only) unimportable
+WITHOUT_SKLEARN = (
+    "import sys; sys.modules['sklearn'] = None; "
+    "from dasktune.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_demo_needs_no_sklearn_and_prints_the_dashboard_once(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_SKLEARN, "demo", "--store",
+         str(tmp_path / "demo.db"), "--n-workers", "1"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Search (grid)" in done.stdout
+    assert "sklearn" not in done.stderr
+    assert (done.stdout + done.stderr).count("dashboard") == 1
+
+
+def test_grid_is_every_combination():
+    from dasktune.cli import _grid
+
+    grid = _grid({"a": [1, 2, 3], "b": ["x", "y"]})
+    assert len(grid) == 6
+    assert {(p["a"], p["b"]) for p in grid} == {
+        (a, b) for a in (1, 2, 3) for b in ("x", "y")
+    }
+
+
 def test_run_and_show(tmp_path, capsys):
     store = f"sqlite:///{tmp_path}/run.db"
     example = str(ROOT / "examples" / "grid_search.py")

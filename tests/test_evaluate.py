@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from dasktune.evaluate import Group, evaluate_group, normalize_result, outcome_of
+from dasktune.evaluate import (
+    Group,
+    evaluate_group,
+    failure_exception,
+    normalize_result,
+    outcome_of,
+)
+from dasktune.exceptions import DasktuneError
+from dasktune.store import Outcome, TrialStatus
 
 
 def test_result_forms():
@@ -18,7 +27,7 @@ def test_result_forms():
 def test_bad_results():
     with pytest.raises(TypeError, match="must give a 'loss' key"):
         normalize_result({"acc": 1})
-    with pytest.raises(TypeError, match="must return a number.*got str"):
+    with pytest.raises(TypeError, match="must be a real number.*got str: 'x'"):
         normalize_result("x")
 
 
@@ -59,3 +68,75 @@ def test_nan_and_bad_batch_results_fail_with_a_traceback():
         {"k": 1},
         1.0,
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        np.array([0.5]),
+        np.array(0.5),
+        {"loss": np.array([0.5]), "n": 1},
+        {"loss": np.array(0.5), "n": 1},
+        (np.array([0.5]), {"n": 1}),
+        (np.array(0.5), {"n": 1}),
+    ],
+)
+def test_values_of_size_one_in_every_form(raw):
+    value, _ = normalize_result(raw)
+    assert value == 0.5 and type(value) is float
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (np.array([0.5, 1.0]), r"objective's value .*got ndarray of shape \(2,\)"),
+        ({"loss": "low"}, r"'loss' of the objective's dict .*got str: 'low'"),
+        ((None, {"n": 1}), r"value in the objective's \(value, dict\) .*NoneType"),
+    ],
+)
+def test_bad_values_in_every_form(raw, match):
+    with pytest.raises(TypeError, match=match):
+        normalize_result(raw)
+    failed = outcome_of([1.0], "h", raw, 0.0, 1.0)
+    assert failed.status == "failed" and isinstance(failed.exception, TypeError)
+
+
+def divide_by_zero(x):
+    return 1 / 0
+
+
+class NeedsTwo(Exception):  # unpicklable: __reduce__ gives one argument back
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def raises_unpicklable(x):
+    raise NeedsTwo(1, 2)
+
+
+def test_a_failure_keeps_its_own_exception_without_its_frames():
+    (outcome,) = evaluate_group(divide_by_zero, Group([("a", 1)], retries=0)).outcomes
+    assert isinstance(outcome.exception, ZeroDivisionError)
+    assert outcome.exception.__traceback__ is None  # a copy: no frames kept alive
+    assert "1 / 0" in outcome.error
+    assert "exception" not in repr(outcome)
+
+
+def test_an_unpicklable_failure_travels_as_its_text():
+    (outcome,) = evaluate_group(raises_unpicklable, Group([("a", 1)], 0)).outcomes
+    assert isinstance(outcome.exception, DasktuneError)
+    assert "NeedsTwo: 1 and 2" in str(outcome.exception)
+    assert "could not be pickled" in str(outcome.exception)
+
+
+def test_failure_exception_notes_the_traceback_once():
+    (outcome,) = evaluate_group(divide_by_zero, Group([("a", 1)], 0)).outcomes
+    outcome.worker = "tcp://w:1"
+    exc = failure_exception(outcome)
+    assert failure_exception(outcome) is exc
+    (note,) = exc.__notes__
+    assert note.startswith("dasktune: raised by the objective on worker tcp://w:1")
+    assert "ZeroDivisionError: division by zero" in note
+    lost = Outcome("h", TrialStatus.FAILED, error="Traceback...\nKilledWorker: w")
+    assert isinstance(failure_exception(lost), DasktuneError)
+    assert str(failure_exception(lost)) == "KilledWorker: w"

@@ -314,3 +314,126 @@ def test_callback_runs_in_the_callers_process(client):
     )  # fmt: skip
     assert len(calls) == 1
     assert all("requested to stop" in str(r.message) for r in result.results)
+    assert len(result.results) == 2
+
+
+# -- values as scipy takes them; never a silent inf ---------------------------------
+
+
+def sphere_1d(x):  # shape (1,): what norm.rvs(size=1) gives
+    return np.array([sphere_shift(x)])
+
+
+def sphere_0d(x):
+    return np.array(sphere_shift(x))
+
+
+def sphere_column(x):  # shape (1, 1): x @ A @ x with a column
+    col = np.asarray(x).reshape(-1, 1)
+    return col.T @ col
+
+
+def two_values(x):
+    return np.array([sphere_shift(x), 0.0])
+
+
+def divide_by_zero(x):
+    return 1 / int(x[0] - x[0])
+
+
+def fails_beyond_one(x):
+    if x[0] > 1.0:
+        raise ZeroDivisionError(f"no value at {x[0]}")
+    return sphere_shift(x)
+
+
+@pytest.mark.parametrize("fun", [sphere_1d, sphere_0d, sphere_column])
+def test_values_of_size_one_give_scipys_de(fun):
+    @gen_cluster(client=True, timeout=120)
+    async def check(c, s, a, b):
+        bounds = [(-2.0, 2.0)] * 2
+        expected = differential_evolution(
+            sphere_shift, bounds, rng=3, updating="deferred", maxiter=5
+        )
+        result = await run(fun, bounds, seed=3, maxiter=5, client=c)
+        np.testing.assert_array_equal(result.x, expected.x)
+        assert result.fun == expected.fun and result.nfev_evaluated > 0
+
+    check()
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_values_of_size_one_in_replicas_run_as_tasks(c, s, a, b):
+    for fun in (sphere_1d, sphere_0d):
+        result = await run(
+            fun, [(-2, 2)] * 2, method="dual_annealing", n_workers=2, seed=0,
+            maxiter=20, client=c,
+        )  # fmt: skip
+        assert isinstance(result.fun, float) and result.fun < 0.1
+
+
+def _notes(err: BaseException) -> str:
+    return "\n".join(getattr(err, "__notes__", []))
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_every_evaluation_failing_raises_the_objectives_error(c, s, a, b):
+    bounds = [(-2.0, 2.0)] * 2
+    with pytest.raises(ZeroDivisionError) as info:
+        await run(divide_by_zero, bounds, seed=0, maxiter=2, popsize=4, client=c)
+    notes = _notes(info.value)
+    assert "raised by the objective on worker tcp://" in notes
+    assert "every evaluation failed" in notes
+    assert "in divide_by_zero" in notes and "1 / int(x[0] - x[0])" in notes
+    # a value of the wrong kind is a failure that says what came
+    with pytest.raises(TypeError, match=r"got ndarray of shape \(2,\)"):
+        await run(two_values, bounds, seed=0, maxiter=2, popsize=4, client=c)
+    # dual_annealing, its replicas as tasks on the workers...
+    with pytest.raises(ZeroDivisionError) as info:
+        await run(
+            divide_by_zero, bounds, method="dual_annealing", n_workers=2, seed=0,
+            client=c,
+        )  # fmt: skip
+    assert "raised in a dual_annealing replica" in _notes(info.value)
+    assert "1 / int(x[0] - x[0])" in _notes(info.value)
+    # ...or on the driver loop (maxfev): scipy gives up on the infs its own way
+    with pytest.raises(ZeroDivisionError) as info:
+        await run(
+            divide_by_zero, bounds, method="dual_annealing", n_workers=2, seed=0,
+            maxfev=40, client=c,
+        )  # fmt: skip
+    assert "every evaluation failed" in _notes(info.value)
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_a_partly_failing_objective_still_works(c, s, a, b):
+    result = await run(
+        fails_beyond_one, [(-2.0, 2.0)] * 2, seed=0, maxiter=30, client=c
+    )
+    assert result.fun < 1e-3 and result.x[0] <= 1.0
+
+
+def test_the_failure_crosses_processes(client):
+    with pytest.raises(ZeroDivisionError) as info:
+        minimize(divide_by_zero, [(-1.0, 1.0)], seed=0, maxiter=1, popsize=4,
+                 client=client)  # fmt: skip
+    notes = _notes(info.value)
+    assert "raised by the objective on worker tcp://" in notes
+    assert "1 / int(x[0] - x[0])" in notes
+
+
+_CALLS: list[int] = []
+
+
+def always_fails_counted(x):
+    _CALLS.append(1)
+    raise ZeroDivisionError("never a value")
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_an_always_failing_objective_stops_early(c, s, a, b):
+    # scipy's DE would run its 1000 generations of infs: stop after the first ones
+    _CALLS.clear()
+    with pytest.raises(ZeroDivisionError, match="never a value"):
+        await run(always_fails_counted, [(-2.0, 2.0)] * 2, seed=0, client=c)
+    assert 0 < len(_CALLS) <= 200

@@ -203,6 +203,30 @@ async def test_as_the_objective_of_spsa_minimize_and_search(c, s, a, b):
         assert search.best.params == {"mu": 1.5}
 
 
+def neg_loglike_column(theta, data):  # a 1-element array per element, as scipy allows
+    mu = theta["mu"] if isinstance(theta, dict) else theta[0]
+    return np.array([0.5 * np.sum((data - mu) ** 2)])
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_reductions_of_arrays_of_size_one(c, s, a, b):
+    # sum of 1-element arrays is a 1-element array: every entry point reads it
+    with await call(
+        ProducerConsumer, load_normal, [0, 1], neg_loglike_column, client=c, reduce=sum
+    ) as pc:
+        assert (await call(pc.run, [1.5])).shape == (1,)
+        res = await call(minimize, pc, [(-5.0, 5.0)], maxiter=20, seed=0, client=c)
+        assert res.x[0] == pytest.approx(1.5, abs=0.05) and res.nfev_evaluated > 0
+        fit = await call(
+            SPSA, pc, [0.0], a_par=1e-4, c_par=0.1, maxiter=30, seed=0, client=c,
+            print_iters=None,
+        )  # fmt: skip
+        assert fit.x[0] == pytest.approx(1.5, abs=0.2)
+        search = Search("pc-arrays", pc, "sqlite://", client=c)
+        await call(search.run, [{"mu": m} for m in (0.0, 1.5, 3.0)], progress=False)
+        assert search.best.params == {"mu": 1.5}
+
+
 # -- real processes: unpicklable objects and lost workers ---------------------------
 
 

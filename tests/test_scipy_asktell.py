@@ -9,8 +9,18 @@ import pytest
 from scipy import optimize
 from scipy.optimize import rosen
 
-from dasktune import Float, HyperScipySampler, ScipyAskTell
+from dasktune import (
+    Bool,
+    Categorical,
+    Float,
+    HyperScipySampler,
+    Int,
+    ScipyAskTell,
+    minimize,
+)
+from dasktune.cluster import owned_cluster
 from dasktune.scipy_asktell import PointCache, ReplicaPool
+from dasktune.store import canonical
 
 
 def branin(x):
@@ -240,3 +250,101 @@ def test_bounds_objects_are_taken_and_infinite_ones_refused():
         ScipyAskTell("differential_evolution", optimize.Bounds([0, 0], [1, np.inf]))
     with pytest.raises(ValueError, match="needs finite bounds"):
         ReplicaPool("dual_annealing", [(0, 1), (-np.inf, 1)])
+
+
+# -- no repeated parameter dicts (cotengra's hyper-optimizer test, without a store)
+
+DISCRETE = {
+    "i": Int(-20, 20),
+    "j": Int(0, 10),
+    "kind": Categorical(["a", "b", "c", "d"]),
+    "flag": Bool(),
+}  # 3,608 distinct dicts
+KIND_COST = {"a": 2, "b": 0, "c": 1, "d": 3}
+
+
+def discrete_loss(p):
+    return (
+        (p["i"] - 3) ** 2 + (p["j"] - 7) ** 2 + KIND_COST[p["kind"]] + (not p["flag"])
+    )
+
+
+def drive_pool(pool, f, n_asks, window=6):
+    """Up to ``window`` trials in flight, told in random order; every asked trial."""
+    rng = np.random.default_rng(1)
+    asked, pending = [], []
+    while len(asked) < n_asks:
+        while (
+            len(pending) < window
+            and len(asked) < n_asks
+            and (t := pool.ask()) is not None
+        ):
+            asked.append(t)
+            pending.append(t)
+        if not pending:
+            assert pool.finished
+            break
+        t = pending.pop(int(rng.integers(len(pending))))
+        pool.tell(t, f(t.params))
+    for t in pending:
+        pool.tell(t, f(t.params))
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("differential_evolution", {"popsize": 5, "maxiter": 3}),
+        ("dual_annealing", {"maxiter": 5}),
+    ],
+)
+def test_pool_never_proposes_a_parameter_dict_twice(method, kwargs):
+    with HyperScipySampler(DISCRETE, method, n_workers=3, seed=0, **kwargs) as pool:
+        asked = drive_pool(pool, discrete_loss, 400)
+        assert len(asked) == 400
+        keys = [canonical(t.params)[1] for t in asked]
+        assert len(set(keys)) == len(keys)
+        # box points decoding to known or in-flight dicts were answered, not asked
+        assert pool.repeats > 0
+        assert pool.results or pool._started > 3  # replicas ran to their end
+    losses = [discrete_loss(t.params) for t in asked]
+    assert min(losses) <= 3  # the minimum is 0
+    assert np.mean(losses[-100:]) < np.mean(losses[:100])  # it still optimizes
+    assert not scipy_threads()
+
+
+def test_pool_over_a_small_discrete_space_finishes_when_exhausted():
+    space = {"kind": Categorical(["a", "b", "c"]), "flag": Bool()}
+    with HyperScipySampler(space, "dual_annealing", n_workers=2, seed=0) as pool:
+        asked = drive_pool(pool, lambda p: KIND_COST[p["kind"]] + p["flag"], 100)
+        assert pool.finished
+        assert pool.ask() is None
+    assert sorted((t.params["kind"], t.params["flag"]) for t in asked) == [
+        (k, f) for k in "abc" for f in (False, True)
+    ]
+
+
+# -- shgo in many dimensions
+
+
+@pytest.mark.timeout(30)
+def test_shgo_in_14_dimensions_fails_early_and_clearly():
+    message = r"shgo .* in 14 dimensions .* method='differential_evolution'"
+    with pytest.raises(ValueError, match=message):
+        ScipyAskTell("shgo", [(-1.0, 1.0)] * 14)
+    with pytest.raises(ValueError, match=r"sampling_method='sobol' in 8 dimensions"):
+        ScipyAskTell("shgo", [(-1.0, 1.0)] * 8, sampling_method="sobol")
+    space = {f"x{i}": Float(0, 1) for i in range(10)} | {"c": Categorical(list("abcd"))}
+    with pytest.raises(ValueError, match="in 14 dimensions"):
+        HyperScipySampler(space, "shgo", n_workers=2)
+    before = owned_cluster()
+    with pytest.raises(ValueError, match="in 14 dimensions"):
+        minimize(rosen, [(-1.0, 1.0)] * 14, method="shgo")
+    assert owned_cluster() is before  # refused before any cluster or thread started
+    assert not scipy_threads()
+
+
+@pytest.mark.timeout(30)
+def test_shgo_just_under_the_limit_asks_within_seconds():
+    with ScipyAskTell("shgo", [(-1.0, 1.0)] * 10) as opt:
+        assert opt.ask() is not None

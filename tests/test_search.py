@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from distributed.utils_test import gen_cluster
@@ -113,6 +114,32 @@ async def test_sampler_source_and_filter(c, s, a, b):
     assert all(isinstance(f, pd.DataFrame) for f in seen_frames)
     # the frame is refreshed per batch of results, not rebuilt per candidate
     assert len({id(f) for f in seen_frames}) < len(seen_frames)
+
+
+def array_valued(params):  # values as scipy takes them, in every form
+    value = float(params["x"]) ** 2
+    return {
+        "plain": np.array([value]),
+        "0-d": np.array(value),
+        "loss": {"loss": np.array([[value]]), "n": 1},
+        "tuple": (np.array([value]), {"n": 1}),
+        "too long": np.array([value, 1.0]),
+        "string": str(value),
+    }[params["form"]]
+
+
+@gen_cluster(client=True)
+async def test_values_of_size_one_and_bad_kinds(c, s, a, b):
+    search = Search("arrays", array_valued, "sqlite://", client=c)
+    forms = ["plain", "0-d", "loss", "tuple", "too long", "string"]
+    grid = ParameterGrid({"x": [1, 2], "form": forms})
+    report = await call(search.run, grid, progress=False)
+    assert (report.evaluated, report.failed) == (8, 4)  # the run goes on
+    done = search.trials(status="done")
+    assert sorted(done["value"]) == [1.0] * 4 + [4.0] * 4
+    failed = search.trials(status="failed").set_index(["form", "x"])
+    assert "got ndarray of shape (2,)" in failed.loc[("too long", 2), "error"]
+    assert "got str: '4.0'" in failed.loc[("string", 2), "error"]
 
 
 @gen_cluster(client=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
+import math
 import threading
 
 import numpy as np
@@ -14,7 +16,7 @@ from scipy.optimize import rosen
 from dasktune import SPSA
 from dasktune._vector import SPSAPoint
 from dasktune.driver import Driver
-from dasktune.spsa import SPSAOptimizer
+from dasktune.spsa import SPSAOptimizer, SPSAState
 
 _lock = threading.Lock()
 _seen: list[tuple[tuple[float, ...], int]] = []
@@ -68,7 +70,9 @@ def test_gains_and_perturbations_by_hand():
     )
     assert opt.gains(0) == pytest.approx((2.0 / 11**0.602, 0.5))
     assert opt.gains(4) == pytest.approx((2.0 / 15**0.602, 0.5 / 5**0.101))
-    assert pytest.approx(20.0) == SPSAOptimizer([0], maxiter=200).A
+    assert pytest.approx(20.0) == SPSAOptimizer([0], maxiter=200, adaptive=False).A
+    assert pytest.approx(20.0) == SPSAOptimizer([0], a=1.0, maxiter=200).A
+    assert SPSAOptimizer([0, 0, 0], maxiter=200).A == 6.0  # Kesten's rule: 2d
     deltas = np.array([opt.perturbation() for _ in range(2000)])
     assert set(np.unique(deltas)) == {-1.0, 1.0}
     assert abs(deltas.mean()) < 0.05
@@ -100,6 +104,11 @@ def test_integer_and_zero_starts_work_and_one_zero_step_does_not_stop():
     assert res.nit > 5
     assert sphere(res.x) < 1e-2  # an optimum at 0 is reachable
     res = drive(SPSAOptimizer([0, 0], maxiter=30, seed=2), lambda x: sphere(x - 1))
+    assert sphere(res.x - 1) < 0.1
+    res = drive(
+        SPSAOptimizer([0, 0], maxiter=30, seed=2, adaptive=False),
+        lambda x: sphere(x - 1),
+    )
     assert res.nit == 30 and sphere(res.x - 1) < 2.0
 
 
@@ -126,7 +135,7 @@ def test_convergence_in_a_fixed_number_of_evaluations():
         return float(np.sum((x - 1) ** 2) + 0.1 * rng.normal())
 
     res = drive(SPSAOptimizer(np.zeros(10), c=0.3, maxiter=250, seed=0), noisy)
-    assert res.nfev == 2 * 8 + 2 * 250 + 1
+    assert res.nfev == 2 * 8 + len(SPSAOptimizer.probe_factors) + 2 * 250 + 1
     assert np.sum((res.x - 1) ** 2) < 0.3  # from 10 at the start
     res = drive(SPSAOptimizer([0, 0], max_step=0.2, A=10, maxiter=3000, seed=0), rosen)
     assert res.fun < 0.15
@@ -153,24 +162,111 @@ def test_blocking_rejects_steps_that_increase_f():
     assert blocked.fun < free.fun
 
 
-def test_checkpoint_resume_continues_identically(tmp_path):
-    path = tmp_path / "spsa.json"
-    whole = drive(SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7), sphere)
-    first = SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7, checkpoint=path)
-    for _ in range(12):  # the calibration and 11 iterations, then "killed"
+def rough(x):
+    """A sphere with deterministic ripples: Kesten's sign changes, replayable."""
+    x = np.asarray(x)
+    return float(np.sum(x**2) + 0.05 * np.sum(np.sin(300 * x)))
+
+
+def run_batches(opt: SPSAOptimizer, f, n: int) -> None:
+    for _ in range(n):
         trials = []
-        while (t := first.ask()) is not None:
+        while (t := opt.ask()) is not None:
             trials.append(t)
         for t in trials:
-            first.tell(t, sphere(t.params))
-    assert path.exists() and first.k == 11
+            opt.tell(t, f(t.params))
+
+
+@pytest.mark.parametrize(
+    ("batches", "phase"), [(1, "probe"), (2, "iterate"), (13, "iterate")]
+)
+def test_checkpoint_resume_continues_identically(tmp_path, batches, phase):
+    # killed after the calibration (the line search pending), after the line
+    # search, and after 11 iterations (Kesten's counter and mean under way)
+    path = tmp_path / "spsa.json"
+    whole = drive(SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7), rough)
+    first = SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7, checkpoint=path)
+    run_batches(first, rough, batches)
+    assert path.exists() and first.phase == phase
     resumed = SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7, checkpoint=path)
-    assert resumed.k == 11
-    res = drive(resumed, sphere)
+    assert SPSAState.of(resumed).to_json() == SPSAState.of(first).to_json()
+    if batches == 13:
+        assert first.k == 11 and first.sign_changes > 0
+    res = drive(resumed, rough)
     np.testing.assert_array_equal(res.history["x"], whole.history["x"])
     assert res.fun == whole.fun
     with pytest.raises(ValueError, match="holds 2 parameters but initparams has 3"):
         SPSAOptimizer([0.0, 0.0, 0.0], checkpoint=path)
+
+
+def test_checkpoint_without_the_adaptive_fields_still_loads(tmp_path):
+    path = tmp_path / "old.json"
+    opt = SPSAOptimizer([2.0, -1.0], maxiter=30, seed=7, adaptive=False)
+    run_batches(opt, sphere, 4)
+    state = json.loads(SPSAState.of(opt).to_json())
+    for name in ("sign_changes", "momentum", "probe", "trust_radius"):
+        del state[name]  # a checkpoint written before they existed
+    path.write_text(json.dumps(state))
+    resumed = SPSAOptimizer(
+        [2.0, -1.0], maxiter=30, seed=7, adaptive=False, checkpoint=path
+    )
+    assert resumed.k == opt.k == 3
+    np.testing.assert_array_equal(resumed.x, opt.x)
+
+
+# -- the default gains (line search, Kesten's rule) -------------------------------
+
+
+def _noisy_sphere(seed: int):
+    rng = np.random.default_rng([seed, 99])
+    return lambda x: sphere(x) + 0.01 * rng.normal()
+
+
+def test_default_gains_converge_on_a_noisy_quadratic():
+    # issue 10: 150 iterations from [2]*5, noise 0.01; Spall's calibration ended
+    # at f ~ 0.045 (median of 6 seeds), noisyopt with a = 0.5 at ~ 0.0004
+    def final(seed: int, **kwargs) -> float:
+        opt = SPSAOptimizer([2.0] * 5, c=0.1, maxiter=150, seed=seed, **kwargs)
+        return sphere(drive(opt, _noisy_sphere(seed)).x)
+
+    assert np.median([final(seed) for seed in range(6)]) < 0.002
+    assert np.median([final(seed, adaptive=False) for seed in range(6)]) > 0.01
+
+
+def test_kesten_keeps_the_gain_while_the_gradient_keeps_its_sign():
+    def slope(x):
+        return -3.0 * float(x[0])  # the gradient never changes sign
+
+    adaptive = drive(SPSAOptimizer([0.0], c=0.1, maxiter=10, seed=0), slope)
+    steps = np.diff(adaptive.history["x"][:, 0])
+    np.testing.assert_allclose(steps, steps[0])  # a constant gain
+    assert steps[0] > 0
+    spall = drive(
+        SPSAOptimizer([0.0], c=0.1, maxiter=10, seed=0, adaptive=False), slope
+    )
+    assert np.all(np.diff(np.diff(spall.history["x"][:, 0])) < 0)  # decaying
+
+
+def test_an_explicit_gain_is_used_as_given():
+    opt = SPSAOptimizer([1.0, 2.0], a=0.3, c=0.1, A=4, maxiter=5, seed=0)
+    assert not opt.kesten and opt.phase == "iterate"  # no calibration, no search
+    res = drive(opt, sphere)
+    assert res.a == 0.3 and res.nfev == 2 * 5 + 1
+    assert opt.gains(4)[0] == pytest.approx(0.3 / 9**0.602)
+
+
+def test_line_search_moves_to_its_best_point_in_one_batch():
+    opt = SPSAOptimizer([3.0, 3.0], c=0.1, maxiter=1, seed=0)
+    run_batches(opt, sphere, 1)  # the calibration
+    points = []
+    while (t := opt.ask()) is not None:
+        points.append(t)
+    assert len(points) == len(SPSAOptimizer.probe_factors)
+    for t in points:
+        opt.tell(t, sphere(t.params))
+    best = min(points, key=lambda t: sphere(t.params))
+    np.testing.assert_array_equal(opt.x, best.params)
+    assert sphere(opt.x) < sphere([3.0, 3.0]) / 4
 
 
 @pytest.mark.parametrize(
@@ -245,7 +341,8 @@ async def test_each_iteration_goes_out_as_one_batch(c, s, a, b):
     finally:
         Driver._submit = original
     assert res.nit == 5
-    assert sizes == [2 * 8] + [2 * 4] * 5 + [1]  # calibration, iterations, final
+    # calibration, line search, iterations, final
+    assert sizes == [2 * 8, len(SPSAOptimizer.probe_factors)] + [2 * 4] * 5 + [1]
 
 
 @gen_cluster(client=True, timeout=60)
@@ -263,13 +360,15 @@ async def test_pairs_share_a_seed_and_noisy_fit_converges(c, s, a, b):
     assert np.sum((res.x - 1) ** 2) < 0.5
     seeds = collections.Counter(seed for _, seed in _seen)
     assert all(seed is not None for seed in seeds)
-    # each seed given to both points of a pair; the final evaluation has its own
-    assert sorted(seeds.values())[1:] == [2] * (len(seeds) - 1)
+    # each seed given to both points of a pair, one to all the line search's
+    # points; the final evaluation has its own
+    probe = len(SPSAOptimizer.probe_factors)
+    assert sorted(seeds.values()) == [1] + [2] * (len(seeds) - 2) + [probe]
 
 
 @gen_cluster(client=True)
 async def test_nan_stops_with_the_point(c, s, a, b):
-    with pytest.raises(ValueError, match=r"non-finite value .* at x = \["):
+    with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
         await asyncio.to_thread(
             SPSA,
             nan_beyond_half,
@@ -280,6 +379,11 @@ async def test_nan_stops_with_the_point(c, s, a, b):
             client=c,
             print_iters=None,
         )
+    # the NaN failed its evaluation; that failure is the cause, naming the point
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "the objective returned NaN for SPSAPoint(x=array([" in str(
+        info.value.__cause__
+    )
 
 
 def shifted(params):
@@ -306,3 +410,67 @@ async def test_spsa_in_a_search_over_a_named_space(c, s, a, b):
     assert set(frame.columns) >= {"x", "n"}
     assert frame["n"].isin([1, 2, 3, 4, 5]).all()  # decoded, stored by name
     assert search.best.value < shifted({"x": -1.5, "n": 1}) / 4
+
+
+# -- values as scipy takes them; failures carry the objective's error -----------------
+
+
+def sphere_1d(x):
+    return np.array([sphere(x)])
+
+
+def sphere_0d(x):
+    return np.array(sphere(x))
+
+
+def always_fails(x):
+    return 1 / int(x[0] - x[0])
+
+
+def fails_beyond_half(x):
+    if x[0] > 0.5:
+        raise ZeroDivisionError(f"no value at {x[0]}")
+    return float((x[0] - 2) ** 2)
+
+
+def inf_beyond_half(x):
+    return math.inf if x[0] > 0.5 else float((x[0] - 2) ** 2)
+
+
+async def spsa(fun, x0, c, **kwargs):
+    kwargs = {"maxiter": 20, "seed": 0, "print_iters": None, **kwargs}
+    return await asyncio.to_thread(SPSA, fun, x0, client=c, **kwargs)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_values_of_size_one_give_the_same_iterates(c, s, a, b):
+    expected = await spsa(sphere, [0.5, -0.5], c)
+    for fun in (sphere_1d, sphere_0d):
+        result = await spsa(fun, [0.5, -0.5], c)
+        np.testing.assert_array_equal(result.x, expected.x)
+        assert result.fun == expected.fun
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_every_evaluation_failing_raises_the_objectives_error(c, s, a, b):
+    with pytest.raises(ZeroDivisionError) as info:
+        await spsa(always_fails, [0.5, -0.5], c)
+    notes = "\n".join(info.value.__notes__)
+    assert "raised by the objective on worker tcp://" in notes
+    assert "every evaluation failed" in notes and "1 / int(x[0] - x[0])" in notes
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_later_failure_is_the_cause_of_the_stop(c, s, a, b):
+    with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
+        await spsa(fails_beyond_half, [0.0], c, a_par=1.0, c_par=0.1, maxiter=50)
+    cause = info.value.__cause__
+    assert isinstance(cause, ZeroDivisionError) and "no value at" in str(cause)
+    assert "fails_beyond_half" in "\n".join(cause.__notes__)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_an_infinite_value_returned_is_named_with_its_point(c, s, a, b):
+    with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
+        await spsa(inf_beyond_half, [0.0], c, a_par=1.0, c_par=0.1, maxiter=50)
+    assert info.value.__cause__ is None  # returned, not failed
