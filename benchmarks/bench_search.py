@@ -24,7 +24,8 @@ import time
 from distributed import Client, LocalCluster
 
 from dasktune import Float, Search
-from dasktune.store import Claim, Outcome, TrialStatus, TrialStore, canonical
+from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.store.sql import TrialStore
 
 N_TRIALS = 500
 REPEATS = 3

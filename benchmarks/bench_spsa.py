@@ -45,7 +45,7 @@ from distributed import Client, LocalCluster
 from scipy.optimize import rosen
 
 from dasktune import SPSA
-from dasktune.spsa import SPSAOptimizer
+from dasktune.optim.spsa import SPSAOptimizer
 
 SEEDS = range(20)
 N_CALIBRATION = 8  # SPSAOptimizer's default

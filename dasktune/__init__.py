@@ -3,28 +3,64 @@
 Functions, optimizers and searches run as batches of Dask futures, on a
 ``LocalCluster``, a remote scheduler or an HPC cluster through dask-jobqueue;
 every trial of a search is kept in a durable, de-duplicated store.
+
+The public names load lazily: ``import dasktune`` imports neither Dask nor
+SQLAlchemy, pandas or scipy, and a worker unpickling a trial imports only the
+modules that trial needs. The package is layered, dependencies running one way::
+
+    records      Trial, statuses, outcomes, claims, decisions   (no Dask, no SQL)
+      ^     ^
+    optim/   store/    pure ask/tell optimizers; the SQL trial store
+      ^
+    run/               everything that imports distributed
+      ^
+    search, minimize, spsa, cli, plot                            (front doors)
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
-from dasktune.asktell import Trial
-from dasktune.cluster import get_client
-from dasktune.exceptions import DasktuneError
-from dasktune.mapping import async_apply, async_map
-from dasktune.minimize import minimize
-from dasktune.producer_consumer import ProducerConsumer
-from dasktune.scipy_asktell import HyperScipySampler, ScipyAskTell
-from dasktune.search import Search
-from dasktune.selector import LCBSelector
-from dasktune.space import Bool, Categorical, Float, Int
-from dasktune.spsa import SPSA
+if TYPE_CHECKING:
+    from dasktune.exceptions import DasktuneError
+    from dasktune.minimize import minimize
+    from dasktune.optim.replicas import HyperScipySampler
+    from dasktune.optim.scipy_bridge import ScipyAskTell
+    from dasktune.optim.selector import LCBSelector
+    from dasktune.records import Trial
+    from dasktune.run.cluster import get_client
+    from dasktune.run.mapping import async_apply, async_map
+    from dasktune.run.producer_consumer import ProducerConsumer
+    from dasktune.search import Search
+    from dasktune.space import Bool, Categorical, Float, Int
+    from dasktune.spsa import SPSA
 
 try:
     __version__ = _metadata.version("dasktune")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+# public name -> the module defining it (imported on first use)
+_EXPORTS = {
+    "Bool": "dasktune.space",
+    "Categorical": "dasktune.space",
+    "DasktuneError": "dasktune.exceptions",
+    "Float": "dasktune.space",
+    "HyperScipySampler": "dasktune.optim.replicas",
+    "Int": "dasktune.space",
+    "LCBSelector": "dasktune.optim.selector",
+    "ProducerConsumer": "dasktune.run.producer_consumer",
+    "SPSA": "dasktune.spsa",
+    "ScipyAskTell": "dasktune.optim.scipy_bridge",
+    "Search": "dasktune.search",
+    "Trial": "dasktune.records",
+    "async_apply": "dasktune.run.mapping",
+    "async_map": "dasktune.run.mapping",
+    "get_client": "dasktune.run.cluster",
+    "minimize": "dasktune.minimize",
+}
 
 __all__ = [
     "Bool",
@@ -44,3 +80,17 @@ __all__ = [
     "get_client",
     "minimize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'dasktune' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

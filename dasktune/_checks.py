@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-__all__ = ["check_callable", "check_int", "check_timeout", "short_repr"]
+__all__ = ["check_callable", "check_int", "check_timeout", "func_name", "short_repr"]
 
 _repr = reprlib.Repr()
 _repr.maxstring = 60
@@ -47,3 +49,11 @@ def check_timeout(timeout: object, name: str = "timeout") -> None:
     ):
         msg = f"{name} must be a positive number of seconds or None, got {timeout!r}"
         raise ValueError(msg)
+
+
+def func_name(fun: Callable[..., Any]) -> str:
+    """A short readable name for ``fun``, for task keys on the dashboard."""
+    while isinstance(fun, partial):
+        fun = fun.func
+    name = getattr(fun, "__name__", None) or type(fun).__name__
+    return "lambda" if name == "<lambda>" else name

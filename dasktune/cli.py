@@ -61,7 +61,7 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     """The client the command runs on; what it starts, it closes."""
     import distributed
 
-    from dasktune.cluster import _get_client, close_owned
+    from dasktune.run.cluster import _get_client, close_owned
 
     cluster = None
     if getattr(args, "cluster", None):
@@ -178,7 +178,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from dasktune import Search
-    from dasktune.asktell import AskTell
+    from dasktune.optim.base import AskTell
 
     if not os.path.isfile(args.file):
         msg = f"no such file: {args.file}"
@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dasktune.store import TrialStore
+    from dasktune.store.sql import TrialStore
 
     url = _store_url(args.store)
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):

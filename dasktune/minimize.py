@@ -24,21 +24,18 @@ import scipy.optimize
 from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
-from dasktune._checks import check_callable, check_int
+from dasktune._checks import check_callable, check_int, func_name
 from dasktune._values import as_value
-from dasktune._vector import run_vector
-from dasktune.cluster import capacity, get_client
-from dasktune.driver import BatchObjective, MemoryRecorder
-from dasktune.mapping import Shipped, func_name
-from dasktune.scipy_asktell import (
-    METHODS,
-    ReplicaPool,
-    ScipyAskTell,
-    check_kwargs,
-    replica_spec,
-)
-from dasktune.spsa import SPSA, check_bounds
-from dasktune.store import TrialStore
+from dasktune.optim.replicas import ReplicaPool, replica_spec
+from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
+from dasktune.optim.spsa import check_bounds
+from dasktune.records import MemoryRecorder
+from dasktune.run.cluster import capacity, get_client
+from dasktune.run.driver import BatchObjective
+from dasktune.run.mapping import Shipped
+from dasktune.run.vector import run_vector
+from dasktune.spsa import SPSA
+from dasktune.store.sql import TrialStore
 
 __all__ = ["minimize"]
 
@@ -46,7 +43,8 @@ __all__ = ["minimize"]
 def _recorder(store: str | TrialStore | None, name: str, fun: Any) -> Any:
     if store is None:
         return MemoryRecorder()
-    from dasktune.search import StoreRecorder, provenance
+    from dasktune.search import provenance
+    from dasktune.store.recorder import StoreRecorder
 
     opened = TrialStore(store) if isinstance(store, str) else store
     search_id = opened.open_search(

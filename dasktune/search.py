@@ -28,15 +28,21 @@ import distributed
 import pandas as pd
 
 from dasktune._checks import check_callable, check_int, check_timeout
-from dasktune.asktell import AskTell, IterableSource, RandomSampler
-from dasktune.cluster import get_client
-from dasktune.driver import BatchObjective, Driver, RunReport, check_batch_objective
 from dasktune.exceptions import DasktuneError
+from dasktune.optim.base import (
+    AskTell,
+    IterableSource,
+    RandomSampler,
+    missing_members,
+)
+from dasktune.run.cluster import get_client
+from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
 from dasktune.space import Space
-from dasktune.store import STALE_AFTER_SECONDS, Claim, Decision, Outcome, TrialStore
+from dasktune.store.recorder import StoreRecorder
+from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore
 from dasktune.table import TrialTable
 
-__all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "StoreRecorder"]
+__all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 
 RESERVED_COLUMNS = (
     "number",
@@ -62,45 +68,6 @@ class BestTrial:
     params: dict[str, Any]
     value: float
     aux: dict[str, Any] = field(default_factory=dict)
-
-
-class StoreRecorder:
-    """The driver's recorder for one run: a search's rows in the store."""
-
-    def __init__(
-        self,
-        store: TrialStore,
-        search_id: int,
-        driver_id: str,
-        retry_failed: bool,
-        stale_after: float,
-    ) -> None:
-        self.store = store
-        self.search_id = search_id
-        self.driver_id = driver_id
-        self.retry_failed = retry_failed
-        self.stale_after = stale_after
-        self.version = 0  # bumped whenever outcomes are written
-
-    def sync(
-        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
-    ) -> list[Decision]:
-        if outcomes:
-            self.version += 1
-        return self.store.sync(
-            self.search_id,
-            self.driver_id,
-            outcomes,
-            claims,
-            retry_failed=self.retry_failed,
-            stale_after=self.stale_after,
-        )
-
-    def heartbeat(self) -> None:
-        self.store.heartbeat(self.driver_id)
-
-    def release(self) -> None:
-        self.store.release(self.search_id, self.driver_id)
 
 
 def _version(package: str) -> str | None:
@@ -303,8 +270,8 @@ class Search:
         driver_id = self.store.register_driver(
             self.search_id,
             {
-                "optimizer": _describe(optimizer),
-                "seed": getattr(optimizer, "seed", seed),
+                "optimizer": optimizer.describe(),
+                "seed": optimizer.seed if optimizer.seed is not None else seed,
                 "n_trials": n_trials,
                 "retries": retries,
                 "scheduler": getattr(client.scheduler, "address", None),
@@ -352,6 +319,14 @@ class Search:
             return RandomSampler(self.space, seed=seed)
         if isinstance(source, AskTell):
             return source
+        if hasattr(source, "ask") and hasattr(source, "tell"):
+            missing = missing_members(source)
+            msg = (
+                f"{type(source).__name__} has ask() and tell() but lacks {missing} "
+                "of the ask/tell contract; subclass dasktune.optim.base.Optimizer "
+                "(which declares them all with defaults) or define them"
+            )
+            raise TypeError(msg)
         if isinstance(source, str | bytes | Mapping) or not isinstance(
             source, Iterable
         ):
@@ -463,11 +438,6 @@ class Search:
 
     def __repr__(self) -> str:
         return f"Search({self.name!r}, store={self.store.display_url!r})"
-
-
-def _describe(optimizer: object) -> str:
-    describe = getattr(optimizer, "describe", None)
-    return describe() if callable(describe) else type(optimizer).__name__
 
 
 def _check_reserved(names: Iterable[str]) -> None:

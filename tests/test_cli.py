@@ -110,7 +110,7 @@ def test_errors_are_one_line_and_exit_non_zero(argv, message, capsys):
 
 
 def test_unknown_search_name(tmp_path, capsys):
-    from dasktune.store import TrialStore
+    from dasktune.store.sql import TrialStore
 
     url = f"sqlite:///{tmp_path}/s.db"
     TrialStore(url).open_search("known", space=None, direction="minimize", metadata={})
@@ -145,7 +145,7 @@ def test_show_on_a_foreign_sqlite_file_writes_nothing(tmp_path, capsys):
 def test_show_on_postgresql_hides_the_password_and_is_read_only(postgres_url, capsys):
     import sqlalchemy as sa
 
-    from dasktune.store import TrialStore
+    from dasktune.store.sql import TrialStore
 
     assert main(["show", postgres_url]) == 1  # an empty database: nothing created
     assert "none of dasktune's tables" in capsys.readouterr().err

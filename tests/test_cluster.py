@@ -9,7 +9,7 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune import async_map, get_client
-from dasktune.cluster import capacity, close_owned, owned_cluster
+from dasktune.run.cluster import capacity, close_owned, owned_cluster
 
 
 @gen_cluster(client=True)

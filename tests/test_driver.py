@@ -9,9 +9,10 @@ import time
 import pytest
 from distributed.utils_test import gen_cluster
 
-from dasktune.asktell import IterableSource, Optimizer
-from dasktune.driver import BatchObjective, Driver, MemoryRecorder
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
+from dasktune.optim.base import IterableSource, Optimizer
+from dasktune.records import MemoryRecorder
+from dasktune.run.driver import BatchObjective, Driver
 
 _lock = threading.Lock()
 _calls: dict[str, int] = {}

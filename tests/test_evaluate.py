@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from dasktune.evaluate import (
+from dasktune.exceptions import DasktuneError
+from dasktune.records import Outcome, TrialStatus
+from dasktune.run.evaluate import (
     Group,
     evaluate_group,
     failure_exception,
     normalize_result,
     outcome_of,
 )
-from dasktune.exceptions import DasktuneError
-from dasktune.store import Outcome, TrialStatus
 
 
 def test_result_forms():

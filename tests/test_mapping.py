@@ -16,7 +16,7 @@ from distributed.worker import thread_state
 from scipy.optimize import differential_evolution, rosen
 
 from dasktune import async_apply, async_map
-from dasktune.mapping import ClientMap
+from dasktune.run.mapping import ClientMap
 
 # -- objectives at module level, so they pickle across processes ---------------
 

@@ -10,8 +10,8 @@ from distributed.utils_test import gen_cluster
 from scipy.optimize import Bounds, differential_evolution, rosen
 
 from dasktune import minimize
-from dasktune.spsa import SPSAOptimizer
-from dasktune.store import TrialStore
+from dasktune.optim.spsa import SPSAOptimizer
+from dasktune.store.sql import TrialStore
 
 
 def sphere_shift(x, shift=0.0):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-import types
 from pathlib import Path
 
+import pytest
 import yaml
 
 import dasktune
@@ -16,14 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_all_is_sorted_and_complete():
     assert dasktune.__all__ == sorted(dasktune.__all__)
-    public = {
-        name
-        for name, value in vars(dasktune).items()
-        if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
-        and name != "annotations"
-    }
-    assert public == set(dasktune.__all__)
+    assert set(dasktune.__all__) == set(dasktune._EXPORTS)
+    for name in dasktune.__all__:  # each loads, from the module named
+        value = getattr(dasktune, name)
+        assert value.__module__ == dasktune._EXPORTS[name], name
+    assert set(dasktune.__all__) <= set(dir(dasktune))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dasktune.nope  # noqa: B018
 
 
 def test_version():

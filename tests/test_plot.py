@@ -9,8 +9,8 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune import Categorical, Float, Search
+from dasktune.optim.spsa import SPSAOptimizer
 from dasktune.plot import plot_history
-from dasktune.spsa import SPSAOptimizer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -20,7 +20,7 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 from dasktune import Categorical, DasktuneError, Float, Int, Search
 from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
-from dasktune.store import TrialStore
+from dasktune.store.sql import TrialStore
 
 _lock = threading.Lock()
 _evaluated: collections.Counter = collections.Counter()

@@ -10,7 +10,7 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune import Float, HyperScipySampler, LCBSelector, Search
-from dasktune.asktell import RandomSampler
+from dasktune.optim.base import RandomSampler
 
 SPACE = {"x": Float(-1.0, 1.0)}
 

@@ -14,9 +14,8 @@ from distributed.utils_test import gen_cluster
 from scipy.optimize import rosen
 
 from dasktune import SPSA
-from dasktune._vector import SPSAPoint
-from dasktune.driver import Driver
-from dasktune.spsa import SPSAOptimizer, SPSAState
+from dasktune.optim.spsa import SPSAOptimizer, SPSAPoint, SPSAState
+from dasktune.run.driver import Driver
 
 _lock = threading.Lock()
 _seen: list[tuple[tuple[float, ...], int]] = []

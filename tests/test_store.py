@@ -15,14 +15,8 @@ import numpy as np
 import pytest
 
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
-from dasktune.store import (
-    SCHEMA_VERSION,
-    Claim,
-    Outcome,
-    TrialStatus,
-    TrialStore,
-    canonical,
-)
+from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.store.sql import SCHEMA_VERSION, TrialStore
 
 
 def claim(**params) -> Claim:
@@ -234,7 +228,8 @@ def test_file_store_uses_wal(tmp_path):
 _CLAIMER = textwrap.dedent(
     """
     import json, sys, time
-    from dasktune.store import TrialStore, canonical, Claim, Outcome, TrialStatus
+    from dasktune.store.sql import TrialStore
+    from dasktune.records import canonical, Claim, Outcome, TrialStatus
     url, start_at = sys.argv[1], float(sys.argv[2])
     store = TrialStore(url)  # both processes create the schema at once
     sid = store.open_search("race", space=None, direction="minimize", metadata={})

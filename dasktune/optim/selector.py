@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dasktune.asktell import AskTell, Optimizer
+from dasktune.optim.base import AskTell, Optimizer, missing_members
 
 __all__ = ["LCBSelector"]
 
@@ -65,7 +65,10 @@ class LCBSelector(Optimizer):
             raise ValueError(msg)
         for name, sampler in samplers.items():
             if not isinstance(sampler, AskTell):
-                msg = f"sampler {name!r} is not an ask/tell optimizer: {sampler!r}"
+                msg = (
+                    f"sampler {name!r} is not an ask/tell optimizer (it lacks "
+                    f"{missing_members(sampler)}): {sampler!r}"
+                )
                 raise TypeError(msg)
         for label, value in (
             ("exploration", exploration),
@@ -149,7 +152,7 @@ class LCBSelector(Optimizer):
 
     @property
     def batch_size(self) -> int:
-        return sum(int(getattr(s, "batch_size", 1)) for s in self.samplers.values())
+        return sum(s.batch_size for s in self.samplers.values())
 
     def close(self) -> None:
         """Close every sampler."""

@@ -42,9 +42,15 @@ from typing import Any, TypeVar
 import cloudpickle
 import distributed
 
-from dasktune._checks import check_callable, check_int, check_timeout, short_repr
+from dasktune._checks import (
+    check_callable,
+    check_int,
+    check_timeout,
+    func_name,
+    short_repr,
+)
 from dasktune._progress import progress_bar
-from dasktune.cluster import capacity, get_client
+from dasktune.run.cluster import capacity, get_client
 
 __all__ = ["ClientMap", "async_apply", "async_map"]
 
@@ -126,14 +132,6 @@ class Shipped:
             while len(_SHIPPED_CACHE) > _SHIPPED_CACHE_SIZE:
                 _SHIPPED_CACHE.popitem(last=False)
         return fun(*args)
-
-
-def func_name(fun: Callable[..., Any]) -> str:
-    """A short readable name for ``fun``, for task keys on the dashboard."""
-    while isinstance(fun, partial):
-        fun = fun.func
-    name = getattr(fun, "__name__", None) or type(fun).__name__
-    return "lambda" if name == "<lambda>" else name
 
 
 def _split_sizes(n: int, parts: int) -> Iterator[int]:

@@ -41,9 +41,11 @@ from typing import Any, Protocol, runtime_checkable
 import distributed
 
 from dasktune._progress import progress_bar
-from dasktune.asktell import AskTell, Trial
-from dasktune.cluster import capacity
-from dasktune.evaluate import (
+from dasktune.exceptions import DasktuneError, TooManyFailuresError
+from dasktune.optim.base import AskTell
+from dasktune.records import Claim, Outcome, Recorder, Trial, TrialStatus, canonical
+from dasktune.run.cluster import capacity
+from dasktune.run.evaluate import (
     Group,
     GroupResult,
     evaluate_columns,
@@ -52,15 +54,11 @@ from dasktune.evaluate import (
     failure_exception,
     outcome_of,
 )
-from dasktune.exceptions import DasktuneError, TooManyFailuresError
-from dasktune.mapping import Shipped
-from dasktune.store import Claim, Decision, Outcome, TrialStatus, canonical
+from dasktune.run.mapping import Shipped
 
 __all__ = [
     "BatchObjective",
     "Driver",
-    "MemoryRecorder",
-    "Recorder",
     "RunReport",
     "check_batch_objective",
 ]
@@ -99,64 +97,6 @@ def check_batch_objective(objective: object) -> None:
             "ProducerConsumer(..., reduce=sum) or pass pc.objective(reduce=sum)"
         )
         raise TypeError(msg)
-
-
-class Recorder(Protocol):
-    """Where the driver records trials: the store, or memory."""
-
-    def sync(
-        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
-    ) -> list[Decision]:
-        """Write ``outcomes`` and decide ``claims``, in one transaction."""
-        ...
-
-    def heartbeat(self) -> None:
-        """Tell other drivers this one is alive."""
-        ...
-
-    def release(self) -> None:
-        """Give back the trials claimed and not finished."""
-        ...
-
-
-class MemoryRecorder:
-    """An evaluated-point cache: the recorder when there is no store."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, Decision] = {}
-        self.records: list[tuple[dict[str, Any], Outcome]] = []
-        self._params: dict[str, dict[str, Any]] = {}
-
-    def sync(
-        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
-    ) -> list[Decision]:
-        for outcome in outcomes:
-            row = self.rows[outcome.param_hash]
-            ok = outcome.status == TrialStatus.DONE
-            row.kind = "done" if ok else "failed"
-            row.value, row.aux = outcome.value, outcome.aux
-            self.records.append((self._params[outcome.param_hash], outcome))
-        decisions = []
-        for claim in claims:
-            known = self.rows.get(claim.param_hash)
-            if known is None:
-                number = len(self.rows)
-                self.rows[claim.param_hash] = Decision("running", number)
-                self._params[claim.param_hash] = claim.params
-                decisions.append(Decision("evaluate", number))
-            elif known.kind == "running":
-                decisions.append(Decision("elsewhere", known.number))
-            else:
-                decisions.append(
-                    Decision(known.kind, known.number, known.value, known.aux)
-                )
-        return decisions
-
-    def heartbeat(self) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
 
 
 @dataclass
@@ -500,7 +440,7 @@ class Driver:
 
     @property
     def optimizer_wants_values(self) -> bool:
-        return bool(getattr(self.optimizer, "wants_values", True))
+        return bool(self.optimizer.wants_values)
 
     def _beat(self, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_seconds):
@@ -516,7 +456,7 @@ class Driver:
         if self.max_in_flight is not None:
             return n_flying < self.max_in_flight
         # a batch-synchronous optimizer's whole batch goes out at once
-        batch = int(getattr(self.optimizer, "batch_size", 0))
+        batch = int(self.optimizer.batch_size)
         return n_flying < max(self.task_window * self.group_size, batch)
 
     def _budget_spent(self, count: int) -> bool:

@@ -24,9 +24,14 @@ from typing import Any, Self, cast
 
 import distributed
 
-from dasktune._checks import check_callable, check_int, check_timeout, short_repr
-from dasktune.cluster import capacity, get_client
-from dasktune.mapping import func_name
+from dasktune._checks import (
+    check_callable,
+    check_int,
+    check_timeout,
+    func_name,
+    short_repr,
+)
+from dasktune.run.cluster import capacity, get_client
 
 __all__ = ["ProducerConsumer"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dasktune import Float, Int, Trial
-from dasktune.asktell import AskTell, IterableSource, Optimizer, RandomSampler
+from dasktune.optim.base import AskTell, IterableSource, Optimizer, RandomSampler
 
 
 class Countdown(Optimizer):

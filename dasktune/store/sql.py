@@ -30,8 +30,6 @@ The contract (what :class:`TrialStore` guarantees):
 from __future__ import annotations
 
 import contextlib
-import enum
-import hashlib
 import importlib.util
 import json
 import os
@@ -41,27 +39,30 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
+from dasktune.records import (
+    Claim,
+    Decision,
+    DecisionKind,
+    Outcome,
+    TrialStatus,
+    decide,
+)
 
 __all__ = [
+    "HEARTBEAT_SECONDS",
     "SCHEMA_VERSION",
+    "STALE_AFTER_SECONDS",
     "TRIAL_FIELDS",
-    "Claim",
-    "Decision",
-    "Outcome",
-    "TrialStatus",
     "TrialStore",
-    "canonical",
 ]
 
 SCHEMA_VERSION = 2
@@ -85,91 +86,6 @@ TRIAL_FIELDS = (
     "seq",
 )
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
-
-
-class TrialStatus(enum.StrEnum):
-    """Where a trial is: claimed but not started, running, done or failed."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-@dataclass
-class Claim:
-    """A parameter set a driver wants to evaluate (``params`` JSON-able)."""
-
-    param_hash: str
-    params: dict[str, Any]
-
-
-@dataclass
-class Outcome:
-    """What one evaluation gave, to be written by :meth:`TrialStore.sync`."""
-
-    param_hash: str
-    status: TrialStatus
-    value: float | None = None
-    aux: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    worker: str | None = None
-    host: str | None = None
-    attempts: int = 1
-    started: float | None = None
-    finished: float | None = None
-    duration: float | None = None
-    # transient: a failed trial's own exception, for the driver to raise; never
-    # written to the store (its traceback is ``error``)
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class Decision:
-    """What a driver does with a claim.
-
-    ``kind`` is ``"evaluate"`` (claimed: evaluate it), ``"done"`` (a stored
-    value to reuse), ``"failed"`` (failed before, not retried) or
-    ``"elsewhere"`` (another live driver is evaluating it).
-    """
-
-    kind: str
-    number: int
-    value: float | None = None
-    aux: dict[str, Any] = field(default_factory=dict)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    return repr(obj)
-
-
-def canonical(params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """Parameters as stored, and their canonical hash.
-
-    Keys become strings; numpy scalars and arrays become Python numbers and lists;
-    tuples become lists; categoricals are stored as their values; any other
-    object is stored as its ``repr`` (so give objects a stable ``repr``, or pass
-    their name instead). The hash is the SHA-256 of the JSON with sorted keys:
-    ``1`` and ``1.0`` are different parameters, as their JSON is.
-
-    >>> canonical({"b": np.int64(2), "a": (0.5, "x")})[0]
-    {'b': 2, 'a': [0.5, 'x']}
-    >>> canonical({"a": 1, "b": 2})[1] == canonical({"b": 2, "a": 1})[1]
-    True
-    """
-    record = _jsonable(params)
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    return record, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -632,12 +548,12 @@ class TrialStore:
                             "seq": seq,
                         }
                     )
-                    decision = Decision("evaluate", next_number)
+                    decision = Decision(DecisionKind.EVALUATE, next_number)
                 else:
                     decision = self._decide(
                         row, driver_id, retry_failed, stale_after, now
                     )
-                    if decision.kind == "evaluate":
+                    if decision.kind == DecisionKind.EVALUATE:
                         takeovers.append(claim.param_hash)
                 decisions.append(decision)
                 # a repeated hash within one batch is the same row
@@ -745,25 +661,25 @@ class TrialStore:
         stale_after: float,
         now: float,
     ) -> Decision:
-        number, status = int(row["number"]), row["status"]
-        if status == TrialStatus.DONE:
-            aux = json.loads(row["aux"]) if row.get("aux") else {}
-            return Decision("done", number, row["value"], aux)
-        if status == TrialStatus.FAILED:
-            return Decision("evaluate" if retry_failed else "failed", number)
-        if status == TrialStatus.QUEUED or row.get("owner") is None:
-            return Decision("evaluate", number)
-        if row["owner"] == driver_id:
-            return Decision("elsewhere", number)
+        owner = row.get("owner")
+        held = owner is not None and (
+            owner == driver_id or not self._owner_gone(row, stale_after, now)
+        )
+        aux = json.loads(row["aux"]) if row.get("aux") else {}
+        return decide(
+            TrialStatus(row["status"]), int(row["number"]), value=row["value"],
+            aux=aux, held=held, retry_failed=retry_failed,
+        )  # fmt: skip
+
+    def _owner_gone(self, row: dict[str, Any], stale_after: float, now: float) -> bool:
+        """Whether the driver holding a trial is silent or, on this host, dead."""
         heartbeat = row.get("owner_heartbeat")
         dead_here = (
             row.get("owner_host") == self.host
             and row.get("owner_pid") is not None
             and not _pid_alive(int(row["owner_pid"]))
         )
-        if heartbeat is None or now - heartbeat > stale_after or dead_here:
-            return Decision("evaluate", number)
-        return Decision("elsewhere", number)
+        return heartbeat is None or now - heartbeat > stale_after or dead_here
 
     def runs(self, search_id: int) -> list[dict[str, Any]]:
         """Every driver that ran the search, oldest first (``info`` decoded)."""

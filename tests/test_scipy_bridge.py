@@ -18,9 +18,10 @@ from dasktune import (
     ScipyAskTell,
     minimize,
 )
-from dasktune.cluster import owned_cluster
-from dasktune.scipy_asktell import PointCache, ReplicaPool
-from dasktune.store import canonical
+from dasktune.optim.replicas import ReplicaPool
+from dasktune.optim.scipy_bridge import PointCache
+from dasktune.records import canonical
+from dasktune.run.cluster import owned_cluster
 
 
 def branin(x):

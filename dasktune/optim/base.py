@@ -14,19 +14,34 @@ here on the base class and checked for every optimizer:
 - ``close()`` releases what the optimizer holds (threads, files); ``with``
   does it too. A closed optimizer refuses to ask.
 
+What the driver reads of an optimizer is declared here too, with its default,
+and nowhere read by guesswork:
+
+- ``batch_size`` (0): how many trials of the current batch are not yet told; a
+  batch-synchronous optimizer (an SPSA iteration, a DE generation) has its
+  whole batch sent at once;
+- ``wants_values`` (True): False for sources that ignore what they are told
+  (a grid, a list), so the driver need not wait for trials another driver holds;
+- ``seed`` (None): recorded with each run of a search;
+- ``describe()``: a one-line description, recorded with each run.
+
 Subclasses implement ``_ask()`` (return the parameters, or ``None``) and
-``_tell(number, params, value)``, and may override ``finished``.
+``_tell(number, params, value)``, and may override ``finished``,
+``batch_size`` and ``describe``. An object of your own that is not an
+:class:`Optimizer` works anywhere an optimizer does if it has all of
+:class:`AskTell`'s members.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
 from dasktune._values import as_value
+from dasktune.records import Trial
 from dasktune.space import Space
 
 __all__ = [
@@ -35,23 +50,16 @@ __all__ = [
     "Optimizer",
     "RandomSampler",
     "Trial",
+    "missing_members",
 ]
-
-
-class Trial(NamedTuple):
-    """A proposed trial: its number and its parameters.
-
-    For optimizers over a named space ``params`` is a dict; for vector
-    optimizers (``ScipyAskTell``, ``SPSA``) it is the parameter vector.
-    """
-
-    number: int
-    params: Any
 
 
 @runtime_checkable
 class AskTell(Protocol):
-    """What the driver loop needs of an optimizer."""
+    """What the driver loop needs of an optimizer (see the module notes)."""
+
+    seed: int | None
+    wants_values: bool
 
     def ask(self) -> Trial | None: ...
 
@@ -60,7 +68,23 @@ class AskTell(Protocol):
     @property
     def finished(self) -> bool: ...
 
+    @property
+    def batch_size(self) -> int: ...
+
+    def describe(self) -> str: ...
+
     def close(self) -> None: ...
+
+
+def missing_members(obj: object) -> list[str]:
+    """The :class:`AskTell` members ``obj`` lacks (empty for an optimizer).
+
+    >>> missing_members(object())[:2]
+    ['ask', 'batch_size']
+    """
+    members = ("ask", "batch_size", "close", "describe", "finished", "seed",
+               "tell", "wants_values")  # fmt: skip
+    return [m for m in members if not hasattr(obj, m)]
 
 
 class Optimizer:
@@ -126,6 +150,12 @@ class Optimizer:
     def finished(self) -> bool:
         """True when the optimizer will propose nothing more."""
         return False
+
+    @property
+    def batch_size(self) -> int:
+        """Trials of the current batch not yet told (0: no batch; asked one by
+        one as the window frees)."""
+        return 0
 
     def close(self) -> None:
         """Release what the optimizer holds; idempotent."""

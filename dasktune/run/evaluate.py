@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from dasktune._checks import short_repr
 from dasktune._values import as_value
 from dasktune.exceptions import DasktuneError
-from dasktune.store import Outcome, TrialStatus, canonical
+from dasktune.records import Outcome, TrialStatus, canonical
 
 __all__ = [
     "Group",

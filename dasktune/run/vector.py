@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import distributed
 import numpy as np
-from numpy.typing import NDArray
 
-from dasktune.asktell import AskTell
-from dasktune.cluster import get_client
-from dasktune.driver import (
-    BatchObjective,
-    Driver,
-    MemoryRecorder,
-    RunReport,
-    check_batch_objective,
-)
-from dasktune.mapping import func_name
-
-
-class SPSAPoint(NamedTuple):
-    """A point to evaluate, with the seed of its pair and a unique tag.
-
-    The tag makes every asked point a distinct trial, so that a noisy objective
-    evaluated twice at the same ``x`` is evaluated twice.
-    """
-
-    x: NDArray[np.float64]
-    seed: int | None
-    tag: int
+from dasktune._checks import func_name
+from dasktune.optim.base import AskTell
+from dasktune.optim.spsa import SPSAPoint
+from dasktune.records import MemoryRecorder
+from dasktune.run.cluster import get_client
+from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
 
 
 class VectorObjective:

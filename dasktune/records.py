@@ -1,0 +1,256 @@
+"""The domain records every layer shares: trials, outcomes, claims, decisions.
+
+Nothing here imports Dask or SQL, so that a worker unpickling a trial, an
+optimizer and the trial store all use the same few types:
+
+- :class:`Trial` ``(number, params)``: what an optimizer's ``ask()`` returns;
+- :class:`TrialStatus`: where a stored trial is (queued, running, done, failed);
+- :class:`Claim`: a parameter set a driver wants to evaluate;
+- :class:`Decision` (of a :class:`DecisionKind`): what a recorder says to do
+  with a claim, decided by the one rule :func:`decide`;
+- :class:`Outcome`: what one evaluation gave;
+- :func:`canonical`: the stored form of parameters and its hash (the key that
+  makes a parameter set evaluated once);
+- :class:`Recorder`: where the driver records trials — :class:`MemoryRecorder`
+  here, the SQL store's recorder in :mod:`dasktune.store`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+__all__ = [
+    "Claim",
+    "Decision",
+    "DecisionKind",
+    "MemoryRecorder",
+    "Outcome",
+    "Recorder",
+    "Trial",
+    "TrialStatus",
+    "canonical",
+    "decide",
+]
+
+
+class Trial(NamedTuple):
+    """A proposed trial: its number and its parameters.
+
+    For optimizers over a named space ``params`` is a dict; for vector
+    optimizers (``ScipyAskTell``, ``SPSA``) it is the parameter vector.
+    """
+
+    number: int
+    params: Any
+
+
+class TrialStatus(enum.StrEnum):
+    """Where a trial is: claimed but not started, running, done or failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class Claim:
+    """A parameter set a driver wants to evaluate (``params`` JSON-able)."""
+
+    param_hash: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What one evaluation gave, to be written by :meth:`TrialStore.sync`."""
+
+    param_hash: str
+    status: TrialStatus
+    value: float | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    worker: str | None = None
+    host: str | None = None
+    attempts: int = 1
+    started: float | None = None
+    finished: float | None = None
+    duration: float | None = None
+    # transient: a failed trial's own exception, for the driver to raise; never
+    # written to the store (its traceback is ``error``)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+
+class DecisionKind(enum.StrEnum):
+    """What a driver does with a claim."""
+
+    EVALUATE = "evaluate"  # claimed: evaluate it
+    DONE = "done"  # a recorded value to reuse
+    FAILED = "failed"  # failed before and not retried
+    ELSEWHERE = "elsewhere"  # another live driver (or this one) is evaluating it
+
+
+@dataclass
+class Decision:
+    """What a driver does with a claim (:class:`DecisionKind`), and the trial's
+    number, with the recorded value and auxiliary data of a ``DONE`` trial."""
+
+    kind: DecisionKind
+    number: int
+    value: float | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return repr(obj)
+
+
+def canonical(params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Parameters as stored, and their canonical hash.
+
+    Keys become strings; numpy scalars and arrays become Python numbers and lists;
+    tuples become lists; categoricals are stored as their values; any other
+    object is stored as its ``repr`` (so give objects a stable ``repr``, or pass
+    their name instead). The hash is the SHA-256 of the JSON with sorted keys:
+    ``1`` and ``1.0`` are different parameters, as their JSON is.
+
+    >>> canonical({"b": np.int64(2), "a": (0.5, "x")})[0]
+    {'b': 2, 'a': [0.5, 'x']}
+    >>> canonical({"a": 1, "b": 2})[1] == canonical({"b": 2, "a": 1})[1]
+    True
+    """
+    record = _jsonable(params)
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return record, hashlib.sha256(text.encode()).hexdigest()
+
+
+def decide(
+    status: TrialStatus,
+    number: int,
+    *,
+    value: float | None = None,
+    aux: dict[str, Any] | None = None,
+    held: bool = False,
+    retry_failed: bool = False,
+) -> Decision:
+    """The one rule deciding a claim of a parameter set already recorded.
+
+    Parameters
+    ----------
+    status : TrialStatus
+        The recorded trial's status.
+    number : int
+    value, aux : optional
+        A done trial's recorded value and auxiliary data.
+    held : bool
+        Whether a live driver holds the trial (``running`` and not stale).
+    retry_failed : bool
+        Evaluate a failed trial again instead of reusing its failure.
+
+    >>> decide(TrialStatus.DONE, 3, value=0.5).kind
+    <DecisionKind.DONE: 'done'>
+    >>> decide(TrialStatus.RUNNING, 3, held=False).kind
+    <DecisionKind.EVALUATE: 'evaluate'>
+    """
+    if status == TrialStatus.DONE:
+        return Decision(DecisionKind.DONE, number, value, dict(aux or {}))
+    if status == TrialStatus.FAILED:
+        kind = DecisionKind.EVALUATE if retry_failed else DecisionKind.FAILED
+        return Decision(kind, number)
+    if status == TrialStatus.RUNNING and held:
+        return Decision(DecisionKind.ELSEWHERE, number)
+    return Decision(DecisionKind.EVALUATE, number)  # queued, or left by the dead
+
+
+class Recorder(Protocol):
+    """Where the driver records trials: the store, or memory."""
+
+    def sync(
+        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
+    ) -> list[Decision]:
+        """Write ``outcomes`` and decide ``claims``, in one transaction."""
+        ...
+
+    def heartbeat(self) -> None:
+        """Tell other drivers this one is alive."""
+        ...
+
+    def release(self) -> None:
+        """Give back the trials claimed and not finished."""
+        ...
+
+
+class MemoryRecorder:
+    """The recorder when there is no store: an evaluated-point cache.
+
+    It follows the store's contract (the same :func:`decide` rule, checked by
+    the same contract tests), for one driver in one process.
+
+    Parameters
+    ----------
+    retry_failed : bool, default False
+        Evaluate failed parameter sets again when they are claimed again.
+    """
+
+    def __init__(self, *, retry_failed: bool = False) -> None:
+        self.retry_failed = retry_failed
+        # by hash: [number, status, value, aux, params]
+        self.rows: dict[str, list[Any]] = {}
+        self.records: list[tuple[dict[str, Any], Outcome]] = []
+
+    def sync(
+        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
+    ) -> list[Decision]:
+        """Record ``outcomes``; decide ``claims`` (see :class:`Recorder`)."""
+        for outcome in outcomes:
+            row = self.rows[outcome.param_hash]
+            if row[1] == TrialStatus.DONE:
+                continue  # a done trial is never overwritten, as in the store
+            row[1:4] = [outcome.status, outcome.value, outcome.aux]
+            self.records.append((row[4], outcome))
+        decisions = []
+        for claim in claims:
+            known = self.rows.get(claim.param_hash)
+            if known is None:
+                number = len(self.rows)
+                self.rows[claim.param_hash] = [
+                    number, TrialStatus.RUNNING, None, {}, claim.params,
+                ]  # fmt: skip
+                decisions.append(Decision(DecisionKind.EVALUATE, number))
+                continue
+            row = known
+            number, status, value, aux, _ = row
+            decision = decide(
+                status, number, value=value, aux=aux, held=True,
+                retry_failed=self.retry_failed,
+            )  # fmt: skip
+            if decision.kind == DecisionKind.EVALUATE:
+                row[1] = TrialStatus.RUNNING
+            decisions.append(decision)
+        return decisions
+
+    def heartbeat(self) -> None:
+        """Nothing to tell: one driver."""
+
+    def release(self) -> None:
+        """Put the trials claimed and not finished back to queued."""
+        for row in self.rows.values():
+            if row[1] == TrialStatus.RUNNING:
+                row[1] = TrialStatus.QUEUED

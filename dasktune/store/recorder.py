@@ -1,0 +1,49 @@
+"""The driver's recorder for a search: its rows in a :class:`TrialStore`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dasktune.records import Claim, Decision, Outcome
+from dasktune.store.sql import TrialStore
+
+__all__ = ["StoreRecorder"]
+
+
+class StoreRecorder:
+    """The driver's recorder for one run: a search's rows in the store."""
+
+    def __init__(
+        self,
+        store: TrialStore,
+        search_id: int,
+        driver_id: str,
+        retry_failed: bool,
+        stale_after: float,
+    ) -> None:
+        self.store = store
+        self.search_id = search_id
+        self.driver_id = driver_id
+        self.retry_failed = retry_failed
+        self.stale_after = stale_after
+        self.version = 0  # bumped whenever outcomes are written
+
+    def sync(
+        self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
+    ) -> list[Decision]:
+        if outcomes:
+            self.version += 1
+        return self.store.sync(
+            self.search_id,
+            self.driver_id,
+            outcomes,
+            claims,
+            retry_failed=self.retry_failed,
+            stale_after=self.stale_after,
+        )
+
+    def heartbeat(self) -> None:
+        self.store.heartbeat(self.driver_id)
+
+    def release(self) -> None:
+        self.store.release(self.search_id, self.driver_id)
