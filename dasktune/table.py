@@ -25,6 +25,7 @@ without copying them.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -48,6 +49,8 @@ COLUMNS = (
 )
 # positions in a row of TrialStore.read_trials (TRIAL_FIELDS)
 _NUMBER, _PARAMS, _AUX, _SEQ = 0, 1, 11, 12
+_NAT = np.datetime64("NaT").view(np.int64)
+_UTC = pd.DatetimeTZDtype("us", "UTC")
 _FIXED = {  # column: (position in a row, dtype, fill)
     "value": (2, np.float64, np.nan),
     "status": (3, object, None),
@@ -55,8 +58,10 @@ _FIXED = {  # column: (position in a row, dtype, fill)
     "worker": (5, object, None),
     "host": (6, object, None),
     "attempts": (7, np.int64, 0),
-    "started": (8, np.float64, np.nan),
-    "finished": (9, np.float64, np.nan),
+    # microseconds since the epoch, NaT when unknown: wrapped as UTC timestamps
+    # without a conversion of the whole column each time the frame is built
+    "started": (8, np.int64, _NAT),
+    "finished": (9, np.int64, _NAT),
     "error": (10, object, None),
 }
 _MISSING = object()
@@ -77,15 +82,19 @@ def _kinds(types: set[type]) -> set[str]:
     return out
 
 
-def _as_array(values: Sequence[Any], kind: str) -> np.ndarray:
+def _as_array(
+    values: Sequence[Any], kind: str, missing: bool, types: set[type]
+) -> np.ndarray:
     """``values`` (missing ones as NaN) as an array of the column's kind."""
+    if missing:
+        values = [np.nan if v is _MISSING else v for v in values]
     if kind != "O":
-        return np.array(
-            [np.nan if v is _MISSING else v for v in values], dtype=_DTYPES[kind]
-        )
+        return np.array(values, dtype=_DTYPES[kind])
+    if not types & {list, dict, tuple}:
+        return np.array(values, dtype=object)
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):  # element by element: lists stay objects
-        out[i] = np.nan if v is _MISSING else v
+        out[i] = v
     return out
 
 
@@ -123,18 +132,22 @@ class _ParamColumn:
 
     def put(self, positions: Any, values: Sequence[Any]) -> None:
         types = set(map(type, values))
-        missing = self.missing or type(_MISSING) in types
+        absent = type(_MISSING) in types
+        missing = self.missing or absent
         kinds = _kinds(types - {type(_MISSING)})
         if self.kind:
             kinds.add(self.kind)
         target = _target(kinds, missing) if kinds else "f"
         try:
-            block = _as_array(values, target)
+            block = _as_array(values, target, absent, types)
         except OverflowError:  # an integer beyond int64
             target = "O"
-            block = _as_array(values, target)
+            block = _as_array(values, target, absent, types)
         if target != self.kind:
-            self.values = self.values.astype(_DTYPES[target])
+            if self.kind or self.missing:
+                self.values = self.values.astype(_DTYPES[target])
+            else:  # no value yet: nothing to convert
+                self.values = np.zeros(len(self.values), dtype=_DTYPES[target])
             self.kind = target
         self.missing = missing
         self.values[positions] = block
@@ -192,19 +205,22 @@ class TrialTable:
         """Insert or replace the trials of ``rows`` (``TrialStore.read_trials``)."""
         if not rows:
             return
-        columns = list(zip(*rows, strict=True))
-        numbers = columns[_NUMBER]
+        # one C-level pass: a 2-D object array whose columns are cheap slices
+        grid = np.empty((len(rows), len(rows[0])), dtype=object)
+        grid[:] = rows
+        columns = [grid[:, j] for j in range(grid.shape[1])]
+        numbers = columns[_NUMBER].astype(np.int64)
         first = self.n
         known = self._position
         positions: Any
-        if not any(number in known for number in numbers):
+        if known.keys().isdisjoint(numbers.tolist()):
             # new trials only (the common case): appended as a block
             self.n += len(numbers)
-            known.update(zip(numbers, range(first, self.n), strict=True))
+            known.update(zip(numbers.tolist(), range(first, self.n), strict=True))
             positions = slice(first, self.n)
         else:
             listed = []
-            for number in numbers:
+            for number in numbers.tolist():
                 position = known.get(number)
                 if position is None:
                     position = known[number] = self.n
@@ -217,18 +233,31 @@ class TrialTable:
             appended = self._numbers[max(first - 1, 0) : self.n]
             self._sorted = bool(np.all(appended[1:] >= appended[:-1]))
         for name, (index, dtype, _) in _FIXED.items():
-            self._fixed[name][positions] = np.array(columns[index], dtype=dtype)
+            if name in ("started", "finished"):
+                seconds = np.array(columns[index], dtype=np.float64)  # None: NaN
+                block = np.full(len(seconds), _NAT, dtype=np.int64)
+                given = ~np.isnan(seconds)
+                block[given] = np.round(seconds[given] * 1e6).astype(np.int64)
+                self._fixed[name][positions] = block
+            else:
+                self._fixed[name][positions] = np.array(columns[index], dtype=dtype)
         aux = np.empty(len(rows), dtype=object)
-        aux[:] = [json.loads(text) if text else {} for text in columns[_AUX]]
+        aux[:] = [json.loads(text) if text else {} for text in columns[_AUX].tolist()]
         self._aux[positions] = aux
         # every params JSON of the batch in one parse
-        params = json.loads("[" + ",".join(columns[_PARAMS]) + "]")
-        for name in dict.fromkeys(key for p in params for key in p):  # in order
+        params = json.loads("[" + ",".join(columns[_PARAMS].tolist()) + "]")
+        # new names in order of appearance: the first row's, then the others
+        names = set().union(*params)
+        for name in [*params[0], *sorted(names - set(params[0]))]:
             if name not in self._params:
                 self._params[name] = _ParamColumn(self._capacity, first)
         for name, column in self._params.items():
-            column.put(positions, [p.get(name, _MISSING) for p in params])
-        self.seq = max(self.seq, max(int(seq) for seq in columns[_SEQ]))
+            try:  # every row has the parameter (the common case)
+                values = list(map(operator.itemgetter(name), params))
+            except KeyError:
+                values = [p.get(name, _MISSING) for p in params]
+            column.put(positions, values)
+        self.seq = max(self.seq, int(columns[_SEQ].astype(np.int64).max()))
 
     def frame(self, copy: bool = True) -> pd.DataFrame:
         """The table: ``number``, the parameters, then :data:`COLUMNS`.
@@ -238,17 +267,24 @@ class TrialTable:
         handed to a filter for one batch.
         """
         n = self.n
-        data: dict[str, Any] = {"number": self._numbers[:n]}
+
+        def series(values: np.ndarray) -> pd.Series:
+            # object columns stay object: inferring pandas' str dtype would
+            # convert (and copy) the whole column every time
+            return pd.Series(values[:n], dtype=values.dtype, copy=copy)
+
+        data: dict[str, Any] = {"number": series(self._numbers)}
         for name, column in self._params.items():
-            data[name] = column.values[:n]
+            data[name] = series(column.values)
         for name in COLUMNS:
             if name == "aux":
-                data[name] = self._aux[:n]
+                data[name] = series(self._aux)
             elif name in ("started", "finished"):
-                data[name] = pd.to_datetime(self._fixed[name][:n], unit="s", utc=True)
+                micros = self._fixed[name][:n].view("M8[us]")
+                data[name] = pd.Series(micros, dtype=_UTC, copy=copy)
             else:
-                data[name] = self._fixed[name][:n]
-        frame = pd.DataFrame(data, copy=copy)
+                data[name] = series(self._fixed[name])
+        frame = pd.DataFrame(data, copy=False)
         if not self._sorted:
             frame = frame.sort_values("number", kind="stable", ignore_index=True)
         return frame

@@ -509,73 +509,115 @@ class TrialStore:
         list of Decision
             One per claim, in order.
         """
-        t = self.trials_table
         now = time.time()
         with self._tx() as conn:
+            if not outcomes and claims:
+                # a re-run over recorded trials writes nothing: decide without
+                # locking the search when every claim is done (or failed)
+                existing = self._rows_for(
+                    conn, search_id, [c.param_hash for c in claims]
+                )
+                decisions = self._decide_all(
+                    claims, existing, driver_id, retry_failed, stale_after, now
+                )
+                if all(
+                    d.kind in (DecisionKind.DONE, DecisionKind.FAILED)
+                    for d in decisions
+                ):
+                    return decisions
             seq = self._begin_write(conn, search_id)
             if outcomes:
                 self._write_outcomes(conn, search_id, outcomes, seq)
-            conn.execute(
-                self.drivers.update()
-                .where(self.drivers.c.id == driver_id)
-                .values(heartbeat=now)
-            )
             if not claims:
                 return []
+            # read again under the lock: another driver may have claimed since
             existing = self._rows_for(conn, search_id, [c.param_hash for c in claims])
-            next_number = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(t.c.number), -1)).where(
-                    t.c.search_id == search_id
-                )
-            ).scalar_one()
-            decisions: list[Decision] = []
-            inserts: list[dict[str, Any]] = []
-            takeovers: list[str] = []
-            for claim in claims:
-                row = existing.get(claim.param_hash)
-                if row is None:
-                    next_number += 1
-                    inserts.append(
-                        {
-                            "search_id": search_id,
-                            "number": next_number,
-                            "param_hash": claim.param_hash,
-                            "params": json.dumps(claim.params, sort_keys=True),
-                            "status": TrialStatus.RUNNING,
-                            "attempts": 0,
-                            "driver_id": driver_id,
-                            "created": now,
-                            "seq": seq,
-                        }
-                    )
-                    decision = Decision(DecisionKind.EVALUATE, next_number)
-                else:
-                    decision = self._decide(
-                        row, driver_id, retry_failed, stale_after, now
-                    )
-                    if decision.kind == DecisionKind.EVALUATE:
-                        takeovers.append(claim.param_hash)
-                decisions.append(decision)
-                # a repeated hash within one batch is the same row
-                existing.setdefault(
-                    claim.param_hash,
+            return self._claim(
+                conn, search_id, driver_id, claims, existing, seq, now,
+                retry_failed=retry_failed, stale_after=stale_after,
+            )  # fmt: skip
+
+    def _decide_all(
+        self,
+        claims: Sequence[Claim],
+        existing: dict[str, tuple[Any, ...]],
+        driver_id: str,
+        retry_failed: bool,
+        stale_after: float,
+        now: float,
+    ) -> list[Decision]:
+        """Decisions for claims, as if nothing were inserted (new ones evaluate)."""
+        return [
+            Decision(DecisionKind.EVALUATE, -1)
+            if (row := existing.get(c.param_hash)) is None
+            else self._decide(row, driver_id, retry_failed, stale_after, now)
+            for c in claims
+        ]
+
+    def _claim(
+        self,
+        conn: Connection,
+        search_id: int,
+        driver_id: str,
+        claims: Sequence[Claim],
+        existing: dict[str, tuple[Any, ...]],
+        seq: int,
+        now: float,
+        *,
+        retry_failed: bool,
+        stale_after: float,
+    ) -> list[Decision]:
+        """Decide ``claims`` under the search's lock: insert the new, take over
+        the abandoned."""
+        t = self.trials_table
+        next_number = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(t.c.number), -1)).where(
+                t.c.search_id == search_id
+            )
+        ).scalar_one()
+        decisions: list[Decision] = []
+        inserts: list[dict[str, Any]] = []
+        takeovers: list[str] = []
+        for claim in claims:
+            row = existing.get(claim.param_hash)
+            if row is None:
+                next_number += 1
+                inserts.append(
                     {
-                        "number": decision.number,
-                        "status": "running",
-                        "owner": driver_id,
-                    },
+                        "search_id": search_id,
+                        "number": next_number,
+                        "param_hash": claim.param_hash,
+                        "params": json.dumps(claim.params, sort_keys=True),
+                        "status": TrialStatus.RUNNING,
+                        "attempts": 0,
+                        "driver_id": driver_id,
+                        "created": now,
+                        "seq": seq,
+                    }
                 )
-            if inserts:
-                conn.execute(t.insert(), inserts)
-            for i in range(0, len(takeovers), _IN_CHUNK):
-                conn.execute(
-                    t.update()
-                    .where(
-                        t.c.search_id == search_id,
-                        t.c.param_hash.in_(takeovers[i : i + _IN_CHUNK]),
-                    )
-                    .values(status=TrialStatus.RUNNING, driver_id=driver_id, seq=seq)
+                decision = Decision(DecisionKind.EVALUATE, next_number)
+            else:
+                decision = self._decide(row, driver_id, retry_failed, stale_after, now)
+                if decision.kind == DecisionKind.EVALUATE:
+                    takeovers.append(claim.param_hash)
+            decisions.append(decision)
+            # a repeated hash within one batch is the same row, now held here
+            existing.setdefault(
+                claim.param_hash,
+                (decision.number, TrialStatus.RUNNING, None, None, driver_id,
+                 None, None, None),
+            )  # fmt: skip
+        if inserts:
+            conn.execute(t.insert(), inserts)
+        for i in range(0, len(takeovers), _IN_CHUNK):
+            conn.execute(
+                t.update()
+                .where(
+                    t.c.search_id == search_id,
+                    t.c.param_hash.in_(takeovers[i : i + _IN_CHUNK]),
                 )
+                .values(status=TrialStatus.RUNNING, driver_id=driver_id, seq=seq)
+            )
         return decisions
 
     def _write_outcomes(
@@ -626,10 +668,12 @@ class TrialStore:
 
     def _rows_for(
         self, conn: Connection, search_id: int, hashes: Iterable[str]
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, tuple[Any, ...]]:
+        """By hash: (number, status, value, aux, owner, owner_host, owner_pid,
+        owner_heartbeat) of the recorded trials among ``hashes``."""
         t, d = self.trials_table, self.drivers
         unique = list(dict.fromkeys(hashes))
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
         for i in range(0, len(unique), _IN_CHUNK):
             query = (
                 sa.select(
@@ -638,10 +682,10 @@ class TrialStore:
                     t.c.status,
                     t.c.value,
                     t.c.aux,
-                    t.c.driver_id.label("owner"),
-                    d.c.host.label("owner_host"),
-                    d.c.pid.label("owner_pid"),
-                    d.c.heartbeat.label("owner_heartbeat"),
+                    t.c.driver_id,
+                    d.c.host,
+                    d.c.pid,
+                    d.c.heartbeat,
                 )
                 .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
                 .where(
@@ -649,36 +693,34 @@ class TrialStore:
                     t.c.param_hash.in_(unique[i : i + _IN_CHUNK]),
                 )
             )
-            for row in conn.execute(query):
-                rows[row.param_hash] = dict(row._mapping)
+            result = conn.execute(query)
+            # the driver's own tuples: no Row objects on the re-run path
+            for row in result.cursor.fetchall() if result.cursor is not None else []:
+                rows[row[0]] = row[1:]
         return rows
 
     def _decide(
         self,
-        row: dict[str, Any],
+        row: tuple[Any, ...],
         driver_id: str,
         retry_failed: bool,
         stale_after: float,
         now: float,
     ) -> Decision:
-        owner = row.get("owner")
+        number, status, value, aux, owner = row[:5]
         held = owner is not None and (
             owner == driver_id or not self._owner_gone(row, stale_after, now)
         )
-        aux = json.loads(row["aux"]) if row.get("aux") else {}
         return decide(
-            TrialStatus(row["status"]), int(row["number"]), value=row["value"],
-            aux=aux, held=held, retry_failed=retry_failed,
+            TrialStatus(status), int(number), value=value,
+            aux=json.loads(aux) if aux else None, held=held,
+            retry_failed=retry_failed,
         )  # fmt: skip
 
-    def _owner_gone(self, row: dict[str, Any], stale_after: float, now: float) -> bool:
+    def _owner_gone(self, row: tuple[Any, ...], stale_after: float, now: float) -> bool:
         """Whether the driver holding a trial is silent or, on this host, dead."""
-        heartbeat = row.get("owner_heartbeat")
-        dead_here = (
-            row.get("owner_host") == self.host
-            and row.get("owner_pid") is not None
-            and not _pid_alive(int(row["owner_pid"]))
-        )
+        host, pid, heartbeat = row[5:8]
+        dead_here = host == self.host and pid is not None and not _pid_alive(int(pid))
         return heartbeat is None or now - heartbeat > stale_after or dead_here
 
     def runs(self, search_id: int) -> list[dict[str, Any]]:

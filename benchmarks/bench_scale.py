@@ -1,0 +1,305 @@
+"""The trial store at scale: 10^3 to 10^6 trials, SQLite and PostgreSQL, and Optuna.
+
+Run: ``python benchmarks/bench_scale.py [--max-rows 1000000] [--pg-max-rows 100000]``
+(needs ``pip install -e ".[test,bench]"``; PostgreSQL is started in a temporary
+directory as the test suite does, and skipped with a note when it cannot be).
+
+What is measured is the store and the driver's own work per trial, not Dask (its
+~1 ms per task is measured by the other benchmarks): trials go through the same
+objects a ``Search`` run uses — parameters hashed with ``canonical``, claimed and
+recorded by ``StoreRecorder.sync`` in batches of 256, and, with a filter, kept
+or dropped by ``Search``'s own filter (which sees the trials table, brought up to
+date once per batch from the rows written since it last looked).
+
+(a) trials/s as the store grows, with and without a filter, each measured over
+    5,000 new trials at the size reached; between checkpoints the store is
+    filled in bulk (the fill rate is printed too);
+(b) re-running over done trials: deciding that 5,000 asked points are done
+    (the driver's reuse path) against recording 5,000 new ones;
+(c) ``search.trials()`` at each size; the store's size per trial;
+(e) end to end, on a LocalCluster: ``Search.run`` over a grid of 10^4 trivial
+    trials, then the same grid again (every point done: nothing evaluated);
+(d) Optuna 5 with the same SQLite file and PostgreSQL server, at 10^4 trials
+    (pre-filled with ``add_trials``): trials/s of ``study.optimize`` with a
+    trivial objective, against dasktune's rate at the same size.
+
+Targets (one run; the machine is shared, so ratios, not absolute times):
+trials/s at 10^6 rows >= 80% of that at 10^3 (SQLite), with and without a
+filter; a re-run >= 5x faster than evaluating; ``trials()`` <= 3 s at 10^6 and
+<= 0.3 s at 10^5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.search import Search
+from dasktune.store import StoreRecorder, TrialStore
+
+BATCH = 256
+MEASURE = 5_000
+
+
+def objective(params: dict) -> float:
+    return (params["x"] - 0.5) ** 2 + params["k"]
+
+
+def params_of(i: int) -> dict:
+    return {"x": (i % 9973) / 9973, "k": i % 7, "i": i}
+
+
+def keep_small_k(params: dict, trials: pd.DataFrame) -> bool:
+    # a filter that looks at the table, as optomatic's do
+    return params["k"] < 6 or len(trials) % 2 == 0
+
+
+class Rig:
+    """One search on one store, driven the way the driver drives a recorder."""
+
+    def __init__(self, url: str) -> None:
+        self.store = TrialStore(url)
+        self.search = Search("scale", objective, self.store)
+        self.driver = self.store.register_driver(self.search.search_id)
+        self.recorder = StoreRecorder(
+            self.store, self.search.search_id, self.driver, False, 30.0
+        )
+        self.n = 0  # parameter sets asked so far
+
+    def claims(self, start: int, count: int) -> list[Claim]:
+        return [
+            Claim(*reversed(canonical(params_of(i))))
+            for i in range(start, start + count)
+        ]
+
+    def run(self, count: int, keep=None) -> float:
+        """Claim, evaluate (in-process) and record ``count`` new trials; trials/s."""
+        started = time.perf_counter()
+        outcomes: list[Outcome] = []
+        done = 0
+        while done < count:
+            batch = self.claims(self.n, BATCH)
+            self.n += BATCH
+            if keep is not None:
+                batch = [c for c in batch if keep(c.params)]
+            decisions = self.recorder.sync(outcomes, batch)
+            outcomes = []
+            now = time.time()
+            for claim, decision in zip(batch, decisions, strict=True):
+                if decision.kind == "evaluate":
+                    value = objective(claim.params)
+                    outcomes.append(
+                        Outcome(claim.param_hash, TrialStatus.DONE, value=value,
+                                started=now, finished=now, duration=1e-6)
+                    )  # fmt: skip
+            done += len(outcomes)
+        self.recorder.sync(outcomes, [])
+        return done / (time.perf_counter() - started)
+
+    def reuse(self, count: int) -> float:
+        """Decide that ``count`` asked points are done already; points/s."""
+        started = time.perf_counter()
+        for start in range(0, count, 1024):  # the driver's reuse burst
+            decisions = self.recorder.sync(
+                [], self.claims(start, min(1024, count - start))
+            )
+            assert all(d.kind == "done" for d in decisions)
+        return count / (time.perf_counter() - started)
+
+    def fill(self, target: int) -> float:
+        """Bulk-fill up to ``target`` done trials; trials/s."""
+        started, before = time.perf_counter(), self.n
+        while self.n < target:
+            count = min(5_000, target - self.n)
+            batch = self.claims(self.n, count)
+            self.n += count
+            self.recorder.sync([], batch)
+            now = time.time()
+            self.recorder.sync(
+                [Outcome(c.param_hash, TrialStatus.DONE, value=objective(c.params),
+                         started=now, finished=now, duration=1e-6) for c in batch],
+                [],
+            )  # fmt: skip
+        return (self.n - before) / max(time.perf_counter() - started, 1e-9)
+
+    def size_per_trial(self) -> float:
+        url = self.store.engine.url
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "")
+            total = sum(
+                p.stat().st_size
+                for p in path.parent.glob(path.name + "*")
+                if p.is_file()
+            )
+        else:
+            with self.store.engine.connect() as conn:
+                total = conn.exec_driver_sql(
+                    "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+                ).scalar_one()
+        return float(total) / max(self.n, 1)
+
+
+def bench_backend(label: str, url: str, sizes: list[int]) -> list[dict]:
+    rig = Rig(url)
+    keep = rig.search._keeper([keep_small_k], rig.recorder)
+    rows = []
+    for size in sizes:
+        fill_rate = rig.fill(size)
+        at = rig.n
+        plain = rig.run(MEASURE)
+        filtered = rig.run(MEASURE, keep=keep)
+        reuse = rig.reuse(MEASURE)
+        started = time.perf_counter()
+        assert len(rig.search.trials()) == rig.n
+        trials_s = time.perf_counter() - started
+        row = {
+            "store": label,
+            "rows": at,
+            "fill/s": round(fill_rate),
+            "trials/s": round(plain),
+            "with filter/s": round(filtered),
+            "re-run/s": round(reuse),
+            "re-run ratio": round(reuse / plain, 1),
+            "trials() s": round(trials_s, 3),
+            "bytes/trial": round(rig.size_per_trial()),
+        }
+        rows.append(row)
+        print(row, f"load {os.getloadavg()[0]:.1f}", flush=True)
+    rig.store.close()
+    return rows
+
+
+def bench_rerun(folder: str, n: int = 10_000) -> tuple[float, float]:
+    """``Search.run`` over ``n`` new grid points, then over the same, done."""
+    from distributed import Client, LocalCluster
+
+    grid = [params_of(i) for i in range(n)]
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                     host="127.0.0.1", dashboard_address=None) as cluster,
+        Client(cluster) as client,
+        Search("rerun", objective, f"sqlite:///{folder}/rerun.db",
+               client=client) as search,
+    ):  # fmt: skip
+        started = time.perf_counter()
+        report = search.run(grid, progress=False)
+        fresh = time.perf_counter() - started
+        assert report.evaluated == n
+        started = time.perf_counter()
+        report = search.run(grid, progress=False)
+        again = time.perf_counter() - started
+        assert report.reused == n and report.evaluated == 0
+    return n / fresh, n / again
+
+
+def bench_optuna(url: str, n_prefill: int, n_measure: int = 200) -> tuple[float, float]:
+    import optuna
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=url, study_name="scale")
+    dists = {"x": FloatDistribution(0, 1), "k": IntDistribution(0, 6)}
+    started = time.perf_counter()
+    for start in range(0, n_prefill, 1000):
+        study.add_trials(
+            [
+                optuna.trial.create_trial(
+                    params={"x": params_of(i)["x"], "k": params_of(i)["k"]},
+                    distributions=dists,
+                    value=objective(params_of(i)),
+                )
+                for i in range(start, min(start + 1000, n_prefill))
+            ]
+        )
+    fill = n_prefill / (time.perf_counter() - started)
+
+    def trial_objective(trial: optuna.Trial) -> float:
+        return objective(
+            {"x": trial.suggest_float("x", 0, 1), "k": trial.suggest_int("k", 0, 6)}
+        )
+
+    study.sampler = optuna.samplers.RandomSampler(seed=0)
+    started = time.perf_counter()
+    study.optimize(trial_objective, n_trials=n_measure)
+    return fill, n_measure / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-rows", type=int, default=1_000_000)
+    parser.add_argument("--pg-max-rows", type=int, default=100_000)
+    parser.add_argument("--optuna-rows", type=int, default=10_000)
+    args = parser.parse_args()
+    sizes = [s for s in (1_000, 10_000, 100_000, 1_000_000) if s <= args.max_rows]
+    pg_sizes = [s for s in sizes if s <= args.pg_max_rows]
+    folder = tempfile.mkdtemp(prefix="dasktune-scale-")
+    print(f"load average at start: {os.getloadavg()}")
+    results = bench_backend("sqlite", f"sqlite:///{folder}/scale.db", sizes)
+
+    server = None
+    pg_url = None
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from postgres import PostgresServer, _binaries
+
+        bindir = _binaries()
+        if bindir is not None:
+            server = PostgresServer(bindir)
+            server.start()
+            pg_url = server.create_database()
+    except Exception as err:  # the comparison is optional: say why it is missing
+        print(f"PostgreSQL skipped: {err}")
+    try:
+        if pg_url is not None:
+            results += bench_backend("postgresql", pg_url, pg_sizes)
+        frame = pd.DataFrame(results)
+        print()
+        print(frame.to_string(index=False))
+        for store, part in frame.groupby("store"):
+            first, last = part.iloc[0], part.iloc[-1]
+            print(
+                f"{store}: trials/s at {last['rows']:,} rows = "
+                f"{last['trials/s'] / first['trials/s']:.2f}x that at {first['rows']:,} "
+                f"(target >= 0.8); with a filter {last['with filter/s'] / first['with filter/s']:.2f}x; "
+                f"re-run {last['re-run ratio']}x faster than evaluating (target >= 5); "
+                f"trials() {last['trials() s']} s"
+            )
+        fresh, again = bench_rerun(folder)
+        print(
+            f"\nSearch.run end to end (LocalCluster, 2 processes): 10,000 new grid "
+            f"points {fresh:,.0f} trials/s; the same grid again, all done: "
+            f"{again:,.0f}/s ({again / fresh:.1f}x faster; target >= 5)"
+        )
+        print()
+        peers = [("sqlite", f"sqlite:///{folder}/optuna.db")]
+        if server is not None:
+            peers.append(("postgresql", server.create_database()))
+        for label, url in peers:
+            fill, rate = bench_optuna(url, args.optuna_rows)
+            ours = frame[frame["store"] == label]
+            near = ours.iloc[(ours["rows"] - args.optuna_rows).abs().argmin()]
+            print(
+                f"Optuna on {label} at {args.optuna_rows:,} trials: {rate:.0f} trials/s "
+                f"(add_trials fill {fill:.0f}/s); dasktune's store at "
+                f"{near['rows']:,} rows: {near['trials/s']:,} trials/s "
+                f"({near['trials/s'] / rate:.0f}x)"
+            )
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
