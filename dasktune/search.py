@@ -194,6 +194,7 @@ class Search:
         self._client_arg = client
         self._owns_store = not isinstance(store, TrialStore)
         self.store = TrialStore(store) if isinstance(store, str) else store
+        self._table: TrialTable | None = None
         self.search_id = self.store.open_search(
             name,
             space=None if self.space is None else self.space.to_json(),
@@ -360,22 +361,28 @@ class Search:
         filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]],
         recorder: StoreRecorder,
     ) -> Callable[[dict[str, Any]], bool]:
-        # the filters' table, brought up to date once per batch of results from
-        # the rows written since it last looked (never re-read whole)
-        table = TrialTable(self.space.names if self.space is not None else ())
+        # the filters see the search's table, brought up to date once per batch
+        # of results from the rows written since it last looked
         state: dict[str, Any] = {"version": -1, "frame": None}
 
         def keep(record: dict[str, Any]) -> bool:
             if state["version"] != recorder.version:
                 state["frame"] = None  # release the view before the arrays change
-                seq, rows = self.store.read_trials(self.search_id, since=table.seq)
-                table.update(rows)
-                table.seq = max(table.seq, seq)
+                state["frame"] = self._refresh().frame(copy=False)
                 state["version"] = recorder.version
-                state["frame"] = table.frame(copy=False)
             return all(f(record, state["frame"]) for f in filters)
 
         return keep
+
+    def _refresh(self) -> TrialTable:
+        """The search's trials table, updated with the rows written since the
+        last look (the first look reads them all)."""
+        if self._table is None:
+            self._table = TrialTable(self.space.names if self.space is not None else ())
+        seq, rows = self.store.read_trials(self.search_id, since=self._table.seq)
+        self._table.update(rows)
+        self._table.seq = max(self._table.seq, seq)
+        return self._table
 
     # -- reading ---------------------------------------------------------------
 
@@ -387,15 +394,20 @@ class Search:
         ``host``, ``attempts``, ``started`` and ``finished`` (UTC timestamps),
         ``error`` (the traceback of a failed trial) and ``aux`` (a dict).
 
+        The table is kept between calls and brought up to date from the rows
+        written since the last one, so calling it again during a long search
+        costs the new rows, not the whole table.
+
         Parameters
         ----------
         status : str or sequence of str, optional
-            Only the trials with this status (or these), selected in SQL.
+            Only the trials with this status (or these).
         """
-        table = TrialTable(self.space.names if self.space is not None else ())
-        _, rows = self.store.read_trials(self.search_id, status=status)
-        table.update(rows)
-        return table.frame(copy=False)
+        frame = self._refresh().frame(copy=True)
+        if status is None:
+            return frame
+        wanted = [status] if isinstance(status, str) else list(status)
+        return frame[frame["status"].isin(wanted)].reset_index(drop=True)
 
     @property
     def best(self) -> BestTrial:

@@ -290,3 +290,33 @@ async def test_search_on_postgresql_reuses_and_resumes(c, s, a, b, postgres_url)
     assert len(frame) == 8 and (frame["status"] == "done").all()
     assert "s3cret" not in repr(again)
     again.close()
+
+
+def _seen_rows_and_keep(params, trials):
+    # a filter that refuses C values already done: only possible if the table
+    # it sees is brought up to date between batches
+    done = trials[trials["status"] == "done"]
+    return not (done["C"] == params["C"]).any()
+
+
+@gen_cluster(client=True)
+async def test_filters_and_trials_see_new_rows_as_they_come(c, s, a, b):
+    search = Search("incremental", score, "sqlite://", client=c)
+    first = await call(
+        search.run, [{"C": 1, "kernel": "rbf"}, {"C": 2, "kernel": "rbf"}],
+        progress=False,
+    )  # fmt: skip
+    assert first.evaluated == 2
+    assert search.trials()["status"].tolist() == ["done", "done"]
+    # the same C with another kernel is refused by the filter, a new C is not
+    again = await call(
+        search.run,
+        [{"C": 1, "kernel": "linear"}, {"C": 3, "kernel": "linear"}],
+        filters=[_seen_rows_and_keep], progress=False,
+    )  # fmt: skip
+    assert (again.evaluated, again.skipped) == (1, 1)
+    frame = search.trials()
+    assert frame["C"].tolist() == [1, 2, 3] and len(search.trials(status="done")) == 3
+    # another Search object on the same store reads it whole, the same
+    other = Search("incremental", score, search.store, client=c)
+    pd.testing.assert_frame_equal(other.trials(), frame)

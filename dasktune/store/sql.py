@@ -878,6 +878,8 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         if not in_memory and not readonly:
             cursor.execute("PRAGMA synchronous=NORMAL")
+        # a search of a million trials has ~100 MB of indexes: keep them cached
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 

@@ -1,0 +1,84 @@
+"""The trials table: column kinds, updates in place, appends, and the frame."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dasktune.table import COLUMNS, TrialTable
+
+
+def row(number, params, status="done", value=None, seq=1, started=None, aux=None):
+    return (
+        number, json.dumps(params, sort_keys=True), value, status, None, None, None,
+        1, started, None, None, None if aux is None else json.dumps(aux), seq,
+    )  # fmt: skip
+
+
+def test_columns_keep_the_narrowest_kind_their_values_allow():
+    table = TrialTable()
+    table.update(
+        [row(0, {"i": 1, "f": 0.5, "b": True, "s": "a"}),
+         row(1, {"i": 2, "f": 1.5, "b": False, "s": "b"})]
+    )  # fmt: skip
+    frame = table.frame()
+    assert list(frame.columns) == ["number", "b", "f", "i", "s", *COLUMNS]
+    assert frame["i"].dtype == np.int64 and frame["f"].dtype == np.float64
+    assert frame["b"].dtype == np.bool_ and frame["s"].dtype == object
+    # a float in an int column widens it; a string in a float column makes objects
+    table.update([row(2, {"i": 2.5, "f": "x", "b": True, "s": "c"})])
+    frame = table.frame()
+    assert frame["i"].tolist() == [1.0, 2.0, 2.5] and frame["i"].dtype == np.float64
+    assert frame["f"].tolist() == [0.5, 1.5, "x"]
+
+
+def test_missing_parameters_are_nan_and_new_ones_are_added():
+    table = TrialTable(["a"])
+    table.update([row(0, {"a": 1})])
+    table.update([row(1, {"a": 2, "b": True})])
+    frame = table.frame()
+    assert frame["a"].tolist() == [1, 2]
+    assert frame["b"].isna().tolist() == [True, False]  # bool with a gap: objects
+
+
+def test_updates_replace_rows_and_appends_keep_number_order():
+    table = TrialTable()
+    table.update(
+        [row(0, {"x": 1}, "running", seq=1), row(1, {"x": 2}, "running", seq=1)]
+    )
+    table.update([row(1, {"x": 2}, "done", value=0.5, seq=2, aux={"n": 3})])
+    frame = table.frame()
+    assert frame["status"].tolist() == ["running", "done"]
+    assert frame["value"].tolist()[1] == 0.5 and frame["aux"][1] == {"n": 3}
+    assert table.seq == 2 and len(frame) == 2
+    table.update([row(5, {"x": 3}, seq=3), row(3, {"x": 4}, seq=3)])
+    assert table.frame()["number"].tolist() == [0, 1, 3, 5]
+
+
+def test_timestamps_are_utc_and_unknown_ones_are_nat():
+    table = TrialTable()
+    table.update([row(0, {"x": 1}, started=1_700_000_000.25), row(1, {"x": 2})])
+    frame = table.frame()
+    assert isinstance(frame["started"].dtype, pd.DatetimeTZDtype)
+    assert frame["started"][0] == pd.Timestamp("2023-11-14 22:13:20.25", tz="UTC")
+    assert pd.isna(frame["started"][1]) and frame["finished"].isna().all()
+
+
+def test_a_frame_without_copy_shares_the_arrays_and_a_copy_does_not():
+    table = TrialTable()
+    table.update([row(0, {"x": 1}, "running")])
+    shared, copied = table.frame(copy=False), table.frame(copy=True)
+    table.update([row(0, {"x": 1}, "done", seq=2)])
+    assert shared["status"][0] == "done" and copied["status"][0] == "running"
+
+
+@pytest.mark.parametrize("n", [1, 17, 1000])
+def test_growth_keeps_every_row(n):
+    table = TrialTable()
+    for start in range(0, n, 7):
+        table.update([row(i, {"x": i}) for i in range(start, min(start + 7, n))])
+    frame = table.frame()
+    assert frame["number"].tolist() == list(range(n)) == frame["x"].tolist()
