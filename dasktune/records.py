@@ -37,6 +37,7 @@ __all__ = [
     "TrialStatus",
     "canonical",
     "decide",
+    "unclaimed_message",
 ]
 
 
@@ -179,13 +180,29 @@ def decide(
     return Decision(DecisionKind.EVALUATE, number)  # queued, or left by the dead
 
 
+def unclaimed_message(hashes: Sequence[str]) -> str:
+    """The error for outcomes of parameter sets no claim recorded."""
+    shown = ", ".join(h[:12] for h in hashes[:3])
+    more = f" and {len(hashes) - 3} more" if len(hashes) > 3 else ""
+    return (
+        f"outcomes for {len(hashes)} parameter set(s) never claimed in this "
+        f"search (hashes {shown}{more}); record outcomes only of trials a "
+        "claim decided to evaluate"
+    )
+
+
 class Recorder(Protocol):
     """Where the driver records trials: the store, or memory."""
 
     def sync(
         self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
     ) -> list[Decision]:
-        """Write ``outcomes`` and decide ``claims``, in one transaction."""
+        """Write ``outcomes`` and decide ``claims``, in one transaction.
+
+        An outcome of a done trial is ignored (a done trial is never
+        overwritten); an outcome of a parameter set never claimed raises
+        ``ValueError``, and nothing of the call is written.
+        """
         ...
 
     def heartbeat(self) -> None:
@@ -219,6 +236,9 @@ class MemoryRecorder:
         self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
     ) -> list[Decision]:
         """Record ``outcomes``; decide ``claims`` (see :class:`Recorder`)."""
+        unclaimed = [o.param_hash for o in outcomes if o.param_hash not in self.rows]
+        if unclaimed:
+            raise ValueError(unclaimed_message(list(dict.fromkeys(unclaimed))))
         for outcome in outcomes:
             row = self.rows[outcome.param_hash]
             if row[1] == TrialStatus.DONE:

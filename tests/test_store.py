@@ -38,29 +38,23 @@ def store(request, tmp_path):
 
 
 class TestStoreContract:
-    """What every backend must do (optuna's pytest_storages pattern)."""
+    """What every backend must do beyond the recorder contract
+    (test_contract_recorders.py): several drivers, stale ones, searches."""
 
     def open(self, store, name="s", space=None, direction="minimize"):
         return store.open_search(name, space=space, direction=direction, metadata={})
 
-    def test_new_claims_are_numbered_and_evaluated(self, store):
+    def test_rows_record_claims_and_outcomes(self, store):
+        # the decisions are the recorder contract (test_contract_recorders.py);
+        # here, what the rows keep of them
         sid = self.open(store)
         driver = store.register_driver(sid)
-        decisions = store.sync(sid, driver, [], [claim(a=1), claim(a=2)])
-        assert [(d.kind, d.number) for d in decisions] == [
-            ("evaluate", 0),
-            ("evaluate", 1),
-        ]
+        c, bad = claim(a=1, b="x"), claim(a=3)
+        store.sync(sid, driver, [], [c, bad])
         rows = store.trials(sid)
         assert [r["status"] for r in rows] == ["running", "running"]
-        assert rows[0]["params"] == {"a": 1}
-
-    def test_outcomes_then_reuse(self, store):
-        sid = self.open(store)
-        driver = store.register_driver(sid)
-        c = claim(a=1, b="x")
-        store.sync(sid, driver, [], [c])
-        done = Outcome(
+        assert rows[0]["params"] == {"a": 1, "b": "x"}
+        ok = Outcome(
             c.param_hash,
             TrialStatus.DONE,
             value=0.5,
@@ -69,38 +63,17 @@ class TestStoreContract:
             host="h",
             duration=0.1,
         )
-        # the result and the next claim in one transaction
-        decisions = store.sync(
-            sid, driver, [done], [claim(b="x", a=1), claim(a=2, b="x")]
-        )
-        assert (decisions[0].kind, decisions[0].value, decisions[0].aux) == (
-            "done",
-            0.5,
-            {"acc": 0.9},
-        )
-        assert (decisions[1].kind, decisions[1].number) == ("evaluate", 1)
-        row = store.trials(sid)[0]
+        boom = Outcome(bad.param_hash, TrialStatus.FAILED, error="Traceback: boom")
+        store.sync(sid, driver, [ok, boom], [])
+        row, failed = store.trials(sid)
         assert (row["status"], row["value"], row["worker"], row["attempts"]) == (
             "done",
             0.5,
             "tcp://w",
             1,
         )
-
-    def test_failed_trials_are_kept_with_traceback_and_retried_on_request(self, store):
-        sid = self.open(store)
-        driver = store.register_driver(sid)
-        c = claim(a=3)
-        store.sync(sid, driver, [], [c])
-        store.sync(
-            sid,
-            driver,
-            [Outcome(c.param_hash, TrialStatus.FAILED, error="Traceback: boom")],
-            [],
-        )
-        assert store.trials(sid)[0]["error"] == "Traceback: boom"
-        assert store.sync(sid, driver, [], [c])[0].kind == "failed"
-        assert store.sync(sid, driver, [], [c], retry_failed=True)[0].kind == "evaluate"
+        assert row["aux"] == {"acc": 0.9}
+        assert (failed["status"], failed["error"]) == ("failed", "Traceback: boom")
 
     def test_live_claims_of_another_driver_are_not_taken(self, store):
         sid = self.open(store)
@@ -108,8 +81,6 @@ class TestStoreContract:
         c = claim(a=1)
         assert store.sync(sid, first, [], [c])[0].kind == "evaluate"
         assert store.sync(sid, second, [], [c])[0].kind == "elsewhere"
-        # the same driver claiming again is waiting for its own evaluation
-        assert store.sync(sid, first, [], [c])[0].kind == "elsewhere"
 
     def test_stale_claims_are_taken_over(self, store):
         sid = self.open(store)
@@ -140,7 +111,7 @@ class TestStoreContract:
             )
         assert store.sync(sid, second, [], [c])[0].kind == "evaluate"
 
-    def test_released_trials_go_back_to_queued(self, store):
+    def test_released_trials_go_back_to_queued_for_another_driver(self, store):
         sid = self.open(store)
         first, second = store.register_driver(sid), store.register_driver(sid)
         c = claim(a=1)
@@ -173,19 +144,6 @@ class TestStoreContract:
         assert listed["two"]["done"] == 0
         assert store.find_search("two")["name"] == "two"
         assert store.find_search("three") is None
-
-    def test_many_claims_in_one_transaction(self, store):
-        sid = self.open(store)
-        driver = store.register_driver(sid)
-        claims = [claim(i=i) for i in range(1500)]  # over the IN (...) chunk size
-        assert {d.kind for d in store.sync(sid, driver, [], claims)} == {"evaluate"}
-        outcomes = [
-            Outcome(c.param_hash, TrialStatus.DONE, value=float(i))
-            for i, c in enumerate(claims)
-        ]
-        store.sync(sid, driver, outcomes, [])
-        again = store.sync(sid, driver, [], claims)
-        assert [d.value for d in again] == [float(i) for i in range(1500)]
 
 
 def test_canonical_hash():

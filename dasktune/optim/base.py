@@ -130,9 +130,8 @@ class Optimizer:
             raise TypeError(msg)
         number = int(number)
         if number not in self._pending:
-            told = (
-                "was already told" if number < self._next_number else "was never asked"
-            )
+            asked = 0 <= number < self._next_number
+            told = "was already told" if asked else "was never asked"
             msg = f"trial {number} {told}; tell() takes each asked trial once"
             raise ValueError(msg)
         value = as_value(value, f"the value told for trial {number}")

@@ -234,7 +234,8 @@ class ReplicaPool(Optimizer):
 
     @property
     def batch_size(self) -> int:
-        return self.n_workers
+        """One trial per replica in flight; 0 once finished."""
+        return 0 if self.finished else self.n_workers
 
     def close(self) -> None:
         """Close every replica (joining its thread), keeping finished results."""

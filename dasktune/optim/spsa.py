@@ -433,7 +433,10 @@ class SPSAOptimizer(Optimizer):
 
     @property
     def batch_size(self) -> int:
-        """Evaluations in the current batch (the driver sends them at once)."""
+        """Evaluations in the current batch (the driver sends them at once);
+        0 once finished."""
+        if self.phase == Phase.DONE:
+            return 0
         return max(1, len(self._batch))
 
     # -- ask/tell ----------------------------------------------------------------

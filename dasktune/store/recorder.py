@@ -31,9 +31,7 @@ class StoreRecorder:
     def sync(
         self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
     ) -> list[Decision]:
-        if outcomes:
-            self.version += 1
-        return self.store.sync(
+        decisions = self.store.sync(
             self.search_id,
             self.driver_id,
             outcomes,
@@ -41,6 +39,9 @@ class StoreRecorder:
             retry_failed=self.retry_failed,
             stale_after=self.stale_after,
         )
+        if outcomes:  # written: the transaction committed
+            self.version += 1
+        return decisions
 
     def heartbeat(self) -> None:
         self.store.heartbeat(self.driver_id)

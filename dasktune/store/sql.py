@@ -55,6 +55,7 @@ from dasktune.records import (
     Outcome,
     TrialStatus,
     decide,
+    unclaimed_message,
 )
 
 __all__ = [
@@ -601,12 +602,13 @@ class TrialStore:
                 if decision.kind == DecisionKind.EVALUATE:
                     takeovers.append(claim.param_hash)
             decisions.append(decision)
-            # a repeated hash within one batch is the same row, now held here
-            existing.setdefault(
-                claim.param_hash,
-                (decision.number, TrialStatus.RUNNING, None, None, driver_id,
-                 None, None, None),
-            )  # fmt: skip
+            if decision.kind == DecisionKind.EVALUATE:
+                # a repeated hash later in the batch sees the row as this driver
+                # now holds it: one evaluation, the repeat "elsewhere"
+                existing[claim.param_hash] = (
+                    decision.number, TrialStatus.RUNNING, None, None, driver_id,
+                    None, None, None,
+                )  # fmt: skip
         if inserts:
             conn.execute(t.insert(), inserts)
         for i in range(0, len(takeovers), _IN_CHUNK):
@@ -646,7 +648,7 @@ class TrialStore:
                 seq=seq,
             )
         )
-        conn.execute(
+        result = conn.execute(
             statement,
             [
                 {
@@ -665,6 +667,15 @@ class TrialStore:
                 for o in outcomes
             ],
         )
+        # fewer rows written than outcomes: some were done (kept as they are)
+        # or never claimed (a driver's bug, refused with the whole transaction)
+        sane = self.engine.dialect.supports_sane_multi_rowcount
+        if not sane or result.rowcount < len(outcomes):
+            hashes = [o.param_hash for o in outcomes]
+            known = self._rows_for(conn, search_id, hashes)
+            unclaimed = [h for h in dict.fromkeys(hashes) if h not in known]
+            if unclaimed:
+                raise ValueError(unclaimed_message(unclaimed))
 
     def _rows_for(
         self, conn: Connection, search_id: int, hashes: Iterable[str]
