@@ -38,6 +38,7 @@ def loaded_after(code: str) -> set[str]:
         # the records and the optimizers never import Dask or SQL
         ("import dasktune.records", set()),
         ("import dasktune.optim.base", set()),
+        ("import dasktune.optim.pruners", set()),
         ("import dasktune.optim.spsa", {"scipy"}),  # its OptimizeResult
         (
             "import dasktune.optim.scipy_bridge, dasktune.optim.replicas, "
