@@ -54,6 +54,7 @@ __all__ = [
     "Pruner",
     "SuccessiveHalvingPruner",
     "Verdict",
+    "check_report",
 ]
 
 
@@ -120,7 +121,7 @@ class Pruner:
             If ``value`` is not finite, or ``step`` does not come after the
             trial's last reported step.
         """
-        step, value = _check_report(step, value)
+        step, value = check_report(step, value)
         last = self.last_step(number)
         if last is not None and step <= last:
             msg = (
@@ -179,10 +180,10 @@ class Pruner:
         return f"{type(self).__name__}(direction={self.direction!r})"
 
 
-def _check_report(step: object, value: object) -> tuple[int, float]:
-    """A report's step and value, checked; the worker and the driver share it.
+def check_report(step: object, value: object) -> tuple[int, float]:
+    """A report's step and value, checked (by the trial's handle and the pruner).
 
-    >>> _check_report(3, 0.5)
+    >>> check_report(3, 0.5)
     (3, 0.5)
     """
     if isinstance(step, bool) or not isinstance(step, int | np.integer):
