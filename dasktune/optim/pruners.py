@@ -505,11 +505,17 @@ class HyperbandPruner(Pruner):
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         self.seed = _check_int("seed", seed, 0)
+        self._bracket: dict[int, int] = {}
 
     def bracket_of(self, number: int) -> int:
         """The bracket of trial ``number``: the same for a seed, in any order."""
-        rng = np.random.default_rng([self.seed, number])
-        return int(rng.choice(len(self.brackets), p=self.weights))
+        bracket = self._bracket.get(number)
+        if bracket is None:
+            rng = np.random.default_rng([self.seed, number])
+            bracket = self._bracket[number] = int(
+                rng.choice(len(self.brackets), p=self.weights)
+            )
+        return bracket
 
     def _observed(self, number: int, step: int, value: float) -> None:
         self.brackets[self.bracket_of(number)].observe(number, step, value)
