@@ -292,3 +292,42 @@ def test_a_pruner_of_your_own_needs_only_decide():
     assert not pruner.report(0, 0, 0.5)
     assert pruner.report(0, 1, 2.0).reason == "2.0 vs 1.0"
     assert "StopAbove" in pruner.describe()
+
+
+def test_a_resumed_search_rebuilds_its_pruner_from_the_store():
+    from dasktune.records import Claim, Outcome, TrialStatus, canonical
+    from dasktune.store.sql import TrialStore
+
+    store = TrialStore("sqlite://")
+    sid = store.open_search("s", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    claims = [Claim(*reversed(canonical({"i": i}))) for i in range(40)]
+    store.sync(sid, driver, [], claims)
+    live = HyperbandPruner(1, 9, 3, seed=4)
+    stopped: set[int] = set()
+    reports, outcomes, when = [], [], 0.0
+    for kind, number, *rest in interleaved(n_trials=40, n_steps=10, seed=5):
+        if number in stopped:
+            continue
+        if kind == "complete":
+            live.complete(number)
+            status, value = TrialStatus.DONE, list(live.curves[number].values())[-1]
+        else:
+            step, value = rest
+            when += 1.0
+            reports.append((number, step, value, when))
+            if not live.report(number, step, value):
+                continue
+            stopped.add(number)
+            status = TrialStatus.PRUNED
+        outcomes.append(Outcome(claims[number].param_hash, status, value=value))
+    for i in range(0, len(reports), 7):  # written in batches, as the driver does
+        store.add_values(sid, reports[i : i + 7])
+    store.sync(sid, driver, outcomes, [])
+    resumed = HyperbandPruner(1, 9, 3, seed=4)
+    done = [t["number"] for t in store.trials(sid) if t["status"] == "done"]
+    resumed.restore([r[:3] for r in store.read_values(sid)], completed=done)
+    assert [b.rungs for b in resumed.brackets] == [b.rungs for b in live.brackets]
+    assert resumed.completed == live.completed
+    pruned = {t["number"] for t in store.trials(sid) if t["status"] == "pruned"}
+    assert pruned == stopped and pruned
