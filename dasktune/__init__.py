@@ -24,7 +24,7 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dasktune.exceptions import DasktuneError
+    from dasktune.exceptions import DasktuneError, TrialPruned
     from dasktune.minimize import minimize
     from dasktune.optim.replicas import HyperScipySampler
     from dasktune.optim.scipy_bridge import ScipyAskTell
@@ -56,6 +56,7 @@ _EXPORTS = {
     "ScipyAskTell": "dasktune.optim.scipy_bridge",
     "Search": "dasktune.search",
     "Trial": "dasktune.records",
+    "TrialPruned": "dasktune.exceptions",
     "async_apply": "dasktune.run.mapping",
     "async_map": "dasktune.run.mapping",
     "get_client": "dasktune.run.cluster",
@@ -75,6 +76,7 @@ __all__ = [
     "ScipyAskTell",
     "Search",
     "Trial",
+    "TrialPruned",
     "async_apply",
     "async_map",
     "get_client",

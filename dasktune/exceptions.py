@@ -7,7 +7,8 @@ Bad arguments raise the built-in types (``ValueError``, ``TypeError``,
     ├── StoreError                 the trial store cannot be used as asked
     │   ├── SchemaVersionError     the store was written by a newer dasktune
     │   └── SearchMismatchError    a search re-opened with another space or direction
-    └── TooManyFailuresError       a search stopped after ``max_failures`` failed trials
+    ├── TooManyFailuresError       a search stopped after ``max_failures`` failed trials
+    └── TrialPruned                raised in an objective to stop a trial a pruner stopped
 
 An exception raised by a user's objective is never wrapped: it reaches the caller
 with its own type, and a note (PEP 678) says which element or trial raised it.
@@ -21,6 +22,7 @@ __all__ = [
     "SearchMismatchError",
     "StoreError",
     "TooManyFailuresError",
+    "TrialPruned",
 ]
 
 
@@ -42,3 +44,12 @@ class SearchMismatchError(StoreError):
 
 class TooManyFailuresError(DasktuneError):
     """A search stopped because too many of its trials failed."""
+
+
+class TrialPruned(DasktuneError):
+    """Raised inside an objective to stop a trial early.
+
+    ``trial.should_prune()`` says when the search's pruner stopped the trial;
+    raising this then (``raise dasktune.TrialPruned``) records the trial as
+    ``pruned`` with the last value it reported, instead of ``failed``.
+    """

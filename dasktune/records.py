@@ -4,7 +4,8 @@ Nothing here imports Dask or SQL, so that a worker unpickling a trial, an
 optimizer and the trial store all use the same few types:
 
 - :class:`Trial` ``(number, params)``: what an optimizer's ``ask()`` returns;
-- :class:`TrialStatus`: where a stored trial is (queued, running, done, failed);
+- :class:`TrialStatus`: where a stored trial is (queued, running, done, failed,
+  pruned);
 - :class:`Claim`: a parameter set a driver wants to evaluate;
 - :class:`Decision` (of a :class:`DecisionKind`): what a recorder says to do
   with a claim, decided by the one rule :func:`decide`;
@@ -30,6 +31,7 @@ __all__ = [
     "Claim",
     "Decision",
     "DecisionKind",
+    "FINAL",
     "MemoryRecorder",
     "Outcome",
     "Recorder",
@@ -53,12 +55,18 @@ class Trial(NamedTuple):
 
 
 class TrialStatus(enum.StrEnum):
-    """Where a trial is: claimed but not started, running, done or failed."""
+    """Where a trial is: claimed but not started, running, done, failed, or
+    pruned (stopped early by a pruner; its value is the last one it reported)."""
 
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    PRUNED = "pruned"
+
+
+#: the statuses a trial never leaves: never overwritten, never evaluated again
+FINAL = frozenset({TrialStatus.DONE, TrialStatus.PRUNED})
 
 
 @dataclass
@@ -94,6 +102,7 @@ class DecisionKind(enum.StrEnum):
 
     EVALUATE = "evaluate"  # claimed: evaluate it
     DONE = "done"  # a recorded value to reuse
+    PRUNED = "pruned"  # stopped early before: reuse its last reported value
     FAILED = "failed"  # failed before and not retried
     ELSEWHERE = "elsewhere"  # another live driver (or this one) is evaluating it
 
@@ -101,7 +110,8 @@ class DecisionKind(enum.StrEnum):
 @dataclass
 class Decision:
     """What a driver does with a claim (:class:`DecisionKind`), and the trial's
-    number, with the recorded value and auxiliary data of a ``DONE`` trial."""
+    number, with the recorded value and auxiliary data of a ``DONE`` trial (a
+    ``PRUNED`` trial's value is the last one it reported)."""
 
     kind: DecisionKind
     number: int
@@ -169,9 +179,13 @@ def decide(
     <DecisionKind.DONE: 'done'>
     >>> decide(TrialStatus.RUNNING, 3, held=False).kind
     <DecisionKind.EVALUATE: 'evaluate'>
+    >>> decide(TrialStatus.PRUNED, 3, value=0.9)
+    Decision(kind=<DecisionKind.PRUNED: 'pruned'>, number=3, value=0.9, aux={})
     """
     if status == TrialStatus.DONE:
         return Decision(DecisionKind.DONE, number, value, dict(aux or {}))
+    if status == TrialStatus.PRUNED:
+        return Decision(DecisionKind.PRUNED, number, value, dict(aux or {}))
     if status == TrialStatus.FAILED:
         kind = DecisionKind.EVALUATE if retry_failed else DecisionKind.FAILED
         return Decision(kind, number)
@@ -241,8 +255,8 @@ class MemoryRecorder:
             raise ValueError(unclaimed_message(list(dict.fromkeys(unclaimed))))
         for outcome in outcomes:
             row = self.rows[outcome.param_hash]
-            if row[1] == TrialStatus.DONE:
-                continue  # a done trial is never overwritten, as in the store
+            if row[1] in FINAL:
+                continue  # final (done, pruned): never overwritten, as in the store
             row[1:4] = [outcome.status, outcome.value, outcome.aux]
             self.records.append((row[4], outcome))
         decisions = []

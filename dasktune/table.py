@@ -15,11 +15,24 @@ without copying them.
 >>> import json
 >>> table = TrialTable(["x"])
 >>> row = (0, json.dumps({"x": 2}), 0.5, "done", 0.1, None, None, 1, 1.0, 2.0,
-...        None, None, 1)
+...        None, None, None, 1)
 >>> table.update([row])
 >>> table.frame()[["number", "x", "value", "status"]]
    number  x  value status
 0       0  2    0.5   done
+
+Once a trial has reported intermediate values (a search with a pruner), a
+``step`` column follows ``value``: the last step each trial reported, so a
+pruned trial shows where it stopped and its value there (``<NA>`` for trials
+that reported nothing):
+
+>>> pruned = (1, json.dumps({"x": 3}), 0.9, "pruned", 0.1, None, None, 1, 1.0,
+...           2.0, None, None, 4, 2)
+>>> table.update([pruned])
+>>> table.frame()[["number", "value", "step", "status"]]
+   number  value  step  status
+0       0    0.5  <NA>    done
+1       1    0.9     4  pruned
 """
 
 from __future__ import annotations
@@ -34,7 +47,8 @@ import pandas as pd
 
 __all__ = ["COLUMNS", "TrialTable"]
 
-#: the columns after the parameters, in order (``number`` comes first)
+#: the columns after the parameters, in order (``number`` comes first); ``step``
+#: follows ``value`` once a trial has reported intermediate values
 COLUMNS = (
     "value",
     "status",
@@ -48,7 +62,7 @@ COLUMNS = (
     "aux",
 )
 # positions in a row of TrialStore.read_trials (TRIAL_FIELDS)
-_NUMBER, _PARAMS, _AUX, _SEQ = 0, 1, 11, 12
+_NUMBER, _PARAMS, _AUX, _SEQ = 0, 1, 11, 13
 _NAT = np.datetime64("NaT").view(np.int64)
 _UTC = pd.DatetimeTZDtype("us", "UTC")
 _FIXED = {  # column: (position in a row, dtype, fill)
@@ -63,6 +77,7 @@ _FIXED = {  # column: (position in a row, dtype, fill)
     "started": (8, np.int64, _NAT),
     "finished": (9, np.int64, _NAT),
     "error": (10, object, None),
+    "step": (12, np.float64, np.nan),  # the last step reported (NaN: none)
 }
 _MISSING = object()
 
@@ -277,6 +292,8 @@ class TrialTable:
         for name, column in self._params.items():
             data[name] = series(column.values)
         for name in COLUMNS:
+            if name == "status" and not np.isnan(self._fixed["step"][:n]).all():
+                data["step"] = pd.array(self._fixed["step"][:n], dtype="Int64")
             if name == "aux":
                 data[name] = series(self._aux)
             elif name in ("started", "finished"):

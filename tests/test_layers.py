@@ -38,6 +38,7 @@ def loaded_after(code: str) -> set[str]:
         # the records and the optimizers never import Dask or SQL
         ("import dasktune.records", set()),
         ("import dasktune.optim.base", set()),
+        ("import dasktune.optim.pruners", set()),
         ("import dasktune.optim.spsa", {"scipy"}),  # its OptimizeResult
         (
             "import dasktune.optim.scipy_bridge, dasktune.optim.replicas, "
@@ -48,6 +49,8 @@ def loaded_after(code: str) -> set[str]:
         ("import dasktune.store", {"sqlalchemy"}),
         # what a worker imports to evaluate a trial: Dask, no SQL, pandas, scipy
         ("import dasktune.run.evaluate", {"distributed", "dask"}),
+        # the objective's trial handle: what a reporting trial adds on a worker
+        ("import dasktune.run.report", {"distributed", "dask"}),
     ],
 )
 def test_each_layer_imports_only_what_it_may(code, allowed):

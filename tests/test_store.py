@@ -145,6 +145,51 @@ class TestStoreContract:
         assert store.find_search("two")["name"] == "two"
         assert store.find_search("three") is None
 
+    def test_reported_values_are_kept_in_order_first_value_wins(self, store):
+        sid = self.open(store)
+        other = self.open(store, name="other")
+        driver = store.register_driver(sid)
+        store.sync(sid, driver, [], [claim(a=1), claim(a=2)])
+        store.add_values(sid, [(0, 0, 0.9, 1.0), (1, 0, 0.8, 1.5), (0, 1, 0.7, 2.0)])
+        # a trial re-run after a lost worker reports its steps again
+        store.add_values(sid, [(0, 1, 0.1, 3.0), (0, 2, 0.6, 3.5)])
+        store.add_values(other, [(0, 0, 5.0, 1.0)])
+        store.add_values(sid, [])
+        assert store.read_values(sid) == [
+            (0, 0, 0.9, 1.0), (1, 0, 0.8, 1.5), (0, 1, 0.7, 2.0), (0, 2, 0.6, 3.5),
+        ]  # fmt: skip
+        assert store.read_values(sid, numbers=[1]) == [(1, 0, 0.8, 1.5)]
+        assert store.curves(sid) == {
+            0: [(0, 0.9), (1, 0.7), (2, 0.6)],
+            1: [(1 - 1, 0.8)],
+        }
+        assert [r["step"] for r in store.trials(sid)] == [2, 0]
+
+    def test_pruned_trials_are_final_and_reused_with_their_last_value(self, store):
+        sid = self.open(store)
+        driver = store.register_driver(sid)
+        c, fresh = claim(a=1), claim(a=2)
+        store.sync(sid, driver, [], [c, fresh])
+        store.add_values(sid, [(0, 0, 0.9, 1.0), (0, 1, 0.8, 2.0)])
+        pruned = Outcome(c.param_hash, TrialStatus.PRUNED, value=0.8, error="worse")
+        decisions = store.sync(sid, driver, [pruned], [c])
+        assert (decisions[0].kind, decisions[0].number, decisions[0].value) == (
+            "pruned", 0, 0.8,
+        )  # fmt: skip
+        # a late result of the same trial does not overwrite it
+        late = Outcome(c.param_hash, TrialStatus.DONE, value=0.1)
+        store.sync(sid, driver, [late], [])
+        row = store.trials(sid)[0]
+        assert (row["status"], row["value"], row["step"], row["error"]) == (
+            "pruned", 0.8, 1, "worse",
+        )  # fmt: skip
+        # released with the driver: only the unfinished trial goes back
+        store.release(sid, driver)
+        assert [r["status"] for r in store.trials(sid)] == ["pruned", "queued"]
+        assert store.best(sid) is None  # a pruned value is not a result
+        (entry,) = store.list_searches()
+        assert (entry["pruned"], entry["queued"]) == (1, 1)
+
 
 def test_canonical_hash():
     a, ha = canonical({"b": np.float64(0.5), "a": np.int32(3), "c": (1, 2)})
@@ -346,3 +391,47 @@ def test_postgresql_url_without_a_driver_name_works(postgres_url):
     store = TrialStore(plain)
     assert store.engine.dialect.driver == "psycopg"
     store.close()
+
+
+def _as_schema_2(store: TrialStore) -> None:
+    """Make ``store`` look as dasktune wrote it at schema 2."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE trial_values")
+        conn.exec_driver_sql(
+            "UPDATE dasktune_meta SET value='2' WHERE key='schema_version'"
+        )
+
+
+@pytest.mark.parametrize("backend", ["file", "postgresql"])
+def test_a_schema_2_store_is_migrated_to_3_keeping_its_trials(
+    tmp_path, request, backend
+):
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path}/old.db"
+    old = TrialStore(url)
+    sid = old.open_search("s", space=None, direction="minimize", metadata={})
+    driver = old.register_driver(sid)
+    c = claim(a=1)
+    old.sync(sid, driver, [], [c])
+    old.sync(sid, driver, [Outcome(c.param_hash, TrialStatus.DONE, value=0.5)], [])
+    _as_schema_2(old)
+    old.close()
+    if backend == "file":
+        # a reader reads it as it is, writing nothing
+        reader = TrialStore(url, readonly=True)
+        assert reader.schema_version == 2
+        assert reader.read_values(sid) == []
+        assert reader.trials(sid)[0]["step"] is None
+        reader.close()
+    store = TrialStore(url)
+    assert store.schema_version == SCHEMA_VERSION == 3
+    (row,) = store.trials(sid)
+    assert (row["status"], row["value"], row["step"]) == ("done", 0.5, None)
+    store.add_values(sid, [(0, 3, 0.25, 1.0)])
+    assert store.trials(sid)[0]["step"] == 3
+    store.close()
+    again = TrialStore(url)  # opening a migrated store again changes nothing
+    assert again.read_values(sid) == [(0, 3, 0.25, 1.0)]
+    again.close()

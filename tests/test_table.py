@@ -12,9 +12,10 @@ from dasktune.table import COLUMNS, TrialTable
 
 
 def row(number, params, status="done", value=None, seq=1, started=None, aux=None):
+    # TrialStore.read_trials' fields (TRIAL_FIELDS)
     return (
         number, json.dumps(params, sort_keys=True), value, status, None, None, None,
-        1, started, None, None, None if aux is None else json.dumps(aux), seq,
+        1, started, None, None, None if aux is None else json.dumps(aux), None, seq,
     )  # fmt: skip
 
 

@@ -24,7 +24,18 @@ The contract (what :class:`TrialStore` guarantees):
   advisory lock), so drivers starting together do not race; a database with
   tables dasktune did not make, a damaged schema or a newer one is refused
   before anything is written; ``readonly=True`` (``dasktune show``) never
-  writes, and refuses a database without dasktune's tables.
+  writes, and refuses a database without dasktune's tables;
+- the values a trial reports as it learns (its curve) are kept in a table of
+  ``(search, trial number, step, value, time)``, written in batches
+  (:meth:`TrialStore.add_values`); the first value stored for a step is kept
+  (a trial re-run after a lost worker reports its steps again), and
+  :meth:`TrialStore.read_values` gives them back in the order they were
+  stored, which is what a pruner replays on resume. A ``done`` or ``pruned``
+  trial is final: never overwritten.
+
+Schema versions: 2 added a change sequence per search; 3 the table of
+reported values and the ``pruned`` status. Older stores are migrated when
+opened for writing.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import (
+    FINAL,
     Claim,
     Decision,
     DecisionKind,
@@ -66,7 +78,7 @@ __all__ = [
     "TrialStore",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
@@ -84,6 +96,7 @@ TRIAL_FIELDS = (
     "finished",
     "error",
     "aux",
+    "step",  # the last step the trial reported (schema 3), else None
     "seq",
 )
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
@@ -199,6 +212,18 @@ class TrialStore:
             sa.Index("ix_trials_status", "search_id", "status"),
             sa.Index("ix_trials_seq", "search_id", "seq"),
         )
+        # the values trials report as they learn (schema 3)
+        self.values_table = sa.Table(
+            "trial_values",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("search_id", sa.Integer, nullable=False),
+            sa.Column("number", sa.Integer, nullable=False),
+            sa.Column("step", sa.Integer, nullable=False),
+            sa.Column("value", sa.Float, nullable=False),
+            sa.Column("time", sa.Float, nullable=False),
+            sa.UniqueConstraint("search_id", "number", "step", name="uq_trial_step"),
+        )
 
     def _create_schema(self) -> None:
         with self._connection_errors(), self._tx() as conn:
@@ -230,6 +255,10 @@ class TrialStore:
             next(
                 i for i in self.trials_table.indexes if i.name == "ix_trials_seq"
             ).create(conn)
+        if version < 3:
+            # schema 3: the values trials report as they learn, for pruners
+            # (the ``pruned`` status fits the status column as it is)
+            self.values_table.create(conn)
         conn.execute(
             self.meta.update()
             .where(self.meta.c.key == "schema_version")
@@ -287,8 +316,11 @@ class TrialStore:
             )
             raise SchemaVersionError(msg)
         added_later = {"seq"} if version < 2 else set()
+        tables_added_later = {self.values_table.name} if version < 3 else set()
         inspector = sa.inspect(conn)
         for table in self.metadata.sorted_tables:
+            if table.name in tables_added_later:
+                continue
             if table.name not in names:
                 missing = [table.name]
             else:
@@ -631,7 +663,7 @@ class TrialStore:
             .where(
                 t.c.search_id == search_id,
                 t.c.param_hash == sa.bindparam("h"),
-                t.c.status != TrialStatus.DONE,
+                *(t.c.status != final for final in FINAL),  # never overwritten
             )
             .values(
                 status=sa.bindparam("s"),
@@ -783,9 +815,20 @@ class TrialStore:
             The change sequence the rows reach (pass it as ``since`` next time)
             and the rows; ``params`` and ``aux`` are JSON text.
         """
-        t = self.trials_table
+        t, v = self.trials_table, self.values_table
+        last_step: Any = sa.null()
+        if self.schema_version >= 3:
+            last_step = (
+                sa.select(sa.func.max(v.c.step))
+                .where(v.c.search_id == t.c.search_id, v.c.number == t.c.number)
+                .scalar_subquery()
+            )
         columns = [
-            t.c[name] if name != "seq" or self.schema_version >= 2 else sa.literal(0)
+            last_step
+            if name == "step"
+            else t.c[name]
+            if name != "seq" or self.schema_version >= 2
+            else sa.literal(0)
             for name in TRIAL_FIELDS
         ]
         query = sa.select(*columns).where(t.c.search_id == search_id)
@@ -800,6 +843,78 @@ class TrialStore:
             rows = result.cursor.fetchall() if result.cursor is not None else []
         seq_at = max((r[-1] for r in rows), default=since or 0)
         return int(seq_at), rows
+
+    # -- reported values (curves) ----------------------------------------------------
+
+    def add_values(
+        self, search_id: int, reports: Sequence[tuple[int, int, float, float]]
+    ) -> None:
+        """Store reported values ``(number, step, value, time)``, in one transaction.
+
+        A step already stored for a trial keeps its first value (a trial re-run
+        after a lost worker reports its steps again).
+        """
+        if not reports:
+            return
+        v = self.values_table
+        rows = [
+            {"search_id": search_id, "number": int(n), "step": int(st),
+             "value": float(val), "time": float(when)}
+            for n, st, val, when in reports
+        ]  # fmt: skip
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            statement: Any = postgresql.insert(v).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects import sqlite
+
+            statement = sqlite.insert(v).on_conflict_do_nothing()
+        with self._connection_errors(), self._tx() as conn:
+            conn.execute(statement, rows)
+
+    def read_values(
+        self, search_id: int, numbers: Iterable[int] | None = None
+    ) -> list[tuple[int, int, float, float]]:
+        """Stored reports ``(number, step, value, time)`` in the order stored.
+
+        Parameters
+        ----------
+        numbers : iterable of int, optional
+            Only these trials' values.
+        """
+        if self.schema_version < 3:
+            return []  # a store read as it is, from before reported values
+        v = self.values_table
+        query = sa.select(v.c.id, v.c.number, v.c.step, v.c.value, v.c.time).where(
+            v.c.search_id == search_id
+        )
+        wanted = None if numbers is None else sorted({int(n) for n in numbers})
+        found: list[tuple[int, int, int, float, float]] = []
+        chunks = (
+            [None]
+            if wanted is None
+            else [wanted[i : i + _IN_CHUNK] for i in range(0, len(wanted), _IN_CHUNK)]
+        )
+        with self._connection_errors(), self._read() as conn:
+            for chunk in chunks:
+                q = query if chunk is None else query.where(v.c.number.in_(chunk))
+                found.extend(
+                    (int(r[0]), int(r[1]), int(r[2]), float(r[3]), float(r[4]))
+                    for r in conn.execute(q.order_by(v.c.id))
+                )
+        found.sort()  # by id: the order stored, across chunks too
+        return [row[1:] for row in found]
+
+    def curves(self, search_id: int) -> dict[int, list[tuple[int, float]]]:
+        """Each trial's reported ``(step, value)`` pairs, by step."""
+        out: dict[int, list[tuple[int, float]]] = {}
+        for number, step, value, _ in self.read_values(search_id):
+            out.setdefault(number, []).append((step, value))
+        for curve in out.values():
+            curve.sort()
+        return out
 
     def best(
         self, search_id: int, direction: str = "minimize"

@@ -1,0 +1,184 @@
+"""Reports from objectives to the driver and decisions back, on real clusters."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune.exceptions import TrialPruned
+from dasktune.optim.pruners import Pruner, SuccessiveHalvingPruner, Verdict
+from dasktune.run.report import ReportChannel, TrialHandle, wants_trial
+
+MAX_EPOCHS = 400
+
+
+def train(params, trial):
+    """A training loop that reports every epoch and stops when told."""
+    for epoch in range(MAX_EPOCHS):
+        loss = params["rate"] * 10.0 / (epoch + 1)
+        trial.report(epoch, loss)
+        if trial.should_prune():
+            raise TrialPruned
+        if epoch >= params.get("epochs", MAX_EPOCHS) - 1:
+            return loss
+        time.sleep(0.005)
+    return loss
+
+
+def run_trial(number, params, key):
+    """What the evaluation on a worker does with an objective taking ``trial``."""
+    handle = TrialHandle(number, key)
+    try:
+        value = train(params, handle)
+    except TrialPruned:
+        return "pruned", handle.last_step, handle.last_value
+    return "done", handle.last_step, value
+
+
+def bad_reports(key, kind):
+    handle = TrialHandle(0, key)
+    handle.report(0, 1.0)
+    if kind == "nan":
+        handle.report(1, math.nan)
+    handle.report(0, 0.5)
+
+
+class StopOdd(Pruner):
+    """Stops odd-numbered trials at step 3: a decision known in advance."""
+
+    def _decide(self, number, step):
+        return Verdict(number % 2 == 1 and step >= 3, f"trial {number} step {step}")
+
+
+async def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_wants_trial_finds_the_argument():
+    def plain(params):
+        return 0.0
+
+    def keyword(params, *, trial):
+        return 0.0
+
+    def positional(params, trial):
+        return 0.0
+
+    assert not wants_trial(plain)
+    assert wants_trial(keyword)
+    assert wants_trial(positional)
+    assert not wants_trial(print)  # builtins: no signature, a plain call
+    assert not wants_trial(lambda params, *trial: 0.0)
+
+
+def test_a_handle_without_a_run_checks_and_keeps_reports():
+    handle = TrialHandle(7)
+    handle.report(0, 2.0)
+    handle.report(5, 1.5)
+    assert (handle.last_step, handle.last_value) == (5, 1.5)
+    assert not handle.should_prune()
+    with pytest.raises(ValueError, match="value must be finite, got inf at step 6"):
+        handle.report(6, math.inf)
+    with pytest.raises(ValueError, match="trial 7 reported step 5 after step 5"):
+        handle.report(5, 1.0)
+    with pytest.raises(TypeError, match="step must be an integer"):
+        handle.report("6", 1.0)
+
+
+@gen_cluster(client=True)
+async def test_pruned_trials_stop_early_and_the_others_run_whole(c, s, a, b):
+    with ReportChannel(c, StopOdd()) as channel:
+        params = [{"rate": 1.0 + n, "epochs": 40} for n in range(4)]
+        futures = [
+            c.submit(run_trial, n, p, channel.key, pure=False)
+            for n, p in enumerate(params)
+        ]
+        results = await c.gather(futures)
+        await wait_for(
+            lambda: all(channel.last(n) == (r[1], r[2]) for n, r in enumerate(results))
+        )
+        reports = channel.drain()
+    for number, (status, last_step, value) in enumerate(results):
+        if number % 2:
+            assert status == "pruned"
+            # stopped soon after the decision at step 3, long before the end
+            assert 3 <= last_step < 39
+            assert channel.verdict(number).reason.startswith(f"trial {number} step")
+        else:
+            assert (status, last_step) == ("done", 39)
+            assert channel.verdict(number) is None
+        steps = [st for n, st, _, _ in reports if n == number]
+        assert steps == list(range(last_step + 1))
+        assert channel.last(number) == (last_step, value)
+    assert channel.drain() == []
+
+
+@gen_cluster(client=True)
+async def test_asha_prunes_through_the_channel(c, s, a, b):
+    with ReportChannel(c, SuccessiveHalvingPruner(2, 2)) as channel:
+        # trial 0 sets the rung first; the worse ones are stopped at step 2
+        first = await c.submit(run_trial, 0, {"rate": 0.1, "epochs": 20}, channel.key)
+        rest = await c.gather(
+            [
+                c.submit(run_trial, n, {"rate": 1.0 + n, "epochs": 20}, channel.key)
+                for n in (1, 2)
+            ]
+        )
+    assert first[0] == "done"
+    assert [r[0] for r in rest] == ["pruned", "pruned"]
+    assert "rung 0 (step 2)" in channel.verdict(1).reason
+
+
+@gen_cluster(client=True)
+async def test_a_trial_stopped_before_it_listens_is_told_at_its_next_report(c, s, a, b):
+    # the decision is published before any worker subscribed to the run (the
+    # race a fast pruner can win), or the trial is a re-run on another worker
+    with ReportChannel(c) as channel:
+        channel.stop(5, "stopped by hand")
+        await asyncio.sleep(0.1)
+        status, last_step, _ = await c.submit(run_trial, 5, {"rate": 1.0}, channel.key)
+    assert status == "pruned"
+    assert last_step < MAX_EPOCHS - 1
+    assert channel.verdict(5).reason == "stopped by hand"
+
+
+@gen_cluster(client=True)
+async def test_a_rerun_reports_its_steps_again_and_they_count_once(c, s, a, b):
+    with ReportChannel(c, StopOdd()) as channel:
+        # the same trial twice, as when Dask re-runs it after a lost worker
+        await c.submit(run_trial, 2, {"rate": 1.0, "epochs": 5}, channel.key)
+        await c.submit(run_trial, 2, {"rate": 1.0, "epochs": 8}, channel.key)
+        await wait_for(lambda: channel.last(2) == (7, 10.0 / 8))
+        reports = channel.drain()
+    assert [step for _, step, _, _ in reports] == list(range(8))
+    assert channel.reports == 5 + 8
+
+
+@gen_cluster(client=True)
+async def test_bad_reports_raise_in_the_objective(c, s, a, b):
+    with ReportChannel(c) as channel:
+        with pytest.raises(ValueError, match="value must be finite, got nan at step 1"):
+            await c.submit(bad_reports, channel.key, "nan")
+        with pytest.raises(ValueError, match="reported step 0 after step 0"):
+            await c.submit(bad_reports, channel.key, "back")
+
+
+class Raising(Pruner):
+    def _decide(self, number, step):
+        raise RuntimeError("the pruner broke")
+
+
+@gen_cluster(client=True)
+async def test_a_pruner_error_reaches_the_driver(c, s, a, b):
+    with ReportChannel(c, Raising()) as channel:
+        await c.submit(run_trial, 0, {"rate": 1.0, "epochs": 2}, channel.key)
+        await wait_for(lambda: channel.reports >= 1)
+        with pytest.raises(RuntimeError, match="the pruner broke"):
+            channel.drain()
