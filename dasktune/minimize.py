@@ -21,6 +21,7 @@ from typing import Any
 import distributed
 import numpy as np
 import scipy.optimize
+from distributed.security import Security
 from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
@@ -61,6 +62,7 @@ def minimize(
     *,
     args: tuple[Any, ...] = (),
     client: distributed.Client | None = None,
+    security: Security | None = None,
     seed: int | None = None,
     n_workers: int | None = None,
     maxfev: int | None = None,
@@ -85,6 +87,8 @@ def minimize(
         ``"shgo"`` or ``"spsa"``.
     args : tuple
     client : distributed.Client, optional
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     seed : int, optional
         scipy's ``rng`` (DE, dual_annealing), the replicas' seeds, or SPSA's.
     n_workers : int, optional
@@ -161,7 +165,7 @@ def minimize(
             options.setdefault("maxiter", max(1, (maxfev - 17) // 2))
         options.setdefault("print_iters", None)
         return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
-                    callback=callback, progress=progress, **options)  # fmt: skip
+                    security=security, callback=callback, progress=progress, **options)  # fmt: skip
 
     kwargs = dict(options)
     if vectorized:
@@ -169,7 +173,7 @@ def minimize(
     if callback is not None:
         kwargs["callback"] = callback
     check_kwargs(method, kwargs, len(pairs))
-    client = get_client(client)
+    client = get_client(client, security=security)
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
     optimizer: ScipyAskTell | ReplicaPool

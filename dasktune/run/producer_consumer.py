@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self, cast
 
 import distributed
+from distributed.security import Security
 
 from dasktune._checks import (
     check_callable,
@@ -167,6 +168,8 @@ class ProducerConsumer:
         Number of shards (default: the cluster's thread count, at most one per
         element). Shards are spread over the workers and run in parallel.
     client : distributed.Client, optional
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     timeout : float, optional
         Seconds a call may take before ``TimeoutError``.
     name : str, optional
@@ -205,6 +208,7 @@ class ProducerConsumer:
         n_cores: int | None = None,
         *,
         client: distributed.Client | None = None,
+        security: Security | None = None,
         timeout: float | None = None,
         name: str | None = None,
         reduce: Callable[[list[Any]], Any] | None = None,
@@ -225,7 +229,7 @@ class ProducerConsumer:
             raise ValueError(msg)
         check_int("n_cores", n_cores, 1, optional=True)
         check_timeout(timeout)
-        self.client = get_client(client)
+        self.client = get_client(client, security=security)
         self.init_function, self.process_function = init_function, process_function
         self.data = list(init_data)
         self.timeout = timeout
