@@ -25,7 +25,13 @@ from distributed.security import Security
 from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
-from dasktune._checks import check_callable, check_int, func_name
+from dasktune._checks import (
+    check_callable,
+    check_int,
+    check_store,
+    func_name,
+    key_part,
+)
 from dasktune._values import as_value
 from dasktune.optim.replicas import ReplicaPool, replica_spec
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
@@ -47,6 +53,7 @@ def _recorder(store: str | TrialStore | None, name: str, fun: Any) -> Any:
     from dasktune.search import provenance
     from dasktune.store.recorder import StoreRecorder
 
+    check_store(store)
     opened = TrialStore(store) if isinstance(store, str) else store
     search_id = opened.open_search(
         name, space=None, direction="minimize", metadata=provenance(fun)
@@ -246,7 +253,7 @@ def _replicas_as_tasks(
     specs = [replica_spec(method, bounds, i, n, seed, kwargs, rng) for i in range(n)]
     runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args))
     token = uuid.uuid4().hex[:8]
-    keys = [f"{label}-replica-{i}-{token}" for i in range(n)]
+    keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
     futures = client.map(runner, specs, key=keys, pure=False)
     try:
         results = client.gather(futures)

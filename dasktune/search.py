@@ -28,7 +28,7 @@ import distributed
 import pandas as pd
 from distributed.security import Security
 
-from dasktune._checks import check_callable, check_int, check_timeout
+from dasktune._checks import check_callable, check_int, check_store, check_timeout
 from dasktune.exceptions import DasktuneError
 from dasktune.optim.base import (
     AskTell,
@@ -196,6 +196,7 @@ class Search:
         self.direction = direction
         self.stale_after = float(stale_after)
         self._client_arg, self._security = client, security
+        check_store(store)
         self._owns_store = not isinstance(store, TrialStore)
         self.store = TrialStore(store) if isinstance(store, str) else store
         self.search_id = self.store.open_search(

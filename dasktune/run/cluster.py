@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import distributed
@@ -236,6 +237,24 @@ def connect(
             )
         raise
     return client
+
+
+def wait_for(
+    futures: Sequence[Any], timeout: float | None, what: str, done_as: str
+) -> None:
+    """``distributed.wait`` whose ``TimeoutError`` says what timed out, after how
+    long, and how far it got (``"3 of 4 <done_as>"``)."""
+    started = time.monotonic()
+    try:
+        distributed.wait(futures, timeout=timeout)
+    except TimeoutError as err:
+        done = sum(future.done() for future in futures)
+        msg = (
+            f"{what} timed out after {time.monotonic() - started:.3g} s "
+            f"(timeout={timeout} s): {done} of {len(futures)} {done_as}; raise the "
+            "timeout, or check on the dashboard that the workers are busy with it"
+        )
+        raise TimeoutError(msg) from err
 
 
 def _kwargs_with_address(kwargs: dict[str, Any], address: object) -> str:

@@ -48,6 +48,7 @@ from dasktune._checks import (
     check_int,
     check_timeout,
     func_name,
+    key_part,
     short_repr,
 )
 from dasktune._progress import progress_bar
@@ -260,7 +261,7 @@ class _Mapper:
         self.runner = Shipped(partial(_run_chunk, fun))
         self.client = client
         self.retries = retries
-        self.prefix = f"async_map-{func_name(fun)}-{uuid.uuid4().hex}"
+        self.prefix = f"map-{key_part(func_name(fun))}-{uuid.uuid4().hex}"
         self.next_size = 1
         self.per_item: float | None = None
 
@@ -402,7 +403,9 @@ def async_apply(
     client = get_client(pool, security=security)
     call = partial(fun, **kwargs) if kwargs else fun
     submit_kwargs.setdefault("pure", False)
-    submit_kwargs.setdefault("key", f"async_apply-{func_name(fun)}-{uuid.uuid4().hex}")
+    submit_kwargs.setdefault(
+        "key", f"apply-{key_part(func_name(fun))}-{uuid.uuid4().hex}"
+    )
     return client.submit(call, *args, **submit_kwargs)
 
 

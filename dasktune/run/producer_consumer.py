@@ -30,9 +30,10 @@ from dasktune._checks import (
     check_int,
     check_timeout,
     func_name,
+    key_part,
     short_repr,
 )
-from dasktune.run.cluster import capacity, get_client
+from dasktune.run.cluster import capacity, get_client, wait_for
 
 __all__ = ["ProducerConsumer"]
 
@@ -179,7 +180,7 @@ class ProducerConsumer:
         object usable as the objective of ``SPSA``, ``minimize`` and ``Search``
         (``reduce=sum`` for a log-likelihood summed over the data).
     visible : bool, default False
-        Run each call as tasks named ``ProducerConsumer-run-<name>-...``, one per
+        Run each call as tasks named ``pc-run-<name>-...``, one per
         worker, pinned where the data lives, so the dashboard's task stream shows
         them. The default calls the actors directly: a few milliseconds faster
         per call, but actor calls do not appear in the task stream.
@@ -285,11 +286,16 @@ class ProducerConsumer:
                 self.process_function,
                 _Payload(shards),
                 actor=True,
-                key=f"ProducerConsumer-load-{self.name}-{g}-{token}",
+                key=f"pc-load-{key_part(self.name)}-{g}-{token}",
                 **options,
             )
         futures = [self._futures[g] for g in indices]
-        distributed.wait(futures, timeout=self.timeout)
+        wait_for(
+            futures,
+            self.timeout,
+            f"loading the data of {self!r}",
+            "shard groups loaded",
+        )
         for g in indices:
             future = self._futures[g]
             assert future is not None
@@ -373,7 +379,7 @@ class ProducerConsumer:
                     actor.key,
                     payload,
                     reduce,
-                    key=f"ProducerConsumer-run-{self.name}-{g}-{token}",
+                    key=f"pc-run-{key_part(self.name)}-{g}-{token}",
                     workers=list(holders),
                     allow_other_workers=False,
                     pure=False,
