@@ -215,3 +215,24 @@ async def test_task_names_say_what_and_whose_in_12_characters(c, s, a, b):
     # what (map, trial, pc-load, pc-run), then whose, within the 12 characters
     assert {"map-neg-loglike", "trial-svm-gr...", "pc-load-gaus...",
             "pc-run-gauss..."} <= shown, shown  # fmt: skip
+
+
+def test_dashboard_port_taken_announces_the_port_used(cleanup, caplog):
+    import socket
+
+    blocker = socket.socket()
+    try:
+        blocker.bind(("127.0.0.1", 8787))
+        blocker.listen()
+    except OSError:
+        pass  # already taken by someone else: the same case
+    try:
+        with caplog.at_level("WARNING", logger="dasktune"):
+            client = get_client(n_workers=1)
+        port = owned_cluster().scheduler.services["dashboard"].port
+        assert port != 8787
+        assert f"dashboard: http://127.0.0.1:{port}/status" in caplog.text
+        assert str(port) in client.dashboard_link
+    finally:
+        close_owned()
+        blocker.close()
