@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import re
 import reprlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-__all__ = ["check_callable", "check_int", "check_timeout", "func_name", "short_repr"]
+__all__ = [
+    "check_callable",
+    "check_int",
+    "check_store",
+    "check_timeout",
+    "func_name",
+    "key_part",
+    "short_repr",
+]
 
 _repr = reprlib.Repr()
 _repr.maxstring = 60
@@ -39,16 +49,39 @@ def check_int(
 
 
 def check_timeout(timeout: object, name: str = "timeout") -> None:
-    """Raise ``ValueError`` unless ``timeout`` is ``None`` or a positive number."""
+    """Raise ``ValueError`` unless ``timeout`` is ``None`` or a positive, finite
+    number (Dask cannot wait ``inf`` seconds; ``None`` is no limit).
+
+    >>> check_timeout(float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: timeout must be a positive, finite number of seconds, or None for no limit, got inf
+    """
     if timeout is None:
         return
     if (
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
-        or not timeout > 0
+        or not 0 < timeout < math.inf
     ):
-        msg = f"{name} must be a positive number of seconds or None, got {timeout!r}"
+        msg = (
+            f"{name} must be a positive, finite number of seconds, or None for no "
+            f"limit, got {timeout!r}"
+        )
         raise ValueError(msg)
+
+
+def check_store(store: object) -> None:
+    """Raise ``TypeError`` unless ``store`` is a URL string or an open store."""
+    from dasktune.store.sql import TrialStore
+
+    if not isinstance(store, str | TrialStore):
+        msg = (
+            "store must be a SQLAlchemy URL string such as 'sqlite:///trials.db' or "
+            "'postgresql://user@host/db', or an open dasktune.store.sql.TrialStore, "
+            f"got {type(store).__name__}: {short_repr(store)}"
+        )
+        raise TypeError(msg)
 
 
 def func_name(fun: Callable[..., Any]) -> str:
@@ -57,3 +90,18 @@ def func_name(fun: Callable[..., Any]) -> str:
         fun = fun.func
     name = getattr(fun, "__name__", None) or type(fun).__name__
     return "lambda" if name == "<lambda>" else name
+
+
+def key_part(name: str) -> str:
+    """``name`` as it survives in a Dask task group's name.
+
+    Dask names a task group by ``dask.utils.key_split``, which keeps the words of a
+    key up to the first one that is not purely alphabetic: ``map-neg_loglike-...``
+    would show as ``map``. Runs of other characters become one ``-``.
+
+    >>> key_part("neg_loglike")
+    'neg-loglike'
+    >>> key_part("svm grid 2")
+    'svm-grid'
+    """
+    return re.sub(r"[^A-Za-z]+", "-", name).strip("-") or "x"

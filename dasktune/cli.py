@@ -45,39 +45,121 @@ class CLIError(Exception):
 
 
 def jobqueue_cluster(kind: str, jobs: int) -> Any:
-    """A dask-jobqueue cluster from the user's configuration, scaled to ``jobs``."""
+    """A dask-jobqueue cluster from the user's configuration, scaled to ``jobs``.
+
+    The jobs are submitted before this returns: a submit command that fails
+    (``sbatch: error: Invalid partition name specified``, no ``qsub``) raises
+    :class:`CLIError` with the batch system's own message, and so does a
+    configuration dask-jobqueue refuses, shown whole.
+    """
     try:
         import dask_jobqueue
     except ImportError as err:
         msg = "--cluster needs dask-jobqueue: pip install 'dasktune[jobqueue]'"
         raise CLIError(msg) from err
-    cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])()
-    cluster.scale(jobs=jobs)
+    try:
+        cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])()
+    except (ValueError, TypeError, KeyError) as err:
+        msg = (
+            f"dask-jobqueue cannot build a {kind} cluster from your configuration "
+            f"(jobqueue.{kind} in ~/.config/dask/jobqueue.yaml):\n{err}"
+        )
+        raise CLIError(msg) from err
+    try:
+        cluster.scale(jobs=jobs)
+        _submit_jobs(cluster, kind)
+    except BaseException as err:
+        _close_cluster(cluster, err)
+        raise
     return cluster
+
+
+def _close_cluster(cluster: Any, err: BaseException) -> None:
+    """Close a cluster whose jobs failed; the jobs never submitted have nothing
+    to cancel (and distributed refuses to close them), so they are dropped. A
+    failure to close becomes a note on ``err``, the error that matters."""
+    from distributed.core import Status
+
+    for name, job in list(cluster.workers.items()):
+        if job.status == Status.created:
+            del cluster.workers[name]
+            cluster.worker_spec.pop(name, None)
+    try:
+        cluster.close()
+    except Exception as close_err:
+        err.add_note(f"closing the {type(cluster).__name__} failed too: {close_err!r}")
+
+
+def _submit_jobs(cluster: Any, kind: str) -> None:
+    """Wait until the batch system has taken (or refused) the jobs just scaled.
+
+    dask-jobqueue submits jobs in the background and leaves a refused submission
+    in an unretrieved task; a job never submitted is still ``created`` once the
+    cluster's state is corrected, and submitting it once more in the foreground
+    raises the batch system's own error.
+    """
+    from distributed.core import Status
+
+    try:
+        cluster.sync(cluster._correct_state)
+        refused = [j for j in cluster.workers.values() if j.status == Status.created]
+        if refused:
+            cluster.sync(refused[0].start)
+    except (RuntimeError, OSError) as err:
+        msg = f"the batch system refused the {kind} jobs:\n{str(err).strip()}"
+        raise CLIError(msg) from err
+
+
+def _wait_for_workers(client: Any, timeout: float, where: str) -> None:
+    """Wait for the first worker, at most ``timeout`` seconds."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError as err:
+        msg = (
+            f"no worker joined {where} within {timeout:g} s (--worker-timeout); "
+            "the jobs may be queued or failing: check the batch system's queue "
+            "and the jobs' output files, or raise --worker-timeout"
+        )
+        raise CLIError(msg) from err
 
 
 @contextlib.contextmanager
 def _client(args: argparse.Namespace) -> Iterator[Any]:
     """The client the command runs on; what it starts, it closes."""
-    import distributed
+    from dasktune.run.cluster import _get_client, close_owned, connect
 
-    from dasktune.run.cluster import _get_client, close_owned
-
+    security = _security(args)
     cluster = None
     if getattr(args, "cluster", None):
         cluster = jobqueue_cluster(args.cluster, args.jobs)
-        client = distributed.Client(cluster)
+        client = connect(cluster)
+        print(f"dashboard: {client.dashboard_link}", flush=True)
+        try:
+            _wait_for_workers(client, args.worker_timeout, f"the {args.cluster} jobs")
+        except BaseException as err:
+            client.close()
+            _close_cluster(cluster, err)
+            raise
     elif args.scheduler:
         try:
-            client = distributed.Client(args.scheduler, timeout=args.connect_timeout)
-        except (OSError, TimeoutError) as err:
-            msg = f"cannot reach the scheduler at {args.scheduler}: {err}"
+            client = connect(
+                args.scheduler, security=security, timeout=args.connect_timeout
+            )
+        except (OSError, TimeoutError, TypeError) as err:
+            notes = "".join(f"; {note}" for note in getattr(err, "__notes__", []))
+            msg = f"cannot reach the scheduler at {args.scheduler}: {err}{notes}"
             raise CLIError(msg) from err
+        print(f"dashboard: {client.dashboard_link}", flush=True)
+        try:
+            _wait_for_workers(client, args.worker_timeout, args.scheduler)
+        except BaseException:
+            client.close()
+            raise
     else:
         options = {"n_workers": args.n_workers} if args.n_workers else {}
         # the link is printed once, here, whichever client runs the command
         client = _get_client(None, options, announce=False)
-    print(f"dashboard: {client.dashboard_link}", flush=True)
+        print(f"dashboard: {client.dashboard_link}", flush=True)
     try:
         yield client
     finally:
@@ -86,6 +168,31 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         if cluster is not None:
             cluster.close()
         close_owned()
+
+
+def _security(args: argparse.Namespace) -> Any:
+    """The ``Security`` of the ``--tls-*`` options, or ``None`` (then Dask's own
+    TLS configuration applies)."""
+    files = (args.tls_ca_file, args.tls_cert, args.tls_key)
+    if not any(files):
+        return None
+    if not args.scheduler:
+        msg = "--tls-ca-file, --tls-cert and --tls-key apply to a --scheduler address"
+        raise CLIError(msg)
+    for flag, path in zip(
+        ("--tls-ca-file", "--tls-cert", "--tls-key"), files, strict=True
+    ):
+        if path is not None and not os.path.isfile(path):
+            msg = f"{flag} {path}: no such file"
+            raise CLIError(msg)
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=args.tls_ca_file,
+        tls_client_cert=args.tls_cert,
+        tls_client_key=args.tls_key,
+        require_encryption=True,
+    )
 
 
 def _store_url(store: str) -> str:
@@ -183,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.file):
         msg = f"no such file: {args.file}"
         raise CLIError(msg)
-    namespace = runpy.run_path(args.file, run_name="__dasktune_run__")
+    namespace = _run_file(args.file)
     objective = namespace.get("objective")
     if objective is None:
         msg = f"{args.file} defines no `objective` (a function of a parameter dict)"
@@ -216,10 +323,67 @@ def _run(args: argparse.Namespace) -> int:
             f"{name}: {report.evaluated} evaluated, {report.failed} failed, "
             f"{report.reused} reused in {report.elapsed:.1f} s ({report.stopped})"
         )
-        if report.evaluated or report.reused:
+        done = search.trials(status="done")
+        if len(done):
             best = search.best
             print(f"best: {best.value:.6g} at {best.params}")
+        else:
+            print(_no_success(name, search.trials()), file=sys.stderr)
+            return 1
+    if report.failed and not report.evaluated:
+        print(f"dasktune: every trial of this run failed ({report.failed})",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
+
+
+def _no_success(name: str, trials: Any) -> str:
+    """Why a search has no result: its counts and the last error's last line."""
+    failed = trials[trials["status"] == "failed"]
+    text = f"search {name!r} has no successful trial yet ({len(trials)} trials"
+    text += f", {len(failed)} failed)" if len(failed) else ")"
+    if len(failed):
+        last = failed.sort_values("number")["error"].iloc[-1] or ""
+        lines = [line for line in str(last).strip().splitlines() if line.strip()]
+        text += f"; the last failure: {lines[-1].strip() if lines else '(no message)'}"
+        text += "\n(dasktune show STORE --name NAME lists them; each trial's error"
+        text += " column holds the traceback)"
+    return text
+
+
+def _run_file(path: str) -> dict[str, Any]:
+    """Run ``path`` as ``python FILE.py`` would and ship its local modules.
+
+    The file's directory goes first on ``sys.path`` (and stays there). Modules
+    that the file imported from that directory (a ``helper.py`` beside it, a
+    local package) are registered with cloudpickle to be pickled by value: the
+    objective's functions travel to the workers with the code they call, so
+    workers started anywhere, without those files, can run them, and an edited
+    helper is shipped afresh by the next run.
+    """
+    import cloudpickle
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    before = set(sys.modules)
+    namespace = runpy.run_path(path, run_name="__dasktune_run__")
+    for name in sorted(set(sys.modules) - before):
+        if "." not in name and _is_local(sys.modules[name], directory):
+            cloudpickle.register_pickle_by_value(sys.modules[name])
+    return namespace
+
+
+def _is_local(module: Any, directory: str) -> bool:
+    """Whether ``module`` was loaded from ``directory`` (not an installed one)."""
+    origin = getattr(module, "__file__", None)
+    if not origin:
+        return False
+    origin = os.path.abspath(origin)
+    installed = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix)}
+    return origin.startswith(directory + os.sep) and not any(
+        origin.startswith(p + os.sep) for p in installed
+    )
 
 
 # -- show ----------------------------------------------------------------------
@@ -323,6 +487,15 @@ def _cluster_options(parser: argparse.ArgumentParser, *, jobqueue: bool) -> None
     parser.add_argument("--n-workers", type=int, help="workers of the LocalCluster")
     parser.add_argument("--connect-timeout", type=float, default=10.0,
                         help="seconds to reach --scheduler")  # fmt: skip
+    parser.add_argument("--worker-timeout", type=float, default=300.0,
+                        help="seconds to wait for the first worker of --scheduler "
+                        "or --cluster (default 300)")  # fmt: skip
+    tls = parser.add_argument_group(
+        "TLS (a tls:// --scheduler; default: Dask's config)"
+    )
+    tls.add_argument("--tls-ca-file", help="CA certificate(s) file")
+    tls.add_argument("--tls-cert", help="client certificate file")
+    tls.add_argument("--tls-key", help="client private key file")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -366,7 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        text = str(err).strip()
+        if not isinstance(err, CLIError) and text:  # a CLIError is shown whole
+            text = text.splitlines()[0]
         label = "" if isinstance(err, CLIError) else f"{type(err).__name__}: "
         print(f"dasktune: error: {label}{text}", file=sys.stderr)
         return 1

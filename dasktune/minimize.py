@@ -21,10 +21,17 @@ from typing import Any
 import distributed
 import numpy as np
 import scipy.optimize
+from distributed.security import Security
 from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
-from dasktune._checks import check_callable, check_int, func_name
+from dasktune._checks import (
+    check_callable,
+    check_int,
+    check_store,
+    func_name,
+    key_part,
+)
 from dasktune._values import as_value
 from dasktune.optim.replicas import ReplicaPool, replica_spec
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
@@ -46,6 +53,7 @@ def _recorder(store: str | TrialStore | None, name: str, fun: Any) -> Any:
     from dasktune.search import provenance
     from dasktune.store.recorder import StoreRecorder
 
+    check_store(store)
     opened = TrialStore(store) if isinstance(store, str) else store
     search_id = opened.open_search(
         name, space=None, direction="minimize", metadata=provenance(fun)
@@ -61,6 +69,7 @@ def minimize(
     *,
     args: tuple[Any, ...] = (),
     client: distributed.Client | None = None,
+    security: Security | None = None,
     seed: int | None = None,
     n_workers: int | None = None,
     maxfev: int | None = None,
@@ -85,6 +94,8 @@ def minimize(
         ``"shgo"`` or ``"spsa"``.
     args : tuple
     client : distributed.Client, optional
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     seed : int, optional
         scipy's ``rng`` (DE, dual_annealing), the replicas' seeds, or SPSA's.
     n_workers : int, optional
@@ -161,7 +172,7 @@ def minimize(
             options.setdefault("maxiter", max(1, (maxfev - 17) // 2))
         options.setdefault("print_iters", None)
         return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
-                    callback=callback, progress=progress, **options)  # fmt: skip
+                    security=security, callback=callback, progress=progress, **options)  # fmt: skip
 
     kwargs = dict(options)
     if vectorized:
@@ -169,7 +180,7 @@ def minimize(
     if callback is not None:
         kwargs["callback"] = callback
     check_kwargs(method, kwargs, len(pairs))
-    client = get_client(client)
+    client = get_client(client, security=security)
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
     optimizer: ScipyAskTell | ReplicaPool
@@ -242,7 +253,7 @@ def _replicas_as_tasks(
     specs = [replica_spec(method, bounds, i, n, seed, kwargs, rng) for i in range(n)]
     runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args))
     token = uuid.uuid4().hex[:8]
-    keys = [f"{label}-replica-{i}-{token}" for i in range(n)]
+    keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
     futures = client.map(runner, specs, key=keys, pure=False)
     try:
         results = client.gather(futures)

@@ -26,8 +26,9 @@ from typing import Any, Self
 
 import distributed
 import pandas as pd
+from distributed.security import Security
 
-from dasktune._checks import check_callable, check_int, check_timeout
+from dasktune._checks import check_callable, check_int, check_store, check_timeout
 from dasktune.exceptions import DasktuneError
 from dasktune.optim.base import (
     AskTell,
@@ -135,6 +136,8 @@ class Search:
         A SQLAlchemy URL or an open store.
     client : distributed.Client, optional
         See :func:`dasktune.get_client`.
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     space : Space or dict, optional
         The named parameter space: needed for vector optimizers (``SPSA``,
         ``HyperScipySampler`` over a space) and for ``run()`` with no source
@@ -166,6 +169,7 @@ class Search:
         store: str | TrialStore = "sqlite:///dasktune.db",
         *,
         client: distributed.Client | None = None,
+        security: Security | None = None,
         space: Space | Mapping[str, Any] | None = None,
         direction: str = "minimize",
         stale_after: float = STALE_AFTER_SECONDS,
@@ -191,7 +195,8 @@ class Search:
             _check_reserved(self.space.names)
         self.direction = direction
         self.stale_after = float(stale_after)
-        self._client_arg = client
+        self._client_arg, self._security = client, security
+        check_store(store)
         self._owns_store = not isinstance(store, TrialStore)
         self.store = TrialStore(store) if isinstance(store, str) else store
         self._table: TrialTable | None = None
@@ -267,7 +272,7 @@ class Search:
         check_timeout(timeout)
         for f in filters:
             check_callable("each filter", f)
-        client = get_client(self._client_arg)
+        client = get_client(self._client_arg, security=self._security)
         driver_id = self.store.register_driver(
             self.search_id,
             {

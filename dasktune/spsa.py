@@ -13,10 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from distributed.security import Security
 from scipy.optimize import OptimizeResult
 
 from dasktune._checks import check_callable, func_name
 from dasktune.optim.spsa import SPSAOptimizer
+from dasktune.run.cluster import get_client
 from dasktune.run.driver import BatchObjective
 from dasktune.run.vector import run_vector
 
@@ -43,6 +45,7 @@ def SPSA(
     max_step: float | None = None,
     seed: int | np.random.Generator | None = None,
     client: Any = None,
+    security: Security | None = None,
     callback: Callable[[OptimizeResult], Any] | None = None,
     blocking: bool = False,
     allowed_increase: float | None = None,
@@ -85,6 +88,8 @@ def SPSA(
     seed : int or numpy.random.Generator, optional
         With a seed, the iterates do not depend on the number of workers.
     client : distributed.Client, optional
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     callback : callable, optional
         ``callback(intermediate_result)`` each iteration; ``True`` stops.
     paired : bool, optional
@@ -153,6 +158,7 @@ def SPSA(
         tagged=True,
     )
     name = f"SPSA-{func_name(fnc) if callable(fnc) else type(fnc).__name__}"
+    client = get_client(client, security=security)
     run_vector(
         optimizer, fnc, args, client=client, name=name, paired=paired, progress=progress
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dasktune.cli import main
+from tests.deploy import dask_processes, write_certificates
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,3 +162,108 @@ def test_show_on_postgresql_hides_the_password_and_is_read_only(postgres_url, ca
     assert main(["show", postgres_url, "--name", "unknown"]) == 1
     err = capsys.readouterr().err
     assert "no search named 'unknown'" in err and "s3cret" not in err
+
+
+# -- dasktune run as `python FILE.py` would, against separately started workers --
+
+SCRIPT = """
+from helper import shifted_square  # a module beside this file
+
+name = "beside"
+source = [{"x": float(x)} for x in range(4)]
+
+
+def objective(params):
+    return shifted_square(params["x"])
+"""
+
+FAILING = """
+source = [{"x": x} for x in range(3)]
+
+
+def objective(params):
+    raise ValueError(f"no good: {params['x']}")
+"""
+
+
+def _project(tmp_path: Path, helper_body: str = "return (x - 2.0) ** 2") -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "helper.py").write_text(f"def shifted_square(x):\n    {helper_body}\n")
+    (project / "search.py").write_text(SCRIPT)
+    return project
+
+
+def _dasktune(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, "-m", "dasktune", *argv],
+        capture_output=True, text=True, cwd=cwd, timeout=120, env=env,
+    )  # fmt: skip
+
+
+def test_run_ships_a_sibling_module_to_workers_started_elsewhere(tmp_path):
+    project = _project(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    store = str(tmp_path / "run.db")
+    with dask_processes(elsewhere, workers=2) as address:
+        done = _dasktune("run", str(project / "search.py"), "--store", store,
+                         "--scheduler", address, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "4 evaluated, 0 failed" in done.stdout
+        assert "best: 0 at {'x': 2.0}" in done.stdout
+        # an edited helper is shipped afresh (by value, not a stale upload)
+        (project / "helper.py").write_text("def shifted_square(x):\n    return -x\n")
+        (project / "search.py").write_text(
+            SCRIPT.replace('"beside"', '"edited"').replace("range(4)", "range(5)")
+        )
+        done = _dasktune("run", str(project / "search.py"), "--store", store,
+                         "--scheduler", address, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "best: -4 at {'x': 4.0}" in done.stdout
+
+
+def test_run_exits_non_zero_when_every_trial_failed(tmp_path):
+    (tmp_path / "failing.py").write_text(FAILING)
+    store = str(tmp_path / "fail.db")
+    argv = ("run", "failing.py", "--store", store, "--n-workers", "1")
+    first = _dasktune(*argv, cwd=tmp_path)
+    assert first.returncode == 1
+    assert "0 evaluated, 3 failed" in first.stdout
+    assert "search 'failing' has no successful trial yet (3 trials, 3 failed)" in (
+        first.stderr
+    )
+    assert "ValueError: no good: 2" in first.stderr
+    again = _dasktune(*argv, cwd=tmp_path)  # nothing new to run: the same summary
+    assert again.returncode == 1
+    assert "has no successful trial yet" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_tls_flags_reach_a_tls_scheduler(tmp_path):
+    project = _project(tmp_path)
+    certs = write_certificates(tmp_path)
+    with dask_processes(tmp_path, tls=certs) as address:
+        flags = [item for pair in certs.items() for item in pair]
+        done = _dasktune("run", str(project / "search.py"), "--store",
+                         str(tmp_path / "tls.db"), "--scheduler", address, *flags,
+                         cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "4 evaluated" in done.stdout
+        without = _dasktune("run", str(project / "search.py"), "--store",
+                            str(tmp_path / "tls.db"), "--scheduler", address,
+                            cwd=tmp_path)  # fmt: skip
+    assert without.returncode == 1
+    assert "is a TLS address: pass security=" in without.stderr
+    assert "--tls-ca-file" in without.stderr
+
+
+def test_a_scheduler_without_workers_times_out(tmp_path):
+    project = _project(tmp_path)
+    with dask_processes(tmp_path, workers=0) as address:
+        done = _dasktune("run", str(project / "search.py"), "--store",
+                         str(tmp_path / "none.db"), "--scheduler", address,
+                         "--worker-timeout", "2", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    assert f"no worker joined {address} within 2 s (--worker-timeout)" in done.stderr

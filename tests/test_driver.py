@@ -179,7 +179,7 @@ async def test_fast_trials_are_grouped_in_tasks_and_named(c, s, a, b):
     assert report.evaluated == 400
     assert len(recorder.records) == 400  # each trial recorded on its own
     assert len(_keys) < 100  # but far fewer tasks than trials
-    assert all(k.startswith("t-trial-") for k in _keys)
+    assert all(k.startswith("trial-t-") for k in _keys)
 
 
 @gen_cluster(client=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import dask
 import pytest
 
-from dasktune.cli import JOBQUEUE_CLUSTERS, jobqueue_cluster
+from dasktune.cli import JOBQUEUE_CLUSTERS, jobqueue_cluster, main
 
 pytest.importorskip("dask_jobqueue")
 
@@ -58,3 +60,59 @@ def test_job_script_from_configuration(kind):
         memory in script
         for memory in ("16GiB", "8.00GiB", "16G", "15.99GiB", "17179869184", "8.59GB")
     )
+
+
+# -- a batch system that never starts workers ------------------------------------
+
+SEARCH = "source = [{'x': 1}]\n\n\ndef objective(params):\n    return params['x']\n"
+
+
+def _fake_command(directory, name, body):
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """``sbatch``/``squeue``/``scancel`` on PATH; the test writes sbatch's body."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_command(bin_dir, "scancel", "exit 0")
+    _fake_command(bin_dir, "squeue", "exit 0")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "search.py").write_text(SEARCH)
+    return bin_dir
+
+
+def _run_on_slurm(tmp_path, *extra):
+    return main(["run", str(tmp_path / "search.py"), "--store",
+                 str(tmp_path / "jq.db"), "--cluster", "slurm", *extra])  # fmt: skip
+
+
+def test_a_refused_submission_is_shown_and_exits_1(tmp_path, fake_slurm, capsys):
+    _fake_command(fake_slurm, "sbatch",
+                  "echo 'sbatch: error: Invalid partition name specified' >&2; exit 1")  # fmt: skip
+    with dask.config.set(config("slurm")):
+        assert _run_on_slurm(tmp_path, "--worker-timeout", "60") == 1
+    err = capsys.readouterr().err
+    assert "the batch system refused the slurm jobs" in err
+    assert "sbatch: error: Invalid partition name specified" in err
+
+
+def test_jobs_that_never_start_time_out(tmp_path, fake_slurm, capsys):
+    _fake_command(fake_slurm, "sbatch", "echo 'Submitted batch job 42'")
+    with dask.config.set(config("slurm")):
+        assert _run_on_slurm(tmp_path, "--worker-timeout", "2") == 1
+    err = capsys.readouterr().err
+    assert "no worker joined the slurm jobs within 2 s (--worker-timeout)" in err
+
+
+def test_a_configuration_error_is_shown_whole(tmp_path, fake_slurm, capsys):
+    incomplete = {k: v for k, v in config("slurm").items() if not k.endswith("cores")}
+    with dask.config.set({**incomplete, "jobqueue.slurm.cores": None}):
+        assert _run_on_slurm(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "cannot build a slurm cluster from your configuration" in err
+    assert "You must specify how much cores and memory" in err
+    assert "cluster = SLURMCluster(cores=" in err  # the example, on its own line

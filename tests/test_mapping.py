@@ -132,7 +132,7 @@ async def test_chunking_default_one_chunk_per_slot(c, s, a, b):
     out = await asyncio.to_thread(async_map, record_key, list(range(100)), client=c)
     assert out == list(range(100))
     assert len(set(_keys)) == 3
-    assert all(k.startswith("async_map-record_key-") for k in _keys)
+    assert all(k.startswith("map-record-key-") for k in _keys)
 
 
 @gen_cluster(client=True)
@@ -215,11 +215,20 @@ class _NoClient:
         ({"ncpu": 2.5}, ValueError, r"ncpu must be an integer >= 1, got 2.5"),
         ({"chunksize": 0}, ValueError, r"chunksize must be an integer >= 1, got 0"),
         ({"retries": -1}, ValueError, r"retries must be an integer >= 0, got -1"),
-        ({"timeout": 0}, ValueError, r"timeout must be a positive number .* got 0"),
+        (
+            {"timeout": 0},
+            ValueError,
+            r"timeout must be a positive, finite number .* got 0",
+        ),
         (
             {"timeout": "1s"},
             ValueError,
-            r"timeout must be a positive number .* got '1s'",
+            r"timeout must be a positive, finite number .* got '1s'",
+        ),
+        (
+            {"timeout": float("inf")},
+            ValueError,
+            r"finite number of seconds, or None for no limit, got inf",
         ),
     ],
 )
@@ -248,7 +257,7 @@ async def test_async_apply(c, s, a, b):
 
     future = await asyncio.to_thread(async_apply, c, keyed, (1,), {"key": "k"})
     assert await future == (1, "k")
-    assert future.key.startswith("async_apply-keyed-")
+    assert future.key.startswith("apply-keyed-")
     f1 = await asyncio.to_thread(async_apply, c, uuid.uuid4)
     f2 = await asyncio.to_thread(async_apply, c, uuid.uuid4)
     assert f1.key != f2.key  # not de-duplicated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -28,6 +29,19 @@ def test_quickstart_executes(tmp_path):
         for out in cell.outputs
     )
     assert "dashboard: http://127.0.0.1:" in outputs
+    stderr = "".join(
+        out.get("text", "")
+        for cell in book.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.get("name") == "stderr"
+    )
+    assert "Warning" not in stderr, stderr  # no TqdmWarning: ipywidgets installed
+    spsa = next(c for c in book.cells if c.source.startswith("fit = SPSA("))
+    found = re.search(r"mu ([\d.]+), sigma ([\d.]+)", spsa.outputs[0]["text"])
+    assert found, spsa.outputs
+    assert abs(float(found[1]) - 1.5) < 0.02  # SPSA converges (truth 1.5, 0.7)
+    assert abs(float(found[2]) - 0.7) < 0.02
     images = [
         out for cell in book.cells if cell.cell_type == "code" for out in cell.outputs
         if "image/png" in out.get("data", {})

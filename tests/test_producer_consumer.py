@@ -293,7 +293,21 @@ async def test_visible_runs_are_named_tasks_on_the_dashboard(c, s, a, b):
         with pytest.raises(ZeroDivisionError):
             await call(pc.run, 0, reduce=lambda values: 1 / 0)
         assert await call(pc.run, 1, reduce=sum) == 15  # still usable
-    assert {"ProducerConsumer-run-shown", "ProducerConsumer-load-shown"} <= set(
-        s.task_prefixes
-    )
+    assert {"pc-run-shown", "pc-load-shown"} <= set(s.task_prefixes)
     assert sorted(_inits) == data  # loaded once, evaluated in place
+
+
+def very_slow_load(x):
+    time.sleep(3)
+    return x
+
+
+# a real cluster: the actors left loading trip gen_cluster's state validation
+def test_loading_slower_than_timeout_says_what_how_long_and_how_far(client):
+    with pytest.raises(TimeoutError) as info:
+        ProducerConsumer(very_slow_load, [1, 2], times, client=client, timeout=0.3,
+                         name="slow")  # fmt: skip
+    text = str(info.value)
+    assert "loading the data of ProducerConsumer('slow'" in text
+    assert "timed out after 0.3" in text and "(timeout=0.3 s)" in text
+    assert "0 of 2 shard groups loaded" in text

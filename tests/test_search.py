@@ -193,7 +193,7 @@ async def test_bad_input_raises_before_submission(c, s, a, b):
         await call(search.run, 42)
     with pytest.raises(ValueError, match="n_trials must be an integer >= 1"):
         await call(search.run, [{"C": 1}], n_trials=0)
-    with pytest.raises(ValueError, match="timeout must be a positive number"):
+    with pytest.raises(ValueError, match="timeout must be a positive, finite number"):
         await call(search.run, [{"C": 1}], timeout=-1)
     with pytest.raises(TypeError, match="each filter must be callable"):
         await call(search.run, [{"C": 1}], filters=[3])
@@ -320,3 +320,12 @@ async def test_filters_and_trials_see_new_rows_as_they_come(c, s, a, b):
     # another Search object on the same store reads it whole, the same
     other = Search("incremental", score, search.store, client=c)
     pd.testing.assert_frame_equal(other.trials(), frame)
+
+
+@pytest.mark.parametrize("store", [5, None, Path("x.db")])
+def test_store_of_the_wrong_type_says_what_it_accepts(store):
+    with pytest.raises(
+        TypeError,
+        match=r"store must be a SQLAlchemy URL string .* or an open dasktune.store.sql.TrialStore, got",
+    ):
+        Search("s", abs, store)

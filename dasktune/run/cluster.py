@@ -6,7 +6,8 @@ resolves the ``client=`` argument every public function takes:
 - a ``Client`` is used as it is;
 - a cluster object (``LocalCluster``, a dask-jobqueue ``SLURMCluster``, ...) or a
   scheduler address (``"tcp://host:8786"``, ``"tls://..."``) gets a client attached,
-  made once and reused;
+  made once and reused; a ``tls://`` address takes ``security=`` (a
+  :class:`distributed.security.Security`), else Dask's TLS configuration;
 - ``None`` means the current client if there is one, else a ``LocalCluster`` that
   dasktune starts and owns: worker processes with one thread each, as many as the
   machine has cores, every socket bound to 127.0.0.1. It is reused by later calls
@@ -21,12 +22,14 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import distributed
 from distributed.deploy.cluster import Cluster
+from distributed.security import Security
 
-__all__ = ["capacity", "close_owned", "get_client"]
+__all__ = ["capacity", "close_owned", "connect", "get_client"]
 
 logger = logging.getLogger("dasktune")
 
@@ -78,7 +81,10 @@ def _start_local_cluster(
 
 
 def get_client(
-    address: distributed.Client | Cluster | str | None = None, **cluster_kwargs: Any
+    address: distributed.Client | Cluster | str | None = None,
+    *,
+    security: Security | None = None,
+    **cluster_kwargs: Any,
 ) -> distributed.Client:
     """Return the Dask client to run on.
 
@@ -90,6 +96,13 @@ def get_client(
         once and reused), a scheduler address such as ``"tcp://10.0.0.5:8786"``, or
         ``None``: the current client if there is one, else a ``LocalCluster`` owned
         by dasktune (started on first use, reused, closed at interpreter exit).
+    security : distributed.security.Security, optional
+        TLS certificates for a ``"tls://..."`` address, such as
+        ``Security(tls_ca_file="ca.pem", tls_client_cert="cert.pem",
+        tls_client_key="key.pem", require_encryption=True)``. Without it Dask's
+        configuration (``distributed.comm.tls.*``) is used, and a cluster object
+        brings its own. With ``address=None`` it secures the ``LocalCluster``
+        dasktune starts.
     **cluster_kwargs
         Options for the owned ``LocalCluster`` when one has to be started
         (``n_workers``, ``threads_per_worker``, ``memory_limit``, ...). The defaults
@@ -103,16 +116,21 @@ def get_client(
     Raises
     ------
     TypeError
-        If ``address`` is none of the above, or ``cluster_kwargs`` come with an
-        ``address`` (they only describe a cluster dasktune starts).
+        If ``address`` is none of the above, ``security`` is not a ``Security``
+        or comes with a ``Client`` (already connected), or ``cluster_kwargs``
+        come with an ``address`` (they only describe a cluster dasktune starts).
+    OSError, TimeoutError
+        If the scheduler cannot be reached; the half-made client is closed, so
+        the interpreter does not wait for it at exit.
 
     Examples
     --------
     >>> client = get_client()  # doctest: +SKIP
     >>> client = get_client("tcp://scheduler:8786")  # doctest: +SKIP
+    >>> client = get_client("tls://scheduler:8786", security=sec)  # doctest: +SKIP
     >>> client = get_client(SLURMCluster(cores=8, memory="16GB"))  # doctest: +SKIP
     """
-    return _get_client(address, cluster_kwargs, announce=True)
+    return _get_client(address, cluster_kwargs, announce=True, security=security)
 
 
 def _get_client(
@@ -120,12 +138,27 @@ def _get_client(
     cluster_kwargs: dict[str, Any],
     *,
     announce: bool,
+    security: Security | None = None,
 ) -> distributed.Client:
     """:func:`get_client`; ``announce=False`` leaves the dashboard link of a
     cluster it starts to the caller (the command line prints it itself)."""
+    if security is not None and not isinstance(security, Security):
+        msg = (
+            "security must be a distributed.security.Security (TLS certificates), "
+            f"got {type(security).__name__}: {security!r}; build one with "
+            "Security(tls_ca_file=..., tls_client_cert=..., tls_client_key=...)"
+        )
+        raise TypeError(msg)
     if isinstance(address, distributed.Client):
         if cluster_kwargs:
             raise TypeError(_kwargs_with_address(cluster_kwargs, address))
+        if security is not None:
+            msg = (
+                f"security was given with a Client that is already connected "
+                f"({address!r}); pass the scheduler address instead, or drop "
+                "security"
+            )
+            raise TypeError(msg)
         return address
     with _lock:
         if address is None:
@@ -134,6 +167,8 @@ def _get_client(
                 return current
             if _owned_client is not None and _owned_client.status == "running":
                 return _owned_client
+            if security is not None:
+                cluster_kwargs = {**cluster_kwargs, "security": security}
             return _start_local_cluster(announce, **cluster_kwargs)
         if cluster_kwargs:
             raise TypeError(_kwargs_with_address(cluster_kwargs, address))
@@ -149,9 +184,77 @@ def _get_client(
             raise TypeError(msg)
         client = _attached.get(key)
         if client is None or client.status != "running":
-            client = distributed.Client(address)
+            client = connect(address, security=security)
             _attached[key] = client
         return client
+
+
+def connect(
+    address: Cluster | str, *, security: Security | None = None, **client_kwargs: Any
+) -> distributed.Client:
+    """A new ``distributed.Client`` for ``address``, closed again if it fails.
+
+    A ``Client`` whose constructor raised (an unreachable scheduler, a TLS
+    address without certificates) is otherwise left half-made, and its
+    ``__del__`` may keep the interpreter waiting at exit.
+
+    Parameters
+    ----------
+    address : Cluster or str
+    security : distributed.security.Security, optional
+        ``None`` uses Dask's TLS configuration (or the cluster's own).
+    **client_kwargs
+        More arguments of :class:`distributed.Client` (``timeout``, ...).
+
+    Returns
+    -------
+    distributed.Client
+
+    Raises
+    ------
+    OSError, TimeoutError, TypeError
+        What ``distributed.Client`` raised, with a note naming the address
+        and, for a ``tls://`` address without certificates, what to pass.
+    """
+    client = distributed.Client.__new__(distributed.Client)
+    try:
+        client.__init__(address, security=security, **client_kwargs)  # type: ignore[misc]
+    except BaseException as err:
+        try:
+            client.close(timeout=2)
+        except Exception as close_err:  # the connect error is the one to raise
+            err.add_note(f"closing the half-made client failed too: {close_err!r}")
+        text = address if isinstance(address, str) else address.scheduler_address
+        if (
+            text.startswith("tls://")
+            and security is None
+            and isinstance(err, TypeError)
+        ):
+            err.add_note(
+                f"{text} is a TLS address: pass security=Security(tls_ca_file=..., "
+                "tls_client_cert=..., tls_client_key=...) (dasktune run: --tls-ca-file, "
+                "--tls-cert, --tls-key) or set Dask's distributed.comm.tls.* config"
+            )
+        raise
+    return client
+
+
+def wait_for(
+    futures: Sequence[Any], timeout: float | None, what: str, done_as: str
+) -> None:
+    """``distributed.wait`` whose ``TimeoutError`` says what timed out, after how
+    long, and how far it got (``"3 of 4 <done_as>"``)."""
+    started = time.monotonic()
+    try:
+        distributed.wait(futures, timeout=timeout)
+    except TimeoutError as err:
+        done = sum(future.done() for future in futures)
+        msg = (
+            f"{what} timed out after {time.monotonic() - started:.3g} s "
+            f"(timeout={timeout} s): {done} of {len(futures)} {done_as}; raise the "
+            "timeout, or check on the dashboard that the workers are busy with it"
+        )
+        raise TimeoutError(msg) from err
 
 
 def _kwargs_with_address(kwargs: dict[str, Any], address: object) -> str:

@@ -40,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import distributed
 
+from dasktune._checks import key_part
 from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
@@ -144,7 +145,7 @@ class Driver:
     client : distributed.Client
     recorder : Recorder
     name : str
-        Names the tasks on the dashboard (``<name>-trial-<number>-...``).
+        Names the tasks on the dashboard (``trial-<name>-<number>-...``).
     to_call, to_record : callable, optional
         Map an asked ``params`` to what the objective receives, and to the JSON
         dict that is recorded and hashed (default: both the identity).
@@ -510,7 +511,9 @@ class Driver:
             size = base + (i < extra)
             groups.append(to_run[start : start + size])
             start += size
-        keys = [f"{self.name}-trial-{g[0].number}-{self.token}" for g in groups]
+        keys = [
+            f"trial-{key_part(self.name)}-{g[0].number}-{self.token}" for g in groups
+        ]
         payloads = [
             Group([(p.param_hash, p.call) for p in g], self.retries) for g in groups
         ]

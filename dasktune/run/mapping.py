@@ -41,12 +41,14 @@ from typing import Any, TypeVar
 
 import cloudpickle
 import distributed
+from distributed.security import Security
 
 from dasktune._checks import (
     check_callable,
     check_int,
     check_timeout,
     func_name,
+    key_part,
     short_repr,
 )
 from dasktune._progress import progress_bar
@@ -148,6 +150,7 @@ def async_map(
     ncpu: int | None = None,
     *,
     client: distributed.Client | None = None,
+    security: Security | None = None,
     chunksize: int | None = None,
     retries: int = 0,
     progress: bool = False,
@@ -170,6 +173,8 @@ def async_map(
         ``LocalCluster``, it starts ``ncpu`` workers.
     client : distributed.Client, optional
         The client to run on; see :func:`dasktune.get_client`.
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     chunksize : int, optional
         Elements per task. ``None`` chooses automatically (see the module notes);
         ``1`` gives one task per element.
@@ -229,9 +234,9 @@ def async_map(
     except TypeError:
         n = None
     if client is None and ncpu is not None:
-        client = get_client(n_workers=ncpu)
+        client = get_client(n_workers=ncpu, security=security)
     else:
-        client = get_client(client)
+        client = get_client(client, security=security)
     threads = capacity(client, max_age=2.0)
     slots = ncpu if ncpu is not None else threads
     window = ncpu if ncpu is not None else 2 * threads
@@ -256,7 +261,7 @@ class _Mapper:
         self.runner = Shipped(partial(_run_chunk, fun))
         self.client = client
         self.retries = retries
-        self.prefix = f"async_map-{func_name(fun)}-{uuid.uuid4().hex}"
+        self.prefix = f"map-{key_part(func_name(fun))}-{uuid.uuid4().hex}"
         self.next_size = 1
         self.per_item: float | None = None
 
@@ -355,6 +360,8 @@ def async_apply(
     fun: Callable[..., R],
     args: tuple[Any, ...] | list[Any] = (),
     kwargs: dict[str, Any] | None = None,
+    *,
+    security: Security | None = None,
     **submit_kwargs: Any,
 ) -> distributed.Future:
     """Submit one call ``fun(*args, **kwargs)`` and return its future.
@@ -369,6 +376,8 @@ def async_apply(
         Positional arguments.
     kwargs : dict, optional
         Keyword arguments of ``fun`` (kept apart from Dask's own options).
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     **submit_kwargs
         Passed to :meth:`distributed.Client.submit`: ``retries``, ``resources``,
         ``workers``, ``priority``, ``key``, ... Calls are not de-duplicated
@@ -391,10 +400,12 @@ def async_apply(
     if kwargs is not None and not isinstance(kwargs, dict):
         msg = f"kwargs must be a dict of keyword arguments, got {type(kwargs).__name__}"
         raise TypeError(msg)
-    client = get_client(pool)
+    client = get_client(pool, security=security)
     call = partial(fun, **kwargs) if kwargs else fun
     submit_kwargs.setdefault("pure", False)
-    submit_kwargs.setdefault("key", f"async_apply-{func_name(fun)}-{uuid.uuid4().hex}")
+    submit_kwargs.setdefault(
+        "key", f"apply-{key_part(func_name(fun))}-{uuid.uuid4().hex}"
+    )
     return client.submit(call, *args, **submit_kwargs)
 
 

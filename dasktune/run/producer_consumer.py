@@ -23,15 +23,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self, cast
 
 import distributed
+from distributed.security import Security
 
 from dasktune._checks import (
     check_callable,
     check_int,
     check_timeout,
     func_name,
+    key_part,
     short_repr,
 )
-from dasktune.run.cluster import capacity, get_client
+from dasktune.run.cluster import capacity, get_client, wait_for
 
 __all__ = ["ProducerConsumer"]
 
@@ -167,6 +169,8 @@ class ProducerConsumer:
         Number of shards (default: the cluster's thread count, at most one per
         element). Shards are spread over the workers and run in parallel.
     client : distributed.Client, optional
+    security : distributed.security.Security, optional
+        TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     timeout : float, optional
         Seconds a call may take before ``TimeoutError``.
     name : str, optional
@@ -176,7 +180,7 @@ class ProducerConsumer:
         object usable as the objective of ``SPSA``, ``minimize`` and ``Search``
         (``reduce=sum`` for a log-likelihood summed over the data).
     visible : bool, default False
-        Run each call as tasks named ``ProducerConsumer-run-<name>-...``, one per
+        Run each call as tasks named ``pc-run-<name>-...``, one per
         worker, pinned where the data lives, so the dashboard's task stream shows
         them. The default calls the actors directly: a few milliseconds faster
         per call, but actor calls do not appear in the task stream.
@@ -205,6 +209,7 @@ class ProducerConsumer:
         n_cores: int | None = None,
         *,
         client: distributed.Client | None = None,
+        security: Security | None = None,
         timeout: float | None = None,
         name: str | None = None,
         reduce: Callable[[list[Any]], Any] | None = None,
@@ -225,7 +230,7 @@ class ProducerConsumer:
             raise ValueError(msg)
         check_int("n_cores", n_cores, 1, optional=True)
         check_timeout(timeout)
-        self.client = get_client(client)
+        self.client = get_client(client, security=security)
         self.init_function, self.process_function = init_function, process_function
         self.data = list(init_data)
         self.timeout = timeout
@@ -281,11 +286,16 @@ class ProducerConsumer:
                 self.process_function,
                 _Payload(shards),
                 actor=True,
-                key=f"ProducerConsumer-load-{self.name}-{g}-{token}",
+                key=f"pc-load-{key_part(self.name)}-{g}-{token}",
                 **options,
             )
         futures = [self._futures[g] for g in indices]
-        distributed.wait(futures, timeout=self.timeout)
+        wait_for(
+            futures,
+            self.timeout,
+            f"loading the data of {self!r}",
+            "shard groups loaded",
+        )
         for g in indices:
             future = self._futures[g]
             assert future is not None
@@ -369,7 +379,7 @@ class ProducerConsumer:
                     actor.key,
                     payload,
                     reduce,
-                    key=f"ProducerConsumer-run-{self.name}-{g}-{token}",
+                    key=f"pc-run-{key_part(self.name)}-{g}-{token}",
                     workers=list(holders),
                     allow_other_workers=False,
                     pure=False,
