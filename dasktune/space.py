@@ -260,6 +260,21 @@ def _dimension(name: str, spec: Any) -> Dimension:
     raise ValueError(msg)
 
 
+def _contains(dim: Dimension, value: Any) -> bool:
+    """Whether ``value`` is a value of ``dim`` (as stored: plain JSON values)."""
+    if isinstance(dim, Bool):
+        return isinstance(value, bool)
+    if isinstance(dim, Categorical):
+        return any(type(value) is type(c) and value == c for c in dim.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(dim, Int):
+        return float(value).is_integer() and dim.low <= value <= dim.high
+    if isinstance(dim, Float):
+        return dim.low <= value <= dim.high
+    return False
+
+
 class Space:
     """A named parameter space: a dict of dimensions, in a fixed order.
 
@@ -320,6 +335,18 @@ class Space:
             name: dim.decode(x[self._slices[name]])
             for name, dim in self.dimensions.items()
         }
+
+    def contains(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` names a value of every dimension (extra keys allowed).
+
+        >>> space = Space({"n": Int(1, 4), "kind": Categorical(["a", "b"])})
+        >>> space.contains({"n": 2, "kind": "a"}), space.contains({"n": 9, "kind": "a"})
+        (True, False)
+        """
+        return all(
+            name in params and _contains(dim, params[name])
+            for name, dim in self.dimensions.items()
+        )
 
     def with_power(self, power: float | None) -> Space:
         """This space with ``power`` on every log-scaled Float (None: itself)."""
