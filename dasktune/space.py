@@ -361,6 +361,31 @@ class Space:
             }
         )
 
+    @classmethod
+    def from_json(cls, described: Mapping[str, Mapping[str, Any]]) -> Space:
+        """The space :meth:`to_json` described (as a store keeps it).
+
+        >>> space = Space({"n": Int(1, 4, log=True), "on": Bool()})
+        >>> Space.from_json(space.to_json()) == space
+        True
+        """
+        makers = {
+            "float": lambda d: Float(d["low"], d["high"], d["log"], d.get("power")),
+            "int": lambda d: Int(d["low"], d["high"], d["log"]),
+            "categorical": lambda d: Categorical(d["choices"]),
+            "bool": lambda d: Bool(),
+        }
+        dims = {}
+        for name, d in described.items():
+            if d.get("type") not in makers:
+                msg = (
+                    f"parameter {name!r}: unknown dimension {d!r}; expected the "
+                    f"type to be one of {sorted(makers)}"
+                )
+                raise ValueError(msg)
+            dims[name] = makers[d["type"]](d)
+        return cls(dims)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON description of every dimension."""
         return {name: dim.to_json() for name, dim in self.dimensions.items()}
