@@ -1,4 +1,4 @@
-"""The ``dasktune`` command: ``demo``, ``run`` and ``show``.
+"""The ``dasktune`` command: ``demo``, ``run``, ``show``, ``serve`` and ``export``.
 
 - ``dasktune demo``: the README's main job — shards of synthetic data loaded once
   with ``ProducerConsumer``, a likelihood fitted with ``SPSA`` and with
@@ -7,6 +7,9 @@
 - ``dasktune run FILE.py``: a search defined in a Python file, on a local
   cluster, a remote scheduler or a dask-jobqueue cluster.
 - ``dasktune show STORE``: the searches of a store, or one search's best trials.
+- ``dasktune serve STORE``: a live page of the store's searches (Bokeh, 127.0.0.1).
+- ``dasktune export STORE --name NAME --to optuna-journal FILE``: a search as an
+  Optuna study.
 
 Errors print one line and exit with status 1 (``--debug`` shows the traceback).
 """
@@ -369,6 +372,39 @@ def _add_export(commands: Any) -> None:
     export.set_defaults(handler=_export)
 
 
+# -- serve ---------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dasktune.serve import make_server
+
+    store = _open_store_readonly(args.store)  # fails early on a bad store
+    store.close()
+    server, trial_store = make_server(
+        _store_url(args.store), args.port, interval_ms=args.interval_ms
+    )
+    try:
+        server.start()
+        print(f"dasktune serve: http://127.0.0.1:{args.port}/ (Ctrl-C stops)",
+              flush=True)  # fmt: skip
+        server.io_loop.start()
+    finally:
+        server.stop()
+        trial_store.close()
+    return 0
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="a live page of every search of a store (127.0.0.1)"
+    )
+    serve.add_argument("store", help="store URL or SQLite file")
+    serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
+    serve.add_argument("--interval-ms", type=int, default=1000,
+                       help="milliseconds between refreshes")  # fmt: skip
+    serve.set_defaults(handler=_serve)
+
+
 # -- the parser ------------------------------------------------------------------
 
 
@@ -416,6 +452,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--format", choices=["table", "csv", "json"], default="table")
     show.set_defaults(handler=_show)
     _add_export(commands)
+    _add_serve(commands)
     return parser
 
 
