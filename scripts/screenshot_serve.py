@@ -7,13 +7,17 @@ Usage::
 
 Starts ``dasktune serve`` on a free port of 127.0.0.1, waits for the line it
 prints once it listens, has Chromium (``apt-get install -y chromium``) render
-the page for a few seconds of virtual time, writes the PNG and stops the
+the page (driven over its DevTools protocol, through tornado, which Bokeh
+already needs) until Bokeh has drawn it, writes the PNG and stops the
 server. Look at the PNG to check the page is readable.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import json
 import math
 import shutil
 import socket
@@ -27,7 +31,7 @@ from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store.sql import TrialStore
 
 CHROMIUM_FLAGS = [
-    "--headless",
+    "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
@@ -35,9 +39,83 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--hide-scrollbars",
-    "--window-size=1280,1000",
-    "--virtual-time-budget=6000",
+    "--window-size=1280,1050",
 ]
+
+
+async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
+    """Load ``url`` in Chromium driven over the DevTools protocol; wait until
+    Bokeh has drawn the served document, then capture the page.
+
+    Chromium's own ``--screenshot`` fires at the load event, before the page's
+    websocket has delivered the document, so it shows a blank page.
+    """
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.websocket import websocket_connect
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the DevTools endpoint answers once Chromium is up
+            try:
+                # a tab of our own (the first one may still be replaced)
+                reply = await AsyncHTTPClient().fetch(
+                    f"http://127.0.0.1:{port}/json/new?about:blank",
+                    method="PUT",
+                    body=b"",
+                )
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        target = json.loads(reply.body)
+        conn = await websocket_connect(target["webSocketDebuggerUrl"])
+        ids = iter(range(1, 10**6))
+
+        async def call(method: str, **params: object) -> dict:
+            key = next(ids)
+            await conn.write_message(
+                json.dumps({"id": key, "method": method, "params": params})
+            )
+            while True:
+                message = json.loads(await conn.read_message())
+                if message.get("id") == key:  # events in between are skipped
+                    return message.get("result", {})
+
+        await call("Runtime.enable")
+        await call("Page.enable")
+        await call("Page.navigate", url=url)
+        drawn = (
+            "window.Bokeh !== undefined && Bokeh.index !== undefined && "
+            "Object.keys(Bokeh.index).length > 0"
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            result = await call("Runtime.evaluate", expression=drawn)
+            if result.get("result", {}).get("value") is True:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the page did not draw within 30 s")
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(3.0)  # refreshes fill the tables and plots
+        shot = await call("Page.captureScreenshot", format="png")
+        out.write_bytes(base64.b64decode(shot["data"]))
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def demo_store(path: Path) -> None:
@@ -118,17 +196,8 @@ def main() -> int:
                 print(f"dasktune serve did not start: {line!r}", file=sys.stderr)
                 return 1
             out = Path(args.out).resolve()
-            subprocess.run(
-                [
-                    browser,
-                    *CHROMIUM_FLAGS,
-                    f"--user-data-dir={tmp}/chromium",
-                    f"--screenshot={out}",
-                    f"http://127.0.0.1:{port}/",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=120,
+            asyncio.run(
+                _capture(browser, f"http://127.0.0.1:{port}/", out, f"{tmp}/chromium")
             )
             print(f"wrote {out}")
         finally:
