@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dasktune.exceptions import DasktuneError, TrialPruned
     from dasktune.minimize import minimize
+    from dasktune.optim.nevergrad import NevergradOptimizer
+    from dasktune.optim.optuna import OptunaSampler
     from dasktune.optim.replicas import HyperScipySampler
     from dasktune.optim.scipy_bridge import ScipyAskTell
     from dasktune.optim.selector import LCBSelector
@@ -51,6 +53,8 @@ _EXPORTS = {
     "HyperScipySampler": "dasktune.optim.replicas",
     "Int": "dasktune.space",
     "LCBSelector": "dasktune.optim.selector",
+    "NevergradOptimizer": "dasktune.optim.nevergrad",
+    "OptunaSampler": "dasktune.optim.optuna",
     "ProducerConsumer": "dasktune.run.producer_consumer",
     "SPSA": "dasktune.spsa",
     "ScipyAskTell": "dasktune.optim.scipy_bridge",
@@ -71,6 +75,8 @@ __all__ = [
     "HyperScipySampler",
     "Int",
     "LCBSelector",
+    "NevergradOptimizer",
+    "OptunaSampler",
     "ProducerConsumer",
     "SPSA",
     "ScipyAskTell",

@@ -1,4 +1,4 @@
-"""The ``dasktune`` command: ``demo``, ``run`` and ``show``.
+"""The ``dasktune`` command: ``demo``, ``run``, ``show``, ``serve`` and ``export``.
 
 - ``dasktune demo``: the README's main job — shards of synthetic data loaded once
   with ``ProducerConsumer``, a likelihood fitted with ``SPSA`` and with
@@ -7,6 +7,9 @@
 - ``dasktune run FILE.py``: a search defined in a Python file, on a local
   cluster, a remote scheduler or a dask-jobqueue cluster.
 - ``dasktune show STORE``: the searches of a store, or one search's best trials.
+- ``dasktune serve STORE``: a live page of the store's searches (Bokeh, 127.0.0.1).
+- ``dasktune export STORE --name NAME --to optuna-journal FILE``: a search as an
+  Optuna study.
 
 Errors print one line and exit with status 1 (``--debug`` shows the traceback).
 """
@@ -470,6 +473,102 @@ def _print(frame: Any, fmt: str) -> None:
         print(frame.to_string(index=False))
 
 
+# -- export --------------------------------------------------------------------
+
+EXPORT_TARGETS = ("optuna-journal", "optuna-storage")
+
+
+def _open_store_readonly(store: str) -> Any:
+    from dasktune.store.sql import TrialStore
+
+    url = _store_url(store)
+    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
+        msg = f"no store at {store}"
+        raise CLIError(msg)
+    return TrialStore(url, readonly=True)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from dasktune.export import to_optuna
+    from dasktune.optim.optuna import import_optuna
+
+    kind, target = args.to
+    if kind not in EXPORT_TARGETS:
+        msg = f"--to takes one of {list(EXPORT_TARGETS)} and a target, got {kind!r}"
+        raise CLIError(msg)
+    try:
+        optuna = import_optuna()
+    except ImportError as err:
+        raise CLIError(str(err)) from err
+    if kind == "optuna-journal":
+        journal = optuna.storages.journal
+        storage = optuna.storages.JournalStorage(journal.JournalFileBackend(target))
+    else:
+        storage = target
+    store = _open_store_readonly(args.store)  # export never writes the store
+    try:
+        study = to_optuna(store, args.name, storage, study_name=args.study_name)
+    finally:
+        store.close()
+    print(
+        f"exported {len(study.trials)} trials of {args.name!r} to {kind} {target} "
+        f"as study {study.study_name!r}"
+    )
+    if kind == "optuna-journal":
+        print(f"view it with: optuna-dashboard {target}")
+    return 0
+
+
+def _add_export(commands: Any) -> None:
+    export = commands.add_parser(
+        "export", help="write a search as an Optuna study (read-only on the store)"
+    )
+    export.add_argument("store", help="store URL or SQLite file")
+    export.add_argument("--name", required=True, help="the search to export")
+    export.add_argument(
+        "--to",
+        nargs=2,
+        required=True,
+        metavar=("KIND", "TARGET"),
+        help="optuna-journal FILE, or optuna-storage URL (e.g. sqlite:///optuna.db)",
+    )
+    export.add_argument("--study-name", help="the study's name (default: the search's)")
+    export.set_defaults(handler=_export)
+
+
+# -- serve ---------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dasktune.serve import make_server
+
+    store = _open_store_readonly(args.store)  # fails early on a bad store
+    store.close()
+    server, trial_store = make_server(
+        _store_url(args.store), args.port, interval_ms=args.interval_ms
+    )
+    try:
+        server.start()
+        print(f"dasktune serve: http://127.0.0.1:{args.port}/ (Ctrl-C stops)",
+              flush=True)  # fmt: skip
+        server.io_loop.start()
+    finally:
+        server.stop()
+        trial_store.close()
+    return 0
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="a live page of every search of a store (127.0.0.1)"
+    )
+    serve.add_argument("store", help="store URL or SQLite file")
+    serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
+    serve.add_argument("--interval-ms", type=int, default=1000,
+                       help="milliseconds between refreshes")  # fmt: skip
+    serve.set_defaults(handler=_serve)
+
+
 # -- the parser ------------------------------------------------------------------
 
 
@@ -525,6 +624,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--top", type=int, default=10, help="best trials to show")
     show.add_argument("--format", choices=["table", "csv", "json"], default="table")
     show.set_defaults(handler=_show)
+    _add_export(commands)
+    _add_serve(commands)
     return parser
 
 

@@ -260,6 +260,21 @@ def _dimension(name: str, spec: Any) -> Dimension:
     raise ValueError(msg)
 
 
+def _contains(dim: Dimension, value: Any) -> bool:
+    """Whether ``value`` is a value of ``dim`` (as stored: plain JSON values)."""
+    if isinstance(dim, Bool):
+        return isinstance(value, bool)
+    if isinstance(dim, Categorical):
+        return any(type(value) is type(c) and value == c for c in dim.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(dim, Int):
+        return float(value).is_integer() and dim.low <= value <= dim.high
+    if isinstance(dim, Float):
+        return dim.low <= value <= dim.high
+    return False
+
+
 class Space:
     """A named parameter space: a dict of dimensions, in a fixed order.
 
@@ -321,6 +336,18 @@ class Space:
             for name, dim in self.dimensions.items()
         }
 
+    def contains(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` names a value of every dimension (extra keys allowed).
+
+        >>> space = Space({"n": Int(1, 4), "kind": Categorical(["a", "b"])})
+        >>> space.contains({"n": 2, "kind": "a"}), space.contains({"n": 9, "kind": "a"})
+        (True, False)
+        """
+        return all(
+            name in params and _contains(dim, params[name])
+            for name, dim in self.dimensions.items()
+        )
+
     def with_power(self, power: float | None) -> Space:
         """This space with ``power`` on every log-scaled Float (None: itself)."""
         if power is None:
@@ -333,6 +360,31 @@ class Space:
                 for name, d in self.dimensions.items()
             }
         )
+
+    @classmethod
+    def from_json(cls, described: Mapping[str, Mapping[str, Any]]) -> Space:
+        """The space :meth:`to_json` described (as a store keeps it).
+
+        >>> space = Space({"n": Int(1, 4, log=True), "on": Bool()})
+        >>> Space.from_json(space.to_json()) == space
+        True
+        """
+        makers = {
+            "float": lambda d: Float(d["low"], d["high"], d["log"], d.get("power")),
+            "int": lambda d: Int(d["low"], d["high"], d["log"]),
+            "categorical": lambda d: Categorical(d["choices"]),
+            "bool": lambda d: Bool(),
+        }
+        dims = {}
+        for name, d in described.items():
+            if d.get("type") not in makers:
+                msg = (
+                    f"parameter {name!r}: unknown dimension {d!r}; expected the "
+                    f"type to be one of {sorted(makers)}"
+                )
+                raise ValueError(msg)
+            dims[name] = makers[d["type"]](d)
+        return cls(dims)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON description of every dimension."""

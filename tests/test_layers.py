@@ -45,6 +45,13 @@ def loaded_after(code: str) -> set[str]:
             "dasktune.optim.selector",
             {"scipy"},
         ),
+        # the adapters import their library only when one is made
+        ("import dasktune.optim.optuna, dasktune.optim.nevergrad", set()),
+        (
+            "from dasktune import Float, OptunaSampler, NevergradOptimizer\n"
+            "OptunaSampler(space={'x': Float(0, 1)}, seed=0).ask()",
+            {"scipy", "sqlalchemy", "pandas", "tqdm"},  # Optuna's own imports
+        ),
         # the store is SQL without Dask
         ("import dasktune.store", {"sqlalchemy"}),
         # what a worker imports to evaluate a trial: Dask, no SQL, pandas, scipy

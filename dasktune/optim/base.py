@@ -23,7 +23,13 @@ and nowhere read by guesswork:
 - ``wants_values`` (True): False for sources that ignore what they are told
   (a grid, a list), so the driver need not wait for trials another driver holds;
 - ``seed`` (None): recorded with each run of a search;
-- ``describe()``: a one-line description, recorded with each run.
+- ``describe()``: a one-line description, recorded with each run;
+- ``warm_start(results)`` (ignores them, returns 0): teach the optimizer
+  results it did not ask for — the done and failed trials a store already
+  holds when a search resumes — as ``(params, value)`` pairs, the parameters
+  as recorded and the value minimised (``+inf`` for a failed trial). Model-based
+  samplers (the Optuna and Nevergrad adapters) learn from them; the rest
+  ignore them, since a trial they propose again is answered from the store.
 
 Subclasses implement ``_ask()`` (return the parameters, or ``None``) and
 ``_tell(number, params, value)``, and may override ``finished``,
@@ -169,6 +175,21 @@ class Optimizer:
     def describe(self) -> str:
         """A one-line description, stored with a search."""
         return type(self).__name__
+
+    def warm_start(self, results: Iterable[tuple[Mapping[str, Any], float]]) -> int:
+        """Learn results this optimizer did not ask for (see the module notes).
+
+        Parameters
+        ----------
+        results : iterable of (dict, float)
+            Recorded parameters and their minimised value (``+inf``: failed).
+
+        Returns
+        -------
+        int
+            How many results the optimizer took (0: it ignores them).
+        """
+        return 0
 
     # -- for subclasses --------------------------------------------------------
 

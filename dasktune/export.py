@@ -1,0 +1,188 @@
+"""A dasktune search as an Optuna study: ``dasktune export``.
+
+:func:`to_optuna` reads a search from a trial store, read-only, and writes it
+as an Optuna study — to an Optuna journal file (``optuna-dashboard FILE``
+opens it) or to any Optuna storage URL — so that optuna-dashboard and
+``optuna.visualization`` work on a dasktune search:
+
+- each trial keeps its number's order, its parameters (categoricals as their
+  values), its value, its start and end times, and its worker, host, attempts,
+  auxiliary data and dasktune number as user attributes;
+- statuses map to Optuna's states: done ``COMPLETE``, failed ``FAIL`` (with its
+  error), running ``RUNNING``, queued ``WAITING``;
+- distributions come from the search's stored space; a search without one
+  (a grid, a list) gets them from the values seen: numbers a float or int
+  range, anything else a categorical of the values.
+
+The dasktune store is opened read-only and never written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from dasktune.exceptions import DasktuneError
+from dasktune.optim.optuna import distributions, import_optuna
+from dasktune.space import Space
+from dasktune.store.sql import TrialStore
+
+__all__ = ["to_optuna"]
+
+
+def _time(stamp: float | None) -> datetime.datetime | None:
+    if stamp is None or math.isnan(stamp):
+        return None
+    return datetime.datetime.fromtimestamp(stamp)
+
+
+def _inferred(optuna: Any, trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Distributions spanning the values seen, for a search stored without a space."""
+    d = optuna.distributions
+    seen: dict[str, list[Any]] = {}
+    for t in trials:
+        for name, value in t["params"].items():
+            seen.setdefault(name, []).append(value)
+    out = {}
+    for name, values in seen.items():
+        numbers = [
+            v for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if len(numbers) == len(values) and len(set(numbers)) > 1:
+            low, high = min(numbers), max(numbers)
+            if all(isinstance(v, int) for v in numbers):
+                out[name] = d.IntDistribution(int(low), int(high))
+            else:
+                out[name] = d.FloatDistribution(float(low), float(high))
+        else:
+            choices = list(dict.fromkeys(_hashable(v) for v in values))
+            out[name] = d.CategoricalDistribution(choices)
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True)  # lists and dicts: their JSON text
+
+
+def to_optuna(
+    store: str | TrialStore,
+    name: str,
+    storage: Any,
+    *,
+    study_name: str | None = None,
+) -> Any:
+    """Write the search ``name`` of ``store`` as an Optuna study.
+
+    Parameters
+    ----------
+    store : str or TrialStore
+        The dasktune store (a URL); opened read-only.
+    name : str
+        The search to export.
+    storage : str or optuna storage
+        An Optuna storage URL (``"sqlite:///optuna.db"``), an Optuna storage
+        object (``JournalStorage(JournalFileBackend("search.log"))``).
+    study_name : str, optional
+        The study's name (default: the search's).
+
+    Returns
+    -------
+    optuna.Study
+        The new study.
+
+    Raises
+    ------
+    DasktuneError
+        If the store has no such search, or the target already has a study of
+        that name (an export never mixes into an existing study).
+    ImportError
+        If Optuna is not installed.
+    """
+    optuna = import_optuna()
+    own = isinstance(store, str)
+    source = TrialStore(store, readonly=True) if isinstance(store, str) else store
+    try:
+        row = source.find_search(name)
+        if row is None:
+            names = [s["name"] for s in source.list_searches()]
+            msg = f"no search named {name!r} in {source.display_url}; it has {names}"
+            raise DasktuneError(msg)
+        trials = source.trials(row["id"])
+    finally:
+        if own:
+            source.close()
+    if row["space"]:
+        space = Space.from_json(json.loads(row["space"]))
+        dists = distributions(space)
+    else:
+        dists = _inferred(optuna, trials)
+    study_name = study_name or name
+    try:
+        optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        pass  # no such study yet: what an export needs
+    else:
+        msg = (
+            f"{storage!r} already has a study named {study_name!r}; export to a "
+            "new file or give another study name"
+        )
+        raise DasktuneError(msg)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, direction=row["direction"]
+    )
+    study.set_user_attr("dasktune_search", name)
+    metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
+    study.set_user_attr("dasktune_metadata", metadata)
+    study.add_trials([_frozen(optuna, t, dists) for t in trials])
+    return study
+
+
+def _frozen(optuna: Any, t: dict[str, Any], dists: dict[str, Any]) -> Any:
+    state = optuna.trial.TrialState
+    states = {
+        "done": state.COMPLETE,
+        "failed": state.FAIL,
+        "running": state.RUNNING,
+        "queued": state.WAITING,
+    }
+    params = {k: _hashable(v) for k, v in t["params"].items() if k in dists}
+    attrs = {
+        "dasktune_number": t["number"],
+        "worker": t["worker"],
+        "host": t["host"],
+        "attempts": t["attempts"],
+        "duration": t["duration"],
+    }
+    if t["aux"]:
+        attrs["aux"] = t["aux"]
+    if t["error"]:
+        attrs["error"] = t["error"]
+    kind = states[t["status"]]
+    started = _time(t["started"])
+    finished = _time(t["finished"])
+    trial = optuna.trial.FrozenTrial(
+        number=t["number"],
+        state=kind,
+        value=t["value"] if kind == state.COMPLETE else None,
+        datetime_start=started
+        if kind != state.WAITING
+        else None,  # Optuna: a waiting trial has not started
+        datetime_complete=finished if kind.is_finished() else None,
+        params=params,
+        distributions={k: dists[k] for k in params},
+        user_attrs=attrs,
+        system_attrs={},
+        intermediate_values={},
+        trial_id=t["number"],
+    )
+    if trial.datetime_start is None and kind != state.WAITING:
+        trial.datetime_start = finished or datetime.datetime.now()
+    if kind.is_finished() and trial.datetime_complete is None:
+        trial.datetime_complete = trial.datetime_start
+    return trial

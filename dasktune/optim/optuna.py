@@ -1,0 +1,240 @@
+"""Any Optuna sampler as a dasktune ask/tell optimizer.
+
+:class:`OptunaSampler` drives an Optuna sampler (TPE, CMA-ES, GP, NSGA-II,
+random, QMC, ...) through Optuna's own ask/tell interface on an in-memory
+study, so that a :class:`~dasktune.Search` runs it on Dask with dasktune's
+store, de-duplication and resume:
+
+- ``ask()`` is ``study.ask(distributions)`` with the whole space given up front
+  (Optuna's "define-and-run" form), so every parameter is drawn at once and
+  relative samplers (CMA-ES, GP, multivariate TPE) see the whole space;
+- trials in flight stay ``RUNNING`` in the study, as with Optuna's own parallel
+  workers; TPE accounts for them only with ``constant_liar=True`` (Optuna's
+  advice for parallel runs, its default from Optuna 5, and the default sampler
+  here), so a ``TPESampler(constant_liar=False)`` gets a warning that parallel
+  asks may cluster;
+- ``tell()`` completes the trial in any order, a failed one (told ``+inf``)
+  as ``FAIL``, as Optuna records a trial whose objective raised;
+- ``warm_start(results)`` adds the store's done and failed trials to the study
+  (``study.add_trial``), so a resumed search re-teaches the sampler what it
+  learnt before.
+
+Optuna is an optional dependency (``pip install "dasktune[optuna]"``),
+imported when the first adapter is made. The space converts as
+:func:`distributions` shows.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from dasktune.optim.base import Optimizer
+from dasktune.space import Bool, Categorical, Dimension, Float, Int, Space
+
+__all__ = ["OptunaSampler", "distributions", "import_optuna"]
+
+_DIRECTIONS = ("minimize", "maximize")
+
+
+def import_optuna() -> Any:
+    """The ``optuna`` module, or an ``ImportError`` saying how to install it."""
+    try:
+        import optuna
+    except ImportError as err:
+        msg = (
+            "OptunaSampler needs Optuna, which is not installed; "
+            'pip install "dasktune[optuna]" (or pip install optuna)'
+        )
+        raise ImportError(msg) from err
+    return optuna
+
+
+def _distribution(optuna: Any, name: str, dim: Dimension) -> Any:
+    d = optuna.distributions
+    if isinstance(dim, Float):
+        return d.FloatDistribution(dim.low, dim.high, log=dim.log)
+    if isinstance(dim, Int):
+        return d.IntDistribution(dim.low, dim.high, log=dim.log)
+    if isinstance(dim, Bool):
+        return d.CategoricalDistribution([False, True])
+    if isinstance(dim, Categorical):
+        return d.CategoricalDistribution(dim.choices)
+    msg = (
+        f"parameter {name!r}: {type(dim).__name__} has no Optuna distribution; "
+        "use Float, Int, Categorical or Bool"
+    )
+    raise TypeError(msg)
+
+
+def distributions(space: Space | Mapping[str, Any]) -> dict[str, Any]:
+    """Optuna distributions for a dasktune space.
+
+    ``Float`` becomes ``FloatDistribution`` (``log`` kept; a ``power`` has no
+    Optuna form and samples log-uniformly), ``Int`` ``IntDistribution``,
+    ``Categorical`` ``CategoricalDistribution`` of its choices and ``Bool``
+    ``CategoricalDistribution([False, True])``.
+    """
+    optuna = import_optuna()
+    return {
+        name: _distribution(optuna, name, dim)
+        for name, dim in Space(space).dimensions.items()
+    }
+
+
+def _check_directions(directions: Sequence[str] | str | None) -> list[str]:
+    if directions is None:
+        return ["minimize"]
+    if isinstance(directions, str):
+        directions = [directions]
+    directions = list(directions)
+    bad = [d for d in directions if d not in _DIRECTIONS]
+    if bad or len(directions) != 1:
+        msg = (
+            f"directions must be one of {list(_DIRECTIONS)} in a list of length 1 "
+            f"(dasktune searches have one objective), got {directions!r}"
+        )
+        raise ValueError(msg)
+    return directions
+
+
+class OptunaSampler(Optimizer):
+    """An Optuna sampler as an ask/tell optimizer over a named space.
+
+    Parameters
+    ----------
+    sampler : optuna.samplers.BaseSampler, optional
+        Any Optuna sampler. Default: ``TPESampler(constant_liar=True,
+        seed=seed)``, Optuna's advice for parallel runs.
+    space : Space or dict
+        The named parameter space (``Float``, ``Int``, ``Categorical``,
+        ``Bool``).
+    directions : sequence of str, optional
+        The objective's direction in the study, ``["minimize"]`` (default) or
+        ``["maximize"]``. The values told are dasktune's, always minimised (a
+        ``Search(direction="maximize")`` negates them), and are turned back so
+        that :attr:`study` holds the objective's own values.
+    seed : int, optional
+        For the default sampler; recorded with the search. Give your own
+        sampler its seed (``TPESampler(seed=0)``) for reproducible trials.
+
+    Attributes
+    ----------
+    study : optuna.Study
+        The in-memory study: ``sampler.study.trials_dataframe()`` and
+        ``optuna.visualization`` work on it.
+
+    Raises
+    ------
+    ImportError
+        If Optuna is not installed (with the command that installs it).
+    TypeError, ValueError
+        For a ``sampler`` that is not an Optuna sampler, or bad ``directions``.
+
+    Examples
+    --------
+    >>> import optuna  # doctest: +SKIP
+    >>> space = {"x": Float(-5, 5), "kind": Categorical(["a", "b"])}
+    >>> sampler = OptunaSampler(optuna.samplers.TPESampler(
+    ...     constant_liar=True, seed=0), space)  # doctest: +SKIP
+    >>> Search("tpe", f, space=space).run(sampler, n_trials=200)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        sampler: Any = None,
+        space: Space | Mapping[str, Any] | None = None,
+        *,
+        directions: Sequence[str] | str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        optuna = import_optuna()
+        if space is None:
+            msg = "OptunaSampler needs a space: OptunaSampler(sampler, space={...})"
+            raise TypeError(msg)
+        self.space = Space(space)
+        self.directions = _check_directions(directions)
+        if sampler is None:
+            sampler = optuna.samplers.TPESampler(constant_liar=True, seed=seed)
+        elif not isinstance(sampler, optuna.samplers.BaseSampler):
+            msg = (
+                "sampler must be an Optuna sampler (optuna.samplers.TPESampler(), "
+                f"CmaEsSampler(), ...), got {type(sampler).__name__}: {sampler!r}"
+            )
+            raise TypeError(msg)
+        elif isinstance(sampler, optuna.samplers.TPESampler) and not getattr(
+            sampler, "_constant_liar", True
+        ):
+            warnings.warn(
+                "a TPESampler without constant_liar=True ignores the trials in "
+                "flight, so parallel asks cluster; Optuna advises "
+                "TPESampler(constant_liar=True) for parallel runs",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.sampler = sampler
+        self.seed = seed
+        self._optuna = optuna
+        self._distributions = distributions(self.space)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(),
+            sampler=sampler,
+            directions=self.directions,
+        )
+        self._sign = -1.0 if self.directions[0] == "maximize" else 1.0
+        self._asked: dict[int, Any] = {}  # dasktune number -> optuna Trial
+
+    def _ask(self) -> dict[str, Any]:
+        trial = self.study.ask(self._distributions)
+        self._asked[self._next_number] = trial
+        return {name: trial.params[name] for name in self.space.names}
+
+    def _tell(self, number: int, params: Any, value: float) -> None:
+        trial = self._asked.pop(number)
+        if math.isinf(value) and value > 0:
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(trial, self._sign * value)
+
+    def warm_start(self, results: Iterable[tuple[Mapping[str, Any], float]]) -> int:
+        """Add results not asked here (a resumed search's) to the study.
+
+        Each ``(params, value)`` becomes a finished trial of :attr:`study`
+        (``COMPLETE``, or ``FAIL`` for ``+inf``); parameter sets outside the
+        space (a search whose earlier runs used another source) are left out.
+
+        Returns
+        -------
+        int
+            How many results were added.
+        """
+        create_trial = self._optuna.trial.create_trial
+        state = self._optuna.trial.TrialState
+        added = []
+        for params, value in results:
+            if not self.space.contains(params):
+                continue
+            picked = {name: params[name] for name in self.space.names}
+            if math.isinf(value) and value > 0:
+                frozen = create_trial(
+                    params=picked, distributions=self._distributions, state=state.FAIL
+                )
+            else:
+                frozen = create_trial(
+                    params=picked,
+                    distributions=self._distributions,
+                    value=self._sign * float(value),
+                )
+            added.append(frozen)
+        self.study.add_trials(added)
+        return len(added)
+
+    def describe(self) -> str:
+        return (
+            f"OptunaSampler({type(self.sampler).__name__}, "
+            f"directions={self.directions}, seed={self.seed})"
+        )

@@ -1,0 +1,269 @@
+"""A live page of a store's searches: ``dasktune serve STORE``.
+
+:func:`make_server` starts a Bokeh server bound to 127.0.0.1 whose page shows
+every search of a trial store as it runs, refreshed in place (no reload):
+
+- a table of the searches: direction, trials by status, best value;
+- for the search chosen: trials by status, the best value so far against time,
+  the current best parameters, and the value of each done trial against a
+  chosen parameter (categorical parameters as their choices).
+
+Each browser session keeps its own :class:`~dasktune.table.TrialTable` per
+search and, once a second, reads only the rows written since it last looked
+(``TrialStore.read_trials(search_id, since=seq)``); the list of searches is
+read again every few seconds so a new search appears. The store is opened
+read-only: the page never writes.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bokeh.application import Application
+from bokeh.application.handlers.function import FunctionHandler
+from bokeh.document import Document
+from bokeh.layouts import column, row
+from bokeh.models import (
+    BasicTicker,
+    ColumnDataSource,
+    DataRange1d,
+    FactorRange,
+    FixedTicker,
+)
+from bokeh.models.widgets import DataTable, Div, Select, TableColumn
+from bokeh.plotting import figure
+from bokeh.server.server import Server
+
+from dasktune.store.sql import TrialStore
+from dasktune.table import TrialTable
+
+__all__ = ["LivePage", "make_server"]
+
+_STATUSES = ["queued", "running", "done", "failed"]
+_SUMMARY = ["name", "direction", *_STATUSES, "best"]
+_COLORS = ["#bbbbbb", "#f0a202", "#2a9d8f", "#d62828"]
+_SEARCHES_EVERY_SECONDS = 5.0
+
+
+class LivePage:
+    """One browser session's page over a store (built by :func:`make_server`).
+
+    Parameters
+    ----------
+    store : TrialStore
+        Opened read-only, shared by the sessions of a server.
+    doc : bokeh.document.Document
+        The session's document.
+    interval_ms : int
+        Milliseconds between refreshes.
+    """
+
+    def __init__(self, store: TrialStore, doc: Document, interval_ms: int) -> None:
+        self.store = store
+        self.tables: dict[int, TrialTable] = {}
+        self.searches: dict[str, dict[str, Any]] = {}
+        self._listed_at = -math.inf
+        self.summary = ColumnDataSource({k: [] for k in _SUMMARY})
+        self.counts = ColumnDataSource({"status": _STATUSES, "n": [0] * 4,
+                                        "color": _COLORS})  # fmt: skip
+        self.history = ColumnDataSource({"time": [], "best": []})
+        self.points = ColumnDataSource({"x": [], "value": [], "number": []})
+        self.search_select = Select(title="search", options=[], width=260)
+        self.param_select = Select(title="parameter", options=[], width=260)
+        self.best_div = Div(text="", width=420)
+        self.title = Div(text=f"<h2>dasktune: {html.escape(store.display_url)}</h2>")
+        self._build(doc)
+        self.refresh()
+        doc.add_periodic_callback(self.refresh, interval_ms)
+        self.search_select.on_change("value", lambda attr, old, new: self.refresh())
+        self.param_select.on_change("value", lambda attr, old, new: self.refresh())
+
+    def _build(self, doc: Document) -> None:
+        table = DataTable(
+            source=self.summary,
+            columns=[TableColumn(field=f, title=f) for f in _SUMMARY],
+            height=150,
+            width=720,
+            index_position=None,
+        )
+        statuses = figure(x_range=FactorRange(factors=_STATUSES),
+                          y_range=DataRange1d(start=0), height=260, width=360,
+                          title="trials by status", toolbar_location=None)  # fmt: skip
+        statuses.vbar(x="status", top="n", color="color", width=0.8,
+                      source=self.counts)  # fmt: skip
+        best = figure(x_axis_type="datetime", height=260, width=460,
+                      title="best value so far", toolbar_location=None)  # fmt: skip
+        best.step(x="time", y="best", source=self.history, mode="after",
+                  line_width=2)  # fmt: skip
+        best.scatter(x="time", y="best", source=self.history, size=4)
+        self.scatter = figure(height=300, width=560, title="value of each done trial",
+                              toolbar_location=None)  # fmt: skip
+        self.scatter.scatter(x="x", y="value", source=self.points, size=7, alpha=0.7)
+        self.scatter.yaxis.axis_label = "value"
+        doc.title = "dasktune"
+        doc.add_root(
+            column(
+                self.title,
+                table,
+                row(self.search_select, self.param_select),
+                row(statuses, best),
+                row(self.scatter, self.best_div),
+            )
+        )
+
+    # -- reading ---------------------------------------------------------------
+
+    def _read(self) -> None:
+        now = time.monotonic()
+        if now - self._listed_at >= _SEARCHES_EVERY_SECONDS:
+            self._listed_at = now
+            for s in self.store.list_searches():
+                self.searches[s["name"]] = s
+        for s in self.searches.values():
+            table = self.tables.setdefault(s["id"], TrialTable())
+            seq, rows = self.store.read_trials(s["id"], since=table.seq)
+            table.update(rows)
+            table.seq = max(table.seq, seq)
+
+    def refresh(self) -> None:
+        """Read the rows changed since the last refresh and redraw."""
+        self._read()
+        frames = {
+            name: self.tables[s["id"]].frame(copy=False)
+            for name, s in self.searches.items()
+        }
+        self._summary(frames)
+        names: Any = list(self.searches)
+        if self.search_select.options != names:
+            self.search_select.options = names
+        if names and self.search_select.value not in names:
+            self.search_select.value = names[0]
+        chosen = self.search_select.value
+        if chosen in frames:
+            self._detail(self.searches[chosen], frames[chosen])
+
+    def _summary(self, frames: dict[str, pd.DataFrame]) -> None:
+        data: Any = {k: [] for k in _SUMMARY}
+        for name, frame in frames.items():
+            direction = self.searches[name]["direction"]
+            data["name"].append(name)
+            data["direction"].append(direction)
+            counts: Any = frame["status"].value_counts()
+            for status in _STATUSES:
+                data[status].append(int(counts.get(status, 0)))
+            done = frame["value"][frame["status"] == "done"]
+            best = done.max() if direction == "maximize" else done.min()
+            data["best"].append("" if done.empty else f"{best:.6g}")
+        self.summary.data = data
+
+    def _detail(self, search: dict[str, Any], frame: pd.DataFrame) -> None:
+        counts: Any = frame["status"].value_counts()
+        self.counts.data = {"status": _STATUSES, "color": _COLORS,
+                            "n": [int(counts.get(s, 0)) for s in _STATUSES]}  # fmt: skip
+        done = frame[frame["status"] == "done"].sort_values("finished")
+        maximize = search["direction"] == "maximize"
+        values = done["value"].to_numpy(dtype=float)
+        running = (
+            np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
+        )
+        times = done["finished"].dt.tz_localize(None)
+        self.history.data = {"time": list(times), "best": list(running)}
+        params: Any = [c for c in frame.columns if c not in ("number", *_RESERVED)]
+        if self.param_select.options != params:
+            self.param_select.options = params
+        if params and self.param_select.value not in params:
+            self.param_select.value = params[0]
+        name = self.param_select.value
+        self._scatter(done, name)
+        self._best(done, params, maximize)
+
+    def _scatter(self, done: pd.DataFrame, name: str) -> None:
+        if name not in done.columns:
+            self.points.data = {"x": [], "value": [], "number": []}
+            return
+        raw = done[name]
+        numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(
+            raw
+        )
+        if numeric:
+            x = raw.astype(float).tolist()
+            self.scatter.xaxis.ticker = BasicTicker()
+            self.scatter.xaxis.major_label_overrides = {}
+        else:
+            labels = sorted({str(v) for v in raw}, key=str)
+            code = {label: i for i, label in enumerate(labels)}
+            x = [code[str(v)] for v in raw]
+            self.scatter.xaxis.ticker = FixedTicker(ticks=list(range(len(labels))))
+            self.scatter.xaxis.major_label_overrides = {
+                i: label for i, label in enumerate(labels)
+            }
+        self.scatter.xaxis.axis_label = name
+        self.points.data = {"x": x, "value": done["value"].tolist(),
+                            "number": done["number"].tolist()}  # fmt: skip
+
+    def _best(self, done: pd.DataFrame, params: list[str], maximize: bool) -> None:
+        if done.empty:
+            self.best_div.text = "<h3>best trial</h3><p>no trial done yet</p>"
+            return
+        values = done["value"].to_numpy(dtype=float)
+        best = done.iloc[int(values.argmax() if maximize else values.argmin())]
+        cells = "".join(
+            f"<tr><td><b>{html.escape(p)}</b></td><td>{html.escape(_show(best[p]))}"
+            "</td></tr>"
+            for p in params
+        )
+        self.best_div.text = (
+            f"<h3>best trial: #{int(best['number'])}, value {best['value']:.6g}</h3>"
+            f"<table style='font-size:14px'>{cells}</table>"
+        )
+
+
+_RESERVED = ("value", "status", "duration", "worker", "host", "attempts", "started",
+             "finished", "error", "aux")  # fmt: skip
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def make_server(
+    store: str, port: int = 5006, *, interval_ms: int = 1000
+) -> tuple[Server, TrialStore]:
+    """Start the live page's Bokeh server on 127.0.0.1 (not yet serving).
+
+    Parameters
+    ----------
+    store : str
+        The store's URL; opened read-only.
+    port : int, default 5006
+    interval_ms : int, default 1000
+        Milliseconds between refreshes of a page.
+
+    Returns
+    -------
+    (bokeh.server.server.Server, TrialStore)
+        Call ``server.start()`` and ``server.io_loop.start()`` to serve; close
+        the store when done.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        msg = f"port must be an integer in [1, 65535], got {port!r}"
+        raise ValueError(msg)
+    trial_store = TrialStore(store, readonly=True)
+
+    def session(doc: Document) -> None:
+        LivePage(trial_store, doc, interval_ms)
+
+    server = Server(
+        {"/": Application(FunctionHandler(session))},
+        address="127.0.0.1",
+        port=port,
+        allow_websocket_origin=[f"127.0.0.1:{port}", f"localhost:{port}"],
+    )
+    return server, trial_store

@@ -1,0 +1,126 @@
+"""dasktune export: a search as an Optuna study, read by Optuna itself."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from pathlib import Path
+
+import optuna
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune import Bool, Categorical, DasktuneError, Float, Int, Search
+from dasktune.cli import main
+from dasktune.export import to_optuna
+
+SPACE = {
+    "x": Float(-2.0, 2.0),
+    "lr": Float(1e-3, 1.0, log=True),
+    "depth": Int(1, 4),
+    "kind": Categorical(["a", "b"]),
+    "flag": Bool(),
+}
+
+
+def loss(params):
+    """Module level, so that it pickles to the workers."""
+    if params["kind"] == "b" and params["flag"]:
+        raise ValueError("b with flag diverged")
+    return {"loss": params["x"] ** 2 + params["depth"], "note": "kept"}
+
+
+def journal(path):
+    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    return optuna.storages.JournalStorage(backend)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_export_to_a_journal_reads_back_in_optuna(c, s, a, b):
+    with tempfile.TemporaryDirectory() as tmp:
+        await _export_and_read_back(c, Path(tmp))
+
+
+async def _export_and_read_back(c, tmp):
+    db = tmp / "store.db"
+    url = f"sqlite:///{db}"
+    search = Search("spaced", loss, url, client=c, space=SPACE, direction="maximize")
+    await asyncio.to_thread(search.run, n_trials=30, seed=0, progress=False)
+    grid = Search("grid", loss, url, client=c)
+    points = [{"x": x, "lr": 0.1, "depth": 2, "kind": k, "flag": False}
+              for x in (-1.0, 0.5, 2.0) for k in ("a", "b")]  # fmt: skip
+    await asyncio.to_thread(grid.run, points, progress=False)
+    frame = search.trials()
+    search.close()
+    grid.close()
+    before = digest(db)
+
+    log = tmp / "spaced.log"
+    code = await asyncio.to_thread(
+        main,
+        [
+            "export",
+            str(db),
+            "--name",
+            "spaced",
+            "--to",
+            "optuna-journal",
+            str(log),
+        ],
+    )
+    assert code == 0
+    assert digest(db) == before  # read-only on the dasktune store
+    study = optuna.load_study(study_name="spaced", storage=journal(log))
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert len(study.trials) == len(frame) == 30
+    by_number = {t.user_attrs["dasktune_number"]: t for t in study.trials}
+    for row in frame.itertuples():
+        trial = by_number[row.number]
+        assert trial.params == {n: getattr(row, n) for n in SPACE}
+        if row.status == "done":
+            assert trial.state == optuna.trial.TrialState.COMPLETE
+            assert trial.value == row.value
+            assert trial.user_attrs["aux"] == {"note": "kept"}
+        else:
+            assert trial.state == optuna.trial.TrialState.FAIL
+            assert "diverged" in trial.user_attrs["error"]
+    assert (frame["status"] == "failed").any()
+    assert study.best_value == frame["value"].max()
+    assert isinstance(
+        study.trials[0].distributions["lr"], optuna.distributions.FloatDistribution
+    )
+    assert study.trials[0].distributions["lr"].log
+    # Optuna's own analysis runs on it
+    assert set(optuna.importance.get_param_importances(study)) == set(SPACE)
+
+    # a search without a space: distributions from the values seen
+    target = f"sqlite:///{tmp / 'optuna.db'}"
+    study = await asyncio.to_thread(to_optuna, url, "grid", target)
+    loaded = optuna.load_study(study_name="grid", storage=target)
+    assert len(loaded.trials) == 6
+    dist = loaded.trials[0].distributions
+    assert dist["x"] == optuna.distributions.FloatDistribution(-1.0, 2.0)
+    assert dist["kind"] == optuna.distributions.CategoricalDistribution(["a", "b"])
+    assert sorted(t.params["x"] for t in loaded.trials) == [-1, -1, 0.5, 0.5, 2, 2]
+
+    # never mixed into an existing study; unknown names listed
+    with pytest.raises(DasktuneError, match="already has a study named 'grid'"):
+        await asyncio.to_thread(to_optuna, url, "grid", target)
+    with pytest.raises(DasktuneError, match=r"no search named 'nope'.*'grid'"):
+        await asyncio.to_thread(to_optuna, url, "nope", target)
+
+
+def test_export_errors_are_one_line(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "none.db"), "--name", "x", "--to",
+                 "optuna-journal", str(tmp_path / "x.log")]) == 1  # fmt: skip
+    assert "no store at" in capsys.readouterr().err
+    assert main(["export", "sqlite://", "--name", "x", "--to", "csv",
+                 "out.csv"]) == 1  # fmt: skip
+    assert "--to takes one of ['optuna-journal', 'optuna-storage']" in (
+        capsys.readouterr().err
+    )

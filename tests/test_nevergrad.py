@@ -1,0 +1,131 @@
+"""NevergradOptimizer: Nevergrad's optimizers through dasktune's ask/tell contract."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+
+import nevergrad as ng
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune import Bool, Categorical, Float, Int, Search
+from dasktune.optim.nevergrad import NevergradOptimizer, parametrization
+
+SPACE = {
+    "x": Float(-5.0, 5.0),
+    "lr": Float(1e-4, 1e-1, log=True),
+    "depth": Int(1, 8),
+    "kind": Categorical(["a", "b", "c"]),
+    "flag": Bool(),
+}
+
+
+def loss(params):
+    """Module level, so that it pickles to the workers."""
+    penalty = {"a": 0.0, "b": 1.0, "c": 2.0}[params["kind"]]
+    return (params["x"] - 1.0) ** 2 + penalty + 0.1 * params["depth"]
+
+
+def drive(opt, f=None):
+    """Serial driving to the end: every free slot asked, told in reverse."""
+    f = f or loss
+    asked = []
+    while not opt.finished:
+        batch = []
+        while (trial := opt.ask()) is not None:
+            batch.append(trial)
+        for trial in reversed(batch):
+            opt.tell(trial, f(trial.params))
+        asked += batch
+    return asked
+
+
+def test_space_becomes_an_ng_dict():
+    param = parametrization(SPACE)
+    assert isinstance(param, ng.p.Dict)
+    value = param.spawn_child().value
+    assert set(value) == set(SPACE)
+    assert isinstance(param["kind"], ng.p.Choice)
+    assert isinstance(param["lr"], ng.p.Log)
+
+
+@pytest.mark.parametrize("name", ["NGOpt", "TwoPointsDE", "CMA"])
+def test_at_most_num_workers_in_flight_told_in_any_order(name):
+    opt = NevergradOptimizer(name, SPACE, budget=40, num_workers=4, seed=0)
+    first = [opt.ask() for _ in range(4)]
+    assert opt.ask() is None  # the parallelism it was built for is used up
+    for t in first:
+        assert set(t.params) == set(SPACE)
+        assert isinstance(t.params["depth"], int) and 1 <= t.params["depth"] <= 8
+        assert isinstance(t.params["flag"], bool)
+        assert -5.0 <= t.params["x"] <= 5.0
+    opt.tell(first[2], loss(first[2].params))
+    opt.tell(first[0], math.inf)  # a failed trial
+    assert opt.ask().number == 4
+    for t in (first[3], first[1]):
+        opt.tell(t, loss(t.params))
+    drive(opt)
+    assert opt.finished and opt.ask() is None
+    assert opt._next_number == 40
+
+
+def test_the_same_seed_proposes_the_same_trials():
+    def run(seed):
+        return drive(NevergradOptimizer("TwoPointsDE", SPACE, budget=30,
+                                        num_workers=3, seed=seed))  # fmt: skip
+
+    first, again, other = run(5), run(5), run(6)
+    assert [t.params for t in first] == [t.params for t in again]
+    assert [t.params for t in first] != [t.params for t in other]
+
+
+def test_it_learns():
+    space = {"x": Float(-5, 5), "y": Float(-5, 5)}
+    opt = NevergradOptimizer(ng.optimizers.CMA, space, budget=80, num_workers=2,
+                             seed=0)  # fmt: skip
+    drive(opt, lambda p: (p["x"] - 1.0) ** 2 + p["y"] ** 2)
+    best = opt.optimizer.provide_recommendation().value
+    assert abs(best["x"] - 1.0) < 0.3 and abs(best["y"]) < 0.3
+    assert "CMA" in opt.describe()
+
+
+def test_warm_start_tells_points_it_did_not_ask():
+    opt = NevergradOptimizer("OnePlusOne", {"x": Float(-5, 5)}, budget=10, seed=0)
+    told = opt.warm_start([({"x": 1.0}, 0.0), ({"x": 3.0}, 4.0), ({"x": 9.0}, 0.0),
+                           ({"y": 1.0}, 0.0), ({"x": 2.0}, math.inf)])  # fmt: skip
+    assert told == 3  # x=9 is outside the space, {"y"} another space
+    assert opt.optimizer.num_tell_not_asked == 3
+    assert opt.optimizer.provide_recommendation().value == {"x": 1.0}
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="not in ng.optimizers.registry.*CMA"):
+        NevergradOptimizer("cma-es", SPACE, budget=10)
+    with pytest.raises(ValueError, match="budget must be an integer >= 1"):
+        NevergradOptimizer("CMA", SPACE, budget=0)
+    with pytest.raises(ValueError, match="num_workers must be"):
+        NevergradOptimizer("CMA", SPACE, budget=5, num_workers=0)
+    built = ng.optimizers.CMA(parametrization=2, budget=5)
+    with pytest.raises(TypeError, match="not a built optimizer"):
+        NevergradOptimizer(built, SPACE, budget=5)
+
+
+def test_missing_nevergrad_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nevergrad", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "dasktune\[nevergrad\]"'):
+        NevergradOptimizer("CMA", SPACE, budget=5)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_search_runs_a_nevergrad_optimizer_to_its_budget(c, s, a, b):
+    search = Search("ng", loss, "sqlite://", client=c, space=SPACE)
+    opt = NevergradOptimizer("NGOpt", SPACE, budget=24, num_workers=4, seed=0)
+    report = await asyncio.to_thread(search.run, opt, progress=False)
+    assert report.stopped == "finished"
+    assert report.evaluated + report.reused == 24
+    assert opt.finished and opt.n_pending == 0
+    frame = search.trials()
+    assert (frame["status"] == "done").sum() == report.evaluated
+    assert opt.optimizer.num_tell == 24

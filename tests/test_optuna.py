@@ -1,0 +1,192 @@
+"""OptunaSampler: Optuna's samplers driven through dasktune's ask/tell contract."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import warnings
+
+import optuna
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune import Bool, Categorical, Float, Int, Search
+from dasktune.optim.optuna import OptunaSampler, distributions
+from dasktune.store.sql import TrialStore
+
+SPACE = {
+    "x": Float(-5.0, 5.0),
+    "lr": Float(1e-4, 1e-1, log=True),
+    "depth": Int(1, 8),
+    "kind": Categorical(["a", "b", "c"]),
+    "flag": Bool(),
+}
+RUNNING = optuna.trial.TrialState.RUNNING
+
+
+def loss(params):
+    """Module level, so that it pickles to the workers."""
+    penalty = {"a": 0.0, "b": 1.0, "c": 2.0}[params["kind"]]
+    return (params["x"] - 1.0) ** 2 + penalty + 0.1 * params["depth"]
+
+
+def tpe(seed=0, **kwargs):
+    return optuna.samplers.TPESampler(
+        constant_liar=True, seed=seed, n_startup_trials=5, **kwargs
+    )
+
+
+def drive(sampler, n, width):
+    """Serial driving: ``width`` asks, then their tells in reverse order."""
+    asked = []
+    while len(asked) < n:
+        batch = [sampler.ask() for _ in range(min(width, n - len(asked)))]
+        for trial in reversed(batch):
+            sampler.tell(trial, loss(trial.params))
+        asked += batch
+    return asked
+
+
+def test_space_becomes_optuna_distributions():
+    d = distributions(SPACE)
+    assert d["x"] == optuna.distributions.FloatDistribution(-5.0, 5.0)
+    assert d["lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    assert d["depth"] == optuna.distributions.IntDistribution(1, 8)
+    assert d["kind"] == optuna.distributions.CategoricalDistribution(["a", "b", "c"])
+    assert d["flag"] == optuna.distributions.CategoricalDistribution([False, True])
+
+
+def test_ask_tell_out_of_order_keeps_pending_trials_running():
+    sampler = OptunaSampler(tpe(), SPACE)
+    trials = [sampler.ask() for _ in range(4)]
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    for t in trials:
+        assert set(t.params) == set(SPACE)
+        assert isinstance(t.params["depth"], int)
+        assert isinstance(t.params["flag"], bool)
+        assert t.params["kind"] in ("a", "b", "c")
+    # trials in flight are RUNNING in the study, which constant_liar uses
+    assert len(sampler.study.get_trials(states=(RUNNING,))) == 4
+    sampler.tell(trials[2], 2.0)
+    sampler.tell(3, 3.0)
+    sampler.tell(trials[0], math.inf)  # failed
+    assert len(sampler.study.get_trials(states=(RUNNING,))) == 1
+    states = [t.state for t in sampler.study.trials]
+    assert states[0] == optuna.trial.TrialState.FAIL
+    assert sampler.study.trials[2].value == 2.0
+    assert sampler.n_pending == 1
+    with pytest.raises(ValueError, match="already told"):
+        sampler.tell(3, 1.0)
+
+
+def test_the_same_seed_proposes_the_same_trials():
+    first = drive(OptunaSampler(tpe(seed=3), SPACE), 20, 4)
+    again = drive(OptunaSampler(tpe(seed=3), SPACE), 20, 4)
+    other = drive(OptunaSampler(tpe(seed=4), SPACE), 20, 4)
+    assert [t.params for t in first] == [t.params for t in again]
+    assert [t.params for t in first] != [t.params for t in other]
+
+
+def test_default_sampler_is_seeded_constant_liar_tpe():
+    sampler = OptunaSampler(space=SPACE, seed=1)
+    assert isinstance(sampler.sampler, optuna.samplers.TPESampler)
+    assert sampler.sampler._constant_liar
+    assert [t.params for t in drive(sampler, 6, 2)] == [
+        t.params for t in drive(OptunaSampler(space=SPACE, seed=1), 6, 2)
+    ]
+    assert "seed=1" in sampler.describe()
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_tpe_learns_and_a_relative_sampler_works_too():
+    sampler = OptunaSampler(tpe(seed=0), SPACE)
+    drive(sampler, 60, 4)
+    assert sampler.study.best_value < 1.0  # random draws average about 10
+    qmc = OptunaSampler(optuna.samplers.QMCSampler(seed=0), SPACE)
+    drive(qmc, 16, 4)
+    xs = [t.params["x"] for t in qmc.study.trials]
+    assert len(set(xs)) == 16
+
+
+def test_maximize_keeps_the_objectives_own_values_in_the_study():
+    sampler = OptunaSampler(tpe(), {"x": Float(0, 1)}, directions=["maximize"])
+    t = sampler.ask()
+    sampler.tell(t, -0.75)  # dasktune tells minimised values
+    assert sampler.study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert sampler.study.best_value == 0.75
+
+
+def test_warm_start_teaches_the_study_what_the_store_holds():
+    sampler = OptunaSampler(tpe(), SPACE)
+    good = {"x": 1.0, "lr": 0.01, "depth": 1, "kind": "a", "flag": True}
+    results = [
+        (good, 0.1),
+        ({**good, "x": 2.0}, 1.1),
+        ({**good, "kind": "b"}, math.inf),  # failed
+        ({**good, "x": 50.0}, 0.0),  # outside the space: left out
+        ({"x": 1.0}, 0.0),  # another space: left out
+    ]
+    assert sampler.warm_start(results) == 3
+    trials = sampler.study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert sampler.study.best_trial.params == good
+    # asking goes on after them, numbered from 0 in dasktune
+    assert sampler.ask().number == 0
+    assert OptunaSampler(tpe(), SPACE).warm_start([]) == 0
+
+
+def test_a_tpe_sampler_without_constant_liar_warns():
+    with pytest.warns(UserWarning, match="constant_liar=True"):
+        OptunaSampler(optuna.samplers.TPESampler(constant_liar=False, seed=0), SPACE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OptunaSampler(optuna.samplers.RandomSampler(seed=0), SPACE)
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="must be an Optuna sampler"):
+        OptunaSampler("tpe", SPACE)
+    with pytest.raises(TypeError, match="needs a space"):
+        OptunaSampler(tpe())
+    with pytest.raises(ValueError, match="directions must be one of"):
+        OptunaSampler(tpe(), SPACE, directions=["up"])
+    with pytest.raises(ValueError, match="length 1"):
+        OptunaSampler(tpe(), SPACE, directions=["minimize", "maximize"])
+
+
+def test_missing_optuna_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "dasktune\[optuna\]"'):
+        OptunaSampler(space=SPACE)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_search_runs_tpe_and_resumes_it(c, s, a, b):
+    store = TrialStore("sqlite://")
+    search = Search("tpe", loss, store, client=c, space=SPACE)
+    sampler = OptunaSampler(tpe(seed=0), SPACE)
+    report = await asyncio.to_thread(
+        search.run, sampler, n_trials=24, max_in_flight=4, progress=False
+    )
+    assert report.evaluated == 24
+    frame = search.trials()
+    assert (frame["status"] == "done").sum() == 24
+    complete = sampler.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 24
+    assert sorted(t.value for t in complete) == sorted(frame["value"])
+    assert search.best.value == pytest.approx(sampler.study.best_value)
+
+    # a resumed search: a new sampler is taught the store's trials first
+    resumed = OptunaSampler(tpe(seed=1), SPACE)
+    stored = store.trials(search.search_id)
+    told = resumed.warm_start(
+        (t["params"], t["value"]) for t in stored if t["status"] == "done"
+    )
+    assert told == 24
+    report = await asyncio.to_thread(
+        search.run, resumed, n_trials=8, max_in_flight=4, progress=False
+    )
+    assert report.evaluated + report.reused >= 8
+    assert len(resumed.study.trials) >= 32
+    assert len(search.trials()) == 24 + report.evaluated

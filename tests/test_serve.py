@@ -1,0 +1,117 @@
+"""dasktune serve: the live page, read from a real store, served over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from bokeh.client import pull_session
+from bokeh.document import Document
+
+from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.serve import LivePage, make_server
+from dasktune.store.sql import TrialStore
+
+
+def record(store, search_id, driver, xs, status=TrialStatus.DONE):
+    """Claim and finish trials at ``xs`` as a driver would (value x**2)."""
+    claims = [Claim(*reversed(canonical({"x": x, "kind": "ab"[i % 2]})))
+              for i, x in enumerate(xs)]  # fmt: skip
+    store.sync(search_id, driver, [], claims)
+    now = time.time()
+    outcomes = [
+        Outcome(c.param_hash, status, value=c.params["x"] ** 2
+                if status == TrialStatus.DONE else None,
+                error=None if status == TrialStatus.DONE else "boom",
+                started=now - 1, finished=now, duration=1.0)
+        for c in claims
+    ]  # fmt: skip
+    store.sync(search_id, driver, outcomes, [])
+
+
+def make_store(path):
+    store = TrialStore(f"sqlite:///{path}")
+    search_id = store.open_search("live", space=None, direction="minimize",
+                                  metadata={})  # fmt: skip
+    driver = store.register_driver(search_id)
+    record(store, search_id, driver, [3.0, -2.0, 0.5])
+    record(store, search_id, driver, [9.0], TrialStatus.FAILED)
+    other = store.open_search("other", space=None, direction="maximize", metadata={})
+    record(store, other, store.register_driver(other), [1.0, 2.0])
+    return store, search_id, driver
+
+
+def test_the_page_reads_only_new_rows_and_redraws(tmp_path):
+    store, search_id, driver = make_store(tmp_path / "s.db")
+    reader = TrialStore(f"sqlite:///{tmp_path / 's.db'}", readonly=True)
+    page = LivePage(reader, Document(), interval_ms=1000)
+    summary = page.summary.data
+    assert summary["name"] == ["live", "other"]
+    assert summary["done"] == [3, 2] and summary["failed"] == [1, 0]
+    assert summary["best"] == ["0.25", "4"]  # "other" maximises
+    assert page.search_select.value == "live"
+    assert dict(zip(page.counts.data["status"], page.counts.data["n"], strict=True)) \
+        == {"queued": 0, "running": 0, "done": 3, "failed": 1}  # fmt: skip
+    assert page.history.data["best"] == [9.0, 4.0, 0.25]
+    assert page.param_select.options == ["kind", "x"]
+    page.param_select.value = "x"  # redraws at once
+    assert sorted(page.points.data["x"]) == [-2.0, 0.5, 3.0]
+    assert "0.25" in page.best_div.text and "<b>x</b>" in page.best_div.text
+    seq = page.tables[search_id].seq
+
+    record(store, search_id, driver, [0.1])
+    page.refresh()
+    table = page.tables[search_id]
+    assert table.seq > seq and table.n == 5
+    assert page.summary.data["done"] == [4, 2]
+    assert page.history.data["best"][-1] == pytest.approx(0.01)
+    page.param_select.value = "kind"  # a categorical: its choices on the axis
+    assert sorted(set(page.points.data["x"])) == [0, 1]
+    assert page.scatter.xaxis[0].major_label_overrides == {0: "a", 1: "b"}
+    reader.close()
+    store.close()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_answers_over_http_from_a_subprocess(tmp_path):
+    store, _, _ = make_store(tmp_path / "s.db")
+    store.close()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dasktune", "serve", str(tmp_path / "s.db"),
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # printed once the server listens
+        assert f"http://127.0.0.1:{port}/" in line, proc.stderr.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+            page = r.read().decode()
+        assert r.status == 200
+        assert "<title>dasktune</title>" in page and "Bokeh" in page
+        session = pull_session(url=f"http://127.0.0.1:{port}/")
+        try:
+            sources = [m for m in session.document.roots[0].references()
+                       if getattr(m, "data", None) and "direction" in m.data]  # fmt: skip
+            assert sources[0].data["name"] == ["live", "other"]
+        finally:
+            session.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_bad_port_and_store():
+    with pytest.raises(ValueError, match=r"port must be an integer in \[1, 65535\]"):
+        make_server("sqlite://", 0)
