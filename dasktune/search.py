@@ -15,6 +15,8 @@ from __future__ import annotations
 import getpass
 import hashlib
 import inspect
+import json
+import math
 import os
 import platform
 import socket
@@ -33,14 +35,16 @@ from dasktune.exceptions import DasktuneError
 from dasktune.optim.base import (
     AskTell,
     IterableSource,
+    Optimizer,
     RandomSampler,
     missing_members,
 )
+from dasktune.records import TrialStatus
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
-from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore
+from dasktune.store.sql import STALE_AFTER_SECONDS, TRIAL_FIELDS, TrialStore
 from dasktune.table import TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
@@ -272,6 +276,7 @@ class Search:
         check_timeout(timeout)
         for f in filters:
             check_callable("each filter", f)
+        self._warm_start(optimizer)
         client = get_client(self._client_arg, security=self._security)
         driver_id = self.store.register_driver(
             self.search_id,
@@ -308,6 +313,30 @@ class Search:
         finally:
             if source is None or not isinstance(source, AskTell):
                 optimizer.close()
+
+    def _warm_start(self, optimizer: AskTell) -> int:
+        """Teach an optimizer that learns from others' results what the store
+        holds (a resumed search, or several drivers): its ``warm_start``."""
+        if not isinstance(optimizer, Optimizer) or not optimizer.wants_values:
+            return 0
+        if type(optimizer).warm_start is Optimizer.warm_start:
+            return 0  # it ignores them: do not read the store for nothing
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        _, rows = self.store.read_trials(
+            self.search_id, status=[TrialStatus.DONE, TrialStatus.FAILED]
+        )
+        fields = {name: i for i, name in enumerate(TRIAL_FIELDS)}
+        results = [
+            (
+                json.loads(row[fields["params"]]),
+                math.inf
+                if row[fields["status"]] != TrialStatus.DONE
+                or row[fields["value"]] is None
+                else sign * float(row[fields["value"]]),
+            )
+            for row in rows
+        ]
+        return optimizer.warm_start(results) if results else 0
 
     def _optimizer(
         self,
