@@ -45,23 +45,12 @@ from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_o
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
 from dasktune.store.sql import STALE_AFTER_SECONDS, TRIAL_FIELDS, TrialStore
-from dasktune.table import TrialTable
+from dasktune.table import COLUMNS, TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 
-RESERVED_COLUMNS = (
-    "number",
-    "value",
-    "status",
-    "duration",
-    "worker",
-    "host",
-    "attempts",
-    "started",
-    "finished",
-    "error",
-    "aux",
-)
+#: the trials table's own columns (``step`` once trials report): not parameters
+RESERVED_COLUMNS = ("number", *COLUMNS, "step")
 DEFAULT_MAX_FAILURES = 1000
 
 
