@@ -48,6 +48,7 @@ def loaded_after(code: str) -> set[str]:
         ("import dasktune.store", {"sqlalchemy"}),
         # what a worker imports to evaluate a trial: Dask, no SQL, pandas, scipy
         ("import dasktune.run.evaluate", {"distributed", "dask"}),
+        ("import dasktune.run.submit", {"distributed", "dask"}),
     ],
 )
 def test_each_layer_imports_only_what_it_may(code, allowed):
