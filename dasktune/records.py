@@ -188,6 +188,12 @@ class Recorder(Protocol):
         """Write ``outcomes`` and decide ``claims``, in one transaction."""
         ...
 
+    def peek(self, hashes: Sequence[str]) -> list[Decision]:
+        """What :meth:`sync` would decide for claims of ``hashes``, read-only
+        (nothing claimed, no write lock): how a driver waits for trials another
+        driver holds."""
+        ...
+
     def heartbeat(self) -> None:
         """Tell other drivers this one is alive."""
         ...
@@ -244,6 +250,27 @@ class MemoryRecorder:
             if decision.kind == DecisionKind.EVALUATE:
                 row[1] = TrialStatus.RUNNING
             decisions.append(decision)
+        return decisions
+
+    def peek(self, hashes: Sequence[str]) -> list[Decision]:
+        """Decide claims of ``hashes`` without claiming (see :class:`Recorder`)."""
+        decisions = []
+        for h in hashes:
+            row = self.rows.get(h)
+            if row is None:
+                decisions.append(Decision(DecisionKind.EVALUATE, -1))
+                continue
+            number, status, value, aux, _ = row
+            decisions.append(
+                decide(
+                    status,
+                    number,
+                    value=value,
+                    aux=aux,
+                    held=True,
+                    retry_failed=self.retry_failed,
+                )
+            )
         return decisions
 
     def heartbeat(self) -> None:

@@ -42,6 +42,15 @@ class StoreRecorder:
             stale_after=self.stale_after,
         )
 
+    def peek(self, hashes: Sequence[str]) -> list[Decision]:
+        return self.store.peek(
+            self.search_id,
+            self.driver_id,
+            hashes,
+            retry_failed=self.retry_failed,
+            stale_after=self.stale_after,
+        )
+
     def heartbeat(self) -> None:
         self.store.heartbeat(self.driver_id)
 

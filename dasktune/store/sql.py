@@ -350,8 +350,9 @@ class TrialStore:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
+        # a deferred BEGIN on SQLite: a read never takes the write lock
         with self._lock, self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(dasktune_read=True)
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -577,6 +578,32 @@ class TrialStore:
                     .values(status=TrialStatus.RUNNING, driver_id=driver_id, seq=seq)
                 )
         return decisions
+
+    def peek(
+        self,
+        search_id: int,
+        driver_id: str,
+        hashes: Sequence[str],
+        *,
+        retry_failed: bool = False,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> list[Decision]:
+        """What :meth:`sync` would decide for claims of ``hashes``, read-only.
+
+        Nothing is written and no write lock is taken: a driver waiting for
+        trials another driver holds looks here, and claims (with :meth:`sync`)
+        only those whose holder finished or is gone. A hash with no row is
+        decided ``evaluate`` with number ``-1``.
+        """
+        now = time.time()
+        with self._connection_errors(), self._read() as conn:
+            rows = self._rows_for(conn, search_id, hashes)
+        return [
+            Decision(DecisionKind.EVALUATE, -1)
+            if (row := rows.get(h)) is None
+            else self._decide(row, driver_id, retry_failed, stale_after, now)
+            for h in hashes
+        ]
 
     def _write_outcomes(
         self, conn: Connection, search_id: int, outcomes: Sequence[Outcome], seq: int
@@ -842,7 +869,8 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # take the write lock at the start: claims are read-then-write
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        read = readonly or conn.get_execution_options().get("dasktune_read", False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
 
