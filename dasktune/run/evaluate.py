@@ -8,16 +8,20 @@ results are normalised the same way on the client.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import socket
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import distributed
 import numpy as np
 from distributed.protocol import pickle
+from distributed.utils import set_thread_state
+from distributed.worker import thread_state
 from numpy.typing import NDArray
 
 from dasktune._checks import short_repr
@@ -102,13 +106,20 @@ def failure_exception(outcome: Outcome) -> BaseException:
 
 
 class Group:
-    """Trials sent to a worker as one opaque object."""
+    """Trials sent to a worker as one opaque object.
 
-    __slots__ = ("items", "retries")
+    ``threads`` is how many of them may run at once on the worker (its thread
+    count, for a batch sent as one task per worker); 1 runs them in turn.
+    """
 
-    def __init__(self, items: list[tuple[str, Any]], retries: int) -> None:
+    __slots__ = ("items", "retries", "threads")
+
+    def __init__(
+        self, items: list[tuple[str, Any]], retries: int, threads: int = 1
+    ) -> None:
         self.items = items
         self.retries = retries
+        self.threads = threads
 
 
 class GroupResult:
@@ -159,12 +170,39 @@ def _evaluate_one(
 
 
 def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult:
-    """Run on a worker: every trial of the group, each caught on its own."""
+    """Run on a worker: every trial of the group, each caught on its own.
+
+    With ``group.threads > 1`` the trials run on a pool of that many threads
+    (the worker's own count: this task stands for all of them), joined before
+    returning; results keep the group's order.
+    """
     try:
         worker = distributed.get_worker().address
     except ValueError:
         worker = None
-    outcomes = [_evaluate_one(objective, p, group.retries, h) for h, p in group.items]
+    threads = min(group.threads, len(group.items))
+    if threads > 1:
+        # the pool's threads see the task's worker and key, as the task does
+        # (get_worker(), thread_state.key inside the objective)
+        state = {
+            k: getattr(thread_state, k)
+            for k in ("start_time", "execution_state", "key")
+            if hasattr(thread_state, k)
+        }
+
+        def one(item: tuple[str, Any], context: contextvars.Context) -> Outcome:
+            with set_thread_state(**state):
+                return context.run(
+                    _evaluate_one, objective, item[1], group.retries, item[0]
+                )
+
+        contexts = [contextvars.copy_context() for _ in group.items]
+        with ThreadPoolExecutor(threads, thread_name_prefix="dasktune-trial") as pool:
+            outcomes = list(pool.map(one, group.items, contexts))
+    else:
+        outcomes = [
+            _evaluate_one(objective, p, group.retries, h) for h, p in group.items
+        ]
     return GroupResult(outcomes, worker, socket.gethostname())
 
 
