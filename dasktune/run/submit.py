@@ -149,12 +149,15 @@ class Window(Generic[Tag]):
         tags: Iterable[Tag],
         *,
         keys: Sequence[str],
-        workers: Sequence[str | None] | None = None,
+        workers: Sequence[str | Sequence[str] | None] | None = None,
+        allow_other_workers: bool = True,
     ) -> None:
         """Submit ``runner(payload)`` for each payload, named by ``keys``.
 
-        With ``workers``, payload ``i`` goes to ``workers[i]`` (others may take
-        it if that worker leaves); otherwise one ``client.map`` sends them all.
+        With ``workers``, payload ``i`` goes to ``workers[i]`` (an address or
+        several; others may take it if they leave, unless
+        ``allow_other_workers`` is false); otherwise one ``client.map`` sends
+        them all.
         """
         if workers is None:
             futures = self.client.map(runner, payloads, key=list(keys), pure=False)
@@ -165,12 +168,22 @@ class Window(Generic[Tag]):
                     payload,
                     key=key,
                     pure=False,
-                    workers=None if worker is None else [worker],
-                    allow_other_workers=True,
+                    workers=[worker] if isinstance(worker, str) else worker,
+                    allow_other_workers=allow_other_workers,
                 )
                 for payload, key, worker in zip(payloads, keys, workers, strict=True)
             ]
         self.add(futures, tags)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until every future in flight is done, or ``timeout`` seconds
+        pass; return whether they are all done (then :meth:`next_batch` has
+        them)."""
+        try:
+            distributed.wait(list(self._tags), timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def next_batch(self) -> list[tuple[distributed.Future, Any, Tag]]:
         """Block until at least one future completes; return every completed one.
