@@ -108,7 +108,12 @@ class Decision:
     aux: dict[str, Any] = field(default_factory=dict)
 
 
+_PLAIN = (float, int, str)
+
+
 def _jsonable(obj: Any) -> Any:
+    if type(obj) is list and all(type(v) in _PLAIN for v in obj):
+        return list(obj)  # a vector's ``tolist()``: nothing to convert
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -110,6 +110,8 @@ class Group:
 
     ``threads`` is how many of them may run at once on the worker (its thread
     count, for a batch sent as one task per worker); 1 runs them in turn.
+    Parameter vectors of one length travel as one 2-D array (one pickle for
+    the batch, not one per point).
     """
 
     __slots__ = ("items", "retries", "threads")
@@ -121,14 +123,56 @@ class Group:
         self.retries = retries
         self.threads = threads
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        hashes = [h for h, _ in self.items]
+        params = [p for _, p in self.items]
+        first = params[0] if params else None
+        if (
+            isinstance(first, np.ndarray)
+            and first.ndim == 1
+            and all(
+                type(p) is np.ndarray
+                and p.shape == first.shape
+                and p.dtype == first.dtype
+                for p in params
+            )
+        ):
+            return hashes, np.stack(params), True, self.retries, self.threads
+        return hashes, params, False, self.retries, self.threads
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        hashes, params, stacked, self.retries, self.threads = state
+        self.items = list(zip(hashes, list(params) if stacked else params, strict=True))
+
+
+_OUTCOME_COLUMNS = (
+    "param_hash", "status", "value", "aux", "error", "attempts", "started",
+    "finished", "duration", "exception",
+)  # fmt: skip
+
 
 class GroupResult:
+    """The outcomes of a group, and where it ran; travels as columns."""
+
     __slots__ = ("host", "outcomes", "worker")
 
     def __init__(self, outcomes: list[Outcome], worker: str | None, host: str) -> None:
         self.outcomes = outcomes
         self.worker = worker
         self.host = host
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        columns = [[getattr(o, c) for o in self.outcomes] for c in _OUTCOME_COLUMNS]
+        columns[1] = [str(status) for status in columns[1]]
+        return self.worker, self.host, columns
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.worker, self.host, columns = state
+        columns[1] = [TrialStatus(status) for status in columns[1]]
+        self.outcomes = [
+            Outcome(h, st, v, a, e, self.worker, self.host, n, s, f, d, x)
+            for h, st, v, a, e, n, s, f, d, x in zip(*columns, strict=True)
+        ]
 
 
 def _evaluate_one(
