@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -158,6 +159,7 @@ def test_groups_and_results_travel_packed_and_come_back_whole():
     assert mixed.items[0] == ("a", {"x": 1})
     result = evaluate_group(lambda p: float(np.sum(p)), group)
     back = pickle.loads(pickle.dumps(result))
-    assert back.outcomes == result.outcomes
+    # the worker and host travel once per group and are set on each outcome
+    assert back.outcomes == [replace(o, host=result.host) for o in result.outcomes]
     assert [o.value for o in back.outcomes] == [3.0, 6.0, 9.0, 12.0]
     assert all(o.status is TrialStatus.DONE for o in back.outcomes)
