@@ -114,6 +114,10 @@ _PLAIN = (float, int, str)
 def _jsonable(obj: Any) -> Any:
     if type(obj) is list and all(type(v) in _PLAIN for v in obj):
         return list(obj)  # a vector's ``tolist()``: nothing to convert
+    if type(obj) is dict and all(
+        type(k) is str and type(v) in _PLAIN for k, v in obj.items()
+    ):
+        return dict(obj)  # a flat dict of plain values: nothing to convert
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -676,8 +676,13 @@ class TrialStore:
                     t.c.param_hash.in_(unique[i : i + _IN_CHUNK]),
                 )
             )
-            for row in conn.execute(query):
-                rows[row.param_hash] = dict(row._mapping)
+            result = conn.execute(query)
+            names = list(result.keys())
+            # plain tuples: no Row objects for a re-run over thousands of trials
+            raw = result.cursor.fetchall() if result.cursor is not None else []
+            for values in raw:
+                row = dict(zip(names, values, strict=True))
+                rows[row["param_hash"]] = row
         return rows
 
     def _decide(
