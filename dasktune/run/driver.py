@@ -5,7 +5,17 @@ them with ``distributed.as_completed(..., with_results=True)`` (never by
 polling), tells the optimizer, hands the outcomes to a recorder (the trial store,
 or an in-memory cache) and asks again, until ``n_trials``, a ``timeout``, or the
 optimizer is finished. One recorder transaction per turn of the loop writes the
-outcomes harvested and claims the trials asked next.
+outcomes harvested and claims the trials asked next. The window, the harvest,
+the deadline and the cancelling on exit are :mod:`dasktune.run.submit`'s.
+
+- A batch-synchronous optimizer's batch (``batch_size`` > 0: a DE generation,
+  an SPSA iteration, L-BFGS-B's finite differences) goes as one task per
+  worker, running its share on a pool of the worker's threads.
+- Trials another driver holds are looked at read-only
+  (:meth:`Recorder.peek`) every 0.25 s and claimed only once their holder
+  finished or is gone: waiting takes no write lock.
+- While every claim of a turn is reused (a re-run over done trials), the next
+  turn claims twice as many, up to 1,024 per transaction.
 
 Objectives
 ----------

@@ -30,6 +30,7 @@ The contract (what :class:`TrialStore` guarantees):
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -654,29 +655,15 @@ class TrialStore:
     def _rows_for(
         self, conn: Connection, search_id: int, hashes: Iterable[str]
     ) -> dict[str, dict[str, Any]]:
-        t, d = self.trials_table, self.drivers
         unique = list(dict.fromkeys(hashes))
         rows: dict[str, dict[str, Any]] = {}
+        # one statement, compiled once and cached: the hashes are an expanding
+        # parameter, not literals compiled into each query
+        query = self._rows_query
         for i in range(0, len(unique), _IN_CHUNK):
-            query = (
-                sa.select(
-                    t.c.param_hash,
-                    t.c.number,
-                    t.c.status,
-                    t.c.value,
-                    t.c.aux,
-                    t.c.driver_id.label("owner"),
-                    d.c.host.label("owner_host"),
-                    d.c.pid.label("owner_pid"),
-                    d.c.heartbeat.label("owner_heartbeat"),
-                )
-                .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
-                .where(
-                    t.c.search_id == search_id,
-                    t.c.param_hash.in_(unique[i : i + _IN_CHUNK]),
-                )
+            result = conn.execute(
+                query, {"sid": search_id, "hashes": unique[i : i + _IN_CHUNK]}
             )
-            result = conn.execute(query)
             names = list(result.keys())
             # plain tuples: no Row objects for a re-run over thousands of trials
             raw = result.cursor.fetchall() if result.cursor is not None else []
@@ -684,6 +671,28 @@ class TrialStore:
                 row = dict(zip(names, values, strict=True))
                 rows[row["param_hash"]] = row
         return rows
+
+    @functools.cached_property
+    def _rows_query(self) -> sa.Select[Any]:
+        t, d = self.trials_table, self.drivers
+        return (
+            sa.select(
+                t.c.param_hash,
+                t.c.number,
+                t.c.status,
+                t.c.value,
+                t.c.aux,
+                t.c.driver_id.label("owner"),
+                d.c.host.label("owner_host"),
+                d.c.pid.label("owner_pid"),
+                d.c.heartbeat.label("owner_heartbeat"),
+            )
+            .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
+            .where(
+                t.c.search_id == sa.bindparam("sid"),
+                t.c.param_hash.in_(sa.bindparam("hashes", expanding=True)),
+            )
+        )
 
     def _decide(
         self,
