@@ -108,6 +108,7 @@ def part_b() -> tuple[float, float]:
 
 def main() -> None:
     n_procs = os.cpu_count() or 2
+    print(f"load average {os.getloadavg()} (2 cores, shared with other users)")
     per = part_a(n_procs)
     ours = per["async_map"]
     print(f"(a) {N_TRIVIAL:,} trivial calls on {n_procs} worker processes")
@@ -128,6 +129,7 @@ def main() -> None:
         f"    ideal {ideal:.3f} s, measured {measured:.3f} s, "
         f"efficiency {ideal / measured:.1%} (target >= 90%, at most 96% possible)"
     )
+    print(f"load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":

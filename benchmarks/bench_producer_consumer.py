@@ -16,6 +16,7 @@ Targets: run <= 2x one actor round trip; >= 20x faster than re-sending.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import numpy as np
@@ -57,6 +58,7 @@ class Shipping:
 
 def main() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    print(f"load average {os.getloadavg()} (2 cores, shared with other users)")
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None

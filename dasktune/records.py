@@ -119,7 +119,16 @@ class Decision:
     aux: dict[str, Any] = field(default_factory=dict)
 
 
+_PLAIN = (float, int, str)
+
+
 def _jsonable(obj: Any) -> Any:
+    if type(obj) is list and all(type(v) in _PLAIN for v in obj):
+        return list(obj)  # a vector's ``tolist()``: nothing to convert
+    if type(obj) is dict and all(
+        type(k) is str and type(v) in _PLAIN for k, v in obj.items()
+    ):
+        return dict(obj)  # a flat dict of plain values: nothing to convert
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -219,6 +228,12 @@ class Recorder(Protocol):
         """
         ...
 
+    def peek(self, hashes: Sequence[str]) -> list[Decision]:
+        """What :meth:`sync` would decide for claims of ``hashes``, read-only
+        (nothing claimed, no write lock): how a driver waits for trials another
+        driver holds."""
+        ...
+
     def heartbeat(self) -> None:
         """Tell other drivers this one is alive."""
         ...
@@ -278,6 +293,27 @@ class MemoryRecorder:
             if decision.kind == DecisionKind.EVALUATE:
                 row[1] = TrialStatus.RUNNING
             decisions.append(decision)
+        return decisions
+
+    def peek(self, hashes: Sequence[str]) -> list[Decision]:
+        """Decide claims of ``hashes`` without claiming (see :class:`Recorder`)."""
+        decisions = []
+        for h in hashes:
+            row = self.rows.get(h)
+            if row is None:
+                decisions.append(Decision(DecisionKind.EVALUATE, -1))
+                continue
+            number, status, value, aux, _ = row
+            decisions.append(
+                decide(
+                    status,
+                    number,
+                    value=value,
+                    aux=aux,
+                    held=True,
+                    retry_failed=self.retry_failed,
+                )
+            )
         return decisions
 
     def heartbeat(self) -> None:

@@ -11,8 +11,16 @@ from distributed.utils_test import gen_cluster
 
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import IterableSource, Optimizer
-from dasktune.records import MemoryRecorder
+from dasktune.records import (
+    Claim,
+    MemoryRecorder,
+    Outcome,
+    TrialStatus,
+    canonical,
+)
 from dasktune.run.driver import BatchObjective, Driver
+from dasktune.store.recorder import StoreRecorder
+from dasktune.store.sql import TrialStore
 
 _lock = threading.Lock()
 _calls: dict[str, int] = {}
@@ -23,6 +31,7 @@ _keys: set[str] = set()
 def _reset():
     _calls.clear()
     _keys.clear()
+    _at_once.clear()
 
 
 def square(p):
@@ -249,3 +258,134 @@ async def test_batch_objective_failures_are_isolated(c, s, a, b):
     assert (report.evaluated, report.failed) == (2, 1)
     failed = [o for _, o in recorder.records if o.status == "failed"]
     assert "ValueError: negative a" in failed[0].error
+
+
+# -- batches sent the cheap way, waiting without write locks, re-runs --------
+
+_at_once: dict[str, list[int]] = {}  # worker -> [running now, most at once]
+
+
+def nap_where(p):
+    from distributed import get_worker
+    from distributed.worker import thread_state
+
+    worker = get_worker().address
+    with _lock:
+        now_max = _at_once.setdefault(worker, [0, 0])
+        now_max[0] += 1
+        now_max[1] = max(now_max[1], now_max[0])
+        _keys.add(thread_state.key)
+    time.sleep(0.02)
+    with _lock:
+        now_max[0] -= 1
+    return float(p["x"])
+
+
+class Generations(Optimizer):
+    """Batch-synchronous: ``size`` points per generation, ``n`` generations."""
+
+    def __init__(self, n, size):
+        super().__init__()
+        self.n, self.size, self.generation, self.asked, self.told = n, size, 0, 0, 0
+
+    def _ask(self):
+        if self.finished or self.asked == self.size:
+            return None
+        self.asked += 1
+        return {"x": self.generation * self.size + self.asked}
+
+    def _tell(self, number, params, value):
+        self.told += 1
+        if self.told == self.size:
+            self.generation, self.asked, self.told = self.generation + 1, 0, 0
+
+    @property
+    def batch_size(self):
+        return self.size - self.told if self.asked else 0
+
+    @property
+    def finished(self):
+        return self.generation >= self.n
+
+
+@gen_cluster(client=True)
+async def test_a_known_batch_goes_as_one_task_per_worker_on_its_threads(c, s, a, b):
+    # gen_cluster: worker a has 1 thread, b has 2
+    _, recorder, report = await asyncio.to_thread(run, c, Generations(3, 12), nap_where)
+    assert report.evaluated == 36 and len(recorder.records) == 36
+    assert len(_keys) == 3 * 2  # one task per worker and generation
+    assert _at_once[a.address][1] == 1  # never more at once than its threads
+    assert _at_once[b.address][1] == 2  # and all of them used
+
+
+class CountingStoreRecorder(StoreRecorder):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.syncs = self.peeks = 0
+
+    def sync(self, outcomes, claims):
+        self.syncs += 1
+        return super().sync(outcomes, claims)
+
+    def peek(self, hashes):
+        self.peeks += 1
+        return super().peek(hashes)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_waiting_for_another_driver_reads_instead_of_claiming(
+    c, s, a, b, tmp_path_factory
+):
+    store = TrialStore(f"sqlite:///{tmp_path_factory.mktemp('wait')}/w.db")
+    sid = store.open_search("w", space=None, direction="minimize", metadata={})
+    other, mine = store.register_driver(sid), store.register_driver(sid)
+    record, h = canonical({"x": 0})
+    assert store.sync(sid, other, [], [Claim(h, record)])[0].kind == "evaluate"
+
+    def the_other_driver_finishes():
+        time.sleep(1.5)
+        store.sync(sid, other, [Outcome(h, TrialStatus.DONE, value=42.0)], [])
+
+    finisher = threading.Thread(target=the_other_driver_finishes)
+    finisher.start()
+    recorder = CountingStoreRecorder(store, sid, mine, False, 30.0)
+    opt = Sequential(1)
+    try:
+        _, _, report = await asyncio.to_thread(run, c, opt, square, recorder=recorder)
+    finally:
+        finisher.join()
+    assert opt.values == [42.0] and report.reused == 1
+    assert "0" not in _calls  # never evaluated here
+    # one claim finding it held, one claiming it back once done: no write
+    # transaction per wake while waiting, only reads
+    assert recorder.syncs <= 3
+    assert recorder.peeks >= 3
+
+
+@gen_cluster(client=True)
+async def test_a_rerun_over_done_trials_claims_more_per_transaction(c, s, a, b):
+    grid = [{"x": i} for i in range(3000)]
+    recorder = CountingMemoryRecorder()
+    await asyncio.to_thread(
+        run, c, IterableSource(grid[:2000]), square, recorder=recorder
+    )
+    recorder.syncs = 0
+    _calls.clear()
+    _, _, report = await asyncio.to_thread(
+        run, c, IterableSource(grid), square, recorder=recorder
+    )
+    assert (report.reused, report.evaluated) == (2000, 1000)
+    assert len(_calls) == 1000  # only the new ones evaluated
+    # the 2000 done ones took a handful of transactions (claims doubling up to
+    # 1024 per transaction), not one per window of 5 (400 of them)
+    assert recorder.syncs < 40
+
+
+class CountingMemoryRecorder(MemoryRecorder):
+    def __init__(self):
+        super().__init__()
+        self.syncs = 0
+
+    def sync(self, outcomes, claims):
+        self.syncs += 1
+        return super().sync(outcomes, claims)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -140,3 +141,25 @@ def test_failure_exception_notes_the_traceback_once():
     lost = Outcome("h", TrialStatus.FAILED, error="Traceback...\nKilledWorker: w")
     assert isinstance(failure_exception(lost), DasktuneError)
     assert str(failure_exception(lost)) == "KilledWorker: w"
+
+
+def test_groups_and_results_travel_packed_and_come_back_whole():
+    import pickle
+
+    points = [np.arange(3.0) + i for i in range(4)]
+    group = pickle.loads(
+        pickle.dumps(Group([(str(i), p) for i, p in enumerate(points)], 1, 2))
+    )
+    assert [h for h, _ in group.items] == ["0", "1", "2", "3"]
+    assert all(
+        np.array_equal(p, q) for (_, p), q in zip(group.items, points, strict=True)
+    )
+    assert (group.retries, group.threads) == (1, 2)
+    mixed = pickle.loads(pickle.dumps(Group([("a", {"x": 1}), ("b", points[0])], 0)))
+    assert mixed.items[0] == ("a", {"x": 1})
+    result = evaluate_group(lambda p: float(np.sum(p)), group)
+    back = pickle.loads(pickle.dumps(result))
+    # the worker and host travel once per group and are set on each outcome
+    assert back.outcomes == [replace(o, host=result.host) for o in result.outcomes]
+    assert [o.value for o in back.outcomes] == [3.0, 6.0, 9.0, 12.0]
+    assert all(o.status is TrialStatus.DONE for o in back.outcomes)

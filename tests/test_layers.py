@@ -58,6 +58,7 @@ def loaded_after(code: str) -> set[str]:
         ("import dasktune.run.evaluate", {"distributed", "dask"}),
         # the objective's trial handle: what a reporting trial adds on a worker
         ("import dasktune.run.report", {"distributed", "dask"}),
+        ("import dasktune.run.submit", {"distributed", "dask"}),
     ],
 )
 def test_each_layer_imports_only_what_it_may(code, allowed):

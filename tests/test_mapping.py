@@ -58,6 +58,15 @@ def flaky_once(x: int) -> int:
     return x
 
 
+def count_calls_flaky_on_two(x: int) -> int:
+    with _lock:
+        _calls[f"n-{x}"] = _calls.get(f"n-{x}", 0) + 1
+        first = _calls[f"n-{x}"] == 1
+    if x == 2 and first:
+        raise RuntimeError("first call for 2")
+    return x
+
+
 def die_once(item: tuple[int, str]) -> int:
     """Kill the worker process the first time element 5 is computed."""
     x, marker = item
@@ -179,6 +188,20 @@ async def test_retries_rerun_raising_work(c, s, a, b):
         async_map, flaky_once, range(4), client=c, chunksize=1, retries=1
     )
     assert out == [0, 1, 2, 3]
+
+
+@gen_cluster(client=True)
+async def test_retries_rerun_the_raising_call_only(c, s, a, b):
+    # one chunk holds every element: a retry re-runs element 2 alone, so each
+    # other element is still evaluated once (retries mean one thing everywhere)
+    out = await asyncio.to_thread(
+        async_map, count_calls_flaky_on_two, range(6), client=c, chunksize=6,
+        retries=1,
+    )  # fmt: skip
+    assert out == list(range(6))
+    assert {k: v for k, v in _calls.items()} == {
+        **{f"n-{i}": 1 for i in range(6)}, "n-2": 2,
+    }  # fmt: skip
 
 
 @gen_cluster(client=True)

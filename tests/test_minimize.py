@@ -243,7 +243,9 @@ def test_vectorized_is_exactly_scipy(polish):
     check()
 
 
-@gen_cluster(client=True, timeout=120)
+# a generation goes as one vectorized call per thread: 8 threads, so that some
+# chunks have no point right of 1.5
+@gen_cluster(client=True, timeout=120, nthreads=[("127.0.0.1", 4)] * 2)
 async def test_vectorized_wrong_shape_fails_each_point_of_its_chunk(c, s, a, b):
     store = TrialStore("sqlite://")
     await run(

@@ -82,6 +82,20 @@ class TestStoreContract:
         assert store.sync(sid, first, [], [c])[0].kind == "evaluate"
         assert store.sync(sid, second, [], [c])[0].kind == "elsewhere"
 
+    def test_peek_decides_as_sync_without_claiming(self, store):
+        sid = self.open(store)
+        first, second = store.register_driver(sid), store.register_driver(sid)
+        c, new = claim(a=1), claim(a=2)
+        store.sync(sid, first, [], [c])
+        held, unknown = store.peek(sid, second, [c.param_hash, new.param_hash])
+        assert (held.kind, held.number, unknown.kind) == ("elsewhere", 0, "evaluate")
+        assert len(store.trials(sid)) == 1  # nothing claimed
+        store.sync(sid, first, [Outcome(c.param_hash, TrialStatus.DONE, value=3.0)], [])
+        done = store.peek(sid, second, [c.param_hash])[0]
+        assert (done.kind, done.value) == ("done", 3.0)
+        gone = store.peek(sid, second, [c.param_hash], stale_after=-1)[0]
+        assert gone.kind == "done"
+
     def test_stale_claims_are_taken_over(self, store):
         sid = self.open(store)
         first, second = store.register_driver(sid), store.register_driver(sid)
@@ -328,6 +342,23 @@ def test_a_damaged_schema_version_is_refused(tmp_path):
     con.close()
     with pytest.raises(StoreError, match="without a valid schema_version"):
         TrialStore(url)
+
+
+def test_reads_take_no_write_lock(tmp_path):
+    # a driver waiting for another's trial peeks while someone holds the lock
+    store = TrialStore(f"sqlite:///{tmp_path}/s.db")
+    sid = store.open_search("s", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    c = Claim(*reversed(canonical({"a": 1})))
+    store.sync(sid, driver, [], [c])
+    writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None, timeout=0.1)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert store.peek(sid, driver, [c.param_hash])[0].kind == "elsewhere"
+        assert len(store.read_trials(sid)[1]) == 1
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_a_reader_reads_and_cannot_write(tmp_path):

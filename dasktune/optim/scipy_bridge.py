@@ -194,6 +194,7 @@ class ScipyAskTell(Optimizer):
             collections.deque()
         )
         self._asked: dict[int, bytes] = {}
+        self._awaited: set[bytes] = set()  # the points scipy's thread waits for
         self._error: BaseException | None = None
         self._result: scipy.optimize.OptimizeResult | None = None
         self._stopping = False
@@ -264,6 +265,9 @@ class ScipyAskTell(Optimizer):
                 missing[key] = np.frombuffer(key, dtype=np.float64).copy()
         with self._cond:
             self._queue.extend(missing.items())
+            # told points leave this set; the last one wakes this thread (a
+            # check of every point on every tell costs O(batch**2))
+            self._awaited = set(missing)
             if missing:
                 self._signal()
             while not all(self.cache.get(k) is not None for k in missing):
@@ -328,7 +332,9 @@ class ScipyAskTell(Optimizer):
             self._raise_if_failed()
             key = self._asked.pop(number)
             self.cache.put(key, value)
-            self._cond.notify_all()
+            self._awaited.discard(key)
+            if not self._awaited:
+                self._cond.notify_all()
 
     @property
     def finished(self) -> bool:

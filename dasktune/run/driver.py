@@ -5,7 +5,17 @@ them with ``distributed.as_completed(..., with_results=True)`` (never by
 polling), tells the optimizer, hands the outcomes to a recorder (the trial store,
 or an in-memory cache) and asks again, until ``n_trials``, a ``timeout``, or the
 optimizer is finished. One recorder transaction per turn of the loop writes the
-outcomes harvested and claims the trials asked next.
+outcomes harvested and claims the trials asked next. The window, the harvest,
+the deadline and the cancelling on exit are :mod:`dasktune.run.submit`'s.
+
+- A batch-synchronous optimizer's batch (``batch_size`` > 0: a DE generation,
+  an SPSA iteration, L-BFGS-B's finite differences) goes as one task per
+  worker, running its share on a pool of the worker's threads.
+- Trials another driver holds are looked at read-only
+  (:meth:`Recorder.peek`) every 0.25 s and claimed only once their holder
+  finished or is gone: waiting takes no write lock.
+- While every claim of a turn is reused (a re-run over done trials), the next
+  turn claims twice as many, up to 1,024 per transaction.
 
 Objectives
 ----------
@@ -44,7 +54,15 @@ from dasktune._checks import key_part
 from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
-from dasktune.records import Claim, Outcome, Recorder, Trial, TrialStatus, canonical
+from dasktune.records import (
+    Claim,
+    DecisionKind,
+    Outcome,
+    Recorder,
+    Trial,
+    TrialStatus,
+    canonical,
+)
 from dasktune.run.cluster import capacity
 from dasktune.run.evaluate import (
     Group,
@@ -56,6 +74,7 @@ from dasktune.run.evaluate import (
     outcome_of,
 )
 from dasktune.run.mapping import Shipped
+from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
 
 __all__ = [
     "BatchObjective",
@@ -68,6 +87,9 @@ _TARGET_TASK_SECONDS = 0.05
 _MAX_GROUP = 256
 _GROWTH = 8
 _WAIT_ELSEWHERE_SECONDS = 0.25
+# re-runs over done trials: claims per transaction grow up to this many
+_MAX_REUSE_CLAIMS = 1024
+_LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers' threads is trusted
 # minimize/SPSA: stop once this many evaluations (at least two windows) all failed
 _ALL_FAILED_STOP = 64
 
@@ -203,9 +225,11 @@ class Driver:
         self.keep = keep
         self.heartbeat_seconds = heartbeat_seconds
         self.raise_if_all_failed = raise_if_all_failed
+        self.vectorized = vectorized
         self.token = uuid.uuid4().hex[:8]
-        self.group_size = 1
-        self.mean_duration: float | None = None
+        self.sizer = ChunkSizer(_TARGET_TASK_SECONDS, growth=_GROWTH, limit=_MAX_GROUP)
+        self.reuse_room = 0  # extra claims per turn while every claim is reused
+        self._layout: tuple[float, dict[str, int]] | None = None
         if not self.batch:
             evaluate = evaluate_columns if vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective))  # type: ignore[arg-type]
@@ -218,15 +242,11 @@ class Driver:
         started = time.perf_counter()
         threads = self.threads = capacity(self.client, max_age=2.0)
         self.task_window = threads + max(2, threads // 4)
-        harvest = distributed.as_completed(
-            loop=self.client.loop,
-            with_results=True,
-            raise_errors=False,
-            timeout=self.timeout,
-        )
-        in_flight: dict[distributed.Future, list[_Pending]] = {}
+        flying = self._flying = Window[list[_Pending]](self.client, self.timeout)
         claimed: dict[str, _Pending] = {}  # by hash, evaluated by this driver now
         waiting: list[_Pending] = []  # evaluated by another driver
+        recheck: list[_Pending] = []  # no longer held elsewhere: claim again
+        peeked = time.monotonic()
         outcomes: list[Outcome] = []
         last_error: str | None = None
         submitted = 0
@@ -243,17 +263,21 @@ class Driver:
                     report.stopped = "timeout"
                     break
                 # ask, within the window and the trial budget
-                fresh: list[_Pending] = []
+                fresh: dict[str, _Pending] = {}
                 asked_any = False
                 while self._room(claimed, fresh, submitted):
                     trial = self.optimizer.ask()
                     if trial is None:
                         break
                     asked_any = True
-                    pending = self._admit(trial, claimed, fresh, waiting, report)
+                    pending = self._admit(
+                        trial, claimed, fresh, [*waiting, *recheck], report
+                    )
                     if pending is not None:
-                        fresh.append(pending)
-                claims = [Claim(p.param_hash, p.record) for p in fresh + waiting]
+                        fresh[pending.param_hash] = pending
+                asking = [*fresh.values(), *recheck]
+                recheck = []
+                claims = [Claim(p.param_hash, p.record) for p in asking]
                 if outcomes or claims:
                     decisions = self.recorder.sync(outcomes, claims)
                     outcomes = []
@@ -261,15 +285,14 @@ class Driver:
                     decisions = []
                 to_run: list[_Pending] = []
                 told_any = False
-                still_waiting: list[_Pending] = []
-                for pending, decision in zip(fresh + waiting, decisions, strict=True):
+                for pending, decision in zip(asking, decisions, strict=True):
                     pending.number = decision.number
-                    if decision.kind == "evaluate":
+                    if decision.kind == DecisionKind.EVALUATE:
                         claimed[pending.param_hash] = pending
                         to_run.append(pending)
-                    elif decision.kind == "elsewhere":
+                    elif decision.kind == DecisionKind.ELSEWHERE:
                         if self.optimizer_wants_values:
-                            still_waiting.append(pending)
+                            waiting.append(pending)
                         else:
                             report.skipped += len(pending.trials)
                     else:
@@ -277,7 +300,7 @@ class Driver:
                         self._tell(pending, value, report)
                         report.reused += 1
                         told_any = True
-                waiting = still_waiting
+                self._grow_reuse(decisions)
                 if to_run:
                     submitted += len(to_run)
                 if to_run and self.batch:
@@ -293,12 +316,15 @@ class Driver:
                         )
                     self._check_failures(report, outcomes, last_error)
                     continue
-                for future, group in self._submit(to_run) if to_run else []:
-                    in_flight[future] = group
-                    harvest.add(future)
-                if not in_flight:
+                if to_run:
+                    self._submit(to_run)
+                if waiting:
+                    # read-only: claim again only trials their holder gave up
+                    peeked, recheck, waiting = self._peek(waiting, peeked, flying)
+                    if recheck:
+                        continue
+                if not len(flying):
                     if waiting:
-                        time.sleep(_WAIT_ELSEWHERE_SECONDS)
                         continue
                     if self._budget_spent(submitted) or self.optimizer.finished:
                         report.stopped = (
@@ -314,12 +340,11 @@ class Driver:
                         raise DasktuneError(msg)
                     continue
                 try:
-                    batch = harvest.next_batch(block=True)
+                    batch = flying.next_batch()
                 except TimeoutError:
                     report.stopped = "timeout"
                     break
-                for future, result in batch:
-                    group = in_flight.pop(future)
+                for future, result, group in batch:
                     done = self._outcomes(future, result, group)
                     for pending, outcome in zip(group, done, strict=True):
                         last_error = (
@@ -345,8 +370,7 @@ class Driver:
             stop.set()
             beat.join()
             bar.close()
-            if in_flight:
-                self.client.cancel(list(in_flight))
+            flying.cancel()
             if outcomes:
                 self.recorder.sync(outcomes, [])
             self.recorder.release()
@@ -356,6 +380,45 @@ class Driver:
         if report.best_value < math.inf:
             report.best_value *= self.sign
         return report
+
+    def _peek(
+        self, waiting: list[_Pending], peeked: float, flying: Window[list[_Pending]]
+    ) -> tuple[float, list[_Pending], list[_Pending]]:
+        """Look (read-only) at trials another driver holds, every so often.
+
+        Returns when it looked, the trials to claim again (their holder finished
+        or is gone), and those still held. Waits out the interval first when
+        nothing of this driver's is in flight (there is no event to wait on: the
+        other driver is another process).
+        """
+        left = peeked + _WAIT_ELSEWHERE_SECONDS - time.monotonic()
+        if left > 0:
+            if len(flying):
+                return peeked, [], waiting
+            time.sleep(left)
+        decisions = self.recorder.peek([p.param_hash for p in waiting])
+        held = [
+            p
+            for p, d in zip(waiting, decisions, strict=True)
+            if d.kind == DecisionKind.ELSEWHERE
+        ]
+        free = [
+            p
+            for p, d in zip(waiting, decisions, strict=True)
+            if d.kind != DecisionKind.ELSEWHERE
+        ]
+        return time.monotonic(), free, held
+
+    def _grow_reuse(self, decisions: Sequence[Any]) -> None:
+        """Claim more per transaction while every claim is reused (a re-run)."""
+        if not decisions:
+            return
+        if all(d.kind in (DecisionKind.DONE, DecisionKind.FAILED) for d in decisions):
+            self.reuse_room = min(
+                _MAX_REUSE_CLAIMS, max(2 * self.reuse_room, 2 * self.task_window)
+            )
+        elif any(d.kind == DecisionKind.EVALUATE for d in decisions):
+            self.reuse_room = 0
 
     def _record(
         self,
@@ -448,7 +511,7 @@ class Driver:
             self.recorder.heartbeat()
 
     def _room(
-        self, claimed: dict[str, _Pending], fresh: list[_Pending], submitted: int
+        self, claimed: dict[str, _Pending], fresh: dict[str, _Pending], submitted: int
     ) -> bool:
         if self._budget_spent(submitted + len(fresh)):
             return False
@@ -456,9 +519,11 @@ class Driver:
         n_flying = len(claimed) + len(fresh)
         if self.max_in_flight is not None:
             return n_flying < self.max_in_flight
-        # a batch-synchronous optimizer's whole batch goes out at once
+        # a batch-synchronous optimizer's whole batch goes out at once; a re-run
+        # over done trials claims more per transaction
         batch = int(self.optimizer.batch_size)
-        return n_flying < max(self.task_window * self.group_size, batch)
+        window = self.task_window * self.sizer.size
+        return n_flying < max(window, batch, len(claimed) + self.reuse_room)
 
     def _budget_spent(self, count: int) -> bool:
         return self.n_trials is not None and count >= self.n_trials
@@ -467,14 +532,16 @@ class Driver:
         self,
         trial: Trial,
         claimed: dict[str, _Pending],
-        fresh: list[_Pending],
+        fresh: dict[str, _Pending],
         waiting: list[_Pending],
         report: RunReport,
     ) -> _Pending | None:
         """A new claim for ``trial``, or ``None`` when it joins one in flight."""
         record, h = canonical(self.to_record(trial.params))
-        same = claimed.get(h) or next(
-            (p for p in (*fresh, *waiting) if p.param_hash == h), None
+        same = (
+            claimed.get(h)
+            or fresh.get(h)
+            or next((p for p in waiting if p.param_hash == h), None)
         )
         if same is not None:
             same.trials.append(trial)
@@ -495,30 +562,58 @@ class Driver:
 
     # -- submission and results --------------------------------------------------
 
-    def _submit(
-        self, to_run: list[_Pending]
-    ) -> list[tuple[distributed.Future, list[_Pending]]]:
+    def _submit(self, to_run: list[_Pending]) -> None:
+        """Send ``to_run`` as tasks into the window.
+
+        A batch-synchronous optimizer's batch (its size known: a DE generation,
+        an SPSA iteration) goes as one task per worker, each running its share
+        on that worker's threads (a vectorized objective's: one call per
+        thread). Other trials go in whole rounds of the
+        cluster's threads, each task about ``sizer.size`` trials (rounded: a
+        task may run up to 1.5 times the target, which beats a second round of
+        tasks that would each pay Dask's overhead again).
+        """
         n = len(to_run)
-        # whole rounds of the cluster's threads, each task about group_size trials
-        # (rounded: a task may run up to 1.5 times the target, which beats a
-        # second round of tasks that would each pay Dask's overhead again)
-        rounds = max(1, math.floor(n / (self.threads * self.group_size) + 0.5))
-        n_tasks = min(n, rounds * self.threads)
+        workers: list[str | None] | None = None
+        threads_of: list[int]
+        whole_batch = self.max_in_flight is None and self.optimizer.batch_size > 0
+        if whole_batch and not self.vectorized:
+            layout = per_worker(n, self._nthreads())
+            sizes = [count for _, count in layout]
+            workers = [w or None for w, _ in layout]
+            threads_of = [self._nthreads()[w] for w, _ in layout]
+        elif whole_batch:
+            # one vectorized call per thread
+            sizes = split_sizes(n, self.threads)
+            threads_of = [1] * len(sizes)
+        else:
+            size = self.sizer.size
+            rounds = max(1, math.floor(n / (self.threads * size) + 0.5))
+            # more claimed than the window holds (the end of a re-run over
+            # done trials): no more tasks than two windows
+            sizes = split_sizes(n, min(rounds * self.threads, 2 * self.task_window))
+            threads_of = [1] * len(sizes)
         groups: list[list[_Pending]] = []
         start = 0
-        base, extra = divmod(n, n_tasks)
-        for i in range(n_tasks):
-            size = base + (i < extra)
+        for size in sizes:
             groups.append(to_run[start : start + size])
             start += size
         keys = [
             f"trial-{key_part(self.name)}-{g[0].number}-{self.token}" for g in groups
         ]
         payloads = [
-            Group([(p.param_hash, p.call) for p in g], self.retries) for g in groups
+            Group([(p.param_hash, p.call) for p in g], self.retries, threads)
+            for g, threads in zip(groups, threads_of, strict=True)
         ]
-        futures = self.client.map(self._runner, payloads, key=keys, pure=False)
-        return list(zip(futures, groups, strict=True))
+        self._flying.map(self._runner, payloads, groups, keys=keys, workers=workers)
+
+    def _nthreads(self) -> dict[str, int]:
+        """The workers and their threads, read at most every couple of seconds."""
+        now = time.monotonic()
+        if self._layout is None or now - self._layout[0] > _LAYOUT_MAX_AGE:
+            nthreads = dict(self.client.nthreads()) or {"": self.threads}
+            self._layout = (now, nthreads)
+        return self._layout[1]
 
     def _outcomes(
         self, future: distributed.Future, result: Any, group: list[_Pending]
@@ -537,21 +632,9 @@ class Driver:
                 for p in group
             ]
         assert isinstance(result, GroupResult)
-        durations = [o.duration or 0.0 for o in result.outcomes]
-        self._adapt(sum(durations) / max(1, len(durations)))
+        if self.max_in_flight is None:
+            durations = sum(o.duration or 0.0 for o in result.outcomes)
+            self.sizer.observe(durations, len(result.outcomes))
         for outcome in result.outcomes:
             outcome.worker, outcome.host = result.worker, result.host
         return result.outcomes
-
-    def _adapt(self, duration: float) -> None:
-        """Group more trials per task while they are far cheaper than a task."""
-        if self.max_in_flight is not None:
-            return
-        mean = (
-            duration
-            if self.mean_duration is None
-            else 0.5 * (self.mean_duration + duration)
-        )
-        self.mean_duration = mean
-        wanted = int(_TARGET_TASK_SECONDS / max(mean, 1e-9))
-        self.group_size = max(1, min(wanted, self.group_size * _GROWTH, _MAX_GROUP))

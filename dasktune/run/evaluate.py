@@ -8,16 +8,20 @@ results are normalised the same way on the client.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import socket
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import distributed
 import numpy as np
 from distributed.protocol import pickle
+from distributed.utils import set_thread_state
+from distributed.worker import thread_state
 from numpy.typing import NDArray
 
 from dasktune._checks import short_repr
@@ -102,22 +106,73 @@ def failure_exception(outcome: Outcome) -> BaseException:
 
 
 class Group:
-    """Trials sent to a worker as one opaque object."""
+    """Trials sent to a worker as one opaque object.
 
-    __slots__ = ("items", "retries")
+    ``threads`` is how many of them may run at once on the worker (its thread
+    count, for a batch sent as one task per worker); 1 runs them in turn.
+    Parameter vectors of one length travel as one 2-D array (one pickle for
+    the batch, not one per point).
+    """
 
-    def __init__(self, items: list[tuple[str, Any]], retries: int) -> None:
+    __slots__ = ("items", "retries", "threads")
+
+    def __init__(
+        self, items: list[tuple[str, Any]], retries: int, threads: int = 1
+    ) -> None:
         self.items = items
         self.retries = retries
+        self.threads = threads
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        hashes = [h for h, _ in self.items]
+        params = [p for _, p in self.items]
+        first = params[0] if params else None
+        if (
+            isinstance(first, np.ndarray)
+            and first.ndim == 1
+            and all(
+                type(p) is np.ndarray
+                and p.shape == first.shape
+                and p.dtype == first.dtype
+                for p in params
+            )
+        ):
+            return hashes, np.stack(params), True, self.retries, self.threads
+        return hashes, params, False, self.retries, self.threads
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        hashes, params, stacked, self.retries, self.threads = state
+        self.items = list(zip(hashes, list(params) if stacked else params, strict=True))
+
+
+_OUTCOME_COLUMNS = (
+    "param_hash", "status", "value", "aux", "error", "attempts", "started",
+    "finished", "duration", "exception",
+)  # fmt: skip
 
 
 class GroupResult:
+    """The outcomes of a group, and where it ran; travels as columns."""
+
     __slots__ = ("host", "outcomes", "worker")
 
     def __init__(self, outcomes: list[Outcome], worker: str | None, host: str) -> None:
         self.outcomes = outcomes
         self.worker = worker
         self.host = host
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        columns = [[getattr(o, c) for o in self.outcomes] for c in _OUTCOME_COLUMNS]
+        columns[1] = [str(status) for status in columns[1]]
+        return self.worker, self.host, columns
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.worker, self.host, columns = state
+        columns[1] = [TrialStatus(status) for status in columns[1]]
+        self.outcomes = [
+            Outcome(h, st, v, a, e, self.worker, self.host, n, s, f, d, x)
+            for h, st, v, a, e, n, s, f, d, x in zip(*columns, strict=True)
+        ]
 
 
 def _evaluate_one(
@@ -159,12 +214,39 @@ def _evaluate_one(
 
 
 def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult:
-    """Run on a worker: every trial of the group, each caught on its own."""
+    """Run on a worker: every trial of the group, each caught on its own.
+
+    With ``group.threads > 1`` the trials run on a pool of that many threads
+    (the worker's own count: this task stands for all of them), joined before
+    returning; results keep the group's order.
+    """
     try:
         worker = distributed.get_worker().address
     except ValueError:
         worker = None
-    outcomes = [_evaluate_one(objective, p, group.retries, h) for h, p in group.items]
+    threads = min(group.threads, len(group.items))
+    if threads > 1:
+        # the pool's threads see the task's worker and key, as the task does
+        # (get_worker(), thread_state.key inside the objective)
+        state = {
+            k: getattr(thread_state, k)
+            for k in ("start_time", "execution_state", "key")
+            if hasattr(thread_state, k)
+        }
+
+        def one(item: tuple[str, Any], context: contextvars.Context) -> Outcome:
+            with set_thread_state(**state):
+                return context.run(
+                    _evaluate_one, objective, item[1], group.retries, item[0]
+                )
+
+        contexts = [contextvars.copy_context() for _ in group.items]
+        with ThreadPoolExecutor(threads, thread_name_prefix="dasktune-trial") as pool:
+            outcomes = list(pool.map(one, group.items, contexts))
+    else:
+        outcomes = [
+            _evaluate_one(objective, p, group.retries, h) for h, p in group.items
+        ]
     return GroupResult(outcomes, worker, socket.gethostname())
 
 

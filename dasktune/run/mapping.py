@@ -53,6 +53,7 @@ from dasktune._checks import (
 )
 from dasktune._progress import progress_bar
 from dasktune.run.cluster import capacity, get_client
+from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
 
 __all__ = ["ClientMap", "async_apply", "async_map"]
 
@@ -66,11 +67,12 @@ _MAX_GROWTH = 8
 class _Chunk:
     """Consecutive elements of ``args`` travelling as one opaque object."""
 
-    __slots__ = ("items", "start")
+    __slots__ = ("items", "retries", "start")
 
-    def __init__(self, start: int, items: list[Any]) -> None:
+    def __init__(self, start: int, items: list[Any], retries: int) -> None:
         self.start = start
         self.items = items
+        self.retries = retries
 
 
 class _ChunkResult:
@@ -87,14 +89,20 @@ def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
     values = []
     started = time.perf_counter()
     for offset, item in enumerate(chunk.items):
-        try:
-            values.append(fun(item))
-        except Exception as err:
-            err.add_note(
-                f"async_map: raised by element {chunk.start + offset} of args: "
-                f"{short_repr(item)}"
-            )
-            raise
+        attempt = 0
+        while True:
+            try:
+                values.append(fun(item))
+                break
+            except Exception as err:
+                attempt += 1
+                if attempt <= chunk.retries:
+                    continue
+                err.add_note(
+                    f"async_map: raised by element {chunk.start + offset} of args: "
+                    f"{short_repr(item)}"
+                )
+                raise
     return _ChunkResult(values, time.perf_counter() - started)
 
 
@@ -136,14 +144,6 @@ class Shipped:
         return fun(*args)
 
 
-def _split_sizes(n: int, parts: int) -> Iterator[int]:
-    """Sizes of ``parts`` chunks covering ``n`` elements, differing by at most 1."""
-    parts = max(1, min(parts, n))
-    base, extra = divmod(n, parts)
-    for i in range(parts):
-        yield base + (i < extra)
-
-
 def async_map(
     fun: Callable[[T], R],
     args: Iterable[T],
@@ -179,8 +179,8 @@ def async_map(
         Elements per task. ``None`` chooses automatically (see the module notes);
         ``1`` gives one task per element.
     retries : int, default 0
-        How many times a chunk whose call raised is run again (all of it) before
-        the error is raised. Work lost with a dying worker is re-run by Dask in
+        How many times a call that raised is run again, on its worker, before
+        the error is raised (the other elements of its chunk are not re-run). Work lost with a dying worker is re-run by Dask in
         any case, within ``distributed.scheduler.allowed-failures``.
     progress : bool, default False
         Show a ``tqdm.auto`` progress bar.
@@ -244,7 +244,7 @@ def async_map(
     if chunksize is not None:
         sizes: Iterator[int] | None = itertools.repeat(chunksize)
     elif n is not None:
-        sizes = _split_sizes(n, slots)
+        sizes = iter(split_sizes(n, slots))
     else:
         sizes = None  # adaptive, from the measured cost per element
     return _Mapper(fun, client, retries).run(
@@ -262,18 +262,7 @@ class _Mapper:
         self.client = client
         self.retries = retries
         self.prefix = f"map-{key_part(func_name(fun))}-{uuid.uuid4().hex}"
-        self.next_size = 1
-        self.per_item: float | None = None
-
-    def _adapt(self, result: _ChunkResult) -> None:
-        if not result.values:
-            return
-        per_item = result.elapsed / len(result.values)
-        self.per_item = (
-            per_item if self.per_item is None else 0.5 * (self.per_item + per_item)
-        )
-        wanted = _TARGET_CHUNK_SECONDS / max(self.per_item, 1e-9)
-        self.next_size = max(1, min(int(wanted), self.next_size * _MAX_GROWTH))
+        self.sizer = ChunkSizer(_TARGET_CHUNK_SECONDS, growth=_MAX_GROWTH)
 
     def run(
         self,
@@ -284,71 +273,52 @@ class _Mapper:
         progress: bool,
         timeout: float | None,
     ) -> list[Any]:
-        client = self.client
         results: dict[int, list[Any]] = {}
-        starts: dict[Any, int] = {}
-        in_flight: set[distributed.Future] = set()
-        harvest = distributed.as_completed(
-            loop=client.loop, with_results=True, raise_errors=False, timeout=timeout
-        )
         bar = progress_bar(progress, total=n, desc=self.prefix.rsplit("-", 1)[0])
         position = 0
         exhausted = False
         index = 0
 
-        def submit_more() -> None:
+        def submit_more(flying: Window[int]) -> None:
             # one client.map per refill: one graph update for the scheduler
             nonlocal position, exhausted, index
             chunks: list[_Chunk] = []
-            while not exhausted and len(in_flight) + len(chunks) < window:
-                size = next(sizes, 0) if sizes is not None else self.next_size
+            while not exhausted and len(flying) + len(chunks) < window:
+                size = next(sizes, 0) if sizes is not None else self.sizer.size
                 items = list(itertools.islice(iterator, size)) if size else []
                 if not items:
                     exhausted = True
                     break
-                chunks.append(_Chunk(position, items))
+                chunks.append(_Chunk(position, items, self.retries))
                 position += len(items)
             if not chunks:
                 return
             keys = [f"{self.prefix}-{index + i}" for i in range(len(chunks))]
             index += len(chunks)
-            futures = client.map(
-                self.runner, chunks, key=keys, retries=self.retries, pure=False
-            )
-            for chunk, future in zip(chunks, futures, strict=True):
-                starts[future.key] = chunk.start
-            in_flight.update(futures)
-            harvest.update(futures)
+            flying.map(self.runner, chunks, [c.start for c in chunks], keys=keys)
 
         try:
-            submit_more()
-            while in_flight:
-                try:
-                    future, result = next(harvest)
-                except TimeoutError as err:
-                    msg = (
-                        f"async_map did not finish within timeout={timeout} s: "
-                        f"{sum(len(v) for v in results.values())} of "
-                        f"{n if n is not None else 'an unknown number of'} elements "
-                        "done; the rest was cancelled"
-                    )
-                    raise TimeoutError(msg) from err
-                in_flight.discard(future)
-                if future.status == "error":
-                    _, exc, tb = result
-                    raise exc.with_traceback(tb)
-                if future.status == "cancelled":
-                    raise distributed.client.FutureCancelledError(
-                        future.key, reason="cancelled before async_map harvested it"
-                    )
-                results[starts.pop(future.key)] = result.values
-                bar.update(len(result.values))
-                self._adapt(result)
-                submit_more()
+            with Window[int](self.client, timeout) as flying:
+                submit_more(flying)
+                while len(flying):
+                    try:
+                        batch = flying.next_batch()
+                    except TimeoutError as err:
+                        msg = (
+                            f"async_map did not finish within timeout={timeout} s: "
+                            f"{sum(len(v) for v in results.values())} of "
+                            f"{n if n is not None else 'an unknown number of'} elements "
+                            "done; the rest was cancelled"
+                        )
+                        raise TimeoutError(msg) from err
+                    for future, result, start in batch:
+                        raise_failed(future, result, "async_map")
+                        results[start] = result.values
+                        bar.update(len(result.values))
+                        self.sizer.observe(result.elapsed, len(result.values))
+                    submit_more(flying)
         finally:
             bar.close()
-            if in_flight:
-                client.cancel(list(in_flight))
         out: list[Any] = []
         for start in sorted(results):
             out.extend(results[start])

@@ -20,6 +20,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Self, cast
 
 import distributed
@@ -34,6 +35,7 @@ from dasktune._checks import (
     short_repr,
 )
 from dasktune.run.cluster import capacity, get_client, wait_for
+from dasktune.run.submit import Window, raise_failed, split_sizes
 
 __all__ = ["ProducerConsumer"]
 
@@ -238,13 +240,11 @@ class ProducerConsumer:
         self.visible = bool(visible)
         self.name = name or func_name(init_function)
         n = min(n_cores or capacity(self.client), len(self.data))
-        base, extra = divmod(len(self.data), n)
         self.shards: list[tuple[int, int]] = []  # (start, stop) per shard
         start = 0
-        for i in range(n):
-            stop = start + base + (i < extra)
-            self.shards.append((start, stop))
-            start = stop
+        for size in split_sizes(len(self.data), n):
+            self.shards.append((start, start + size))
+            start += size
         # one actor per worker holds that worker's shards: a call is one round
         # trip per worker, and the worker's threads run its shards in parallel
         workers = sorted(self.client.nthreads()) or [None]
@@ -368,41 +368,41 @@ class ProducerConsumer:
         actors = [f for f in self._futures if f is not None]
         where = self.client.who_has(actors)
         token = uuid.uuid4().hex[:8]
-        futures = []
-        for g, actor in enumerate(actors):
-            holders = where.get(actor.key)
-            if not holders:
+        holders: list[Sequence[str] | None] = []
+        for actor in actors:
+            holders.append(where.get(actor.key) or None)
+            if holders[-1] is None:
                 raise _LostShard(actor.key)
-            futures.append(
-                self.client.submit(
-                    _evaluate_in_place,
-                    actor.key,
-                    payload,
-                    reduce,
-                    key=f"pc-run-{key_part(self.name)}-{g}-{token}",
-                    workers=list(holders),
-                    allow_other_workers=False,
-                    pure=False,
-                )
+        with Window[int](self.client) as flying:
+            flying.map(
+                partial(_evaluate_in_place, batch=payload, reduce=reduce),
+                [actor.key for actor in actors],
+                range(len(actors)),
+                keys=[
+                    f"pc-run-{key_part(self.name)}-{g}-{token}"
+                    for g in range(len(actors))
+                ],
+                workers=holders,
+                allow_other_workers=False,
             )
-        try:
             while True:
                 step = _LOSS_CHECK_SECONDS
                 left = _left(deadline)
                 if left is not None:
                     step = min(step, left)
-                try:
-                    distributed.wait(futures, timeout=step)
+                if flying.wait(step):
                     break
-                except TimeoutError:
-                    # a task pinned to a dead worker would wait for it forever
-                    if any(_is_lost(f, self.client, ask=True) for f in actors):
-                        raise _LostShard(self.name) from None
-                    if left is not None and left <= step:
-                        raise
-            return [f.result().value for f in futures]
-        finally:
-            self.client.cancel(futures)
+                # a task pinned to a dead worker would wait for it forever
+                if any(_is_lost(f, self.client, ask=True) for f in actors):
+                    raise _LostShard(self.name) from None
+                if left is not None and left <= step:
+                    raise TimeoutError
+            parts: list[Any] = [None] * len(actors)
+            while len(flying):
+                for future, result, g in flying.next_batch():
+                    raise_failed(future, result, "ProducerConsumer")
+                    parts[g] = result.value
+            return parts
 
     def run(self, params: Any, reduce: Callable[[list[Any]], Any] | None = None) -> Any:
         """``process_function(params, loaded)`` for every element.

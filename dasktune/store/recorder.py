@@ -43,6 +43,15 @@ class StoreRecorder:
             self.version += 1
         return decisions
 
+    def peek(self, hashes: Sequence[str]) -> list[Decision]:
+        return self.store.peek(
+            self.search_id,
+            self.driver_id,
+            hashes,
+            retry_failed=self.retry_failed,
+            stale_after=self.stale_after,
+        )
+
     def heartbeat(self) -> None:
         self.store.heartbeat(self.driver_id)
 

@@ -41,6 +41,7 @@ opened for writing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -383,8 +384,9 @@ class TrialStore:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
+        # a deferred BEGIN on SQLite: a read never takes the write lock
         with self._lock, self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(dasktune_read=True)
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -654,6 +656,32 @@ class TrialStore:
             )
         return decisions
 
+    def peek(
+        self,
+        search_id: int,
+        driver_id: str,
+        hashes: Sequence[str],
+        *,
+        retry_failed: bool = False,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> list[Decision]:
+        """What :meth:`sync` would decide for claims of ``hashes``, read-only.
+
+        Nothing is written and no write lock is taken: a driver waiting for
+        trials another driver holds looks here, and claims (with :meth:`sync`)
+        only those whose holder finished or is gone. A hash with no row is
+        decided ``evaluate`` with number ``-1``.
+        """
+        now = time.time()
+        with self._connection_errors(), self._read() as conn:
+            rows = self._rows_for(conn, search_id, hashes)
+        return [
+            Decision(DecisionKind.EVALUATE, -1)
+            if (row := rows.get(h)) is None
+            else self._decide(row, driver_id, retry_failed, stale_after, now)
+            for h in hashes
+        ]
+
     def _write_outcomes(
         self, conn: Connection, search_id: int, outcomes: Sequence[Outcome], seq: int
     ) -> None:
@@ -714,33 +742,41 @@ class TrialStore:
     ) -> dict[str, tuple[Any, ...]]:
         """By hash: (number, status, value, aux, owner, owner_host, owner_pid,
         owner_heartbeat) of the recorded trials among ``hashes``."""
-        t, d = self.trials_table, self.drivers
         unique = list(dict.fromkeys(hashes))
         rows: dict[str, tuple[Any, ...]] = {}
+        # one statement, compiled once and cached: the hashes are an expanding
+        # parameter, not literals compiled into each query
+        query = self._rows_query
         for i in range(0, len(unique), _IN_CHUNK):
-            query = (
-                sa.select(
-                    t.c.param_hash,
-                    t.c.number,
-                    t.c.status,
-                    t.c.value,
-                    t.c.aux,
-                    t.c.driver_id,
-                    d.c.host,
-                    d.c.pid,
-                    d.c.heartbeat,
-                )
-                .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
-                .where(
-                    t.c.search_id == search_id,
-                    t.c.param_hash.in_(unique[i : i + _IN_CHUNK]),
-                )
+            result = conn.execute(
+                query, {"sid": search_id, "hashes": unique[i : i + _IN_CHUNK]}
             )
-            result = conn.execute(query)
             # the driver's own tuples: no Row objects on the re-run path
             for row in result.cursor.fetchall() if result.cursor is not None else []:
                 rows[row[0]] = row[1:]
         return rows
+
+    @functools.cached_property
+    def _rows_query(self) -> sa.Select[Any]:
+        t, d = self.trials_table, self.drivers
+        return (
+            sa.select(
+                t.c.param_hash,
+                t.c.number,
+                t.c.status,
+                t.c.value,
+                t.c.aux,
+                t.c.driver_id.label("owner"),
+                d.c.host.label("owner_host"),
+                d.c.pid.label("owner_pid"),
+                d.c.heartbeat.label("owner_heartbeat"),
+            )
+            .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
+            .where(
+                t.c.search_id == sa.bindparam("sid"),
+                t.c.param_hash.in_(sa.bindparam("hashes", expanding=True)),
+            )
+        )
 
     def _decide(
         self,
@@ -1012,7 +1048,8 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # take the write lock at the start: claims are read-then-write
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        read = readonly or conn.get_execution_options().get("dasktune_read", False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -1,0 +1,71 @@
+"""The windowed submitter: window, harvest, deadline, cancel on exit, sizing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_split_sizes_near_equal_parts():
+    for n in range(0, 40):
+        for parts in range(1, 9):
+            sizes = split_sizes(n, parts)
+            assert sum(sizes) == n
+            assert len(sizes) == min(n, parts)
+            assert not sizes or max(sizes) - min(sizes) <= 1
+
+
+def test_per_worker_follows_threads():
+    assert per_worker(16, {"b": 8, "a": 8}) == [("a", 8), ("b", 8)]
+    assert per_worker(9, {"a": 1, "b": 2}) == [("a", 3), ("b", 6)]
+    assert per_worker(0, {"a": 1}) == []
+
+
+def test_chunk_sizer_grows_at_most_eightfold_and_respects_the_limit():
+    sizer = ChunkSizer(0.2, limit=50)
+    sizer.observe(1e-6, 1)
+    assert sizer.size == 8
+    sizer.observe(8e-6, 8)
+    assert sizer.size == 50
+    slow = ChunkSizer(0.2)
+    slow.observe(1.0, 1)
+    assert slow.size == 1
+
+
+@gen_cluster(client=True)
+async def test_window_harvests_with_tags_and_cancels_on_exit(c, s, a, b):
+    def body() -> list[tuple[str, float]]:
+        got = []
+        with pytest.raises(RuntimeError, match="leaving"), Window[str](c) as window:
+            window.map(nap, [0.0, 0.01], ["x", "y"], keys=["w-x", "w-y"])
+            while len(got) < 2:
+                got += [(tag, r) for _, r, tag in window.next_batch()]
+            window.map(nap, [1.0], ["z"], keys=["w-z"])
+            raise RuntimeError("leaving with one in flight")
+        return got
+
+    got = await asyncio.to_thread(body)
+    assert sorted(got) == [("x", 0.0), ("y", 0.01)]
+    await asyncio.sleep(0.2)
+    assert not c.futures  # the one in flight was cancelled and released
+
+
+@gen_cluster(client=True)
+async def test_window_deadline_raises_timeout(c, s, a, b):
+    def body() -> None:
+        with Window[int](c, timeout=0.2) as window:
+            window.map(nap, [1.0], [0], keys=["w-slow"], workers=[a.address])
+            window.next_batch()
+
+    with pytest.raises(TimeoutError):
+        await asyncio.to_thread(body)
