@@ -51,6 +51,7 @@ __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 
 #: the trials table's own columns (``step`` once trials report): not parameters
 RESERVED_COLUMNS = ("number", *COLUMNS, "step")
+_RESERVED = frozenset(RESERVED_COLUMNS)
 DEFAULT_MAX_FAILURES = 1000
 
 
@@ -369,7 +370,8 @@ class Search:
 
     def _params(self, params: Any) -> dict[str, Any]:
         if isinstance(params, Mapping):
-            _check_reserved(params)
+            if not _RESERVED.isdisjoint(params):  # per trial: the cheap test first
+                _check_reserved(params)
             return dict(params)
         if self.space is None:
             msg = (
