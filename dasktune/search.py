@@ -504,7 +504,9 @@ class Search:
         return BestTrial(row["number"], row["params"], row["value"], row["aux"])
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """Best value so far against trials and time, and value per parameter.
+        """Best value so far against trials and time, the learning curves of
+        trials that reported (pruned ones dashed, ending in a cross), and value
+        per parameter.
 
         Needs matplotlib. Returns the ``Figure``; saves it to ``path`` if given.
         """
@@ -513,7 +515,12 @@ class Search:
         frame = self.trials()
         names = [c for c in frame.columns if c not in RESERVED_COLUMNS]
         return plot_trials(
-            frame, names, direction=self.direction, title=self.name, path=path
+            frame,
+            names,
+            direction=self.direction,
+            title=self.name,
+            path=path,
+            curves=self.store.curves(self.search_id),
         )
 
     def close(self) -> None:
