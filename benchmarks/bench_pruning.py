@@ -19,6 +19,12 @@ decisions, not the transport, are measured here):
 - Optuna's ``SuccessiveHalvingPruner`` and ``HyperbandPruner`` with the same
   settings on an in-memory study, trials one at a time.
 
+Then the wall-time part (``--wall``, or by default after the serial part): the
+same curves, each epoch a ``EPOCH_SECONDS`` sleep, through ``Search.run`` on a
+16-thread in-process ``LocalCluster`` with ASHA (eta 3, from 1) and without
+pruning, beside Optuna's ``SuccessiveHalvingPruner`` with ``n_jobs=16`` on an
+in-memory study: best, epochs actually run and seconds side by side.
+
 The best is the lowest final loss of a configuration run to the end. Target:
 within 5% of the no-pruning best with at least 3x fewer epochs. With equal
 epoch times trials reach every rung in the order of their numbers in both
@@ -29,6 +35,7 @@ rule, which compares with completed trials, does not.
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -43,6 +50,8 @@ from dasktune.optim.pruners import (
 N_CONFIGS = 200
 MAX_EPOCHS = 81
 SEED = 0
+EPOCH_SECONDS = 0.005
+THREADS = 16
 
 
 def curves(seed: int = SEED) -> np.ndarray:
@@ -174,8 +183,117 @@ def main(seed: int = SEED) -> None:
         )
 
 
+class _Epochs:
+    """Epochs actually run, counted across the threads that run them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def add(self) -> None:
+        with self.lock:
+            self.count += 1
+
+
+def _train(losses: np.ndarray):
+    import dasktune
+
+    def objective(params, trial):
+        value = math.nan
+        for epoch in range(1, MAX_EPOCHS + 1):
+            time.sleep(EPOCH_SECONDS)
+            value = float(losses[params["i"], epoch - 1])
+            trial.report(epoch, value)
+            if trial.should_prune():
+                raise dasktune.TrialPruned
+        return value
+
+    return objective
+
+
+def wall(seed: int = SEED) -> None:
+    """Search.run with ASHA and without pruning, and Optuna with n_jobs=16."""
+    from distributed import Client, LocalCluster
+
+    from dasktune import Search
+
+    losses = curves(seed)
+    grid = [{"i": i} for i in range(N_CONFIGS)]
+    rows = []
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=THREADS, processes=False,
+            host="127.0.0.1", protocol="tcp", dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        for name, pruner in (
+            ("dasktune Search, no pruning", None),
+            (
+                "dasktune Search, ASHA (eta 3, from 1)",
+                SuccessiveHalvingPruner(1, 3, max_resource=MAX_EPOCHS),
+            ),
+        ):
+            search = Search("bench", _train(losses), "sqlite://", client=client)
+            started = time.perf_counter()
+            search.run(grid, pruner=pruner, max_in_flight=THREADS, progress=False)
+            seconds = time.perf_counter() - started
+            # every epoch reports once: the stored reports count the epochs run
+            epochs = len(search.store.read_values(search.search_id))
+            rows.append((name, search.best.value, epochs, seconds))
+            search.close()
+    try:
+        import optuna
+    except ImportError:
+        print("optuna not installed: pip install -e '.[bench]' to compare")
+    else:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        counter = _Epochs()
+
+        def objective(trial):
+            value = math.nan
+            i = trial.suggest_int("i", 0, N_CONFIGS - 1)
+            for epoch in range(1, MAX_EPOCHS + 1):
+                time.sleep(EPOCH_SECONDS)
+                counter.add()
+                value = float(losses[i, epoch - 1])
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned
+            return value
+
+        study = optuna.create_study(
+            sampler=optuna.samplers.BruteForceSampler(seed=seed),
+            pruner=optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=1, reduction_factor=3
+            ),
+        )
+        started = time.perf_counter()
+        study.optimize(objective, n_trials=N_CONFIGS, n_jobs=THREADS)
+        seconds = time.perf_counter() - started
+        rows.append(
+            ("Optuna SuccessiveHalving, n_jobs=16", study.best_value, counter.count,
+             seconds)
+        )  # fmt: skip
+    ideal = N_CONFIGS * MAX_EPOCHS * EPOCH_SECONDS / THREADS
+    print(
+        f"wall time, {THREADS} threads, {EPOCH_SECONDS * 1e3:g} ms per epoch "
+        f"(no pruning ideal {ideal:.2f} s), curves of seed {seed}"
+    )
+    base_best, base_epochs = rows[0][1], rows[0][2]
+    print(f"{'run':44s} {'best':>8s} {'vs none':>8s} {'epochs':>7s} {'seconds':>8s}")
+    for name, best, epochs, seconds in rows:
+        print(
+            f"{name:44s} {best:8.4f} {best / base_best:7.3f}x {epochs:7d} "
+            f"{seconds:8.2f}   ({base_epochs / epochs:.1f}x fewer epochs)"
+        )
+
+
 if __name__ == "__main__":
     import sys
 
-    for arg in sys.argv[1:] or [str(SEED)]:
-        main(int(arg))
+    args = [a for a in sys.argv[1:] if a != "--wall"]
+    if "--wall" not in sys.argv:
+        for arg in args or [str(SEED)]:
+            main(int(arg))
+    wall(int(args[0]) if args else SEED)

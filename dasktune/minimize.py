@@ -14,7 +14,7 @@ import math
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -37,7 +37,7 @@ from dasktune.optim.replicas import ReplicaPool, replica_spec
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
-from dasktune.run.cluster import capacity, get_client
+from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.driver import BatchObjective
 from dasktune.run.mapping import Shipped
 from dasktune.run.vector import run_vector
@@ -77,6 +77,7 @@ def minimize(
     store: str | TrialStore | None = None,
     name: str | None = None,
     progress: bool = False,
+    resources: Mapping[str, float] | None = None,
     **options: Any,
 ) -> OptimizeResult:
     """Minimise ``fun(x, *args)`` within ``bounds``, in parallel on Dask.
@@ -113,6 +114,11 @@ def minimize(
         would (default name ``minimize-<function>``); a later call with the same
         store and name reuses the evaluations recorded there.
     progress : bool, default False
+    resources : mapping, optional
+        Dask worker resources each evaluation holds while it runs
+        (``{"GPU": 1}``): it runs only on a worker that declared them, one
+        evaluation per task (a whole serial replica per task for
+        ``dual_annealing`` and ``direct``).
     **options
         Passed to the scipy function (``maxiter``, ``popsize``, ``polish``,
         ``maxfun``, ``vectorized``, ...) or to ``SPSA`` (``maxiter``, ``c_par``,
@@ -172,7 +178,8 @@ def minimize(
             options.setdefault("maxiter", max(1, (maxfev - 17) // 2))
         options.setdefault("print_iters", None)
         return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
-                    security=security, callback=callback, progress=progress, **options)  # fmt: skip
+                    security=security, callback=callback, progress=progress,
+                    resources=resources, **options)  # fmt: skip
 
     kwargs = dict(options)
     if vectorized:
@@ -198,8 +205,9 @@ def minimize(
             # serial by design: each replica runs whole as one task, its
             # evaluations on the worker, free of per-evaluation round trips
             return _replicas_as_tasks(
-                method, pairs, replicas, seed, kwargs, fun, args, client, label
-            )
+                method, pairs, replicas, seed, kwargs, fun, args, client, label,
+                resources,
+            )  # fmt: skip
         if callback is not None:
             # the replicas run on this process, so the callback's side effects
             # stay here; one replica calls it at a time
@@ -212,6 +220,7 @@ def minimize(
         report, _ = run_vector(
             optimizer, fun, args, client=client, name=label, recorder=recorder,
             n_trials=maxfev, progress=progress, vectorized=vectorized,
+            resources=resources,
         )  # fmt: skip
     finally:
         optimizer.close()
@@ -248,13 +257,22 @@ def _replicas_as_tasks(
     args: tuple[Any, ...],
     client: distributed.Client,
     label: str,
+    resources: Mapping[str, float] | None = None,
 ) -> OptimizeResult:
+    if resources:
+        check_resources(client, resources)
     rng = np.random.default_rng(seed)
     specs = [replica_spec(method, bounds, i, n, seed, kwargs, rng) for i in range(n)]
     runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args))
     token = uuid.uuid4().hex[:8]
     keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
-    futures = client.map(runner, specs, key=keys, pure=False)
+    futures = client.map(
+        runner,
+        specs,
+        key=keys,
+        pure=False,
+        resources=None if resources is None else dict(resources),
+    )
     try:
         results = client.gather(futures)
     except Exception as err:

@@ -1,7 +1,8 @@
 """Plots of searches and optimizer histories (matplotlib, an optional dependency).
 
-``Search.plot()`` draws the best value so far against trials and against time, and
-the value against each parameter; :func:`plot_history` draws an ``SPSA`` result's
+``Search.plot()`` draws the best value so far against trials and against time, the
+learning curves of trials that reported (pruned ones dashed, ending in a cross),
+and the value against each parameter; :func:`plot_history` draws an ``SPSA`` result's
 history the same way. Both return the matplotlib ``Figure`` and, given a path,
 save it (a PNG for ``.png``).
 """
@@ -9,6 +10,7 @@ save it (a PNG for ``.png``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,8 +53,10 @@ def plot_trials(
     direction: str = "minimize",
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
+    curves: Mapping[int, Sequence[tuple[int, float]]] | None = None,
 ) -> Any:
-    """Best value so far (against trials and time) and value against each parameter.
+    """Best value so far (against trials and time), the learning curves, and
+    the value against each parameter.
 
     Parameters
     ----------
@@ -64,6 +68,10 @@ def plot_trials(
     title : str, optional
     path : str or path, optional
         Save the figure there.
+    curves : mapping, optional
+        Each trial's reported ``(step, value)`` pairs, by trial number
+        (``TrialStore.curves``); when any, a panel draws them, one line per
+        trial, pruned trials dashed and ending in a cross.
 
     Returns
     -------
@@ -72,7 +80,8 @@ def plot_trials(
     plt = _pyplot()
     done = trials[trials["status"] == "done"].sort_values("number")
     maximize = direction == "maximize"
-    panels = 2 + len(parameters)
+    curves = {n: c for n, c in (curves or {}).items() if c}
+    panels = 2 + bool(curves) + len(parameters)
     fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.4), squeeze=False)
     axes = axes[0]
     values = done["value"].to_numpy(dtype=float)
@@ -88,7 +97,9 @@ def plot_trials(
     axes[1].step(seconds[order], _running_best(values[order], maximize), where="post")
     axes[1].set_xlabel("seconds")
     axes[1].set_ylabel("best so far")
-    for ax, name in zip(axes[2:], parameters, strict=True):
+    if curves:
+        _draw_curves(axes[2], curves, trials)
+    for ax, name in zip(axes[2 + bool(curves) :], parameters, strict=True):
         column = done[name]
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(
             column
@@ -103,6 +114,25 @@ def plot_trials(
         ax.set_xlabel(name)
         ax.set_ylabel("value")
     return _finish(fig, title, path)
+
+
+def _draw_curves(
+    ax: Any, curves: Mapping[int, Sequence[tuple[int, float]]], trials: pd.DataFrame
+) -> None:
+    """One line per trial that reported; pruned ones dashed, ending in a cross."""
+    pruned = set(trials.loc[trials["status"] == "pruned", "number"].tolist())
+    for number in sorted(curves):
+        steps, values = zip(*curves[number], strict=True)
+        if number in pruned:
+            (line,) = ax.plot(steps, values, "--", lw=0.8, alpha=0.6)
+            ax.plot(steps[-1], values[-1], "x", color=line.get_color())
+            line.set_gid(f"pruned-{number}")
+        else:
+            (line,) = ax.plot(steps, values, "-", lw=1.2)
+            line.set_gid(f"trial-{number}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reported value")
+    ax.set_title(f"learning curves ({len(pruned & set(curves))} pruned)")
 
 
 def plot_history(

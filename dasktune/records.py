@@ -234,6 +234,16 @@ class Recorder(Protocol):
         driver holds."""
         ...
 
+    def add_values(self, reports: Sequence[tuple[int, int, float, float]]) -> None:
+        """Keep the values trials reported, ``(number, step, value, time)``, in
+        one write; a step already kept for a trial keeps its first value (a
+        trial re-run after a lost worker reports its steps again)."""
+        ...
+
+    def read_values(self) -> list[tuple[int, int, float, float]]:
+        """The values kept by :meth:`add_values`, in the order kept."""
+        ...
+
     def heartbeat(self) -> None:
         """Tell other drivers this one is alive."""
         ...
@@ -260,6 +270,7 @@ class MemoryRecorder:
         # by hash: [number, status, value, aux, params]
         self.rows: dict[str, list[Any]] = {}
         self.records: list[tuple[dict[str, Any], Outcome]] = []
+        self.values: dict[tuple[int, int], tuple[int, int, float, float]] = {}
 
     def sync(
         self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
@@ -315,6 +326,17 @@ class MemoryRecorder:
                 )
             )
         return decisions
+
+    def add_values(self, reports: Sequence[tuple[int, int, float, float]]) -> None:
+        """Keep reported values; a step's first value stays (see :class:`Recorder`)."""
+        for number, step, value, when in reports:
+            key = (int(number), int(step))
+            if key not in self.values:
+                self.values[key] = (key[0], key[1], float(value), float(when))
+
+    def read_values(self) -> list[tuple[int, int, float, float]]:
+        """The values kept, in the order kept."""
+        return list(self.values.values())
 
     def heartbeat(self) -> None:
         """Nothing to tell: one driver."""

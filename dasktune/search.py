@@ -39,9 +39,16 @@ from dasktune.optim.base import (
     RandomSampler,
     missing_members,
 )
+from dasktune.optim.pruners import Pruner
 from dasktune.records import TrialStatus
 from dasktune.run.cluster import get_client
-from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
+from dasktune.run.driver import (
+    BatchObjective,
+    Driver,
+    RunReport,
+    check_batch_objective,
+    check_pruned_objective,
+)
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
 from dasktune.store.sql import STALE_AFTER_SECONDS, TRIAL_FIELDS, TrialStore
@@ -216,6 +223,8 @@ class Search:
         retry_failed: bool = False,
         progress: bool = True,
         seed: int | None = None,
+        pruner: Pruner | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> RunReport:
         """Evaluate what ``source`` proposes, recording every trial.
 
@@ -251,6 +260,15 @@ class Search:
             A ``tqdm.auto`` bar with the best value so far.
         seed : int, optional
             For ``source=None``.
+        pruner : Pruner, optional
+            Stops bad trials early from the values they report
+            (``dasktune.optim.pruners``); the objective must take a ``trial``
+            argument. A resumed search rebuilds the pruner's state from the
+            curves of its done and pruned trials.
+        resources : mapping, optional
+            Dask worker resources each trial holds while it runs
+            (``{"GPU": 1}``): a trial runs only on a worker that declared them,
+            and one trial per task.
 
         Returns
         -------
@@ -258,6 +276,15 @@ class Search:
             Counts of evaluated, failed, reused and skipped trials, the elapsed
             time, why it stopped, and the best value of this run.
         """
+        if pruner is not None:
+            if not isinstance(pruner, Pruner):
+                msg = (
+                    "pruner must be a dasktune.optim.pruners.Pruner (MedianPruner, "
+                    "SuccessiveHalvingPruner, ... or a subclass), got "
+                    f"{type(pruner).__name__}: {pruner!r}"
+                )
+                raise TypeError(msg)
+            check_pruned_objective(self.objective, pruner)
         optimizer = self._optimizer(source, n_trials, seed)
         check_int("n_trials", n_trials, 1, optional=True)
         check_int("max_in_flight", max_in_flight, 1, optional=True)
@@ -267,6 +294,8 @@ class Search:
         for f in filters:
             check_callable("each filter", f)
         self._warm_start(optimizer)
+        if pruner is not None:
+            self._restore(pruner)
         client = get_client(self._client_arg, security=self._security)
         driver_id = self.store.register_driver(
             self.search_id,
@@ -275,6 +304,8 @@ class Search:
                 "seed": optimizer.seed if optimizer.seed is not None else seed,
                 "n_trials": n_trials,
                 "retries": retries,
+                "pruner": None if pruner is None else pruner.describe(),
+                "resources": None if resources is None else dict(resources),
                 "scheduler": getattr(client.scheduler, "address", None),
             },
         )
@@ -297,6 +328,8 @@ class Search:
             to_record=self._params,
             sign=1.0 if self.direction == "minimize" else -1.0,
             keep=self._keeper(filters, recorder) if filters else None,
+            pruner=pruner,
+            resources=resources,
         )
         try:
             return driver.run()
@@ -327,6 +360,29 @@ class Search:
             for row in rows
         ]
         return optimizer.warm_start(results) if results else 0
+
+    def _restore(self, pruner: Pruner) -> None:
+        """Rebuild ``pruner`` from the store: the curves of the trials that are
+        final (done, pruned), replayed in the order reported, and the done ones
+        completed. Unfinished trials' reports are left out: they run again and
+        report their steps again."""
+        _, rows = self.store.read_trials(
+            self.search_id, status=[TrialStatus.DONE, TrialStatus.PRUNED]
+        )
+        fields = {name: i for i, name in enumerate(TRIAL_FIELDS)}
+        final = {int(row[fields["number"]]) for row in rows}
+        done = [
+            int(row[fields["number"]])
+            for row in rows
+            if row[fields["status"]] == TrialStatus.DONE
+        ]
+        reports = [
+            (n, step, value)
+            for n, step, value, _ in self.store.read_values(self.search_id)
+            if n in final
+        ]
+        if reports or done:
+            pruner.restore(reports, completed=done)
 
     def _optimizer(
         self,
@@ -450,7 +506,9 @@ class Search:
         return BestTrial(row["number"], row["params"], row["value"], row["aux"])
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """Best value so far against trials and time, and value per parameter.
+        """Best value so far against trials and time, the learning curves of
+        trials that reported (pruned ones dashed, ending in a cross), and value
+        per parameter.
 
         Needs matplotlib. Returns the ``Figure``; saves it to ``path`` if given.
         """
@@ -459,7 +517,12 @@ class Search:
         frame = self.trials()
         names = [c for c in frame.columns if c not in RESERVED_COLUMNS]
         return plot_trials(
-            frame, names, direction=self.direction, title=self.name, path=path
+            frame,
+            names,
+            direction=self.direction,
+            title=self.name,
+            path=path,
+            curves=self.store.curves(self.search_id),
         )
 
     def close(self) -> None:

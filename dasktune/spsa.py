@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,7 @@ def SPSA(
     n_small: int = 5,
     adaptive: bool = True,
     progress: bool = False,
+    resources: Mapping[str, float] | None = None,
 ) -> OptimizeResult:
     """Minimise ``fnc(x, *args)`` by SPSA, each iteration one batch of futures.
 
@@ -160,8 +161,9 @@ def SPSA(
     name = f"SPSA-{func_name(fnc) if callable(fnc) else type(fnc).__name__}"
     client = get_client(client, security=security)
     run_vector(
-        optimizer, fnc, args, client=client, name=name, paired=paired, progress=progress
-    )
+        optimizer, fnc, args, client=client, name=name, paired=paired,
+        progress=progress, resources=resources,
+    )  # fmt: skip
     return optimizer.result
 
 

@@ -222,3 +222,19 @@ class TestRecorderContract:
             ("elsewhere", 0),
             ("evaluate", 1),
         ]
+
+    def test_reported_values_keep_the_first_value_of_each_step(
+        self, make_recorder: MakeRecorder
+    ) -> None:
+        rec = make_recorder()
+        assert rec.read_values() == []
+        rec.add_values([(0, 0, 3.0, 10.0), (0, 1, 2.0, 11.0), (1, 0, 5.0, 12.0)])
+        # a re-run after a lost worker reports its steps again: they count once
+        rec.add_values([(0, 0, 9.0, 20.0), (0, 1, 9.0, 21.0), (0, 2, 1.0, 22.0)])
+        rec.add_values([])
+        assert rec.read_values() == [
+            (0, 0, 3.0, 10.0),
+            (0, 1, 2.0, 11.0),
+            (1, 0, 5.0, 12.0),
+            (0, 2, 1.0, 22.0),
+        ]

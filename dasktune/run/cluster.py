@@ -22,14 +22,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import distributed
 from distributed.deploy.cluster import Cluster
 from distributed.security import Security
 
-__all__ = ["capacity", "close_owned", "connect", "get_client"]
+__all__ = ["capacity", "check_resources", "close_owned", "connect", "get_client"]
 
 logger = logging.getLogger("dasktune")
 
@@ -290,6 +290,49 @@ def capacity(client: distributed.Client, max_age: float = 0.0) -> int:
     value = max(1, sum(client.nthreads().values()))
     _capacity_cache[client] = (now, value)
     return value
+
+
+def check_resources(client: distributed.Client, resources: Mapping[str, float]) -> None:
+    """Raise ``ValueError`` when no worker declared ``resources``.
+
+    A task asking for resources no worker has would wait for ever, so the
+    workers' declared resources (``dask worker --resources "GPU=1"``) are read
+    before anything is submitted. A cluster with no worker yet (a batch system
+    still starting them) is not checked: its workers may declare them.
+    """
+    bad = {
+        name: amount
+        for name, amount in resources.items()
+        if not isinstance(name, str)
+        or isinstance(amount, bool)
+        or not isinstance(amount, int | float)
+        or not amount > 0
+    }
+    if bad:
+        msg = (
+            "resources must map resource names to positive amounts, e.g. "
+            f"{{'GPU': 1}}; got {dict(resources)!r}"
+        )
+        raise ValueError(msg)
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if not workers:
+        return
+    declared = {
+        addr: dict(info.get("resources") or {}) for addr, info in workers.items()
+    }
+    if any(
+        all(have.get(name, 0) >= amount for name, amount in resources.items())
+        for have in declared.values()
+    ):
+        return
+    shown = "; ".join(f"{addr}: {have or 'none'}" for addr, have in declared.items())
+    msg = (
+        f"no worker has the resources {dict(resources)!r}, so these trials would "
+        f"wait for ever; the workers declare {shown}. Start workers with them "
+        '(dask worker --resources "GPU=1", or dask-jobqueue\'s '
+        'worker_extra_args=["--resources", "GPU=1"]) or drop resources='
+    )
+    raise ValueError(msg)
 
 
 def close_owned() -> None:

@@ -34,6 +34,16 @@ Objectives
 - A :class:`BatchObjective` (a ``ProducerConsumer`` with a reduction) takes the
   whole batch of parameter sets asked in a turn of the loop and returns their
   values, evaluating them in one round trip per shard where the data lives.
+- An objective taking a ``trial`` argument is called as ``objective(params,
+  trial=TrialHandle(number, key))``: its reports reach the run's
+  :class:`~dasktune.run.report.ReportChannel` and its ``pruner``, and are
+  written through the recorder once per turn of the loop. A trial that raises
+  ``TrialPruned``, or returns once the pruner stopped it, is recorded
+  ``pruned`` (the pruner's reason as its error) and the optimizer is told its
+  last value; a done trial is passed to ``pruner.complete``.
+- With ``resources`` (Dask worker resources, ``{"GPU": 1}``) every trial is a
+  task of its own, so that each holds the resource while it runs (a group of
+  trials would share one task's resources).
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
@@ -54,6 +64,7 @@ from dasktune._checks import key_part
 from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
+from dasktune.optim.pruners import Pruner
 from dasktune.records import (
     Claim,
     DecisionKind,
@@ -63,7 +74,7 @@ from dasktune.records import (
     TrialStatus,
     canonical,
 )
-from dasktune.run.cluster import capacity
+from dasktune.run.cluster import capacity, check_resources
 from dasktune.run.evaluate import (
     Group,
     GroupResult,
@@ -74,6 +85,7 @@ from dasktune.run.evaluate import (
     outcome_of,
 )
 from dasktune.run.mapping import Shipped
+from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
 
 __all__ = [
@@ -81,6 +93,7 @@ __all__ = [
     "Driver",
     "RunReport",
     "check_batch_objective",
+    "check_pruned_objective",
 ]
 
 _TARGET_TASK_SECONDS = 0.05
@@ -109,6 +122,19 @@ class BatchObjective(Protocol):
         ...
 
 
+def check_pruned_objective(objective: object, pruner: object) -> None:
+    """Raise ``TypeError`` unless ``objective`` takes the ``trial`` a pruner needs."""
+    if isinstance(objective, BatchObjective) or not wants_trial(objective):  # type: ignore[arg-type]
+        name = getattr(objective, "__qualname__", type(objective).__qualname__)
+        msg = (
+            f"a pruner ({type(pruner).__name__}) was given but the objective {name} "
+            "takes no 'trial' argument, so it can never report; define it as "
+            "def objective(params, trial): ... calling trial.report(step, value), "
+            "or run without pruner="
+        )
+        raise TypeError(msg)
+
+
 def check_batch_objective(objective: object) -> None:
     """Raise ``TypeError`` for a batch objective that cannot reduce its values."""
     if (
@@ -128,6 +154,7 @@ class RunReport:
 
     evaluated: int = 0
     failed: int = 0
+    pruned: int = 0
     reused: int = 0
     skipped: int = 0
     elapsed: float = 0.0
@@ -183,6 +210,18 @@ class Driver:
         Raise the first failed trial's own exception (its traceback text in a
         note) when the run ends, or stops on an error, with trials failed and
         none evaluated: ``minimize`` and ``SPSA`` never return a silent ``inf``.
+    pruner : Pruner, optional
+        Stops trials early from what they report; needs an objective taking
+        ``trial``.
+    resources : mapping, optional
+        Dask worker resources each trial holds while it runs (one task each).
+
+    Raises
+    ------
+    TypeError
+        For a ``pruner`` with an objective that takes no ``trial`` argument.
+    ValueError
+        For ``resources`` that no worker of the cluster declared.
     """
 
     def __init__(
@@ -206,6 +245,8 @@ class Driver:
         heartbeat_seconds: float = 5.0,
         vectorized: bool = False,
         raise_if_all_failed: bool = False,
+        pruner: Pruner | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -226,6 +267,14 @@ class Driver:
         self.heartbeat_seconds = heartbeat_seconds
         self.raise_if_all_failed = raise_if_all_failed
         self.vectorized = vectorized
+        self.reports = not self.batch and not vectorized and wants_trial(objective)  # type: ignore[arg-type]
+        if pruner is not None and not self.reports:
+            check_pruned_objective(objective, pruner)
+        self.pruner = pruner
+        self.resources = dict(resources) if resources else None
+        if self.resources:
+            check_resources(client, self.resources)
+        self._channel: ReportChannel | None = None
         self.token = uuid.uuid4().hex[:8]
         self.sizer = ChunkSizer(_TARGET_TASK_SECONDS, growth=_GROWTH, limit=_MAX_GROUP)
         self.reuse_room = 0  # extra claims per turn while every claim is reused
@@ -257,6 +306,8 @@ class Driver:
         )
         beat.start()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        if self.reports:
+            self._channel = ReportChannel(self.client, self.pruner)
         try:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
@@ -279,7 +330,7 @@ class Driver:
                 recheck = []
                 claims = [Claim(p.param_hash, p.record) for p in asking]
                 if outcomes or claims:
-                    decisions = self.recorder.sync(outcomes, claims)
+                    decisions = self._sync(outcomes, claims)
                     outcomes = []
                 else:
                     decisions = []
@@ -296,8 +347,16 @@ class Driver:
                         else:
                             report.skipped += len(pending.trials)
                     else:
-                        value = decision.value if decision.kind == "done" else None
-                        self._tell(pending, value, report)
+                        # a pruned trial's value is the last one it reported
+                        kind = decision.kind
+                        value = (
+                            decision.value
+                            if kind in (DecisionKind.DONE, DecisionKind.PRUNED)
+                            else None
+                        )
+                        self._tell(
+                            pending, value, report, best=kind == DecisionKind.DONE
+                        )
                         report.reused += 1
                         told_any = True
                 self._grow_reuse(decisions)
@@ -356,8 +415,8 @@ class Driver:
                 if report.best_value < math.inf:
                     bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
                 self._check_failures(report, outcomes, last_error)
-            if outcomes:
-                self.recorder.sync(outcomes, [])
+            if outcomes or self._channel is not None:
+                self._sync(outcomes, [])
                 outcomes = []
         except Exception as err:
             first = report.first_failure
@@ -371,9 +430,13 @@ class Driver:
             beat.join()
             bar.close()
             flying.cancel()
-            if outcomes:
-                self.recorder.sync(outcomes, [])
-            self.recorder.release()
+            try:
+                if outcomes or self._channel is not None:
+                    self._sync(outcomes, [], raise_errors=False)
+            finally:
+                if self._channel is not None:
+                    self._channel.close()
+                self.recorder.release()
         report.elapsed = time.perf_counter() - started
         if self.raise_if_all_failed and report.first_failure and report.all_failed:
             raise self._all_failed_error(report, report.first_failure)
@@ -413,7 +476,8 @@ class Driver:
         """Claim more per transaction while every claim is reused (a re-run)."""
         if not decisions:
             return
-        if all(d.kind in (DecisionKind.DONE, DecisionKind.FAILED) for d in decisions):
+        reused = (DecisionKind.DONE, DecisionKind.PRUNED, DecisionKind.FAILED)
+        if all(d.kind in reused for d in decisions):
             self.reuse_room = min(
                 _MAX_REUSE_CLAIMS, max(2 * self.reuse_room, 2 * self.task_window)
             )
@@ -433,8 +497,25 @@ class Driver:
         del claimed[pending.param_hash]
         outcomes.append(outcome)
         bar.update(1)
+        channel = self._channel
+        verdict = None if channel is None else channel.verdict(pending.number)
+        if outcome.status == TrialStatus.DONE and verdict is not None:
+            # stopped by the pruner, and returned (its stop not seen, or obeyed
+            # by returning): pruned, as the pruner counts it
+            outcome.status = TrialStatus.PRUNED
+        if outcome.status == TrialStatus.PRUNED:
+            outcome.error = (
+                verdict.reason
+                if verdict is not None
+                else "the objective raised TrialPruned (no pruner decision)"
+            )
+            report.pruned += 1
+            self._tell(pending, outcome.value, report, best=False)
+            return None
         if outcome.status == TrialStatus.DONE:
             report.evaluated += 1
+            if channel is not None:
+                channel.complete(pending.number, outcome.value)
             self._tell(pending, outcome.value, report)
             return None
         report.failed += 1
@@ -471,12 +552,12 @@ class Driver:
             and report.failed >= max(_ALL_FAILED_STOP, 2 * self.task_window)
         ):
             # nothing has ever worked: stop now, not after maxiter generations
-            self.recorder.sync(outcomes, [])
+            self._sync(outcomes, [])
             outcomes.clear()
             raise self._all_failed_error(report, report.first_failure)
         if self.max_failures is None or report.failed < self.max_failures:
             return
-        self.recorder.sync(outcomes, [])
+        self._sync(outcomes, [])
         outcomes.clear()
         msg = (
             f"{self.name}: stopped after {report.failed} failed trials "
@@ -501,6 +582,23 @@ class Driver:
             outcome_of(p.call, p.param_hash, r, started, finished)
             for p, r in zip(to_run, raw, strict=True)
         ]
+
+    def _sync(
+        self,
+        outcomes: Sequence[Outcome],
+        claims: Sequence[Claim],
+        *,
+        raise_errors: bool = True,
+    ) -> list[Any]:
+        """Write the reports received since the last turn, then the outcomes
+        and claims (:meth:`Recorder.sync`)."""
+        if self._channel is not None:
+            values = self._channel.drain(raise_errors=raise_errors)
+            if values:
+                self.recorder.add_values(values)
+        if outcomes or claims:
+            return self.recorder.sync(outcomes, claims)
+        return []
 
     @property
     def optimizer_wants_values(self) -> bool:
@@ -553,9 +651,16 @@ class Driver:
             return None
         return _Pending(h, record, self.to_call(trial.params), [trial])
 
-    def _tell(self, pending: _Pending, value: float | None, report: RunReport) -> None:
+    def _tell(
+        self,
+        pending: _Pending,
+        value: float | None,
+        report: RunReport,
+        *,
+        best: bool = True,
+    ) -> None:
         told = math.inf if value is None else self.sign * value
-        if told < report.best_value:
+        if best and told < report.best_value:
             report.best_value, report.best_params = told, pending.record
         for trial in pending.trials:
             self.optimizer.tell(trial, told)
@@ -577,7 +682,11 @@ class Driver:
         workers: list[str | None] | None = None
         threads_of: list[int]
         whole_batch = self.max_in_flight is None and self.optimizer.batch_size > 0
-        if whole_batch and not self.vectorized:
+        if self.resources:
+            # each trial holds the resources while it runs: one task each
+            sizes = [1] * n
+            threads_of = sizes
+        elif whole_batch and not self.vectorized:
             layout = per_worker(n, self._nthreads())
             sizes = [count for _, count in layout]
             workers = [w or None for w, _ in layout]
@@ -601,11 +710,25 @@ class Driver:
         keys = [
             f"trial-{key_part(self.name)}-{g[0].number}-{self.token}" for g in groups
         ]
+        channel = None if self._channel is None else self._channel.key
         payloads = [
-            Group([(p.param_hash, p.call) for p in g], self.retries, threads)
+            Group(
+                [(p.param_hash, p.call) for p in g],
+                self.retries,
+                threads,
+                numbers=None if channel is None else [p.number for p in g],
+                channel=channel,
+            )
             for g, threads in zip(groups, threads_of, strict=True)
         ]
-        self._flying.map(self._runner, payloads, groups, keys=keys, workers=workers)
+        self._flying.map(
+            self._runner,
+            payloads,
+            groups,
+            keys=keys,
+            workers=workers,
+            resources=self.resources,
+        )
 
     def _nthreads(self) -> dict[str, int]:
         """The workers and their threads, read at most every couple of seconds."""

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, cast
 
 import distributed
@@ -26,8 +27,9 @@ from numpy.typing import NDArray
 
 from dasktune._checks import short_repr
 from dasktune._values import as_value
-from dasktune.exceptions import DasktuneError
+from dasktune.exceptions import DasktuneError, TrialPruned
 from dasktune.records import Outcome, TrialStatus, canonical
+from dasktune.run.report import TrialHandle
 
 __all__ = [
     "Group",
@@ -111,17 +113,27 @@ class Group:
     ``threads`` is how many of them may run at once on the worker (its thread
     count, for a batch sent as one task per worker); 1 runs them in turn.
     Parameter vectors of one length travel as one 2-D array (one pickle for
-    the batch, not one per point).
+    the batch, not one per point). With a ``channel`` key (an objective that
+    takes ``trial``), ``numbers`` are the trials' numbers, and each trial is
+    called with ``trial=TrialHandle(number, channel)``.
     """
 
-    __slots__ = ("items", "retries", "threads")
+    __slots__ = ("channel", "items", "numbers", "retries", "threads")
 
     def __init__(
-        self, items: list[tuple[str, Any]], retries: int, threads: int = 1
+        self,
+        items: list[tuple[str, Any]],
+        retries: int,
+        threads: int = 1,
+        *,
+        numbers: list[int] | None = None,
+        channel: str | None = None,
     ) -> None:
         self.items = items
         self.retries = retries
         self.threads = threads
+        self.numbers = numbers
+        self.channel = channel
 
     def __getstate__(self) -> tuple[Any, ...]:
         hashes = [h for h, _ in self.items]
@@ -137,11 +149,17 @@ class Group:
                 for p in params
             )
         ):
-            return hashes, np.stack(params), True, self.retries, self.threads
-        return hashes, params, False, self.retries, self.threads
+            stacked: Any = np.stack(params)
+            ok = True
+        else:
+            stacked, ok = params, False
+        return (
+            hashes, stacked, ok, self.retries, self.threads, self.numbers, self.channel,
+        )  # fmt: skip
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        hashes, params, stacked, self.retries, self.threads = state
+        hashes, params, stacked, self.retries, self.threads = state[:5]
+        self.numbers, self.channel = state[5:]
         self.items = list(zip(hashes, list(params) if stacked else params, strict=True))
 
 
@@ -176,18 +194,41 @@ class GroupResult:
 
 
 def _evaluate_one(
-    objective: Callable[[Any], Any], params: Any, retries: int, h: str
+    objective: Callable[..., Any],
+    params: Any,
+    retries: int,
+    h: str,
+    handle: Callable[[], TrialHandle] | None = None,
 ) -> Outcome:
+    """One trial, retried; ``handle`` makes each attempt's ``trial`` argument.
+
+    A trial that raises :class:`TrialPruned`, or returns once its pruner
+    stopped it, is ``pruned``: with its last reported value when it raised,
+    with the value it returned otherwise.
+    """
     attempts = 0
     started = time.time()
     while True:
         attempts += 1
         t0 = time.perf_counter()
+        trial = None if handle is None else handle()
         try:
-            value, aux = normalize_result(objective(params))
+            raw = objective(params) if trial is None else objective(params, trial=trial)
+            value, aux = normalize_result(raw)
             if math.isnan(value):
                 msg = f"the objective returned NaN for {params!r}"
                 raise ValueError(msg)
+        except TrialPruned:
+            assert trial is not None  # only a trial's objective is told to stop
+            return Outcome(
+                h,
+                TrialStatus.PRUNED,
+                value=trial.last_value,
+                attempts=attempts,
+                started=started,
+                finished=time.time(),
+                duration=time.perf_counter() - t0,
+            )
         except Exception as err:
             if attempts <= retries:
                 continue
@@ -201,9 +242,10 @@ def _evaluate_one(
                 finished=time.time(),
                 duration=time.perf_counter() - t0,
             )
+        stopped = trial is not None and trial.should_prune()
         return Outcome(
             h,
-            TrialStatus.DONE,
+            TrialStatus.PRUNED if stopped else TrialStatus.DONE,
             value=value,
             aux=canonical(aux)[0] if aux else {},
             attempts=attempts,
@@ -211,6 +253,13 @@ def _evaluate_one(
             finished=time.time(),
             duration=time.perf_counter() - t0,
         )
+
+
+def _handles(group: Group) -> list[Callable[[], TrialHandle] | None]:
+    """Each item's maker of ``trial`` handles (``None``: a plain objective)."""
+    if group.channel is None or group.numbers is None:
+        return [None] * len(group.items)
+    return [partial(TrialHandle, n, group.channel) for n in group.numbers]
 
 
 def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult:
@@ -234,18 +283,23 @@ def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult
             if hasattr(thread_state, k)
         }
 
-        def one(item: tuple[str, Any], context: contextvars.Context) -> Outcome:
+        def one(
+            item: tuple[str, Any],
+            handle: Callable[[], TrialHandle] | None,
+            context: contextvars.Context,
+        ) -> Outcome:
             with set_thread_state(**state):
                 return context.run(
-                    _evaluate_one, objective, item[1], group.retries, item[0]
+                    _evaluate_one, objective, item[1], group.retries, item[0], handle
                 )
 
         contexts = [contextvars.copy_context() for _ in group.items]
         with ThreadPoolExecutor(threads, thread_name_prefix="dasktune-trial") as pool:
-            outcomes = list(pool.map(one, group.items, contexts))
+            outcomes = list(pool.map(one, group.items, _handles(group), contexts))
     else:
         outcomes = [
-            _evaluate_one(objective, p, group.retries, h) for h, p in group.items
+            _evaluate_one(objective, p, group.retries, h, handle)
+            for (h, p), handle in zip(group.items, _handles(group), strict=True)
         ]
     return GroupResult(outcomes, worker, socket.gethostname())
 

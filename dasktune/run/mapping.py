@@ -35,7 +35,7 @@ import collections
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -52,7 +52,7 @@ from dasktune._checks import (
     short_repr,
 )
 from dasktune._progress import progress_bar
-from dasktune.run.cluster import capacity, get_client
+from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
 
 __all__ = ["ClientMap", "async_apply", "async_map"]
@@ -155,6 +155,7 @@ def async_map(
     retries: int = 0,
     progress: bool = False,
     timeout: float | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> list[R]:
     """Apply ``fun`` to every element of ``args`` on the cluster, like ``map()``.
 
@@ -187,6 +188,10 @@ def async_map(
     timeout : float, optional
         Seconds to wait for the whole map; then the rest is cancelled and
         ``TimeoutError`` raised.
+    resources : mapping, optional
+        Dask worker resources each task holds while it runs (``{"GPU": 1}``):
+        it runs only on a worker that declared them. Unless ``chunksize`` is
+        given, each element is a task of its own, spread over those workers.
 
     Returns
     -------
@@ -237,17 +242,19 @@ def async_map(
         client = get_client(n_workers=ncpu, security=security)
     else:
         client = get_client(client, security=security)
+    if resources:
+        check_resources(client, resources)
     threads = capacity(client, max_age=2.0)
     slots = ncpu if ncpu is not None else threads
     window = ncpu if ncpu is not None else 2 * threads
 
-    if chunksize is not None:
-        sizes: Iterator[int] | None = itertools.repeat(chunksize)
+    if chunksize is not None or resources:
+        sizes: Iterator[int] | None = itertools.repeat(chunksize or 1)
     elif n is not None:
         sizes = iter(split_sizes(n, slots))
     else:
         sizes = None  # adaptive, from the measured cost per element
-    return _Mapper(fun, client, retries).run(
+    return _Mapper(fun, client, retries, resources).run(
         iterator, n, sizes, window, progress, timeout
     )
 
@@ -256,8 +263,13 @@ class _Mapper:
     """One ``async_map`` call: a bounded window of chunk futures, harvested."""
 
     def __init__(
-        self, fun: Callable[[Any], Any], client: distributed.Client, retries: int
+        self,
+        fun: Callable[[Any], Any],
+        client: distributed.Client,
+        retries: int,
+        resources: Mapping[str, float] | None = None,
     ):
+        self.resources = resources
         self.runner = Shipped(partial(_run_chunk, fun))
         self.client = client
         self.retries = retries
@@ -295,7 +307,13 @@ class _Mapper:
                 return
             keys = [f"{self.prefix}-{index + i}" for i in range(len(chunks))]
             index += len(chunks)
-            flying.map(self.runner, chunks, [c.start for c in chunks], keys=keys)
+            flying.map(
+                self.runner,
+                chunks,
+                [c.start for c in chunks],
+                keys=keys,
+                resources=self.resources,
+            )
 
         try:
             with Window[int](self.client, timeout) as flying:

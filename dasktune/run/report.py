@@ -234,7 +234,14 @@ class ReportChannel:
             if last is None or step > last[0]:  # else a re-run's repeat
                 self._last[number] = (step, float(value))
                 self._pending.append((number, step, float(value), float(when)))
-                if self.pruner is not None and not stopped:
+                # a step the pruner already holds (restored from the store, or
+                # an earlier run's) is kept, not decided again
+                known = None if self.pruner is None else self.pruner.last_step(number)
+                if (
+                    self.pruner is not None
+                    and not stopped
+                    and (known is None or step > known)
+                ):
                     try:
                         verdict = self.pruner.report(number, step, float(value))
                     except Exception as err:  # re-raised in the driver by drain()
@@ -262,9 +269,24 @@ class ReportChannel:
         assert loop is not None  # a connected client
         loop.add_callback(self._tell, int(number))
 
-    def drain(self) -> list[tuple[int, int, float, float]]:
+    def complete(self, number: int, value: float | None = None) -> None:
+        """Tell the pruner trial ``number`` finished unpruned (under the lock
+        the reports are decided with)."""
+        if self.pruner is not None:
+            with self._lock:
+                self.pruner.complete(int(number), value)
+
+    def drain(
+        self, *, raise_errors: bool = True
+    ) -> list[tuple[int, int, float, float]]:
         """The reports received since the last call, ``(number, step, value,
         time)`` in arrival order, for the store's :meth:`TrialStore.add_values`.
+
+        Parameters
+        ----------
+        raise_errors : bool, default True
+            Raise what the pruner raised (else keep it for a later call, and
+            return the reports: a driver writing them on its way out).
 
         Raises
         ------
@@ -272,10 +294,11 @@ class ReportChannel:
             What the pruner raised on a report, once.
         """
         with self._lock:
+            if raise_errors:
+                error, self._error = self._error, None
+                if error is not None:
+                    raise error
             pending, self._pending = self._pending, []
-            error, self._error = self._error, None
-        if error is not None:
-            raise error
         return pending
 
     def verdict(self, number: int) -> Verdict | None:

@@ -151,16 +151,21 @@ class Window(Generic[Tag]):
         keys: Sequence[str],
         workers: Sequence[str | Sequence[str] | None] | None = None,
         allow_other_workers: bool = True,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         """Submit ``runner(payload)`` for each payload, named by ``keys``.
 
         With ``workers``, payload ``i`` goes to ``workers[i]`` (an address or
         several; others may take it if they leave, unless
         ``allow_other_workers`` is false); otherwise one ``client.map`` sends
-        them all.
+        them all. ``resources`` (Dask worker resources, ``{"GPU": 1}``) are
+        held by each task while it runs.
         """
+        resources = None if resources is None else dict(resources)
         if workers is None:
-            futures = self.client.map(runner, payloads, key=list(keys), pure=False)
+            futures = self.client.map(
+                runner, payloads, key=list(keys), pure=False, resources=resources
+            )
         else:
             futures = [
                 self.client.submit(
@@ -170,6 +175,7 @@ class Window(Generic[Tag]):
                     pure=False,
                     workers=[worker] if isinstance(worker, str) else worker,
                     allow_other_workers=allow_other_workers,
+                    resources=resources,
                 )
                 for payload, key, worker in zip(payloads, keys, workers, strict=True)
             ]

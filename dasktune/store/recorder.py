@@ -52,6 +52,12 @@ class StoreRecorder:
             stale_after=self.stale_after,
         )
 
+    def add_values(self, reports: Sequence[tuple[int, int, float, float]]) -> None:
+        self.store.add_values(self.search_id, reports)
+
+    def read_values(self) -> list[tuple[int, int, float, float]]:
+        return self.store.read_values(self.search_id)
+
     def heartbeat(self) -> None:
         self.store.heartbeat(self.driver_id)
 

@@ -1,0 +1,60 @@
+"""A pruned search run in its own process by test_search_pruning.py (killed).
+
+Usage: python prune_script.py STORE_URL LOG_FILE
+Every epoch appends ``<i> <epoch>`` to LOG_FILE, so the tests can count them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from distributed import Client, LocalCluster
+
+import dasktune
+from dasktune import Search
+from dasktune.optim.pruners import SuccessiveHalvingPruner
+
+GRID = [{"i": i} for i in range(16)]
+
+
+def make_objective(log: str):
+    def objective(params: dict, trial) -> float:
+        loss = 0.0
+        for epoch in range(12):
+            with open(log, "a") as f:
+                f.write(f"{params['i']} {epoch}\n")
+            loss = (1 + params["i"] % 5) / (epoch + 1)
+            trial.report(epoch, loss)
+            if trial.should_prune():
+                raise dasktune.TrialPruned
+            time.sleep(0.03)
+        return loss
+
+    return objective
+
+
+def make_pruner() -> SuccessiveHalvingPruner:
+    return SuccessiveHalvingPruner(min_resource=2, reduction_factor=2)
+
+
+def main() -> None:
+    url, log = sys.argv[1], sys.argv[2]
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            host="127.0.0.1",
+            protocol="tcp",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        search = Search("pruned", make_objective(log), url, client=client)
+        search.run(GRID, pruner=make_pruner(), progress=False)
+        print("finished", flush=True)
+
+
+if __name__ == "__main__":
+    main()
