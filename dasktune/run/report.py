@@ -40,6 +40,7 @@ worker.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import time
@@ -88,6 +89,7 @@ def wants_trial(objective: Callable[..., Any]) -> bool:
 _lock = threading.Lock()
 # run key -> the trial numbers its driver stopped (pushed to this process)
 _stopped: dict[str, set[int]] = {}
+_subscribed: set[str] = set()  # the runs this process listens to
 
 
 def _on_stop(key: str) -> Callable[[tuple[float, Any]], None]:
@@ -99,12 +101,19 @@ def _on_stop(key: str) -> Callable[[tuple[float, Any]], None]:
     return handler
 
 
+async def _mark_stopped(key: str, numbers: list[int]) -> None:
+    """On a worker, told directly by the driver: these trials are stopped."""
+    with _lock:
+        _stopped.setdefault(key, set()).update(int(n) for n in numbers)
+
+
 def _subscribe(key: str) -> None:
     """Subscribe this worker process to a run's stop topic, once."""
     with _lock:
-        if key in _stopped:
+        if key in _subscribed:
             return
-        _stopped[key] = set()
+        _subscribed.add(key)
+        _stopped.setdefault(key, set())
     client = distributed.get_client()  # the worker's own client, made once
     client.subscribe_topic(stop_topic(key), _on_stop(key))
 
@@ -161,7 +170,8 @@ class TrialHandle:
         self.last_step, self.last_value = step, value
         if self._worker is not None and self.key is not None:
             self._worker.log_event(
-                report_topic(self.key), [self.number, step, value, time.time()]
+                report_topic(self.key),
+                [self.number, step, value, time.time(), self._worker.address],
             )
 
     def should_prune(self) -> bool:
@@ -218,15 +228,19 @@ class ReportChannel:
         self._pending: list[tuple[int, int, float, float]] = []
         self._last: dict[int, tuple[int, float]] = {}
         self._verdicts: dict[int, Verdict] = {}
+        self._where: dict[int, str] = {}  # the worker each trial last reported from
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._error: BaseException | None = None
         self.reports = 0  # reports received, repeats included
         self.closed = False
         client.subscribe_topic(report_topic(self.key), self._on_report)
 
     async def _on_report(self, event: tuple[float, Any]) -> None:
-        _, (number, step, value, when) = event
+        _, (number, step, value, when, *where) = event
         number, step = int(number), int(step)
         with self._lock:
+            if where:
+                self._where[number] = where[0]
             self.reports += 1
             last = self._last.get(number)
             stopped = number in self._verdicts
@@ -254,9 +268,32 @@ class ReportChannel:
             await self._tell(number)
 
     async def _tell(self, number: int) -> None:
+        # fire and forget: the report handler never waits on a round trip, so
+        # reports keep flowing to the pruner while decisions travel
+        where = self._where.get(number)
+        if where is not None:
+            # straight to the worker that reported, not batched: the stop
+            # arrives within milliseconds (the event below reaches every worker
+            # process a stream's batching later: a re-run elsewhere, a late
+            # subscription)
+            self._spawn(
+                self.client._run(
+                    _mark_stopped, self.key, [number], workers=[where], wait=False
+                )
+            )
         scheduler = self.client.scheduler
         assert scheduler is not None  # a connected client
-        await scheduler.log_event(topic=stop_topic(self.key), msg=[number])
+        self._spawn(scheduler.log_event(topic=stop_topic(self.key), msg=[number]))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # a lost worker: the event reaches its re-run
 
     def stop(self, number: int, reason: str) -> None:
         """Stop trial ``number`` (as a pruner would), telling its worker.
