@@ -163,8 +163,9 @@ class _Pending:
 class _Known:
     """Whether the source still proposes anything new.
 
-    Counts the proposals in a row that were known (done, or already pending)
-    and, when the number of distinct parameter sets is known (an all-discrete
+    Counts the proposals in a row that were parameter sets already pending
+    (a re-run over sets done earlier, each proposed once, is not stopped) and,
+    when the number of distinct parameter sets is known (an all-discrete
     space), the distinct ones done.
     """
 
@@ -181,9 +182,8 @@ class _Known:
         """``count`` proposals were parameter sets already pending."""
         self.in_a_row += count
 
-    def done(self, param_hash: str, again: int) -> None:
-        """A parameter set is done; ``again`` proposals found it known."""
-        self.in_a_row += again
+    def done(self, param_hash: str) -> None:
+        """A parameter set is done."""
         if self.done_hashes is not None:
             self.done_hashes.add(param_hash)
 
@@ -373,7 +373,7 @@ class Driver:
                         self._tell(pending, value, report)
                         report.reused += 1
                         told_any = True
-                        known.done(pending.param_hash, len(pending.trials))
+                        known.done(pending.param_hash)
                         if self._count_proposals:
                             bar.update(len(pending.trials))
                 self._grow_reuse(decisions)
@@ -542,7 +542,7 @@ class Driver:
         """Tell the optimizer and queue the outcome; return a failure's error."""
         del claimed[pending.param_hash]
         outcomes.append(outcome)
-        self._known.done(pending.param_hash, 0)
+        self._known.done(pending.param_hash)
         bar.update(len(pending.trials) if self._count_proposals else 1)
         if outcome.status == TrialStatus.DONE:
             report.evaluated += 1
