@@ -29,6 +29,7 @@ from dasktune._checks import (
     check_callable,
     check_int,
     check_store,
+    check_timeout,
     func_name,
     key_part,
 )
@@ -78,6 +79,7 @@ def minimize(
     name: str | None = None,
     progress: bool = False,
     resources: Mapping[str, float] | None = None,
+    timeout: float | None = None,
     **options: Any,
 ) -> OptimizeResult:
     """Minimise ``fun(x, *args)`` within ``bounds``, in parallel on Dask.
@@ -119,6 +121,11 @@ def minimize(
         (``{"GPU": 1}``): it runs only on a worker that declared them, one
         evaluation per task (a whole serial replica per task for
         ``dual_annealing`` and ``direct``).
+    timeout : float, optional
+        Seconds; then the evaluations in flight are cancelled and the best
+        point evaluated so far is returned with ``success=False`` and a
+        message saying how far it got (as scipy does for ``maxiter``).
+        ``TimeoutError`` if no evaluation finished by then.
     **options
         Passed to the scipy function (``maxiter``, ``popsize``, ``polish``,
         ``maxfun``, ``vectorized``, ...) or to ``SPSA`` (``maxiter``, ``c_par``,
@@ -139,7 +146,9 @@ def minimize(
     Raises
     ------
     ValueError
-        For bad or infinite bounds, or a bad ``maxfev``/``n_workers``.
+        For bad or infinite bounds, or a bad ``maxfev``/``n_workers``/``timeout``.
+    TimeoutError
+        When ``timeout`` passed before any evaluation finished.
     TypeError
         For a keyword the method does not take, ``vectorized=True`` outside DE
         or with a ``ProducerConsumer``, or a non-callable ``fun``/``callback``.
@@ -164,6 +173,7 @@ def minimize(
     pairs = as_pairs(bounds, finite=f"minimize(method={method!r})")
     check_int("maxfev", maxfev, 1, optional=True)
     check_int("n_workers", n_workers, 1, optional=True)
+    check_timeout(timeout)
     if callback is not None:
         check_callable("callback", callback)
     vectorized = _check_vectorized(method, fun, options.pop("vectorized", False))
@@ -177,6 +187,12 @@ def minimize(
         if maxfev is not None:
             options.setdefault("maxiter", max(1, (maxfev - 17) // 2))
         options.setdefault("print_iters", None)
+        if timeout is not None:
+            msg = (
+                "minimize(method='spsa') takes no timeout; bound it with maxiter "
+                "or maxfev, or use another method"
+            )
+            raise TypeError(msg)
         return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
                     security=security, callback=callback, progress=progress,
                     resources=resources, **options)  # fmt: skip
@@ -200,6 +216,7 @@ def minimize(
             store is None
             and maxfev is None
             and callback is None
+            and timeout is None
             and not isinstance(fun, BatchObjective)
         ):
             # serial by design: each replica runs whole as one task, its
@@ -221,6 +238,7 @@ def minimize(
             optimizer, fun, args, client=client, name=label, recorder=recorder,
             n_trials=maxfev, progress=progress, vectorized=vectorized,
             resources=resources,
+            timeout=timeout,
         )  # fmt: skip
     finally:
         optimizer.close()
@@ -361,13 +379,28 @@ def _result(optimizer: ScipyAskTell | ReplicaPool, report: Any) -> OptimizeResul
                 results=results,
             )
         evaluated = report.evaluated
-    # stopped early (maxfev): the best point evaluated
+    # stopped early (maxfev, timeout): the best point evaluated
     x = None if report.best_params is None else np.asarray(report.best_params["x"])
+    if report.stopped == "timeout":
+        how_far = (
+            f"{report.evaluated} evaluations done ({report.failed} failed) in "
+            f"{report.elapsed:.1f} s"
+        )
+        if x is None:
+            msg = (
+                f"minimize({optimizer.method!r}) reached its timeout with no "
+                f"evaluation done: {how_far}; the evaluations in flight were "
+                "cancelled. Give a larger timeout, or check that the workers run"
+            )
+            raise TimeoutError(msg)
+        message = f"stopped by the timeout after {how_far}"
+    else:
+        message = f"stopped after maxfev={report.evaluated} evaluations"
     return OptimizeResult(
         x=x,
         fun=report.best_value if x is not None else math.inf,
         nfev=evaluated,
         nfev_evaluated=report.evaluated,
         success=False,
-        message=f"stopped after maxfev={report.evaluated} evaluations",
+        message=message,
     )

@@ -330,12 +330,35 @@ class Search:
             keep=self._keeper(filters, recorder) if filters else None,
             pruner=pruner,
             resources=resources,
+            space_size=self._space_size(source),
+            total=_length(source),
         )
         try:
-            return driver.run()
-        finally:
+            report = driver.run()
+        except BaseException as err:
+            # the run's error wins; closing the optimizer's goes in a note
             if source is None or not isinstance(source, AskTell):
-                optimizer.close()
+                try:
+                    optimizer.close()
+                except Exception as late:
+                    err.add_note(
+                        f"dasktune: {self.name}: while cleaning up after this "
+                        f"error, {type(late).__qualname__}: {late}"
+                    )
+            raise
+        if source is None or not isinstance(source, AskTell):
+            optimizer.close()
+        return report
+
+    def _space_size(
+        self, source: Iterable[Mapping[str, Any]] | AskTell | None
+    ) -> int | None:
+        """How many distinct parameter sets the source can propose, if known:
+        the search's all-discrete space, sampled or searched by an optimizer
+        (an iterable of dicts may hold sets outside the space)."""
+        if self.space is None or not (source is None or isinstance(source, AskTell)):
+            return None
+        return self.space.size
 
     def _warm_start(self, optimizer: AskTell) -> int:
         """Teach an optimizer that learns from others' results what the store
@@ -538,6 +561,17 @@ class Search:
 
     def __repr__(self) -> str:
         return f"Search({self.name!r}, store={self.store.display_url!r})"
+
+
+def _length(source: object) -> int | None:
+    """How many parameter sets an iterable source holds, if it says (a
+    ``ParameterGrid``, a list)."""
+    if source is None or isinstance(source, AskTell):
+        return None
+    try:
+        return len(source)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _check_reserved(names: Iterable[str]) -> None:

@@ -18,6 +18,7 @@ indices, so a sweep can be extended with a new choice.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,6 +49,11 @@ class Dimension:
     def to_json(self) -> dict[str, Any]:
         """A JSON description, stored with a search to detect a changed space."""
         raise NotImplementedError
+
+    @property
+    def size(self) -> int | None:
+        """How many distinct values it takes, or ``None`` when continuous."""
+        return None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Dimension) and self.to_json() == other.to_json()
@@ -163,6 +169,10 @@ class Int(Dimension):
     def to_json(self) -> dict[str, Any]:
         return {"type": "int", "low": self.low, "high": self.high, "log": self.log}
 
+    @property
+    def size(self) -> int:
+        return self.high - self.low + 1
+
 
 class Categorical(Dimension):
     """One of ``choices`` (JSON-able values: str, number, bool or None).
@@ -200,6 +210,10 @@ class Categorical(Dimension):
     def to_json(self) -> dict[str, Any]:
         return {"type": "categorical", "choices": self.choices}
 
+    @property
+    def size(self) -> int:
+        return len({json.dumps(c, sort_keys=True) for c in self.choices})
+
 
 class Bool(Dimension):
     """``True`` or ``False`` (two box dimensions, the larger wins)."""
@@ -217,6 +231,10 @@ class Bool(Dimension):
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "bool"}
+
+    @property
+    def size(self) -> int:
+        return 2
 
 
 def _from_cotengra(name: str, spec: Mapping[str, Any]) -> Dimension:
@@ -305,6 +323,24 @@ class Space:
             self._slices[name] = slice(start, start + dim.ndim)
             start += dim.ndim
         self.ndim = start
+
+    @property
+    def size(self) -> int | None:
+        """How many distinct parameter sets it holds; ``None`` unless every
+        dimension is discrete.
+
+        >>> Space({"a": Int(0, 1), "b": Categorical(["x", "y", "z"])}).size
+        6
+        >>> Space({"a": Int(0, 1), "x": Float(0, 1)}).size is None
+        True
+        """
+        total = 1
+        for dim in self.dimensions.values():
+            size = dim.size
+            if size is None:
+                return None
+            total *= size
+        return total
 
     @property
     def bounds(self) -> list[tuple[float, float]]:

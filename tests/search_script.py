@@ -1,6 +1,6 @@
 """A search run in its own process by test_search.py (killed, or run twice at once).
 
-Usage: python search_script.py STORE_URL LOG_FILE SLEEP_SECONDS
+Usage: python search_script.py STORE_URL LOG_FILE SLEEP_SECONDS [STALE_AFTER]
 Every evaluation appends its parameter to LOG_FILE, so the tests can count them.
 """
 
@@ -26,6 +26,7 @@ def make_objective(log: str, sleep: float):
 
 def main() -> None:
     url, log, sleep = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    stale_after = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
     with (
         LocalCluster(
             n_workers=1,
@@ -37,9 +38,15 @@ def main() -> None:
         ) as cluster,
         Client(cluster) as client,
     ):
-        search = Search("shared", make_objective(log, sleep), url, client=client)
-        search.run([{"i": i} for i in range(40)], progress=False)
-        print("finished", flush=True)
+        search = Search(
+            "shared",
+            make_objective(log, sleep),
+            url,
+            client=client,
+            stale_after=stale_after,
+        )
+        report = search.run([{"i": i} for i in range(40)], progress=False)
+        print(report.stopped, flush=True)
 
 
 if __name__ == "__main__":

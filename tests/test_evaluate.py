@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from dasktune import Search, async_map
 from dasktune.exceptions import DasktuneError
 from dasktune.records import Outcome, TrialStatus
 from dasktune.run.evaluate import (
     Group,
+    evaluate_columns,
     evaluate_group,
     failure_exception,
     normalize_result,
@@ -163,3 +166,38 @@ def test_groups_and_results_travel_packed_and_come_back_whole():
     assert back.outcomes == [replace(o, host=result.host) for o in result.outcomes]
     assert [o.value for o in back.outcomes] == [3.0, 6.0, 9.0, 12.0]
     assert all(o.status is TrialStatus.DONE for o in back.outcomes)
+
+
+def exits(params):
+    sys.exit(3)
+
+
+def interrupts(params):
+    raise KeyboardInterrupt
+
+
+def test_an_objective_that_exits_fails_its_trials_and_spares_the_worker(client):
+    workers = set(client.scheduler_info()["workers"])
+    with Search("exits", exits, "sqlite://", client=client) as search:
+        report = search.run([{"a": i} for i in range(4)], progress=False)
+        assert (report.failed, report.evaluated) == (4, 0)
+        errors = search.trials()["error"]
+        assert errors.str.contains("SystemExit: 3").all()
+    with Search("interrupts", interrupts, "sqlite://", client=client) as search:
+        report = search.run([{"a": i} for i in range(2)], progress=False)
+        assert report.failed == 2
+        assert search.trials()["error"].str.contains("KeyboardInterrupt").all()
+    # vectorized: the same
+    outcome = evaluate_columns(exits, Group([("h", np.zeros(1))], 0)).outcomes[0]
+    assert outcome.status == TrialStatus.FAILED
+    assert "SystemExit: 3" in outcome.error
+    assert isinstance(outcome.exception, DasktuneError)
+    with pytest.raises(DasktuneError, match=r"element 1 of args.*SystemExit: 3"):
+        async_map(exit_on_one, [0, 1, 2], client=client)
+    assert set(client.scheduler_info()["workers"]) == workers  # none died
+
+
+def exit_on_one(x):
+    if x == 1:
+        sys.exit(3)
+    return x

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 
 import numpy as np
 import pytest
 from distributed.utils_test import gen_cluster
 from scipy.optimize import Bounds, differential_evolution, rosen
 
-from dasktune import minimize
+from dasktune import DasktuneError, minimize
 from dasktune.optim.spsa import SPSAOptimizer
 from dasktune.store.sql import TrialStore
 
@@ -439,3 +441,31 @@ async def test_an_always_failing_objective_stops_early(c, s, a, b):
     with pytest.raises(ZeroDivisionError, match="never a value"):
         await run(always_fails_counted, [(-2.0, 2.0)] * 2, seed=0, client=c)
     assert 0 < len(_CALLS) <= 200
+
+
+def exits_x(x):
+    sys.exit(3)
+
+
+def test_minimize_with_an_objective_that_exits_raises_saying_so(client):
+    with pytest.raises(DasktuneError, match="SystemExit: 3"):
+        minimize(exits_x, [(-1, 1)], client=client, seed=0, maxiter=2, popsize=4)
+    assert len(client.scheduler_info()["workers"]) == 2
+
+
+def slow_sphere(x):
+    time.sleep(0.05)
+    return float(np.sum(x**2))
+
+
+@gen_cluster(client=True)
+async def test_minimize_timeout_returns_the_best_so_far(c, s, a, b):
+    res = await asyncio.to_thread(
+        minimize, slow_sphere, [(-1, 1)] * 2, client=c, seed=0, maxiter=10_000,
+        tol=0, timeout=1.0,
+    )  # fmt: skip
+    assert not res.success
+    assert "stopped by the timeout after" in res.message
+    assert res.nfev_evaluated > 0 and np.isfinite(res.fun)
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        minimize(slow_sphere, [(-1, 1)], client=c, timeout=-1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import os
 import signal
 import subprocess
@@ -221,9 +222,11 @@ def _done_params(url: str) -> set[int]:
         store.close()
 
 
-def _launch(url: str, log: Path, sleep: float) -> subprocess.Popen:
+def _launch(
+    url: str, log: Path, sleep: float, stale_after: float = 30.0
+) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), url, str(log), str(sleep)],
+        [sys.executable, str(SCRIPT), url, str(log), str(sleep), str(stale_after)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -329,3 +332,107 @@ def test_store_of_the_wrong_type_says_what_it_accepts(store):
         match=r"store must be a SQLAlchemy URL string .* or an open dasktune.store.sql.TrialStore, got",
     ):
         Search("s", abs, store)
+
+
+def constant(params):
+    return float(params["a"])
+
+
+@gen_cluster(client=True)
+async def test_a_space_smaller_than_n_trials_ends_saying_so(c, s, a, b):
+    search = Search("tiny", constant, "sqlite://", client=c, space={"a": Int(0, 1)})
+    run = call(search.run, n_trials=3, seed=0, progress=False)
+    report = await asyncio.wait_for(run, 30)
+    assert report.stopped == "the space has 2 points; all are done"
+    assert report.evaluated == 2
+    # and again: nothing new to evaluate, it ends at once
+    report = await asyncio.wait_for(call(search.run, n_trials=3, progress=False), 30)
+    assert (report.evaluated, report.stopped) == (0, report.stopped)
+    assert report.stopped == "the space has 2 points; all are done"
+
+
+@gen_cluster(client=True)
+async def test_a_source_proposing_only_known_sets_ends_saying_so(c, s, a, b):
+    search = Search("cycle", constant, "sqlite://", client=c)
+    source = itertools.cycle([{"a": 0}, {"a": 1}])
+    report = await asyncio.wait_for(call(search.run, source, progress=False), 30)
+    assert report.evaluated == 2
+    assert report.stopped.startswith("the source proposed only known parameter sets")
+
+
+def _slow_repeats():
+    yield {"a": 0}
+    while True:
+        time.sleep(0.05)
+        yield {"a": 0}
+
+
+@gen_cluster(client=True)
+async def test_timeout_ends_a_source_that_keeps_proposing(c, s, a, b):
+    search = Search("slow", constant, "sqlite://", client=c)
+    run = call(search.run, _slow_repeats(), timeout=0.5, progress=False)
+    report = await asyncio.wait_for(run, 20)
+    assert report.stopped == "timeout"
+
+
+class _StoreThatCannotRelease(TrialStore):
+    def release(self, search_id, driver_id):
+        raise RuntimeError("the store's write failed")
+
+
+def always_fails(params):
+    raise FloatingPointError("diverged")
+
+
+@gen_cluster(client=True)
+async def test_the_loops_error_wins_over_the_clean_ups(c, s, a, b):
+    store = _StoreThatCannotRelease("sqlite://")
+    search = Search("first", always_fails, store, client=c)
+    with pytest.raises(TooManyFailuresError, match="max_failures=1") as info:
+        await call(search.run, [{"a": 0}, {"a": 1}], max_failures=1, progress=False)
+    notes = "\n".join(info.value.__notes__)
+    assert "while cleaning up after this error, RuntimeError" in notes
+    assert "the store's write failed" in notes
+    # with no error in the loop, the clean-up's own error is raised
+    fine = Search("fine", constant, store, client=c)
+    with pytest.raises(RuntimeError, match="the store's write failed"):
+        await call(fine.run, [{"a": 0}], progress=False)
+
+
+@gen_cluster(client=True)
+async def test_progress_bar_has_the_grids_total(c, s, a, b, capsys):
+    search = Search("bar", score, "sqlite://", client=c)
+    grid = ParameterGrid({"C": [0.1, 1, 10], "kernel": ["rbf", "linear"]})
+    await call(search.run, grid, progress=True)
+    assert "6/6" in capsys.readouterr().err
+    # a re-run reuses every trial: the bar still counts them all
+    await call(search.run, grid, progress=True)
+    assert "6/6" in capsys.readouterr().err
+
+
+def test_survivor_takes_over_a_killed_drivers_trials(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    logs = [tmp_path / "killed.log", tmp_path / "survivor.log"]
+    killed, survivor = (_launch(url, log, 0.1, stale_after=3.0) for log in logs)
+    deadline = time.monotonic() + 60
+    # midway: both drivers evaluating, most trials still to do
+    while not all(log.exists() and len(log.read_text().split()) >= 3 for log in logs):
+        assert time.monotonic() < deadline and killed.poll() is None
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    done_before = _done_params(url)
+    out, _ = survivor.communicate(timeout=60)
+    assert survivor.returncode == 0 and "finished" in out
+    assert _done_params(url) == set(range(40))
+    store = TrialStore(url)
+    try:
+        sid = store.find_search("shared")["id"]
+        assert {r["status"] for r in store.trials(sid)} == {"done"}
+    finally:
+        store.close()
+    # nothing done evaluated again, and the survivor evaluated each set once
+    theirs = collections.Counter(logs[1].read_text().split())
+    assert set(theirs.values()) == {1}
+    both = collections.Counter(int(k) for log in logs for k in log.read_text().split())
+    assert all(both[i] == 1 for i in done_before)

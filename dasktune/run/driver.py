@@ -105,6 +105,9 @@ _MAX_REUSE_CLAIMS = 1024
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers' threads is trusted
 # minimize/SPSA: stop once this many evaluations (at least two windows) all failed
 _ALL_FAILED_STOP = 64
+# a source that proposed only known parameter sets this many times in a row is
+# taken to have nothing new to propose
+_MAX_KNOWN_IN_A_ROW = 1000
 
 
 @runtime_checkable
@@ -184,6 +187,56 @@ class _Pending:
     number: int = -1
 
 
+class _Known:
+    """Whether the source still proposes anything new.
+
+    Counts the proposals in a row that were parameter sets already pending
+    (a re-run over sets done earlier, each proposed once, is not stopped) and,
+    when the number of distinct parameter sets is known (an all-discrete
+    space), the distinct ones done.
+    """
+
+    def __init__(self, space_size: int | None) -> None:
+        self.space_size = space_size
+        self.in_a_row = 0
+        self.done_hashes: set[str] | None = None if space_size is None else set()
+
+    def new(self) -> None:
+        """A new parameter set was claimed."""
+        self.in_a_row = 0
+
+    def again(self, count: int) -> None:
+        """``count`` proposals were parameter sets already pending."""
+        self.in_a_row += count
+
+    def done(self, param_hash: str) -> None:
+        """A parameter set is done."""
+        if self.done_hashes is not None:
+            self.done_hashes.add(param_hash)
+
+    def why_stop(self) -> str | None:
+        """Why asking again is pointless, or ``None``."""
+        if (
+            self.done_hashes is not None
+            and self.space_size is not None
+            and len(self.done_hashes) >= self.space_size
+        ):
+            return f"the space has {self.space_size} points; all are done"
+        if self.in_a_row >= _MAX_KNOWN_IN_A_ROW:
+            return (
+                f"the source proposed only known parameter sets {self.in_a_row} "
+                "times in a row"
+            )
+        return None
+
+
+def _clean_up_note(name: str, err: BaseException) -> str:
+    return (
+        f"dasktune: {name}: while cleaning up after this error, "
+        f"{type(err).__qualname__}: {err}"
+    )
+
+
 class Driver:
     """Run ``optimizer`` against ``objective`` on ``client``; see the module notes.
 
@@ -222,6 +275,12 @@ class Driver:
         For a ``pruner`` with an objective that takes no ``trial`` argument.
     ValueError
         For ``resources`` that no worker of the cluster declared.
+    space_size : int, optional
+        How many distinct parameter sets the source can propose (an
+        all-discrete space's size): once that many are done, the run stops.
+    total : int, optional
+        How many trials the source proposes (a grid's length): the progress
+        bar's total when ``n_trials`` is not given.
     """
 
     def __init__(
@@ -247,6 +306,8 @@ class Driver:
         raise_if_all_failed: bool = False,
         pruner: Pruner | None = None,
         resources: Mapping[str, float] | None = None,
+        space_size: int | None = None,
+        total: int | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -275,6 +336,10 @@ class Driver:
         if self.resources:
             check_resources(client, self.resources)
         self._channel: ReportChannel | None = None
+        self.space_size = space_size
+        # the bar counts proposals (reused ones too) when it has their total
+        self.total = n_trials if n_trials is not None else total
+        self._count_proposals = n_trials is None and total is not None
         self.token = uuid.uuid4().hex[:8]
         self.sizer = ChunkSizer(_TARGET_TASK_SECONDS, growth=_GROWTH, limit=_MAX_GROUP)
         self.reuse_room = 0  # extra claims per turn while every claim is reused
@@ -299,7 +364,8 @@ class Driver:
         outcomes: list[Outcome] = []
         last_error: str | None = None
         submitted = 0
-        bar = progress_bar(self.progress, total=self.n_trials, desc=self.name)
+        known = self._known = _Known(self.space_size)
+        bar = self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
         stop = threading.Event()
         beat = threading.Thread(
             target=self._beat, args=(stop,), name=f"dasktune-heartbeat-{self.name}"
@@ -316,16 +382,23 @@ class Driver:
                 # ask, within the window and the trial budget
                 fresh: dict[str, _Pending] = {}
                 asked_any = False
-                while self._room(claimed, fresh, submitted):
+                while known.why_stop() is None and self._room(
+                    claimed, fresh, submitted
+                ):
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
                     trial = self.optimizer.ask()
                     if trial is None:
                         break
                     asked_any = True
+                    skipped = report.skipped
                     pending = self._admit(
                         trial, claimed, fresh, [*waiting, *recheck], report
                     )
                     if pending is not None:
                         fresh[pending.param_hash] = pending
+                    elif report.skipped == skipped:
+                        known.again(1)  # joined a trial already pending
                 asking = [*fresh.values(), *recheck]
                 recheck = []
                 claims = [Claim(p.param_hash, p.record) for p in asking]
@@ -341,11 +414,11 @@ class Driver:
                     if decision.kind == DecisionKind.EVALUATE:
                         claimed[pending.param_hash] = pending
                         to_run.append(pending)
+                        known.new()
                     elif decision.kind == DecisionKind.ELSEWHERE:
-                        if self.optimizer_wants_values:
-                            waiting.append(pending)
-                        else:
-                            report.skipped += len(pending.trials)
+                        # waited for (or taken over once its holder is gone)
+                        # before the run may report finished
+                        waiting.append(pending)
                     else:
                         # a pruned trial's value is the last one it reported
                         kind = decision.kind
@@ -359,6 +432,9 @@ class Driver:
                         )
                         report.reused += 1
                         told_any = True
+                        known.done(pending.param_hash)
+                        if self._count_proposals:
+                            bar.update(len(pending.trials))
                 self._grow_reuse(decisions)
                 if to_run:
                     submitted += len(to_run)
@@ -390,6 +466,10 @@ class Driver:
                             "finished" if self.optimizer.finished else "n_trials"
                         )
                         break
+                    why = known.why_stop()
+                    if why is not None:
+                        report.stopped = why
+                        break
                     if not asked_any and not told_any:
                         msg = (
                             f"{type(self.optimizer).__name__}.ask() returned None while "
@@ -418,31 +498,60 @@ class Driver:
             if outcomes or self._channel is not None:
                 self._sync(outcomes, [])
                 outcomes = []
-        except Exception as err:
+        except BaseException as err:
+            # the loop's error wins; the clean-up's go in its notes
+            raised: BaseException = err
             first = report.first_failure
-            if self.raise_if_all_failed and report.all_failed and first is not None:
-                exc = self._all_failed_error(report, first)
-                if exc is not err:
-                    raise exc from err
-            raise
-        finally:
-            stop.set()
-            beat.join()
-            bar.close()
-            flying.cancel()
-            try:
-                if outcomes or self._channel is not None:
-                    self._sync(outcomes, [], raise_errors=False)
-            finally:
-                if self._channel is not None:
-                    self._channel.close()
-                self.recorder.release()
+            if (
+                isinstance(err, Exception)
+                and self.raise_if_all_failed
+                and report.all_failed
+                and first is not None
+            ):
+                raised = self._all_failed_error(report, first)
+                if raised is not err:
+                    raised.__cause__ = err
+            for late in self._clean_up(stop, beat, outcomes):
+                raised.add_note(_clean_up_note(self.name, late))
+            if raised is err:
+                raise
+            raise raised from err
+        errors = self._clean_up(stop, beat, outcomes)
+        if errors:
+            for late in errors[1:]:
+                errors[0].add_note(_clean_up_note(self.name, late))
+            raise errors[0]
         report.elapsed = time.perf_counter() - started
         if self.raise_if_all_failed and report.first_failure and report.all_failed:
             raise self._all_failed_error(report, report.first_failure)
         if report.best_value < math.inf:
             report.best_value *= self.sign
         return report
+
+    def _clean_up(
+        self, stop: threading.Event, beat: threading.Thread, outcomes: list[Outcome]
+    ) -> list[Exception]:
+        """End the run: every step is tried; return the errors of those that
+        raised (the caller decides which error wins)."""
+        errors: list[Exception] = []
+        steps: list[Callable[[], Any]] = [
+            stop.set,
+            beat.join,
+            self._bar.close,
+            self._flying.cancel,
+        ]
+        if outcomes or self._channel is not None:
+            # the outcomes harvested and the reports received: written last
+            steps.append(partial(self._sync, list(outcomes), [], raise_errors=False))
+        if self._channel is not None:
+            steps.append(self._channel.close)
+        steps.append(self.recorder.release)
+        for step in steps:
+            try:
+                step()
+            except Exception as err:
+                errors.append(err)
+        return errors
 
     def _peek(
         self, waiting: list[_Pending], peeked: float, flying: Window[list[_Pending]]
@@ -496,7 +605,8 @@ class Driver:
         """Tell the optimizer and queue the outcome; return a failure's error."""
         del claimed[pending.param_hash]
         outcomes.append(outcome)
-        bar.update(1)
+        self._known.done(pending.param_hash)
+        bar.update(len(pending.trials) if self._count_proposals else 1)
         channel = self._channel
         verdict = None if channel is None else channel.verdict(pending.number)
         if outcome.status == TrialStatus.DONE and verdict is not None:
@@ -646,6 +756,8 @@ class Driver:
             return None
         if self.keep is not None and not self.keep(record):
             report.skipped += 1
+            if self._count_proposals:
+                self._bar.update(1)
             if self.optimizer_wants_values:
                 self.optimizer.tell(trial, math.inf)
             return None

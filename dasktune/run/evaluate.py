@@ -2,7 +2,9 @@
 
 A plain objective's trials travel to a worker grouped in one opaque object; each
 trial is called, timed, retried and caught on its own there, so one failing trial
-never hides the others, and its traceback is recorded. A batch objective's raw
+never hides the others, and its traceback is recorded. Whatever the objective
+raises is caught, ``SystemExit`` and ``KeyboardInterrupt`` included: the trial
+fails, the worker lives. A batch objective's raw
 results are normalised the same way on the client.
 """
 
@@ -76,8 +78,17 @@ def _transient(err: BaseException) -> BaseException:
 
     The copy holds no traceback (no frames and their locals kept alive); the
     traceback travels as text in ``Outcome.error``. An exception that cannot
-    make the round trip becomes a :class:`DasktuneError` carrying its text.
+    make the round trip becomes a :class:`DasktuneError` carrying its text, and
+    so does one that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``): raised again in the driver's process it would
+    end that process.
     """
+    if not isinstance(err, Exception):
+        msg = (
+            f"the objective raised {type(err).__qualname__}: {err} (caught on the "
+            "worker and recorded as a failed trial, so that the worker lives)"
+        )
+        return DasktuneError(msg)
     try:
         copy = cast(BaseException, pickle.loads(pickle.dumps(err)))
         return copy.with_traceback(None)
@@ -229,7 +240,9 @@ def _evaluate_one(
                 finished=time.time(),
                 duration=time.perf_counter() - t0,
             )
-        except Exception as err:
+        except BaseException as err:
+            # SystemExit, KeyboardInterrupt too: raised out of a task they
+            # would kill the worker (and every trial it runs)
             if attempts <= retries:
                 continue
             return Outcome(
@@ -327,7 +340,7 @@ def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResu
         exception: BaseException | None = None
         try:
             values = _column_values(objective(points.copy()), points.shape)
-        except Exception as err:
+        except BaseException as err:  # SystemExit too: see _evaluate_one
             if attempts <= group.retries:
                 continue
             error = traceback.format_exc()

@@ -52,6 +52,7 @@ from dasktune._checks import (
     short_repr,
 )
 from dasktune._progress import progress_bar
+from dasktune.exceptions import DasktuneError
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
 
@@ -94,14 +95,20 @@ def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
             try:
                 values.append(fun(item))
                 break
-            except Exception as err:
+            except BaseException as err:
                 attempt += 1
                 if attempt <= chunk.retries:
                     continue
-                err.add_note(
-                    f"async_map: raised by element {chunk.start + offset} of args: "
-                    f"{short_repr(item)}"
-                )
+                where = f"element {chunk.start + offset} of args: {short_repr(item)}"
+                if not isinstance(err, Exception):
+                    # raised out of the task, SystemExit or KeyboardInterrupt
+                    # would kill the worker; raised again here, the caller
+                    msg = (
+                        f"async_map: {where} raised {type(err).__qualname__}: "
+                        f"{err}; caught on the worker so that the worker lives"
+                    )
+                    raise DasktuneError(msg) from err
+                err.add_note(f"async_map: raised by {where}")
                 raise
     return _ChunkResult(values, time.perf_counter() - started)
 
