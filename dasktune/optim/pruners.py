@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,18 @@ def _check_int(name: str, value: object, low: int) -> int:
         msg = f"{name} must be an integer >= {low}, got {value!r}"
         raise ValueError(msg)
     return int(value)
+
+
+def _resources(min_resource: Any, max_resource: Any) -> tuple[int, int | None]:
+    """``min_resource`` and ``max_resource`` checked: integers, min <= max."""
+    lowest = _check_int("min_resource", min_resource, 1)
+    if max_resource is None:
+        return lowest, None
+    highest = _check_int("max_resource", max_resource, 1)
+    if highest < lowest:
+        msg = f"max_resource ({highest}) must be >= min_resource ({lowest})"
+        raise ValueError(msg)
+    return lowest, highest
 
 
 def _fmt(value: float) -> str:
@@ -379,20 +392,11 @@ class SuccessiveHalvingPruner(Pruner):
         direction: str = "minimize",
     ) -> None:
         super().__init__(direction=direction)
-        self.min_resource = _check_int("min_resource", min_resource, 1)
+        self.min_resource, self.max_resource = _resources(min_resource, max_resource)
         self.reduction_factor = _check_int("reduction_factor", reduction_factor, 2)
         self.min_early_stopping_rate = _check_int(
             "min_early_stopping_rate", min_early_stopping_rate, 0
         )
-        if max_resource is not None:
-            max_resource = _check_int("max_resource", max_resource, 1)
-            if max_resource < self.min_resource:
-                msg = (
-                    f"max_resource ({max_resource}) must be >= min_resource "
-                    f"({self.min_resource})"
-                )
-                raise ValueError(msg)
-        self.max_resource = max_resource
         #: rung -> {number: value at the rung}, in the order trials reached it
         self.rungs: dict[int, dict[int, float]] = {}
         self._entered: dict[int, list[int]] = {}  # number -> rungs of its last report
@@ -479,15 +483,10 @@ class HyperbandPruner(Pruner):
         direction: str = "minimize",
     ) -> None:
         super().__init__(direction=direction)
-        self.min_resource = _check_int("min_resource", min_resource, 1)
-        self.max_resource = _check_int("max_resource", max_resource, 1)
+        lowest, highest = _resources(min_resource, max_resource)
+        assert highest is not None
+        self.min_resource, self.max_resource = lowest, highest
         self.reduction_factor = _check_int("reduction_factor", reduction_factor, 2)
-        if self.max_resource < self.min_resource:
-            msg = (
-                f"max_resource ({max_resource}) must be >= min_resource "
-                f"({min_resource})"
-            )
-            raise ValueError(msg)
         s_max = 0
         while min_resource * reduction_factor ** (s_max + 1) <= max_resource:
             s_max += 1
