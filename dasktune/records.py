@@ -28,6 +28,8 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 __all__ = [
+    "FIELD",
+    "TRIAL_FIELDS",
     "Claim",
     "Decision",
     "DecisionKind",
@@ -52,6 +54,28 @@ class Trial(NamedTuple):
 
     number: int
     params: Any
+
+
+#: the fields of a stored trial as the store reads them
+#: (:meth:`~dasktune.store.sql.TrialStore.read_trials`), in order
+TRIAL_FIELDS = (
+    "number",
+    "params",
+    "value",
+    "status",
+    "duration",
+    "worker",
+    "host",
+    "attempts",
+    "started",
+    "finished",
+    "error",
+    "aux",
+    "step",  # the last step the trial reported (schema 3), else None
+    "seq",
+)
+#: each field's position in such a row
+FIELD = {name: i for i, name in enumerate(TRIAL_FIELDS)}
 
 
 class TrialStatus(enum.StrEnum):

@@ -40,7 +40,7 @@ from dasktune.optim.base import (
     missing_members,
 )
 from dasktune.optim.pruners import Pruner
-from dasktune.records import TrialStatus
+from dasktune.records import FIELD, TrialStatus
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import (
     BatchObjective,
@@ -51,7 +51,7 @@ from dasktune.run.driver import (
 )
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
-from dasktune.store.sql import STALE_AFTER_SECONDS, TRIAL_FIELDS, TrialStore
+from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore
 from dasktune.table import COLUMNS, TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
@@ -371,14 +371,13 @@ class Search:
         _, rows = self.store.read_trials(
             self.search_id, status=[TrialStatus.DONE, TrialStatus.FAILED]
         )
-        fields = {name: i for i, name in enumerate(TRIAL_FIELDS)}
         results = [
             (
-                json.loads(row[fields["params"]]),
+                json.loads(row[FIELD["params"]]),
                 math.inf
-                if row[fields["status"]] != TrialStatus.DONE
-                or row[fields["value"]] is None
-                else sign * float(row[fields["value"]]),
+                if row[FIELD["status"]] != TrialStatus.DONE
+                or row[FIELD["value"]] is None
+                else sign * float(row[FIELD["value"]]),
             )
             for row in rows
         ]
@@ -392,12 +391,11 @@ class Search:
         _, rows = self.store.read_trials(
             self.search_id, status=[TrialStatus.DONE, TrialStatus.PRUNED]
         )
-        fields = {name: i for i, name in enumerate(TRIAL_FIELDS)}
-        final = {int(row[fields["number"]]) for row in rows}
+        final = {int(row[FIELD["number"]]) for row in rows}
         done = [
-            int(row[fields["number"]])
+            int(row[FIELD["number"]])
             for row in rows
-            if row[fields["status"]] == TrialStatus.DONE
+            if row[FIELD["status"]] == TrialStatus.DONE
         ]
         reports = [
             (n, step, value)

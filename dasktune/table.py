@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dasktune.records import FIELD
+
 __all__ = ["COLUMNS", "TrialTable"]
 
 #: the columns after the parameters, in order (``number`` comes first); ``step``
@@ -61,23 +63,22 @@ COLUMNS = (
     "error",
     "aux",
 )
-# positions in a row of TrialStore.read_trials (TRIAL_FIELDS)
-_NUMBER, _PARAMS, _AUX, _SEQ = 0, 1, 11, 13
+_NUMBER, _PARAMS, _AUX, _SEQ = (FIELD[f] for f in ("number", "params", "aux", "seq"))
 _NAT = np.datetime64("NaT").view(np.int64)
 _UTC = pd.DatetimeTZDtype("us", "UTC")
-_FIXED = {  # column: (position in a row, dtype, fill)
-    "value": (2, np.float64, np.nan),
-    "status": (3, object, None),
-    "duration": (4, np.float64, np.nan),
-    "worker": (5, object, None),
-    "host": (6, object, None),
-    "attempts": (7, np.int64, 0),
+_FIXED = {  # column (a field of TRIAL_FIELDS): (dtype, fill)
+    "value": (np.float64, np.nan),
+    "status": (object, None),
+    "duration": (np.float64, np.nan),
+    "worker": (object, None),
+    "host": (object, None),
+    "attempts": (np.int64, 0),
     # microseconds since the epoch, NaT when unknown: wrapped as UTC timestamps
     # without a conversion of the whole column each time the frame is built
-    "started": (8, np.int64, _NAT),
-    "finished": (9, np.int64, _NAT),
-    "error": (10, object, None),
-    "step": (12, np.float64, np.nan),  # the last step reported (NaN: none)
+    "started": (np.int64, _NAT),
+    "finished": (np.int64, _NAT),
+    "error": (object, None),
+    "step": (np.float64, np.nan),  # the last step reported (NaN: none)
 }
 _MISSING = object()
 
@@ -186,7 +187,7 @@ class TrialTable:
         self._numbers = np.zeros(self._capacity, dtype=np.int64)
         self._fixed = {
             name: np.full(self._capacity, fill, dtype=dtype)
-            for name, (_, dtype, fill) in _FIXED.items()
+            for name, (dtype, fill) in _FIXED.items()
         }
         self._aux = np.empty(self._capacity, dtype=object)
         self._params: dict[str, _ParamColumn] = {}
@@ -207,7 +208,7 @@ class TrialTable:
             capacity *= 2
         extra = capacity - self._capacity
         self._numbers = np.concatenate([self._numbers, np.zeros(extra, np.int64)])
-        for name, (_, dtype, fill) in _FIXED.items():
+        for name, (dtype, fill) in _FIXED.items():
             self._fixed[name] = np.concatenate(
                 [self._fixed[name], np.full(extra, fill, dtype=dtype)]
             )
@@ -247,7 +248,8 @@ class TrialTable:
         if self.n > first and self._sorted:
             appended = self._numbers[max(first - 1, 0) : self.n]
             self._sorted = bool(np.all(appended[1:] >= appended[:-1]))
-        for name, (index, dtype, _) in _FIXED.items():
+        for name, (dtype, _) in _FIXED.items():
+            index = FIELD[name]
             if name in ("started", "finished"):
                 seconds = np.array(columns[index], dtype=np.float64)  # None: NaN
                 block = np.full(len(seconds), _NAT, dtype=np.int64)

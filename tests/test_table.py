@@ -8,15 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dasktune.records import TRIAL_FIELDS
 from dasktune.table import COLUMNS, TrialTable
 
 
 def row(number, params, status="done", value=None, seq=1, started=None, aux=None):
-    # TrialStore.read_trials' fields (TRIAL_FIELDS)
-    return (
-        number, json.dumps(params, sort_keys=True), value, status, None, None, None,
-        1, started, None, None, None if aux is None else json.dumps(aux), None, seq,
+    fields = dict.fromkeys(TRIAL_FIELDS)  # as TrialStore.read_trials gives them
+    fields.update(
+        number=number, params=json.dumps(params, sort_keys=True), value=value,
+        status=status, attempts=1, started=started, seq=seq,
+        aux=None if aux is None else json.dumps(aux),
     )  # fmt: skip
+    return tuple(fields.values())
 
 
 def test_columns_keep_the_narrowest_kind_their_values_allow():

@@ -62,6 +62,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import (
     FINAL,
+    TRIAL_FIELDS,
     Claim,
     Decision,
     DecisionKind,
@@ -83,23 +84,6 @@ SCHEMA_VERSION = 3
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
-#: the columns :meth:`TrialStore.read_trials` returns, in order
-TRIAL_FIELDS = (
-    "number",
-    "params",
-    "value",
-    "status",
-    "duration",
-    "worker",
-    "host",
-    "attempts",
-    "started",
-    "finished",
-    "error",
-    "aux",
-    "step",  # the last step the trial reported (schema 3), else None
-    "seq",
-)
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 
 
@@ -553,8 +537,9 @@ class TrialStore:
                     conn, search_id, [c.param_hash for c in claims]
                 )
                 decisions = self._decide_all(
-                    claims, existing, driver_id, retry_failed, stale_after, now
-                )
+                    [c.param_hash for c in claims], existing, driver_id,
+                    retry_failed, stale_after, now,
+                )  # fmt: skip
                 if all(
                     d.kind in (DecisionKind.DONE, DecisionKind.FAILED)
                     for d in decisions
@@ -574,19 +559,20 @@ class TrialStore:
 
     def _decide_all(
         self,
-        claims: Sequence[Claim],
+        hashes: Sequence[str],
         existing: dict[str, tuple[Any, ...]],
         driver_id: str,
         retry_failed: bool,
         stale_after: float,
         now: float,
     ) -> list[Decision]:
-        """Decisions for claims, as if nothing were inserted (new ones evaluate)."""
+        """Decisions for claims of ``hashes`` from their ``existing`` rows, as if
+        nothing were inserted: a hash with no row is ``evaluate``, number -1."""
         return [
             Decision(DecisionKind.EVALUATE, -1)
-            if (row := existing.get(c.param_hash)) is None
+            if (row := existing.get(h)) is None
             else self._decide(row, driver_id, retry_failed, stale_after, now)
-            for c in claims
+            for h in hashes
         ]
 
     def _claim(
@@ -675,12 +661,7 @@ class TrialStore:
         now = time.time()
         with self._connection_errors(), self._read() as conn:
             rows = self._rows_for(conn, search_id, hashes)
-        return [
-            Decision(DecisionKind.EVALUATE, -1)
-            if (row := rows.get(h)) is None
-            else self._decide(row, driver_id, retry_failed, stale_after, now)
-            for h in hashes
-        ]
+        return self._decide_all(hashes, rows, driver_id, retry_failed, stale_after, now)
 
     def _write_outcomes(
         self, conn: Connection, search_id: int, outcomes: Sequence[Outcome], seq: int
