@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_value"]
+__all__ = ["as_constraints", "as_value", "as_values", "violation"]
 
 _NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 _EXPECTED = (
@@ -74,3 +74,93 @@ def as_value(raw: Any, what: str = "the objective's value") -> float:
         "number, e.g. float(np.sum(...)) or value.item()"
     )
     raise TypeError(msg)
+
+
+def _elements(raw: Any) -> list[Any] | None:
+    """The elements of a flat sequence or 1-D array, else ``None``."""
+    if isinstance(raw, str | bytes | dict) or raw is None:
+        return None
+    if isinstance(raw, np.ndarray):
+        return list(raw) if raw.ndim == 1 else None
+    if isinstance(raw, list | tuple):
+        return list(raw)
+    return None
+
+
+def as_values(
+    raw: Any, n: int, what: str = "the objective's value"
+) -> tuple[float, ...]:
+    """``raw`` as ``n`` floats: one per objective of a search.
+
+    With ``n == 1`` this is ``(as_value(raw, what),)``; with more, ``raw`` must
+    be a sequence (or 1-D array) of exactly ``n`` real numbers.
+
+    Raises
+    ------
+    TypeError
+        For anything else, saying how many values were expected and what came.
+
+    Examples
+    --------
+    >>> as_values(0.5, 1), as_values((1, np.float64(2.5)), 2)
+    ((0.5,), (1.0, 2.5))
+    >>> as_values([1.0], 2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: the objective's value must be 2 real numbers (one per objective...); got list of length 1: [1.0]
+    """
+    if n == 1:
+        return (as_value(raw, what),)
+    elements = _elements(raw)
+    if elements is not None and len(elements) == n:
+        return tuple(
+            as_value(e, f"objective {i} of {what}") for i, e in enumerate(elements)
+        )
+    came = (
+        f"{type(raw).__name__} of length {len(elements)}"
+        if elements is not None
+        else f"{type(raw).__name__}"
+        + (f" of shape {raw.shape}" if isinstance(raw, np.ndarray) else "")
+    )
+    msg = (
+        f"{what} must be {n} real numbers (one per objective, in the order of "
+        f"the search's directions); got {came}: {reprlib.repr(raw)}"
+    )
+    raise TypeError(msg)
+
+
+def as_constraints(raw: Any) -> tuple[float, ...]:
+    """Constraint values as floats: ``c <= 0`` is satisfied, ``c > 0`` violated.
+
+    ``raw`` is one number or a flat sequence of them (what an objective puts
+    under its ``"constraints"`` key); ``NaN`` is refused, as Optuna refuses it.
+
+    >>> as_constraints(-1), as_constraints([0.0, np.float32(2)])
+    ((-1.0,), (0.0, 2.0))
+    """
+    elements = _elements(raw)
+    if elements is None:
+        elements = [raw]
+    values = tuple(
+        as_value(e, f"constraint {i} (the objective's 'constraints')")
+        for i, e in enumerate(elements)
+    )
+    if any(v != v for v in values):
+        msg = (
+            f"the objective's 'constraints' must be real numbers (<= 0 satisfied), "
+            f"got NaN in {values!r}"
+        )
+        raise ValueError(msg)
+    return values
+
+
+def violation(constraints: tuple[float, ...] | None) -> float | None:
+    """How far constraints are violated: the sum of their positive parts
+    (0: feasible), ``None`` for a trial without constraints.
+
+    >>> violation((-1.0, 0.5, 2.0)), violation((0.0,)), violation(None)
+    (2.5, 0.0, None)
+    """
+    if constraints is None:
+        return None
+    return float(sum(c for c in constraints if c > 0))

@@ -2,7 +2,9 @@
 
 ``Search.plot()`` draws the best value so far against trials and against time, the
 learning curves of trials that reported (pruned ones dashed, ending in a cross),
-and the value against each parameter; :func:`plot_history` draws an ``SPSA`` result's
+and the value against each parameter (for several objectives: the trials and
+their Pareto front for each pair of objectives, then the first objective
+against each parameter); :func:`plot_history` draws an ``SPSA`` result's
 history the same way. Both return the matplotlib ``Figure`` and, given a path,
 save it (a PNG for ``.png``).
 """
@@ -51,6 +53,7 @@ def plot_trials(
     parameters: list[str],
     *,
     direction: str = "minimize",
+    directions: Sequence[str] | None = None,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
     curves: Mapping[int, Sequence[tuple[int, float]]] | None = None,
@@ -65,6 +68,11 @@ def plot_trials(
     parameters : list of str
         The parameter columns to plot against.
     direction : {"minimize", "maximize"}
+    directions : sequence of str, optional
+        Each objective's, for a search of several: the first panels then show
+        the trials against each pair of objectives (at most three pairs), the
+        feasible Pareto front joined by a line and infeasible trials as grey
+        crosses.
     title : str, optional
     path : str or path, optional
         Save the figure there.
@@ -79,13 +87,16 @@ def plot_trials(
     """
     plt = _pyplot()
     done = trials[trials["status"] == "done"].sort_values("number")
+    if directions is not None and len(directions) > 1:
+        return _plot_front(plt, done, parameters, list(directions), title, path)
     maximize = direction == "maximize"
     curves = {n: c for n, c in (curves or {}).items() if c}
     panels = 2 + bool(curves) + len(parameters)
     fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.4), squeeze=False)
     axes = axes[0]
     values = done["value"].to_numpy(dtype=float)
-    best = _running_best(values, maximize)
+    # an infeasible trial is never the best so far
+    best = _running_best(np.where(_feasible(done), values, np.nan), maximize)
     axes[0].plot(done["number"], values, ".", alpha=0.4, label="trial")
     axes[0].step(done["number"], best, where="post", label="best so far")
     axes[0].set_xlabel("trial")
@@ -94,26 +105,80 @@ def plot_trials(
     finished = pd.to_datetime(done["finished"], utc=True)
     seconds = (finished - finished.min()).dt.total_seconds().to_numpy()
     order = np.argsort(seconds)
-    axes[1].step(seconds[order], _running_best(values[order], maximize), where="post")
+    feasible_values = np.where(_feasible(done), values, np.nan)
+    axes[1].step(
+        seconds[order], _running_best(feasible_values[order], maximize), where="post"
+    )
     axes[1].set_xlabel("seconds")
     axes[1].set_ylabel("best so far")
     if curves:
         _draw_curves(axes[2], curves, trials)
     for ax, name in zip(axes[2 + bool(curves) :], parameters, strict=True):
-        column = done[name]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(
-            column
-        ):
-            ax.plot(column, values, ".", alpha=0.6)
-        else:
-            labels = column.astype(str)
-            categories = sorted(labels.unique())
-            positions = labels.map({c: i for i, c in enumerate(categories)})
-            ax.plot(positions, values, ".", alpha=0.6)
-            ax.set_xticks(range(len(categories)), categories)
+        _against(ax, done[name], values)
         ax.set_xlabel(name)
         ax.set_ylabel("value")
     return _finish(fig, title, path)
+
+
+def _feasible(done: pd.DataFrame) -> np.ndarray:
+    """Which done trials satisfy their constraints (all, without constraints)."""
+    if "feasible" not in done:
+        return np.ones(len(done), dtype=bool)
+    return done["feasible"].fillna(True).to_numpy(dtype=bool)
+
+
+def _plot_front(
+    plt: Any,
+    done: pd.DataFrame,
+    parameters: list[str],
+    directions: list[str],
+    title: str | None,
+    path: str | os.PathLike[str] | None,
+) -> Any:
+    """Trials against each pair of objectives, the Pareto front joined; then
+    the first objective against each parameter."""
+    from dasktune._pareto import pareto_front
+
+    k = len(directions)
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)][:3]
+    panels = len(pairs) + len(parameters)
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.6), squeeze=False)
+    axes = axes[0]
+    columns = [f"values_{i}" for i in range(k)]
+    points = done[columns].to_numpy(dtype=float)
+    feasible = _feasible(done) & ~np.isnan(points).any(axis=1)
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    front = np.flatnonzero(feasible)[pareto_front(points[feasible] * signs)]
+    for ax, (i, j) in zip(axes, pairs, strict=False):
+        ax.plot(points[feasible, i], points[feasible, j], ".", alpha=0.4, label="trial")
+        if (~feasible).any():
+            ax.plot(
+                points[~feasible, i], points[~feasible, j], "x", color="0.6",
+                label="infeasible",
+            )  # fmt: skip
+        on = points[front][np.argsort(points[front, i])]
+        (line,) = ax.plot(on[:, i], on[:, j], "o-", color="C3", label="Pareto front")
+        line.set_gid("pareto-front")
+        ax.set_xlabel(f"values_{i} ({directions[i]})")
+        ax.set_ylabel(f"values_{j} ({directions[j]})")
+        ax.legend()
+    for ax, name in zip(axes[len(pairs) :], parameters, strict=True):
+        _against(ax, done[name], points[:, 0])
+        ax.set_xlabel(name)
+        ax.set_ylabel("values_0")
+    return _finish(fig, title, path)
+
+
+def _against(ax: Any, column: pd.Series, values: np.ndarray) -> None:
+    """``values`` against a parameter column (categories at their positions)."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        ax.plot(column, values, ".", alpha=0.6)
+        return
+    labels = column.astype(str)
+    categories = sorted(labels.unique())
+    positions = labels.map({c: i for i, c in enumerate(categories)})
+    ax.plot(positions, values, ".", alpha=0.6)
+    ax.set_xticks(range(len(categories)), categories)
 
 
 def _draw_curves(

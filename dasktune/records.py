@@ -72,6 +72,8 @@ TRIAL_FIELDS = (
     "error",
     "aux",
     "step",  # the last step the trial reported (schema 3), else None
+    "objectives",  # JSON list of every objective's value (schema 4), else None
+    "constraints",  # JSON list of constraint values (schema 4), else None
     "seq",
 )
 #: each field's position in such a row
@@ -116,6 +118,11 @@ class Outcome:
     started: float | None = None
     finished: float | None = None
     duration: float | None = None
+    #: every objective's value, for a search of several objectives (``value``
+    #: is the first); ``None`` for one objective
+    values: tuple[float, ...] | None = None
+    #: the constraint values the objective returned (``c <= 0`` satisfied)
+    constraints: tuple[float, ...] | None = None
     # transient: a failed trial's own exception, for the driver to raise; never
     # written to the store (its traceback is ``error``)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
@@ -134,13 +141,16 @@ class DecisionKind(enum.StrEnum):
 @dataclass
 class Decision:
     """What a driver does with a claim (:class:`DecisionKind`), and the trial's
-    number, with the recorded value and auxiliary data of a ``DONE`` trial (a
-    ``PRUNED`` trial's value is the last one it reported)."""
+    number, with the recorded value, auxiliary data, objective values (several
+    objectives) and constraints of a ``DONE`` trial (a ``PRUNED`` trial's value
+    is the last one it reported)."""
 
     kind: DecisionKind
     number: int
     value: float | None = None
     aux: dict[str, Any] = field(default_factory=dict)
+    values: tuple[float, ...] | None = None
+    constraints: tuple[float, ...] | None = None
 
 
 _PLAIN = (float, int, str)
@@ -191,6 +201,8 @@ def decide(
     *,
     value: float | None = None,
     aux: dict[str, Any] | None = None,
+    values: Sequence[float] | None = None,
+    constraints: Sequence[float] | None = None,
     held: bool = False,
     retry_failed: bool = False,
 ) -> Decision:
@@ -201,8 +213,9 @@ def decide(
     status : TrialStatus
         The recorded trial's status.
     number : int
-    value, aux : optional
-        A done trial's recorded value and auxiliary data.
+    value, aux, values, constraints : optional
+        A done trial's recorded value, auxiliary data, objective values and
+        constraint values.
     held : bool
         Whether a live driver holds the trial (``running`` and not stale).
     retry_failed : bool
@@ -212,13 +225,18 @@ def decide(
     <DecisionKind.DONE: 'done'>
     >>> decide(TrialStatus.RUNNING, 3, held=False).kind
     <DecisionKind.EVALUATE: 'evaluate'>
-    >>> decide(TrialStatus.PRUNED, 3, value=0.9)
-    Decision(kind=<DecisionKind.PRUNED: 'pruned'>, number=3, value=0.9, aux={})
+    >>> decide(TrialStatus.PRUNED, 3, value=0.9).value
+    0.9
     """
-    if status == TrialStatus.DONE:
-        return Decision(DecisionKind.DONE, number, value, dict(aux or {}))
-    if status == TrialStatus.PRUNED:
-        return Decision(DecisionKind.PRUNED, number, value, dict(aux or {}))
+    if status in FINAL:
+        return Decision(
+            DecisionKind.DONE if status == TrialStatus.DONE else DecisionKind.PRUNED,
+            number,
+            value,
+            dict(aux or {}),
+            None if values is None else tuple(values),
+            None if constraints is None else tuple(constraints),
+        )
     if status == TrialStatus.FAILED:
         kind = DecisionKind.EVALUATE if retry_failed else DecisionKind.FAILED
         return Decision(kind, number)
@@ -291,7 +309,7 @@ class MemoryRecorder:
 
     def __init__(self, *, retry_failed: bool = False) -> None:
         self.retry_failed = retry_failed
-        # by hash: [number, status, value, aux, params]
+        # by hash: [number, status, value, aux, params, values, constraints]
         self.rows: dict[str, list[Any]] = {}
         self.records: list[tuple[dict[str, Any], Outcome]] = []
         self.values: dict[tuple[int, int], tuple[int, int, float, float]] = {}
@@ -308,6 +326,7 @@ class MemoryRecorder:
             if row[1] in FINAL:
                 continue  # final (done, pruned): never overwritten, as in the store
             row[1:4] = [outcome.status, outcome.value, outcome.aux]
+            row[5:7] = [outcome.values, outcome.constraints]
             self.records.append((row[4], outcome))
         decisions = []
         for claim in claims:
@@ -315,16 +334,12 @@ class MemoryRecorder:
             if known is None:
                 number = len(self.rows)
                 self.rows[claim.param_hash] = [
-                    number, TrialStatus.RUNNING, None, {}, claim.params,
+                    number, TrialStatus.RUNNING, None, {}, claim.params, None, None,
                 ]  # fmt: skip
                 decisions.append(Decision(DecisionKind.EVALUATE, number))
                 continue
             row = known
-            number, status, value, aux, _ = row
-            decision = decide(
-                status, number, value=value, aux=aux, held=True,
-                retry_failed=self.retry_failed,
-            )  # fmt: skip
+            decision = self._decide(row)
             if decision.kind == DecisionKind.EVALUATE:
                 row[1] = TrialStatus.RUNNING
             decisions.append(decision)
@@ -338,18 +353,15 @@ class MemoryRecorder:
             if row is None:
                 decisions.append(Decision(DecisionKind.EVALUATE, -1))
                 continue
-            number, status, value, aux, _ = row
-            decisions.append(
-                decide(
-                    status,
-                    number,
-                    value=value,
-                    aux=aux,
-                    held=True,
-                    retry_failed=self.retry_failed,
-                )
-            )
+            decisions.append(self._decide(row))
         return decisions
+
+    def _decide(self, row: list[Any]) -> Decision:
+        number, status, value, aux, _, values, constraints = row
+        return decide(
+            status, number, value=value, aux=aux, values=values,
+            constraints=constraints, held=True, retry_failed=self.retry_failed,
+        )  # fmt: skip
 
     def add_values(self, reports: Sequence[tuple[int, int, float, float]]) -> None:
         """Keep reported values; a step's first value stays (see :class:`Recorder`)."""

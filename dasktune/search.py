@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,19 +58,26 @@ from dasktune.table import COLUMNS, TrialTable
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 
 #: the trials table's own columns (``step`` once trials report): not parameters
-RESERVED_COLUMNS = ("number", *COLUMNS, "step")
+RESERVED_COLUMNS = ("number", *COLUMNS, "step", "constraints", "feasible")
 _RESERVED = frozenset(RESERVED_COLUMNS)
 DEFAULT_MAX_FAILURES = 1000
 
 
 @dataclass(frozen=True)
 class BestTrial:
-    """The best done trial of a search."""
+    """The best done trial of a search, or one trial of its Pareto front.
+
+    ``value`` is the (first) objective's value; ``values`` holds every
+    objective's; ``constraints`` the constraint values the trial returned
+    (``None`` when it returned none).
+    """
 
     number: int
     params: dict[str, Any]
     value: float
     aux: dict[str, Any] = field(default_factory=dict)
+    values: tuple[float, ...] = ()
+    constraints: tuple[float, ...] | None = None
 
 
 def _version(package: str) -> str | None:
@@ -131,8 +139,13 @@ class Search:
     objective : callable or BatchObjective
         Called as ``objective(params)`` with a parameter dict; returns a number,
         ``(number, dict)`` or a dict with a ``"loss"`` key (the rest of a dict is
-        kept as auxiliary data). A ``ProducerConsumer`` with a reduction
-        evaluates whole batches where its data lives.
+        kept as auxiliary data). With several ``directions`` it returns that
+        many numbers in their place (a tuple, list or 1-D array). Constraint
+        values go under the dict's ``"constraints"`` key (one number or a
+        sequence; ``c <= 0`` is satisfied): they are stored, passed to
+        samplers that use them, and a trial violating one is never the best.
+        A ``ProducerConsumer`` with a reduction evaluates whole batches where
+        its data lives.
     store : str or TrialStore, default "sqlite:///dasktune.db"
         A SQLAlchemy URL or an open store.
     client : distributed.Client, optional
@@ -144,6 +157,12 @@ class Search:
         ``HyperScipySampler`` over a space) and for ``run()`` with no source
         (random sampling); stored with the search.
     direction : {"minimize", "maximize"}
+    directions : sequence of {"minimize", "maximize"}, optional
+        One per objective, for a search of several objectives
+        (``["minimize", "maximize"]``): the objective returns that many values,
+        :attr:`best` is the Pareto front and :meth:`trials` has a column per
+        objective (``values_0``, ``values_1``, ...). Give ``direction`` or
+        ``directions``, not both.
     stale_after : float, default 30
         Seconds after which a trial left running by a silent driver is taken
         over (drivers beat every 5 s).
@@ -173,6 +192,7 @@ class Search:
         security: Security | None = None,
         space: Space | Mapping[str, Any] | None = None,
         direction: str = "minimize",
+        directions: Sequence[str] | None = None,
         stale_after: float = STALE_AFTER_SECONDS,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -184,6 +204,8 @@ class Search:
         if direction not in ("minimize", "maximize"):
             msg = f"direction must be 'minimize' or 'maximize', got {direction!r}"
             raise ValueError(msg)
+        self.directions = _check_directions(directions, direction)
+        direction = self.directions[0]
         if not isinstance(stale_after, int | float) or stale_after <= 0:
             msg = (
                 f"stale_after must be a positive number of seconds, got {stale_after!r}"
@@ -206,6 +228,7 @@ class Search:
             space=None if self.space is None else self.space.to_json(),
             direction=direction,
             metadata=provenance(objective),
+            directions=self.directions if len(self.directions) > 1 else None,
         )
 
     # -- running ---------------------------------------------------------------
@@ -276,6 +299,13 @@ class Search:
             Counts of evaluated, failed, reused and skipped trials, the elapsed
             time, why it stopped, and the best value of this run.
         """
+        if pruner is not None and len(self.directions) > 1:
+            msg = (
+                f"search {self.name!r} has {len(self.directions)} objectives; "
+                "pruners compare one objective's curves (as Optuna's do): run it "
+                "without a pruner"
+            )
+            raise ValueError(msg)
         if pruner is not None:
             if not isinstance(pruner, Pruner):
                 msg = (
@@ -286,6 +316,7 @@ class Search:
                 raise TypeError(msg)
             check_pruned_objective(self.objective, pruner)
         optimizer = self._optimizer(source, n_trials, seed)
+        self._check_objectives(optimizer)
         check_int("n_trials", n_trials, 1, optional=True)
         check_int("max_in_flight", max_in_flight, 1, optional=True)
         check_int("retries", retries, 0)
@@ -327,6 +358,7 @@ class Search:
             to_call=self._params,
             to_record=self._params,
             sign=1.0 if self.direction == "minimize" else -1.0,
+            signs=self._signs if len(self.directions) > 1 else None,
             keep=self._keeper(filters, recorder) if filters else None,
             pruner=pruner,
             resources=resources,
@@ -350,6 +382,36 @@ class Search:
             optimizer.close()
         return report
 
+    @property
+    def _signs(self) -> tuple[float, ...]:
+        return tuple(1.0 if d == "minimize" else -1.0 for d in self.directions)
+
+    def _check_objectives(self, optimizer: AskTell) -> None:
+        """Refuse, before anything runs, an optimizer that cannot take this
+        search's objectives."""
+        k = len(self.directions)
+        wants, n = bool(optimizer.wants_values), int(optimizer.n_objectives)
+        if wants and n != k:
+            several = (
+                "a sampler of several objectives such as OptunaSampler("
+                f"optuna.samplers.NSGAIISampler(), space, directions={self.directions})"
+                ", or a source that ignores values (a grid, random sampling)"
+            )
+            msg = (
+                f"search {self.name!r} has {k} objective(s) (directions="
+                f"{self.directions}) but {optimizer.describe()} takes {n}; "
+                + (f"use {several}" if k > 1 else "give the search as many directions")
+            )
+            raise ValueError(msg)
+        theirs = getattr(optimizer, "directions", None)
+        if wants and theirs is not None and list(theirs) != self.directions:
+            msg = (
+                f"search {self.name!r} has directions={self.directions} but "
+                f"{optimizer.describe()} was made with directions={list(theirs)}; "
+                "give both the same directions"
+            )
+            raise ValueError(msg)
+
     def _space_size(
         self, source: Iterable[Mapping[str, Any]] | AskTell | None
     ) -> int | None:
@@ -367,20 +429,29 @@ class Search:
             return 0
         if type(optimizer).warm_start is Optimizer.warm_start:
             return 0  # it ignores them: do not read the store for nothing
-        sign = 1.0 if self.direction == "minimize" else -1.0
+        signs = self._signs
         _, rows = self.store.read_trials(
             self.search_id, status=[TrialStatus.DONE, TrialStatus.FAILED]
         )
-        results = [
-            (
-                json.loads(row[FIELD["params"]]),
-                math.inf
-                if row[FIELD["status"]] != TrialStatus.DONE
-                or row[FIELD["value"]] is None
-                else sign * float(row[FIELD["value"]]),
-            )
-            for row in rows
-        ]
+        results: list[tuple[Any, ...]] = []
+        for row in rows:
+            params = json.loads(row[FIELD["params"]])
+            value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
+            told: Any = math.inf
+            if row[FIELD["status"]] != TrialStatus.DONE or value is None:
+                pass
+            elif len(signs) == 1:
+                told = signs[0] * float(value)
+            elif objectives is not None:
+                told = tuple(
+                    s * float(v)
+                    for s, v in zip(signs, json.loads(objectives), strict=True)
+                )
+            constraints = row[FIELD["constraints"]]
+            if constraints is None:
+                results.append((params, told))
+            else:
+                results.append((params, told, tuple(json.loads(constraints))))
         return optimizer.warm_start(results) if results else 0
 
     def _restore(self, pruner: Pruner) -> None:
@@ -480,7 +551,10 @@ class Search:
         """The search's trials table, updated with the rows written since the
         last look (the first look reads them all)."""
         if self._table is None:
-            self._table = TrialTable(self.space.names if self.space is not None else ())
+            self._table = TrialTable(
+                self.space.names if self.space is not None else (),
+                objectives=len(self.directions),
+            )
         seq, rows = self.store.read_trials(self.search_id, since=self._table.seq)
         self._table.update(rows)
         self._table.seq = max(self._table.seq, seq)
@@ -495,6 +569,11 @@ class Search:
         ``status`` (queued, running, done, failed), ``duration`` (s), ``worker``,
         ``host``, ``attempts``, ``started`` and ``finished`` (UTC timestamps),
         ``error`` (the traceback of a failed trial) and ``aux`` (a dict).
+
+        A search of several objectives has ``values_0``, ``values_1``, ...
+        after ``value`` (which repeats the first objective's); once a trial
+        returned constraints, ``constraints`` (a tuple) and ``feasible``
+        follow them.
 
         The table is kept between calls and brought up to date from the rows
         written since the last one, so calling it again during a long search
@@ -512,19 +591,49 @@ class Search:
         return frame[frame["status"].isin(wanted)].reset_index(drop=True)
 
     @property
-    def best(self) -> BestTrial:
-        """The best done trial (lowest value, or highest when maximising).
+    def best(self) -> Any:
+        """The best done trial (lowest value, or highest when maximising); for a
+        search of several objectives, its Pareto front (a list of
+        :class:`BestTrial`, by first objective). A trial that violates a
+        constraint is never among them.
+
+        Returns
+        -------
+        BestTrial, or list of BestTrial for several objectives
 
         Raises
         ------
         DasktuneError
-            If no trial is done yet.
+            If no feasible trial is done yet.
         """
+        if len(self.directions) > 1:
+            front = self.best_trials
+            if not front:
+                raise DasktuneError(self._nothing_done())
+            return front
         row = self.store.best(self.search_id, self.direction)
         if row is None:
-            msg = f"search {self.name!r} has no done trial yet; run() it first"
-            raise DasktuneError(msg)
-        return BestTrial(row["number"], row["params"], row["value"], row["aux"])
+            raise DasktuneError(self._nothing_done())
+        return BestTrial(**row)
+
+    @property
+    def best_trials(self) -> list[BestTrial]:
+        """The Pareto front: the done feasible trials no other beats on every
+        objective (Optuna's ``study.best_trials``); for one objective, the
+        best trial alone. Empty before any feasible trial is done."""
+        if len(self.directions) == 1:
+            row = self.store.best(self.search_id, self.direction)
+            return [] if row is None else [BestTrial(**row)]
+        return [
+            BestTrial(**row)
+            for row in self.store.front(self.search_id, self.directions)
+        ]
+
+    def _nothing_done(self) -> str:
+        return (
+            f"search {self.name!r} has no done feasible trial yet; run() it first "
+            "(or look at trials() for the failed and infeasible ones)"
+        )
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """Best value so far against trials and time, the learning curves of
@@ -536,11 +645,12 @@ class Search:
         from dasktune.plot import plot_trials
 
         frame = self.trials()
-        names = [c for c in frame.columns if c not in RESERVED_COLUMNS]
+        names = self._refresh().names
         return plot_trials(
             frame,
             names,
             direction=self.direction,
+            directions=self.directions,
             title=self.name,
             path=path,
             curves=self.store.curves(self.search_id),
@@ -572,11 +682,40 @@ def _length(source: object) -> int | None:
         return None
 
 
+def _check_directions(directions: Sequence[str] | None, direction: str) -> list[str]:
+    """Every objective's direction, from ``directions`` or the one ``direction``."""
+    if directions is None:
+        return [direction]
+    if isinstance(directions, str) or not isinstance(directions, Sequence):
+        msg = (
+            "directions must be a list of 'minimize' or 'maximize', one per "
+            f"objective, got {type(directions).__name__}: {directions!r}"
+        )
+        raise TypeError(msg)
+    wanted = list(directions)
+    bad = [d for d in wanted if d not in ("minimize", "maximize")]
+    if not wanted or bad:
+        msg = (
+            "directions must be a non-empty list of 'minimize' or 'maximize', one "
+            f"per objective, got {wanted!r}"
+        )
+        raise ValueError(msg)
+    if direction != "minimize" and direction != wanted[0]:
+        msg = (
+            f"give direction= or directions=, not both: direction={direction!r} "
+            f"but directions={wanted!r}"
+        )
+        raise ValueError(msg)
+    return wanted
+
+
 def _check_reserved(names: Iterable[str]) -> None:
-    clash = sorted(set(names) & set(RESERVED_COLUMNS))
+    clash = sorted(
+        n for n in names if n in _RESERVED or re.fullmatch(r"values_\d+", str(n))
+    )
     if clash:
         msg = (
             f"parameter names {clash} are reserved for the trials table's columns "
-            f"{list(RESERVED_COLUMNS)}; rename them"
+            f"{list(RESERVED_COLUMNS)} and values_0, values_1, ...; rename them"
         )
         raise ValueError(msg)

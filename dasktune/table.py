@@ -15,7 +15,7 @@ without copying them.
 >>> import json
 >>> table = TrialTable(["x"])
 >>> row = (0, json.dumps({"x": 2}), 0.5, "done", 0.1, None, None, 1, 1.0, 2.0,
-...        None, None, None, 1)
+...        None, None, None, None, None, 1)
 >>> table.update([row])
 >>> table.frame()[["number", "x", "value", "status"]]
    number  x  value status
@@ -27,7 +27,7 @@ pruned trial shows where it stopped and its value there (``<NA>`` for trials
 that reported nothing):
 
 >>> pruned = (1, json.dumps({"x": 3}), 0.9, "pruned", 0.1, None, None, 1, 1.0,
-...           2.0, None, None, 4, 2)
+...           2.0, None, None, 4, None, None, 2)
 >>> table.update([pruned])
 >>> table.frame()[["number", "value", "step", "status"]]
    number  value  step  status
@@ -63,7 +63,9 @@ COLUMNS = (
     "error",
     "aux",
 )
-_NUMBER, _PARAMS, _AUX, _SEQ = (FIELD[f] for f in ("number", "params", "aux", "seq"))
+_NUMBER, _PARAMS, _AUX, _SEQ, _OBJECTIVES, _CONSTRAINTS = (
+    FIELD[f] for f in ("number", "params", "aux", "seq", "objectives", "constraints")
+)
 _NAT = np.datetime64("NaT").view(np.int64)
 _UTC = pd.DatetimeTZDtype("us", "UTC")
 _FIXED = {  # column (a field of TRIAL_FIELDS): (dtype, fill)
@@ -179,7 +181,8 @@ class TrialTable:
         others are added as they appear.
     """
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = (), *, objectives: int = 1) -> None:
+        self.objectives = objectives
         self.n = 0
         self.seq = 0  # the change sequence the table has reached
         self._capacity = 16
@@ -190,6 +193,11 @@ class TrialTable:
             for name, (dtype, fill) in _FIXED.items()
         }
         self._aux = np.empty(self._capacity, dtype=object)
+        # several objectives: one column each (NaN: no value)
+        self._values = np.full((self._capacity, objectives), np.nan)
+        # constraint tuples (None: none returned), and whether any trial had some
+        self._constraints = np.empty(self._capacity, dtype=object)
+        self._any_constraints = False
         self._params: dict[str, _ParamColumn] = {}
         self._sorted = True
         for name in names:
@@ -213,6 +221,12 @@ class TrialTable:
                 [self._fixed[name], np.full(extra, fill, dtype=dtype)]
             )
         self._aux = np.concatenate([self._aux, np.empty(extra, dtype=object)])
+        self._values = np.concatenate(
+            [self._values, np.full((extra, self.objectives), np.nan)]
+        )
+        self._constraints = np.concatenate(
+            [self._constraints, np.empty(extra, dtype=object)]
+        )
         for column in self._params.values():
             column.grow(capacity)
         self._capacity = capacity
@@ -261,6 +275,17 @@ class TrialTable:
         aux = np.empty(len(rows), dtype=object)
         aux[:] = [json.loads(text) if text else {} for text in columns[_AUX].tolist()]
         self._aux[positions] = aux
+        if self.objectives > 1:
+            self._values[positions] = [
+                json.loads(text) if text else [np.nan] * self.objectives
+                for text in columns[_OBJECTIVES].tolist()
+            ]
+        texts = columns[_CONSTRAINTS].tolist()
+        if any(texts) or self._any_constraints:
+            self._any_constraints = True
+            limits = np.empty(len(rows), dtype=object)
+            limits[:] = [tuple(json.loads(t)) if t else None for t in texts]
+            self._constraints[positions] = limits
         # every params JSON of the batch in one parse
         params = json.loads("[" + ",".join(columns[_PARAMS].tolist()) + "]")
         # new names in order of appearance: the first row's, then the others
@@ -296,6 +321,16 @@ class TrialTable:
         for name in COLUMNS:
             if name == "status" and not np.isnan(self._fixed["step"][:n]).all():
                 data["step"] = pd.array(self._fixed["step"][:n], dtype="Int64")
+            if name == "status":
+                for j in range(self.objectives if self.objectives > 1 else 0):
+                    data[f"values_{j}"] = pd.Series(self._values[:n, j], copy=True)
+                if self._any_constraints:
+                    limits = self._constraints[:n]
+                    data["constraints"] = pd.Series(limits, dtype=object, copy=copy)
+                    data["feasible"] = pd.array(
+                        [None if c is None else all(v <= 0 for v in c) for c in limits],
+                        dtype="boolean",
+                    )
             if name == "aux":
                 data[name] = series(self._aux)
             elif name in ("started", "finished"):

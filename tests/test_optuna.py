@@ -149,10 +149,18 @@ def test_bad_input():
         OptunaSampler("tpe", SPACE)
     with pytest.raises(TypeError, match="needs a space"):
         OptunaSampler(tpe())
-    with pytest.raises(ValueError, match="directions must be one of"):
+    with pytest.raises(ValueError, match="directions must be a non-empty list"):
         OptunaSampler(tpe(), SPACE, directions=["up"])
-    with pytest.raises(ValueError, match="length 1"):
-        OptunaSampler(tpe(), SPACE, directions=["minimize", "maximize"])
+    with pytest.raises(ValueError, match="directions must be a non-empty list"):
+        OptunaSampler(tpe(), SPACE, directions=[])
+    two = OptunaSampler(tpe(), SPACE, directions=["minimize", "maximize"])
+    trial = two.ask()
+    with pytest.raises(TypeError, match="must be 2 real numbers"):
+        two.tell(trial, 1.0)  # one value for two objectives
+    with pytest.raises(TypeError, match="constraint 0"):
+        two.tell(trial, (1.0, 2.0), constraints=["x"])
+    assert two.n_pending == 1  # refused tells leave the trial pending
+    two.tell(trial, (1.0, 2.0))
 
 
 def test_missing_optuna_says_how_to_install(monkeypatch):

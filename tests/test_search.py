@@ -201,7 +201,7 @@ async def test_bad_input_raises_before_submission(c, s, a, b):
     with pytest.raises(ValueError, match="without a source samples the search's space"):
         await call(search.run)
     assert search.trials().empty  # nothing was submitted
-    with pytest.raises(DasktuneError, match="no done trial yet"):
+    with pytest.raises(DasktuneError, match="no done feasible trial yet"):
         _ = search.best
     with pytest.raises(ValueError, match="direction must be"):
         Search("bad", score, "sqlite://", direction="down")

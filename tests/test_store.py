@@ -424,19 +424,29 @@ def test_postgresql_url_without_a_driver_name_works(postgres_url):
     store.close()
 
 
-def _as_schema_2(store: TrialStore) -> None:
-    """Make ``store`` look as dasktune wrote it at schema 2."""
+def _as_schema(store: TrialStore, version: int) -> None:
+    """Make ``store`` look as dasktune wrote it at schema ``version`` (2, 3)."""
     with store.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE trial_values")
+        for table, column in (
+            ("searches", "directions"),
+            ("trials", "objectives"),
+            ("trials", "constraints"),
+            ("trials", "violation"),
+        ):
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        if version < 3:
+            conn.exec_driver_sql("DROP TABLE trial_values")
         conn.exec_driver_sql(
-            "UPDATE dasktune_meta SET value='2' WHERE key='schema_version'"
+            f"UPDATE dasktune_meta SET value='{version}' WHERE key='schema_version'"
         )
 
 
+def _as_schema_2(store: TrialStore) -> None:
+    _as_schema(store, 2)
+
+
 @pytest.mark.parametrize("backend", ["file", "postgresql"])
-def test_a_schema_2_store_is_migrated_to_3_keeping_its_trials(
-    tmp_path, request, backend
-):
+def test_a_schema_2_store_is_migrated_keeping_its_trials(tmp_path, request, backend):
     if backend == "postgresql":
         url = request.getfixturevalue("postgres_url")
     else:
@@ -457,7 +467,7 @@ def test_a_schema_2_store_is_migrated_to_3_keeping_its_trials(
         assert reader.trials(sid)[0]["step"] is None
         reader.close()
     store = TrialStore(url)
-    assert store.schema_version == SCHEMA_VERSION == 3
+    assert store.schema_version == SCHEMA_VERSION == 4
     (row,) = store.trials(sid)
     assert (row["status"], row["value"], row["step"]) == ("done", 0.5, None)
     store.add_values(sid, [(0, 3, 0.25, 1.0)])
@@ -466,3 +476,45 @@ def test_a_schema_2_store_is_migrated_to_3_keeping_its_trials(
     again = TrialStore(url)  # opening a migrated store again changes nothing
     assert again.read_values(sid) == [(0, 3, 0.25, 1.0)]
     again.close()
+
+
+@pytest.mark.parametrize("backend", ["file", "postgresql"])
+def test_a_schema_3_store_gains_objectives_and_constraints(tmp_path, request, backend):
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path}/old.db"
+    old = TrialStore(url)
+    sid = old.open_search("s", space=None, direction="maximize", metadata={})
+    driver = old.register_driver(sid)
+    c = claim(a=1)
+    old.sync(sid, driver, [], [c])
+    old.sync(sid, driver, [Outcome(c.param_hash, TrialStatus.DONE, value=0.5)], [])
+    _as_schema(old, 3)
+    old.close()
+    if backend == "file":
+        reader = TrialStore(url, readonly=True)  # read as it is
+        assert reader.schema_version == 3
+        row = reader.trials(sid)[0]
+        assert (row["value"], row["objectives"], row["constraints"]) == (
+            0.5,
+            None,
+            None,
+        )
+        assert reader.best(sid, "maximize")["value"] == 0.5
+        reader.close()
+    store = TrialStore(url)
+    assert store.schema_version == 4
+    # the old search keeps its one direction; another is refused
+    assert store.open_search("s", space=None, direction="maximize", metadata={}) == sid
+    with pytest.raises(SearchMismatchError, match="is a maximize search"):
+        store.open_search("s", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    (decision,) = store.sync(sid, driver, [], [c])
+    assert (decision.kind, decision.value, decision.values) == ("done", 0.5, None)
+    d = claim(a=2)
+    store.sync(sid, driver, [], [d])
+    bad = Outcome(d.param_hash, TrialStatus.DONE, value=9.0, constraints=(1.0,))
+    store.sync(sid, driver, [bad], [])
+    assert store.best(sid, "maximize")["number"] == 0  # 9.0 is infeasible
+    store.close()

@@ -10,7 +10,12 @@ here on the base class and checked for every optimizer:
   the two apart). ``ask()`` never blocks forever.
 - Numbers count from 0 in the order of the asks.
 - ``tell(trial_or_number, value)`` takes the trial or its number, once each, in
-  any order; values are minimised (a failed trial is told ``+inf``).
+  any order; values are minimised (a failed trial is told ``+inf``). An
+  optimizer of several objectives (``n_objectives`` > 1) is told a tuple of
+  that many values, each minimised (still ``+inf`` alone for a failure).
+- ``tell(..., constraints=(c0, c1, ...))`` passes the constraint values a
+  trial returned (``c <= 0`` satisfied); optimizers that use them (the Optuna
+  adapter) override ``_tell_constrained``, the others ignore them.
 - ``close()`` releases what the optimizer holds (threads, files); ``with``
   does it too. A closed optimizer refuses to ask.
 
@@ -23,11 +28,13 @@ and nowhere read by guesswork:
 - ``wants_values`` (True): False for sources that ignore what they are told
   (a grid, a list), so the driver need not wait for trials another driver holds;
 - ``seed`` (None): recorded with each run of a search;
+- ``n_objectives`` (1): how many values ``tell`` takes per trial;
 - ``describe()``: a one-line description, recorded with each run;
 - ``warm_start(results)`` (ignores them, returns 0): teach the optimizer
   results it did not ask for — the done and failed trials a store already
   holds when a search resumes — as ``(params, value)`` pairs, the parameters
-  as recorded and the value minimised (``+inf`` for a failed trial). Model-based
+  as recorded and the value minimised (``+inf`` for a failed trial), or
+  ``(params, value, constraints)`` for a trial that returned constraints. Model-based
   samplers (the Optuna and Nevergrad adapters) learn from them; the rest
   ignore them, since a trial they propose again is answered from the store.
 
@@ -41,12 +48,12 @@ Subclasses implement ``_ask()`` (return the parameters, or ``None``) and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from dasktune._values import as_value
+from dasktune._values import as_constraints, as_value, as_values
 from dasktune.records import Trial
 from dasktune.space import Space
 
@@ -66,10 +73,16 @@ class AskTell(Protocol):
 
     seed: int | None
     wants_values: bool
+    n_objectives: int
 
     def ask(self) -> Trial | None: ...
 
-    def tell(self, trial: Trial | int, value: float) -> None: ...
+    def tell(
+        self,
+        trial: Trial | int,
+        value: Any,
+        constraints: Sequence[float] | None = None,
+    ) -> None: ...
 
     @property
     def finished(self) -> bool: ...
@@ -88,8 +101,8 @@ def missing_members(obj: object) -> list[str]:
     >>> missing_members(object())[:2]
     ['ask', 'batch_size']
     """
-    members = ("ask", "batch_size", "close", "describe", "finished", "seed",
-               "tell", "wants_values")  # fmt: skip
+    members = ("ask", "batch_size", "close", "describe", "finished",
+               "n_objectives", "seed", "tell", "wants_values")  # fmt: skip
     return [m for m in members if not hasattr(obj, m)]
 
 
@@ -103,10 +116,14 @@ class Optimizer:
     wants_values : bool
         False for sources that ignore what they are told (a grid, a list), so
         the driver need not wait for trials another driver is evaluating.
+    n_objectives : int
+        How many values ``tell`` takes per trial (1; more for a sampler of
+        several objectives).
     """
 
     seed: int | None = None
     wants_values: bool = True
+    n_objectives: int = 1
 
     def __init__(self) -> None:
         self._pending: dict[int, Any] = {}
@@ -128,8 +145,23 @@ class Optimizer:
         self._pending[trial.number] = params
         return trial
 
-    def tell(self, trial: Trial | int, value: float) -> None:
-        """Report the value of a pending trial (its ``Trial`` or its number)."""
+    def tell(
+        self,
+        trial: Trial | int,
+        value: Any,
+        constraints: Sequence[float] | None = None,
+    ) -> None:
+        """Report the value of a pending trial (its ``Trial`` or its number).
+
+        Parameters
+        ----------
+        trial : Trial or int
+        value : float or sequence of float
+            The minimised value; ``n_objectives`` of them for several
+            objectives; ``+inf`` (or NaN) for a failed trial.
+        constraints : sequence of float, optional
+            The trial's constraint values (``c <= 0`` satisfied).
+        """
         number = trial.number if isinstance(trial, Trial) else trial
         if isinstance(number, bool) or not isinstance(number, int | np.integer):
             msg = f"tell() takes a Trial or a trial number, got {trial!r}"
@@ -137,14 +169,27 @@ class Optimizer:
         number = int(number)
         if number not in self._pending:
             asked = 0 <= number < self._next_number
-            told = "was already told" if asked else "was never asked"
-            msg = f"trial {number} {told}; tell() takes each asked trial once"
+            state = "was already told" if asked else "was never asked"
+            msg = f"trial {number} {state}; tell() takes each asked trial once"
             raise ValueError(msg)
-        value = as_value(value, f"the value told for trial {number}")
-        if math.isnan(value):
-            value = math.inf
+        told: Any
+        what = f"the value told for trial {number}"
+        if self.n_objectives == 1 or (
+            isinstance(value, float | int) and math.isinf(value) and value > 0
+        ):
+            told = as_value(value, what)
+            if math.isnan(told):
+                told = math.inf
+        else:
+            told = as_values(value, self.n_objectives, what)
+            if any(math.isnan(v) for v in told):
+                told = math.inf
+        limits = None if constraints is None else as_constraints(constraints)
         params = self._pending.pop(number)
-        self._tell(number, params, value)
+        if limits is None:
+            self._tell(number, params, told)
+        else:
+            self._tell_constrained(number, params, told, limits)
 
     @property
     def n_pending(self) -> int:
@@ -176,13 +221,14 @@ class Optimizer:
         """A one-line description, stored with a search."""
         return type(self).__name__
 
-    def warm_start(self, results: Iterable[tuple[Mapping[str, Any], float]]) -> int:
+    def warm_start(self, results: Iterable[tuple[Any, ...]]) -> int:
         """Learn results this optimizer did not ask for (see the module notes).
 
         Parameters
         ----------
-        results : iterable of (dict, float)
-            Recorded parameters and their minimised value (``+inf``: failed).
+        results : iterable of (dict, float) or (dict, float, tuple)
+            Recorded parameters and their minimised value (``+inf``: failed; a
+            tuple for several objectives), and their constraints if any.
 
         Returns
         -------
@@ -198,6 +244,14 @@ class Optimizer:
 
     def _tell(self, number: int, params: Any, value: float) -> None:
         pass
+
+    def _tell_constrained(
+        self, number: int, params: Any, value: Any, constraints: tuple[float, ...]
+    ) -> None:
+        """``_tell`` with the trial's constraints; by default they are ignored
+        (the optimizer minimises the value; the search still never reports an
+        infeasible trial as its best)."""
+        self._tell(number, params, value)
 
 
 class IterableSource(Optimizer):

@@ -201,7 +201,7 @@ class NevergradOptimizer(Optimizer):
     def finished(self) -> bool:
         return self._next_number >= self.budget
 
-    def warm_start(self, results: Iterable[tuple[Mapping[str, Any], float]]) -> int:
+    def warm_start(self, results: Iterable[tuple[Any, ...]]) -> int:
         """Tell the optimizer results it did not ask (a resumed search's).
 
         Parameter sets outside the space are left out; an optimizer that
@@ -214,7 +214,7 @@ class NevergradOptimizer(Optimizer):
         """
         told = 0
         param = self.optimizer.parametrization
-        for params, value in results:
+        for params, value, *_ in results:  # constraints: not used
             if not self.space.contains(params):
                 continue  # a point of another space (an earlier run's source)
             picked = {name: params[name] for name in self.space.names}

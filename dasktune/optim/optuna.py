@@ -17,7 +17,15 @@ store, de-duplication and resume:
   as ``FAIL``, as Optuna records a trial whose objective raised;
 - ``warm_start(results)`` adds the store's done and failed trials to the study
   (``study.add_trial``), so a resumed search re-teaches the sampler what it
-  learnt before.
+  learnt before;
+- several objectives (``directions=["minimize", "maximize"]``, e.g. with
+  ``NSGAIISampler``) are told as the tuple of their values;
+- constraints a trial returned reach the sampler as Optuna expects them:
+  from Optuna 5 on, set on the trial as ``trial.set_constraint("0", c0)``,
+  ``("1", c1)``, ... (``NSGAIISampler``, ``TPESampler``, ``GPSampler`` read
+  them with nothing more to give); before Optuna 5, kept as the trial's user
+  attribute ``"constraints"``, which :func:`stored_constraints` reads back:
+  give it to the sampler as its ``constraints_func``.
 
 Optuna is an optional dependency (``pip install "dasktune[optuna]"``),
 imported when the first adapter is made. The space converts as
@@ -34,7 +42,25 @@ from typing import Any
 from dasktune.optim.base import Optimizer
 from dasktune.space import Bool, Categorical, Dimension, Float, Int, Space
 
-__all__ = ["OptunaSampler", "distributions", "import_optuna"]
+__all__ = ["OptunaSampler", "distributions", "import_optuna", "stored_constraints"]
+
+#: the user attribute of a study's trial holding the constraints it returned
+CONSTRAINTS_ATTR = "constraints"
+
+
+def stored_constraints(trial: Any) -> tuple[float, ...]:
+    """The constraint values an Optuna trial run by dasktune returned
+    (``c <= 0`` satisfied): the ``constraints_func`` to give a sampler before
+    Optuna 5 (from Optuna 5 on, samplers find them without it).
+
+    >>> sampler = optuna.samplers.NSGAIISampler(
+    ...     constraints_func=stored_constraints)  # doctest: +SKIP
+    """
+    if CONSTRAINTS_ATTR in trial.user_attrs:
+        return tuple(trial.user_attrs[CONSTRAINTS_ATTR])
+    named = getattr(trial, "constraints", None) or {}
+    return tuple(named[key] for key in sorted(named, key=int))
+
 
 _DIRECTIONS = ("minimize", "maximize")
 
@@ -91,10 +117,10 @@ def _check_directions(directions: Sequence[str] | str | None) -> list[str]:
         directions = [directions]
     directions = list(directions)
     bad = [d for d in directions if d not in _DIRECTIONS]
-    if bad or len(directions) != 1:
+    if bad or not directions:
         msg = (
-            f"directions must be one of {list(_DIRECTIONS)} in a list of length 1 "
-            f"(dasktune searches have one objective), got {directions!r}"
+            f"directions must be a non-empty list of {list(_DIRECTIONS)}, one per "
+            f"objective (as the search's), got {directions!r}"
         )
         raise ValueError(msg)
     return directions
@@ -112,10 +138,12 @@ class OptunaSampler(Optimizer):
         The named parameter space (``Float``, ``Int``, ``Categorical``,
         ``Bool``).
     directions : sequence of str, optional
-        The objective's direction in the study, ``["minimize"]`` (default) or
-        ``["maximize"]``. The values told are dasktune's, always minimised (a
-        ``Search(direction="maximize")`` negates them), and are turned back so
-        that :attr:`study` holds the objective's own values.
+        Each objective's direction in the study, ``["minimize"]`` (default),
+        ``["maximize"]``, or one per objective for several
+        (``["minimize", "maximize"]``), the same as the search's. The values
+        told are dasktune's, always minimised (a ``Search(direction="maximize")``
+        negates them), and are turned back so that :attr:`study` holds the
+        objective's own values.
     seed : int, optional
         For the default sampler; recorded with the search. Give your own
         sampler its seed (``TPESampler(seed=0)``) for reproducible trials.
@@ -185,27 +213,60 @@ class OptunaSampler(Optimizer):
             sampler=sampler,
             directions=self.directions,
         )
-        self._sign = -1.0 if self.directions[0] == "maximize" else 1.0
+        self._signs = [-1.0 if d == "maximize" else 1.0 for d in self.directions]
+        self._sign = self._signs[0]
+        self.n_objectives = len(self.directions)
         self._asked: dict[int, Any] = {}  # dasktune number -> optuna Trial
+        self._warned_constraints = False
+        self._named_constraints = hasattr(optuna.trial.Trial, "set_constraint")
 
     def _ask(self) -> dict[str, Any]:
         trial = self.study.ask(self._distributions)
         self._asked[self._next_number] = trial
         return {name: trial.params[name] for name in self.space.names}
 
-    def _tell(self, number: int, params: Any, value: float) -> None:
+    def _tell(self, number: int, params: Any, value: Any) -> None:
         trial = self._asked.pop(number)
-        if math.isinf(value) and value > 0:
+        if _failed(value):
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
         else:
-            self.study.tell(trial, self._sign * value)
+            self.study.tell(trial, self._own(value))
 
-    def warm_start(self, results: Iterable[tuple[Mapping[str, Any], float]]) -> int:
+    def _tell_constrained(
+        self, number: int, params: Any, value: Any, constraints: tuple[float, ...]
+    ) -> None:
+        trial = self._asked[number]
+        if hasattr(trial, "set_constraint"):  # Optuna 5: what samplers read
+            for i, c in enumerate(constraints):
+                trial.set_constraint(str(i), c)
+        else:
+            trial.set_user_attr(CONSTRAINTS_ATTR, list(constraints))
+            if not self._warned_constraints and not _takes_constraints(self.sampler):
+                self._warned_constraints = True
+                warnings.warn(
+                    f"{type(self.sampler).__name__} was made without a "
+                    "constraints_func, so it ignores the constraints trials "
+                    "return; give it constraints_func="
+                    "dasktune.optim.optuna.stored_constraints",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        self._tell(number, params, value)
+
+    def _own(self, value: Any) -> Any:
+        """A minimised value told by dasktune, as the study's objective(s) gave it."""
+        if self.n_objectives == 1:
+            return self._sign * float(value)
+        return [s * float(v) for s, v in zip(self._signs, value, strict=True)]
+
+    def warm_start(self, results: Iterable[tuple[Any, ...]]) -> int:
         """Add results not asked here (a resumed search's) to the study.
 
-        Each ``(params, value)`` becomes a finished trial of :attr:`study`
-        (``COMPLETE``, or ``FAIL`` for ``+inf``); parameter sets outside the
-        space (a search whose earlier runs used another source) are left out.
+        Each ``(params, value)`` or ``(params, value, constraints)`` becomes a
+        finished trial of :attr:`study` (``COMPLETE``, or ``FAIL`` for
+        ``+inf``), with its constraints where the sampler's
+        ``constraints_func`` finds them; parameter sets outside the space (a
+        search whose earlier runs used another source) are left out.
 
         Returns
         -------
@@ -215,19 +276,32 @@ class OptunaSampler(Optimizer):
         create_trial = self._optuna.trial.create_trial
         state = self._optuna.trial.TrialState
         added = []
-        for params, value in results:
+        for params, value, *rest in results:
             if not self.space.contains(params):
                 continue
             picked = {name: params[name] for name in self.space.names}
-            if math.isinf(value) and value > 0:
+            if _failed(value):
                 frozen = create_trial(
                     params=picked, distributions=self._distributions, state=state.FAIL
                 )
             else:
+                own = self._own(value)
+                limits: dict[str, Any] = {}
+                if rest and rest[0] is not None:
+                    limits = (
+                        {"constraints": {str(i): c for i, c in enumerate(rest[0])}}
+                        if self._named_constraints
+                        else {
+                            "user_attrs": {CONSTRAINTS_ATTR: list(rest[0])},
+                            # what the sampler's after_trial would have stored
+                            "system_attrs": {"constraints": tuple(rest[0])},
+                        }
+                    )
                 frozen = create_trial(
                     params=picked,
                     distributions=self._distributions,
-                    value=self._sign * float(value),
+                    **({"value": own} if self.n_objectives == 1 else {"values": own}),
+                    **limits,
                 )
             added.append(frozen)
         self.study.add_trials(added)
@@ -238,3 +312,13 @@ class OptunaSampler(Optimizer):
             f"OptunaSampler({type(self.sampler).__name__}, "
             f"directions={self.directions}, seed={self.seed})"
         )
+
+
+def _failed(value: Any) -> bool:
+    """Whether a told value is a failure's ``+inf``."""
+    return isinstance(value, float | int) and math.isinf(value) and value > 0
+
+
+def _takes_constraints(sampler: Any) -> bool:
+    """Whether an Optuna sampler was given a ``constraints_func``."""
+    return getattr(sampler, "_constraints_func", None) is not None

@@ -253,6 +253,11 @@ class Driver:
         dict that is recorded and hashed (default: both the identity).
     sign : float
         ``1`` to minimise, ``-1`` to maximise (the optimizer always minimises).
+    signs : sequence of float, optional
+        For several objectives: each one's sign, as ``sign``. The objective
+        then returns that many values, the optimizer is told them as a tuple
+        (each minimised), and the report's best stays unset (a search's best is
+        its Pareto front).
     keep : callable, optional
         ``keep(record) -> bool``; a trial for which it is false is skipped.
     vectorized : bool, default False
@@ -300,6 +305,7 @@ class Driver:
         to_call: Callable[[Any], Any] | None = None,
         to_record: Callable[[Any], dict[str, Any]] | None = None,
         sign: float = 1.0,
+        signs: Sequence[float] | None = None,
         keep: Callable[[dict[str, Any]], bool] | None = None,
         heartbeat_seconds: float = 5.0,
         vectorized: bool = False,
@@ -324,6 +330,8 @@ class Driver:
         self.to_call = to_call or (lambda p: p)
         self.to_record = to_record or (lambda p: p)
         self.sign = sign
+        self.signs = None if signs is None or len(signs) < 2 else tuple(signs)
+        self.objectives = 1 if self.signs is None else len(self.signs)
         self.keep = keep
         self.heartbeat_seconds = heartbeat_seconds
         self.raise_if_all_failed = raise_if_all_failed
@@ -422,13 +430,14 @@ class Driver:
                     else:
                         # a pruned trial's value is the last one it reported
                         kind = decision.kind
-                        value = (
-                            decision.value
-                            if kind in (DecisionKind.DONE, DecisionKind.PRUNED)
-                            else None
-                        )
+                        final = kind in (DecisionKind.DONE, DecisionKind.PRUNED)
                         self._tell(
-                            pending, value, report, best=kind == DecisionKind.DONE
+                            pending,
+                            decision.value if final else None,
+                            report,
+                            best=kind == DecisionKind.DONE,
+                            values=decision.values,
+                            constraints=decision.constraints,
                         )
                         report.reused += 1
                         told_any = True
@@ -620,13 +629,19 @@ class Driver:
                 else "the objective raised TrialPruned (no pruner decision)"
             )
             report.pruned += 1
-            self._tell(pending, outcome.value, report, best=False)
+            self._tell(
+                pending, outcome.value, report, best=False,
+                values=outcome.values, constraints=outcome.constraints,
+            )  # fmt: skip
             return None
         if outcome.status == TrialStatus.DONE:
             report.evaluated += 1
             if channel is not None:
                 channel.complete(pending.number, outcome.value)
-            self._tell(pending, outcome.value, report)
+            self._tell(
+                pending, outcome.value, report,
+                values=outcome.values, constraints=outcome.constraints,
+            )  # fmt: skip
             return None
         report.failed += 1
         if report.first_failure is None:
@@ -689,7 +704,7 @@ class Driver:
             return [o for p in to_run for o in self._evaluate_batch([p])]
         finished = time.time()
         return [
-            outcome_of(p.call, p.param_hash, r, started, finished)
+            outcome_of(p.call, p.param_hash, r, started, finished, self.objectives)
             for p, r in zip(to_run, raw, strict=True)
         ]
 
@@ -770,12 +785,33 @@ class Driver:
         report: RunReport,
         *,
         best: bool = True,
+        values: tuple[float, ...] | None = None,
+        constraints: tuple[float, ...] | None = None,
     ) -> None:
-        told = math.inf if value is None else self.sign * value
-        if best and told < report.best_value:
-            report.best_value, report.best_params = told, pending.record
+        """Tell the optimizer a trial's value (``None``: failed, told ``+inf``):
+        each objective's, minimised, as a tuple when there are several; with
+        the constraints when the objective returned some. Only a feasible
+        trial of one objective can be the run's best."""
+        told: Any
+        if value is None:
+            told = math.inf
+        elif self.signs is None:
+            told = self.sign * value
+            feasible = constraints is None or all(c <= 0 for c in constraints)
+            if best and feasible and told < report.best_value:
+                report.best_value, report.best_params = told, pending.record
+        elif values is None or len(values) != len(self.signs):
+            told = math.inf  # a pruned trial of several objectives: no values
+        elif self.optimizer.n_objectives == 1:
+            # a source that ignores values (a grid): the first objective's
+            told = self.signs[0] * value
+        else:
+            told = tuple(s * v for s, v in zip(self.signs, values, strict=True))
         for trial in pending.trials:
-            self.optimizer.tell(trial, told)
+            if constraints is None:
+                self.optimizer.tell(trial, told)
+            else:
+                self.optimizer.tell(trial, told, constraints=constraints)
 
     # -- submission and results --------------------------------------------------
 
@@ -830,6 +866,7 @@ class Driver:
                 threads,
                 numbers=None if channel is None else [p.number for p in g],
                 channel=channel,
+                objectives=self.objectives,
             )
             for g, threads in zip(groups, threads_of, strict=True)
         ]

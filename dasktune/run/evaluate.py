@@ -28,7 +28,7 @@ from distributed.worker import thread_state
 from numpy.typing import NDArray
 
 from dasktune._checks import short_repr
-from dasktune._values import as_value
+from dasktune._values import as_constraints, as_values
 from dasktune.exceptions import DasktuneError, TrialPruned
 from dasktune.records import Outcome, TrialStatus, canonical
 from dasktune.run.report import TrialHandle
@@ -42,7 +42,12 @@ __all__ = [
     "failure_exception",
     "normalize_result",
     "outcome_of",
+    "read_result",
 ]
+
+#: the key of an objective's dict (or auxiliary dict) holding its constraint
+#: values, ``c <= 0`` satisfied: stored apart from the auxiliary data
+CONSTRAINTS_KEY = "constraints"
 
 
 def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
@@ -59,18 +64,64 @@ def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
     >>> normalize_result({"loss": np.array([0.5]), "acc": 0.9})
     (0.5, {'acc': 0.9})
     """
+    values, aux = _split(raw, 1)
+    return values[0], aux
+
+
+def _split(raw: Any, objectives: int) -> tuple[tuple[float, ...], dict[str, Any]]:
     if isinstance(raw, dict):
         if "loss" not in raw:
             msg = f"an objective returning a dict must give a 'loss' key, got {raw!r}"
             raise TypeError(msg)
         aux = {k: v for k, v in raw.items() if k != "loss"}
-        return as_value(raw["loss"], "the 'loss' of the objective's dict"), aux
+        return as_values(
+            raw["loss"], objectives, "the 'loss' of the objective's dict"
+        ), aux
     if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict):
-        value = as_value(raw[0], "the value in the objective's (value, dict)")
-        return value, dict(raw[1])
-    return as_value(
-        raw, "the objective's value (or the 'loss' of a dict, or (value, dict))"
-    ), {}
+        values = as_values(
+            raw[0], objectives, "the value in the objective's (value, dict)"
+        )
+        return values, dict(raw[1])
+    what = "the objective's value (or the 'loss' of a dict, or (value, dict))"
+    return as_values(raw, objectives, what), {}
+
+
+def check_not_nan(values: tuple[float, ...], params: Any) -> None:
+    """Refuse a NaN objective value, naming the parameters that gave it."""
+    if any(math.isnan(v) for v in values):
+        shown = values[0] if len(values) == 1 else values
+        msg = f"the objective returned NaN for {params!r}: {shown!r}"
+        raise ValueError(msg)
+
+
+def read_result(
+    raw: Any, objectives: int = 1
+) -> tuple[tuple[float, ...], dict[str, Any], tuple[float, ...] | None]:
+    """An objective's return value as ``(values, auxiliary data, constraints)``.
+
+    ``values`` holds one float per objective: a number (one objective), or a
+    sequence of ``objectives`` numbers — returned as they are, as the
+    ``"loss"`` of a dict, or first in a ``(values, dict)`` pair. Constraint
+    values (``c <= 0`` satisfied) come under the dict's ``"constraints"`` key
+    and are taken out of the auxiliary data.
+
+    Raises
+    ------
+    TypeError
+        For a value that is not ``objectives`` real numbers, or constraints
+        that are not real numbers.
+    ValueError
+        For a NaN constraint (a NaN value is the caller's to refuse, naming
+        the parameters: :func:`check_not_nan`).
+
+    >>> read_result(((1, 2), {"constraints": [0.5], "n": 3}), 2)
+    ((1.0, 2.0), {'n': 3}, (0.5,))
+    """
+    values, aux = _split(raw, objectives)
+    constraints = None
+    if CONSTRAINTS_KEY in aux:
+        constraints = as_constraints(aux.pop(CONSTRAINTS_KEY))
+    return values, aux, constraints
 
 
 def _transient(err: BaseException) -> BaseException:
@@ -129,7 +180,7 @@ class Group:
     called with ``trial=TrialHandle(number, channel)``.
     """
 
-    __slots__ = ("channel", "items", "numbers", "retries", "threads")
+    __slots__ = ("channel", "items", "numbers", "objectives", "retries", "threads")
 
     def __init__(
         self,
@@ -139,12 +190,14 @@ class Group:
         *,
         numbers: list[int] | None = None,
         channel: str | None = None,
+        objectives: int = 1,
     ) -> None:
         self.items = items
         self.retries = retries
         self.threads = threads
         self.numbers = numbers
         self.channel = channel
+        self.objectives = objectives
 
     def __getstate__(self) -> tuple[Any, ...]:
         hashes = [h for h, _ in self.items]
@@ -165,18 +218,19 @@ class Group:
         else:
             stacked, ok = params, False
         return (
-            hashes, stacked, ok, self.retries, self.threads, self.numbers, self.channel,
+            hashes, stacked, ok, self.retries, self.threads, self.numbers,
+            self.channel, self.objectives,
         )  # fmt: skip
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         hashes, params, stacked, self.retries, self.threads = state[:5]
-        self.numbers, self.channel = state[5:]
+        self.numbers, self.channel, self.objectives = state[5:]
         self.items = list(zip(hashes, list(params) if stacked else params, strict=True))
 
 
 _OUTCOME_COLUMNS = (
     "param_hash", "status", "value", "aux", "error", "attempts", "started",
-    "finished", "duration", "exception",
+    "finished", "duration", "exception", "values", "constraints",
 )  # fmt: skip
 
 
@@ -199,8 +253,8 @@ class GroupResult:
         self.worker, self.host, columns = state
         columns[1] = [TrialStatus(status) for status in columns[1]]
         self.outcomes = [
-            Outcome(h, st, v, a, e, self.worker, self.host, n, s, f, d, x)
-            for h, st, v, a, e, n, s, f, d, x in zip(*columns, strict=True)
+            Outcome(h, st, v, a, e, self.worker, self.host, n, s, f, d, vs, c, x)
+            for h, st, v, a, e, n, s, f, d, x, vs, c in zip(*columns, strict=True)
         ]
 
 
@@ -210,6 +264,7 @@ def _evaluate_one(
     retries: int,
     h: str,
     handle: Callable[[], TrialHandle] | None = None,
+    objectives: int = 1,
 ) -> Outcome:
     """One trial, retried; ``handle`` makes each attempt's ``trial`` argument.
 
@@ -225,10 +280,8 @@ def _evaluate_one(
         trial = None if handle is None else handle()
         try:
             raw = objective(params) if trial is None else objective(params, trial=trial)
-            value, aux = normalize_result(raw)
-            if math.isnan(value):
-                msg = f"the objective returned NaN for {params!r}"
-                raise ValueError(msg)
+            values, aux, constraints = read_result(raw, objectives)
+            check_not_nan(values, params)
         except TrialPruned:
             assert trial is not None  # only a trial's objective is told to stop
             return Outcome(
@@ -259,12 +312,14 @@ def _evaluate_one(
         return Outcome(
             h,
             TrialStatus.PRUNED if stopped else TrialStatus.DONE,
-            value=value,
+            value=values[0],
             aux=canonical(aux)[0] if aux else {},
             attempts=attempts,
             started=started,
             finished=time.time(),
             duration=time.perf_counter() - t0,
+            values=values if objectives > 1 else None,
+            constraints=constraints,
         )
 
 
@@ -303,15 +358,16 @@ def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult
         ) -> Outcome:
             with set_thread_state(**state):
                 return context.run(
-                    _evaluate_one, objective, item[1], group.retries, item[0], handle
-                )
+                    _evaluate_one, objective, item[1], group.retries, item[0],
+                    handle, group.objectives,
+                )  # fmt: skip
 
         contexts = [contextvars.copy_context() for _ in group.items]
         with ThreadPoolExecutor(threads, thread_name_prefix="dasktune-trial") as pool:
             outcomes = list(pool.map(one, group.items, _handles(group), contexts))
     else:
         outcomes = [
-            _evaluate_one(objective, p, group.retries, h, handle)
+            _evaluate_one(objective, p, group.retries, h, handle, group.objectives)
             for (h, p), handle in zip(group.items, _handles(group), strict=True)
         ]
     return GroupResult(outcomes, worker, socket.gethostname())
@@ -419,22 +475,27 @@ def failure(
 
 
 def outcome_of(
-    call: Any, param_hash: str, raw: Any, started: float, finished: float
+    call: Any,
+    param_hash: str,
+    raw: Any,
+    started: float,
+    finished: float,
+    objectives: int = 1,
 ) -> Outcome:
     """The outcome of a raw result returned for ``call`` (a batch objective's)."""
     try:
-        value, aux = normalize_result(raw)
-        if math.isnan(value):
-            msg = f"the objective returned NaN for {call!r}"
-            raise ValueError(msg)
+        values, aux, constraints = read_result(raw, objectives)
+        check_not_nan(values, call)
     except Exception as err:
         return failure(param_hash, traceback.format_exc(), started, err)
     return Outcome(
         param_hash,
         TrialStatus.DONE,
-        value=value,
+        value=values[0],
         aux=canonical(aux)[0] if aux else {},
         started=started,
         finished=finished,
         duration=finished - started,
+        values=values if objectives > 1 else None,
+        constraints=constraints,
     )

@@ -33,9 +33,17 @@ The contract (what :class:`TrialStore` guarantees):
   stored, which is what a pruner replays on resume. A ``done`` or ``pruned``
   trial is final: never overwritten.
 
+Several objectives and constraints (schema 4): a search's ``directions``
+(JSON list, one per objective) beside its first ``direction``; a trial's
+``objectives`` (JSON list of every objective's value; ``value`` holds the
+first), ``constraints`` (JSON list, ``c <= 0`` satisfied) and ``violation``
+(the sum of the constraints' positive parts: 0 feasible, ``NULL`` without
+constraints), so that the best trial is one SQL query that skips infeasible
+trials.
+
 Schema versions: 2 added a change sequence per search; 3 the table of
-reported values and the ``pruned`` status. Older stores are migrated when
-opened for writing.
+reported values and the ``pruned`` status; 4 several objectives and
+constraints. Older stores are migrated when opened for writing.
 """
 
 from __future__ import annotations
@@ -54,11 +62,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
+from dasktune._pareto import pareto_front
+from dasktune._values import violation
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import (
     FINAL,
@@ -78,13 +89,20 @@ __all__ = [
     "STALE_AFTER_SECONDS",
     "TRIAL_FIELDS",
     "TrialStore",
+    "search_directions",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
+_ADDED_IN_4 = (
+    ("searches", "directions"),
+    ("trials", "objectives"),
+    ("trials", "constraints"),
+    ("trials", "violation"),
+)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -157,6 +175,8 @@ class TrialStore:
             sa.Column("created", sa.Float, nullable=False),
             # bumped by every write transaction of the search (schema 2)
             sa.Column("seq", sa.BigInteger, nullable=False, server_default="0"),
+            # JSON list of every objective's direction (schema 4)
+            sa.Column("directions", sa.Text),
         )
         self.drivers = sa.Table(
             "drivers",
@@ -192,6 +212,10 @@ class TrialStore:
             sa.Column("duration", sa.Float),
             # the search's seq of the transaction that last wrote the row (schema 2)
             sa.Column("seq", sa.BigInteger, nullable=False, server_default="0"),
+            # several objectives and constraints (schema 4)
+            sa.Column("objectives", sa.Text),
+            sa.Column("constraints", sa.Text),
+            sa.Column("violation", sa.Float),
             sa.UniqueConstraint("search_id", "param_hash", name="uq_trial_params"),
             sa.UniqueConstraint("search_id", "number", name="uq_trial_number"),
             sa.Index("ix_trials_status", "search_id", "status"),
@@ -244,6 +268,15 @@ class TrialStore:
             # schema 3: the values trials report as they learn, for pruners
             # (the ``pruned`` status fits the status column as it is)
             self.values_table.create(conn)
+        if version < 4:
+            # schema 4: several objectives and constraints
+            for name, column in _ADDED_IN_4:
+                kind = (
+                    self.metadata.tables[name]
+                    .c[column]
+                    .type.compile(dialect=conn.dialect)
+                )
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} {kind}")
         conn.execute(
             self.meta.update()
             .where(self.meta.c.key == "schema_version")
@@ -301,6 +334,8 @@ class TrialStore:
             )
             raise SchemaVersionError(msg)
         added_later = {"seq"} if version < 2 else set()
+        if version < 4:
+            added_later |= {column for _, column in _ADDED_IN_4}
         tables_added_later = {self.values_table.name} if version < 3 else set()
         inspector = sa.inspect(conn)
         for table in self.metadata.sorted_tables:
@@ -385,14 +420,24 @@ class TrialStore:
         space: dict[str, Any] | None,
         direction: str,
         metadata: dict[str, Any],
+        directions: Sequence[str] | None = None,
     ) -> int:
         """Create the search ``name``, or check that the stored one matches.
+
+        Parameters
+        ----------
+        direction : str
+            The (first) objective's direction.
+        directions : sequence of str, optional
+            Every objective's direction, for a search of several objectives
+            (``directions[0] == direction``).
 
         Raises
         ------
         SearchMismatchError
-            If a search of that name exists with another space or direction.
+            If a search of that name exists with another space or direction(s).
         """
+        wanted = list(directions) if directions is not None else [direction]
         s = self.searches
         space_json = None if space is None else json.dumps(space, sort_keys=True)
         with self._tx() as conn:
@@ -407,6 +452,7 @@ class TrialStore:
                         direction=direction,
                         metadata=json.dumps(metadata, sort_keys=True, default=repr),
                         created=time.time(),
+                        directions=json.dumps(wanted),
                     )
                 )
                 key = result.inserted_primary_key
@@ -419,11 +465,19 @@ class TrialStore:
                 "name for a new space"
             )
             raise SearchMismatchError(msg)
-        if row.direction != direction:
-            msg = (
-                f"search {name!r} in {self.display_url} is a {row.direction} search but is "
-                f"re-opened with direction={direction!r}"
-            )
+        stored = search_directions(dict(row._mapping))
+        if stored != wanted:
+            if len(stored) == len(wanted) == 1:
+                msg = (
+                    f"search {name!r} in {self.display_url} is a {stored[0]} search "
+                    f"but is re-opened with direction={direction!r}"
+                )
+            else:
+                msg = (
+                    f"search {name!r} in {self.display_url} has the directions "
+                    f"{stored} but is re-opened with {wanted}; use a new search "
+                    "name for other objectives"
+                )
             raise SearchMismatchError(msg)
         return int(row.id)
 
@@ -627,7 +681,7 @@ class TrialStore:
                 # now holds it: one evaluation, the repeat "elsewhere"
                 existing[claim.param_hash] = (
                     decision.number, TrialStatus.RUNNING, None, None, driver_id,
-                    None, None, None,
+                    None, None, None, None, None,
                 )  # fmt: skip
         if inserts:
             conn.execute(t.insert(), inserts)
@@ -687,6 +741,9 @@ class TrialStore:
                 duration=sa.bindparam("du"),
                 driver_id=None,
                 seq=seq,
+                objectives=sa.bindparam("ob"),
+                constraints=sa.bindparam("co"),
+                violation=sa.bindparam("vi"),
             )
         )
         result = conn.execute(
@@ -704,6 +761,9 @@ class TrialStore:
                     "st": o.started,
                     "fi": o.finished,
                     "du": o.duration,
+                    "ob": None if o.values is None else json.dumps(o.values),
+                    "co": None if o.constraints is None else json.dumps(o.constraints),
+                    "vi": violation(o.constraints),
                 }
                 for o in outcomes
             ],
@@ -722,7 +782,8 @@ class TrialStore:
         self, conn: Connection, search_id: int, hashes: Iterable[str]
     ) -> dict[str, tuple[Any, ...]]:
         """By hash: (number, status, value, aux, owner, owner_host, owner_pid,
-        owner_heartbeat) of the recorded trials among ``hashes``."""
+        owner_heartbeat, objectives, constraints) of the recorded trials among
+        ``hashes``."""
         unique = list(dict.fromkeys(hashes))
         rows: dict[str, tuple[Any, ...]] = {}
         # one statement, compiled once and cached: the hashes are an expanding
@@ -751,6 +812,11 @@ class TrialStore:
                 d.c.host.label("owner_host"),
                 d.c.pid.label("owner_pid"),
                 d.c.heartbeat.label("owner_heartbeat"),
+                *(
+                    (t.c.objectives, t.c.constraints)
+                    if self.schema_version >= 4
+                    else (sa.null(), sa.null())
+                ),
             )
             .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
             .where(
@@ -768,13 +834,16 @@ class TrialStore:
         now: float,
     ) -> Decision:
         number, status, value, aux, owner = row[:5]
+        objectives, constraints = row[8:10]
         held = owner is not None and (
             owner == driver_id or not self._owner_gone(row, stale_after, now)
         )
         return decide(
             TrialStatus(status), int(number), value=value,
-            aux=json.loads(aux) if aux else None, held=held,
-            retry_failed=retry_failed,
+            aux=json.loads(aux) if aux else None,
+            values=json.loads(objectives) if objectives else None,
+            constraints=json.loads(constraints) if constraints else None,
+            held=held, retry_failed=retry_failed,
         )  # fmt: skip
 
     def _owner_gone(self, row: tuple[Any, ...], stale_after: float, now: float) -> bool:
@@ -805,6 +874,8 @@ class TrialStore:
             entry = dict(zip(TRIAL_FIELDS, row, strict=True))
             entry["params"] = json.loads(entry["params"])
             entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
+            for key in ("objectives", "constraints"):
+                entry[key] = None if entry[key] is None else json.loads(entry[key])
             out.append(entry)
         return out
 
@@ -840,12 +911,15 @@ class TrialStore:
                 .where(v.c.search_id == t.c.search_id, v.c.number == t.c.number)
                 .scalar_subquery()
             )
+        added = {"seq": 2, "objectives": 4, "constraints": 4}
         columns = [
             last_step
             if name == "step"
             else t.c[name]
-            if name != "seq" or self.schema_version >= 2
+            if self.schema_version >= added.get(name, 0)
             else sa.literal(0)
+            if name == "seq"
+            else sa.null()
             for name in TRIAL_FIELDS
         ]
         query = sa.select(*columns).where(t.c.search_id == search_id)
@@ -936,7 +1010,8 @@ class TrialStore:
     def best(
         self, search_id: int, direction: str = "minimize"
     ) -> dict[str, Any] | None:
-        """The best done trial (lowest value, highest when maximising), or ``None``."""
+        """The best done feasible trial (lowest value, highest when maximising),
+        or ``None``. A trial whose constraints are violated is never the best."""
         t = self.trials_table
         order = t.c.value.asc() if direction == "minimize" else t.c.value.desc()
         query = (
@@ -946,16 +1021,87 @@ class TrialStore:
             .order_by(order, t.c.number)
             .limit(1)
         )
+        if self.schema_version >= 4:
+            query = query.where(self._feasible)
+            query = query.add_columns(t.c.constraints)
         with self._read() as conn:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return {
-            "number": int(row.number),
-            "params": json.loads(row.params),
-            "value": float(row.value),
-            "aux": json.loads(row.aux) if row.aux else {},
-        }
+        return _decoded(row)
+
+    @property
+    def _feasible(self) -> sa.ColumnElement[bool]:
+        t = self.trials_table
+        return sa.or_(t.c.violation.is_(None), t.c.violation <= 0)
+
+    def front(self, search_id: int, directions: Sequence[str]) -> list[dict[str, Any]]:
+        """The Pareto front of a search of several objectives: its done feasible
+        trials that no other beats on every objective, by first objective.
+
+        Parameters
+        ----------
+        directions : sequence of str
+            Each objective's direction (``"minimize"`` or ``"maximize"``).
+
+        Returns
+        -------
+        list of dict
+            ``number``, ``params``, ``value`` (the first objective), ``aux``,
+            ``values`` and ``constraints`` of each trial on the front.
+        """
+        if self.schema_version < 4:
+            return []
+        t = self.trials_table
+        query = (
+            sa.select(
+                t.c.number,
+                t.c.params,
+                t.c.value,
+                t.c.aux,
+                t.c.constraints,
+                t.c.objectives,
+            )
+            .where(t.c.search_id == search_id, t.c.status == TrialStatus.DONE)
+            .where(t.c.objectives.is_not(None), self._feasible)
+            .order_by(t.c.number)
+        )
+        with self._connection_errors(), self._read() as conn:
+            rows = conn.execute(query).all()
+        values = [json.loads(row.objectives) for row in rows]
+        good = [i for i, v in enumerate(values) if len(v) == len(directions)]
+        if not good:
+            return []
+        signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+        points = np.array([values[i] for i in good], dtype=float) * signs
+        on_front = [good[i] for i in pareto_front(points)]
+        trials = [_decoded(rows[i]) for i in on_front]
+        trials.sort(key=lambda trial: (signs[0] * trial["values"][0], trial["number"]))
+        return trials
+
+
+def _decoded(row: Any) -> dict[str, Any]:
+    """A best or front trial's row, decoded."""
+    fields = row._mapping
+    constraints = fields.get("constraints")
+    objectives = fields.get("objectives")
+    return {
+        "number": int(row.number),
+        "params": json.loads(row.params),
+        "value": float(row.value),
+        "aux": json.loads(row.aux) if row.aux else {},
+        "values": (float(row.value),)
+        if objectives is None
+        else tuple(json.loads(objectives)),
+        "constraints": None if constraints is None else tuple(json.loads(constraints)),
+    }
+
+
+def search_directions(row: dict[str, Any]) -> list[str]:
+    """Every objective's direction of a stored search row (a schema 3 search,
+    or one made before several objectives: its one ``direction``)."""
+    stored = row.get("directions")
+    return list(json.loads(stored)) if stored else [row["direction"]]
 
 
 def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
