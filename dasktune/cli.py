@@ -319,6 +319,7 @@ def _run(args: argparse.Namespace) -> int:
             client=client,
             space=space,
             direction=namespace.get("direction", "minimize"),
+            directions=namespace.get("directions"),
         ) as search,
     ):
         report = search.run(source, n_trials=args.n_trials, seed=namespace.get("seed"))
@@ -327,9 +328,16 @@ def _run(args: argparse.Namespace) -> int:
             f"{report.reused} reused in {report.elapsed:.1f} s ({report.stopped})"
         )
         done = search.trials(status="done")
-        if len(done):
-            best = search.best
-            print(f"best: {best.value:.6g} at {best.params}")
+        front = search.best_trials
+        if len(search.directions) > 1:
+            print(f"Pareto front: {len(front)} trials")
+            for t in front[:10]:
+                print(f"  {', '.join(f'{v:.6g}' for v in t.values)} at {t.params}")
+        elif front:
+            print(f"best: {front[0].value:.6g} at {front[0].params}")
+        elif len(done):
+            print(f"{name}: no done trial satisfies its constraints", file=sys.stderr)
+            return 1
         else:
             print(_no_success(name, search.trials()), file=sys.stderr)
             return 1
@@ -395,7 +403,7 @@ def _is_local(module: Any, directory: str) -> bool:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dasktune.store.sql import TrialStore
+    from dasktune.store.sql import TrialStore, search_directions
 
     url = _store_url(args.store)
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
@@ -421,7 +429,7 @@ def _show(args: argparse.Namespace) -> int:
                 )
                 raise CLIError(msg)
             trials = store.trials(row["id"])
-            frame = _best_trials(trials, row["direction"], args.top)
+            frame = _best_trials(trials, search_directions(row), args.top)
             if args.format == "table":
                 _summary(args.name, trials)
         _print(frame, args.format)
@@ -430,11 +438,34 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _best_trials(trials: list[dict[str, Any]], direction: str, top: int) -> Any:
+def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) -> Any:
+    """The best feasible done trials; for several objectives, the Pareto front
+    (by first objective) with one column per objective."""
+    import numpy as np
     import pandas as pd
 
-    done = [t for t in trials if t["status"] == "done"]
-    done.sort(key=lambda t: t["value"], reverse=direction == "maximize")
+    from dasktune._pareto import pareto_front
+
+    done = [
+        t
+        for t in trials
+        if t["status"] == "done"
+        and (t["constraints"] is None or all(c <= 0 for c in t["constraints"]))
+    ]
+    if len(directions) > 1:
+        done = [t for t in done if t["objectives"] is not None]
+        signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+        points = np.array([t["objectives"] for t in done], dtype=float)
+        done = [done[i] for i in pareto_front(points.reshape(len(done), -1) * signs)]
+        done.sort(key=lambda t: signs[0] * t["objectives"][0])
+        records = [
+            {"number": t["number"],
+             **{f"values_{i}": v for i, v in enumerate(t["objectives"])},
+             **t["params"], "duration": t["duration"]}
+            for t in done[:top]
+        ]  # fmt: skip
+        return pd.DataFrame.from_records(records)
+    done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
     records = [
         {"number": t["number"], "value": t["value"], **t["params"],
          "duration": t["duration"]}

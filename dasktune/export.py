@@ -28,7 +28,7 @@ from typing import Any
 from dasktune.exceptions import DasktuneError
 from dasktune.optim.optuna import distributions, import_optuna
 from dasktune.space import Space
-from dasktune.store.sql import TrialStore
+from dasktune.store.sql import TrialStore, search_directions
 
 __all__ = ["to_optuna"]
 
@@ -133,23 +133,27 @@ def to_optuna(
         )
         raise DasktuneError(msg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = search_directions(row)
     study = optuna.create_study(
-        study_name=study_name, storage=storage, direction=row["direction"]
+        study_name=study_name, storage=storage, directions=directions
     )
     study.set_user_attr("dasktune_search", name)
     metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
     study.set_user_attr("dasktune_metadata", metadata)
-    study.add_trials([_frozen(optuna, t, dists) for t in trials])
+    study.add_trials([_frozen(optuna, t, dists, len(directions)) for t in trials])
     return study
 
 
-def _frozen(optuna: Any, t: dict[str, Any], dists: dict[str, Any]) -> Any:
+def _frozen(
+    optuna: Any, t: dict[str, Any], dists: dict[str, Any], objectives: int = 1
+) -> Any:
     state = optuna.trial.TrialState
     states = {
         "done": state.COMPLETE,
         "failed": state.FAIL,
         "running": state.RUNNING,
         "queued": state.WAITING,
+        "pruned": state.PRUNED,
     }
     params = {k: _hashable(v) for k, v in t["params"].items() if k in dists}
     attrs = {
@@ -164,12 +168,24 @@ def _frozen(optuna: Any, t: dict[str, Any], dists: dict[str, Any]) -> Any:
     if t["error"]:
         attrs["error"] = t["error"]
     kind = states[t["status"]]
+    values = None
+    if kind == state.COMPLETE and objectives > 1:
+        values = t.get("objectives")
+        if values is None or len(values) != objectives:
+            kind = state.FAIL  # a done trial without every objective's value
+    system_attrs = {}
+    if t.get("constraints") is not None:
+        # Optuna's own key for a trial's constraints (c <= 0 feasible)
+        system_attrs["constraints"] = tuple(t["constraints"])
     started = _time(t["started"])
     finished = _time(t["finished"])
     trial = optuna.trial.FrozenTrial(
         number=t["number"],
         state=kind,
-        value=t["value"] if kind == state.COMPLETE else None,
+        value=t["value"]
+        if kind in (state.COMPLETE, state.PRUNED) and objectives == 1
+        else None,
+        values=values if kind == state.COMPLETE else None,
         datetime_start=started
         if kind != state.WAITING
         else None,  # Optuna: a waiting trial has not started
@@ -177,7 +193,7 @@ def _frozen(optuna: Any, t: dict[str, Any], dists: dict[str, Any]) -> Any:
         params=params,
         distributions={k: dists[k] for k in params},
         user_attrs=attrs,
-        system_attrs={},
+        system_attrs=system_attrs,
         intermediate_values={},
         trial_id=t["number"],
     )

@@ -6,7 +6,10 @@ every search of a trial store as it runs, refreshed in place (no reload):
 - a table of the searches: direction, trials by status, best value;
 - for the search chosen: trials by status, the best value so far against time,
   the current best parameters, and the value of each done trial against a
-  chosen parameter (categorical parameters as their choices).
+  chosen parameter (categorical parameters as their choices);
+- for a search of several objectives, its Pareto front in place of the best
+  trial (the charts show the first objective); a trial that violates its
+  constraints is never counted as the best.
 
 Each browser session keeps its own :class:`~dasktune.table.TrialTable` per
 search and, once a second, reads only the rows written since it last looked
@@ -39,7 +42,8 @@ from bokeh.models.widgets import DataTable, Div, Select, TableColumn
 from bokeh.plotting import figure
 from bokeh.server.server import Server
 
-from dasktune.store.sql import TrialStore
+from dasktune._pareto import pareto_front
+from dasktune.store.sql import TrialStore, search_directions
 from dasktune.table import TrialTable
 
 __all__ = ["LivePage", "make_server"]
@@ -125,7 +129,10 @@ class LivePage:
             for s in self.store.list_searches():
                 self.searches[s["name"]] = s
         for s in self.searches.values():
-            table = self.tables.setdefault(s["id"], TrialTable())
+            table = self.tables.get(s["id"])
+            if table is None:
+                k = len(search_directions(s))
+                table = self.tables[s["id"]] = TrialTable(objectives=k)
             seq, rows = self.store.read_trials(s["id"], since=table.seq)
             table.update(rows)
             table.seq = max(table.seq, seq)
@@ -156,7 +163,13 @@ class LivePage:
             counts: Any = frame["status"].value_counts()
             for status in _STATUSES:
                 data[status].append(int(counts.get(status, 0)))
-            done = frame["value"][frame["status"] == "done"]
+            directions = search_directions(self.searches[name])
+            if len(directions) > 1:
+                data["direction"][-1] = ", ".join(directions)
+                front = _front(_done(frame), directions)
+                data["best"].append(f"{len(front)} on the Pareto front")
+                continue
+            done = _done(frame)["value"]
             best = done.max() if direction == "maximize" else done.min()
             data["best"].append("" if done.empty else f"{best:.6g}")
         self.summary.data = data
@@ -165,7 +178,7 @@ class LivePage:
         counts: Any = frame["status"].value_counts()
         self.counts.data = {"status": _STATUSES, "color": _COLORS,
                             "n": [int(counts.get(s, 0)) for s in _STATUSES]}  # fmt: skip
-        done = frame[frame["status"] == "done"].sort_values("finished")
+        done = _done(frame).sort_values("finished")
         maximize = search["direction"] == "maximize"
         values = done["value"].to_numpy(dtype=float)
         running = (
@@ -173,14 +186,18 @@ class LivePage:
         )
         times = done["finished"].dt.tz_localize(None)
         self.history.data = {"time": list(times), "best": list(running)}
-        params: Any = [c for c in frame.columns if c not in ("number", *_RESERVED)]
+        params: Any = self.tables[search["id"]].names
         if self.param_select.options != params:
             self.param_select.options = params
         if params and self.param_select.value not in params:
             self.param_select.value = params[0]
         name = self.param_select.value
         self._scatter(done, name)
-        self._best(done, params, maximize)
+        directions = search_directions(search)
+        if len(directions) > 1:
+            self._front(done, params, directions)
+        else:
+            self._best(done, params, maximize)
 
     def _scatter(self, done: pd.DataFrame, name: str) -> None:
         if name not in done.columns:
@@ -206,6 +223,22 @@ class LivePage:
         self.points.data = {"x": x, "value": done["value"].tolist(),
                             "number": done["number"].tolist()}  # fmt: skip
 
+    def _front(
+        self, done: pd.DataFrame, params: list[str], directions: list[str]
+    ) -> None:
+        front = _front(done, directions)
+        columns = [f"values_{i}" for i in range(len(directions))]
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ["#", *columns, *params])
+        rows = []
+        for _, t in front.head(20).iterrows():
+            cells = [int(t["number"]), *(t[c] for c in [*columns, *params])]
+            rows.append("".join(f"<td>{html.escape(_show(v))}</td>" for v in cells))
+        body = "".join(f"<tr>{cells}</tr>" for cells in rows)
+        self.best_div.text = (
+            f"<h3>Pareto front: {len(front)} trials ({', '.join(directions)})</h3>"
+            f"<table style='font-size:14px'><tr>{head}</tr>{body}</table>"
+        )
+
     def _best(self, done: pd.DataFrame, params: list[str], maximize: bool) -> None:
         if done.empty:
             self.best_div.text = "<h3>best trial</h3><p>no trial done yet</p>"
@@ -223,8 +256,20 @@ class LivePage:
         )
 
 
-_RESERVED = ("value", "status", "duration", "worker", "host", "attempts", "started",
-             "finished", "error", "aux")  # fmt: skip
+def _done(frame: pd.DataFrame) -> pd.DataFrame:
+    """The done trials that satisfy their constraints: those that can be best."""
+    done = frame["status"] == "done"
+    if "feasible" in frame:
+        done &= frame["feasible"].fillna(True).astype(bool)
+    return frame[done]
+
+
+def _front(done: pd.DataFrame, directions: list[str]) -> pd.DataFrame:
+    """The Pareto front of feasible done trials (several objectives)."""
+    columns = [f"values_{i}" for i in range(len(directions))]
+    points = done[columns].to_numpy(dtype=float)
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    return done.iloc[pareto_front(points * signs)].sort_values(columns[0])
 
 
 def _show(value: Any) -> str:

@@ -267,3 +267,21 @@ def test_a_scheduler_without_workers_times_out(tmp_path):
                          "--worker-timeout", "2", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 1
     assert f"no worker joined {address} within 2 s (--worker-timeout)" in done.stderr
+
+
+def test_run_and_show_two_objectives_under_a_constraint(tmp_path, capsys):
+    store = f"sqlite:///{tmp_path}/run.db"
+    example = str(ROOT / "examples" / "two_objectives.py")
+    assert main(["run", example, "--store", store, "--n-workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "16 evaluated" in out and "Pareto front:" in out
+    name = "example-two-objectives"
+    assert main(["show", store, "--name", name, "--format", "json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    sizes = [t["values_1"] for t in front]
+    assert front and max(sizes) <= 48  # over 48 units never fits: never shown
+    errors = [t["values_0"] for t in front]
+    assert errors == sorted(errors)  # by first objective
+    assert sizes == sorted(
+        sizes, reverse=True
+    )  # a front: each trades one for the other

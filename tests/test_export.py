@@ -124,3 +124,34 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert "--to takes one of ['optuna-journal', 'optuna-storage']" in (
         capsys.readouterr().err
     )
+
+
+def two_constrained(params):
+    """Two objectives and a constraint; pruned when x is large."""
+    x = params["x"]
+    return (x, -((x - 1) ** 2)), {"constraints": [-x - 1.0]}
+
+
+@gen_cluster(client=True)
+async def test_export_of_several_objectives_and_constraints(c, s, a, b):
+    space = {"x": Float(-2.0, 2.0)}
+    directions = ["minimize", "maximize"]
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/s.db"
+        search = Search(
+            "mo", two_constrained, url, client=c, space=space, directions=directions
+        )
+        grid = [{"x": x} for x in (-1.5, -0.5, 0.0, 0.5, 1.0)]
+        await asyncio.to_thread(search.run, grid, progress=False)
+        ours = sorted(t.values for t in search.best)
+        search.close()
+        target = journal(Path(tmp) / "j.log")
+        study = await asyncio.to_thread(to_optuna, url, "mo", target)
+        loaded = optuna.load_study(study_name="mo", storage=target)
+        assert [d.name for d in loaded.directions] == ["MINIMIZE", "MAXIMIZE"]
+        assert len(loaded.trials) == 5
+        # -1.5 violates x >= -1: Optuna's front leaves it out, as dasktune's does
+        theirs = sorted(tuple(t.values) for t in loaded.best_trials)
+        assert theirs == ours and (-1.5, -6.25) not in theirs
+        assert loaded.trials[0].constraints == {"0": 0.5}
+        assert study.study_name == "mo"

@@ -76,6 +76,38 @@ def test_the_page_reads_only_new_rows_and_redraws(tmp_path):
     store.close()
 
 
+def test_the_page_shows_the_front_and_never_an_infeasible_best(tmp_path):
+    store = TrialStore(f"sqlite:///{tmp_path / 's.db'}")
+    mo = store.open_search("mo", space=None, direction="minimize", metadata={},
+                           directions=["minimize", "maximize"])  # fmt: skip
+    driver = store.register_driver(mo)
+    claims = [Claim(*reversed(canonical({"x": float(x)}))) for x in range(5)]
+    store.sync(mo, driver, [], claims)
+    store.sync(mo, driver, [
+        Outcome(c.param_hash, TrialStatus.DONE, value=x,
+                values=(x, -((x - 2) ** 2)), constraints=(1.0 - x,))
+        for x, c in enumerate(claims)
+    ], [])  # fmt: skip
+    one = store.open_search("one", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(one)
+    store.sync(one, driver, [], claims[:2])
+    store.sync(one, driver, [
+        Outcome(c.param_hash, TrialStatus.DONE, value=float(x),
+                constraints=(1.0 - x,))
+        for x, c in enumerate(claims[:2])
+    ], [])  # fmt: skip
+    page = LivePage(store, Document(), interval_ms=1000)
+    summary = page.summary.data
+    assert summary["direction"] == ["minimize, maximize", "minimize"]
+    # x=0 is infeasible: neither on the front nor the best
+    assert summary["best"] == ["2 on the Pareto front", "1"]
+    assert "Pareto front: 2 trials" in page.best_div.text
+    assert page.param_select.options == ["x"]
+    page.search_select.value = "one"
+    assert page.history.data["best"] == [1.0]
+    store.close()
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
