@@ -139,6 +139,26 @@ class TestRecorderContract:
         assert (again.kind, again.value) == ("done", 0.5)
         assert again.aux == {"acc": 0.9, "tags": ["a", "b"]}
 
+    def test_reuse_gives_back_every_objective_and_the_constraints(
+        self, make_recorder: MakeRecorder
+    ) -> None:
+        rec = make_recorder()
+        several, plain = claim(a=1), claim(a=2)
+        rec.sync([], [several, plain])
+        rec.sync(
+            [
+                Outcome(several.param_hash, TrialStatus.DONE, value=0.5,
+                        values=(0.5, -2.0), constraints=(-1.0, 0.25)),
+                done(plain, 1.5),
+            ],
+            [],
+        )  # fmt: skip
+        again, other = rec.sync([], [several, plain])
+        assert (again.kind, again.value) == ("done", 0.5)
+        assert (again.values, again.constraints) == ((0.5, -2.0), (-1.0, 0.25))
+        assert (other.values, other.constraints) == (None, None)
+        assert rec.peek([several.param_hash])[0].values == (0.5, -2.0)
+
     @pytest.mark.parametrize("retry_failed", [False, True])
     def test_failed_trials_are_kept_and_retried_only_on_request(
         self, make_recorder: MakeRecorder, retry_failed: bool
