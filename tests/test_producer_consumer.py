@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -311,3 +312,25 @@ def test_loading_slower_than_timeout_says_what_how_long_and_how_far(client):
     assert "loading the data of ProducerConsumer('slow'" in text
     assert "timed out after 0.3" in text and "(timeout=0.3 s)" in text
     assert "0 of 2 shard groups loaded" in text
+
+
+def exits_on_zero(params, loaded):
+    if params == 0:
+        sys.exit(3)
+    return loaded * params
+
+
+@pytest.mark.parametrize("visible", [False, True])
+@gen_cluster(client=True)
+async def test_a_process_function_that_exits_fails_the_call_not_the_worker(
+    c, s, a, b, visible
+):
+    with await call(
+        ProducerConsumer, slow_load, [1, 2, 3], exits_on_zero, client=c,
+        visible=visible, timeout=30,
+    ) as pc:  # fmt: skip
+        with pytest.raises(RuntimeError, match="SystemExit: 3") as info:
+            await call(pc.run, 0)
+        # which element's error arrives first depends on the schedule
+        assert any("init_data[" in n and "params 0" in n for n in info.value.__notes__)
+        assert await call(pc.run, 2) == [2, 4, 6]  # the workers live on

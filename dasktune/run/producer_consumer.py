@@ -52,6 +52,16 @@ class _Payload:
         self.value = value
 
 
+def _as_error(err: BaseException, where: str) -> BaseException:
+    """``err`` if it is an ``Exception``; a ``RuntimeError`` naming a
+    ``SystemExit`` or ``KeyboardInterrupt`` raised by user code on a worker,
+    so that it fails the call as an error instead of ending the worker's
+    actor thread or, re-raised in the caller, the caller's program."""
+    if isinstance(err, Exception):
+        return err
+    return RuntimeError(f"{where} raised {type(err).__name__}: {err}")
+
+
 class _Holder:
     """The actor holding the loaded objects of one worker's shards."""
 
@@ -68,12 +78,15 @@ class _Holder:
             for offset, item in enumerate(items):
                 try:
                     loaded.append(init_function(item))
-                except Exception as err:
-                    err.add_note(
+                except BaseException as err:
+                    raised = _as_error(err, "init_function")
+                    raised.add_note(
                         "ProducerConsumer: init_function raised on "
                         f"init_data[{start + offset}]"
                     )
-                    raise
+                    if raised is err:
+                        raise
+                    raise raised from err
             self.shards.append((start, loaded))
         self.calls = 0
 
@@ -92,13 +105,16 @@ class _Holder:
                 for offset, obj in enumerate(loaded):
                     try:
                         values.append(self.process_function(params, obj))
-                    except Exception as err:
-                        err.add_note(
+                    except BaseException as err:
+                        raised = _as_error(err, "process_function")
+                        raised.add_note(
                             "ProducerConsumer: process_function raised on "
                             f"init_data[{start + offset}] with params "
                             f"{short_repr(params)}"
                         )
-                        raise
+                        if raised is err:
+                            raise
+                        raise raised from err
                 values_per_params.append(
                     reduce(values) if reduce is not None else values
                 )
