@@ -276,9 +276,11 @@ class TrialTable:
         aux[:] = [json.loads(text) if text else {} for text in columns[_AUX].tolist()]
         self._aux[positions] = aux
         if self.objectives > 1:
+            none = [np.nan] * self.objectives
+            decoded = [json.loads(t) if t else none for t in columns[_OBJECTIVES]]
+            # a row of another count (written by hand, say) shows as missing
             self._values[positions] = [
-                json.loads(text) if text else [np.nan] * self.objectives
-                for text in columns[_OBJECTIVES].tolist()
+                v if len(v) == self.objectives else none for v in decoded
             ]
         texts = columns[_CONSTRAINTS].tolist()
         if any(texts) or self._any_constraints:

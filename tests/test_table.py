@@ -12,12 +12,16 @@ from dasktune.records import TRIAL_FIELDS
 from dasktune.table import COLUMNS, TrialTable
 
 
-def row(number, params, status="done", value=None, seq=1, started=None, aux=None):
+def row(
+    number, params, status="done", value=None, seq=1, started=None, aux=None,
+    objectives=None, constraints=None,
+):  # fmt: skip
     fields = dict.fromkeys(TRIAL_FIELDS)  # as TrialStore.read_trials gives them
     fields.update(
         number=number, params=json.dumps(params, sort_keys=True), value=value,
         status=status, attempts=1, started=started, seq=seq,
-        aux=None if aux is None else json.dumps(aux),
+        aux=None if aux is None else json.dumps(aux), objectives=objectives,
+        constraints=constraints,
     )  # fmt: skip
     return tuple(fields.values())
 
@@ -86,3 +90,24 @@ def test_growth_keeps_every_row(n):
         table.update([row(i, {"x": i}) for i in range(start, min(start + 7, n))])
     frame = table.frame()
     assert frame["number"].tolist() == list(range(n)) == frame["x"].tolist()
+
+
+def test_objective_columns_and_constraints():
+    table = TrialTable(["x"], objectives=2)
+    table.update(
+        [
+            row(0, {"x": 1}, "done", value=1.0, objectives="[1.0, 2.0]"),
+            row(1, {"x": 2}, "failed"),
+            row(2, {"x": 3}, "done", value=3.0, objectives="[3.0]"),  # a wrong count
+        ]
+    )
+    frame = table.frame()
+    assert list(frame.columns[:5]) == ["number", "x", "value", "values_0", "values_1"]
+    assert frame["values_1"].tolist()[0] == 2.0
+    assert np.isnan(frame["values_0"].tolist()[1:]).all()
+    assert "feasible" not in frame  # no trial returned constraints yet
+    table.update([row(3, {"x": 4}, "done", value=4.0, constraints="[0.5, -1.0]")])
+    frame = table.frame()
+    assert frame["constraints"].tolist() == [None, None, None, (0.5, -1.0)]
+    assert frame["feasible"].tolist()[3] is False
+    assert frame["feasible"].isna().tolist() == [True, True, True, False]
