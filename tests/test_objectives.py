@@ -74,6 +74,7 @@ async def test_two_objectives_are_stored_and_best_is_the_front(c, s, a, b, objec
     )
     report = await call(search.run, GRID, progress=False)
     assert report.evaluated == 5
+    assert report.front == [(0.0, -4.0), (1.0, -1.0), (2.0, 0.0)]
     frame = search.trials().sort_values("x")
     assert list(frame["values_0"]) == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert list(frame["values_1"]) == [-4.0, -1.0, -0.0, -1.0, -4.0]
@@ -146,6 +147,8 @@ async def test_the_front_leaves_out_infeasible_trials(c, s, a, b):
     await call(search.run, GRID, progress=False)
     # minimise x and -(x-2)²: x=0 would be on the front but is infeasible
     assert [t.params["x"] for t in search.best] == [1.0, 4.0]
+    again = await call(search.run, GRID, progress=False)  # reused: the same front
+    assert (again.reused, again.front) == (5, [(1.0, -1.0), (4.0, -4.0)])
 
 
 @gen_cluster(client=True)

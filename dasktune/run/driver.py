@@ -165,6 +165,9 @@ class RunReport:
     best_value: float = math.inf
     best_params: Any = None
     first_failure: Outcome | None = None
+    #: several objectives: the values of this run's Pareto front (feasible
+    #: done trials, reused ones too), by first objective
+    front: list[tuple[float, ...]] = field(default_factory=list)
 
     @property
     def all_failed(self) -> bool:
@@ -332,6 +335,7 @@ class Driver:
         self.sign = sign
         self.signs = None if signs is None or len(signs) < 2 else tuple(signs)
         self.objectives = 1 if self.signs is None else len(self.signs)
+        self._front: list[tuple[float, ...]] = []  # this run's (minimised)
         self.keep = keep
         self.heartbeat_seconds = heartbeat_seconds
         self.raise_if_all_failed = raise_if_all_failed
@@ -503,6 +507,8 @@ class Driver:
                         )
                 if report.best_value < math.inf:
                     bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
+                elif self._front:
+                    bar.set_postfix_str(f"Pareto front: {len(self._front)}")
                 self._check_failures(report, outcomes, last_error)
             if outcomes or self._channel is not None:
                 self._sync(outcomes, [])
@@ -535,6 +541,12 @@ class Driver:
             raise self._all_failed_error(report, report.first_failure)
         if report.best_value < math.inf:
             report.best_value *= self.sign
+        if self.signs is not None:
+            signs = self.signs
+            report.front = sorted(
+                tuple(s * v for s, v in zip(signs, point, strict=True))
+                for point in self._front
+            )
         return report
 
     def _clean_up(
@@ -793,25 +805,41 @@ class Driver:
         the constraints when the objective returned some. Only a feasible
         trial of one objective can be the run's best."""
         told: Any
+        feasible = constraints is None or all(c <= 0 for c in constraints)
         if value is None:
             told = math.inf
         elif self.signs is None:
             told = self.sign * value
-            feasible = constraints is None or all(c <= 0 for c in constraints)
             if best and feasible and told < report.best_value:
                 report.best_value, report.best_params = told, pending.record
         elif values is None or len(values) != len(self.signs):
             told = math.inf  # a pruned trial of several objectives: no values
-        elif self.optimizer.n_objectives == 1:
-            # a source that ignores values (a grid): the first objective's
-            told = self.signs[0] * value
         else:
             told = tuple(s * v for s, v in zip(self.signs, values, strict=True))
+            if best and feasible:
+                self._on_front(told)
+            if self.optimizer.n_objectives == 1:
+                # a source that ignores values (a grid): the first objective's
+                told = told[0]
         for trial in pending.trials:
             if constraints is None:
                 self.optimizer.tell(trial, told)
             else:
                 self.optimizer.tell(trial, told, constraints=constraints)
+
+    def _on_front(self, point: tuple[float, ...]) -> None:
+        """Keep this run's Pareto front (for the progress bar) with ``point``."""
+        if any(
+            all(a <= b for a, b in zip(q, point, strict=True)) and q != point
+            for q in self._front
+        ):
+            return
+        self._front = [
+            q
+            for q in self._front
+            if not all(a <= b for a, b in zip(point, q, strict=True)) or q == point
+        ]
+        self._front.append(point)
 
     # -- submission and results --------------------------------------------------
 
