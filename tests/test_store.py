@@ -441,24 +441,33 @@ def _as_schema(store: TrialStore, version: int) -> None:
         )
 
 
-def _as_schema_2(store: TrialStore) -> None:
-    _as_schema(store, 2)
-
-
-@pytest.mark.parametrize("backend", ["file", "postgresql"])
-def test_a_schema_2_store_is_migrated_keeping_its_trials(tmp_path, request, backend):
+def _old_store(
+    request: pytest.FixtureRequest,
+    tmp_path,
+    backend: str,
+    version: int,
+    direction: str = "minimize",
+) -> tuple[str, int, Claim]:
+    """A store as dasktune wrote it at schema ``version``, holding one search
+    with one done trial (value 0.5): its URL, the search and the trial's claim."""
     if backend == "postgresql":
         url = request.getfixturevalue("postgres_url")
     else:
         url = f"sqlite:///{tmp_path}/old.db"
     old = TrialStore(url)
-    sid = old.open_search("s", space=None, direction="minimize", metadata={})
+    sid = old.open_search("s", space=None, direction=direction, metadata={})
     driver = old.register_driver(sid)
     c = claim(a=1)
     old.sync(sid, driver, [], [c])
     old.sync(sid, driver, [Outcome(c.param_hash, TrialStatus.DONE, value=0.5)], [])
-    _as_schema_2(old)
+    _as_schema(old, version)
     old.close()
+    return url, sid, c
+
+
+@pytest.mark.parametrize("backend", ["file", "postgresql"])
+def test_a_schema_2_store_is_migrated_keeping_its_trials(tmp_path, request, backend):
+    url, sid, _ = _old_store(request, tmp_path, backend, 2)
     if backend == "file":
         # a reader reads it as it is, writing nothing
         reader = TrialStore(url, readonly=True)
@@ -480,18 +489,7 @@ def test_a_schema_2_store_is_migrated_keeping_its_trials(tmp_path, request, back
 
 @pytest.mark.parametrize("backend", ["file", "postgresql"])
 def test_a_schema_3_store_gains_objectives_and_constraints(tmp_path, request, backend):
-    if backend == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path}/old.db"
-    old = TrialStore(url)
-    sid = old.open_search("s", space=None, direction="maximize", metadata={})
-    driver = old.register_driver(sid)
-    c = claim(a=1)
-    old.sync(sid, driver, [], [c])
-    old.sync(sid, driver, [Outcome(c.param_hash, TrialStatus.DONE, value=0.5)], [])
-    _as_schema(old, 3)
-    old.close()
+    url, sid, c = _old_store(request, tmp_path, backend, 3, "maximize")
     if backend == "file":
         reader = TrialStore(url, readonly=True)  # read as it is
         assert reader.schema_version == 3
