@@ -201,11 +201,14 @@ class Search:
         self._owns_store = not isinstance(store, TrialStore)
         self.store = TrialStore(store) if isinstance(store, str) else store
         self._table: TrialTable | None = None
+        # provenance (git, package versions) is kept when the search is made:
+        # not worked out again by each reader of an existing one
+        made = self.store.find_search(name) is not None
         self.search_id = self.store.open_search(
             name,
             space=None if self.space is None else self.space.to_json(),
             direction=direction,
-            metadata=provenance(objective),
+            metadata={} if made else provenance(objective),
         )
 
     # -- running ---------------------------------------------------------------

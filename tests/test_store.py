@@ -179,6 +179,27 @@ class TestStoreContract:
         }
         assert [r["step"] for r in store.trials(sid)] == [2, 0]
 
+    def test_steps_are_read_once_values_exist_even_values_that_arrive_mid_read(
+        self, store, monkeypatch
+    ):
+        sid = self.open(store)
+        driver = store.register_driver(sid)
+        store.sync(sid, driver, [], [claim(a=1), claim(a=2)])
+        assert [r["step"] for r in store.trials(sid)] == [None, None]
+        # values stored after the look for them and before the rows are read:
+        # the look again after the read sees them and the rows are read again
+        store.add_values(sid, [(1, 3, 0.5, 1.0)])
+        looks = []
+        real = store._has_values
+
+        def late(conn, search_id):
+            looks.append(search_id)
+            return len(looks) > 1 and real(conn, search_id)
+
+        monkeypatch.setattr(store, "_has_values", late)
+        assert [r["step"] for r in store.trials(sid)] == [None, 3]
+        assert looks == [sid, sid]
+
     def test_pruned_trials_are_final_and_reused_with_their_last_value(self, store):
         sid = self.open(store)
         driver = store.register_driver(sid)

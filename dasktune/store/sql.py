@@ -44,6 +44,7 @@ import contextlib
 import functools
 import importlib.util
 import json
+import operator
 import os
 import socket
 import sqlite3
@@ -832,9 +833,44 @@ class TrialStore:
             The change sequence the rows reach (pass it as ``since`` next time)
             and the rows; ``params`` and ``aux`` are JSON text.
         """
+        t = self.trials_table
+        with self._connection_errors(), self._read() as conn:
+            # the last step reported is a subquery per row: asked only when the
+            # search has reported values (most have none, and a million probes
+            # of an empty index still cost a third of a second); looked at
+            # again after the read, for values that arrived meanwhile (values
+            # are never deleted: none after means none before)
+            steps = self._has_values(conn, search_id)
+            while True:
+                query = self._trials_query(search_id, steps)
+                if status is not None:
+                    wanted = [status] if isinstance(status, str) else list(status)
+                    query = query.where(t.c.status.in_([str(w) for w in wanted]))
+                if since is not None and self.schema_version >= 2:
+                    query = query.where(t.c.seq > since)
+                result = conn.execute(query.order_by(t.c.number))
+                # the driver's own tuples: no Row objects for a million rows
+                rows = result.cursor.fetchall() if result.cursor is not None else []
+                if steps or not self._has_values(conn, search_id):
+                    break
+                steps = True
+        seq_at = max(map(operator.itemgetter(-1), rows), default=since or 0)
+        return int(seq_at), rows
+
+    def _has_values(self, conn: Connection, search_id: int) -> bool:
+        """Whether any trial of the search has reported a value."""
+        if self.schema_version < 3:
+            return False
+        v = self.values_table
+        query = sa.select(v.c.number).where(v.c.search_id == search_id).limit(1)
+        return conn.execute(query).first() is not None
+
+    def _trials_query(self, search_id: int, steps: bool) -> sa.Select[Any]:
+        """The select of a search's rows in :data:`TRIAL_FIELDS` order; ``step``
+        is ``NULL`` unless ``steps``."""
         t, v = self.trials_table, self.values_table
         last_step: Any = sa.null()
-        if self.schema_version >= 3:
+        if steps:
             last_step = (
                 sa.select(sa.func.max(v.c.step))
                 .where(v.c.search_id == t.c.search_id, v.c.number == t.c.number)
@@ -848,18 +884,7 @@ class TrialStore:
             else sa.literal(0)
             for name in TRIAL_FIELDS
         ]
-        query = sa.select(*columns).where(t.c.search_id == search_id)
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            query = query.where(t.c.status.in_([str(w) for w in wanted]))
-        if since is not None and self.schema_version >= 2:
-            query = query.where(t.c.seq > since)
-        with self._connection_errors(), self._read() as conn:
-            result = conn.execute(query.order_by(t.c.number))
-            # the driver's own tuples: no Row objects for a million rows
-            rows = result.cursor.fetchall() if result.cursor is not None else []
-        seq_at = max((r[-1] for r in rows), default=since or 0)
-        return int(seq_at), rows
+        return sa.select(*columns).where(t.c.search_id == search_id)
 
     # -- reported values (curves) ----------------------------------------------------
 
