@@ -449,7 +449,7 @@ class Search:
         return IterableSource(source)
 
     def _params(self, params: Any) -> dict[str, Any]:
-        if isinstance(params, Mapping):
+        if type(params) is dict or isinstance(params, Mapping):  # the cheap test first
             if not _RESERVED.isdisjoint(params):  # per trial: the cheap test first
                 _check_reserved(params)
             return dict(params)

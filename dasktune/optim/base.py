@@ -223,7 +223,7 @@ class IterableSource(Optimizer):
         except StopIteration:
             self._exhausted = True
             return None
-        if not isinstance(params, Mapping):
+        if type(params) is not dict and not isinstance(params, Mapping):
             msg = (
                 f"a search source yields parameter dicts, got "
                 f"{type(params).__name__}: {params!r}"

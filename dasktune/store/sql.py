@@ -41,7 +41,6 @@ opened for writing.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import json
 import operator
@@ -84,8 +83,10 @@ __all__ = [
 SCHEMA_VERSION = 3
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
-_IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
+_IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
+_STATUS = {status.value: status for status in TrialStatus}  # a stored status
+_HASH_NAMES = tuple(f"h{i}" for i in range(_IN_CHUNK))  # bound hashes, by place
 
 
 def _pid_alive(pid: int) -> bool:
@@ -125,6 +126,7 @@ class TrialStore:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
+        self._rows_sql_cache: dict[int, tuple[str, tuple[str, ...] | None]] = {}
         self.schema_version = SCHEMA_VERSION
         self._define_tables()
         try:
@@ -726,22 +728,31 @@ class TrialStore:
         owner_heartbeat) of the recorded trials among ``hashes``."""
         unique = list(dict.fromkeys(hashes))
         rows: dict[str, tuple[Any, ...]] = {}
-        # one statement, compiled once and cached: the hashes are an expanding
-        # parameter, not literals compiled into each query
-        query = self._rows_query
         for i in range(0, len(unique), _IN_CHUNK):
-            result = conn.execute(
-                query, {"sid": search_id, "hashes": unique[i : i + _IN_CHUNK]}
-            )
-            # the driver's own tuples: no Row objects on the re-run path
+            chunk = unique[i : i + _IN_CHUNK]
+            # padded (repeating the last hash) to a power of two, so that a
+            # few statements, compiled once, serve every batch size
+            size = 1 << (len(chunk) - 1).bit_length()
+            sql, order = self._rows_sql(size)
+            values: dict[str, Any] = dict(zip(_HASH_NAMES, chunk, strict=False))
+            values.update(dict.fromkeys(_HASH_NAMES[len(chunk) : size], chunk[-1]))
+            values["sid"] = search_id
+            params = values if order is None else tuple(values[k] for k in order)
+            # the driver's SQL and its own tuples: no compilation, no Row
+            # objects on the re-run path
+            result = conn.exec_driver_sql(sql, params)
             for row in result.cursor.fetchall() if result.cursor is not None else []:
                 rows[row[0]] = row[1:]
         return rows
 
-    @functools.cached_property
-    def _rows_query(self) -> sa.Select[Any]:
+    def _rows_sql(self, size: int) -> tuple[str, tuple[str, ...] | None]:
+        """The SQL of the rows of ``size`` hashes and, for a positional
+        parameter style, the order of its parameters (compiled once)."""
+        known = self._rows_sql_cache.get(size)
+        if known is not None:
+            return known
         t, d = self.trials_table, self.drivers
-        return (
+        query = (
             sa.select(
                 t.c.param_hash,
                 t.c.number,
@@ -756,9 +767,16 @@ class TrialStore:
             .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
             .where(
                 t.c.search_id == sa.bindparam("sid"),
-                t.c.param_hash.in_(sa.bindparam("hashes", expanding=True)),
+                t.c.param_hash.in_([sa.bindparam(n) for n in _HASH_NAMES[:size]]),
             )
         )
+        compiled = query.compile(dialect=self.engine.dialect)
+        order = compiled.positiontup
+        known = self._rows_sql_cache[size] = (
+            compiled.string,
+            None if order is None else tuple(order),
+        )
+        return known
 
     def _decide(
         self,
@@ -773,7 +791,7 @@ class TrialStore:
             owner == driver_id or not self._owner_gone(row, stale_after, now)
         )
         return decide(
-            TrialStatus(status), int(number), value=value,
+            _STATUS.get(status) or TrialStatus(status), int(number), value=value,
             aux=json.loads(aux) if aux else None, held=held,
             retry_failed=retry_failed,
         )  # fmt: skip
