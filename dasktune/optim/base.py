@@ -131,16 +131,18 @@ class Optimizer:
     def tell(self, trial: Trial | int, value: float) -> None:
         """Report the value of a pending trial (its ``Trial`` or its number)."""
         number = trial.number if isinstance(trial, Trial) else trial
-        if isinstance(number, bool) or not isinstance(number, int | np.integer):
-            msg = f"tell() takes a Trial or a trial number, got {trial!r}"
-            raise TypeError(msg)
-        number = int(number)
+        if type(number) is not int:  # the common case checked first: an int
+            if isinstance(number, bool) or not isinstance(number, int | np.integer):
+                msg = f"tell() takes a Trial or a trial number, got {trial!r}"
+                raise TypeError(msg)
+            number = int(number)
         if number not in self._pending:
             asked = 0 <= number < self._next_number
             told = "was already told" if asked else "was never asked"
             msg = f"trial {number} {told}; tell() takes each asked trial once"
             raise ValueError(msg)
-        value = as_value(value, f"the value told for trial {number}")
+        if type(value) is not float:
+            value = as_value(value, f"the value told for trial {number}")
         if math.isnan(value):
             value = math.inf
         params = self._pending.pop(number)
