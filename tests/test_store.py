@@ -282,17 +282,6 @@ def test_file_store_uses_wal(tmp_path):
     con.close()
 
 
-def test_file_store_checkpoints_its_wal_every_40_mib(tmp_path):
-    # a store's writes checkpoint the WAL every 10,000 pages, not every 1,000:
-    # a million trials' scattered index pages are then written once per
-    # checkpoint, not once per batch
-    store = TrialStore(f"sqlite:///{tmp_path}/w.db")
-    with store.engine.connect() as conn:
-        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
-    assert pages == 10_000
-    store.close()
-
-
 _CLAIMER = textwrap.dedent(
     """
     import json, sys, time

@@ -86,7 +86,6 @@ STALE_AFTER_SECONDS = 30.0
 _IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 _STATUS = {status.value: status for status in TrialStatus}  # a stored status
-_WAL_CHECKPOINT_PAGES = 10_000  # WAL pages (4 KiB) between two checkpoints
 _HASH_NAMES = tuple(f"h{i}" for i in range(_IN_CHUNK))  # bound hashes, by place
 
 
@@ -1065,11 +1064,6 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         if not in_memory and not readonly:
             cursor.execute("PRAGMA synchronous=NORMAL")
-            # checkpoint the WAL into the file every ~40 MB, not SQLite's 4 MB:
-            # once a search's index of parameter hashes outgrows the cache each
-            # batch dirties a few hundred scattered pages, and a checkpoint
-            # writes (and syncs) each page once however often it changed since
-            cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
         # a search of a million trials has ~100 MB of indexes: keep them cached
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA busy_timeout=60000")
