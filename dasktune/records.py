@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -191,8 +191,39 @@ def canonical(params: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     True
     """
     record = _jsonable(params)
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    return record, hashlib.sha256(text.encode()).hexdigest()
+    return record, hashlib.sha256(_canonical_json(record).encode()).hexdigest()
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(obj, sort_keys=True, separators=(",", ":"))``, made once.
+
+    ``json.dumps`` with options builds an encoder on every call; a driver
+    hashes every parameter set it is asked, so the encoder is built here once
+    (CPython's C encoder when there is one, called as ``JSONEncoder.encode``
+    calls it).
+    """
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    try:
+        # no circular-reference markers: _jsonable's output is a tree
+        c_encode = make(
+            None, encoder.default, json.encoder.encode_basestring_ascii, None,
+            ":", ",", True, False, True,
+        )  # fmt: skip
+    except TypeError:  # another signature: the public path
+        return encoder.encode
+
+    def encode(obj: Any) -> str:
+        if isinstance(obj, str):  # as JSONEncoder.encode does
+            return encoder.encode(obj)
+        return "".join(c_encode(obj, 0))
+
+    return encode
+
+
+_canonical_json = _json_encoder()
 
 
 def decide(

@@ -223,11 +223,14 @@ class Search:
         self._owns_store = not isinstance(store, TrialStore)
         self.store = TrialStore(store) if isinstance(store, str) else store
         self._table: TrialTable | None = None
+        # provenance (git, package versions) is kept when the search is made:
+        # not worked out again by each reader of an existing one
+        made = self.store.find_search(name) is not None
         self.search_id = self.store.open_search(
             name,
             space=None if self.space is None else self.space.to_json(),
             direction=direction,
-            metadata=provenance(objective),
+            metadata={} if made else provenance(objective),
             directions=self.directions if len(self.directions) > 1 else None,
         )
 
@@ -517,7 +520,7 @@ class Search:
         return IterableSource(source)
 
     def _params(self, params: Any) -> dict[str, Any]:
-        if isinstance(params, Mapping):
+        if type(params) is dict or isinstance(params, Mapping):  # the cheap test first
             if not _RESERVED.isdisjoint(params):  # per trial: the cheap test first
                 _check_reserved(params)
             return dict(params)

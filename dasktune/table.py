@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dasktune.records import FIELD
+from dasktune.records import TRIAL_FIELDS
 
 __all__ = ["COLUMNS", "TrialTable"]
 
@@ -63,9 +63,6 @@ COLUMNS = (
     "error",
     "aux",
 )
-_NUMBER, _PARAMS, _AUX, _SEQ, _OBJECTIVES, _CONSTRAINTS = (
-    FIELD[f] for f in ("number", "params", "aux", "seq", "objectives", "constraints")
-)
 _NAT = np.datetime64("NaT").view(np.int64)
 _UTC = pd.DatetimeTZDtype("us", "UTC")
 _FIXED = {  # column (a field of TRIAL_FIELDS): (dtype, fill)
@@ -81,6 +78,16 @@ _FIXED = {  # column (a field of TRIAL_FIELDS): (dtype, fill)
     "finished": (np.int64, _NAT),
     "error": (object, None),
     "step": (np.float64, np.nan),  # the last step reported (NaN: none)
+}
+_RAW = {  # the other fields of a raw row (timestamps: seconds since the epoch)
+    "number": np.int64,
+    "params": object,
+    "aux": object,
+    "seq": np.int64,
+    "objectives": object,
+    "constraints": object,
+    "started": np.float64,
+    "finished": np.float64,
 }
 _MISSING = object()
 
@@ -130,6 +137,42 @@ def _target(kinds: set[str], missing: bool) -> str:
 
 
 _DTYPES = {"i": np.int64, "f": np.float64, "b": np.bool_, "O": object}
+#: a raw row as a NumPy record: each field of TRIAL_FIELDS in its column's dtype
+_ROW = np.dtype(
+    [(name, _RAW[name] if name in _RAW else _FIXED[name][0]) for name in TRIAL_FIELDS]
+)
+
+
+def _columns(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
+    """The fields of raw rows as columns (numbers typed, ``None`` as NaN).
+
+    Tuples convert in one C-level pass into a record array whose fields are the
+    columns; other rows (or values that do not fit the record) go through a
+    2-D object array, column by column, to the same result.
+    """
+    try:
+        records = np.array(rows, dtype=_ROW)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    else:
+        if records.shape == (len(rows),):
+            return {name: records[name] for name in TRIAL_FIELDS}
+    grid = np.empty((len(rows), len(TRIAL_FIELDS)), dtype=object)
+    grid[:] = rows
+    return {name: grid[:, j].astype(_ROW[name]) for j, name in enumerate(TRIAL_FIELDS)}
+
+
+def _decode_aux(texts: np.ndarray) -> np.ndarray:
+    """Each row's auxiliary data (JSON text, or none: ``{}``) as a dict."""
+    out = np.empty(len(texts), dtype=object)
+    out[:] = [{} for _ in range(len(texts))]
+    given = np.flatnonzero(texts.astype(bool))
+    if len(given):
+        decoded = json.loads("[" + ",".join(texts[given].tolist()) + "]")
+        holder = np.empty(len(decoded), dtype=object)
+        holder[:] = decoded
+        out[given] = holder
+    return out
 
 
 class _ParamColumn:
@@ -186,7 +229,9 @@ class TrialTable:
         self.n = 0
         self.seq = 0  # the change sequence the table has reached
         self._capacity = 16
-        self._position: dict[int, int] = {}
+        # number -> position, built on the first update that is not an append
+        self._position: dict[int, int] | None = None
+        self._top = -1  # the highest number held
         self._numbers = np.zeros(self._capacity, dtype=np.int64)
         self._fixed = {
             name: np.full(self._capacity, fill, dtype=dtype)
@@ -235,61 +280,44 @@ class TrialTable:
         """Insert or replace the trials of ``rows`` (``TrialStore.read_trials``)."""
         if not rows:
             return
-        # one C-level pass: a 2-D object array whose columns are cheap slices
-        grid = np.empty((len(rows), len(rows[0])), dtype=object)
-        grid[:] = rows
-        columns = [grid[:, j] for j in range(grid.shape[1])]
-        numbers = columns[_NUMBER].astype(np.int64)
+        columns = _columns(rows)
+        numbers = columns["number"]
         first = self.n
-        known = self._position
-        positions: Any
-        if known.keys().isdisjoint(numbers.tolist()):
-            # new trials only (the common case): appended as a block
-            self.n += len(numbers)
-            known.update(zip(numbers.tolist(), range(first, self.n), strict=True))
-            positions = slice(first, self.n)
-        else:
-            listed = []
-            for number in numbers.tolist():
-                position = known.get(number)
-                if position is None:
-                    position = known[number] = self.n
-                    self.n += 1
-                listed.append(position)
-            positions = np.array(listed, dtype=np.intp)
+        positions = self._positions(numbers)
         self._grow(self.n)
         self._numbers[positions] = numbers
-        if self.n > first and self._sorted:
-            appended = self._numbers[max(first - 1, 0) : self.n]
-            self._sorted = bool(np.all(appended[1:] >= appended[:-1]))
-        for name, (dtype, _) in _FIXED.items():
-            index = FIELD[name]
+        if self.n > first:
+            self._top = max(self._top, int(self._numbers[first : self.n].max()))
+            if self._sorted:
+                appended = self._numbers[max(first - 1, 0) : self.n]
+                self._sorted = bool(np.all(appended[1:] >= appended[:-1]))
+        for name in _FIXED:
             if name in ("started", "finished"):
-                seconds = np.array(columns[index], dtype=np.float64)  # None: NaN
+                seconds = columns[name]  # None: NaN
                 block = np.full(len(seconds), _NAT, dtype=np.int64)
                 given = ~np.isnan(seconds)
                 block[given] = np.round(seconds[given] * 1e6).astype(np.int64)
                 self._fixed[name][positions] = block
             else:
-                self._fixed[name][positions] = np.array(columns[index], dtype=dtype)
-        aux = np.empty(len(rows), dtype=object)
-        aux[:] = [json.loads(text) if text else {} for text in columns[_AUX].tolist()]
-        self._aux[positions] = aux
+                self._fixed[name][positions] = columns[name]
+        self._aux[positions] = _decode_aux(columns["aux"])
         if self.objectives > 1:
             none = [np.nan] * self.objectives
-            decoded = [json.loads(t) if t else none for t in columns[_OBJECTIVES]]
+            decoded = [
+                json.loads(text) if text else none for text in columns["objectives"]
+            ]
             # a row of another count (written by hand, say) shows as missing
             self._values[positions] = [
                 v if len(v) == self.objectives else none for v in decoded
             ]
-        texts = columns[_CONSTRAINTS].tolist()
-        if any(texts) or self._any_constraints:
+        texts = columns["constraints"]
+        if self._any_constraints or texts.astype(bool).any():
             self._any_constraints = True
-            limits = np.empty(len(rows), dtype=object)
-            limits[:] = [tuple(json.loads(t)) if t else None for t in texts]
+            limits = np.empty(len(texts), dtype=object)
+            limits[:] = [tuple(json.loads(x)) if x else None for x in texts.tolist()]
             self._constraints[positions] = limits
         # every params JSON of the batch in one parse
-        params = json.loads("[" + ",".join(columns[_PARAMS].tolist()) + "]")
+        params = json.loads("[" + ",".join(columns["params"].tolist()) + "]")
         # new names in order of appearance: the first row's, then the others
         names = set().union(*params)
         for name in [*params[0], *sorted(names - set(params[0]))]:
@@ -301,7 +329,34 @@ class TrialTable:
             except KeyError:
                 values = [p.get(name, _MISSING) for p in params]
             column.put(positions, values)
-        self.seq = max(self.seq, int(columns[_SEQ].astype(np.int64).max()))
+        self.seq = max(self.seq, int(columns["seq"].max()))
+
+    def _positions(self, numbers: np.ndarray) -> Any:
+        """Where the trials ``numbers`` go: a slice when they are all new and in
+        order (a first read, the new trials of a batch), else an array; new
+        trials are appended (``n`` grows)."""
+        first = self.n
+        if numbers[0] > self._top and bool(np.all(numbers[1:] > numbers[:-1])):
+            # new trials only (the common case): appended as a block; the map
+            # from numbers to positions is built once an update replaces rows
+            self.n += len(numbers)
+            if self._position is not None:
+                self._position.update(
+                    zip(numbers.tolist(), range(first, self.n), strict=True)
+                )
+            return slice(first, self.n)
+        if self._position is None:
+            known = self._numbers[:first].tolist()
+            self._position = dict(zip(known, range(first), strict=True))
+        position_of = self._position
+        listed = []
+        for number in numbers.tolist():
+            position = position_of.get(number)
+            if position is None:
+                position = position_of[number] = self.n
+                self.n += 1
+            listed.append(position)
+        return np.array(listed, dtype=np.intp)
 
     def frame(self, copy: bool = True) -> pd.DataFrame:
         """The table: ``number``, the parameters, then :data:`COLUMNS`.

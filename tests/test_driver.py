@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from distributed import Client
 from distributed.utils_test import gen_cluster
 
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
@@ -19,6 +20,7 @@ from dasktune.records import (
     canonical,
 )
 from dasktune.run.driver import BatchObjective, Driver
+from dasktune.search import Search
 from dasktune.store.recorder import StoreRecorder
 from dasktune.store.sql import TrialStore
 
@@ -389,3 +391,25 @@ class CountingMemoryRecorder(MemoryRecorder):
     def sync(self, outcomes, claims):
         self.syncs += 1
         return super().sync(outcomes, claims)
+
+
+def test_an_objective_changing_its_params_does_not_change_what_is_recorded(
+    tmp_path,
+):
+    # the objective's dict and the recorded one are separate, though a search
+    # maps a proposal once for both
+    class Meddling:
+        def evaluate_batch(self, params):
+            for p in params:
+                p["a"] = -1
+                p["added"] = True
+            return [1.0 for _ in params]
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        search = Search("meddle", Meddling(), f"sqlite:///{tmp_path}/m.db",
+                        client=client)  # fmt: skip
+        report = search.run([{"a": 1}, {"a": 2}], progress=False)
+        assert report.evaluated == 2
+        frame = search.trials()
+        assert frame["a"].tolist() == [1, 2] and "added" not in frame
+        search.close()

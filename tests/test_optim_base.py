@@ -54,6 +54,12 @@ def test_tell_checks():
         opt.tell(7, 2.0)
     with pytest.raises(TypeError, match="takes a Trial or a trial number"):
         opt.tell("0", 2.0)
+    with pytest.raises(TypeError, match="takes a Trial or a trial number"):
+        opt.tell(True, 2.0)  # an int, but not a trial number
+    opt.tell(np.int64(opt.ask().number), 2)  # a NumPy number, an int value
+    opt.tell(opt.ask(), np.float64(3.0))
+    assert opt.told == [(0, 1.0), (1, 2.0), (2, 3.0)]
+    assert all(type(v) is float for _, v in opt.told)
 
 
 def test_tell_reads_values_as_scipy_does():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -436,3 +437,21 @@ def test_survivor_takes_over_a_killed_drivers_trials(tmp_path):
     assert set(theirs.values()) == {1}
     both = collections.Counter(int(k) for log in logs for k in log.read_text().split())
     assert all(both[i] == 1 for i in done_before)
+
+
+def test_provenance_is_kept_from_the_search_that_made_it(monkeypatch):
+    # a reader re-opening a search neither works provenance out again (git,
+    # package versions) nor changes what the search keeps of it
+    import dasktune.search as search_module
+
+    calls = []
+
+    def counted(objective):
+        calls.append(objective)
+        return {"made_by": len(calls)}
+
+    monkeypatch.setattr(search_module, "provenance", counted)
+    first = Search("kept", constant, "sqlite://")
+    Search("kept", constant, first.store)
+    assert len(calls) == 1
+    assert json.loads(first.store.find_search("kept")["metadata"]) == {"made_by": 1}

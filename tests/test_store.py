@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -179,6 +180,27 @@ class TestStoreContract:
         }
         assert [r["step"] for r in store.trials(sid)] == [2, 0]
 
+    def test_steps_are_read_once_values_exist_even_values_that_arrive_mid_read(
+        self, store, monkeypatch
+    ):
+        sid = self.open(store)
+        driver = store.register_driver(sid)
+        store.sync(sid, driver, [], [claim(a=1), claim(a=2)])
+        assert [r["step"] for r in store.trials(sid)] == [None, None]
+        # values stored after the look for them and before the rows are read:
+        # the look again after the read sees them and the rows are read again
+        store.add_values(sid, [(1, 3, 0.5, 1.0)])
+        looks = []
+        real = store._has_values
+
+        def late(conn, search_id):
+            looks.append(search_id)
+            return len(looks) > 1 and real(conn, search_id)
+
+        monkeypatch.setattr(store, "_has_values", late)
+        assert [r["step"] for r in store.trials(sid)] == [None, 3]
+        assert looks == [sid, sid]
+
     def test_pruned_trials_are_final_and_reused_with_their_last_value(self, store):
         sid = self.open(store)
         driver = store.register_driver(sid)
@@ -212,6 +234,24 @@ def test_canonical_hash():
     assert a == {"b": 0.5, "a": 3, "c": [1, 2]}
     assert canonical({"a": 1})[1] != canonical({"a": 1.0})[1]
     assert canonical({"f": object()})[0]["f"].startswith("<object object")
+
+
+def test_canonical_hash_is_the_sha256_of_the_sorted_compact_json():
+    # the hashes of stores already written: the text hashed must not change
+    cases = [
+        {"x": 0.1, "k": 3, "s": 'é\n"q"'},
+        {"b": [1, 2.5, "z"], "a": {"y": None, "x": True}},
+        {"n": float("nan"), "p": float("inf"), "m": -float("inf"), "z": -0.0},
+        {"big": 2**80, "e": 1e300, "t": (1, 2), "np": np.float32(0.1)},
+        {},
+    ]
+    for params in cases:
+        record, h = canonical(params)
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        assert h == hashlib.sha256(text.encode()).hexdigest()
+    assert canonical({"a": 1, "b": "x"})[1] == (
+        "ecf9e98ec0641e23113ff3ce8bdc78d0ddd249886517fd4a7f68cc83d4e65667"
+    )
 
 
 def test_schema_newer_than_the_code_is_refused(tmp_path):

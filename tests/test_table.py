@@ -111,3 +111,36 @@ def test_objective_columns_and_constraints():
     assert frame["constraints"].tolist() == [None, None, None, (0.5, -1.0)]
     assert frame["feasible"].tolist()[3] is False
     assert frame["feasible"].isna().tolist() == [True, True, True, False]
+
+
+def test_rows_of_any_sequence_type_give_the_same_frame():
+    # tuples convert in one pass; lists (or values that do not fit the record
+    # of a row, such as an int beyond int64 in attempts) column by column
+    rows = [row(i, {"x": i / 2, "s": "a"}, value=i / 3, started=1e9 + i,
+                aux={"n": i} if i % 2 else None) for i in range(5)]  # fmt: skip
+    fast, slow = TrialTable(), TrialTable()
+    fast.update(rows)
+    slow.update([list(r) for r in rows])
+    pd.testing.assert_frame_equal(fast.frame(), slow.frame())
+    assert fast.frame()["aux"].tolist() == [{}, {"n": 1}, {}, {"n": 3}, {}]
+    huge = list(rows[0])
+    huge[TRIAL_FIELDS.index("attempts")] = 2**70
+    with pytest.raises(OverflowError):
+        TrialTable().update([tuple(huge)])
+
+
+def test_a_block_read_then_updates_of_its_rows_and_new_ones():
+    # a first read is appended as a block; a later update replacing some of its
+    # rows, with new ones among them, finds each row's place
+    table = TrialTable()
+    table.update([row(i, {"x": i}, "running") for i in range(1000)])
+    table.update([row(999, {"x": 999}, "done", seq=2), row(1000, {"x": 1000}),
+                  row(3, {"x": 3}, "done", seq=2)])  # fmt: skip
+    table.update([row(1001, {"x": 1001}), row(1002, {"x": 1002})])
+    table.update([row(1001, {"x": 1001}, "failed", seq=3)])
+    frame = table.frame()
+    assert frame["number"].tolist() == list(range(1003)) == frame["x"].tolist()
+    assert frame["status"][[3, 999, 1000, 1001, 1002]].tolist() == [
+        "done", "done", "done", "failed", "done",
+    ]  # fmt: skip
+    assert frame["status"][:3].eq("running").all() and table.seq == 3

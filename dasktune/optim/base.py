@@ -95,6 +95,12 @@ class AskTell(Protocol):
     def close(self) -> None: ...
 
 
+def _failure(value: Any) -> bool:
+    """Whether a told value is a failure's ``+inf`` (told alone, whatever the
+    number of objectives)."""
+    return isinstance(value, float | int) and math.isinf(value) and value > 0
+
+
 def missing_members(obj: object) -> list[str]:
     """The :class:`AskTell` members ``obj`` lacks (empty for an optimizer).
 
@@ -163,25 +169,30 @@ class Optimizer:
             The trial's constraint values (``c <= 0`` satisfied).
         """
         number = trial.number if isinstance(trial, Trial) else trial
-        if isinstance(number, bool) or not isinstance(number, int | np.integer):
-            msg = f"tell() takes a Trial or a trial number, got {trial!r}"
-            raise TypeError(msg)
-        number = int(number)
+        if type(number) is not int:  # the common case checked first: an int
+            if isinstance(number, bool) or not isinstance(number, int | np.integer):
+                msg = f"tell() takes a Trial or a trial number, got {trial!r}"
+                raise TypeError(msg)
+            number = int(number)
         if number not in self._pending:
             asked = 0 <= number < self._next_number
             state = "was already told" if asked else "was never asked"
             msg = f"trial {number} {state}; tell() takes each asked trial once"
             raise ValueError(msg)
         told: Any
-        what = f"the value told for trial {number}"
-        if self.n_objectives == 1 or (
-            isinstance(value, float | int) and math.isinf(value) and value > 0
-        ):
-            told = as_value(value, what)
+        if self.n_objectives == 1 or _failure(value):
+            # the common case first: a float, told as it is
+            told = (
+                value
+                if type(value) is float
+                else as_value(value, f"the value told for trial {number}")
+            )
             if math.isnan(told):
                 told = math.inf
         else:
-            told = as_values(value, self.n_objectives, what)
+            told = as_values(
+                value, self.n_objectives, f"the values told for trial {number}"
+            )
             if any(math.isnan(v) for v in told):
                 told = math.inf
         limits = None if constraints is None else as_constraints(constraints)
@@ -277,7 +288,7 @@ class IterableSource(Optimizer):
         except StopIteration:
             self._exhausted = True
             return None
-        if not isinstance(params, Mapping):
+        if type(params) is not dict and not isinstance(params, Mapping):
             msg = (
                 f"a search source yields parameter dicts, got "
                 f"{type(params).__name__}: {params!r}"

@@ -332,6 +332,7 @@ class Driver:
         self.progress = progress
         self.to_call = to_call or (lambda p: p)
         self.to_record = to_record or (lambda p: p)
+        self._call_is_record = to_call is not None and to_call == to_record
         self.sign = sign
         self.signs = None if signs is None or len(signs) < 2 else tuple(signs)
         self.objectives = 1 if self.signs is None else len(self.signs)
@@ -394,6 +395,8 @@ class Driver:
                 # ask, within the window and the trial budget
                 fresh: dict[str, _Pending] = {}
                 asked_any = False
+                # the trials other drivers hold, by hash: a repeat joins them
+                held = {p.param_hash: p for p in (*waiting, *recheck)}
                 while known.why_stop() is None and self._room(
                     claimed, fresh, submitted
                 ):
@@ -404,9 +407,7 @@ class Driver:
                         break
                     asked_any = True
                     skipped = report.skipped
-                    pending = self._admit(
-                        trial, claimed, fresh, [*waiting, *recheck], report
-                    )
+                    pending = self._admit(trial, claimed, fresh, held, report)
                     if pending is not None:
                         fresh[pending.param_hash] = pending
                     elif report.skipped == skipped:
@@ -768,16 +769,13 @@ class Driver:
         trial: Trial,
         claimed: dict[str, _Pending],
         fresh: dict[str, _Pending],
-        waiting: list[_Pending],
+        held: dict[str, _Pending],
         report: RunReport,
     ) -> _Pending | None:
         """A new claim for ``trial``, or ``None`` when it joins one in flight."""
-        record, h = canonical(self.to_record(trial.params))
-        same = (
-            claimed.get(h)
-            or fresh.get(h)
-            or next((p for p in waiting if p.param_hash == h), None)
-        )
+        source = self.to_record(trial.params)
+        record, h = canonical(source)
+        same = claimed.get(h) or fresh.get(h) or held.get(h)
         if same is not None:
             same.trials.append(trial)
             return None
@@ -788,7 +786,9 @@ class Driver:
             if self.optimizer_wants_values:
                 self.optimizer.tell(trial, math.inf)
             return None
-        return _Pending(h, record, self.to_call(trial.params), [trial])
+        # one mapping for both (a Search's): canonical copied what it records
+        call = source if self._call_is_record else self.to_call(trial.params)
+        return _Pending(h, record, call, [trial])
 
     def _tell(
         self,

@@ -49,9 +49,9 @@ constraints. Older stores are migrated when opened for writing.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import json
+import operator
 import os
 import socket
 import sqlite3
@@ -95,7 +95,7 @@ __all__ = [
 SCHEMA_VERSION = 4
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
-_IN_CHUNK = 400  # parameters per IN (...) clause, under SQLite's variable limit
+_IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 _ADDED_IN_4 = (
     ("searches", "directions"),
@@ -103,6 +103,8 @@ _ADDED_IN_4 = (
     ("trials", "constraints"),
     ("trials", "violation"),
 )
+_STATUS = {status.value: status for status in TrialStatus}  # a stored status
+_HASH_NAMES = tuple(f"h{i}" for i in range(_IN_CHUNK))  # bound hashes, by place
 
 
 def _pid_alive(pid: int) -> bool:
@@ -142,6 +144,7 @@ class TrialStore:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
+        self._rows_sql_cache: dict[int, tuple[str, tuple[str, ...] | None]] = {}
         self.schema_version = SCHEMA_VERSION
         self._define_tables()
         try:
@@ -786,22 +789,31 @@ class TrialStore:
         ``hashes``."""
         unique = list(dict.fromkeys(hashes))
         rows: dict[str, tuple[Any, ...]] = {}
-        # one statement, compiled once and cached: the hashes are an expanding
-        # parameter, not literals compiled into each query
-        query = self._rows_query
         for i in range(0, len(unique), _IN_CHUNK):
-            result = conn.execute(
-                query, {"sid": search_id, "hashes": unique[i : i + _IN_CHUNK]}
-            )
-            # the driver's own tuples: no Row objects on the re-run path
+            chunk = unique[i : i + _IN_CHUNK]
+            # padded (repeating the last hash) to a power of two, so that a
+            # few statements, compiled once, serve every batch size
+            size = 1 << (len(chunk) - 1).bit_length()
+            sql, order = self._rows_sql(size)
+            values: dict[str, Any] = dict(zip(_HASH_NAMES, chunk, strict=False))
+            values.update(dict.fromkeys(_HASH_NAMES[len(chunk) : size], chunk[-1]))
+            values["sid"] = search_id
+            params = values if order is None else tuple(values[k] for k in order)
+            # the driver's SQL and its own tuples: no compilation, no Row
+            # objects on the re-run path
+            result = conn.exec_driver_sql(sql, params)
             for row in result.cursor.fetchall() if result.cursor is not None else []:
                 rows[row[0]] = row[1:]
         return rows
 
-    @functools.cached_property
-    def _rows_query(self) -> sa.Select[Any]:
+    def _rows_sql(self, size: int) -> tuple[str, tuple[str, ...] | None]:
+        """The SQL of the rows of ``size`` hashes and, for a positional
+        parameter style, the order of its parameters (compiled once)."""
+        known = self._rows_sql_cache.get(size)
+        if known is not None:
+            return known
         t, d = self.trials_table, self.drivers
-        return (
+        query = (
             sa.select(
                 t.c.param_hash,
                 t.c.number,
@@ -821,9 +833,16 @@ class TrialStore:
             .select_from(t.outerjoin(d, t.c.driver_id == d.c.id))
             .where(
                 t.c.search_id == sa.bindparam("sid"),
-                t.c.param_hash.in_(sa.bindparam("hashes", expanding=True)),
+                t.c.param_hash.in_([sa.bindparam(n) for n in _HASH_NAMES[:size]]),
             )
         )
+        compiled = query.compile(dialect=self.engine.dialect)
+        order = compiled.positiontup
+        known = self._rows_sql_cache[size] = (
+            compiled.string,
+            None if order is None else tuple(order),
+        )
+        return known
 
     def _decide(
         self,
@@ -839,7 +858,7 @@ class TrialStore:
             owner == driver_id or not self._owner_gone(row, stale_after, now)
         )
         return decide(
-            TrialStatus(status), int(number), value=value,
+            _STATUS.get(status) or TrialStatus(status), int(number), value=value,
             aux=json.loads(aux) if aux else None,
             values=json.loads(objectives) if objectives else None,
             constraints=json.loads(constraints) if constraints else None,
@@ -903,9 +922,44 @@ class TrialStore:
             The change sequence the rows reach (pass it as ``since`` next time)
             and the rows; ``params`` and ``aux`` are JSON text.
         """
+        t = self.trials_table
+        with self._connection_errors(), self._read() as conn:
+            # the last step reported is a subquery per row: asked only when the
+            # search has reported values (most have none, and a million probes
+            # of an empty index still cost a third of a second); looked at
+            # again after the read, for values that arrived meanwhile (values
+            # are never deleted: none after means none before)
+            steps = self._has_values(conn, search_id)
+            while True:
+                query = self._trials_query(search_id, steps)
+                if status is not None:
+                    wanted = [status] if isinstance(status, str) else list(status)
+                    query = query.where(t.c.status.in_([str(w) for w in wanted]))
+                if since is not None and self.schema_version >= 2:
+                    query = query.where(t.c.seq > since)
+                result = conn.execute(query.order_by(t.c.number))
+                # the driver's own tuples: no Row objects for a million rows
+                rows = result.cursor.fetchall() if result.cursor is not None else []
+                if steps or not self._has_values(conn, search_id):
+                    break
+                steps = True
+        seq_at = max(map(operator.itemgetter(-1), rows), default=since or 0)
+        return int(seq_at), rows
+
+    def _has_values(self, conn: Connection, search_id: int) -> bool:
+        """Whether any trial of the search has reported a value."""
+        if self.schema_version < 3:
+            return False
+        v = self.values_table
+        query = sa.select(v.c.number).where(v.c.search_id == search_id).limit(1)
+        return conn.execute(query).first() is not None
+
+    def _trials_query(self, search_id: int, steps: bool) -> sa.Select[Any]:
+        """The select of a search's rows in :data:`TRIAL_FIELDS` order; ``step``
+        is ``NULL`` unless ``steps``."""
         t, v = self.trials_table, self.values_table
         last_step: Any = sa.null()
-        if self.schema_version >= 3:
+        if steps:
             last_step = (
                 sa.select(sa.func.max(v.c.step))
                 .where(v.c.search_id == t.c.search_id, v.c.number == t.c.number)
@@ -922,18 +976,7 @@ class TrialStore:
             else sa.null()
             for name in TRIAL_FIELDS
         ]
-        query = sa.select(*columns).where(t.c.search_id == search_id)
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            query = query.where(t.c.status.in_([str(w) for w in wanted]))
-        if since is not None and self.schema_version >= 2:
-            query = query.where(t.c.seq > since)
-        with self._connection_errors(), self._read() as conn:
-            result = conn.execute(query.order_by(t.c.number))
-            # the driver's own tuples: no Row objects for a million rows
-            rows = result.cursor.fetchall() if result.cursor is not None else []
-        seq_at = max((r[-1] for r in rows), default=since or 0)
-        return int(seq_at), rows
+        return sa.select(*columns).where(t.c.search_id == search_id)
 
     # -- reported values (curves) ----------------------------------------------------
 
