@@ -8,6 +8,11 @@ optimizer is finished. One recorder transaction per turn of the loop writes the
 outcomes harvested and claims the trials asked next. The window, the harvest,
 the deadline and the cancelling on exit are :mod:`dasktune.run.submit`'s.
 
+A turn (:meth:`Driver._turn`, on the run's state :class:`_Run`) asks within the
+window (``_ask_round``), writes and claims in one transaction, acts on the
+store's decisions (``_apply``), submits, then either stops when nothing is in
+flight (``_idle``) or waits for the next results (``_harvest``).
+
 - A batch-synchronous optimizer's batch (``batch_size`` > 0: a DE generation,
   an SPSA iteration, L-BFGS-B's finite differences) goes as one task per
   worker, running its share on a pool of the worker's threads.
@@ -67,6 +72,7 @@ from dasktune.optim.base import AskTell
 from dasktune.optim.pruners import Pruner
 from dasktune.records import (
     Claim,
+    Decision,
     DecisionKind,
     Outcome,
     Recorder,
@@ -188,6 +194,24 @@ class _Pending:
     call: Any
     trials: list[Trial] = field(default_factory=list)
     number: int = -1
+
+
+@dataclass
+class _Run:
+    """The state of one run of the driver's loop."""
+
+    report: RunReport
+    deadline: float | None  # time.monotonic() of the timeout
+    peeked: float  # when trials held elsewhere were last looked at
+    claimed: dict[str, _Pending] = field(default_factory=dict)  # in flight here
+    waiting: list[_Pending] = field(default_factory=list)  # held by another driver
+    recheck: list[_Pending] = field(default_factory=list)  # no longer held: claim
+    outcomes: list[Outcome] = field(default_factory=list)  # to write next turn
+    last_error: str | None = None  # the last failure's traceback
+    submitted: int = 0
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
 class _Known:
@@ -369,151 +393,24 @@ class Driver:
         started = time.perf_counter()
         threads = self.threads = capacity(self.client, max_age=2.0)
         self.task_window = threads + max(2, threads // 4)
-        flying = self._flying = Window[list[_Pending]](self.client, self.timeout)
-        claimed: dict[str, _Pending] = {}  # by hash, evaluated by this driver now
-        waiting: list[_Pending] = []  # evaluated by another driver
-        recheck: list[_Pending] = []  # no longer held elsewhere: claim again
-        peeked = time.monotonic()
-        outcomes: list[Outcome] = []
-        last_error: str | None = None
-        submitted = 0
-        known = self._known = _Known(self.space_size)
-        bar = self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
+        self._flying = Window[list[_Pending]](self.client, self.timeout)
+        self._known = _Known(self.space_size)
+        self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        state = _Run(report, deadline, peeked=time.monotonic())
         stop = threading.Event()
         beat = threading.Thread(
             target=self._beat, args=(stop,), name=f"dasktune-heartbeat-{self.name}"
         )
         beat.start()
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         if self.reports:
             self._channel = ReportChannel(self.client, self.pruner)
         try:
-            while True:
-                if deadline is not None and time.monotonic() > deadline:
-                    report.stopped = "timeout"
-                    break
-                # ask, within the window and the trial budget
-                fresh: dict[str, _Pending] = {}
-                asked_any = False
-                # the trials other drivers hold, by hash: a repeat joins them
-                held = {p.param_hash: p for p in (*waiting, *recheck)}
-                while known.why_stop() is None and self._room(
-                    claimed, fresh, submitted
-                ):
-                    if deadline is not None and time.monotonic() > deadline:
-                        break
-                    trial = self.optimizer.ask()
-                    if trial is None:
-                        break
-                    asked_any = True
-                    skipped = report.skipped
-                    pending = self._admit(trial, claimed, fresh, held, report)
-                    if pending is not None:
-                        fresh[pending.param_hash] = pending
-                    elif report.skipped == skipped:
-                        known.again(1)  # joined a trial already pending
-                asking = [*fresh.values(), *recheck]
-                recheck = []
-                claims = [Claim(p.param_hash, p.record) for p in asking]
-                if outcomes or claims:
-                    decisions = self._sync(outcomes, claims)
-                    outcomes = []
-                else:
-                    decisions = []
-                to_run: list[_Pending] = []
-                told_any = False
-                for pending, decision in zip(asking, decisions, strict=True):
-                    pending.number = decision.number
-                    if decision.kind == DecisionKind.EVALUATE:
-                        claimed[pending.param_hash] = pending
-                        to_run.append(pending)
-                        known.new()
-                    elif decision.kind == DecisionKind.ELSEWHERE:
-                        # waited for (or taken over once its holder is gone)
-                        # before the run may report finished
-                        waiting.append(pending)
-                    else:
-                        # a pruned trial's value is the last one it reported
-                        kind = decision.kind
-                        final = kind in (DecisionKind.DONE, DecisionKind.PRUNED)
-                        self._tell(
-                            pending,
-                            decision.value if final else None,
-                            report,
-                            best=kind == DecisionKind.DONE,
-                            values=decision.values,
-                            constraints=decision.constraints,
-                        )
-                        report.reused += 1
-                        told_any = True
-                        known.done(pending.param_hash)
-                        if self._count_proposals:
-                            bar.update(len(pending.trials))
-                self._grow_reuse(decisions)
-                if to_run:
-                    submitted += len(to_run)
-                if to_run and self.batch:
-                    # evaluated now, whole: tell, record, and ask the next batch
-                    for pending, outcome in zip(
-                        to_run, self._evaluate_batch(to_run), strict=True
-                    ):
-                        last_error = (
-                            self._record(
-                                pending, outcome, claimed, outcomes, report, bar
-                            )
-                            or last_error
-                        )
-                    self._check_failures(report, outcomes, last_error)
-                    continue
-                if to_run:
-                    self._submit(to_run)
-                if waiting:
-                    # read-only: claim again only trials their holder gave up
-                    peeked, recheck, waiting = self._peek(waiting, peeked, flying)
-                    if recheck:
-                        continue
-                if not len(flying):
-                    if waiting:
-                        continue
-                    if self._budget_spent(submitted) or self.optimizer.finished:
-                        report.stopped = (
-                            "finished" if self.optimizer.finished else "n_trials"
-                        )
-                        break
-                    why = known.why_stop()
-                    if why is not None:
-                        report.stopped = why
-                        break
-                    if not asked_any and not told_any:
-                        msg = (
-                            f"{type(self.optimizer).__name__}.ask() returned None while "
-                            "no trial was pending and the optimizer is not finished: it "
-                            "can never propose again"
-                        )
-                        raise DasktuneError(msg)
-                    continue
-                try:
-                    batch = flying.next_batch()
-                except TimeoutError:
-                    report.stopped = "timeout"
-                    break
-                for future, result, group in batch:
-                    done = self._outcomes(future, result, group)
-                    for pending, outcome in zip(group, done, strict=True):
-                        last_error = (
-                            self._record(
-                                pending, outcome, claimed, outcomes, report, bar
-                            )
-                            or last_error
-                        )
-                if report.best_value < math.inf:
-                    bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
-                elif self._front:
-                    bar.set_postfix_str(f"Pareto front: {len(self._front)}")
-                self._check_failures(report, outcomes, last_error)
-            if outcomes or self._channel is not None:
-                self._sync(outcomes, [])
-                outcomes = []
+            while not self._turn(state):
+                pass
+            if state.outcomes or self._channel is not None:
+                self._sync(state.outcomes, [])
+                state.outcomes = []
         except BaseException as err:
             # the loop's error wins; the clean-up's go in its notes
             raised: BaseException = err
@@ -527,12 +424,12 @@ class Driver:
                 raised = self._all_failed_error(report, first)
                 if raised is not err:
                     raised.__cause__ = err
-            for late in self._clean_up(stop, beat, outcomes):
+            for late in self._clean_up(stop, beat, state.outcomes):
                 raised.add_note(_clean_up_note(self.name, late))
             if raised is err:
                 raise
             raise raised from err
-        errors = self._clean_up(stop, beat, outcomes)
+        errors = self._clean_up(stop, beat, state.outcomes)
         if errors:
             for late in errors[1:]:
                 errors[0].add_note(_clean_up_note(self.name, late))
@@ -549,6 +446,148 @@ class Driver:
                 for point in self._front
             )
         return report
+
+    def _turn(self, state: _Run) -> bool:
+        """One turn of the loop: ask, record and claim in one transaction,
+        submit, then wait for the next results. True when the run is over
+        (``report.stopped`` says why)."""
+        report = state.report
+        if state.expired():
+            report.stopped = "timeout"
+            return True
+        asking, asked_any = self._ask_round(state)
+        claims = [Claim(p.param_hash, p.record) for p in asking]
+        decisions = []
+        if state.outcomes or claims:
+            decisions = self._sync(state.outcomes, claims)
+            state.outcomes = []
+        to_run, told_any = self._apply(state, asking, decisions)
+        self._grow_reuse(decisions)
+        state.submitted += len(to_run)
+        if to_run and self.batch:
+            # evaluated now, whole: tell, record, and ask the next batch
+            outcomes = self._evaluate_batch(to_run)
+            for pending, outcome in zip(to_run, outcomes, strict=True):
+                self._record(state, pending, outcome)
+            self._check_failures(report, state.outcomes, state.last_error)
+            return False
+        if to_run:
+            self._submit(to_run)
+        if state.waiting:
+            # read-only: claim again only trials their holder gave up
+            state.peeked, state.recheck, state.waiting = self._peek(
+                state.waiting, state.peeked, self._flying
+            )
+            if state.recheck:
+                return False
+        if not len(self._flying):
+            return self._idle(state, asked_any or told_any)
+        return self._harvest(state)
+
+    def _ask_round(self, state: _Run) -> tuple[list[_Pending], bool]:
+        """Ask within the window and the trial budget: the new claims (and the
+        trials to claim again), and whether anything was asked."""
+        fresh: dict[str, _Pending] = {}
+        asked_any = False
+        known, report = self._known, state.report
+        # the trials other drivers hold, by hash: a repeat joins them
+        held = {p.param_hash: p for p in (*state.waiting, *state.recheck)}
+        while known.why_stop() is None and self._room(
+            state.claimed, fresh, state.submitted
+        ):
+            if state.expired():
+                break
+            trial = self.optimizer.ask()
+            if trial is None:
+                break
+            asked_any = True
+            skipped = report.skipped
+            pending = self._admit(trial, state.claimed, fresh, held, report)
+            if pending is not None:
+                fresh[pending.param_hash] = pending
+            elif report.skipped == skipped:
+                known.again(1)  # joined a trial already pending
+        asking = [*fresh.values(), *state.recheck]
+        state.recheck = []
+        return asking, asked_any
+
+    def _apply(
+        self, state: _Run, asking: list[_Pending], decisions: Sequence[Decision]
+    ) -> tuple[list[_Pending], bool]:
+        """Act on the store's decisions: the trials to evaluate, and whether a
+        recorded result was told (reused)."""
+        to_run: list[_Pending] = []
+        told_any = False
+        known = self._known
+        for pending, decision in zip(asking, decisions, strict=True):
+            pending.number = decision.number
+            kind = decision.kind
+            if kind == DecisionKind.EVALUATE:
+                state.claimed[pending.param_hash] = pending
+                to_run.append(pending)
+                known.new()
+            elif kind == DecisionKind.ELSEWHERE:
+                # waited for (or taken over once its holder is gone) before the
+                # run may report finished
+                state.waiting.append(pending)
+            else:
+                # a pruned trial's value is the last one it reported
+                final = kind in (DecisionKind.DONE, DecisionKind.PRUNED)
+                self._tell(
+                    pending,
+                    decision.value if final else None,
+                    state.report,
+                    best=kind == DecisionKind.DONE,
+                    values=decision.values,
+                    constraints=decision.constraints,
+                )
+                state.report.reused += 1
+                told_any = True
+                known.done(pending.param_hash)
+                if self._count_proposals:
+                    self._bar.update(len(pending.trials))
+        return to_run, told_any
+
+    def _idle(self, state: _Run, moved: bool) -> bool:
+        """Nothing of this driver's in flight: whether the run is over (and
+        why), or raise for an optimizer that can never propose again."""
+        report = state.report
+        if state.waiting:
+            return False
+        if self._budget_spent(state.submitted) or self.optimizer.finished:
+            report.stopped = "finished" if self.optimizer.finished else "n_trials"
+            return True
+        why = self._known.why_stop()
+        if why is not None:
+            report.stopped = why
+            return True
+        if not moved:
+            msg = (
+                f"{type(self.optimizer).__name__}.ask() returned None while no "
+                "trial was pending and the optimizer is not finished: it can never "
+                "propose again"
+            )
+            raise DasktuneError(msg)
+        return False
+
+    def _harvest(self, state: _Run) -> bool:
+        """Wait for the next results and record them; True on the timeout."""
+        report = state.report
+        try:
+            batch = self._flying.next_batch()
+        except TimeoutError:
+            report.stopped = "timeout"
+            return True
+        for future, result, group in batch:
+            done = self._outcomes(future, result, group)
+            for pending, outcome in zip(group, done, strict=True):
+                self._record(state, pending, outcome)
+        if report.best_value < math.inf:
+            self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
+        elif self._front:
+            self._bar.set_postfix_str(f"Pareto front: {len(self._front)}")
+        self._check_failures(report, state.outcomes, state.last_error)
+        return False
 
     def _clean_up(
         self, stop: threading.Event, beat: threading.Thread, outcomes: list[Outcome]
@@ -615,20 +654,19 @@ class Driver:
         elif any(d.kind == DecisionKind.EVALUATE for d in decisions):
             self.reuse_room = 0
 
-    def _record(
-        self,
-        pending: _Pending,
-        outcome: Outcome,
-        claimed: dict[str, _Pending],
-        outcomes: list[Outcome],
-        report: RunReport,
-        bar: Any,
-    ) -> str | None:
+    def _record(self, state: _Run, pending: _Pending, outcome: Outcome) -> None:
+        """Tell the optimizer and queue the outcome; keep a failure's error."""
+        error = self._told(state, pending, outcome)
+        if error is not None:
+            state.last_error = error
+
+    def _told(self, state: _Run, pending: _Pending, outcome: Outcome) -> str | None:
         """Tell the optimizer and queue the outcome; return a failure's error."""
-        del claimed[pending.param_hash]
-        outcomes.append(outcome)
+        report = state.report
+        del state.claimed[pending.param_hash]
+        state.outcomes.append(outcome)
         self._known.done(pending.param_hash)
-        bar.update(len(pending.trials) if self._count_proposals else 1)
+        self._bar.update(len(pending.trials) if self._count_proposals else 1)
         channel = self._channel
         verdict = None if channel is None else channel.verdict(pending.number)
         if outcome.status == TrialStatus.DONE and verdict is not None:
