@@ -41,6 +41,7 @@ __all__ = ["ProducerConsumer"]
 
 _REBUILD_ATTEMPTS = 3
 _LOSS_CHECK_SECONDS = 2.0  # visible mode: how often a slow call checks for losses
+_LOSS_WAIT_SECONDS = 10.0  # how long an unreachable worker may take to be seen lost
 
 
 class _Payload:
@@ -357,13 +358,11 @@ class ProducerConsumer:
                         f"timeout={self.timeout} s"
                     )
                     raise TimeoutError(msg) from err
-                except Exception:
+                except Exception as err:
                     # a lost worker is rebuilt and the call retried; anything
                     # else is the process function's error
-                    if attempt == _REBUILD_ATTEMPTS or not any(
-                        _is_lost(f, self.client, ask=True)
-                        for f in self._futures
-                        if f is not None
+                    if attempt == _REBUILD_ATTEMPTS or not self._lost_one(
+                        err, deadline
                     ):
                         raise
                     continue
@@ -373,6 +372,31 @@ class ProducerConsumer:
                     by_shard[i] = part
             return by_shard
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lost_one(self, err: Exception, deadline: float | None) -> bool:
+        """Whether a shard's worker is gone after ``err``. A connection error
+        (the actor's worker unreachable) can come before the scheduler has
+        noticed the loss: then wait for it to, a few seconds at most."""
+        from_user = any(
+            note.startswith("ProducerConsumer: ")
+            for note in getattr(err, "__notes__", ())
+        )
+        patience = (
+            _LOSS_WAIT_SECONDS if isinstance(err, OSError) and not from_user else 0
+        )
+        end = time.monotonic() + patience
+        if deadline is not None:
+            end = min(end, deadline)
+        while True:
+            if any(
+                _is_lost(f, self.client, ask=True)
+                for f in self._futures
+                if f is not None
+            ):
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.1)
 
     def _as_tasks(
         self,
