@@ -26,28 +26,18 @@ machine (2026-12-01, load ~0.7, two runs), wall: feed 0.431 / 0.581 s, tasks
 from __future__ import annotations
 
 import asyncio
-import math
 import queue
 import statistics
 import sys
 import time
 
 import optuna
+from bench_samplers import branin  # the same Branin as bench_samplers.py
 from distributed import Client, LocalCluster, as_completed, get_worker
 
 SLEEP = 0.05
 N = 100
 K = 16
-
-
-def branin(p: dict) -> float:
-    x, y = p["x0"], p["x1"]
-    b, c = 5.1 / (4 * math.pi**2), 5 / math.pi
-    return (
-        (y - b * x**2 + c * x - 6) ** 2
-        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x)
-        + 10
-    )
 
 
 def slow(p):
