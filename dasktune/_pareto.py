@@ -5,14 +5,18 @@ NumPy only, no Dask: the store, the search and the plots use it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["hypervolume_2d", "pareto_front"]
 
 
-def pareto_front(points: ArrayLike) -> NDArray[np.intp]:
-    """The positions of the non-dominated rows of ``points`` (all minimised).
+def pareto_front(
+    points: ArrayLike, directions: Sequence[str] | None = None
+) -> NDArray[np.intp]:
+    """The positions of the non-dominated rows of ``points``.
 
     A row is dominated when another row is no worse on every objective and
     better on one. Rows repeating a front row all stay on the front, as in
@@ -21,8 +25,9 @@ def pareto_front(points: ArrayLike) -> NDArray[np.intp]:
     Parameters
     ----------
     points : array_like of shape (n, k)
-        One row per trial, one column per objective, each minimised (negate
-        a column to maximise it).
+        One row per trial, one column per objective.
+    directions : sequence of {"minimize", "maximize"}, optional
+        Each column's direction (default: every column minimised).
 
     Returns
     -------
@@ -33,8 +38,14 @@ def pareto_front(points: ArrayLike) -> NDArray[np.intp]:
     --------
     >>> pareto_front([[1, 4], [2, 2], [3, 3], [4, 1], [2, 2]]).tolist()
     [0, 1, 3, 4]
+    >>> pareto_front([[1, 4], [2, 2], [3, 3]], ["minimize", "maximize"]).tolist()
+    [0]
     """
     values = np.asarray(points, dtype=float)
+    if directions is not None:
+        values = values * np.array(
+            [-1.0 if d == "maximize" else 1.0 for d in directions]
+        )
     if values.ndim != 2:
         msg = f"points must be a 2-D array (trials × objectives), got shape {values.shape}"
         raise ValueError(msg)

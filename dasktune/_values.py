@@ -11,11 +11,12 @@ use it too.
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_constraints", "as_value", "as_values", "violation"]
+__all__ = ["as_constraints", "as_value", "as_values", "feasible", "violation"]
 
 _NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 _EXPECTED = (
@@ -152,6 +153,16 @@ def as_constraints(raw: Any) -> tuple[float, ...]:
         )
         raise ValueError(msg)
     return values
+
+
+def feasible(constraints: Sequence[float] | None) -> bool:
+    """Whether a trial satisfies its constraints (every ``c <= 0``; a trial
+    without constraints does).
+
+    >>> feasible(None), feasible((0.0, -1.0)), feasible([0.5])
+    (True, True, False)
+    """
+    return constraints is None or all(c <= 0 for c in constraints)
 
 
 def violation(constraints: tuple[float, ...] | None) -> float | None:

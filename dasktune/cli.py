@@ -445,19 +445,17 @@ def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) 
     import pandas as pd
 
     from dasktune._pareto import pareto_front
+    from dasktune._values import feasible
 
-    done = [
-        t
-        for t in trials
-        if t["status"] == "done"
-        and (t["constraints"] is None or all(c <= 0 for c in t["constraints"]))
-    ]
+    done = [t for t in trials if t["status"] == "done" and feasible(t["constraints"])]
     if len(directions) > 1:
         done = [t for t in done if t["objectives"] is not None]
-        signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
         points = np.array([t["objectives"] for t in done], dtype=float)
-        done = [done[i] for i in pareto_front(points.reshape(len(done), -1) * signs)]
-        done.sort(key=lambda t: signs[0] * t["objectives"][0])
+        done = [
+            done[i] for i in pareto_front(points.reshape(len(done), -1), directions)
+        ]
+        first = -1.0 if directions[0] == "maximize" else 1.0
+        done.sort(key=lambda t: first * t["objectives"][0])
         records = [
             {"number": t["number"],
              **{f"values_{i}": v for i, v in enumerate(t["objectives"])},

@@ -147,8 +147,7 @@ def _plot_front(
     columns = [f"values_{i}" for i in range(k)]
     points = done[columns].to_numpy(dtype=float)
     feasible = _feasible(done) & ~np.isnan(points).any(axis=1)
-    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
-    front = np.flatnonzero(feasible)[pareto_front(points[feasible] * signs)]
+    front = np.flatnonzero(feasible)[pareto_front(points[feasible], directions)]
     for ax, (i, j) in zip(axes, pairs, strict=False):
         ax.plot(points[feasible, i], points[feasible, j], ".", alpha=0.4, label="trial")
         if (~feasible).any():

@@ -268,8 +268,7 @@ def _front(done: pd.DataFrame, directions: list[str]) -> pd.DataFrame:
     """The Pareto front of feasible done trials (several objectives)."""
     columns = [f"values_{i}" for i in range(len(directions))]
     points = done[columns].to_numpy(dtype=float)
-    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
-    return done.iloc[pareto_front(points * signs)].sort_values(columns[0])
+    return done.iloc[pareto_front(points, directions)].sort_values(columns[0])
 
 
 def _show(value: Any) -> str:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dasktune._values import feasible
 from dasktune.records import TRIAL_FIELDS
 
 __all__ = ["COLUMNS", "TrialTable"]
@@ -385,7 +386,7 @@ class TrialTable:
                     limits = self._constraints[:n]
                     data["constraints"] = pd.Series(limits, dtype=object, copy=copy)
                     data["feasible"] = pd.array(
-                        [None if c is None else all(v <= 0 for v in c) for c in limits],
+                        [None if c is None else feasible(c) for c in limits],
                         dtype="boolean",
                     )
             if name == "aux":

@@ -95,7 +95,7 @@ class AskTell(Protocol):
     def close(self) -> None: ...
 
 
-def _failure(value: Any) -> bool:
+def is_failure(value: Any) -> bool:
     """Whether a told value is a failure's ``+inf`` (told alone, whatever the
     number of objectives)."""
     return isinstance(value, float | int) and math.isinf(value) and value > 0
@@ -180,7 +180,7 @@ class Optimizer:
             msg = f"trial {number} {state}; tell() takes each asked trial once"
             raise ValueError(msg)
         told: Any
-        if self.n_objectives == 1 or _failure(value):
+        if self.n_objectives == 1 or is_failure(value):
             # the common case first: a float, told as it is
             told = (
                 value

@@ -34,12 +34,11 @@ imported when the first adapter is made. The space converts as
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from dasktune.optim.base import Optimizer
+from dasktune.optim.base import Optimizer, is_failure
 from dasktune.space import Bool, Categorical, Dimension, Float, Int, Space
 
 __all__ = ["OptunaSampler", "distributions", "import_optuna", "stored_constraints"]
@@ -227,7 +226,7 @@ class OptunaSampler(Optimizer):
 
     def _tell(self, number: int, params: Any, value: Any) -> None:
         trial = self._asked.pop(number)
-        if _failed(value):
+        if is_failure(value):
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, self._own(value))
@@ -280,7 +279,7 @@ class OptunaSampler(Optimizer):
             if not self.space.contains(params):
                 continue
             picked = {name: params[name] for name in self.space.names}
-            if _failed(value):
+            if is_failure(value):
                 frozen = create_trial(
                     params=picked, distributions=self._distributions, state=state.FAIL
                 )
@@ -312,11 +311,6 @@ class OptunaSampler(Optimizer):
             f"OptunaSampler({type(self.sampler).__name__}, "
             f"directions={self.directions}, seed={self.seed})"
         )
-
-
-def _failed(value: Any) -> bool:
-    """Whether a told value is a failure's ``+inf``."""
-    return isinstance(value, float | int) and math.isinf(value) and value > 0
 
 
 def _takes_constraints(sampler: Any) -> bool:

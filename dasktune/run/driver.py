@@ -67,6 +67,7 @@ import distributed
 
 from dasktune._checks import key_part
 from dasktune._progress import progress_bar
+from dasktune._values import feasible
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
 from dasktune.optim.pruners import Pruner
@@ -656,12 +657,6 @@ class Driver:
 
     def _record(self, state: _Run, pending: _Pending, outcome: Outcome) -> None:
         """Tell the optimizer and queue the outcome; keep a failure's error."""
-        error = self._told(state, pending, outcome)
-        if error is not None:
-            state.last_error = error
-
-    def _told(self, state: _Run, pending: _Pending, outcome: Outcome) -> str | None:
-        """Tell the optimizer and queue the outcome; return a failure's error."""
         report = state.report
         del state.claimed[pending.param_hash]
         state.outcomes.append(outcome)
@@ -684,7 +679,7 @@ class Driver:
                 pending, outcome.value, report, best=False,
                 values=outcome.values, constraints=outcome.constraints,
             )  # fmt: skip
-            return None
+            return
         if outcome.status == TrialStatus.DONE:
             report.evaluated += 1
             if channel is not None:
@@ -693,7 +688,7 @@ class Driver:
                 pending, outcome.value, report,
                 values=outcome.values, constraints=outcome.constraints,
             )  # fmt: skip
-            return None
+            return
         report.failed += 1
         if report.first_failure is None:
             report.first_failure = outcome
@@ -704,7 +699,8 @@ class Driver:
             if self.raise_if_all_failed and report.all_failed:
                 raise self._all_failed_error(report, report.first_failure) from err
             raise err from failure_exception(outcome)
-        return outcome.error
+        if outcome.error:
+            state.last_error = outcome.error
 
     def _all_failed_error(self, report: RunReport, first: Outcome) -> BaseException:
         exc = failure_exception(first)
@@ -843,18 +839,18 @@ class Driver:
         the constraints when the objective returned some. Only a feasible
         trial of one objective can be the run's best."""
         told: Any
-        feasible = constraints is None or all(c <= 0 for c in constraints)
+        satisfied = feasible(constraints)
         if value is None:
             told = math.inf
         elif self.signs is None:
             told = self.sign * value
-            if best and feasible and told < report.best_value:
+            if best and satisfied and told < report.best_value:
                 report.best_value, report.best_params = told, pending.record
         elif values is None or len(values) != len(self.signs):
             told = math.inf  # a pruned trial of several objectives: no values
         else:
             told = tuple(s * v for s, v in zip(self.signs, values, strict=True))
-            if best and feasible:
+            if best and satisfied:
                 self._on_front(told)
             if self.optimizer.n_objectives == 1:
                 # a source that ignores values (a grid): the first objective's

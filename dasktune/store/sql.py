@@ -1115,11 +1115,11 @@ class TrialStore:
         good = [i for i, v in enumerate(values) if len(v) == len(directions)]
         if not good:
             return []
-        signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
-        points = np.array([values[i] for i in good], dtype=float) * signs
-        on_front = [good[i] for i in pareto_front(points)]
+        points = np.array([values[i] for i in good], dtype=float)
+        on_front = [good[i] for i in pareto_front(points, directions)]
         trials = [_decoded(rows[i]) for i in on_front]
-        trials.sort(key=lambda trial: (signs[0] * trial["values"][0], trial["number"]))
+        first = -1.0 if directions[0] == "maximize" else 1.0
+        trials.sort(key=lambda trial: (first * trial["values"][0], trial["number"]))
         return trials
 
 
