@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import threading
@@ -310,7 +311,9 @@ def test_loading_slower_than_timeout_says_what_how_long_and_how_far(client):
                          name="slow")  # fmt: skip
     text = str(info.value)
     assert "loading the data of ProducerConsumer('slow'" in text
-    assert "timed out after 0.3" in text and "(timeout=0.3 s)" in text
+    # the wait that timed out: at least the timeout, however loaded the machine is
+    waited = re.search(r"timed out after ([0-9.e+-]+) s \(timeout=0.3 s\)", text)
+    assert waited is not None and float(waited.group(1)) >= 0.3, text
     assert "0 of 2 shard groups loaded" in text
 
 

@@ -17,6 +17,7 @@ themselves: the scheduler marks a lost actor as erred and never recomputes it.)
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -274,6 +275,7 @@ class ProducerConsumer:
         self._actors: list[Any] = [None] * len(self.groups)
         self.rebuilds = 0
         self._closed = False
+        self._cancelling: asyncio.Future[Any] | None = None
         try:
             self._build(list(range(len(self.groups))))
         except BaseException:
@@ -527,7 +529,11 @@ class ProducerConsumer:
         self._actors = [None] * len(self._actors)
         self._futures = [None] * len(self._futures)
         if futures:
-            self.client.cancel(futures)
+            cancelled = self.client.cancel(futures)
+            if inspect.isawaitable(cancelled):
+                # an asynchronous client on its own event loop hands back the
+                # coroutine: run it there rather than drop it un-awaited
+                self._cancelling = asyncio.ensure_future(cancelled)
 
     def __enter__(self) -> Self:
         return self
