@@ -125,14 +125,14 @@ def nsga2(seed: int) -> optuna.samplers.NSGAIISampler:
     return optuna.samplers.NSGAIISampler(population_size=16, seed=seed)
 
 
-def zdt_dasktune(client: Client, folder: str, seed: int, n: int):
-    url = f"sqlite:///{folder}/zdt1-{seed}.db"
+def zdt_dasktune(client: Client, folder: str, seed: int, n: int, execution: str):
+    url = f"sqlite:///{folder}/zdt1-{seed}-{execution}.db"
     started = time.perf_counter()
     with Search("zdt1", zdt1, url, client=client, space=ZDT_SPACE,
                 directions=TWO) as search:  # fmt: skip
         search.run(
             OptunaSampler(nsga2(seed), ZDT_SPACE, directions=TWO), n_trials=n,
-            max_in_flight=IN_FLIGHT, progress=False,
+            max_in_flight=IN_FLIGHT, progress=False, execution=execution,
         )  # fmt: skip
         front = [t.values for t in search.best]
     return hypervolume_2d(front, ZDT_REFERENCE), time.perf_counter() - started
@@ -153,14 +153,16 @@ def tpe(seed: int) -> optuna.samplers.TPESampler:
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
-def run_dasktune(client: Client, folder: str, name: str, seed: int, n: int):
+def run_dasktune(
+    client: Client, folder: str, name: str, seed: int, n: int, execution: str
+):
     _, space = PROBLEMS[name]
-    url = f"sqlite:///{folder}/{name}-{seed}.db"
+    url = f"sqlite:///{folder}/{name}-{seed}-{execution}.db"
     started = time.perf_counter()
     with Search(name, Slow(name), url, client=client, space=space) as search:
         search.run(
             OptunaSampler(tpe(seed), space), n_trials=n, max_in_flight=IN_FLIGHT,
-            progress=False,
+            progress=False, execution=execution,
         )  # fmt: skip
         best = search.best.value
     return best, time.perf_counter() - started
@@ -185,10 +187,10 @@ def run_floor(client: Client, name: str, n: int) -> float:
     return time.perf_counter() - started
 
 
-def cpu_timed(run, *args):
+def cpu_timed(run, *args, **kwargs):
     """``run(*args)`` as ``(best, wall, cpu)``: CPU seconds of this process."""
     cpu = time.process_time()
-    best, wall = run(*args)
+    best, wall = run(*args, **kwargs)
     return best, wall, time.process_time() - cpu
 
 
@@ -214,45 +216,60 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["tpe", "zdt1"], help="run one part of the benchmark"
     )
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="2 worker processes of 8 threads (a laptop's LocalCluster) instead "
+        "of one in-process worker of 16 threads",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     folder = tempfile.mkdtemp(prefix="dasktune-samplers-")
     print(f"load average at start: {os.getloadavg()}")
     med = statistics.median
+    if args.processes:
+        layout = {"n_workers": 2, "threads_per_worker": IN_FLIGHT // 2}
+    else:
+        layout = {"n_workers": 1, "threads_per_worker": IN_FLIGHT, "protocol": "tcp"}
+    print(f"cluster: {layout}, processes={args.processes}")
     with (
-        LocalCluster(n_workers=1, threads_per_worker=IN_FLIGHT, processes=False,
-                     host="127.0.0.1", protocol="tcp", dashboard_address=None) as cluster,
+        LocalCluster(**layout, processes=args.processes, host="127.0.0.1",
+                     dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):  # fmt: skip
         run_floor(client, "branin", IN_FLIGHT)  # warm the cluster up
         if args.only != "zdt1":
             print(
-                f"{'problem':>13} | {'best dasktune':>13} {'Optuna':>9} | "
-                f"{'wall dasktune':>13} {'Optuna':>7} {'ratio':>6} {'floor':>6} | "
-                f"{'CPU dasktune':>12} {'Optuna':>7}"
+                f"{'problem':>13} | {'best feed':>9} {'tasks':>9} {'Optuna':>9} | "
+                f"{'wall feed':>9} {'tasks':>7} {'Optuna':>7} {'ratio':>6} "
+                f"{'floor':>6} | {'CPU feed':>8} {'tasks':>6} {'Optuna':>7}"
             )
         for name in PROBLEMS if args.only != "zdt1" else ():
-            ours, theirs, floor = [], [], []
+            fed, tasks, theirs, floor = [], [], [], []
             for s in range(args.seeds):
-                ours.append(
-                    cpu_timed(run_dasktune, client, folder, name, s, args.trials)
-                )
+                fed.append(cpu_timed(
+                    run_dasktune, client, folder, name, s, args.trials, "feed"
+                ))  # fmt: skip
+                tasks.append(cpu_timed(
+                    run_dasktune, client, folder, name, s, args.trials, "tasks"
+                ))  # fmt: skip
                 theirs.append(cpu_timed(run_optuna, name, s, args.trials))
                 floor.append(run_floor(client, name, args.trials))
-            wall_ours, wall_theirs = med(r[1] for r in ours), med(r[1] for r in theirs)
+            wall_fed, wall_theirs = med(r[1] for r in fed), med(r[1] for r in theirs)
             print(
-                f"{name:>13} | {med(r[0] for r in ours):>13.5g} "
-                f"{med(r[0] for r in theirs):>9.5g} | {wall_ours:>11.2f} s "
-                f"{wall_theirs:>5.2f} s {wall_theirs / wall_ours:>5.2f}x "
-                f"{med(floor):>4.2f} s | {med(r[2] for r in ours):>10.2f} s "
-                f"{med(r[2] for r in theirs):>5.2f} s",
+                f"{name:>13} | {med(r[0] for r in fed):>9.5g} "
+                f"{med(r[0] for r in tasks):>9.5g} {med(r[0] for r in theirs):>9.5g} | "
+                f"{wall_fed:>7.2f} s {med(r[1] for r in tasks):>5.2f} s "
+                f"{wall_theirs:>5.2f} s {wall_theirs / wall_fed:>5.2f}x "
+                f"{med(floor):>4.2f} s | {med(r[2] for r in fed):>6.2f} s "
+                f"{med(r[2] for r in tasks):>4.2f} s {med(r[2] for r in theirs):>5.2f} s",
                 flush=True,
             )  # fmt: skip
         if args.only != "tpe":
             ours, theirs = [], []
             for s in range(args.seeds):  # interleaved, as above
-                ours.append(zdt_dasktune(client, folder, s, args.zdt_trials))
+                ours.append(zdt_dasktune(client, folder, s, args.zdt_trials, "feed"))
                 theirs.append(zdt_optuna(s, args.zdt_trials))
             hv_ours = statistics.median(h for h, _ in ours)
             hv_theirs = statistics.median(h for h, _ in theirs)

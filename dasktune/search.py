@@ -48,6 +48,7 @@ from dasktune.run.driver import (
     Driver,
     RunReport,
     check_batch_objective,
+    check_execution,
     check_pruned_objective,
 )
 from dasktune.space import Space
@@ -251,6 +252,7 @@ class Search:
         seed: int | None = None,
         pruner: Pruner | None = None,
         resources: Mapping[str, float] | None = None,
+        execution: str = "auto",
     ) -> RunReport:
         """Evaluate what ``source`` proposes, recording every trial.
 
@@ -295,6 +297,16 @@ class Search:
             Dask worker resources each trial holds while it runs
             (``{"GPU": 1}``): a trial runs only on a worker that declared them,
             and one trial per task.
+        execution : {"auto", "tasks", "feed"}, default "auto"
+            How trials reach the workers. ``"tasks"``: one Dask task per trial
+            (or per group of fast trials), each on the dashboard's task
+            stream. ``"feed"``: one long-lived task per worker thread takes
+            trials from a worker-pinned actor, with no task per trial — for a
+            sequential sampler (Optuna's TPE) asking one trial per result this
+            saves Dask's per-task latency, but it holds every worker thread
+            while the run lasts (``dasktune.run.feed``). ``"auto"`` feeds
+            trials when nothing needs a task each (no ``resources``). Lost
+            workers, retries, timeouts and pruning work the same either way.
 
         Returns
         -------
@@ -325,6 +337,11 @@ class Search:
         check_int("retries", retries, 0)
         check_int("max_failures", max_failures, 1, optional=True)
         check_timeout(timeout)
+        check_execution(
+            execution,
+            batch=isinstance(self.objective, BatchObjective),
+            resources=resources,
+        )
         for f in filters:
             check_callable("each filter", f)
         self._warm_start(optimizer)
@@ -365,6 +382,7 @@ class Search:
             keep=self._keeper(filters, recorder) if filters else None,
             pruner=pruner,
             resources=resources,
+            execution=execution,
             space_size=self._space_size(source),
             total=_length(source),
         )

@@ -91,6 +91,7 @@ from dasktune.run.evaluate import (
     failure_exception,
     outcome_of,
 )
+from dasktune.run.feed import FedWindow
 from dasktune.run.mapping import Shipped
 from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
@@ -100,6 +101,7 @@ __all__ = [
     "Driver",
     "RunReport",
     "check_batch_objective",
+    "check_execution",
     "check_pruned_objective",
 ]
 
@@ -143,6 +145,47 @@ def check_pruned_objective(objective: object, pruner: object) -> None:
             "or run without pruner="
         )
         raise TypeError(msg)
+
+
+EXECUTIONS = ("auto", "tasks", "feed")
+
+
+def check_execution(
+    execution: object,
+    *,
+    batch: bool = False,
+    vectorized: bool = False,
+    resources: Mapping[str, float] | None = None,
+) -> str:
+    """Check ``execution`` (how trials reach the workers) against the run;
+    return it.
+
+    Raises
+    ------
+    ValueError
+        For a name other than ``"auto"``, ``"tasks"`` and ``"feed"``, or
+        ``"feed"`` with what needs a task per call (``resources``, a
+        vectorized or a batch objective).
+    """
+    if execution not in EXECUTIONS:
+        msg = (
+            f"execution must be one of {', '.join(map(repr, EXECUTIONS))}; got "
+            f"{execution!r}"
+        )
+        raise ValueError(msg)
+    if execution == "feed":
+        why = (
+            "resources" if resources else
+            "a vectorized objective" if vectorized else
+            "a batch objective (a ProducerConsumer)" if batch else None
+        )  # fmt: skip
+        if why is not None:
+            msg = (
+                f"execution='feed' cannot run {why}: each call must be a task of "
+                "its own; use execution='tasks' (or 'auto')"
+            )
+            raise ValueError(msg)
+    return str(execution)
 
 
 def check_batch_objective(objective: object) -> None:
@@ -342,6 +385,7 @@ class Driver:
         resources: Mapping[str, float] | None = None,
         space_size: int | None = None,
         total: int | None = None,
+        execution: str = "auto",
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -373,6 +417,9 @@ class Driver:
         self.resources = dict(resources) if resources else None
         if self.resources:
             check_resources(client, self.resources)
+        self.execution = check_execution(
+            execution, batch=self.batch, vectorized=vectorized, resources=self.resources
+        )
         self._channel: ReportChannel | None = None
         self.space_size = space_size
         # the bar counts proposals (reused ones too) when it has their total
@@ -394,7 +441,14 @@ class Driver:
         started = time.perf_counter()
         threads = self.threads = capacity(self.client, max_age=2.0)
         self.task_window = threads + max(2, threads // 4)
-        self._flying = Window[list[_Pending]](self.client, self.timeout)
+        self._fed = self._feeds()
+        self._flying: Window[list[_Pending]] | FedWindow[list[_Pending]]
+        if self._fed:
+            self._flying = FedWindow(
+                self.client, self._runner, self.timeout, name=self.name
+            )
+        else:
+            self._flying = Window(self.client, self.timeout)
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -616,7 +670,10 @@ class Driver:
         return errors
 
     def _peek(
-        self, waiting: list[_Pending], peeked: float, flying: Window[list[_Pending]]
+        self,
+        waiting: list[_Pending],
+        peeked: float,
+        flying: Window[list[_Pending]] | FedWindow[list[_Pending]],
     ) -> tuple[float, list[_Pending], list[_Pending]]:
         """Look (read-only) at trials another driver holds, every so often.
 
@@ -891,7 +948,11 @@ class Driver:
         n = len(to_run)
         workers: list[str | None] | None = None
         threads_of: list[int]
-        whole_batch = self.max_in_flight is None and self.optimizer.batch_size > 0
+        whole_batch = (
+            self.max_in_flight is None
+            and self.optimizer.batch_size > 0
+            and not self._fed  # fed trials pay no task each: grouped as others
+        )
         if self.resources:
             # each trial holds the resources while it runs: one task each
             sizes = [1] * n
@@ -940,6 +1001,15 @@ class Driver:
             workers=workers,
             resources=self.resources,
         )
+
+    def _feeds(self) -> bool:
+        """Whether this run's trials are fed to long-lived tasks
+        (:mod:`dasktune.run.feed`) rather than sent as tasks."""
+        if self.execution == "tasks" or self.batch or self.vectorized:
+            return False
+        if self.resources:
+            return False
+        return self.execution == "feed"
 
     def _nthreads(self) -> dict[str, int]:
         """The workers and their threads, read at most every couple of seconds."""

@@ -1,0 +1,584 @@
+"""Trials fed to long-lived tasks: no Dask task per trial.
+
+A sequential ask/tell source (Optuna's TPE, a Gaussian process, Nevergrad)
+asks one trial for each result it is told. Sent as one Dask task each, every
+trial pays the scheduler's work and its batched streams: 17-56 ms between
+submit, start, finish and harvest on a 2-core machine, and 3-8 ms of the
+driver's CPU, under the GIL its asks also need. :class:`FedWindow` sends the
+same payloads without a task each:
+
+- on every worker, one :class:`Feed` actor (pinned there) and one long-lived
+  *server* task per worker thread (pinned there too) that takes payloads from
+  the actor's in-process queue, runs them, and hands the results back to it;
+- the driver puts payloads with one actor call per turn and per worker (not
+  waited for), and a pump per worker, on the client's event loop, keeps one
+  :meth:`Feed.take` call waiting for results and passes them on to the
+  driver's thread;
+- results are pickled by the server thread that made them, so a result that
+  cannot be pickled fails its own trials, not the feed.
+
+It keeps :class:`~dasktune.run.submit.Window`'s interface (``map``,
+``next_batch``, ``cancel``), so the driver's loop is the same for both.
+
+What a task per trial gave for free, the window does itself:
+
+- **a lost worker**: its actor's pump raises; every payload that worker held
+  is put to the other workers (or, once it joins, to a worker that replaces
+  it), up to ``distributed.scheduler.allowed-failures`` times, as Dask re-runs
+  a task; after that its trials fail with the reason;
+- **new workers** are fed from the next turn that looks (every couple of
+  seconds at most);
+- **the timeout** counts from the window's creation, as ``Window``'s does;
+- **closing** stops the servers (an idle one returns at once; one running a
+  trial returns after it) and releases the actors. A server whose actor is
+  gone (its driver died) returns within a quarter of a second.
+
+The price: the server tasks hold every worker thread while the run lasts, so
+other work on the cluster waits for the run, and a worker holding an actor
+cannot be retired (``dask-jobqueue`` ``--lifetime`` and adaptive scaling then
+wait for the run's end). ``execution="tasks"`` keeps one task per trial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import pickle
+import queue
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Self, TypeVar, cast
+
+import cloudpickle
+import dask.config
+import distributed
+from distributed import get_worker
+from distributed.protocol import to_serialize
+
+from dasktune._checks import key_part
+
+__all__ = ["Feed", "FedWindow", "Finished", "serve"]
+
+Tag = TypeVar("Tag")
+
+_POLL_SECONDS = 0.25  # how often an idle server looks whether its feed is gone
+_TAKE_SECONDS = 1.0  # how long one take() waits on the worker before returning
+_LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers is trusted
+_ERROR = "error"
+
+
+class Feed:
+    """The worker's end (a Dask actor, pinned to its worker): payloads in,
+    pickled results out.
+
+    The server tasks on its worker reach it in-process
+    (``get_worker().state.actors[key]``); the driver through actor calls.
+    """
+
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
+        self.closed = False
+        self._results: list[tuple[int, bytes]] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Event | None = None
+
+    async def put(self, items: list[tuple[int, Any]]) -> int:
+        """Queue ``(number, payload)`` items for the servers."""
+        for item in items:
+            self.inbox.put(item)
+        return len(items)
+
+    async def take(self, wait: float) -> list[tuple[int, bytes]]:
+        """The results ready, waiting up to ``wait`` seconds for the first."""
+        if self._ready is None:
+            self._loop = asyncio.get_running_loop()
+            self._ready = asyncio.Event()
+        if not self._results:
+            self._ready.clear()
+            if not self._results:  # a result may have come between the looks
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), wait)
+        with self._lock:
+            out, self._results = self._results, []
+        return out
+
+    async def stop(self, servers: int) -> None:
+        """Let the servers return: idle ones at once, busy ones after their
+        current payload."""
+        self.closed = True
+        for _ in range(servers):
+            self.inbox.put(None)
+
+    def done(self, number: int, blob: bytes) -> None:
+        """A server's result (called in the worker's process, from its thread)."""
+        with self._lock:
+            self._results.append((number, blob))
+        loop = self._loop
+        if loop is not None:
+            # a closed loop (the worker leaving) has nobody to take
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._ready is not None:
+            self._ready.set()
+
+
+@dataclass
+class Finished:
+    """What the driver gets for a payload that did not give a result: its
+    ``status`` (``"error"``), as a future's, and a ``key`` naming it."""
+
+    key: str
+    status: str = _ERROR
+
+
+def _pickled(number: int, result: Any) -> bytes:
+    try:
+        return cloudpickle.dumps((True, result))
+    except Exception as err:
+        text = "".join(traceback.format_exception(err))
+        msg = f"the result of payload {number} could not be pickled:\n{text}"
+        return pickle.dumps((False, msg))
+
+
+def serve(key: str, runner: Any) -> int:
+    """A server task: run the payloads the worker's :class:`Feed` ``key``
+    queues until told to stop (or the feed is gone); return how many ran."""
+    worker = get_worker()
+    feed = cast("Feed | None", worker.state.actors.get(key))
+    if feed is None:
+        msg = f"no feed {key} on worker {worker.address}: it was released"
+        raise RuntimeError(msg)
+    ran = 0
+    while True:
+        try:
+            item = feed.inbox.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            if feed.closed or key not in worker.state.actors:
+                return ran
+            continue
+        if item is None:
+            return ran
+        number, payload = item
+        try:
+            result = runner(payload)
+        except BaseException as err:
+            text = "".join(traceback.format_exception(err))
+            blob = pickle.dumps((False, text))
+        else:
+            blob = _pickled(number, result)
+        ran += 1
+        feed.done(number, blob)
+
+
+@dataclass
+class _Station:
+    """One worker's feed: its actor, its servers, and what it holds."""
+
+    worker: str
+    threads: int
+    actor: Any
+    actor_future: distributed.Future
+    servers: list[distributed.Future]
+    pump: concurrent.futures.Future[None] | None = None
+    #: what it holds: payload number -> the order it was sent in (its servers
+    #: take them first in, first out)
+    holding: dict[int, int] = field(default_factory=dict)
+    lost: bool = False
+    direct: bool = True  # calls go straight to the worker
+    reached: bool = False  # a call has reached it
+
+
+@dataclass
+class _Payload(Generic[Tag]):
+    payload: Any
+    tag: Tag
+    key: str
+    station: str | None = None
+    attempts: int = 0
+
+
+class FedWindow(Generic[Tag]):
+    """Payloads in flight on long-lived tasks fed through worker-pinned
+    actors; see the module notes. ``Window``'s interface and meaning.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    runner : callable
+        What the servers call on each payload (shipped once per server task).
+    timeout : float, optional
+        Seconds from the window's creation after which :meth:`next_batch`
+        raises ``TimeoutError``.
+    name : str
+        Names the server tasks on the dashboard (``feed-<name>-...``).
+    """
+
+    def __init__(
+        self,
+        client: distributed.Client,
+        runner: Any,
+        timeout: float | None = None,
+        *,
+        name: str = "dasktune",
+    ) -> None:
+        self.client = client
+        self.runner = runner
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.timeout = timeout
+        self.name = key_part(name)
+        self.token = uuid.uuid4().hex[:8]
+        self.allowed_failures = int(
+            dask.config.get("distributed.scheduler.allowed-failures", 3)
+        )
+        self._stations: dict[str, _Station] = {}
+        self._flying: dict[int, _Payload[Tag]] = {}
+        self._homeless: list[int] = []  # waiting for a worker
+        # (kind, station, body) from the pumps and the calls, to the driver
+        self._events: queue.SimpleQueue[tuple[str, _Station, Any]] = queue.SimpleQueue()
+        self._looked = -1e9
+        self._counter = 0
+        self._sent = 0
+        self._members_looked = time.monotonic()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._flying)
+
+    # -- the workers ---------------------------------------------------------
+
+    def _look(self, force: bool = False) -> None:
+        """Feed the workers that have no station yet (at most every couple
+        of seconds unless forced)."""
+        now = time.monotonic()
+        if not force and now - self._looked < _LAYOUT_MAX_AGE:
+            return
+        self._looked = now
+        nthreads = self.client.nthreads()
+        # a lost worker's address may come back (a fixed port): fed anew
+        new = [w for w in nthreads if w not in self._stations or self._stations[w].lost]
+        if not new:
+            return
+        with self.client.as_current():
+            futures = {
+                w: self.client.submit(
+                    Feed,
+                    actor=True,
+                    workers=[w],
+                    allow_other_workers=False,
+                    key=f"feed-{self.name}-actor-{self.token}-{uuid.uuid4().hex[:6]}",
+                )
+                for w in new
+            }
+            for worker, future in futures.items():
+                try:
+                    actor = future.result(timeout=self._left(30.0))
+                except Exception:
+                    future.release()
+                    continue
+                self._open(worker, nthreads[worker], actor, future)
+
+    def _open(
+        self, worker: str, threads: int, actor: Any, future: distributed.Future
+    ) -> None:
+        servers = [
+            self.client.submit(
+                serve,
+                actor.key,
+                self.runner,
+                key=f"feed-{self.name}-{i}-{self.token}-{uuid.uuid4().hex[:6]}",
+                workers=[worker],
+                allow_other_workers=False,
+                pure=False,
+            )
+            for i in range(threads)
+        ]
+        station = _Station(worker, threads, actor, future, servers)
+        loop = self.client.loop
+        assert loop is not None  # a connected client
+        station.pump = asyncio.run_coroutine_threadsafe(
+            self._pump(station),
+            loop.asyncio_loop,  # type: ignore[attr-defined]
+        )
+        self._stations[worker] = station
+
+    async def _pump(self, station: _Station) -> None:
+        """On the client's loop: keep a take() waiting; pass results on."""
+        while not self._closed:
+            try:
+                out = await self._call(station, "take", _TAKE_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as err:
+                self._events.put(("lost", station, err))
+                return
+            if out:
+                self._events.put(("results", station, out))
+            # a server that ended while the feed runs (looked at once per take,
+            # without a callback thread of Dask's per future)
+            ended = [f for f in station.servers if f.status != "pending"]
+            if ended and not self._closed:
+                self._events.put(("ended", station, ended[0]))
+                return
+
+    async def _call(self, station: _Station, function: str, *args: Any) -> Any:
+        """Call the station's actor: straight to its worker (as Dask's actors do
+        with ``direct_to_workers``), or through the scheduler when the worker
+        cannot be reached directly. A lost worker raises ``OSError`` either
+        way (an ``Actor`` handle would instead wait for its pinned actor to
+        come back, which it never does)."""
+        msg = {
+            "actor": station.actor.key,
+            "function": function,
+            "args": [to_serialize(arg) for arg in args],
+            "kwargs": {},
+        }
+        if station.direct:
+            try:
+                result = await self.client.rpc(station.worker).actor_execute(**msg)
+            except OSError:
+                if station.reached:
+                    raise
+                station.direct = False  # never reached: try the scheduler's way
+                return await self._call(station, function, *args)
+        else:
+            scheduler = self.client.scheduler
+            assert scheduler is not None  # a connected client
+            result = await scheduler.proxy(
+                msg={"op": "actor_execute", **msg}, worker=station.worker
+            )
+        station.reached = True
+        if result["status"] != "OK":
+            raise result["exception"]
+        return result["result"]
+
+    def _fire(self, station: _Station, function: str, *args: Any) -> None:
+        """Call the station's actor from the driver's thread, not waiting; a
+        failure is the station's loss."""
+        loop = self.client.loop
+        assert loop is not None  # a connected client
+        call = asyncio.run_coroutine_threadsafe(
+            self._call(station, function, *args),
+            loop.asyncio_loop,  # type: ignore[attr-defined]
+        )
+
+        def failed(call: concurrent.futures.Future[Any]) -> None:
+            if call.cancelled() or call.exception() is None:
+                return
+            self._events.put(("lost", station, call.exception()))
+
+        call.add_done_callback(failed)
+
+    def _left(self, cap: float) -> float:
+        if self.deadline is None:
+            return cap
+        return max(0.0, min(cap, self.deadline - time.monotonic()))
+
+    # -- sending -------------------------------------------------------------
+
+    def map(
+        self,
+        runner: Any,
+        payloads: Sequence[Any],
+        tags: Iterable[Tag],
+        *,
+        keys: Sequence[str],
+        workers: Sequence[Any] | None = None,
+        allow_other_workers: bool = True,
+        resources: Mapping[str, float] | None = None,
+    ) -> None:
+        """Send each payload to be run by the window's ``runner``.
+
+        ``runner`` must be the window's own; ``workers`` and ``resources``
+        are refused (they need a task each: use ``Window``).
+        """
+        if runner is not self.runner or workers is not None or resources:
+            msg = (
+                "a FedWindow runs its own runner, on any worker, without "
+                "resources; use Window for pinned or resource-holding tasks"
+            )
+            raise ValueError(msg)
+        numbers = []
+        for payload, tag, key in zip(payloads, tags, keys, strict=True):
+            self._counter += 1
+            self._flying[self._counter] = _Payload(payload, tag, key)
+            numbers.append(self._counter)
+        self._send(numbers)
+
+    def _send(self, numbers: list[int]) -> None:
+        """Put payloads to the stations with the most room (one call each)."""
+        self._look(force=not self._live())
+        live = self._live()
+        if not live:
+            self._homeless.extend(numbers)
+            return
+        batches: dict[str, list[tuple[int, Any]]] = {}
+        for number in numbers:
+            station = min(live, key=lambda s: len(s.holding) / s.threads)
+            self._sent += 1
+            station.holding[number] = self._sent
+            item = self._flying[number]
+            item.station = station.worker
+            batches.setdefault(station.worker, []).append((number, item.payload))
+        for worker, items in batches.items():
+            self._fire(self._stations[worker], "put", items)
+
+    def _live(self) -> list[_Station]:
+        return [s for s in self._stations.values() if not s.lost]
+
+    # -- harvesting ----------------------------------------------------------
+
+    def next_batch(self) -> list[tuple[Any, Any, Tag]]:
+        """Block until at least one payload is done; return every one done.
+
+        Each entry is ``(finished, result, tag)``: ``finished.status`` is
+        ``"finished"`` with the runner's result, or ``"error"`` with a
+        ``(type, exception, None)`` result. Raises ``TimeoutError`` past the
+        timeout.
+        """
+        done: list[tuple[Any, Any, Tag]] = []
+        while not done:
+            if self._homeless:
+                homeless, self._homeless = self._homeless, []
+                self._send(homeless)
+            try:
+                event = self._events.get(timeout=self._left(_POLL_SECONDS))
+            except queue.Empty:
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    msg = f"the window's timeout ({self.timeout} s) passed"
+                    raise TimeoutError(msg) from None
+                done.extend(self._check_members())
+                continue
+            events = [event]
+            while True:
+                try:
+                    events.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            for kind, station, body in events:
+                done.extend(self._handle(kind, station, body))
+        return done
+
+    def _handle(
+        self, kind: str, station: _Station, body: Any
+    ) -> list[tuple[Any, Any, Tag]]:
+        if kind == "results":
+            out = []
+            for number, blob in body:
+                item = self._flying.pop(number, None)
+                if item is None:  # a late repeat of a payload re-sent elsewhere
+                    continue
+                holder = self._stations.get(item.station or "")
+                if holder is not None:
+                    holder.holding.pop(number, None)
+                try:
+                    ok, result = pickle.loads(blob)
+                except Exception as err:
+                    ok = False
+                    text = "".join(traceback.format_exception(err))
+                    result = f"the result of {item.key} could not be read:\n{text}"
+                if ok:
+                    out.append((Finished(item.key, "finished"), result, item.tag))
+                else:
+                    out.append((Finished(item.key), self._error(result), item.tag))
+            return out
+        if kind == "ended":
+            if station.lost or self._closed:
+                return []
+            future: distributed.Future = body
+            if future.status == "error":
+                # a server itself failed: not a trial's error, a broken feed
+                future.result()
+            return self._lose(station, f"its server {future.key} ended {future.status}")
+        return self._lose(station, f"{type(body).__name__}: {body}")
+
+    def _check_members(self) -> list[tuple[Any, Any, Tag]]:
+        """Lose the stations whose worker left the cluster (looked at every
+        couple of seconds while waiting: a call to a worker that froze may
+        not fail for a long time)."""
+        now = time.monotonic()
+        if now - self._members_looked < _LAYOUT_MAX_AGE:
+            return []
+        self._members_looked = now
+        members = self.client.nthreads()
+        out: list[tuple[Any, Any, Tag]] = []
+        for station in list(self._stations.values()):
+            if not station.lost and station.worker not in members:
+                out.extend(self._lose(station, "it left the cluster"))
+        return out
+
+    def _error(self, text: str) -> tuple[type[BaseException], BaseException, None]:
+        exc = RuntimeError(text)
+        return RuntimeError, exc, None
+
+    def _lose(self, station: _Station, why: str) -> list[tuple[Any, Any, Tag]]:
+        """A worker is gone: re-send what it held, or fail it past the
+        allowed failures."""
+        if station.lost:
+            return []
+        station.lost = True
+        self._release(station)
+        failed: list[tuple[Any, Any, Tag]] = []
+        again: list[int] = []
+        # the first sent are those its servers were running: only they count a
+        # failure (as the scheduler counts only the tasks processing on a lost
+        # worker); the others were queued, and go again as they are
+        order = sorted(station.holding, key=station.holding.__getitem__)
+        running = set(order[: station.threads])
+        for number in order:
+            item = self._flying.get(number)
+            if item is None:
+                continue
+            item.attempts += number in running
+            if item.attempts > self.allowed_failures:
+                del self._flying[number]
+                msg = (
+                    f"{item.key}: the worker running it was lost "
+                    f"{item.attempts} times (distributed.scheduler."
+                    f"allowed-failures={self.allowed_failures}); last: "
+                    f"{station.worker}: {why}"
+                )
+                failed.append((Finished(item.key), self._error(msg), item.tag))
+            else:
+                again.append(number)
+        station.holding.clear()
+        if again:
+            self._send(again)
+        return failed
+
+    # -- closing -------------------------------------------------------------
+
+    def _release(self, station: _Station) -> None:
+        if station.pump is not None:
+            station.pump.cancel()
+        self.client.cancel([*station.servers, station.actor_future])
+
+    def cancel(self) -> None:
+        """Stop the servers and release the actors; payloads in flight are
+        dropped."""
+        self._closed = True
+        self._flying.clear()
+        self._homeless.clear()
+        for station in self._stations.values():
+            if station.lost:
+                continue  # released when lost
+            station.lost = True
+            # idle servers return at once; released, the actor is gone
+            # from its worker, and any server left returns within
+            # _POLL_SECONDS of finishing its payload
+            self._fire(station, "stop", station.threads)
+            self._release(station)
+        self._stations.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()

@@ -1,0 +1,218 @@
+"""execution="feed": trials fed to long-lived tasks through worker-pinned actors."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from distributed import Client, LocalCluster
+from distributed.utils_test import gen_cluster
+
+import dasktune
+from dasktune import Float, Search
+from dasktune.optim.pruners import Pruner, Verdict
+from dasktune.run.driver import check_execution
+from dasktune.run.feed import FedWindow
+
+SPACE = {"x": Float(0.0, 1.0)}
+
+
+async def call(fn, *args, **kwargs):
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def square(params):
+    time.sleep(0.005)
+    return (params["x"] - 0.3) ** 2
+
+
+def fails_above_half(params):
+    if params["x"] > 0.5:
+        raise ValueError(f"x={params['x']} is too large")
+    return params["x"]
+
+
+def sleepy(params):
+    time.sleep(0.2)
+    return params["x"]
+
+
+def _feed_keys(s) -> list[str]:
+    return [k for k in s.tasks if str(k).startswith("feed-")]
+
+
+async def _until_released(s, timeout: float = 10.0) -> None:
+    """The feed's actors and server tasks leave the scheduler."""
+    deadline = time.monotonic() + timeout
+    while _feed_keys(s):
+        assert time.monotonic() < deadline, _feed_keys(s)
+        await asyncio.sleep(0.05)
+
+
+@gen_cluster(client=True)
+async def test_fed_trials_are_those_of_tasks_and_the_feed_is_released(c, s, a, b):
+    runs = {}
+    for execution in ("feed", "tasks"):
+        search = Search(execution, square, "sqlite://", client=c, space=SPACE)
+        report = await call(
+            search.run, None, n_trials=40, seed=3, progress=False,
+            execution=execution,
+        )  # fmt: skip
+        assert (report.evaluated, report.failed, report.stopped) == (40, 0, "n_trials")
+        frame = await call(search.trials)
+        runs[execution] = sorted(zip(frame["x"], frame["value"], strict=True))
+        assert set(frame["status"]) == {"done"}
+        assert frame["worker"].isin([a.address, b.address]).all()
+        search.close()
+    assert runs["feed"] == runs["tasks"]  # the same seed, the same trials
+    await _until_released(s)
+    assert not a.state.actors and not b.state.actors
+
+
+@gen_cluster(client=True)
+async def test_both_workers_are_fed(c, s, a, b):
+    search = Search("both", sleepy, "sqlite://", client=c, space=SPACE)
+    await call(
+        search.run, None, n_trials=8, seed=0, progress=False, execution="feed",
+        max_in_flight=4,
+    )  # fmt: skip
+    frame = await call(search.trials)
+    assert set(frame["worker"]) == {a.address, b.address}
+
+
+@gen_cluster(client=True)
+async def test_a_failing_trial_is_recorded_and_the_rest_goes_on(c, s, a, b):
+    search = Search("fails", fails_above_half, "sqlite://", client=c, space=SPACE)
+    report = await call(
+        search.run, None, n_trials=30, seed=1, progress=False, execution="feed"
+    )
+    frame = await call(search.trials)
+    failed = frame[frame["status"] == "failed"]
+    assert report.failed == len(failed) > 0 and report.evaluated == 30 - len(failed)
+    assert (failed["x"] > 0.5).all()
+    assert failed["error"].str.contains("ValueError: x=").all()
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_the_timeout_stops_the_run_and_the_servers(c, s, a, b):
+    search = Search("timeout", sleepy, "sqlite://", client=c, space=SPACE)
+    started = time.monotonic()
+    report = await call(
+        search.run, None, n_trials=1000, seed=0, progress=False, timeout=0.5,
+        execution="feed",
+    )  # fmt: skip
+    assert report.stopped == "timeout"
+    assert time.monotonic() - started < 15
+    await _until_released(s)
+    frame = await call(search.trials)
+    assert 0 < (frame["status"] == "done").sum() < 1000
+
+
+class StopAfterTwo(Pruner):
+    """Stops every trial at its second report."""
+
+    def _decide(self, number, step):
+        return Verdict(step >= 1, f"stopped at step {step}")
+
+
+def reports(params, trial):
+    for step in range(50):
+        trial.report(step, params["x"])
+        if trial.should_prune():
+            raise dasktune.TrialPruned
+        time.sleep(0.01)
+    return params["x"]
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_pruner_stops_fed_trials(c, s, a, b):
+    search = Search("pruned", reports, "sqlite://", client=c, space=SPACE)
+    report = await call(
+        search.run, None, n_trials=6, seed=0, progress=False, pruner=StopAfterTwo(),
+        execution="feed",
+    )  # fmt: skip
+    assert report.pruned == 6
+    frame = await call(search.trials)
+    assert set(frame["status"]) == {"pruned"}
+    assert (frame["step"] < 49).all()  # stopped early, not run to the end
+
+
+def test_bad_execution_is_refused_before_anything_is_written():
+    with pytest.raises(ValueError, match=r"execution must be one of 'auto', 'tasks', 'feed'; got 'threads'"):  # fmt: skip
+        check_execution("threads")
+    with pytest.raises(ValueError, match="cannot run resources.*execution='tasks'"):
+        check_execution("feed", resources={"GPU": 1})
+    search = Search("refused", square, "sqlite://", client=None, space=SPACE)
+    with pytest.raises(ValueError, match="execution must be one of"):
+        search.run(None, n_trials=2, seed=0, execution="thread")
+    assert len(search.trials()) == 0
+    drivers = sa.select(sa.func.count()).select_from(search.store.drivers)
+    with search.store.engine.connect() as conn:
+        assert conn.execute(drivers).scalar_one() == 0  # no driver registered
+
+
+@gen_cluster(client=True)
+async def test_the_window_refuses_pinned_or_resource_tasks(c, s, a, b):
+    window = FedWindow(c, runner=square)
+    with pytest.raises(ValueError, match="use Window"):
+        window.map(square, [1], [None], keys=["k"], resources={"GPU": 1})
+    window.cancel()
+
+
+# -- a lost worker (real processes) ------------------------------------------
+
+
+def die_once_at_seven(params):
+    """Kill the worker process the first time x == 0.7 runs."""
+    marker = params["marker"]
+    if params["x"] == 0.7 and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(0.3)  # the trials before it have reported
+        os._exit(1)
+    time.sleep(0.05)
+    return params["x"]
+
+
+def always_dies_at_seven(params):
+    if params["x"] == 0.7:
+        time.sleep(0.3)  # the trials before it have reported
+        os._exit(1)
+    time.sleep(0.05)
+    return params["x"]
+
+
+def test_a_lost_worker_s_trials_run_elsewhere_or_fail_past_the_allowed(tmp_path):
+    marker = str(tmp_path / "killed")
+    grid = [{"x": x / 10, "marker": marker} for x in range(10)]
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        # one thread a worker: a lost worker was running one trial, the one
+        # that killed it (the others it held were queued: no failure counted;
+        # as Dask's scheduler does, the window counts a failure for as many
+        # of the first sent as the worker has threads)
+        with Search("lost", die_once_at_seven, "sqlite://", client=client) as search:
+            report = search.run(grid, progress=False, execution="feed", timeout=120)
+            assert os.path.exists(marker)  # a worker really died
+            assert (report.evaluated, report.failed) == (10, 0)
+            frame = search.trials()
+            assert sorted(frame["value"]) == [x / 10 for x in range(10)]
+        with Search("always", always_dies_at_seven, "sqlite://",
+                    client=client) as search:  # fmt: skip
+            report = search.run(grid, progress=False, execution="feed", timeout=120)
+            assert (report.evaluated, report.failed) == (9, 1)
+            frame = search.trials()
+            error = frame.loc[frame["x"] == 0.7, "error"].item()
+            assert "worker running it was lost" in error
+            assert "allowed-failures" in error
+            assert math.isclose(search.best.value, 0.0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("dasktune")]
