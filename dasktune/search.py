@@ -305,8 +305,12 @@ class Search:
             sequential sampler (Optuna's TPE) asking one trial per result this
             saves Dask's per-task latency, but it holds every worker thread
             while the run lasts (``dasktune.run.feed``). ``"auto"`` feeds
-            trials when nothing needs a task each (no ``resources``). Lost
-            workers, retries, timeouts and pruning work the same either way.
+            the trials of a sequential sampler (one that learns from results
+            and asks one trial at a time: Optuna, Nevergrad, ``LCBSelector``)
+            unless ``resources`` are given, and sends everything else (grids,
+            random sources, a batch-synchronous method's known batches) as
+            tasks. Lost workers, retries, timeouts and pruning work the same
+            either way.
 
         Returns
         -------

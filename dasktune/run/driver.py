@@ -442,6 +442,9 @@ class Driver:
         threads = self.threads = capacity(self.client, max_age=2.0)
         self.task_window = threads + max(2, threads // 4)
         self._fed = self._feeds()
+        self._deadline = (
+            None if self.timeout is None else time.monotonic() + self.timeout
+        )
         self._flying: Window[list[_Pending]] | FedWindow[list[_Pending]]
         if self._fed:
             self._flying = FedWindow(
@@ -451,8 +454,7 @@ class Driver:
             self._flying = Window(self.client, self.timeout)
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        state = _Run(report, deadline, peeked=time.monotonic())
+        state = _Run(report, self._deadline, peeked=time.monotonic())
         stop = threading.Event()
         beat = threading.Thread(
             target=self._beat, args=(stop,), name=f"dasktune-heartbeat-{self.name}"
@@ -945,6 +947,8 @@ class Driver:
         task may run up to 1.5 times the target, which beats a second round of
         tasks that would each pay Dask's overhead again).
         """
+        if self._fed is None:
+            self._decide_feed()
         n = len(to_run)
         workers: list[str | None] | None = None
         threads_of: list[int]
@@ -1002,14 +1006,29 @@ class Driver:
             resources=self.resources,
         )
 
-    def _feeds(self) -> bool:
+    def _feeds(self) -> bool | None:
         """Whether this run's trials are fed to long-lived tasks
-        (:mod:`dasktune.run.feed`) rather than sent as tasks."""
+        (:mod:`dasktune.run.feed`) rather than sent as tasks; ``None``: decided
+        at the first submission (:meth:`_decide_feed`)."""
         if self.execution == "tasks" or self.batch or self.vectorized:
             return False
         if self.resources:
             return False
-        return self.execution == "feed"
+        return True if self.execution == "feed" else None
+
+    def _decide_feed(self) -> None:
+        """``execution="auto"``, at the first submission (the first asks made,
+        so a batch-synchronous optimizer has declared its batch): a sequential
+        sampler (its next ask waits on a result: Optuna's TPE, a Gaussian
+        process, Nevergrad) is fed, as it would pay Dask's per-task latency on
+        every trial; sources that do not learn (grids, random) and known
+        batches keep a task each, on the dashboard's task stream."""
+        self._fed = bool(self.optimizer.wants_values) and self.optimizer.batch_size == 0
+        if self._fed:
+            left = None
+            if self._deadline is not None:
+                left = max(0.0, self._deadline - time.monotonic())
+            self._flying = FedWindow(self.client, self._runner, left, name=self.name)
 
     def _nthreads(self) -> dict[str, int]:
         """The workers and their threads, read at most every couple of seconds."""

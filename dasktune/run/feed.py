@@ -184,9 +184,11 @@ class _Station:
 
     worker: str
     threads: int
-    actor: Any
+    key: str  # the actor's
     actor_future: distributed.Future
-    servers: list[distributed.Future]
+    servers: list[distributed.Future] = field(default_factory=list)
+    ready: bool = False  # the actor exists and the servers are sent
+    outbox: list[tuple[int, Any]] = field(default_factory=list)  # until ready
     pump: concurrent.futures.Future[None] | None = None
     #: what it holds: payload number -> the order it was sent in (its servers
     #: take them first in, first out)
@@ -248,6 +250,7 @@ class FedWindow(Generic[Tag]):
         self._sent = 0
         self._members_looked = time.monotonic()
         self._closed = False
+        self._lock = threading.Lock()  # stations' outboxes and servers
 
     def __len__(self) -> int:
         return len(self._flying)
@@ -256,61 +259,65 @@ class FedWindow(Generic[Tag]):
 
     def _look(self, force: bool = False) -> None:
         """Feed the workers that have no station yet (at most every couple
-        of seconds unless forced)."""
+        of seconds unless forced). Nothing here waits: each station starts on
+        the client's loop (:meth:`_pump`), and what is sent to it meanwhile
+        waits in its outbox."""
         now = time.monotonic()
         if not force and now - self._looked < _LAYOUT_MAX_AGE:
             return
         self._looked = now
         nthreads = self.client.nthreads()
-        # a lost worker's address may come back (a fixed port): fed anew
-        new = [w for w in nthreads if w not in self._stations or self._stations[w].lost]
-        if not new:
-            return
-        with self.client.as_current():
-            futures = {
-                w: self.client.submit(
-                    Feed,
-                    actor=True,
-                    workers=[w],
-                    allow_other_workers=False,
-                    key=f"feed-{self.name}-actor-{self.token}-{uuid.uuid4().hex[:6]}",
-                )
-                for w in new
-            }
-            for worker, future in futures.items():
-                try:
-                    actor = future.result(timeout=self._left(30.0))
-                except Exception:
-                    future.release()
-                    continue
-                self._open(worker, nthreads[worker], actor, future)
-
-    def _open(
-        self, worker: str, threads: int, actor: Any, future: distributed.Future
-    ) -> None:
-        servers = [
-            self.client.submit(
-                serve,
-                actor.key,
-                self.runner,
-                key=f"feed-{self.name}-{i}-{self.token}-{uuid.uuid4().hex[:6]}",
-                workers=[worker],
-                allow_other_workers=False,
-                pure=False,
-            )
-            for i in range(threads)
-        ]
-        station = _Station(worker, threads, actor, future, servers)
         loop = self.client.loop
         assert loop is not None  # a connected client
-        station.pump = asyncio.run_coroutine_threadsafe(
-            self._pump(station),
-            loop.asyncio_loop,  # type: ignore[attr-defined]
-        )
-        self._stations[worker] = station
+        for worker, threads in nthreads.items():
+            known = self._stations.get(worker)
+            # a lost worker's address may come back (a fixed port): fed anew
+            if known is not None and not known.lost:
+                continue
+            key = f"feed-{self.name}-actor-{self.token}-{uuid.uuid4().hex[:6]}"
+            actor = self.client.submit(
+                Feed, actor=True, workers=[worker], allow_other_workers=False, key=key
+            )
+            station = _Station(worker, threads, key, actor)
+            station.pump = asyncio.run_coroutine_threadsafe(
+                self._pump(station),
+                loop.asyncio_loop,  # type: ignore[attr-defined]
+            )
+            self._stations[worker] = station
+
+    async def _start(self, station: _Station) -> None:
+        """Once the station's actor exists: its servers, then what waited."""
+        await station.actor_future  # the actor is made on its worker
+        with self._lock:
+            if station.lost:
+                return
+            station.servers = [
+                self.client.submit(
+                    serve,
+                    station.key,
+                    self.runner,
+                    key=f"feed-{self.name}-{i}-{self.token}-{uuid.uuid4().hex[:6]}",
+                    workers=[station.worker],
+                    allow_other_workers=False,
+                    pure=False,
+                )
+                for i in range(station.threads)
+            ]
+            station.ready = True
+            waiting, station.outbox = station.outbox, []
+        if waiting:
+            await self._call(station, "put", waiting)
 
     async def _pump(self, station: _Station) -> None:
-        """On the client's loop: keep a take() waiting; pass results on."""
+        """On the client's loop: start the station, then keep a take()
+        waiting and pass results on."""
+        try:
+            await self._start(station)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:
+            self._events.put(("lost", station, err))
+            return
         while not self._closed:
             try:
                 out = await self._call(station, "take", _TAKE_SECONDS)
@@ -335,7 +342,7 @@ class FedWindow(Generic[Tag]):
         way (an ``Actor`` handle would instead wait for its pinned actor to
         come back, which it never does)."""
         msg = {
-            "actor": station.actor.key,
+            "actor": station.key,
             "function": function,
             "args": [to_serialize(arg) for arg in args],
             "kwargs": {},
@@ -428,7 +435,12 @@ class FedWindow(Generic[Tag]):
             item.station = station.worker
             batches.setdefault(station.worker, []).append((number, item.payload))
         for worker, items in batches.items():
-            self._fire(self._stations[worker], "put", items)
+            station = self._stations[worker]
+            with self._lock:
+                if not station.ready:  # its actor is on its way: sent once made
+                    station.outbox.extend(items)
+                    continue
+            self._fire(station, "put", items)
 
     def _live(self) -> list[_Station]:
         return [s for s in self._stations.values() if not s.lost]
@@ -531,7 +543,7 @@ class FedWindow(Generic[Tag]):
         # failure (as the scheduler counts only the tasks processing on a lost
         # worker); the others were queued, and go again as they are
         order = sorted(station.holding, key=station.holding.__getitem__)
-        running = set(order[: station.threads])
+        running = set(order[: station.threads]) if station.ready else set()
         for number in order:
             item = self._flying.get(number)
             if item is None:
@@ -556,9 +568,12 @@ class FedWindow(Generic[Tag]):
     # -- closing -------------------------------------------------------------
 
     def _release(self, station: _Station) -> None:
+        with self._lock:  # no servers are sent for it from now on
+            station.lost = True
+            futures = [*station.servers, station.actor_future]
         if station.pump is not None:
             station.pump.cancel()
-        self.client.cancel([*station.servers, station.actor_future])
+        self.client.cancel(futures)
 
     def cancel(self) -> None:
         """Stop the servers and release the actors; payloads in flight are
