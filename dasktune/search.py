@@ -580,10 +580,11 @@ class Search:
                 self.space.names if self.space is not None else (),
                 objectives=len(self.directions),
             )
-        seq, rows = self.store.read_trials(self.search_id, since=self._table.seq)
-        self._table.update(rows)
-        self._table.seq = max(self._table.seq, seq)
-        return self._table
+        table = self._table
+        seq, columns = self.store.read_columns(self.search_id, since=table.seq)
+        table.update_columns(columns)
+        table.seq = max(table.seq, seq)
+        return table
 
     # -- reading ---------------------------------------------------------------
 

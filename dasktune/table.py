@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dasktune._values import feasible
-from dasktune.records import TRIAL_FIELDS
+from dasktune.store.sql import _collector_paused, trial_columns
 
 __all__ = ["COLUMNS", "TrialTable"]
 
@@ -79,16 +79,6 @@ _FIXED = {  # column (a field of TRIAL_FIELDS): (dtype, fill)
     "finished": (np.int64, _NAT),
     "error": (object, None),
     "step": (np.float64, np.nan),  # the last step reported (NaN: none)
-}
-_RAW = {  # the other fields of a raw row (timestamps: seconds since the epoch)
-    "number": np.int64,
-    "params": object,
-    "aux": object,
-    "seq": np.int64,
-    "objectives": object,
-    "constraints": object,
-    "started": np.float64,
-    "finished": np.float64,
 }
 _MISSING = object()
 
@@ -138,29 +128,6 @@ def _target(kinds: set[str], missing: bool) -> str:
 
 
 _DTYPES = {"i": np.int64, "f": np.float64, "b": np.bool_, "O": object}
-#: a raw row as a NumPy record: each field of TRIAL_FIELDS in its column's dtype
-_ROW = np.dtype(
-    [(name, _RAW[name] if name in _RAW else _FIXED[name][0]) for name in TRIAL_FIELDS]
-)
-
-
-def _columns(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
-    """The fields of raw rows as columns (numbers typed, ``None`` as NaN).
-
-    Tuples convert in one C-level pass into a record array whose fields are the
-    columns; other rows (or values that do not fit the record) go through a
-    2-D object array, column by column, to the same result.
-    """
-    try:
-        records = np.array(rows, dtype=_ROW)
-    except (TypeError, ValueError, OverflowError):
-        pass
-    else:
-        if records.shape == (len(rows),):
-            return {name: records[name] for name in TRIAL_FIELDS}
-    grid = np.empty((len(rows), len(TRIAL_FIELDS)), dtype=object)
-    grid[:] = rows
-    return {name: grid[:, j].astype(_ROW[name]) for j, name in enumerate(TRIAL_FIELDS)}
 
 
 def _decode_aux(texts: np.ndarray) -> np.ndarray:
@@ -281,8 +248,21 @@ class TrialTable:
         """Insert or replace the trials of ``rows`` (``TrialStore.read_trials``)."""
         if not rows:
             return
-        columns = _columns(rows)
+        self.update_columns(trial_columns(rows))
+
+    def update_columns(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Insert or replace the trials of ``columns`` (``TrialStore.read_columns``).
+
+        Parameters
+        ----------
+        columns : mapping of str to numpy.ndarray
+            Each field of :data:`~dasktune.records.TRIAL_FIELDS` as an array
+            of one value per trial, in the dtypes of
+            :data:`~dasktune.store.sql.TRIAL_DTYPE`.
+        """
         numbers = columns["number"]
+        if not len(numbers):
+            return
         first = self.n
         positions = self._positions(numbers)
         self._grow(self.n)
@@ -318,7 +298,10 @@ class TrialTable:
             limits[:] = [tuple(json.loads(x)) if x else None for x in texts.tolist()]
             self._constraints[positions] = limits
         # every params JSON of the batch in one parse
-        params = json.loads("[" + ",".join(columns["params"].tolist()) + "]")
+        text = "[" + ",".join(columns["params"].tolist()) + "]"
+        with _collector_paused():
+            params = json.loads(text)
+        del text
         # new names in order of appearance: the first row's, then the others
         names = set().union(*params)
         for name in [*params[0], *sorted(names - set(params[0]))]:

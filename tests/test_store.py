@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
@@ -555,4 +556,97 @@ def test_a_schema_3_store_gains_objectives_and_constraints(tmp_path, request, ba
     bad = Outcome(d.param_hash, TrialStatus.DONE, value=9.0, constraints=(1.0,))
     store.sync(sid, driver, [bad], [])
     assert store.best(sid, "maximize")["number"] == 0  # 9.0 is infeasible
+    store.close()
+
+
+def _mixed_search(store):
+    """A search whose rows hold every kind of value a read must keep."""
+    sid = store.open_search(
+        "mixed", space=None, direction="minimize", metadata={},
+        directions=["minimize", "maximize"],
+    )  # fmt: skip
+    driver = store.register_driver(sid)
+    claims = [
+        claim(x=1, s="a", n=[1, {"k": "v"}]),  # nested values
+        claim(x=0.1 + 0.2, s='é "quoted", comma', b=True),  # a key others lack
+        claim(x="text", big=2**70),  # mixed types; an int beyond int64
+        claim(x=None),  # a JSON null
+        claim(x=5e-324, s=""),  # the smallest double, an empty string
+        claim(y=1),  # running: no outcome
+    ]
+    store.sync(sid, driver, [], claims)
+    outcomes = [
+        Outcome(claims[0].param_hash, TrialStatus.DONE, value=1 / 3, aux={"a": [1]},
+                worker="tcp://w:1", host="h1", started=1.7e9 + 0.123456,
+                finished=1.7e9 + 1.5, duration=1.376544, values=(1 / 3, 2.0),
+                constraints=(-1.0, 0.5)),
+        Outcome(claims[1].param_hash, TrialStatus.FAILED, error="Trace\nback",
+                worker="tcp://w:2", host="h2"),
+        Outcome(claims[2].param_hash, TrialStatus.DONE, value=-1e308,
+                values=(-1e308, 1e-300)),
+        Outcome(claims[3].param_hash, TrialStatus.PRUNED, value=2.5),
+        Outcome(claims[4].param_hash, TrialStatus.DONE, value=0.0, attempts=3),
+    ]  # fmt: skip
+    store.sync(sid, driver, outcomes, [])
+    store.add_values(sid, [(3, 4, 2.5, 1.0)])
+    return sid
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_read_columns_gives_the_rows_of_read_trials(store, mixed):
+    # the columns a table reads are read_trials' rows field by field: every
+    # value kept (NULLs, strings, nested JSON, extreme floats, steps), in order
+    from dasktune.records import TRIAL_FIELDS
+
+    if mixed:
+        sid = _mixed_search(store)
+    else:
+        sid = store.open_search("empty", space=None, direction="minimize", metadata={})
+    seq, rows = store.read_trials(sid)
+    got_seq, columns = store.read_columns(sid)
+    assert got_seq == seq and list(columns) == list(TRIAL_FIELDS)
+    assert all(len(column) == len(rows) for column in columns.values())
+    for j, name in enumerate(TRIAL_FIELDS):
+        want = [row[j] for row in rows]
+        have = columns[name].tolist()
+        if columns[name].dtype == np.float64:
+            want = [np.nan if v is None else v for v in want]
+            np.testing.assert_array_equal(have, want, err_msg=name)
+        else:
+            assert have == want, name
+    # and the table built from them is the table built from the rows
+    from dasktune.table import TrialTable
+
+    by_rows, by_columns = TrialTable(objectives=2), TrialTable(objectives=2)
+    by_rows.update(rows)
+    by_columns.update_columns(columns)
+    pd.testing.assert_frame_equal(by_columns.frame(), by_rows.frame())
+    if mixed:  # only the rows written since a sequence
+        later, since = (
+            store.read_columns(sid, since=seq - 1),
+            store.read_trials(sid, since=seq - 1),
+        )
+        assert later[0] == since[0]
+        assert later[1]["number"].tolist() == [row[0] for row in since[1]]
+        assert store.read_columns(sid, since=seq)[1]["number"].tolist() == []
+
+
+def test_read_columns_converts_hand_written_values_as_rows_are(tmp_path):
+    # values written by hand into a column of another type convert (or fail)
+    # as a table of read_trials' rows does
+    from dasktune.table import TrialTable
+
+    store = TrialStore(f"sqlite:///{tmp_path}/t.db")
+    sid = store.open_search("s", space=None, direction="minimize", metadata={})
+    store.sync(sid, store.register_driver(sid), [], [claim(a=1)])
+    with sqlite3.connect(f"{tmp_path}/t.db") as raw:
+        raw.execute("UPDATE trials SET attempts = '7', value = '0.5'")
+    _, columns = store.read_columns(sid)
+    assert columns["attempts"].tolist() == [7] and columns["value"].tolist() == [0.5]
+    with sqlite3.connect(f"{tmp_path}/t.db") as raw:
+        raw.execute("UPDATE trials SET attempts = 'many'")
+    with pytest.raises(ValueError):
+        store.read_columns(sid)
+    with pytest.raises(ValueError):
+        TrialTable().update(store.read_trials(sid)[1])
     store.close()
