@@ -117,6 +117,8 @@ _ALL_FAILED_STOP = 64
 # a source that proposed only known parameter sets this many times in a row is
 # taken to have nothing new to propose
 _MAX_KNOWN_IN_A_ROW = 1000
+# fed trials: the asks of a turn go out after this many seconds of asking
+_ASK_SLICE = 0.025
 
 
 @runtime_checkable
@@ -253,6 +255,7 @@ class _Run:
     outcomes: list[Outcome] = field(default_factory=list)  # to write next turn
     last_error: str | None = None  # the last failure's traceback
     submitted: int = 0
+    more: bool = False  # the last asks stopped with room left (an ask slice)
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -539,6 +542,11 @@ class Driver:
                 return False
         if not len(self._flying):
             return self._idle(state, asked_any or told_any)
+        if state.more:
+            # the asks stopped part-way to send what they had: ask on, with
+            # the results already in
+            state.more = False
+            return self._harvest(state, block=False)
         return self._harvest(state)
 
     def _ask_round(self, state: _Run) -> tuple[list[_Pending], bool]:
@@ -549,10 +557,18 @@ class Driver:
         known, report = self._known, state.report
         # the trials other drivers hold, by hash: a repeat joins them
         held = {p.param_hash: p for p in (*state.waiting, *state.recheck)}
+        # fed trials start as soon as they are asked: a slow sampler's asks
+        # go out every _ASK_SLICE seconds, not once the whole window is asked
+        # (its first trials would wait for the last asks, and the workers idle
+        # while the driver asks, then the driver while the workers run)
+        sliced = time.monotonic() + _ASK_SLICE if self._fed else None
         while known.why_stop() is None and self._room(
             state.claimed, fresh, state.submitted
         ):
             if state.expired():
+                break
+            if fresh and sliced is not None and time.monotonic() > sliced:
+                state.more = True
                 break
             trial = self.optimizer.ask()
             if trial is None:
@@ -627,11 +643,12 @@ class Driver:
             raise DasktuneError(msg)
         return False
 
-    def _harvest(self, state: _Run) -> bool:
-        """Wait for the next results and record them; True on the timeout."""
+    def _harvest(self, state: _Run, block: bool = True) -> bool:
+        """Wait for the next results (``block=False``: take those in) and
+        record them; True on the timeout."""
         report = state.report
         try:
-            batch = self._flying.next_batch()
+            batch = self._flying.next_batch(block)
         except TimeoutError:
             report.stopped = "timeout"
             return True

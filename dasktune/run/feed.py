@@ -447,8 +447,9 @@ class FedWindow(Generic[Tag]):
 
     # -- harvesting ----------------------------------------------------------
 
-    def next_batch(self) -> list[tuple[Any, Any, Tag]]:
-        """Block until at least one payload is done; return every one done.
+    def next_batch(self, block: bool = True) -> list[tuple[Any, Any, Tag]]:
+        """Block until at least one payload is done; return every one done
+        (``block=False``: those done now, perhaps none).
 
         Each entry is ``(finished, result, tag)``: ``finished.status`` is
         ``"finished"`` with the runner's result, or ``"error"`` with a
@@ -461,8 +462,13 @@ class FedWindow(Generic[Tag]):
                 homeless, self._homeless = self._homeless, []
                 self._send(homeless)
             try:
-                event = self._events.get(timeout=self._left(_POLL_SECONDS))
+                if block:
+                    event = self._events.get(timeout=self._left(_POLL_SECONDS))
+                else:
+                    event = self._events.get_nowait()
             except queue.Empty:
+                if not block:
+                    return done
                 if self.deadline is not None and time.monotonic() >= self.deadline:
                     msg = f"the window's timeout ({self.timeout} s) passed"
                     raise TimeoutError(msg) from None

@@ -191,14 +191,17 @@ class Window(Generic[Tag]):
             return False
         return True
 
-    def next_batch(self) -> list[tuple[distributed.Future, Any, Tag]]:
-        """Block until at least one future completes; return every completed one.
+    def next_batch(
+        self, block: bool = True
+    ) -> list[tuple[distributed.Future, Any, Tag]]:
+        """Block until at least one future completes; return every completed one
+        (``block=False``: those completed now, perhaps none).
 
         Each entry is ``(future, result, tag)``; for a future that did not
         finish, ``result`` is what ``as_completed`` gives (``(type, exception,
         traceback)`` for an error). Raises ``TimeoutError`` past the timeout.
         """
-        batch = self._harvest.next_batch(block=True)
+        batch = self._harvest.next_batch(block=block)
         return [(f, result, self._tags.pop(f)) for f, result in batch]
 
     def cancel(self) -> None:

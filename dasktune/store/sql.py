@@ -60,7 +60,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -159,6 +159,8 @@ class TrialStore:
         self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
         self._rows_sql_cache: dict[int, tuple[str, tuple[str, ...] | None]] = {}
+        # the statements of every turn of a run, compiled once (by name)
+        self._sql_cache: dict[str, tuple[str, tuple[str, ...] | None]] = {}
         self.schema_version = SCHEMA_VERSION
         self._define_tables()
         try:
@@ -413,10 +415,49 @@ class TrialStore:
         writes gets the returned seq, so readers can ask for what changed.
         """
         s = self.searches
-        conn.execute(s.update().where(s.c.id == search_id).values(seq=s.c.seq + 1))
-        return int(
-            conn.execute(sa.select(s.c.seq).where(s.c.id == search_id)).scalar_one()
-        )
+        self._run(
+            conn, "bump",
+            lambda: s.update()
+            .where(s.c.id == sa.bindparam("sid"))
+            .values(seq=s.c.seq + sa.literal_column("1")),
+            {"sid": search_id},
+        )  # fmt: skip
+        seq = self._run(
+            conn, "seq",
+            lambda: sa.select(s.c.seq).where(s.c.id == sa.bindparam("sid")),
+            {"sid": search_id},
+        ).scalar_one()  # fmt: skip
+        return int(seq)
+
+    def _run(
+        self,
+        conn: Connection,
+        name: str,
+        build: Callable[[], Any],
+        params: dict[str, Any] | list[dict[str, Any]],
+    ) -> Any:
+        """Execute the statement ``build()`` makes, compiled once per store
+        under ``name``, as the driver's own SQL (no expression built, no
+        compilation looked up per call); a list of ``params`` runs it once
+        for each. Every value of the statement must be a named bind
+        parameter."""
+        known = self._sql_cache.get(name)
+        if known is None:
+            compiled = build().compile(dialect=self.engine.dialect)
+            order = compiled.positiontup
+            known = self._sql_cache[name] = (
+                compiled.string,
+                None if order is None else tuple(order),
+            )
+        sql, order = known
+        args: Any
+        if order is None:
+            args = params
+        elif isinstance(params, list):
+            args = [tuple(p[k] for k in order) for p in params]
+        else:
+            args = tuple(params[k] for k in order)
+        return conn.exec_driver_sql(sql, args)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -662,11 +703,15 @@ class TrialStore:
         """Decide ``claims`` under the search's lock: insert the new, take over
         the abandoned."""
         t = self.trials_table
-        next_number = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.max(t.c.number), -1)).where(
-                t.c.search_id == search_id
-            )
-        ).scalar_one()
+        next_number = self._run(
+            conn, "last number",
+            lambda: sa.select(
+                sa.func.coalesce(sa.func.max(t.c.number), sa.literal_column("-1"))
+            ).where(
+                t.c.search_id == sa.bindparam("sid")
+            ),
+            {"sid": search_id},
+        ).scalar_one()  # fmt: skip
         decisions: list[Decision] = []
         inserts: list[dict[str, Any]] = []
         takeovers: list[str] = []
@@ -676,15 +721,15 @@ class TrialStore:
                 next_number += 1
                 inserts.append(
                     {
-                        "search_id": search_id,
-                        "number": next_number,
-                        "param_hash": claim.param_hash,
-                        "params": json.dumps(claim.params, sort_keys=True),
-                        "status": TrialStatus.RUNNING,
-                        "attempts": 0,
-                        "driver_id": driver_id,
-                        "created": now,
-                        "seq": seq,
+                        "i_search_id": search_id,
+                        "i_number": next_number,
+                        "i_param_hash": claim.param_hash,
+                        "i_params": json.dumps(claim.params, sort_keys=True),
+                        "i_status": TrialStatus.RUNNING.value,
+                        "i_attempts": 0,
+                        "i_driver_id": driver_id,
+                        "i_created": now,
+                        "i_seq": seq,
                     }
                 )
                 decision = Decision(DecisionKind.EVALUATE, next_number)
@@ -701,7 +746,14 @@ class TrialStore:
                     None, None, None, None, None,
                 )  # fmt: skip
         if inserts:
-            conn.execute(t.insert(), inserts)
+            columns = [k[2:] for k in inserts[0]]
+            self._run(
+                conn, "insert claims",
+                lambda: t.insert().values(
+                    {c: sa.bindparam(f"i_{c}") for c in columns}
+                ),
+                inserts,
+            )  # fmt: skip
         for i in range(0, len(takeovers), _IN_CHUNK):
             conn.execute(
                 t.update()
@@ -738,37 +790,47 @@ class TrialStore:
         self, conn: Connection, search_id: int, outcomes: Sequence[Outcome], seq: int
     ) -> None:
         t = self.trials_table
-        statement = (
-            t.update()
-            .where(
-                t.c.search_id == search_id,
-                t.c.param_hash == sa.bindparam("h"),
-                *(t.c.status != final for final in FINAL),  # never overwritten
+        finals = {f"f{i}": str(final) for i, final in enumerate(FINAL)}
+
+        def statement() -> Any:
+            return (
+                t.update()
+                .where(
+                    t.c.search_id == sa.bindparam("sid"),
+                    t.c.param_hash == sa.bindparam("h"),
+                    # never overwritten
+                    *(t.c.status != sa.bindparam(name) for name in finals),
+                )
+                .values(
+                    status=sa.bindparam("s"),
+                    value=sa.bindparam("v"),
+                    aux=sa.bindparam("a"),
+                    error=sa.bindparam("e"),
+                    worker=sa.bindparam("w"),
+                    host=sa.bindparam("ho"),
+                    attempts=t.c.attempts + sa.bindparam("n"),
+                    started=sa.bindparam("st"),
+                    finished=sa.bindparam("fi"),
+                    duration=sa.bindparam("du"),
+                    driver_id=sa.null(),
+                    seq=sa.bindparam("sq"),
+                    objectives=sa.bindparam("ob"),
+                    constraints=sa.bindparam("co"),
+                    violation=sa.bindparam("vi"),
+                )
             )
-            .values(
-                status=sa.bindparam("s"),
-                value=sa.bindparam("v"),
-                aux=sa.bindparam("a"),
-                error=sa.bindparam("e"),
-                worker=sa.bindparam("w"),
-                host=sa.bindparam("ho"),
-                attempts=t.c.attempts + sa.bindparam("n"),
-                started=sa.bindparam("st"),
-                finished=sa.bindparam("fi"),
-                duration=sa.bindparam("du"),
-                driver_id=None,
-                seq=seq,
-                objectives=sa.bindparam("ob"),
-                constraints=sa.bindparam("co"),
-                violation=sa.bindparam("vi"),
-            )
-        )
-        result = conn.execute(
+
+        result = self._run(
+            conn,
+            "write outcomes",
             statement,
             [
                 {
+                    "sid": search_id,
+                    "sq": seq,
+                    **finals,
                     "h": o.param_hash,
-                    "s": o.status,
+                    "s": str(o.status),
                     "v": o.value,
                     "a": json.dumps(o.aux, sort_keys=True) if o.aux else None,
                     "e": o.error,
