@@ -583,20 +583,47 @@ class FedWindow(Generic[Tag]):
 
     def cancel(self) -> None:
         """Stop the servers and release the actors; payloads in flight are
-        dropped."""
+        dropped. Waits (a few seconds at most) for the stops to be heard."""
         self._closed = True
         self._flying.clear()
         self._homeless.clear()
+        loop = self.client.loop
+        closing = []
         for station in self._stations.values():
             if station.lost:
                 continue  # released when lost
-            station.lost = True
-            # idle servers return at once; released, the actor is gone
-            # from its worker, and any server left returns within
-            # _POLL_SECONDS of finishing its payload
-            self._fire(station, "stop", station.threads)
-            self._release(station)
+            with self._lock:
+                station.lost = True
+                ready = station.ready
+            if station.pump is not None:
+                station.pump.cancel()
+            if ready and loop is not None:
+                closing.append(
+                    asyncio.run_coroutine_threadsafe(
+                        self._stop(station),
+                        loop.asyncio_loop,  # type: ignore[attr-defined]
+                    )
+                )
+            else:
+                self._release(station)
         self._stations.clear()
+        if closing:
+            concurrent.futures.wait(closing, timeout=5.0)
+
+    async def _stop(self, station: _Station) -> None:
+        """Tell the servers to stop, then release the actor (released first,
+        the actor would be gone when the stop arrives): idle servers return at
+        once, a busy one after its payload (or within _POLL_SECONDS of
+        finding its actor gone)."""
+        try:
+            await asyncio.wait_for(
+                self._call(station, "stop", station.threads), _TAKE_SECONDS
+            )
+        except Exception:
+            pass
+        finally:
+            for future in [*station.servers, station.actor_future]:
+                future.release()
 
     def __enter__(self) -> Self:
         return self
