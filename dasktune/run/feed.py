@@ -251,6 +251,7 @@ class FedWindow(Generic[Tag]):
         self._members_looked = time.monotonic()
         self._closed = False
         self._lock = threading.Lock()  # stations' outboxes and servers
+        self._closing: list[concurrent.futures.Future[None]] = []
 
     def __len__(self) -> int:
         return len(self._flying)
@@ -583,7 +584,7 @@ class FedWindow(Generic[Tag]):
 
     def cancel(self) -> None:
         """Stop the servers and release the actors; payloads in flight are
-        dropped. Waits (a few seconds at most) for the stops to be heard."""
+        dropped. The stops and releases go out on the client's loop."""
         self._closed = True
         self._flying.clear()
         self._homeless.clear()
@@ -607,8 +608,8 @@ class FedWindow(Generic[Tag]):
             else:
                 self._release(station)
         self._stations.clear()
-        if closing:
-            concurrent.futures.wait(closing, timeout=5.0)
+        # not waited for: each stop is a round trip, and the releases follow
+        self._closing = closing
 
     async def _stop(self, station: _Station) -> None:
         """Tell the servers to stop, then release the actor (released first,

@@ -61,6 +61,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -158,9 +159,11 @@ class TrialStore:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
-        self._rows_sql_cache: dict[int, tuple[str, tuple[str, ...] | None]] = {}
-        # the statements of every turn of a run, compiled once (by name)
-        self._sql_cache: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        # the statements of every turn of a run, compiled once per process for
+        # each dialect, paramstyle and schema (shared by every store of them)
+        self._sql_key = (
+            self.engine.dialect.name, self.engine.dialect.paramstyle,
+        )  # fmt: skip
         self.schema_version = SCHEMA_VERSION
         self._define_tables()
         try:
@@ -441,15 +444,7 @@ class TrialStore:
         compilation looked up per call); a list of ``params`` runs it once
         for each. Every value of the statement must be a named bind
         parameter."""
-        known = self._sql_cache.get(name)
-        if known is None:
-            compiled = build().compile(dialect=self.engine.dialect)
-            order = compiled.positiontup
-            known = self._sql_cache[name] = (
-                compiled.string,
-                None if order is None else tuple(order),
-            )
-        sql, order = known
+        sql, order = self._compiled(name, build)
         args: Any
         if order is None:
             args = params
@@ -885,9 +880,26 @@ class TrialStore:
     def _rows_sql(self, size: int) -> tuple[str, tuple[str, ...] | None]:
         """The SQL of the rows of ``size`` hashes and, for a positional
         parameter style, the order of its parameters (compiled once)."""
-        known = self._rows_sql_cache.get(size)
-        if known is not None:
-            return known
+        return self._compiled(f"rows of {size}", partial(self._rows_query, size))
+
+    def _compiled(
+        self, name: str, build: Callable[[], Any]
+    ) -> tuple[str, tuple[str, ...] | None]:
+        """The SQL of the statement ``build()`` makes, and for a positional
+        parameter style the order of its parameters: compiled once per
+        process for this dialect, paramstyle and schema version."""
+        key = (*self._sql_key, self.schema_version, name)
+        known = _COMPILED.get(key)
+        if known is None:
+            compiled = build().compile(dialect=self.engine.dialect)
+            order = compiled.positiontup
+            known = _COMPILED[key] = (
+                compiled.string,
+                None if order is None else tuple(order),
+            )
+        return known
+
+    def _rows_query(self, size: int) -> Any:
         t, d = self.trials_table, self.drivers
         query = (
             sa.select(
@@ -912,13 +924,7 @@ class TrialStore:
                 t.c.param_hash.in_([sa.bindparam(n) for n in _HASH_NAMES[:size]]),
             )
         )
-        compiled = query.compile(dialect=self.engine.dialect)
-        order = compiled.positiontup
-        known = self._rows_sql_cache[size] = (
-            compiled.string,
-            None if order is None else tuple(order),
-        )
-        return known
+        return query
 
     def _decide(
         self,
@@ -1326,6 +1332,10 @@ def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
         "(postgresql+psycopg2://...)"
     )
     raise StoreError(msg)
+
+
+#: compiled SQL by (dialect, paramstyle, schema version, statement name)
+_COMPILED: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None]] = {}
 
 
 def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
