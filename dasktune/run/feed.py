@@ -66,7 +66,8 @@ __all__ = ["Feed", "FedWindow", "Finished", "serve"]
 
 Tag = TypeVar("Tag")
 
-_POLL_SECONDS = 0.25  # how often an idle server looks whether its feed is gone
+_POLL_SECONDS = 0.25
+_ACTOR_WAIT_SECONDS = 30.0  # a server waits this long for its feed to be made  # how often an idle server looks whether its feed is gone
 _TAKE_SECONDS = 1.0  # how long one take() waits on the worker before returning
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers is trusted
 _ERROR = "error"
@@ -152,10 +153,17 @@ def serve(key: str, runner: Any) -> int:
     """A server task: run the payloads the worker's :class:`Feed` ``key``
     queues until told to stop (or the feed is gone); return how many ran."""
     worker = get_worker()
-    feed = cast("Feed | None", worker.state.actors.get(key))
-    if feed is None:
-        msg = f"no feed {key} on worker {worker.address}: it was released"
-        raise RuntimeError(msg)
+    started = time.monotonic()
+    while (feed := cast("Feed | None", worker.state.actors.get(key))) is None:
+        # sent with its actor, which is made on the worker's actor thread; an
+        # actor this worker does not know of (a second in) was released before
+        # it was made (a run over at once), or never came: nothing to serve
+        waited = time.monotonic() - started
+        if waited > _ACTOR_WAIT_SECONDS or (
+            waited > 1.0 and key not in worker.state.tasks
+        ):
+            return 0
+        time.sleep(0.002)
     ran = 0
     while True:
         try:
@@ -187,7 +195,7 @@ class _Station:
     key: str  # the actor's
     actor_future: distributed.Future
     servers: list[distributed.Future] = field(default_factory=list)
-    ready: bool = False  # the actor exists and the servers are sent
+    ready: bool = False  # the actor exists
     outbox: list[tuple[int, Any]] = field(default_factory=list)  # until ready
     pump: concurrent.futures.Future[None] | None = None
     #: what it holds: payload number -> the order it was sent in (its servers
@@ -276,10 +284,26 @@ class FedWindow(Generic[Tag]):
             if known is not None and not known.lost:
                 continue
             key = f"feed-{self.name}-actor-{self.token}-{uuid.uuid4().hex[:6]}"
-            actor = self.client.submit(
-                Feed, actor=True, workers=[worker], allow_other_workers=False, key=key
-            )
+            # made on the worker's actor thread, not one of the threads the
+            # servers hold: they are sent at once, and wait for it there
+            with dask.annotate(executor="actor"):
+                actor = self.client.submit(
+                    Feed, actor=True, workers=[worker], allow_other_workers=False,
+                    key=key,
+                )  # fmt: skip
             station = _Station(worker, threads, key, actor)
+            station.servers = [
+                self.client.submit(
+                    serve,
+                    key,
+                    self.runner,
+                    key=f"feed-{self.name}-{i}-{self.token}-{uuid.uuid4().hex[:6]}",
+                    workers=[worker],
+                    allow_other_workers=False,
+                    pure=False,
+                )
+                for i in range(threads)
+            ]
             station.pump = asyncio.run_coroutine_threadsafe(
                 self._pump(station),
                 loop.asyncio_loop,  # type: ignore[attr-defined]
@@ -287,23 +311,11 @@ class FedWindow(Generic[Tag]):
             self._stations[worker] = station
 
     async def _start(self, station: _Station) -> None:
-        """Once the station's actor exists: its servers, then what waited."""
+        """Once the station's actor exists: what waited for it."""
         await station.actor_future  # the actor is made on its worker
         with self._lock:
             if station.lost:
                 return
-            station.servers = [
-                self.client.submit(
-                    serve,
-                    station.key,
-                    self.runner,
-                    key=f"feed-{self.name}-{i}-{self.token}-{uuid.uuid4().hex[:6]}",
-                    workers=[station.worker],
-                    allow_other_workers=False,
-                    pure=False,
-                )
-                for i in range(station.threads)
-            ]
             station.ready = True
             waiting, station.outbox = station.outbox, []
         if waiting:
