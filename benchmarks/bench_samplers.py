@@ -34,6 +34,13 @@ in-process scheduler, worker and client), and the Dask floor:
 
 Targets: dasktune's best no worse than Optuna's, in less wall time.
 
+Latest (2026-12-01, 5 seeds, load 1.2-2.0), wall fed / a task per trial /
+Optuna, Branin, Hartmann-6, Rosenbrock-10: one in-process worker 0.91 / 1.22 /
+0.59 s, 1.29 / 1.48 / 0.93 s, 1.66 / 1.69 / 1.17 s; ``--processes`` 0.73 /
+1.08 / 0.55 s, 1.06 / 1.34 / 0.93 s, 1.41 / 1.60 / 1.24 s. The driver's
+process is CPU-bound in all three (CPU seconds are within 5% of the wall):
+the asks, and for dasktune Dask's event loop and the store, under one GIL.
+
 Then two objectives: ZDT1 in 10 dimensions, ``NSGAIISampler(population_size=16,
 seed=s)`` through ``Search(directions=["minimize", "minimize"])`` against
 Optuna's ``study.optimize(n_jobs=16)`` with the same sampler; printed: the
