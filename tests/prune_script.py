@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from distributed import Client, LocalCluster
+from clusters import local_client  # this script's folder: tests/
 
 import dasktune
 from dasktune import Search
@@ -40,17 +40,7 @@ def make_pruner() -> SuccessiveHalvingPruner:
 
 def main() -> None:
     url, log = sys.argv[1], sys.argv[2]
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=2,
-            processes=False,
-            host="127.0.0.1",
-            protocol="tcp",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_client(1, 2, processes=False) as client:
         search = Search("pruned", make_objective(log), url, client=client)
         search.run(GRID, pruner=make_pruner(), progress=False)
         print("finished", flush=True)

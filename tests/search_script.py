@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from distributed import Client, LocalCluster
+from clusters import local_client  # this script's folder: tests/
 
 from dasktune import Search
 
@@ -27,17 +27,7 @@ def make_objective(log: str, sleep: float):
 def main() -> None:
     url, log, sleep = sys.argv[1], sys.argv[2], float(sys.argv[3])
     stale_after = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
-    with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=2,
-            processes=False,
-            host="127.0.0.1",
-            protocol="tcp",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_client(1, 2, processes=False) as client:
         search = Search(
             "shared",
             make_objective(log, sleep),

@@ -10,7 +10,6 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from distributed import Client, LocalCluster
 from distributed.utils_test import gen_cluster
 
 import dasktune
@@ -18,6 +17,7 @@ from dasktune import Float, Search
 from dasktune.optim.pruners import Pruner, Verdict
 from dasktune.run.driver import check_execution
 from dasktune.run.feed import FedWindow
+from tests.clusters import local_client
 
 SPACE = {"x": Float(0.0, 1.0)}
 
@@ -189,13 +189,7 @@ def always_dies_at_seven(params):
 def test_a_lost_worker_s_trials_run_elsewhere_or_fail_past_the_allowed(tmp_path):
     marker = str(tmp_path / "killed")
     grid = [{"x": x / 10, "marker": marker} for x in range(10)]
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
+    with local_client(2, 1) as client:
         # one thread a worker: a lost worker was running one trial, the one
         # that killed it (the others it held were queued: no failure counted;
         # as Dask's scheduler does, the window counts a failure for as many

@@ -15,6 +15,7 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune import SPSA, ProducerConsumer, Search, minimize
+from tests.clusters import local_client
 
 _lock = threading.Lock()
 _inits: list[int] = []
@@ -251,14 +252,10 @@ def _holder(client, pc, shard):
 
 @pytest.mark.parametrize("visible", [False, True])
 def test_worker_killed_between_and_during_runs(visible):
-    from distributed import Client, LocalCluster
 
     # nannies bring killed workers back, as an HPC cluster brings new jobs
     with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=2, host="127.0.0.1", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
+        local_client(2, 2) as client,
         ProducerConsumer(
             slow_load,
             list(range(8)),

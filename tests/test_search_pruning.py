@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from distributed import Client, LocalCluster
 from distributed.utils_test import gen_cluster
 
 import dasktune
@@ -22,6 +21,7 @@ from dasktune import Search
 from dasktune.optim.base import Optimizer
 from dasktune.optim.pruners import Pruner, SuccessiveHalvingPruner, Verdict
 from dasktune.store import TrialStore
+from tests.clusters import local_client
 
 EPOCHS = 30
 SCRIPT = Path(__file__).with_name("prune_script.py")
@@ -265,11 +265,7 @@ def test_a_killed_driver_resumes_without_rerunning_final_trials(tmp_path):
         sys.path.remove(str(SCRIPT.parent))
     pruner = prune_script.make_pruner()
     with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=False, host="127.0.0.1",
-            protocol="tcp", dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
+        local_client(1, 2, processes=False) as client,
         Search("pruned", prune_script.make_objective(str(log)), url, client=client)
         as search,
     ):  # fmt: skip
@@ -309,11 +305,7 @@ def kill_once(params, trial):
 def test_a_worker_killed_mid_trial_loses_no_report(tmp_path):
     marker = tmp_path / "killed"
     with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
+        local_client(2, 1) as client,
         Search("killed", kill_once, "sqlite://", client=client) as search,
     ):  # fmt: skip
         report = search.run(
