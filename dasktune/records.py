@@ -126,6 +126,9 @@ class Outcome:
     # transient: a failed trial's own exception, for the driver to raise; never
     # written to the store (its traceback is ``error``)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    # transient: the last step the trial reported (its report travels apart:
+    # the driver waits for it before recording the trial)
+    reported: int | None = field(default=None, repr=False, compare=False)
 
 
 class DecisionKind(enum.StrEnum):

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from distributed.utils_test import gen_cluster
 
 import dasktune
+import dasktune.run.driver as driver_module
 from dasktune import Float, Search
 from dasktune.optim.pruners import Pruner, Verdict
 from dasktune.run.driver import check_execution
@@ -210,3 +211,34 @@ def test_a_lost_worker_s_trials_run_elsewhere_or_fail_past_the_allowed(tmp_path)
             assert "allowed-failures" in error
             assert math.isclose(search.best.value, 0.0)
     assert not [t for t in threading.enumerate() if t.name.startswith("dasktune")]
+
+
+def reports_then_returns(params, trial):
+    """Three reports, the last one just before returning."""
+    for step in range(3):
+        trial.report(step, params["x"] + step)
+    return params["x"]
+
+
+@pytest.mark.parametrize("wait", [True, False])
+@gen_cluster(client=True, timeout=60)
+async def test_a_fed_trial_s_last_report_is_stored_with_it(c, s, a, b, wait):
+    # a fed result comes straight from its worker, its reports through the
+    # scheduler: the driver waits for the last one before recording the trial.
+    # The workers' streams to the scheduler made slow, reports come late
+    for worker in (a, b):
+        worker.batched_stream.interval = 0.1
+    search = Search(f"last-{wait}", reports_then_returns, "sqlite://", client=c,
+                    space=SPACE)  # fmt: skip
+    saved = driver_module._REPORT_WAIT_SECONDS
+    if not wait:  # what happens without the wait
+        driver_module._REPORT_WAIT_SECONDS = 0.0
+    try:
+        await call(
+            search.run, None, n_trials=20, seed=0, progress=False, execution="feed"
+        )
+    finally:
+        driver_module._REPORT_WAIT_SECONDS = saved
+    curves = search.store.curves(search.search_id)
+    complete = [len(curves.get(n, [])) == 3 for n in range(20)]
+    assert all(complete) if wait else not all(complete)

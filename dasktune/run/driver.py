@@ -117,6 +117,8 @@ _ALL_FAILED_STOP = 64
 # a source that proposed only known parameter sets this many times in a row is
 # taken to have nothing new to propose
 _MAX_KNOWN_IN_A_ROW = 1000
+# a trial's last report may come after its result: waited for this long at most
+_REPORT_WAIT_SECONDS = 5.0
 # fed trials: the asks of a turn go out after this many seconds of asking
 _ASK_SLICE = 0.025
 
@@ -652,8 +654,19 @@ class Driver:
         except TimeoutError:
             report.stopped = "timeout"
             return True
+        channel = self._channel
         for future, result, group in batch:
             done = self._outcomes(future, result, group)
+            if channel is not None:
+                # the trials' last reports first: stored, and seen by the
+                # pruner, before the trials are recorded and completed
+                steps = {
+                    p.number: o.reported
+                    for p, o in zip(group, done, strict=True)
+                    if o.reported is not None
+                }
+                if steps:
+                    channel.wait_for(steps, _REPORT_WAIT_SECONDS)
             for pending, outcome in zip(group, done, strict=True):
                 self._record(state, pending, outcome)
         if report.best_value < math.inf:

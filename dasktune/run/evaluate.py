@@ -230,7 +230,7 @@ class Group:
 
 _OUTCOME_COLUMNS = (
     "param_hash", "status", "value", "aux", "error", "attempts", "started",
-    "finished", "duration", "exception", "values", "constraints",
+    "finished", "duration", "exception", "values", "constraints", "reported",
 )  # fmt: skip
 
 
@@ -253,8 +253,8 @@ class GroupResult:
         self.worker, self.host, columns = state
         columns[1] = [TrialStatus(status) for status in columns[1]]
         self.outcomes = [
-            Outcome(h, st, v, a, e, self.worker, self.host, n, s, f, d, vs, c, x)
-            for h, st, v, a, e, n, s, f, d, x, vs, c in zip(*columns, strict=True)
+            Outcome(h, st, v, a, e, self.worker, self.host, n, s, f, d, vs, c, x, r)
+            for h, st, v, a, e, n, s, f, d, x, vs, c, r in zip(*columns, strict=True)
         ]
 
 
@@ -292,6 +292,7 @@ def _evaluate_one(
                 started=started,
                 finished=time.time(),
                 duration=time.perf_counter() - t0,
+                reported=trial.last_step,
             )
         except BaseException as err:
             # SystemExit, KeyboardInterrupt too: raised out of a task they
@@ -307,6 +308,7 @@ def _evaluate_one(
                 started=started,
                 finished=time.time(),
                 duration=time.perf_counter() - t0,
+                reported=None if trial is None else trial.last_step,
             )
         stopped = trial is not None and trial.should_prune()
         return Outcome(
@@ -320,6 +322,7 @@ def _evaluate_one(
             duration=time.perf_counter() - t0,
             values=values if objectives > 1 else None,
             constraints=constraints,
+            reported=None if trial is None else trial.last_step,
         )
 
 

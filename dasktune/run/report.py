@@ -224,7 +224,8 @@ class ReportChannel:
         self.client = client
         self.pruner = pruner
         self.key = key or uuid.uuid4().hex
-        self._lock = threading.Lock()
+        # notified as reports arrive (wait_for)
+        self._lock = threading.Condition()
         self._pending: list[tuple[int, int, float, float]] = []
         self._last: dict[int, tuple[int, float]] = {}
         self._verdicts: dict[int, Verdict] = {}
@@ -248,6 +249,7 @@ class ReportChannel:
             if last is None or step > last[0]:  # else a re-run's repeat
                 self._last[number] = (step, float(value))
                 self._pending.append((number, step, float(value), float(when)))
+                self._lock.notify_all()
                 # a step the pruner already holds (restored from the store, or
                 # an earlier run's) is kept, not decided again
                 known = None if self.pruner is None else self.pruner.last_step(number)
@@ -342,6 +344,25 @@ class ReportChannel:
         """Why trial ``number`` was stopped, or ``None`` if it was not."""
         with self._lock:
             return self._verdicts.get(number)
+
+    def wait_for(self, steps: dict[int, int], timeout: float) -> bool:
+        """Wait until every trial ``number`` in ``steps`` has its report of
+        step ``steps[number]`` here, ``timeout`` seconds at most; return
+        whether they all came.
+
+        A trial's reports travel as events through the scheduler, its
+        result on another path (a fed trial's straight from its worker): a
+        report sent just before the trial returned may come after it.
+        """
+
+        def caught_up() -> bool:
+            return all(
+                (last := self._last.get(n)) is not None and last[0] >= step
+                for n, step in steps.items()
+            )
+
+        with self._lock:
+            return self._lock.wait_for(caught_up, timeout)
 
     def last(self, number: int) -> tuple[int, float] | None:
         """Trial ``number``'s last ``(step, value)`` received, or ``None``."""
