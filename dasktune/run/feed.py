@@ -66,8 +66,8 @@ __all__ = ["Feed", "FedWindow", "Finished", "serve"]
 
 Tag = TypeVar("Tag")
 
-_POLL_SECONDS = 0.25
-_ACTOR_WAIT_SECONDS = 30.0  # a server waits this long for its feed to be made  # how often an idle server looks whether its feed is gone
+_POLL_SECONDS = 0.25  # how often an idle server looks whether its feed is gone
+_ACTOR_WAIT_SECONDS = 30.0  # a server waits this long for its feed to be made
 _TAKE_SECONDS = 1.0  # how long one take() waits on the worker before returning
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers is trusted
 _ERROR = "error"
