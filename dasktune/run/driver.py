@@ -452,9 +452,7 @@ class Driver:
         )
         self._flying: Window[list[_Pending]] | FedWindow[list[_Pending]]
         if self._fed:
-            self._flying = FedWindow(
-                self.client, self._runner, self.timeout, name=self.name
-            )
+            self._flying = self._fed_window()
         else:
             self._flying = Window(self.client, self.timeout)
         self._known = _Known(self.space_size)
@@ -1042,7 +1040,7 @@ class Driver:
         at the first submission (:meth:`_decide_feed`)."""
         if self.execution == "tasks" or self.batch or self.vectorized:
             return False
-        if self.resources:
+        if self.resources:  # each trial holds them: a task each
             return False
         return True if self.execution == "feed" else None
 
@@ -1055,10 +1053,14 @@ class Driver:
         batches keep a task each, on the dashboard's task stream."""
         self._fed = bool(self.optimizer.wants_values) and self.optimizer.batch_size == 0
         if self._fed:
-            left = None
-            if self._deadline is not None:
-                left = max(0.0, self._deadline - time.monotonic())
-            self._flying = FedWindow(self.client, self._runner, left, name=self.name)
+            self._flying = self._fed_window()
+
+    def _fed_window(self) -> FedWindow[list[_Pending]]:
+        """A window feeding this run's trials, timed out at the run's deadline."""
+        left = None
+        if self._deadline is not None:
+            left = max(0.0, self._deadline - time.monotonic())
+        return FedWindow(self.client, self._runner, left, name=self.name)
 
     def _nthreads(self) -> dict[str, int]:
         """The workers and their threads, read at most every couple of seconds."""

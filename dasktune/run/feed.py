@@ -192,7 +192,6 @@ class _Station:
 
     worker: str
     threads: int
-    key: str  # the actor's
     actor_future: distributed.Future
     servers: list[distributed.Future] = field(default_factory=list)
     ready: bool = False  # the actor exists
@@ -291,7 +290,7 @@ class FedWindow(Generic[Tag]):
                     Feed, actor=True, workers=[worker], allow_other_workers=False,
                     key=key,
                 )  # fmt: skip
-            station = _Station(worker, threads, key, actor)
+            station = _Station(worker, threads, actor)
             station.servers = [
                 self.client.submit(
                     serve,
@@ -354,8 +353,8 @@ class FedWindow(Generic[Tag]):
         cannot be reached directly. A lost worker raises ``OSError`` either
         way (an ``Actor`` handle would instead wait for its pinned actor to
         come back, which it never does)."""
-        msg = {
-            "actor": station.key,
+        msg: dict[str, Any] = {
+            "actor": station.actor_future.key,
             "function": function,
             "args": [to_serialize(arg) for arg in args],
             "kwargs": {},

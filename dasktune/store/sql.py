@@ -865,22 +865,16 @@ class TrialStore:
             # padded (repeating the last hash) to a power of two, so that a
             # few statements, compiled once, serve every batch size
             size = 1 << (len(chunk) - 1).bit_length()
-            sql, order = self._rows_sql(size)
             values: dict[str, Any] = dict(zip(_HASH_NAMES, chunk, strict=False))
             values.update(dict.fromkeys(_HASH_NAMES[len(chunk) : size], chunk[-1]))
             values["sid"] = search_id
-            params = values if order is None else tuple(values[k] for k in order)
             # the driver's SQL and its own tuples: no compilation, no Row
             # objects on the re-run path
-            result = conn.exec_driver_sql(sql, params)
+            query = partial(self._rows_query, size)
+            result = self._run(conn, f"rows of {size}", query, values)
             for row in result.cursor.fetchall() if result.cursor is not None else []:
                 rows[row[0]] = row[1:]
         return rows
-
-    def _rows_sql(self, size: int) -> tuple[str, tuple[str, ...] | None]:
-        """The SQL of the rows of ``size`` hashes and, for a positional
-        parameter style, the order of its parameters (compiled once)."""
-        return self._compiled(f"rows of {size}", partial(self._rows_query, size))
 
     def _compiled(
         self, name: str, build: Callable[[], Any]
