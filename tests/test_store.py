@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
@@ -281,6 +282,30 @@ def test_file_store_uses_wal(tmp_path):
     con = sqlite3.connect(tmp_path / "w.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
+
+
+def test_a_failed_write_is_rolled_back_and_the_next_goes_on(store):
+    # SQLite's writes share one kept connection and go straight to its cursor:
+    # a statement that fails raises SQLAlchemy's error (as on PostgreSQL),
+    # and the whole transaction is undone, the connection usable after it
+    sid = store.open_search("s", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    first = claim(a=1)
+    store.sync(sid, driver, [], [first])
+    insert = store.trials_table.insert().values(
+        search_id=sa.bindparam("sid"), number=sa.bindparam("n"),
+        param_hash=sa.bindparam("h"), params=sa.bindparam("p"),
+        status=sa.bindparam("s"), attempts=sa.bindparam("at"),
+        created=sa.bindparam("c"), seq=sa.bindparam("q"),
+    )  # fmt: skip
+    row = {"sid": sid, "n": 7, "p": "{}", "s": "running", "at": 0, "c": 0.0, "q": 0}
+    with pytest.raises(sa.exc.IntegrityError), store._tx() as conn:
+        store._run(conn, "test insert", lambda: insert, {**row, "h": "fresh"})
+        store._run(conn, "test insert", lambda: insert, {**row, "h": first.param_hash})
+    assert [r["number"] for r in store.trials(sid)] == [0]  # "fresh" undone too
+    second = claim(a=2)
+    assert [d.number for d in store.sync(sid, driver, [], [second])] == [1]
+    assert len(store.trials(sid)) == 2
 
 
 _CLAIMER = textwrap.dedent(

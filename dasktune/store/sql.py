@@ -62,7 +62,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -159,6 +159,7 @@ class TrialStore:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
+        self._writer: Connection | None = None  # SQLite's, for every write
         # the statements of every turn of a run, compiled once per process for
         # each dialect, paramstyle and schema (shared by every store of them)
         self._sql_key = (
@@ -401,8 +402,18 @@ class TrialStore:
         if self.readonly:
             msg = f"the store {self.display_url} was opened read-only"
             raise StoreError(msg)
-        with self._lock, self.engine.begin() as conn:
-            yield conn
+        with self._lock:
+            if self._sql_key[0] != "sqlite":
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            # SQLite: one connection kept for the writes (a pool's checkout and
+            # return per transaction cost more than a turn's own statements)
+            writer = self._writer
+            if writer is None or writer.closed:
+                writer = self._writer = self.engine.connect()
+            with writer.begin():
+                yield writer
 
     @property
     def _in_memory(self) -> bool:
@@ -452,7 +463,20 @@ class TrialStore:
             args = [tuple(p[k] for k in order) for p in params]
         else:
             args = tuple(params[k] for k in order)
-        return conn.exec_driver_sql(sql, args)
+        if self._sql_key[0] != "sqlite":
+            return conn.exec_driver_sql(sql, args)
+        # SQLite: straight to the sqlite3 cursor, in the transaction the
+        # connection holds (SQLAlchemy's execution context per statement costs
+        # more than SQLite's own work for a turn's few rows)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if isinstance(args, list):
+                cursor.executemany(sql, args)
+            else:
+                cursor.execute(sql, args)
+        except sqlite3.Error as err:
+            raise sa.exc.DBAPIError.instance(sql, args, err, sqlite3.Error) from err
+        return _CursorResult(cast("sqlite3.Cursor", cursor))
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -462,6 +486,10 @@ class TrialStore:
 
     def close(self) -> None:
         """Release the store's connections."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
         self.engine.dispose()
 
     # -- searches and drivers ----------------------------------------------------
@@ -1391,6 +1419,27 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
+
+
+class _CursorResult:
+    """What :meth:`TrialStore._run` callers read of a statement run on the
+    sqlite3 cursor: ``rowcount``, ``scalar_one()`` and ``cursor.fetchall()``,
+    as SQLAlchemy's result gives them."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self.cursor = cursor
+        self.rowcount = cursor.rowcount
+
+    def scalar_one(self) -> Any:
+        rows = self.cursor.fetchall()
+        if len(rows) != 1:
+            msg = f"expected one row, got {len(rows)}"
+            raise (
+                sa.exc.NoResultFound(msg)
+                if not rows
+                else sa.exc.MultipleResultsFound(msg)
+            )
+        return rows[0][0]
 
 
 def _wal(engine: Engine) -> None:
