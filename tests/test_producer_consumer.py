@@ -124,13 +124,24 @@ async def test_errors_name_the_element_and_leave_it_usable(c, s, a, b):
         assert await call(pc.run, 2.0) == [2.0, 0.0, 1.0]  # still usable
 
 
+def quick_load(x):
+    return x
+
+
+def slower_times(params, loaded):
+    time.sleep(2.0)
+    return params * loaded
+
+
 @gen_cluster(client=True)
 async def test_timeout(c, s, a, b):
+    # the timeout covers the loading too: a loader with nothing to wait for,
+    # so that a loaded machine cannot make the loading the part that times out
     with (
         await call(
-            ProducerConsumer, slow_load, [1, 2], slow_times, client=c, timeout=0.1
+            ProducerConsumer, quick_load, [1, 2], slower_times, client=c, timeout=1.0
         ) as pc,
-        pytest.raises(TimeoutError, match="no result within timeout=0.1"),
+        pytest.raises(TimeoutError, match="no result within timeout=1.0"),
     ):
         await call(pc.run, 1)
 
