@@ -14,6 +14,7 @@ from distributed.utils_test import gen_cluster
 
 import dasktune
 import dasktune.run.driver as driver_module
+import dasktune.run.feed as feed_module
 from dasktune import Float, Search
 from dasktune.optim.pruners import Pruner, Verdict
 from dasktune.run.driver import check_execution
@@ -73,6 +74,63 @@ async def test_fed_trials_are_those_of_tasks_and_the_feed_is_released(c, s, a, b
     assert runs["feed"] == runs["tasks"]  # the same seed, the same trials
     await _until_released(s)
     assert not a.state.actors and not b.state.actors
+
+
+def _counting_calls(monkeypatch) -> list[str]:
+    """The actor calls a FedWindow makes (their function names)."""
+    calls: list[str] = []
+    real = FedWindow._call
+
+    async def counted(self, station, function, *args):
+        calls.append(function)
+        return await real(self, station, function, *args)
+
+    monkeypatch.setattr(FedWindow, "_call", counted)
+    return calls
+
+
+@gen_cluster(client=True)
+async def test_in_process_workers_are_fed_without_calls(c, s, a, b):
+    # gen_cluster's workers run in the test's process: payloads go straight
+    # into their feeds' queues, results come back through a listener
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _counting_calls(mp)
+        search = Search("local", square, "sqlite://", client=c, space=SPACE)
+        report = await call(
+            search.run, None, n_trials=30, seed=3, progress=False, execution="feed"
+        )
+        assert report.evaluated == 30
+        assert calls == []  # no put, no take, no stop went over a comm
+        frame = await call(search.trials)
+        assert set(frame["worker"]) == {a.address, b.address}
+        search.close()
+    await _until_released(s)
+
+
+@gen_cluster(client=True)
+async def test_the_calls_path_feeds_the_same_trials(c, s, a, b):
+    # the path of workers in other processes (actor calls over a comm), taken
+    # here on in-process workers: the same trials as the in-process path's
+    runs = {}
+    for in_process in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(feed_module, "IN_PROCESS", in_process)
+            calls = _counting_calls(mp)
+            search = Search(
+                f"calls-{in_process}", square, "sqlite://", client=c, space=SPACE
+            )
+            report = await call(
+                search.run, None, n_trials=30, seed=3, progress=False,
+                execution="feed",
+            )  # fmt: skip
+            assert report.evaluated == 30
+            assert ("put" in calls and "take" in calls) is not in_process
+            frame = await call(search.trials)
+            runs[in_process] = sorted(zip(frame["x"], frame["value"], strict=True))
+            search.close()
+    assert runs[True] == runs[False]
+    await _until_released(s)
 
 
 @gen_cluster(client=True)

@@ -453,6 +453,7 @@ class Driver:
         self._flying: Window[list[_Pending]] | FedWindow[list[_Pending]]
         if self._fed:
             self._flying = self._fed_window()
+            self._flying.start()  # while the first trials are asked
         else:
             self._flying = Window(self.client, self.timeout)
         self._known = _Known(self.space_size)
@@ -570,9 +571,15 @@ class Driver:
             if fresh and sliced is not None and time.monotonic() > sliced:
                 state.more = True
                 break
+            if sliced is not None and self._flying.arrived():
+                # results that came in while it asked: told before its next ask
+                # (as a thread of Optuna's own loop tells, then asks)
+                self._harvest(state, block=False)
             trial = self.optimizer.ask()
             if trial is None:
                 break
+            if self._fed is None:
+                self._decide_feed()  # the feed starts while the others are asked
             asked_any = True
             skipped = report.skipped
             pending = self._admit(trial, state.claimed, fresh, held, report)
@@ -1037,7 +1044,7 @@ class Driver:
     def _feeds(self) -> bool | None:
         """Whether this run's trials are fed to long-lived tasks
         (:mod:`dasktune.run.feed`) rather than sent as tasks; ``None``: decided
-        at the first submission (:meth:`_decide_feed`)."""
+        at the first ask (:meth:`_decide_feed`)."""
         if self.execution == "tasks" or self.batch or self.vectorized:
             return False
         if self.resources:  # each trial holds them: a task each
@@ -1045,15 +1052,18 @@ class Driver:
         return True if self.execution == "feed" else None
 
     def _decide_feed(self) -> None:
-        """``execution="auto"``, at the first submission (the first asks made,
-        so a batch-synchronous optimizer has declared its batch): a sequential
+        """``execution="auto"``, at the first ask (made, so a batch-synchronous
+        optimizer has declared its batch; the feed then starts while the
+        other first trials are asked): a sequential
         sampler (its next ask waits on a result: Optuna's TPE, a Gaussian
         process, Nevergrad) is fed, as it would pay Dask's per-task latency on
         every trial; sources that do not learn (grids, random) and known
         batches keep a task each, on the dashboard's task stream."""
         self._fed = bool(self.optimizer.wants_values) and self.optimizer.batch_size == 0
         if self._fed:
-            self._flying = self._fed_window()
+            window = self._fed_window()
+            window.start()
+            self._flying = window
 
     def _fed_window(self) -> FedWindow[list[_Pending]]:
         """A window feeding this run's trials, timed out at the run's deadline."""

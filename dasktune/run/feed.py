@@ -50,14 +50,16 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, Self, TypeVar, cast
 
 import cloudpickle
 import dask.config
 import distributed
 from distributed import get_worker
+from distributed.core import Status
 from distributed.protocol import to_serialize
 
 from dasktune._checks import key_part
@@ -71,6 +73,9 @@ _ACTOR_WAIT_SECONDS = 30.0  # a server waits this long for its feed to be made
 _TAKE_SECONDS = 1.0  # how long one take() waits on the worker before returning
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers is trusted
 _ERROR = "error"
+#: reach a worker of the driver's own process without calls (off: the tests
+#: of the calls' path on in-process workers)
+IN_PROCESS = True
 
 
 class Feed:
@@ -88,6 +93,17 @@ class Feed:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
+        self._listener: Callable[[list[tuple[int, bytes]]], None] | None = None
+
+    def listen(self, listener: Callable[[list[tuple[int, bytes]]], None]) -> None:
+        """Hand every result to ``listener`` (called from the server's
+        thread) instead of keeping it for :meth:`take`: a driver in the
+        worker's own process, which needs no call to reach it."""
+        with self._lock:
+            self._listener = listener
+            waiting, self._results = self._results, []
+        if waiting:
+            listener(waiting)
 
     async def put(self, items: list[tuple[int, Any]]) -> int:
         """Queue ``(number, payload)`` items for the servers."""
@@ -119,7 +135,12 @@ class Feed:
     def done(self, number: int, blob: bytes) -> None:
         """A server's result (called in the worker's process, from its thread)."""
         with self._lock:
-            self._results.append((number, blob))
+            listener = self._listener
+            if listener is None:
+                self._results.append((number, blob))
+        if listener is not None:
+            listener([(number, blob)])
+            return
         loop = self._loop
         if loop is not None:
             # a closed loop (the worker leaving) has nobody to take
@@ -132,12 +153,37 @@ class Feed:
 
 
 @dataclass
+class _Packed:
+    """A payload put in-process, pickled as a call would have carried it (so
+    that the runner cannot change the driver's own copy)."""
+
+    blob: bytes
+
+
+@dataclass
 class Finished:
     """What the driver gets for a payload that did not give a result: its
     ``status`` (``"error"``), as a future's, and a ``key`` naming it."""
 
     key: str
     status: str = _ERROR
+
+
+def _in_process_actor(address: str, key: str) -> Feed | None:
+    """The feed ``key`` when its worker runs in this process (and
+    :data:`IN_PROCESS` is on), else None."""
+    if not IN_PROCESS:
+        return None
+    for worker in list(distributed.Worker._instances):
+        if worker.status == Status.running and worker.address == address:
+            return cast("Feed | None", worker.state.actors.get(key))
+    return None
+
+
+def _put_in_process(feed: Feed, items: list[tuple[int, Any]]) -> None:
+    """Queue payloads straight into an in-process feed, each pickled."""
+    for number, payload in items:
+        feed.inbox.put((number, _Packed(cloudpickle.dumps(payload))))
 
 
 def _pickled(number: int, result: Any) -> bytes:
@@ -176,6 +222,8 @@ def serve(key: str, runner: Any) -> int:
             return ran
         number, payload = item
         try:
+            if isinstance(payload, _Packed):
+                payload = pickle.loads(payload.blob)
             result = runner(payload)
         except BaseException as err:
             text = "".join(traceback.format_exception(err))
@@ -203,6 +251,9 @@ class _Station:
     lost: bool = False
     direct: bool = True  # calls go straight to the worker
     reached: bool = False  # a call has reached it
+    #: the actor itself, when its worker is in the driver's process: payloads
+    #: go straight into its queue and results come back through a listener
+    feed: Feed | None = None
 
 
 @dataclass
@@ -263,6 +314,12 @@ class FedWindow(Generic[Tag]):
     def __len__(self) -> int:
         return len(self._flying)
 
+    def start(self) -> None:
+        """Start feeding the workers now (not waited for), so that the first
+        payloads find their servers running; the first send does it
+        otherwise."""
+        self._look(force=True)
+
     # -- the workers ---------------------------------------------------------
 
     def _look(self, force: bool = False) -> None:
@@ -291,18 +348,15 @@ class FedWindow(Generic[Tag]):
                     key=key,
                 )  # fmt: skip
             station = _Station(worker, threads, actor)
-            station.servers = [
-                self.client.submit(
-                    serve,
-                    key,
-                    self.runner,
-                    key=f"feed-{self.name}-{i}-{self.token}-{uuid.uuid4().hex[:6]}",
-                    workers=[worker],
-                    allow_other_workers=False,
-                    pure=False,
-                )
-                for i in range(threads)
-            ]
+            # one graph for the worker's servers (one message to the scheduler)
+            station.servers = self.client.map(
+                serve, [key] * threads, [self.runner] * threads,
+                key=[
+                    f"feed-{self.name}-{i}-{self.token}-{uuid.uuid4().hex[:6]}"
+                    for i in range(threads)
+                ],
+                workers=[worker], allow_other_workers=False, pure=False,
+            )  # fmt: skip
             station.pump = asyncio.run_coroutine_threadsafe(
                 self._pump(station),
                 loop.asyncio_loop,  # type: ignore[attr-defined]
@@ -312,13 +366,28 @@ class FedWindow(Generic[Tag]):
     async def _start(self, station: _Station) -> None:
         """Once the station's actor exists: what waited for it."""
         await station.actor_future  # the actor is made on its worker
+        feed = _in_process_actor(station.worker, str(station.actor_future.key))
+        if feed is not None:
+            feed.listen(partial(self._listened, station))
         with self._lock:
             if station.lost:
                 return
+            station.feed = feed
             station.ready = True
             waiting, station.outbox = station.outbox, []
         if waiting:
-            await self._call(station, "put", waiting)
+            await self._put(station, waiting)
+
+    def _listened(self, station: _Station, out: list[tuple[int, bytes]]) -> None:
+        """An in-process station's results (from its server's thread)."""
+        self._events.put(("results", station, out))
+
+    async def _put(self, station: _Station, items: list[tuple[int, Any]]) -> None:
+        feed = station.feed
+        if feed is None:
+            await self._call(station, "put", items)
+        else:
+            _put_in_process(feed, items)
 
     async def _pump(self, station: _Station) -> None:
         """On the client's loop: start the station, then keep a take()
@@ -331,13 +400,18 @@ class FedWindow(Generic[Tag]):
             self._events.put(("lost", station, err))
             return
         while not self._closed:
-            try:
-                out = await self._call(station, "take", _TAKE_SECONDS)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as err:
-                self._events.put(("lost", station, err))
-                return
+            if station.feed is not None:
+                # its results come through its listener: only watch its servers
+                await asyncio.sleep(_POLL_SECONDS)
+                out = None
+            else:
+                try:
+                    out = await self._call(station, "take", _TAKE_SECONDS)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as err:
+                    self._events.put(("lost", station, err))
+                    return
             if out:
                 self._events.put(("results", station, out))
             # a server that ended while the feed runs (looked at once per take,
@@ -452,7 +526,10 @@ class FedWindow(Generic[Tag]):
                 if not station.ready:  # its actor is on its way: sent once made
                     station.outbox.extend(items)
                     continue
-            self._fire(station, "put", items)
+            if station.feed is not None:
+                _put_in_process(station.feed, items)
+            else:
+                self._fire(station, "put", items)
 
     def _live(self) -> list[_Station]:
         return [s for s in self._stations.values() if not s.lost]
@@ -495,6 +572,11 @@ class FedWindow(Generic[Tag]):
             for kind, station, body in events:
                 done.extend(self._handle(kind, station, body))
         return done
+
+    def arrived(self) -> bool:
+        """Whether something came in that :meth:`next_batch` would handle now
+        (results, a lost worker)."""
+        return not self._events.empty() or bool(self._homeless)
 
     def _handle(
         self, kind: str, station: _Station, body: Any
@@ -628,9 +710,12 @@ class FedWindow(Generic[Tag]):
         once, a busy one after its payload (or within _POLL_SECONDS of
         finding its actor gone)."""
         try:
-            await asyncio.wait_for(
-                self._call(station, "stop", station.threads), _TAKE_SECONDS
-            )
+            if station.feed is not None:
+                await station.feed.stop(station.threads)
+            else:
+                await asyncio.wait_for(
+                    self._call(station, "stop", station.threads), _TAKE_SECONDS
+                )
         except Exception:
             pass
         finally:

@@ -191,6 +191,10 @@ class Window(Generic[Tag]):
             return False
         return True
 
+    def arrived(self) -> bool:
+        """Whether a future completed that :meth:`next_batch` would give now."""
+        return bool(self._harvest.has_ready())
+
     def next_batch(
         self, block: bool = True
     ) -> list[tuple[distributed.Future, Any, Tag]]:
