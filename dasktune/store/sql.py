@@ -453,12 +453,25 @@ class TrialStore:
         """Execute the statement ``build()`` makes, compiled once per store
         under ``name``, as the driver's own SQL (no expression built, no
         compilation looked up per call); a list of ``params`` runs it once
-        for each. Every value of the statement must be a named bind
-        parameter."""
-        sql, order = self._compiled(name, build)
+        for each. Every value that changes between calls must be a named bind
+        parameter; others (a ``LIMIT 1``) keep the value they were compiled
+        with."""
+        sql, order, fixed = self._compiled(name, build)
         args: Any
         if order is None:
-            args = params
+            if fixed:
+                args = (
+                    [{**fixed, **p} for p in params]
+                    if isinstance(params, list)
+                    else {**fixed, **params}
+                )
+            else:
+                args = params
+        elif fixed:
+            if isinstance(params, list):
+                args = [tuple({**fixed, **p}[k] for k in order) for p in params]
+            else:
+                args = tuple({**fixed, **params}[k] for k in order)
         elif isinstance(params, list):
             args = [tuple(p[k] for k in order) for p in params]
         else:
@@ -906,18 +919,25 @@ class TrialStore:
 
     def _compiled(
         self, name: str, build: Callable[[], Any]
-    ) -> tuple[str, tuple[str, ...] | None]:
-        """The SQL of the statement ``build()`` makes, and for a positional
-        parameter style the order of its parameters: compiled once per
-        process for this dialect, paramstyle and schema version."""
+    ) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        """The SQL of the statement ``build()`` makes, for a positional
+        parameter style the order of its parameters, and the values of the
+        parameters it fixed itself (a ``LIMIT``'s): compiled once per process
+        for this dialect, paramstyle and schema version."""
         key = (*self._sql_key, self.schema_version, name)
         known = _COMPILED.get(key)
         if known is None:
             compiled = build().compile(dialect=self.engine.dialect)
             order = compiled.positiontup
+            named = {b.key for b in compiled.binds.values() if not b.unique}
+            fixed = {
+                k: v for k, v in compiled.params.items()
+                if k not in named and v is not None
+            }  # fmt: skip
             known = _COMPILED[key] = (
                 compiled.string,
                 None if order is None else tuple(order),
+                fixed,
             )
         return known
 
@@ -1026,7 +1046,6 @@ class TrialStore:
             The change sequence the rows reach (pass it as ``since`` next time)
             and the rows; ``params`` and ``aux`` are JSON text.
         """
-        t = self.trials_table
         with self._connection_errors(), self._read() as conn:
             # the last step reported is a subquery per row: asked only when the
             # search has reported values (most have none, and a million probes
@@ -1034,14 +1053,11 @@ class TrialStore:
             # again after the read, for values that arrived meanwhile (values
             # are never deleted: none after means none before)
             steps = self._has_values(conn, search_id)
+            wanted = None
+            if status is not None:
+                wanted = [status] if isinstance(status, str) else list(status)
             while True:
-                query = self._trials_query(search_id, steps)
-                if status is not None:
-                    wanted = [status] if isinstance(status, str) else list(status)
-                    query = query.where(t.c.status.in_([str(w) for w in wanted]))
-                if since is not None and self.schema_version >= 2:
-                    query = query.where(t.c.seq > since)
-                result = conn.execute(query.order_by(t.c.number))
+                result = self._read_rows(conn, search_id, steps, wanted, since)
                 # the driver's own tuples: no Row objects for a million rows
                 rows = result.cursor.fetchall() if result.cursor is not None else []
                 if steps or not self._has_values(conn, search_id):
@@ -1072,23 +1088,20 @@ class TrialStore:
             :data:`TRIAL_FIELDS` as a column (``params`` and ``aux`` as JSON
             text), by number.
         """
-        t = self.trials_table
         with self._connection_errors(), self._read() as conn:
             steps = self._has_values(conn, search_id)  # as read_trials does
             while True:
-                query = self._trials_query(search_id, steps)
-                if since is not None and self.schema_version >= 2:
-                    query = query.where(t.c.seq > since)
-                query = query.order_by(t.c.number)
                 # the driver's own cursor, read straight into the records
-                cursor: Any = conn.execute(query).cursor
+                cursor: Any = self._read_rows(
+                    conn, search_id, steps, since=since
+                ).cursor
                 try:
                     with _collector_paused():
                         records = np.fromiter(cursor or (), dtype=TRIAL_DTYPE)
                 except (TypeError, ValueError, OverflowError):
                     if cursor is not None:
                         cursor.close()
-                    rows = conn.execute(query).cursor
+                    rows = self._read_rows(conn, search_id, steps, since=since).cursor
                     columns = trial_columns(rows.fetchall() if rows else [])
                 else:
                     columns = {name: records[name] for name in TRIAL_FIELDS}
@@ -1103,10 +1116,46 @@ class TrialStore:
         if self.schema_version < 3:
             return False
         v = self.values_table
-        query = sa.select(v.c.number).where(v.c.search_id == search_id).limit(1)
-        return conn.execute(query).first() is not None
+        result = self._run(
+            conn, "has values",
+            lambda: sa.select(v.c.number)
+            .where(v.c.search_id == sa.bindparam("sid"))
+            .limit(1),
+            {"sid": search_id},
+        )  # fmt: skip
+        return result.cursor.fetchone() is not None
 
-    def _trials_query(self, search_id: int, steps: bool) -> sa.Select[Any]:
+    def _read_rows(
+        self,
+        conn: Connection,
+        search_id: int,
+        steps: bool,
+        status: Sequence[str] | None = None,
+        since: int | None = None,
+    ) -> Any:
+        """Run the select of a search's rows (:meth:`_trials_query`, by
+        number; only ``status``, only written after ``since``), compiled once
+        for each shape; its driver's cursor is ``.cursor``."""
+        t = self.trials_table
+        since = since if self.schema_version >= 2 else None
+        params: dict[str, Any] = {"sid": search_id, "since": since}
+        names = [f"st{i}" for i in range(len(status or ()))]
+        params.update(zip(names, map(str, status or ()), strict=True))
+
+        def build() -> Any:
+            query = self._trials_query(sa.bindparam("sid"), steps)
+            if status is not None:
+                query = query.where(t.c.status.in_([sa.bindparam(n) for n in names]))
+            if since is not None:
+                query = query.where(t.c.seq > sa.bindparam("since"))
+            return query.order_by(t.c.number)
+
+        shape = (steps, None if status is None else len(status), since is not None)
+        if since is None:
+            del params["since"]
+        return self._run(conn, f"trials {shape}", build, params)
+
+    def _trials_query(self, search_id: Any, steps: bool) -> sa.Select[Any]:
         """The select of a search's rows in :data:`TRIAL_FIELDS` order; ``step``
         is ``NULL`` unless ``steps``."""
         t, v = self.trials_table, self.values_table
@@ -1123,7 +1172,7 @@ class TrialStore:
             if name == "step"
             else t.c[name]
             if self.schema_version >= added.get(name, 0)
-            else sa.literal(0)
+            else sa.literal_column("0")
             if name == "seq"
             else sa.null()
             for name in TRIAL_FIELDS
@@ -1357,7 +1406,9 @@ def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
 
 
 #: compiled SQL by (dialect, paramstyle, schema version, statement name)
-_COMPILED: dict[tuple[Any, ...], tuple[str, tuple[str, ...] | None]] = {}
+_COMPILED: dict[
+    tuple[Any, ...], tuple[str, tuple[str, ...] | None, dict[str, Any]]
+] = {}
 
 
 def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
@@ -1416,7 +1467,11 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # take the write lock at the start: claims are read-then-write
         read = readonly or conn.get_execution_options().get("dasktune_read", False)
-        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+        sql = "BEGIN" if read else "BEGIN IMMEDIATE"
+        try:  # on sqlite3 itself: SQLAlchemy's execution costs a turn more
+            conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+        except sqlite3.Error as err:
+            raise sa.exc.DBAPIError.instance(sql, (), err, sqlite3.Error) from err
 
     return engine
 
