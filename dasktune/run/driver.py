@@ -450,6 +450,12 @@ class Driver:
         self._deadline = (
             None if self.timeout is None else time.monotonic() + self.timeout
         )
+        if self.reports:
+            # subscribed before anything is submitted (the feed's servers, or
+            # the first trials): the scheduler takes the subscription and the
+            # submissions in order from one stream, so no report can reach it
+            # first and be dropped as no one's
+            self._channel = ReportChannel(self.client, self.pruner)
         self._flying: Window[list[_Pending]] | FedWindow[list[_Pending]]
         if self._fed:
             self._flying = self._fed_window()
@@ -464,8 +470,6 @@ class Driver:
             target=self._beat, args=(stop,), name=f"dasktune-heartbeat-{self.name}"
         )
         beat.start()
-        if self.reports:
-            self._channel = ReportChannel(self.client, self.pruner)
         try:
             while not self._turn(state):
                 pass
