@@ -16,6 +16,7 @@ import dasktune
 import dasktune.run.driver as driver_module
 import dasktune.run.feed as feed_module
 from dasktune import Float, Search
+from dasktune.optim.base import Optimizer
 from dasktune.optim.pruners import Pruner, Verdict
 from dasktune.run.driver import check_execution
 from dasktune.run.feed import FedWindow
@@ -130,6 +131,51 @@ async def test_the_calls_path_feeds_the_same_trials(c, s, a, b):
             runs[in_process] = sorted(zip(frame["x"], frame["value"], strict=True))
             search.close()
     assert runs[True] == runs[False]
+    await _until_released(s)
+
+
+class SlowAsker(Optimizer):
+    """Asks a list of points; the 9th ask takes ``pause`` seconds, and looks
+    meanwhile at which of the workers' threads their profilers see."""
+
+    def __init__(self, points, pause, workers):
+        super().__init__()
+        self.todo, self.pause, self.workers = list(points), pause, workers
+        self.profiled: list[int] = []
+
+    def _ask(self):
+        if len(self.todo) == 2:
+            time.sleep(self.pause)  # every trial sent so far is done by now
+            self.profiled = [len(w.active_threads) for w in self.workers]
+        return self.todo.pop(0) if self.todo else None
+
+    def _tell(self, number, params, value):
+        pass
+
+    @property
+    def finished(self):
+        return not self.todo and not self.n_pending
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_pause_between_asks_keeps_the_feed_and_hides_idle_servers(c, s, a, b):
+    # a slow sampler (a Gaussian process's asks take seconds): the servers wait
+    # for it, past their polling interval, and are not profiled as computing
+    lost = []
+    with pytest.MonkeyPatch.context() as mp:
+        real = FedWindow._lose
+        mp.setattr(
+            FedWindow, "_lose", lambda self, *a: lost.append(a) or real(self, *a)
+        )
+        asker = SlowAsker([{"x": i / 10} for i in range(10)], 0.8, [a, b])
+        search = Search("pause", square, "sqlite://", client=c, space=SPACE)
+        report = await call(
+            search.run, asker, progress=False, execution="feed", max_in_flight=2
+        )
+        search.close()
+    assert (report.evaluated, report.failed) == (10, 0)
+    assert lost == []  # no server gave up while the sampler asked
+    assert asker.profiled == [0, 0]  # idle servers are not "computing"
     await _until_released(s)
 
 
@@ -299,4 +345,6 @@ async def test_a_fed_trial_s_last_report_is_stored_with_it(c, s, a, b, wait):
         driver_module._REPORT_WAIT_SECONDS = saved
     curves = search.store.curves(search.search_id)
     complete = [len(curves.get(n, [])) == 3 for n in range(20)]
-    assert all(complete) if wait else not all(complete)
+    assert all(complete) if wait else not all(complete), {
+        n: curves.get(n) for n in range(20)
+    }

@@ -15,7 +15,12 @@ same payloads without a task each:
   :meth:`Feed.take` call waiting for results and passes them on to the
   driver's thread;
 - results are pickled by the server thread that made them, so a result that
-  cannot be pickled fails its own trials, not the feed.
+  cannot be pickled fails its own trials, not the feed;
+- a worker in the driver's own process (``LocalCluster(processes=False)``)
+  needs no actor and no call: its servers find a feed the driver made, the
+  driver puts payloads (pickled, as a call would carry them) straight into
+  its queue, and results come back through a listener; the servers are still
+  tasks, so the scheduler knows the threads are taken.
 
 It keeps :class:`~dasktune.run.submit.Window`'s interface (``map``,
 ``next_batch``, ``cancel``), so the driver's loop is the same for both.
@@ -50,6 +55,7 @@ import threading
 import time
 import traceback
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -71,11 +77,18 @@ Tag = TypeVar("Tag")
 _POLL_SECONDS = 0.25  # how often an idle server looks whether its feed is gone
 _ACTOR_WAIT_SECONDS = 30.0  # a server waits this long for its feed to be made
 _TAKE_SECONDS = 1.0  # how long one take() waits on the worker before returning
+_MADE_WAIT_SECONDS = 10.0  # closing waits this long for an actor being made
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers is trusted
 _ERROR = "error"
 #: reach a worker of the driver's own process without calls (off: the tests
 #: of the calls' path on in-process workers)
 IN_PROCESS = True
+
+
+#: the feeds made in this process, by key, for their servers to find (the
+#: worker keeps the actor too; this only spares the servers a polling loop)
+_FEEDS: weakref.WeakValueDictionary[str, Feed] = weakref.WeakValueDictionary()
+_MADE = threading.Condition()  # notified when a feed is made
 
 
 class Feed:
@@ -86,14 +99,20 @@ class Feed:
     (``get_worker().state.actors[key]``); the driver through actor calls.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, key: str | None = None, *, local: bool = False) -> None:
         self.inbox: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
+        #: made by a driver in the worker's process (no actor: gone once closed)
+        self.local = local
         self.closed = False
         self._results: list[tuple[int, bytes]] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self._listener: Callable[[list[tuple[int, bytes]]], None] | None = None
+        if key is not None:  # its servers wait for it (without polling)
+            with _MADE:
+                _FEEDS[key] = self
+                _MADE.notify_all()
 
     def listen(self, listener: Callable[[list[tuple[int, bytes]]], None]) -> None:
         """Hand every result to ``listener`` (called from the server's
@@ -105,14 +124,18 @@ class Feed:
         if waiting:
             listener(waiting)
 
-    async def put(self, items: list[tuple[int, Any]]) -> int:
-        """Queue ``(number, payload)`` items for the servers."""
-        for item in items:
+    async def put(self, items: bytes) -> int:
+        """Queue ``(number, payload)`` items, pickled as one list, for the
+        servers (pickled by the driver: Dask's serialization of a list of
+        objects costs it more than one ``cloudpickle.dumps``)."""
+        unpacked: list[tuple[int, Any]] = pickle.loads(items)
+        for item in unpacked:
             self.inbox.put(item)
-        return len(items)
+        return len(unpacked)
 
-    async def take(self, wait: float) -> list[tuple[int, bytes]]:
-        """The results ready, waiting up to ``wait`` seconds for the first."""
+    async def take(self, wait: float) -> bytes:
+        """The results ready, pickled as one list of ``(number, result)``,
+        waiting up to ``wait`` seconds for the first."""
         if self._ready is None:
             self._loop = asyncio.get_running_loop()
             self._ready = asyncio.Event()
@@ -123,7 +146,7 @@ class Feed:
                     await asyncio.wait_for(self._ready.wait(), wait)
         with self._lock:
             out, self._results = self._results, []
-        return out
+        return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
 
     async def stop(self, servers: int) -> None:
         """Let the servers return: idle ones at once, busy ones after their
@@ -169,15 +192,17 @@ class Finished:
     status: str = _ERROR
 
 
-def _in_process_actor(address: str, key: str) -> Feed | None:
-    """The feed ``key`` when its worker runs in this process (and
-    :data:`IN_PROCESS` is on), else None."""
-    if not IN_PROCESS:
-        return None
-    for worker in list(distributed.Worker._instances):
-        if worker.status == Status.running and worker.address == address:
-            return cast("Feed | None", worker.state.actors.get(key))
-    return None
+def _in_process(address: str) -> bool:
+    """Whether the worker at ``address`` runs in this process (and
+    :data:`IN_PROCESS` is on)."""
+    return IN_PROCESS and any(
+        worker.status == Status.running and worker.address == address
+        for worker in list(distributed.Worker._instances)
+    )
+
+
+def _actor(station: _Station) -> list[distributed.Future]:
+    return [] if station.actor_future is None else [station.actor_future]
 
 
 def _put_in_process(feed: Feed, items: list[tuple[int, Any]]) -> None:
@@ -200,38 +225,62 @@ def serve(key: str, runner: Any) -> int:
     queues until told to stop (or the feed is gone); return how many ran."""
     worker = get_worker()
     started = time.monotonic()
-    while (feed := cast("Feed | None", worker.state.actors.get(key))) is None:
-        # sent with its actor, which is made on the worker's actor thread; an
-        # actor this worker does not know of (a second in) was released before
-        # it was made (a run over at once), or never came: nothing to serve
-        waited = time.monotonic() - started
-        if waited > _ACTOR_WAIT_SECONDS or (
-            waited > 1.0 and key not in worker.state.tasks
-        ):
-            return 0
-        time.sleep(0.002)
+    with _MADE:
+        while (feed := _FEEDS.get(key)) is None:
+            # sent with its actor, which is made on the worker's actor thread;
+            # an actor this worker does not know of (a second in) was released
+            # before it was made (a run over at once), or never came: nothing
+            # to serve
+            waited = time.monotonic() - started
+            if waited > _ACTOR_WAIT_SECONDS or (
+                waited > 1.0 and key not in worker.state.tasks
+            ):
+                return 0
+            _MADE.wait(0.1)
     ran = 0
-    while True:
-        try:
-            item = feed.inbox.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            if feed.closed or key not in worker.state.actors:
+    # waiting for payloads is not computing: the worker's profiler (and the
+    # dashboard's profile) sees the thread only while it runs one
+    ident = threading.get_ident()
+    task = worker.active_threads.get(ident)
+    try:
+        while True:
+            _profiled(worker, ident, None)
+            try:
+                item = feed.inbox.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                # gone: told to stop, or an actor its worker released
+                if feed.closed or (not feed.local and key not in worker.state.actors):
+                    return ran
+                continue
+            if item is None:
                 return ran
-            continue
-        if item is None:
-            return ran
-        number, payload = item
-        try:
-            if isinstance(payload, _Packed):
-                payload = pickle.loads(payload.blob)
-            result = runner(payload)
-        except BaseException as err:
-            text = "".join(traceback.format_exception(err))
-            blob = pickle.dumps((False, text))
-        else:
-            blob = _pickled(number, result)
-        ran += 1
-        feed.done(number, blob)
+            _profiled(worker, ident, task)
+            number, payload = item
+            try:
+                if isinstance(payload, _Packed):
+                    payload = pickle.loads(payload.blob)
+                result = runner(payload)
+            except BaseException as err:
+                text = "".join(traceback.format_exception(err))
+                blob = pickle.dumps((False, text))
+            else:
+                blob = _pickled(number, result)
+            ran += 1
+            feed.done(number, blob)
+    finally:
+        _profiled(worker, ident, task)  # as the worker left it: it removes it
+
+
+def _profiled(worker: Any, ident: int, task: Any) -> None:
+    """Show the thread ``ident`` to the worker's profiler as running ``task``,
+    or hide it (``None``)."""
+    if task is None:
+        if ident in worker.active_threads:
+            with worker.active_threads_lock:
+                worker.active_threads.pop(ident, None)
+    elif worker.active_threads.get(ident) != task:
+        with worker.active_threads_lock:
+            worker.active_threads[ident] = task
 
 
 @dataclass
@@ -240,7 +289,7 @@ class _Station:
 
     worker: str
     threads: int
-    actor_future: distributed.Future
+    actor_future: distributed.Future | None  # None: an in-process feed
     servers: list[distributed.Future] = field(default_factory=list)
     ready: bool = False  # the actor exists
     outbox: list[tuple[int, Any]] = field(default_factory=list)  # until ready
@@ -340,14 +389,22 @@ class FedWindow(Generic[Tag]):
             if known is not None and not known.lost:
                 continue
             key = f"feed-{self.name}-actor-{self.token}-{uuid.uuid4().hex[:6]}"
-            # made on the worker's actor thread, not one of the threads the
-            # servers hold: they are sent at once, and wait for it there
-            with dask.annotate(executor="actor"):
-                actor = self.client.submit(
-                    Feed, actor=True, workers=[worker], allow_other_workers=False,
-                    key=key,
-                )  # fmt: skip
-            station = _Station(worker, threads, actor)
+            if _in_process(worker):
+                # a worker of this process: its servers find the feed made
+                # here (no actor, nothing to wait for), payloads go straight
+                # into its queue and results come back through a listener
+                station = _Station(worker, threads, None, ready=True)
+                station.feed = Feed(key, local=True)
+                station.feed.listen(partial(self._listened, station))
+            else:
+                # made on the worker's actor thread, not one of the threads
+                # the servers hold: they are sent at once, and wait for it there
+                with dask.annotate(executor="actor"):
+                    actor = self.client.submit(
+                        Feed, key, actor=True, workers=[worker],
+                        allow_other_workers=False, key=key,
+                    )  # fmt: skip
+                station = _Station(worker, threads, actor)
             # one graph for the worker's servers (one message to the scheduler)
             station.servers = self.client.map(
                 serve, [key] * threads, [self.runner] * threads,
@@ -365,29 +422,20 @@ class FedWindow(Generic[Tag]):
 
     async def _start(self, station: _Station) -> None:
         """Once the station's actor exists: what waited for it."""
+        if station.actor_future is None:
+            return  # an in-process feed, ready when made
         await station.actor_future  # the actor is made on its worker
-        feed = _in_process_actor(station.worker, str(station.actor_future.key))
-        if feed is not None:
-            feed.listen(partial(self._listened, station))
         with self._lock:
             if station.lost:
                 return
-            station.feed = feed
             station.ready = True
             waiting, station.outbox = station.outbox, []
         if waiting:
-            await self._put(station, waiting)
+            await self._call(station, "put", cloudpickle.dumps(waiting))
 
     def _listened(self, station: _Station, out: list[tuple[int, bytes]]) -> None:
         """An in-process station's results (from its server's thread)."""
         self._events.put(("results", station, out))
-
-    async def _put(self, station: _Station, items: list[tuple[int, Any]]) -> None:
-        feed = station.feed
-        if feed is None:
-            await self._call(station, "put", items)
-        else:
-            _put_in_process(feed, items)
 
     async def _pump(self, station: _Station) -> None:
         """On the client's loop: start the station, then keep a take()
@@ -406,7 +454,7 @@ class FedWindow(Generic[Tag]):
                 out = None
             else:
                 try:
-                    out = await self._call(station, "take", _TAKE_SECONDS)
+                    out = pickle.loads(await self._call(station, "take", _TAKE_SECONDS))
                 except asyncio.CancelledError:
                     raise
                 except BaseException as err:
@@ -428,9 +476,13 @@ class FedWindow(Generic[Tag]):
         way (an ``Actor`` handle would instead wait for its pinned actor to
         come back, which it never does)."""
         msg: dict[str, Any] = {
-            "actor": station.actor_future.key,
+            "actor": cast("distributed.Future", station.actor_future).key,
             "function": function,
-            "args": [to_serialize(arg) for arg in args],
+            # bytes travel as they are (msgpack's own), not through Dask's
+            # serializers
+            "args": [
+                arg if isinstance(arg, bytes) else to_serialize(arg) for arg in args
+            ],
             "kwargs": {},
         }
         if station.direct:
@@ -529,7 +581,7 @@ class FedWindow(Generic[Tag]):
             if station.feed is not None:
                 _put_in_process(station.feed, items)
             else:
-                self._fire(station, "put", items)
+                self._fire(station, "put", cloudpickle.dumps(items))
 
     def _live(self) -> list[_Station]:
         return [s for s in self._stations.values() if not s.lost]
@@ -670,7 +722,7 @@ class FedWindow(Generic[Tag]):
     def _release(self, station: _Station) -> None:
         with self._lock:  # no servers are sent for it from now on
             station.lost = True
-            futures = [*station.servers, station.actor_future]
+            futures = [*station.servers, *_actor(station)]
         if station.pump is not None:
             station.pump.cancel()
         self.client.cancel(futures)
@@ -691,10 +743,10 @@ class FedWindow(Generic[Tag]):
                 ready = station.ready
             if station.pump is not None:
                 station.pump.cancel()
-            if ready and loop is not None:
+            if loop is not None:
                 closing.append(
                     asyncio.run_coroutine_threadsafe(
-                        self._stop(station),
+                        self._stop(station, ready),
                         loop.asyncio_loop,  # type: ignore[attr-defined]
                     )
                 )
@@ -704,12 +756,16 @@ class FedWindow(Generic[Tag]):
         # not waited for: each stop is a round trip, and the releases follow
         self._closing = closing
 
-    async def _stop(self, station: _Station) -> None:
+    async def _stop(self, station: _Station, ready: bool = True) -> None:
         """Tell the servers to stop, then release the actor (released first,
         the actor would be gone when the stop arrives): idle servers return at
         once, a busy one after its payload (or within _POLL_SECONDS of
-        finding its actor gone)."""
+        finding its actor gone). An actor still being made (a run over before
+        its first trial went out) is waited for first: one cancelled while
+        its worker makes it can stay in the scheduler's books."""
         try:
+            if not ready and station.actor_future is not None:
+                await asyncio.wait_for(station.actor_future, _MADE_WAIT_SECONDS)
             if station.feed is not None:
                 await station.feed.stop(station.threads)
             else:
@@ -719,7 +775,7 @@ class FedWindow(Generic[Tag]):
         except Exception:
             pass
         finally:
-            for future in [*station.servers, station.actor_future]:
+            for future in [*station.servers, *_actor(station)]:
                 future.release()
 
     def __enter__(self) -> Self:
