@@ -222,7 +222,8 @@ class OptunaSampler(Optimizer):
     def _ask(self) -> dict[str, Any]:
         trial = self.study.ask(self._distributions)
         self._asked[self._next_number] = trial
-        return {name: trial.params[name] for name in self.space.names}
+        params = trial.params  # a copy made on each access: taken once
+        return {name: params[name] for name in self.space.names}
 
     def _tell(self, number: int, params: Any, value: Any) -> None:
         trial = self._asked.pop(number)
