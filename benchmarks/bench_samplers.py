@@ -34,11 +34,11 @@ in-process scheduler, worker and client), and the Dask floor:
 
 Targets: dasktune's best no worse than Optuna's, in less wall time.
 
-Latest (2026-12-01, 5 seeds, load 1.2-2.0), wall fed / a task per trial /
-Optuna, Branin, Hartmann-6, Rosenbrock-10: one in-process worker 0.91 / 1.22 /
-0.59 s, 1.29 / 1.48 / 0.93 s, 1.66 / 1.69 / 1.17 s; ``--processes`` 0.73 /
-1.08 / 0.55 s, 1.06 / 1.34 / 0.93 s, 1.41 / 1.60 / 1.24 s. The driver's
-process is CPU-bound in all three (CPU seconds are within 5% of the wall):
+Latest (2026-12-01, 5 seeds, load 0.5-1.6), wall fed / a task per trial /
+Optuna, Branin, Hartmann-6, Rosenbrock-10: one in-process worker 0.71 / 1.17 /
+0.67 s, 1.05 / 1.39 / 0.94 s, 1.30 / 1.69 / 1.17 s; ``--processes`` 0.77 /
+1.10 / 0.62 s, 1.04 / 1.26 / 0.93 s, 1.27 / 1.49 / 1.18 s. The driver's
+process is CPU-bound in all three (CPU seconds are within 10% of the wall):
 the asks, and for dasktune Dask's event loop and the store, under one GIL.
 
 Then two objectives: ZDT1 in 10 dimensions, ``NSGAIISampler(population_size=16,
