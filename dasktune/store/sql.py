@@ -428,20 +428,57 @@ class TrialStore:
         read a parameter set as new and insert it. Every row the transaction
         writes gets the returned seq, so readers can ask for what changed.
         """
-        s = self.searches
-        self._run(
-            conn, "bump",
-            lambda: s.update()
-            .where(s.c.id == sa.bindparam("sid"))
-            .values(seq=s.c.seq + sa.literal_column("1")),
-            {"sid": search_id},
-        )  # fmt: skip
+        return self._bump(conn, search_id, numbered=False)[0]
+
+    def _bump(
+        self, conn: Connection, search_id: int, *, numbered: bool
+    ) -> tuple[int, int]:
+        """:meth:`_begin_write`, and with ``numbered`` the search's last trial
+        number (-1 for none) read in the same statement (``UPDATE ...
+        RETURNING``, where the database has it: one statement, not three, in
+        every turn)."""
+        s, t = self.searches, self.trials_table
+
+        def bump() -> Any:
+            return (
+                s.update()
+                .where(s.c.id == sa.bindparam("sid"))
+                .values(seq=s.c.seq + sa.literal_column("1"))
+            )
+
+        def last() -> Any:
+            return (
+                sa.select(
+                    sa.func.coalesce(sa.func.max(t.c.number), sa.literal_column("-1"))
+                )
+                .where(t.c.search_id == sa.bindparam("sid"))
+                .scalar_subquery()
+            )
+
+        params = {"sid": search_id}
+        if self.engine.dialect.update_returning:
+            if numbered:
+                row = self._run(
+                    conn, "bump, numbered",
+                    lambda: bump().returning(s.c.seq, last()), params,
+                ).one()  # fmt: skip
+                return int(row[0]), int(row[1])
+            seq = self._run(
+                conn, "bump returning", lambda: bump().returning(s.c.seq), params
+            ).scalar_one()
+            return int(seq), -1
+        self._run(conn, "bump", bump, params)
         seq = self._run(
             conn, "seq",
             lambda: sa.select(s.c.seq).where(s.c.id == sa.bindparam("sid")),
-            {"sid": search_id},
+            params,
         ).scalar_one()  # fmt: skip
-        return int(seq)
+        number = -1
+        if numbered:
+            number = self._run(
+                conn, "last number", lambda: sa.select(last()), params
+            ).scalar_one()
+        return int(seq), int(number)
 
     def _run(
         self,
@@ -693,7 +730,7 @@ class TrialStore:
                     for d in decisions
                 ):
                     return decisions
-            seq = self._begin_write(conn, search_id)
+            seq, last = self._bump(conn, search_id, numbered=bool(claims))
             if outcomes:
                 self._write_outcomes(conn, search_id, outcomes, seq)
             if not claims:
@@ -701,7 +738,7 @@ class TrialStore:
             # read again under the lock: another driver may have claimed since
             existing = self._rows_for(conn, search_id, [c.param_hash for c in claims])
             return self._claim(
-                conn, search_id, driver_id, claims, existing, seq, now,
+                conn, search_id, driver_id, claims, existing, seq, last, now,
                 retry_failed=retry_failed, stale_after=stale_after,
             )  # fmt: skip
 
@@ -731,23 +768,16 @@ class TrialStore:
         claims: Sequence[Claim],
         existing: dict[str, tuple[Any, ...]],
         seq: int,
+        last: int,
         now: float,
         *,
         retry_failed: bool,
         stale_after: float,
     ) -> list[Decision]:
-        """Decide ``claims`` under the search's lock: insert the new, take over
-        the abandoned."""
+        """Decide ``claims`` under the search's lock (its last trial number
+        ``last``, read under it): insert the new, take over the abandoned."""
         t = self.trials_table
-        next_number = self._run(
-            conn, "last number",
-            lambda: sa.select(
-                sa.func.coalesce(sa.func.max(t.c.number), sa.literal_column("-1"))
-            ).where(
-                t.c.search_id == sa.bindparam("sid")
-            ),
-            {"sid": search_id},
-        ).scalar_one()  # fmt: skip
+        next_number = last
         decisions: list[Decision] = []
         inserts: list[dict[str, Any]] = []
         takeovers: list[str] = []
@@ -1485,7 +1515,7 @@ class _CursorResult:
         self.cursor = cursor
         self.rowcount = cursor.rowcount
 
-    def scalar_one(self) -> Any:
+    def one(self) -> tuple[Any, ...]:
         rows = self.cursor.fetchall()
         if len(rows) != 1:
             msg = f"expected one row, got {len(rows)}"
@@ -1494,7 +1524,10 @@ class _CursorResult:
                 if not rows
                 else sa.exc.MultipleResultsFound(msg)
             )
-        return rows[0][0]
+        return tuple(rows[0])
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
 
 
 def _wal(engine: Engine) -> None:
