@@ -34,10 +34,10 @@ in-process scheduler, worker and client), and the Dask floor:
 
 Targets: dasktune's best no worse than Optuna's, in less wall time.
 
-Latest (2026-12-01, 5 seeds, load 0.5-1.6), wall fed / a task per trial /
-Optuna, Branin, Hartmann-6, Rosenbrock-10: one in-process worker 0.71 / 1.17 /
-0.67 s, 1.05 / 1.39 / 0.94 s, 1.30 / 1.69 / 1.17 s; ``--processes`` 0.77 /
-1.10 / 0.62 s, 1.04 / 1.26 / 0.93 s, 1.27 / 1.49 / 1.18 s. The driver's
+Latest (2026-12-01, 5 seeds, load 0.9-1.9), wall fed / a task per trial /
+Optuna, Branin, Hartmann-6, Rosenbrock-10: one in-process worker 0.63 / 1.02 /
+0.61 s, 0.89 / 1.36 / 0.83 s, 1.20 / 1.68 / 1.20 s; ``--processes`` 0.73 /
+1.03 / 0.65 s, 1.04 / 1.23 / 0.82 s, 1.19 / 1.51 / 1.23 s. The driver's
 process is CPU-bound in all three (CPU seconds are within 10% of the wall):
 the asks, and for dasktune Dask's event loop and the store, under one GIL.
 
