@@ -434,8 +434,8 @@ class TrialStore:
         self, conn: Connection, search_id: int, *, numbered: bool
     ) -> tuple[int, int]:
         """:meth:`_begin_write`, and with ``numbered`` the search's last trial
-        number (-1 for none) read in the same statement (``UPDATE ...
-        RETURNING``, where the database has it: one statement, not three, in
+        number (-1 for none), read under the lock: on SQLite in the same
+        statement (``UPDATE ... RETURNING``: one statement, not three, in
         every turn)."""
         s, t = self.searches, self.trials_table
 
@@ -456,7 +456,13 @@ class TrialStore:
             )
 
         params = {"sid": search_id}
-        if self.engine.dialect.update_returning:
+        # SQLite only: its BEGIN IMMEDIATE holds the whole database, so the
+        # subquery sees every trial. On PostgreSQL the UPDATE may wait for
+        # another driver's lock on the row, and a subquery of the same
+        # statement would still read the snapshot taken before that driver's
+        # trials were committed (READ COMMITTED): its last number is read by
+        # a statement of its own, after the lock
+        if self._sql_key[0] == "sqlite" and self.engine.dialect.update_returning:
             if numbered:
                 row = self._run(
                     conn, "bump, numbered",
