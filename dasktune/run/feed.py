@@ -300,8 +300,8 @@ class _Station:
     lost: bool = False
     direct: bool = True  # calls go straight to the worker
     reached: bool = False  # a call has reached it
-    #: the actor itself, when its worker is in the driver's process: payloads
-    #: go straight into its queue and results come back through a listener
+    #: the feed the driver made for a worker in its own process (no actor):
+    #: payloads go straight into its queue, results come through a listener
     feed: Feed | None = None
 
 

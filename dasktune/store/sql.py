@@ -501,20 +501,14 @@ class TrialStore:
         with."""
         sql, order, fixed = self._compiled(name, build)
         args: Any
+        if fixed:
+            params = (
+                [{**fixed, **p} for p in params]
+                if isinstance(params, list)
+                else {**fixed, **params}
+            )
         if order is None:
-            if fixed:
-                args = (
-                    [{**fixed, **p} for p in params]
-                    if isinstance(params, list)
-                    else {**fixed, **params}
-                )
-            else:
-                args = params
-        elif fixed:
-            if isinstance(params, list):
-                args = [tuple({**fixed, **p}[k] for k in order) for p in params]
-            else:
-                args = tuple({**fixed, **params}[k] for k in order)
+            args = params
         elif isinstance(params, list):
             args = [tuple(p[k] for k in order) for p in params]
         else:
