@@ -16,9 +16,12 @@ date once per batch from the rows written since it last looked).
     filled in bulk (the fill rate is printed too);
 (b) re-running over done trials: deciding that 5,000 asked points are done
     (the driver's reuse path) against recording 5,000 new ones;
-(c) ``search.trials()`` at each size, read whole by a new ``Search`` (another
-    process's first look), and again by the search that keeps its table (the
-    rows since its last look); the store's size per trial;
+(c) ``search.trials()`` at each size: by the search that keeps its table (the
+    rows since its last look; it keeps the table as the store's snapshot when
+    enough rows came since the last one), then by a new ``Search`` (another
+    process's first look: the snapshot and the rows after it), and what the
+    same costs without a snapshot (every row converted); the snapshot's size,
+    and the store's size per trial (snapshot included);
 (e) end to end, on a LocalCluster: ``Search.run`` over a grid of 10^4 trivial
     trials, then the same grid again (every point done: nothing evaluated);
 (d) Optuna 5 with the same SQLite file and PostgreSQL server, at 10^4 trials
@@ -30,14 +33,15 @@ trials/s at 10^6 rows >= 80% of that at 10^3 (SQLite), with and without a
 filter; a re-run >= 5x faster than evaluating; ``trials()`` <= 3 s at 10^6 and
 <= 0.3 s at 10^5.
 
-``trials()`` by a new reader (2026-12-01, paired and interleaved with the code
-before on one store of each size, load 2.2-3.4 from other work): 1.14 s against
-1.52 s at 10^5, 12.4 s against 12.4 s at 10^6; cachegrind counts 4% fewer
-instructions at 10^5. Not the target: a million rows of 16 fields are 16 million
-cells, each ~850 instructions in CPython's ``sqlite3`` (about half of them SQLite's
-connection mutex), and one JSON parse of the parameters. Gathering the fields
-in SQL (``json_group_array``) cost more than it saved, and floats cannot travel
-as text: SQLite 3.40's ``printf('%!.17g')`` missed 572 of 10^6 doubles.
+Why a snapshot: converting the rows cannot meet the ``trials()`` target. A
+million rows of 16 fields are 16 million cells, each ~850 instructions in
+CPython's ``sqlite3`` (about half of them SQLite's connection mutex), and one
+JSON parse of the parameters: 10 s at 10^6 in the run before snapshots.
+Gathering the fields in SQL (``json_group_array``) cost more than it saved;
+floats cannot travel as text (SQLite 3.40's ``printf('%!.17g')`` missed 572 of
+10^6 doubles); ADBC's SQLite driver (Arrow columns, in C) read 10^5 rows no
+faster than ``sqlite3`` (0.39-0.42 s against 0.4-0.5 s); reading in the
+table's own order rather than by number saved nothing measurable at 10^5.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.search import Search
 from dasktune.store import StoreRecorder, TrialStore
+from dasktune.table import TrialTable
 
 BATCH = 256
 MEASURE = 5_000
@@ -173,11 +178,21 @@ def bench_backend(label: str, url: str, sizes: list[int]) -> list[dict]:
         filtered = rig.run(MEASURE, keep=keep)
         reuse = rig.reuse(MEASURE)
         started = time.perf_counter()
-        rig.search.trials()  # the search's own table: the rows since it last looked
+        # the search's own table: the rows since it last looked; it keeps the
+        # table as the store's snapshot when enough rows came since the last
+        rig.search.trials()
         again_s = time.perf_counter() - started
-        started = time.perf_counter()  # a new reader (another process): every row
+        kept = rig.store.read_snapshot(rig.search.search_id)
+        snapshot_mb = len(kept[1]) / 1e6 if kept is not None else 0.0
+        started = time.perf_counter()  # a new reader (another process)
         rows_read = len(Search("scale", objective, rig.store).trials())
         trials_s = time.perf_counter() - started
+        # what trials() costs a new reader that finds no snapshot: every row
+        started = time.perf_counter()
+        table = TrialTable()
+        table.update_columns(rig.store.read_columns(rig.search.search_id)[1])
+        assert len(table.frame(copy=True)) == rows_read
+        rows_s = time.perf_counter() - started
         row = {
             "store": label,
             "rows": at,
@@ -188,7 +203,9 @@ def bench_backend(label: str, url: str, sizes: list[int]) -> list[dict]:
             "re-run/s": round(reuse),
             "re-run ratio": round(reuse / plain, 1),
             "trials() s": round(trials_s, 3),
+            "no snapshot s": round(rows_s, 3),
             "again s": round(again_s, 4),
+            "snapshot MB": round(snapshot_mb, 1),
             "bytes/trial": round(rig.size_per_trial()),
         }
         rows.append(row)

@@ -22,6 +22,7 @@ import platform
 import re
 import socket
 import subprocess
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -32,7 +33,7 @@ import pandas as pd
 from distributed.security import Security
 
 from dasktune._checks import check_callable, check_int, check_store, check_timeout
-from dasktune.exceptions import DasktuneError
+from dasktune.exceptions import DasktuneError, StoreError
 from dasktune.optim.base import (
     AskTell,
     IterableSource,
@@ -62,6 +63,9 @@ __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 RESERVED_COLUMNS = ("number", *COLUMNS, "step", "constraints", "feasible")
 _RESERVED = frozenset(RESERVED_COLUMNS)
 DEFAULT_MAX_FAILURES = 1000
+#: rows a search's table reads before it is kept as the store's snapshot (and
+#: at least a tenth of the table): a new reader of fewer rows reads them fast
+SNAPSHOT_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class Search:
         self._owns_store = not isinstance(store, TrialStore)
         self.store = TrialStore(store) if isinstance(store, str) else store
         self._table: TrialTable | None = None
+        self._unsaved = 0  # rows read into the table since the store's snapshot
         # provenance (git, package versions) is kept when the search is made:
         # not worked out again by each reader of an existing one
         made = self.store.find_search(name) is not None
@@ -405,6 +410,8 @@ class Search:
             raise
         if source is None or not isinstance(source, AskTell):
             optimizer.close()
+        if self._table is not None:  # the filters kept it: a snapshot is cheap
+            self._refresh(save=True)
         return report
 
     @property
@@ -572,18 +579,40 @@ class Search:
 
         return keep
 
-    def _refresh(self) -> TrialTable:
+    def _refresh(self, *, save: bool = False) -> TrialTable:
         """The search's trials table, updated with the rows written since the
-        last look (the first look reads them all)."""
-        if self._table is None:
-            self._table = TrialTable(
+        last look (the first look starts from the store's snapshot, if any).
+
+        With ``save``, the table is kept as the store's snapshot once
+        :data:`SNAPSHOT_ROWS` rows (and a tenth of the table) were read since
+        the last one, so that the next new reader loads it.
+        """
+        table = self._table
+        if table is None:
+            table = self._table = TrialTable.from_store(
+                self.store,
+                self.search_id,
                 self.space.names if self.space is not None else (),
                 objectives=len(self.directions),
             )
-        table = self._table
+            self._unsaved = 0
         seq, columns = self.store.read_columns(self.search_id, since=table.seq)
         table.update_columns(columns)
         table.seq = max(table.seq, seq)
+        self._unsaved += len(columns["number"])
+        if save and self._unsaved >= max(SNAPSHOT_ROWS, table.n // 10):
+            try:
+                self.store.write_snapshot(
+                    self.search_id, table.seq, table.n, table.dumps()
+                )
+            except StoreError as err:  # a cache: the table read is not lost
+                warnings.warn(
+                    f"dasktune: {self.name}: the trials table was not kept as "
+                    f"the store's snapshot: {err}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            self._unsaved = 0  # written, or the store holds a later one
         return table
 
     # -- reading ---------------------------------------------------------------
@@ -603,14 +632,17 @@ class Search:
 
         The table is kept between calls and brought up to date from the rows
         written since the last one, so calling it again during a long search
-        costs the new rows, not the whole table.
+        costs the new rows, not the whole table. A new ``Search`` starts from
+        the store's snapshot of the table, if any, and reads the rows written
+        after it; once 10,000 rows (and a tenth of the table) were read since
+        the last snapshot, this call keeps the table as the next one.
 
         Parameters
         ----------
         status : str or sequence of str, optional
             Only the trials with this status (or these).
         """
-        frame = self._refresh().frame(copy=True)
+        frame = self._refresh(save=True).frame(copy=True)
         if status is None:
             return frame
         wanted = [status] if isinstance(status, str) else list(status)

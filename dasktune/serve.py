@@ -132,7 +132,9 @@ class LivePage:
             table = self.tables.get(s["id"])
             if table is None:
                 k = len(search_directions(s))
-                table = self.tables[s["id"]] = TrialTable(objectives=k)
+                table = self.tables[s["id"]] = TrialTable.from_store(
+                    self.store, s["id"], objectives=k
+                )
             seq, rows = self.store.read_trials(s["id"], since=table.seq)
             table.update(rows)
             table.seq = max(table.seq, seq)

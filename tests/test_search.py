@@ -8,8 +8,10 @@ import itertools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,8 +22,10 @@ import pytest
 from distributed.utils_test import gen_cluster
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
+import dasktune.search as search_module
 from dasktune import Categorical, DasktuneError, Float, Int, Search
 from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
+from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store.sql import TrialStore
 
 _lock = threading.Lock()
@@ -455,3 +459,88 @@ def test_provenance_is_kept_from_the_search_that_made_it(monkeypatch):
     Search("kept", constant, first.store)
     assert len(calls) == 1
     assert json.loads(first.store.find_search("kept")["metadata"]) == {"made_by": 1}
+
+
+def _record(store, sid, xs, status=TrialStatus.DONE):
+    """Claim the trials ``{"x": x}`` and record them (straight to the store)."""
+    driver = store.register_driver(sid)
+    claims = [Claim(h, record) for record, h in map(canonical, ({"x": x} for x in xs))]
+    store.sync(sid, driver, [], claims)
+    outcomes = [
+        Outcome(c.param_hash, status, value=float(c.params["x"])) for c in claims
+    ]
+    store.sync(sid, driver, outcomes, [])
+    return claims
+
+
+def test_a_new_reader_starts_from_the_stores_snapshot(tmp_path, monkeypatch):
+    monkeypatch.setattr(search_module, "SNAPSHOT_ROWS", 50)
+    url = f"sqlite:///{tmp_path}/s.db"
+    first = Search("snap", score, url)
+    sid = first.search_id
+    _record(first.store, sid, range(30))
+    first.trials()  # 30 rows: fewer than SNAPSHOT_ROWS, none kept
+    assert first.store.read_snapshot(sid) is None
+    _record(first.store, sid, range(30, 120))
+    driver = first.store.register_driver(sid)
+    running = Claim(*reversed(canonical({"x": -1})))
+    first.store.sync(sid, driver, [], [running])
+    assert first.trials()["status"].tolist()[-1] == "running"
+    seq, _ = first.store.read_snapshot(sid)  # 91 more rows read: kept
+    # rows written after it: new trials, and the running one's outcome
+    _record(first.store, sid, range(120, 130))
+    done = Outcome(running.param_hash, TrialStatus.DONE, value=-1.0)
+    first.store.sync(sid, driver, [done], [])
+    reads = []
+    read_columns = TrialStore.read_columns
+
+    def spy(store, search_id, *, since=None):
+        reads.append(since)
+        return read_columns(store, search_id, since=since)
+
+    monkeypatch.setattr(TrialStore, "read_columns", spy)
+    reader = Search("snap", score, url)
+    frame = reader.trials()
+    assert reads == [seq]  # the snapshot, then only the rows after it
+    monkeypatch.setattr(TrialStore, "read_snapshot", lambda *_: None)
+    whole = Search("snap", score, url).trials()
+    assert reads[-1] == 0  # this one read every row
+    pd.testing.assert_frame_equal(frame, whole)
+    assert len(frame) == 131 and frame["status"].tolist()[120] == "done"
+    assert frame["value"].tolist()[120] == -1.0
+    for s in (first, reader):
+        s.close()
+
+
+def test_a_damaged_snapshot_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(search_module, "SNAPSHOT_ROWS", 5)
+    url = f"sqlite:///{tmp_path}/s.db"
+    search = Search("snap", score, url)
+    _record(search.store, search.search_id, range(10))
+    whole = search.trials()
+    _, data = search.store.read_snapshot(search.search_id)
+    with sqlite3.connect(f"{tmp_path}/s.db") as raw:
+        raw.execute("UPDATE trial_snapshots SET data = ?", (data[: len(data) // 2],))
+    with pytest.warns(RuntimeWarning, match="snapshot of search 1 is skipped"):
+        again = Search("snap", score, url).trials()
+    pd.testing.assert_frame_equal(again, whole)
+    search.close()
+
+
+@gen_cluster(client=True)
+async def test_a_run_with_filters_keeps_its_table_as_the_snapshot(c, s, a, b):
+    search_module.SNAPSHOT_ROWS, before = 3, search_module.SNAPSHOT_ROWS
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            url = f"sqlite:///{folder}/s.db"
+            search = Search("snap", score, url, client=c)
+            grid = [{"C": C, "kernel": "rbf"} for C in range(8)]
+            await call(search.run, grid[:4], progress=False)  # no filters
+            assert search.store.read_snapshot(search.search_id) is None
+            await call(search.run, grid, filters=[_seen_rows_and_keep],
+                       progress=False)  # fmt: skip
+            seq, _ = search.store.read_snapshot(search.search_id)
+            assert seq == search.store.read_columns(search.search_id)[0]
+            search.close()
+    finally:
+        search_module.SNAPSHOT_ROWS = before

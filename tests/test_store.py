@@ -491,8 +491,12 @@ def test_postgresql_url_without_a_driver_name_works(postgres_url):
 
 
 def _as_schema(store: TrialStore, version: int) -> None:
-    """Make ``store`` look as dasktune wrote it at schema ``version`` (2, 3)."""
+    """Make ``store`` look as dasktune wrote it at schema ``version`` (2, 3, 4)."""
     with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE trial_snapshots")
+        if version == 4:
+            conn.exec_driver_sql("UPDATE dasktune_meta SET value='4'")
+            return
         for table, column in (
             ("searches", "directions"),
             ("trials", "objectives"),
@@ -542,7 +546,7 @@ def test_a_schema_2_store_is_migrated_keeping_its_trials(tmp_path, request, back
         assert reader.trials(sid)[0]["step"] is None
         reader.close()
     store = TrialStore(url)
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     (row,) = store.trials(sid)
     assert (row["status"], row["value"], row["step"]) == ("done", 0.5, None)
     store.add_values(sid, [(0, 3, 0.25, 1.0)])
@@ -568,7 +572,7 @@ def test_a_schema_3_store_gains_objectives_and_constraints(tmp_path, request, ba
         assert reader.best(sid, "maximize")["value"] == 0.5
         reader.close()
     store = TrialStore(url)
-    assert store.schema_version == 4
+    assert store.schema_version == SCHEMA_VERSION
     # the old search keeps its one direction; another is refused
     assert store.open_search("s", space=None, direction="maximize", metadata={}) == sid
     with pytest.raises(SearchMismatchError, match="is a maximize search"):
@@ -582,6 +586,46 @@ def test_a_schema_3_store_gains_objectives_and_constraints(tmp_path, request, ba
     store.sync(sid, driver, [bad], [])
     assert store.best(sid, "maximize")["number"] == 0  # 9.0 is infeasible
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["file", "postgresql"])
+def test_a_schema_4_store_gains_snapshots(tmp_path, request, backend):
+    from dasktune.table import TrialTable
+
+    url, sid, _ = _old_store(request, tmp_path, backend, 4)
+    if backend == "file":
+        reader = TrialStore(url, readonly=True)  # read as it is: no snapshots
+        assert reader.schema_version == 4 and reader.read_snapshot(sid) is None
+        assert TrialTable.from_store(reader, sid).n == 0  # the rows are read
+        reader.close()
+    store = TrialStore(url)
+    assert store.schema_version == SCHEMA_VERSION and store.read_snapshot(sid) is None
+    assert store.write_snapshot(sid, 3, 1, b"data")
+    assert store.read_snapshot(sid) == (3, b"data")
+    store.close()
+
+
+def test_snapshots_are_replaced_only_by_later_ones(store):
+    sid = store.open_search("s", space=None, direction="minimize", metadata={})
+    other = store.open_search("t", space=None, direction="minimize", metadata={})
+    assert store.read_snapshot(sid) is None
+    if store.url == "sqlite://":  # in memory: no other process could read one
+        assert not store.write_snapshot(sid, 5, 10, b"five")
+        assert store.read_snapshot(sid) is None
+        return
+    assert store.write_snapshot(sid, 5, 10, b"five")
+    assert not store.write_snapshot(sid, 4, 9, b"four")  # an older one
+    assert not store.write_snapshot(sid, 5, 10, b"again")  # as recent
+    assert store.read_snapshot(sid) == (5, b"five")
+    assert store.write_snapshot(sid, 7, 12, b"seven" * 10**6)
+    assert store.write_snapshot(other, 1, 1, b"other")
+    assert store.read_snapshot(sid) == (7, b"seven" * 10**6)
+    assert store.read_snapshot(other) == (1, b"other")
+    reader = TrialStore(store.url, readonly=True)
+    assert reader.read_snapshot(sid)[0] == 7
+    with pytest.raises(StoreError, match="read-only"):
+        reader.write_snapshot(sid, 8, 13, b"eight")
+    reader.close()
 
 
 def _mixed_search(store):
@@ -646,6 +690,12 @@ def test_read_columns_gives_the_rows_of_read_trials(store, mixed):
     by_rows.update(rows)
     by_columns.update_columns(columns)
     pd.testing.assert_frame_equal(by_columns.frame(), by_rows.frame())
+    # and the store's snapshot of that table loads as it
+    snapshot = by_columns.dumps()
+    if store.write_snapshot(sid, by_columns.seq, by_columns.n, snapshot):
+        loaded = TrialTable.from_store(store, sid, objectives=2)
+        pd.testing.assert_frame_equal(loaded.frame(), by_rows.frame())
+        assert loaded.seq == seq
     if mixed:  # only the rows written since a sequence
         later, since = (
             store.read_columns(sid, since=seq - 1),

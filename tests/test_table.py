@@ -144,3 +144,69 @@ def test_a_block_read_then_updates_of_its_rows_and_new_ones():
         "done", "done", "done", "failed", "done",
     ]  # fmt: skip
     assert frame["status"][:3].eq("running").all() and table.seq == 3
+
+
+def _varied_table() -> TrialTable:
+    """A table holding every kind of column a snapshot must keep."""
+    table = TrialTable(["x"], objectives=2)
+    table.update(
+        [row(i, {"x": i, "f": i / 3, "b": i % 2 == 0, "s": f"s{i % 3}",
+                 "l": [i, {"k": "v"}]},
+             status=("done", "failed", "running")[i % 3], value=i / 7, seq=1,
+             started=1.7e9 + i / 8, aux={"n": i} if i % 4 == 0 else None,
+             objectives=f"[{i}, {-i}]" if i % 3 == 0 else None)
+         for i in range(40)]
+    )  # fmt: skip
+    # out of order and replacing rows: a table that is not sorted by number
+    table.update([row(45, {"x": "text", "big": 2**70}, seq=2),
+                  row(3, {"x": 3.5}, "done", value=0.5, seq=2,
+                      constraints="[0.5, -1.0]"),
+                  row(41, {"y": True}, "pruned", value=2.5, seq=2)])  # fmt: skip
+    return table
+
+
+def test_a_snapshot_loads_as_the_table_it_was_and_lives_on():
+    table = _varied_table()
+    loaded = TrialTable.loads(table.dumps(), ["x"], objectives=2)
+    assert loaded.seq == table.seq == 2 and loaded.n == table.n == 42
+    pd.testing.assert_frame_equal(loaded.frame(), table.frame())
+    assert loaded.frame()["l"][1] == [1, {"k": "v"}]  # objects stay objects
+    assert loaded.frame()["big"].tolist()[-1] == 2**70
+    assert loaded.frame()["constraints"].tolist()[3] == (0.5, -1.0)
+    # the loaded table takes the same updates as the one it was dumped from
+    more = [row(3, {"x": 3.5}, "failed", seq=3), row(100, {"x": 1, "z": 1.5}, seq=3)]
+    more += [row(i, {"x": i}, seq=4) for i in range(200, 300)]  # growth
+    for t in (table, loaded):
+        t.update(more)
+    pd.testing.assert_frame_equal(loaded.frame(), table.frame())
+    # an empty table, and one of a single row, too
+    empty = TrialTable()
+    pd.testing.assert_frame_equal(
+        TrialTable.loads(empty.dumps()).frame(), empty.frame()
+    )
+    one = TrialTable()
+    one.update([row(0, {"x": 1.5}, value=2.0)])
+    pd.testing.assert_frame_equal(TrialTable.loads(one.dumps()).frame(), one.frame())
+
+
+def test_a_snapshot_puts_the_readers_names_first():
+    table = TrialTable()
+    table.update([row(0, {"a": 1, "b": 2})])
+    loaded = TrialTable.loads(table.dumps(), ["b", "c"])
+    frame = loaded.frame()
+    assert list(frame.columns[:4]) == ["number", "b", "c", "a"]
+    assert frame["c"].isna().all() and frame["b"].tolist() == [2]
+
+
+def test_a_damaged_or_foreign_snapshot_is_refused():
+    data = _varied_table().dumps()
+    with pytest.raises(ValueError, match="not a trials table snapshot"):
+        TrialTable.loads(b"PK\x03\x04" + data[4:], objectives=2)
+    with pytest.raises(ValueError):
+        TrialTable.loads(data[: len(data) // 2], objectives=2)  # truncated
+    with pytest.raises(ValueError, match="2 objectives, the search has 1"):
+        TrialTable.loads(data)
+    # a header asking for an array of objects (which would unpickle) is refused
+    forged = data.replace(b'"<f8"', b'"|O8"', 1)
+    with pytest.raises(ValueError, match="dtype object"):
+        TrialTable.loads(forged, objectives=2)

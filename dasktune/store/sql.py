@@ -41,9 +41,19 @@ first), ``constraints`` (JSON list, ``c <= 0`` satisfied) and ``violation``
 constraints), so that the best trial is one SQL query that skips infeasible
 trials.
 
+A snapshot of a search's trials table (schema 5): the table a reader
+builds from the rows (:class:`~dasktune.table.TrialTable`), kept as its
+arrays' bytes and JSON (:meth:`~dasktune.table.TrialTable.dumps`) with the
+search's seq it reaches, so that a new reader of a million trials loads one
+value and reads only the rows written since, instead of converting every row.
+It is a cache: rows are never deleted and every write bumps the row's seq,
+so the snapshot and the rows after its seq are the whole table; a snapshot
+is replaced only by a later one.
+
 Schema versions: 2 added a change sequence per search; 3 the table of
 reported values and the ``pruned`` status; 4 several objectives and
-constraints. Older stores are migrated when opened for writing.
+constraints; 5 the snapshots of trials tables. Older stores are migrated when
+opened for writing.
 """
 
 from __future__ import annotations
@@ -67,6 +77,8 @@ from typing import Any, cast
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -96,7 +108,7 @@ __all__ = [
     "trial_columns",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
@@ -256,6 +268,17 @@ class TrialStore:
             sa.Column("time", sa.Float, nullable=False),
             sa.UniqueConstraint("search_id", "number", "step", name="uq_trial_step"),
         )
+        # a snapshot of each search's trials table, for new readers (schema 5)
+        self.snapshots_table = sa.Table(
+            "trial_snapshots",
+            md,
+            sa.Column("search_id", sa.Integer, primary_key=True, autoincrement=False),
+            # every row written up to this seq of the search is in the snapshot
+            sa.Column("seq", sa.BigInteger, nullable=False),
+            sa.Column("rows", sa.Integer, nullable=False),
+            sa.Column("data", sa.LargeBinary, nullable=False),
+            sa.Column("written", sa.Float, nullable=False),
+        )
 
     def _create_schema(self) -> None:
         with self._connection_errors(), self._tx() as conn:
@@ -300,6 +323,9 @@ class TrialStore:
                     .type.compile(dialect=conn.dialect)
                 )
                 conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} {kind}")
+        if version < 5:
+            # schema 5: snapshots of the trials tables, for new readers
+            self.snapshots_table.create(conn)
         conn.execute(
             self.meta.update()
             .where(self.meta.c.key == "schema_version")
@@ -360,6 +386,8 @@ class TrialStore:
         if version < 4:
             added_later |= {column for _, column in _ADDED_IN_4}
         tables_added_later = {self.values_table.name} if version < 3 else set()
+        if version < 5:
+            tables_added_later.add(self.snapshots_table.name)
         inspector = sa.inspect(conn)
         for table in self.metadata.sorted_tables:
             if table.name in tables_added_later:
@@ -417,7 +445,11 @@ class TrialStore:
 
     @property
     def _in_memory(self) -> bool:
-        return self.engine.url.database in (None, "", ":memory:")
+        # the store's own URL: a read-only file store's engine is "sqlite://"
+        url = sa.engine.make_url(self.url)
+        return url.get_backend_name() == "sqlite" and url.database in (
+            None, "", ":memory:",
+        )  # fmt: skip
 
     def _begin_write(self, conn: Connection, search_id: int) -> int:
         """Start a write of one search: lock it, and return the transaction's seq.
@@ -1140,6 +1172,63 @@ class TrialStore:
                 steps = True
         seq = columns["seq"]
         return int(seq.max()) if len(seq) else since or 0, columns
+
+    def write_snapshot(self, search_id: int, seq: int, rows: int, data: bytes) -> bool:
+        """Keep ``data``, a snapshot of a search's trials table, unless the store
+        holds one as recent.
+
+        Parameters
+        ----------
+        seq : int
+            The search's change sequence the snapshot reaches: it holds every
+            row written up to it (a table's ``seq`` after a read).
+        rows : int
+            Its trial count (what listings show).
+        data : bytes
+            :meth:`~dasktune.table.TrialTable.dumps`.
+
+        Returns
+        -------
+        bool
+            Whether it was written: not when the store holds a snapshot of this
+            seq or a later one (another reader's), or is in memory (no other
+            process reads it).
+        """
+        if self._in_memory:
+            return False
+        sn = self.snapshots_table
+        values = {"seq": seq, "rows": rows, "data": data, "written": time.time()}
+        with self._connection_errors(), self._tx() as conn:
+            replaced = conn.execute(
+                sn.update()
+                .where(sn.c.search_id == search_id, sn.c.seq < seq)
+                .values(**values)
+            ).rowcount
+            if replaced:
+                return True
+            sqlite = self._sql_key[0] == "sqlite"
+            insert = (
+                (sqlite_dialect if sqlite else pg_dialect)
+                .insert(sn)
+                .values(search_id=search_id, **values)
+                .on_conflict_do_nothing()
+            )
+            if sqlite:
+                return bool(conn.execute(insert).rowcount)
+            # PostgreSQL: what the insert added, not a rowcount of its own
+            return conn.execute(insert.returning(sn.c.search_id)).first() is not None
+
+    def read_snapshot(self, search_id: int) -> tuple[int, bytes] | None:
+        """The snapshot :meth:`write_snapshot` keeps for a search, with the seq
+        it reaches, or ``None`` (no snapshot, or a store older than schema 5)."""
+        if self.schema_version < 5:
+            return None
+        sn = self.snapshots_table
+        with self._connection_errors(), self._read() as conn:
+            row = conn.execute(
+                sa.select(sn.c.seq, sn.c.data).where(sn.c.search_id == search_id)
+            ).first()
+        return None if row is None else (int(row.seq), bytes(row.data))
 
     def _has_values(self, conn: Connection, search_id: int) -> bool:
         """Whether any trial of the search has reported a value."""
