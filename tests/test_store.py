@@ -284,6 +284,17 @@ def test_file_store_uses_wal(tmp_path):
     con.close()
 
 
+def test_a_file_stores_wal_is_checkpointed_every_20000_pages(tmp_path):
+    # SQLite's default (1,000 pages) would copy and sync a big search's random
+    # index pages back to the file every 4 MB of writes
+    store = TrialStore(f"sqlite:///{tmp_path}/w.db")
+    for i in range(4):  # four writes of 2 MB: 2,000 pages of 4 KB
+        sid = store.open_search(f"s{i}", space=None, direction="minimize", metadata={})
+        store.write_snapshot(sid, 1, 1, os.urandom(2 * 10**6))
+    assert os.path.getsize(f"{tmp_path}/w.db-wal") > 7.5e6  # none copied back yet
+    store.close()
+
+
 def test_a_failed_write_is_rolled_back_and_the_next_goes_on(store):
     # SQLite's writes share one kept connection and go straight to its cursor:
     # a statement that fails raises SQLAlchemy's error (as on PostgreSQL),

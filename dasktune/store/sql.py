@@ -111,6 +111,7 @@ __all__ = [
 SCHEMA_VERSION = 5
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
+_WAL_PAGES = 20_000  # pages of the WAL a SQLite writer lets grow between checkpoints
 _IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 _ADDED_IN_4 = (
@@ -1577,6 +1578,10 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         if not in_memory and not readonly:
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # a big search's writes each dirty a random page of the hash index;
+            # a checkpoint copies (and syncs) them all: every 20,000 pages of
+            # the WAL, not 1,000, it copies a page written many times once
+            cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
         # a search of a million trials has ~100 MB of indexes: keep them cached
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA busy_timeout=60000")
