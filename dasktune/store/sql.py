@@ -1,9 +1,7 @@
 """The trial store: a durable, de-duplicated record of every trial.
 
 The store is addressed by a SQLAlchemy URL: ``sqlite:///path.db`` (the default
-file; WAL journal copied back by a thread of its own,
-:mod:`dasktune.store.checkpoint`; ``synchronous=NORMAL``, a 60 s busy
-timeout), ``sqlite://``
+file; WAL journal, ``synchronous=NORMAL``, a 60 s busy timeout), ``sqlite://``
 (in memory, for one process) or ``postgresql://user:password@host/db`` (psycopg 3,
 else psycopg2). The code uses SQLAlchemy Core only. Nothing but JSON goes in:
 opening a store never unpickles anything, and messages show the URL with its
@@ -98,7 +96,6 @@ from dasktune.records import (
     decide,
     unclaimed_message,
 )
-from dasktune.store.checkpoint import Checkpointer
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -176,14 +173,6 @@ class TrialStore:
         self.engine = _make_engine(parsed, self.display_url, readonly)
         self._lock = threading.RLock()
         self._writer: Connection | None = None  # SQLite's, for every write
-        # a SQLite file's WAL is copied back by a thread, not by the writer
-        self._checkpointer = (
-            Checkpointer(os.path.abspath(parsed.database or ""))
-            if parsed.get_backend_name() == "sqlite"
-            and not readonly
-            and parsed.database not in (None, "", ":memory:")
-            else None
-        )
         # the statements of every turn of a run, compiled once per process for
         # each dialect, paramstyle and schema (shared by every store of them)
         self._sql_key = (
@@ -454,8 +443,6 @@ class TrialStore:
                 writer = self._writer = self.engine.connect()
             with writer.begin():
                 yield writer
-            if self._checkpointer is not None:
-                self._checkpointer.wrote()
 
     @property
     def _in_memory(self) -> bool:
@@ -584,8 +571,6 @@ class TrialStore:
         """Release the store's connections."""
         with self._lock:
             writer, self._writer = self._writer, None
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         if writer is not None:
             writer.close()
         self.engine.dispose()
@@ -1593,8 +1578,9 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         if not in_memory and not readonly:
             cursor.execute("PRAGMA synchronous=NORMAL")
-            # the store's Checkpointer copies the WAL back; the writer's own
-            # checkpoint is the backstop, at 20,000 pages rather than 1,000
+            # a big search's writes each dirty a random page of the hash index;
+            # a checkpoint copies (and syncs) them all: every 20,000 pages of
+            # the WAL, not 1,000, it copies a page written many times once
             cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
         # a search of a million trials has ~100 MB of indexes: keep them cached
         cursor.execute("PRAGMA cache_size=-65536")
