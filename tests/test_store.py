@@ -292,6 +292,9 @@ def test_a_file_stores_wal_is_checkpointed_every_20000_pages(tmp_path):
         sid = store.open_search(f"s{i}", space=None, direction="minimize", metadata={})
         store.write_snapshot(sid, 1, 1, os.urandom(2 * 10**6))
     assert os.path.getsize(f"{tmp_path}/w.db-wal") > 7.5e6  # none copied back yet
+    # once copied back, a WAL that grew past 16 MB is cut back to that
+    writer = store._writer.connection.dbapi_connection
+    assert writer.execute("PRAGMA journal_size_limit").fetchone() == (16 * 2**20,)
     store.close()
 
 

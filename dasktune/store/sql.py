@@ -3,8 +3,9 @@
 The store is addressed by a SQLAlchemy URL: ``sqlite:///path.db`` (the default
 file; WAL journal, ``synchronous=NORMAL``, a 60 s busy timeout), ``sqlite://``
 (in memory, for one process) or ``postgresql://user:password@host/db`` (psycopg 3,
-else psycopg2). The code uses SQLAlchemy Core only. Nothing but JSON goes in:
-opening a store never unpickles anything, and messages show the URL with its
+else psycopg2). The code uses SQLAlchemy Core only. Nothing but JSON (and the
+raw bytes of the snapshots' arrays of numbers) goes in: opening a store never
+unpickles anything, and messages show the URL with its
 password hidden (:attr:`TrialStore.display_url`).
 
 The contract (what :class:`TrialStore` guarantees):
@@ -112,6 +113,7 @@ SCHEMA_VERSION = 5
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _WAL_PAGES = 20_000  # pages of the WAL a SQLite writer lets grow between checkpoints
+_WAL_BYTES_KEPT = 16 * 2**20  # the size a SQLite WAL is cut back to once copied
 _IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 _ADDED_IN_4 = (
@@ -1582,6 +1584,8 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
             # a checkpoint copies (and syncs) them all: every 20,000 pages of
             # the WAL, not 1,000, it copies a page written many times once
             cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+            # and the WAL is cut back to 16 MB when it starts over after a burst
+            cursor.execute(f"PRAGMA journal_size_limit={_WAL_BYTES_KEPT}")
         # a search of a million trials has ~100 MB of indexes: keep them cached
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA busy_timeout=60000")
