@@ -131,8 +131,11 @@ class Rig:
         of its own, or two, so each window is charged for copying back what it
         wrote (PostgreSQL's checkpoints are its server's own work)."""
         if self.store.engine.dialect.name == "sqlite":
-            with self.store.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            raw = self.store.engine.raw_connection()  # outside any transaction
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                raw.close()
 
     def reuse(self, count: int) -> float:
         """Decide that ``count`` asked points are done already; points/s."""
