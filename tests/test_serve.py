@@ -76,6 +76,31 @@ def test_the_page_reads_only_new_rows_and_redraws(tmp_path):
     store.close()
 
 
+def test_the_page_starts_from_the_stores_snapshot(tmp_path, monkeypatch):
+    from dasktune.table import TrialTable
+
+    store, search_id, driver = make_store(tmp_path / "s.db")
+    table = TrialTable()
+    table.update(store.read_trials(search_id)[1])
+    assert store.write_snapshot(search_id, table.seq, table.n, table.dumps())
+    record(store, search_id, driver, [0.1])  # a row after the snapshot
+    reads = []
+    read_trials = TrialStore.read_trials
+
+    def spy(self, sid, *, status=None, since=None):
+        reads.append((sid, since))
+        return read_trials(self, sid, status=status, since=since)
+
+    monkeypatch.setattr(TrialStore, "read_trials", spy)
+    reader = TrialStore(f"sqlite:///{tmp_path / 's.db'}", readonly=True)
+    page = LivePage(reader, Document(), interval_ms=1000)
+    assert (search_id, table.seq) in reads  # only the rows after the snapshot
+    assert page.tables[search_id].n == 5
+    assert page.summary.data["done"] == [4, 2]
+    reader.close()
+    store.close()
+
+
 def test_the_page_shows_the_front_and_never_an_infeasible_best(tmp_path):
     store = TrialStore(f"sqlite:///{tmp_path / 's.db'}")
     mo = store.open_search("mo", space=None, direction="minimize", metadata={},
