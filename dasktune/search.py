@@ -595,7 +595,6 @@ class Search:
                 self.space.names if self.space is not None else (),
                 objectives=len(self.directions),
             )
-            self._unsaved = 0
         seq, columns = self.store.read_columns(self.search_id, since=table.seq)
         table.update_columns(columns)
         table.seq = max(table.seq, seq)

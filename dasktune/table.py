@@ -406,9 +406,8 @@ class TrialTable:
         names = list(names)
         kept = store.read_snapshot(search_id)
         if kept is not None:
-            seq, data = kept
-            try:
-                table = cls.loads(data, names, objectives=objectives)
+            try:  # the seq it reaches is in it, as in the store's row
+                table = cls.loads(kept[1], names, objectives=objectives)
             except ValueError as err:
                 warnings.warn(
                     f"dasktune: the store's snapshot of search {search_id} is "
@@ -417,7 +416,6 @@ class TrialTable:
                     stacklevel=2,
                 )
             else:
-                table.seq = seq
                 return table
         return cls(names, objectives=objectives)
 
@@ -522,8 +520,6 @@ class TrialTable:
         """
         try:
             return cls._loads(memoryview(data), list(names), objectives)
-        except ValueError:
-            raise
         except (KeyError, TypeError, IndexError, json.JSONDecodeError) as err:
             msg = f"not a trials table snapshot this dasktune reads: {err!r}"
             raise ValueError(msg) from err

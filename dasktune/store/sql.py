@@ -1186,7 +1186,7 @@ class TrialStore:
             The search's change sequence the snapshot reaches: it holds every
             row written up to it (a table's ``seq`` after a read).
         rows : int
-            Its trial count (what listings show).
+            Its trial count, kept beside it for whoever inspects the store.
         data : bytes
             :meth:`~dasktune.table.TrialTable.dumps`.
 
