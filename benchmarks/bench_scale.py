@@ -27,6 +27,10 @@ date once per batch from the rows written since it last looked).
     and the store's size per trial (snapshot included);
 (e) end to end, on a LocalCluster: ``Search.run`` over a grid of 10^4 trivial
     trials, then the same grid again (every point done: nothing evaluated);
+(f) SQLite's own floor: the store's writes by ``sqlite3`` alone on a bare
+    table of the same shape, at the smallest and largest size, with and
+    without the unique index on the parameter hash: how much of the write
+    rate's fall at 10^6 is SQLite's, not dasktune's;
 (d) Optuna 5 with the same SQLite file and PostgreSQL server, at 10^4 trials
     (pre-filled with ``add_trials``): trials/s of ``study.optimize`` with a
     trivial objective, against dasktune's rate at the same size.
@@ -252,6 +256,79 @@ def bench_rerun(folder: str, n: int = 10_000) -> tuple[float, float]:
     return n / fresh, n / again
 
 
+def bench_bare_sqlite(folder: str, sizes: list[int]) -> list[dict]:
+    """SQLite's own floor: a bare table of the trials table's shape, written
+    as the store writes it (per batch of 256: look the hashes up, insert them
+    running, mark the batch before done; one transaction each; each window
+    charged for its checkpoint), by ``sqlite3`` alone, with and without the
+    unique index on (search, parameter hash) that makes claims exact."""
+    import hashlib
+    import sqlite3
+
+    columns = (
+        "search_id, number, param_hash, params, status, value, worker, host, "
+        "attempts, driver_id, created, started, finished, duration, seq"
+    )
+    marks = ",".join("?" * 15)
+
+    def row(i: int, status: str) -> tuple:
+        now = time.time()
+        return (1, i, hashlib.sha256(str(i).encode()).hexdigest(),
+                f'{{"i":{i},"k":{i % 7},"x":{(i % 9973) / 9973!r}}}', status, 0.25,
+                "tcp://127.0.0.1:40000", "host", 1, "0123456789abcdef", now, now,
+                now, 1e-6, i)  # fmt: skip
+
+    rows = []
+    for indexed in (True, False):
+        for size in (sizes[0], sizes[-1]):
+            path = Path(folder) / f"bare-{indexed}-{size}.db"
+            con = sqlite3.connect(path, isolation_level=None)
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL",
+                           "wal_autocheckpoint=20000", "cache_size=-65536"):  # fmt: skip
+                con.execute(f"PRAGMA {pragma}")
+            con.execute(
+                "CREATE TABLE trials (id INTEGER PRIMARY KEY, search_id INT NOT NULL, "
+                "number INT NOT NULL, param_hash VARCHAR(64) NOT NULL, params TEXT, "
+                "status VARCHAR(8), value REAL, worker TEXT, host TEXT, attempts INT, "
+                "driver_id TEXT, created REAL, started REAL, finished REAL, "
+                "duration REAL, seq INT, UNIQUE (search_id, number))"
+            )
+            if indexed:
+                con.execute("CREATE UNIQUE INDEX uq ON trials (search_id, param_hash)")
+            con.execute("CREATE INDEX ix_status ON trials (search_id, status)")
+            con.execute("CREATE INDEX ix_seq ON trials (search_id, seq)")
+            insert = f"INSERT INTO trials ({columns}) VALUES ({marks})"
+            con.execute("BEGIN")
+            con.executemany(insert, (row(i, "done") for i in range(size)))
+            con.execute("COMMIT")
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            started, n, last = time.perf_counter(), size, size
+            while n < size + MEASURE:
+                batch = [row(i, "running") for i in range(n, n + BATCH)]
+                con.execute("BEGIN IMMEDIATE")
+                con.execute(
+                    "UPDATE trials SET status = 'done', seq = ? "
+                    "WHERE search_id = 1 AND number >= ? AND number < ?",
+                    (n, last, n),
+                )
+                if indexed:  # the claims' lookup (without the index: a scan)
+                    hashes = [r[2] for r in batch]
+                    con.execute(
+                        "SELECT number FROM trials WHERE search_id = 1 AND "
+                        f"param_hash IN ({','.join('?' * len(hashes))})",
+                        hashes,
+                    ).fetchall()
+                con.executemany(insert, batch)
+                con.execute("COMMIT")
+                last, n = n, n + BATCH
+            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            rate = (n - size) / (time.perf_counter() - started)
+            con.close()
+            path.unlink()
+            rows.append({"unique hash index": indexed, "rows": size, "trials/s": rate})
+    return rows
+
+
 def bench_optuna(url: str, n_prefill: int, n_measure: int = 200) -> tuple[float, float]:
     import optuna
     from optuna.distributions import FloatDistribution, IntDistribution
@@ -330,6 +407,16 @@ def main() -> None:
             f"points {fresh:,.0f} trials/s; the same grid again, all done: "
             f"{again:,.0f}/s ({again / fresh:.1f}x faster; target >= 5)"
         )
+        bare = bench_bare_sqlite(folder, sizes)
+        print("\nSQLite alone (sqlite3, the same writes, no dasktune):")
+        for indexed in (True, False):
+            small, large = (r for r in bare if r["unique hash index"] is indexed)
+            print(
+                f"  {'with' if indexed else 'without'} the unique hash index: "
+                f"{small['trials/s']:,.0f} trials/s at {small['rows']:,} rows, "
+                f"{large['trials/s']:,.0f} at {large['rows']:,} "
+                f"({large['trials/s'] / small['trials/s']:.2f}x)"
+            )
         print()
         peers = [("sqlite", f"sqlite:///{folder}/optuna.db")]
         if server is not None:
