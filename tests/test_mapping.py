@@ -11,6 +11,7 @@ import uuid
 
 import numpy as np
 import pytest
+from distributed import Client, LocalCluster
 from distributed.utils_test import gen_cluster
 from distributed.worker import thread_state
 from scipy.optimize import differential_evolution, rosen
@@ -67,6 +68,11 @@ def count_calls_flaky_on_two(x: int) -> int:
     return x
 
 
+def lock_at_three(x: int) -> object:
+    """A result that cannot be pickled for element 3; arrays for the rest."""
+    return threading.Lock() if x == 3 else np.full(4, x)
+
+
 def die_once(item: tuple[int, str]) -> int:
     """Kill the worker process the first time element 5 is computed."""
     x, marker = item
@@ -96,6 +102,29 @@ async def test_results_in_input_order(c, s, a, b):
         async_map, jitter, list(range(50)), client=c, chunksize=1
     )
     assert out == [-x for x in range(50)]
+
+
+@gen_cluster(client=True)
+async def test_unpicklable_result_from_in_process_worker_over_tcp(c, s, a, b):
+    # gen_cluster's workers share this process but talk TCP: results pickle
+    with pytest.raises(TypeError, match=r"element 3 of args \(3\) returned a lock"):
+        await asyncio.to_thread(
+            async_map, lock_at_three, range(5), client=c, timeout=30
+        )
+
+
+def test_results_of_inproc_workers_are_not_pickled():
+    # a worker in the caller's own process on inproc:// hands results over as
+    # they are: nothing to check, and nothing refused
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                     dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        assert cluster.scheduler_address.startswith("inproc://")
+        out = async_map(lock_at_three, range(5), client=client)
+    assert type(out[3]) is type(threading.Lock())
+    np.testing.assert_array_equal(out[4], np.full(4, 4))
 
 
 @gen_cluster(client=True)
@@ -318,6 +347,21 @@ def test_closures_cross_processes(client):
 
     assert async_map(add_offset, range(20), client=client) == [x + 7 for x in range(20)]
     assert async_map(lambda x: x - offset, [10], client=client, chunksize=1) == [3]
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_unpicklable_result_fails_at_once_naming_its_element(client, chunksize):
+    # Dask cannot send it back: without the worker's check the map waits for
+    # it (here until the timeout, with none for ever)
+    with pytest.raises(TypeError) as info:
+        async_map(lock_at_three, range(6), client=client, chunksize=chunksize,
+                  timeout=60)  # fmt: skip
+    message = str(info.value)
+    assert "element 3 of args (3) returned a lock" in message
+    assert "cannot be pickled" in message and "make the object picklable" in message
+    # arrays pass the check, and the client is still usable
+    out = async_map(lock_at_three, [0, 1, 2], client=client, chunksize=chunksize)
+    np.testing.assert_array_equal(np.stack(out), [[0] * 4, [1] * 4, [2] * 4])
 
 
 def test_worker_killed_mid_map_still_returns_everything(client, tmp_path):

@@ -60,6 +60,15 @@ def use_unpicklable(params, loaded):
         return params + loaded.value
 
 
+def ident(x):
+    return x
+
+
+def lock_on_three(params, loaded):
+    """A result that cannot be pickled for the item 3."""
+    return threading.Lock() if loaded == 3 else params + loaded
+
+
 def fails_on_three(x):
     if x == 3:
         raise OSError(f"cannot read shard {x}")
@@ -250,6 +259,26 @@ def test_loaded_objects_never_travel(client):
     ) as pc:
         assert pc.run(10) == [11, 12, 13, 14]
         assert pc.run(10, reduce=sum) == 50
+
+
+@pytest.mark.parametrize("visible", [False, True])
+def test_unpicklable_result_fails_the_call_naming_item_and_params(client, visible):
+    # an actor call's answer (or a visible task's result) Dask cannot send
+    # back: without the worker's check the call waits for it
+    with ProducerConsumer(
+        ident, [1, 2, 3, 4], lock_on_three, client=client, timeout=60, visible=visible
+    ) as pc:
+        with pytest.raises(TypeError) as info:
+            pc.run(10)
+        message = str(info.value)
+        assert (
+            "process_function on init_data[2] with params 10 returned a lock" in message
+        )
+        assert "cannot be pickled to travel back from its worker" in message
+        shard = r"reduce over the shard at init_data\[\d\] with params 10"
+        with pytest.raises(TypeError, match=shard + " returned a list"):
+            pc.run(10, reduce=list)
+        assert pc.run(10, reduce=lambda values: 0) == 0  # the actors live on
 
 
 def _kill(client, address):

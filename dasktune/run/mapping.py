@@ -27,6 +27,12 @@ At most ``ncpu`` chunks are in flight when ``ncpu`` is given; otherwise twice th
 cluster's thread count, so that workers never wait for the client. Elements are
 drawn from ``args`` only as the window frees, so a generator of a million elements
 never becomes a million futures.
+
+A result that cannot be pickled would stay on its worker: Dask fails to send
+it and the caller waits for it. A chunk whose results will be pickled (a
+worker in another process, or reached over TCP) therefore checks that they pickle (as Dask pickles them: ``pickle``,
+then ``cloudpickle``; arrays' data out of band, so not copied) and fails with
+the element named when one does not (:mod:`dasktune.run.travel`).
 """
 
 from __future__ import annotations
@@ -55,6 +61,12 @@ from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
+from dasktune.run.travel import (
+    PROCESS,
+    first_unpicklable,
+    must_check,
+    unpicklable_message,
+)
 
 __all__ = ["ClientMap", "async_apply", "async_map"]
 
@@ -68,12 +80,13 @@ _MAX_GROWTH = 8
 class _Chunk:
     """Consecutive elements of ``args`` travelling as one opaque object."""
 
-    __slots__ = ("items", "retries", "start")
+    __slots__ = ("items", "origin", "retries", "start")
 
     def __init__(self, start: int, items: list[Any], retries: int) -> None:
         self.start = start
         self.items = items
         self.retries = retries
+        self.origin = PROCESS
 
 
 class _ChunkResult:
@@ -110,6 +123,17 @@ def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
                     raise DasktuneError(msg) from err
                 err.add_note(f"async_map: raised by {where}")
                 raise
+    if must_check(chunk.origin):  # they will be pickled: check first
+        bad = first_unpicklable(values, enumerate(values))
+        if bad is not None:
+            offset, value, why = bad
+            where = (
+                "a chunk of async_map"
+                if offset is None
+                else f"async_map: element {chunk.start + offset} of args "
+                f"({short_repr(chunk.items[offset])})"
+            )
+            raise TypeError(unpicklable_message(where, value, why)) from why
     return _ChunkResult(values, time.perf_counter() - started)
 
 

@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, Self, cast
 
@@ -37,6 +37,12 @@ from dasktune._checks import (
 )
 from dasktune.run.cluster import capacity, get_client, wait_for
 from dasktune.run.submit import Window, raise_failed, split_sizes
+from dasktune.run.travel import (
+    PROCESS,
+    first_unpicklable,
+    must_check,
+    unpicklable_message,
+)
 
 __all__ = ["ProducerConsumer"]
 
@@ -72,8 +78,11 @@ class _Holder:
         init_function: Callable[[Any], Any],
         process_function: Callable[[Any, Any], Any],
         shards: _Payload,
+        origin: str = PROCESS,
     ) -> None:
         self.process_function = process_function
+        # results that will be pickled to reach the caller are checked first
+        self.check = must_check(origin)
         self.shards: list[tuple[int, list[Any]]] = []  # (start, loaded objects)
         for start, items in shards.value:
             loaded = []
@@ -121,7 +130,45 @@ class _Holder:
                     reduce(values) if reduce is not None else values
                 )
             out.append(values_per_params)
+        if self.check:
+            self._check(indices, batch, reduce, out)
         return out
+
+    def _check(
+        self,
+        indices: list[int],
+        batch: list[Any],
+        reduce: Callable[[list[Any]], Any] | None,
+        out: list[list[Any]],
+    ) -> None:
+        """Fail the call, naming the item and the parameters, when a result
+        cannot be pickled (:mod:`dasktune.run.travel`)."""
+
+        def parts() -> Iterator[tuple[str, Any]]:
+            for index, per_params in zip(indices, out, strict=True):
+                start = self.shards[index][0]
+                for params, values in zip(batch, per_params, strict=True):
+                    with_params = f"with params {short_repr(params)}"
+                    if reduce is not None:
+                        yield (
+                            f"reduce over the shard at init_data[{start}] {with_params}",
+                            values,
+                        )
+                        continue
+                    for offset, value in enumerate(values):
+                        yield (
+                            (
+                                f"process_function on init_data[{start + offset}] "
+                                f"{with_params}"
+                            ),
+                            value,
+                        )
+
+        bad = first_unpicklable(out, parts())
+        if bad is not None:
+            where, value, err = bad
+            what = f"ProducerConsumer: {where or 'a call'}"
+            raise TypeError(unpicklable_message(what, value, err)) from err
 
     async def evaluate(
         self, batch: _Payload, reduce: Callable[[list[Any]], Any] | None
@@ -304,6 +351,7 @@ class ProducerConsumer:
                 self.init_function,
                 self.process_function,
                 _Payload(shards),
+                PROCESS,
                 actor=True,
                 key=f"pc-load-{key_part(self.name)}-{g}-{token}",
                 **options,
