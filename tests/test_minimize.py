@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from distributed.utils_test import gen_cluster
+from scipy import optimize
 from scipy.optimize import Bounds, differential_evolution, rosen
 
 from dasktune import DasktuneError, minimize
@@ -28,6 +29,11 @@ def ackley(x):
         + np.e
         + 20
     )
+
+
+def rastrigin(x):
+    x = np.asarray(x)
+    return float(10 * len(x) + np.sum(x**2 - 10 * np.cos(2 * np.pi * x)))
 
 
 COLUMN_CALLS: list[tuple[int, ...]] = []  # shapes seen by rosen_columns (in-process)
@@ -200,6 +206,20 @@ def test_bad_input(args, kwargs, error, match):
 
     with pytest.raises(error, match=match):
         minimize(*args, client=NoClient(), **kwargs)
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_direct_replicas_never_worse_than_scipy(c, s, a, b):
+    # a minimum in the middle of the box, where replicas' slabs meet: the
+    # first replica searches the whole box, exactly as scipy does
+    serial = optimize.direct(rastrigin, [(-5, 5)] * 2)
+    for n_workers in (2, 3, 4):
+        result = await run(
+            rastrigin, [(-5, 5)] * 2, method="direct", n_workers=n_workers, client=c
+        )
+        assert result.fun <= serial.fun
+        np.testing.assert_array_equal(result.results[0].x, serial.x)
+        assert result.nfev == sum(r.nfev for r in result.results)
 
 
 @gen_cluster(client=True, timeout=120)

@@ -47,22 +47,27 @@ def replica_spec(
     """The box and scipy keywords of replica ``index`` of a pool.
 
     Random methods get ``rng=default_rng([seed, index])`` on the whole box.
-    Deterministic ones (``direct``, ``shgo``) get slab ``index`` of the first
-    dimension (with gaps of 0.5% of a slab, so no two sample the same corner)
-    for the first ``n_workers`` replicas, and random sub-boxes after that.
+    Of the deterministic ones (``direct``, ``shgo``), replica 0 searches the
+    whole box (scipy's own run, so the pool's best is never worse than it);
+    replicas 1 to ``n_workers - 1`` a slab each of the first dimension, cut in
+    an even number of slabs (``n_workers - 1`` rounded up), each drawn in by
+    0.5% of its width on both sides so that no two replicas share a corner
+    (shgo's first points) or a centre (direct's first point): what lies
+    between slabs, or in a slab no replica took, the first replica searches.
+    The replicas after them search random sub-boxes.
     """
     box = bounds.copy()
     low, high = bounds[:, 0], bounds[:, 1]
     out = dict(kwargs)
     if method in _DETERMINISTIC:
-        if index < n_workers:
-            width = (high[0] - low[0]) / n_workers
-            gap = 0.005 * width
-            start = low[0] + index * width + (gap if index > 0 else 0.0)
-            stop = (
-                low[0] + (index + 1) * width - (gap if index < n_workers - 1 else 0.0)
-            )
-            box[0] = (start, stop)
+        if index == 0:
+            pass  # the whole box: what scipy itself would search
+        elif index < n_workers:
+            cuts = n_workers - 1 + (n_workers - 1) % 2  # even: none centred
+            width = (high[0] - low[0]) / cuts
+            inset = 0.005 * width
+            start = low[0] + (index - 1) * width
+            box[0] = (start + inset, start + width - inset)
         else:
             centre = rng.uniform(low, high)
             half = rng.uniform(0.05, 0.25) * (high - low)
@@ -95,10 +100,11 @@ class ReplicaPool(Optimizer):
     Notes
     -----
     ``ask()`` goes to a replica that is not waiting for a result (never
-    round-robin into a busy one); ``tell()`` routes by trial number. Replicas of
-    the deterministic methods (``direct``, ``shgo``) each search their own slab
-    of the box (the first dimension cut in ``n_workers``, with gaps of 0.5% of
-    a slab between them), and restarts search random sub-boxes; one
+    round-robin into a busy one); ``tell()`` routes by trial number. Of the
+    deterministic methods (``direct``, ``shgo``), the first replica searches
+    the whole box as scipy would, so the pool is never worse than scipy's own
+    run; each other one a slab of it (:func:`replica_spec`), and restarts
+    search random sub-boxes; one
     evaluated-point cache is shared, and a replica proposing a point already
     told gets its value at once, one proposing a point in flight gets it when
     that trial is told: a point is never proposed twice (``repeats`` counts the
