@@ -179,6 +179,23 @@ def test_no_hang_at_exit_after_a_failed_connect(tls_cluster):
     assert "Traceback" not in done.stderr
 
 
+def test_script_without_main_guard_is_told_what_to_do(tmp_path):
+    # spawn imports the script again in the new worker process: its own call
+    # there refuses to start a cluster, and the parent's failure says why
+    script = tmp_path / "no_guard.py"
+    script.write_text("import dasktune\nprint(dasktune.async_map(abs, [-1], ncpu=1))\n")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode != 0
+    advice = 'under `if __name__ == "__main__":`'
+    assert "cannot start in a worker process being started" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("dasktune: if this runs from a script") and advice in last
+    assert owned_cluster() is None  # this process started nothing
+
+
 # -- task names on the dashboard -----------------------------------------------
 
 

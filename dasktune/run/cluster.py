@@ -12,13 +12,21 @@ resolves the ``client=`` argument every public function takes:
   dasktune starts and owns: worker processes with one thread each, as many as the
   machine has cores, every socket bound to 127.0.0.1. It is reused by later calls
   and closed at interpreter exit (or by :func:`close_owned`).
+
+Its worker processes are started with ``spawn``, which imports the script that
+started them again: a script's code that starts work must sit under ``if
+__name__ == "__main__":``. Without it, the script's first call in the new
+process refuses to start a cluster there, saying so in one line, and the
+parent's failure to start the cluster carries the same advice.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing
 import os
+import sys
 import threading
 import time
 import weakref
@@ -40,6 +48,13 @@ _owned_client: distributed.Client | None = None
 _attached: dict[str, distributed.Client] = {}
 _capacity_cache: weakref.WeakKeyDictionary[distributed.Client, tuple[float, int]] = (
     weakref.WeakKeyDictionary()
+)
+
+
+_SCRIPT_ADVICE = (
+    "dasktune starts Dask's workers as new processes, which import the script "
+    "that started them again: put the script's code that runs maps and searches "
+    'under `if __name__ == "__main__":`, as multiprocessing requires'
 )
 
 
@@ -66,7 +81,16 @@ def _start_local_cluster(
     if not options.get("processes", True):
         # an in-process cluster cannot bind 127.0.0.1 without an explicit protocol
         options.setdefault("protocol", "tcp")
-    cluster = distributed.LocalCluster(**options)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a worker process being started, running the script's code again
+        msg = f"a LocalCluster cannot start in a worker process being started: {_SCRIPT_ADVICE}"
+        raise RuntimeError(msg)
+    try:
+        cluster = distributed.LocalCluster(**options)
+    except Exception as err:
+        if getattr(sys.modules.get("__main__"), "__file__", None) is not None:
+            err.add_note(f"dasktune: if this runs from a script, {_SCRIPT_ADVICE}")
+        raise
     try:
         client = distributed.Client(cluster, set_as_default=True)
     except BaseException:
