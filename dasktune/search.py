@@ -160,7 +160,8 @@ class Search:
     space : Space or dict, optional
         The named parameter space: needed for vector optimizers (``SPSA``,
         ``HyperScipySampler`` over a space) and for ``run()`` with no source
-        (random sampling); stored with the search.
+        (random sampling); stored with the search. Re-opening a search
+        without one takes the stored space (its names in sorted order).
     direction : {"minimize", "maximize"}
     directions : sequence of {"minimize", "maximize"}, optional
         One per objective, for a search of several objectives
@@ -231,7 +232,11 @@ class Search:
         self._unsaved = 0  # rows read into the table since the store's snapshot
         # provenance (git, package versions) is kept when the search is made:
         # not worked out again by each reader of an existing one
-        made = self.store.find_search(name) is not None
+        found = self.store.find_search(name)
+        made = found is not None
+        if self.space is None and found is not None and found.get("space"):
+            # re-opened without a space (to read it, to run it on): its own
+            self.space = Space.from_json(json.loads(found["space"]))
         self.search_id = self.store.open_search(
             name,
             space=None if self.space is None else self.space.to_json(),

@@ -173,11 +173,6 @@ def test_seeded_replicas_start_on_distinct_points():
         assert len(set(firsts)) == 4, method
 
 
-def rastrigin(x):
-    x = np.asarray(x)
-    return float(10 * len(x) + np.sum(x**2 - 10 * np.cos(2 * np.pi * x)))
-
-
 @pytest.mark.parametrize(
     ("method", "kwargs"), [("direct", {"maxfun": 300}), ("shgo", {"n": 32})]
 )

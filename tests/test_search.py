@@ -26,6 +26,7 @@ import dasktune.search as search_module
 from dasktune import Categorical, DasktuneError, Float, Int, Search
 from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.space import Space
 from dasktune.store.sql import TrialStore
 
 _lock = threading.Lock()
@@ -175,7 +176,15 @@ async def test_maximize_and_random_sampling_of_a_space(c, s, a, b):
     assert report.evaluated == 12
     frame = search.trials()
     assert search.best.value == frame["value"].max()
-    with pytest.raises(SearchMismatchError, match="re-opened with"):
+    # re-opened without its space (to read it, or to run on): the stored one
+    again = Search("max", score, search.store, client=c, direction="maximize")
+    assert again.space == Space(space)
+    # (a stored space keeps its names sorted, so its columns come in that order)
+    assert list(again.trials().columns[1:4]) == ["C", "k", "kernel"]
+    pd.testing.assert_frame_equal(again.trials()[frame.columns], frame)
+    report = await call(again.run, n_trials=3, seed=1, progress=False)
+    assert report.evaluated + report.reused == 3
+    with pytest.raises(SearchMismatchError, match="pass the same space"):
         Search(
             "max",
             score,

@@ -142,8 +142,9 @@ class TestStoreContract:
         space = {"a": {"type": "int", "low": 0, "high": 3, "log": False}}
         sid = self.open(store, space=space)
         assert self.open(store, space=space) == sid
-        with pytest.raises(SearchMismatchError, match="re-opened with"):
+        with pytest.raises(SearchMismatchError, match="pass the same space"):
             self.open(store, space={"b": {"type": "bool"}})
+        assert self.open(store) == sid  # no space: the stored one
         with pytest.raises(SearchMismatchError, match="minimize search.*maximize"):
             self.open(store, space=space, direction="maximize")
 

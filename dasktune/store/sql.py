@@ -624,10 +624,11 @@ class TrialStore:
                 key = result.inserted_primary_key
                 assert key is not None
                 return int(key[0])
-        if row.space != space_json:
+        if space_json is not None and row.space != space_json:  # None: its own
             msg = (
                 f"search {name!r} in {self.display_url} was made with the space "
-                f"{row.space} but is re-opened with {space_json}; use a new search "
+                f"{row.space} but is re-opened with {space_json}; pass the same "
+                "space (or none: the stored one is taken), or use a new search "
                 "name for a new space"
             )
             raise SearchMismatchError(msg)
