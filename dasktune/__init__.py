@@ -24,7 +24,13 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dasktune.exceptions import DasktuneError, TrialPruned
+    from dasktune.exceptions import (
+        DasktuneError,
+        SearchMismatchError,
+        StoreError,
+        TooManyFailuresError,
+        TrialPruned,
+    )
     from dasktune.minimize import minimize
     from dasktune.optim.nevergrad import NevergradOptimizer
     from dasktune.optim.optuna import OptunaSampler
@@ -36,8 +42,9 @@ if TYPE_CHECKING:
     from dasktune.run.mapping import async_apply, async_map
     from dasktune.run.producer_consumer import ProducerConsumer
     from dasktune.search import Search
-    from dasktune.space import Bool, Categorical, Float, Int
+    from dasktune.space import Bool, Categorical, Float, Int, Space
     from dasktune.spsa import SPSA
+    from dasktune.store.sql import TrialStore
 
 try:
     __version__ = _metadata.version("dasktune")
@@ -59,8 +66,13 @@ _EXPORTS = {
     "SPSA": "dasktune.spsa",
     "ScipyAskTell": "dasktune.optim.scipy_bridge",
     "Search": "dasktune.search",
+    "SearchMismatchError": "dasktune.exceptions",
+    "Space": "dasktune.space",
+    "StoreError": "dasktune.exceptions",
+    "TooManyFailuresError": "dasktune.exceptions",
     "Trial": "dasktune.records",
     "TrialPruned": "dasktune.exceptions",
+    "TrialStore": "dasktune.store.sql",
     "async_apply": "dasktune.run.mapping",
     "async_map": "dasktune.run.mapping",
     "get_client": "dasktune.run.cluster",
@@ -81,8 +93,13 @@ __all__ = [
     "SPSA",
     "ScipyAskTell",
     "Search",
+    "SearchMismatchError",
+    "Space",
+    "StoreError",
+    "TooManyFailuresError",
     "Trial",
     "TrialPruned",
+    "TrialStore",
     "async_apply",
     "async_map",
     "get_client",

@@ -545,6 +545,13 @@ class Search:
                 "list, a generator) or an ask/tell optimizer, got "
                 f"{type(source).__name__}: {source!r}"
             )
+            if callable(source):
+                msg += (
+                    "; a function is not a source (dasktune.SPSA and minimize run "
+                    "on their own): pass an optimizer object, such as "
+                    "dasktune.optim.spsa.SPSAOptimizer(space.encode(start), "
+                    "bounds=space.bounds)"
+                )
             raise TypeError(msg)
         grid = getattr(source, "param_grid", None) or getattr(
             source, "param_distributions", None

@@ -23,7 +23,7 @@ from distributed.utils_test import gen_cluster
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 import dasktune.search as search_module
-from dasktune import Categorical, DasktuneError, Float, Int, Search
+from dasktune import SPSA, Categorical, DasktuneError, Float, Int, Search
 from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.space import Space
@@ -206,6 +206,8 @@ async def test_bad_input_raises_before_submission(c, s, a, b):
         TypeError, match="source must be an iterable of parameter dicts"
     ):
         await call(search.run, 42)
+    with pytest.raises(TypeError, match="a function is not a source.*SPSAOptimizer"):
+        await call(search.run, SPSA)
     with pytest.raises(ValueError, match="n_trials must be an integer >= 1"):
         await call(search.run, [{"C": 1}], n_trials=0)
     with pytest.raises(ValueError, match="timeout must be a positive, finite number"):
