@@ -325,8 +325,12 @@ class Search:
         Returns
         -------
         RunReport
-            Counts of evaluated, failed, reused and skipped trials, the elapsed
-            time, why it stopped, and the best value of this run.
+            Counts of this run's asks: ``evaluated``, ``failed``, ``pruned``;
+            ``reused`` (answered from the store; a point asked twice counts
+            twice), ``joined`` (a repeat of a trial in flight, told its result)
+            and ``skipped`` (refused by a filter); the elapsed time, why it
+            stopped (``stopped``), the best value and parameters of this run,
+            and, for several objectives, its Pareto front (``front``).
         """
         if pruner is not None and len(self.directions) > 1:
             msg = (

@@ -129,6 +129,9 @@ async def test_repeated_points_are_evaluated_once(c, s, a, b):
     assert _calls == {"5": 1}
     assert opt.told == [25] * 6
     assert report.evaluated == 1
+    # every ask is counted: the repeats joined the trial in flight (or, asked
+    # after it was done, were reused)
+    assert report.joined >= 1 and report.joined + report.reused == 5
 
 
 @gen_cluster(client=True)

@@ -88,6 +88,11 @@ async def test_two_objectives_are_stored_and_best_is_the_front(c, s, a, b, objec
     # the stored values come back as they went in
     rows = search.store.trials(search.search_id)
     assert sorted(tuple(r["objectives"]) for r in rows)[0] == (0.0, -4.0)
+    # each trial is on a run's front once, told however often (reused here)
+    again = await call(search.run, GRID + GRID[::-1], progress=False)
+    assert again.reused == 10
+    assert again.front == report.front
+    assert len(again.front) == len(search.best)
 
 
 @gen_cluster(client=True)

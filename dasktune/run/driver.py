@@ -214,6 +214,9 @@ class RunReport:
     pruned: int = 0
     reused: int = 0
     skipped: int = 0
+    #: asks that repeated a trial in flight in this run: told its result, not
+    #: evaluated again (``reused`` counts asks answered from the store)
+    joined: int = 0
     elapsed: float = 0.0
     stopped: str = ""
     best_value: float = math.inf
@@ -410,7 +413,9 @@ class Driver:
         self.sign = sign
         self.signs = None if signs is None or len(signs) < 2 else tuple(signs)
         self.objectives = 1 if self.signs is None else len(self.signs)
-        self._front: list[tuple[float, ...]] = []  # this run's (minimised)
+        # this run's Pareto front (minimised), by trial: a trial told again (a
+        # repeat, a reused result) is on it once, as search.best counts it
+        self._front: dict[str, tuple[float, ...]] = {}
         self.keep = keep
         self.heartbeat_seconds = heartbeat_seconds
         self.raise_if_all_failed = raise_if_all_failed
@@ -508,7 +513,7 @@ class Driver:
             signs = self.signs
             report.front = sorted(
                 tuple(s * v for s, v in zip(signs, point, strict=True))
-                for point in self._front
+                for point in self._front.values()
             )
         return report
 
@@ -591,6 +596,7 @@ class Driver:
                 fresh[pending.param_hash] = pending
             elif report.skipped == skipped:
                 known.again(1)  # joined a trial already pending
+                report.joined += 1
         asking = [*fresh.values(), *state.recheck]
         state.recheck = []
         return asking, asked_any
@@ -949,7 +955,7 @@ class Driver:
         else:
             told = tuple(s * v for s, v in zip(self.signs, values, strict=True))
             if best and satisfied:
-                self._on_front(told)
+                self._on_front(pending.param_hash, told)
             if self.optimizer.n_objectives == 1:
                 # a source that ignores values (a grid): the first objective's
                 told = told[0]
@@ -959,19 +965,20 @@ class Driver:
             else:
                 self.optimizer.tell(trial, told, constraints=constraints)
 
-    def _on_front(self, point: tuple[float, ...]) -> None:
-        """Keep this run's Pareto front (for the progress bar) with ``point``."""
-        if any(
+    def _on_front(self, key: str, point: tuple[float, ...]) -> None:
+        """Keep this run's Pareto front (for the progress bar and the report)
+        with trial ``key``'s ``point``."""
+        if key in self._front or any(
             all(a <= b for a, b in zip(q, point, strict=True)) and q != point
-            for q in self._front
+            for q in self._front.values()
         ):
             return
-        self._front = [
-            q
-            for q in self._front
+        self._front = {
+            k: q
+            for k, q in self._front.items()
             if not all(a <= b for a, b in zip(point, q, strict=True)) or q == point
-        ]
-        self._front.append(point)
+        }
+        self._front[key] = point
 
     # -- submission and results --------------------------------------------------
 
