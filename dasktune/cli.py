@@ -198,6 +198,18 @@ def _security(args: argparse.Namespace) -> Any:
     )
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be an integer >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _store_url(store: str) -> str:
     if "://" in store:
         return store
@@ -248,7 +260,7 @@ def _demo(args: argparse.Namespace) -> int:
             name="demo-data",
         ) as data,
     ):  # fmt: skip
-        print(f"data: 8 shards loaded once on the workers ({data})", flush=True)
+        print(f"data: 8 files of draws loaded once on the workers ({data})", flush=True)
         started = time.perf_counter()
         fit = SPSA(data, [0.0, 0.0], a_par=2e-6, c_par=0.05, maxiter=80,
                    n_perturbations=2, seed=0, client=client, print_iters=None,
@@ -612,7 +624,8 @@ def _cluster_options(parser: argparse.ArgumentParser, *, jobqueue: bool) -> None
         parser.add_argument(
             "--jobs", type=int, default=1, help="batch jobs (--cluster)"
         )
-    parser.add_argument("--n-workers", type=int, help="workers of the LocalCluster")
+    parser.add_argument("--n-workers", type=_at_least_one,
+                        help="workers of the LocalCluster")  # fmt: skip
     parser.add_argument("--connect-timeout", type=float, default=10.0,
                         help="seconds to reach --scheduler")  # fmt: skip
     parser.add_argument("--worker-timeout", type=float, default=300.0,

@@ -281,7 +281,7 @@ def _replicas_as_tasks(
         check_resources(client, resources)
     rng = np.random.default_rng(seed)
     specs = [replica_spec(method, bounds, i, n, seed, kwargs, rng) for i in range(n)]
-    runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args))
+    runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args), fun)
     token = uuid.uuid4().hex[:8]
     keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
     futures = client.map(

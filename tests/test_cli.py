@@ -111,6 +111,17 @@ def test_errors_are_one_line_and_exit_non_zero(argv, message, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_n_workers_below_one_is_refused_by_argparse(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--n-workers", value])
+    assert info.value.code == 2
+    assert (
+        f"--n-workers: must be an integer >= 1, got '{value}'"
+        in capsys.readouterr().err
+    )
+
+
 def test_unknown_search_name(tmp_path, capsys):
     from dasktune.store.sql import TrialStore
 

@@ -146,6 +146,17 @@ def test_tls_address_without_certificates_says_what_to_pass(tls_cluster):
     assert "is a TLS address: pass security=Security(" in info.value.__notes__[0]
 
 
+def test_security_naming_a_missing_file_says_which(tmp_path):
+    from distributed.security import Security
+
+    sec = Security(tls_ca_file=str(tmp_path / "ca.pem"), tls_client_cert="-----BEGIN")
+    with pytest.raises(
+        FileNotFoundError, match=r"tls_ca_file is '.*ca\.pem', which is not a file"
+    ) as info:
+        async_map(abs, [1], client="tls://127.0.0.1:1", security=sec)
+    assert not getattr(info.value, "__notes__", None)  # nothing half-made to close
+
+
 def test_security_must_be_a_security_and_not_with_a_client():
     with pytest.raises(TypeError, match="security must be a distributed.security"):
         get_client("tls://127.0.0.1:1", security="ca.pem")

@@ -105,6 +105,19 @@ async def test_results_in_input_order(c, s, a, b):
 
 
 @gen_cluster(client=True)
+async def test_unpicklable_function_is_refused_before_submission(c, s, a, b):
+    guard = threading.Lock()
+
+    def uses_lock(x):
+        with guard:
+            return x
+
+    with pytest.raises(TypeError, match=r"'uses_lock' cannot be pickled to be sent"):
+        await asyncio.to_thread(async_map, uses_lock, range(3), client=c)
+    assert not s.tasks  # nothing was submitted
+
+
+@gen_cluster(client=True)
 async def test_unpicklable_result_from_in_process_worker_over_tcp(c, s, a, b):
     # gen_cluster's workers share this process but talk TCP: results pickle
     with pytest.raises(TypeError, match=r"element 3 of args \(3\) returned a lock"):

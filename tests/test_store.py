@@ -272,10 +272,14 @@ def test_schema_newer_than_the_code_is_refused(tmp_path):
 
 
 def test_bad_urls():
-    with pytest.raises(ValueError, match="database URL such as"):
+    with pytest.raises(ValueError, match="database URL such as") as info:
         TrialStore("dasktune.db")
+    assert "for a SQLite file, write 'sqlite:///dasktune.db'" in str(info.value)
     with pytest.raises(StoreError, match="cannot open the store"):
         TrialStore("nosuchdb://x")
+    # a URL its dialect refuses (two slashes and a path): the store's error too
+    with pytest.raises(StoreError, match="cannot open the store 'sqlite://svm.db'"):
+        TrialStore("sqlite://svm.db")
 
 
 def test_file_store_uses_wal(tmp_path):

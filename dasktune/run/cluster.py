@@ -213,6 +213,22 @@ def _get_client(
         return client
 
 
+def _check_security_files(security: Security) -> None:
+    """Refuse a ``Security`` naming a certificate or key file that does not
+    exist, naming it (Python's ``ssl`` says only "No such file or directory")."""
+    for name in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+        value = getattr(security, name, None)
+        # Dask takes a file's path or its PEM text
+        pem_text = isinstance(value, str) and "-----BEGIN" in value
+        if isinstance(value, str) and not pem_text and not os.path.isfile(value):
+            msg = (
+                f"security's {name} is {value!r}, which is not a file "
+                f"(relative to {os.getcwd()}): give the path of the PEM file, "
+                "or its text"
+            )
+            raise FileNotFoundError(msg)
+
+
 def connect(
     address: Cluster | str, *, security: Security | None = None, **client_kwargs: Any
 ) -> distributed.Client:
@@ -240,14 +256,18 @@ def connect(
         What ``distributed.Client`` raised, with a note naming the address
         and, for a ``tls://`` address without certificates, what to pass.
     """
+    if security is not None:
+        _check_security_files(security)
     client = distributed.Client.__new__(distributed.Client)
     try:
         client.__init__(address, security=security, **client_kwargs)  # type: ignore[misc]
     except BaseException as err:
-        try:
-            client.close(timeout=2)
-        except Exception as close_err:  # the connect error is the one to raise
-            err.add_note(f"closing the half-made client failed too: {close_err!r}")
+        # a client that failed before its event loop existed has nothing to close
+        if getattr(client, "_loop_runner", None) is not None:
+            try:
+                client.close(timeout=2)
+            except Exception as close_err:  # the connect error is the one to raise
+                err.add_note(f"closing the half-made client failed too: {close_err!r}")
         text = address if isinstance(address, str) else address.scheduler_address
         if (
             text.startswith("tls://")

@@ -441,7 +441,7 @@ class Driver:
         self._layout: tuple[float, dict[str, int]] | None = None
         if not self.batch:
             evaluate = evaluate_columns if vectorized else evaluate_group
-            self._runner = Shipped(partial(evaluate, objective))  # type: ignore[arg-type]
+            self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
 
     # -- the loop --------------------------------------------------------------
 

@@ -154,8 +154,20 @@ class Shipped:
 
     __slots__ = ("__name__", "payload", "token")
 
-    def __init__(self, fun: Callable[..., Any]) -> None:
-        self.payload = cloudpickle.dumps(fun)
+    def __init__(
+        self, fun: Callable[..., Any], user: Callable[..., Any] | None = None
+    ) -> None:
+        try:
+            self.payload = cloudpickle.dumps(fun)
+        except Exception as err:
+            # named as the user knows it (``user``: the function ``fun`` wraps)
+            msg = (
+                f"the function {func_name(user or fun)!r} cannot be pickled to be sent "
+                f"to the workers: {err}; define it at module level, or keep what "
+                "it uses (locks, open files, clients) out of its closure and its "
+                "arguments (load such things on the workers instead)"
+            )
+            raise TypeError(msg) from err
         self.token = uuid.uuid4().hex
         self.__name__ = func_name(fun)
 
@@ -200,8 +212,9 @@ def async_map(
         Any iterable, a generator too: elements are drawn only as the window of
         in-flight work frees.
     ncpu : int, optional
-        How many chunks of work may run at once (default: twice the cluster's
-        thread count, see the module notes). When dasktune has to start its own
+        How many chunks of work may be in flight at once (default: the
+        cluster's thread count, and as many more queued so that workers never
+        wait; see the module notes). When dasktune has to start its own
         ``LocalCluster``, it starts ``ncpu`` workers.
     client : distributed.Client, optional
         The client to run on; see :func:`dasktune.get_client`.
@@ -301,7 +314,7 @@ class _Mapper:
         resources: Mapping[str, float] | None = None,
     ):
         self.resources = resources
-        self.runner = Shipped(partial(_run_chunk, fun))
+        self.runner = Shipped(partial(_run_chunk, fun), fun)
         self.client = client
         self.retries = retries
         self.prefix = f"map-{key_part(func_name(fun))}-{uuid.uuid4().hex}"

@@ -162,6 +162,8 @@ class TrialStore:
                 f"store must be a database URL such as 'sqlite:///dasktune.db', "
                 f"got {type(url).__name__}: {url!r}"
             )
+            if isinstance(url, str) and url.strip():
+                msg += f"; for a SQLite file, write 'sqlite:///{url}'"
             raise ValueError(msg)
         self.url = url
         self.readonly = readonly
@@ -172,7 +174,11 @@ class TrialStore:
             raise StoreError(msg) from err
         #: the URL with its password hidden: what messages show
         self.display_url = parsed.render_as_string(hide_password=True)
-        self.engine = _make_engine(parsed, self.display_url, readonly)
+        try:
+            self.engine = _make_engine(parsed, self.display_url, readonly)
+        except sa.exc.ArgumentError as err:  # a URL its dialect refuses
+            msg = f"cannot open the store {self.display_url!r}: {err}"
+            raise StoreError(msg) from err
         self._lock = threading.RLock()
         self._writer: Connection | None = None  # SQLite's, for every write
         # the statements of every turn of a run, compiled once per process for
