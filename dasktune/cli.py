@@ -424,7 +424,10 @@ def _show(args: argparse.Namespace) -> int:
     store = TrialStore(url, readonly=True)  # show never writes
     try:
         if args.name is None:
-            frame = pd.DataFrame(store.list_searches())
+            searches = store.list_searches()
+            for entry in searches:  # every objective's direction
+                entry["direction"] = ", ".join(search_directions(entry))
+            frame = pd.DataFrame(searches)
             if not frame.empty:
                 frame["created"] = pd.to_datetime(frame["created"], unit="s").dt.round(
                     "s"

@@ -656,11 +656,23 @@ class Search:
         ----------
         status : str or sequence of str, optional
             Only the trials with this status (or these).
+
+        Raises
+        ------
+        ValueError
+            For a status that is not one of :class:`~dasktune.records.TrialStatus`.
         """
+        wanted = None
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            known = [s.value for s in TrialStatus]
+            unknown = [s for s in wanted if s not in known]
+            if unknown:
+                msg = f"status must be among {known}, got {unknown}"
+                raise ValueError(msg)
         frame = self._refresh(save=True).frame(copy=True)
-        if status is None:
+        if wanted is None:
             return frame
-        wanted = [status] if isinstance(status, str) else list(status)
         return frame[frame["status"].isin(wanted)].reset_index(drop=True)
 
     @property

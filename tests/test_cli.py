@@ -296,3 +296,6 @@ def test_run_and_show_two_objectives_under_a_constraint(tmp_path, capsys):
     assert sizes == sorted(
         sizes, reverse=True
     )  # a front: each trades one for the other
+    assert main(["show", store, "--format", "json"]) == 0  # every direction listed
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["direction"] == "minimize, minimize"

@@ -145,6 +145,8 @@ async def test_values_of_size_one_and_bad_kinds(c, s, a, b):
     done = search.trials(status="done")
     assert sorted(done["value"]) == [1.0] * 4 + [4.0] * 4
     failed = search.trials(status="failed").set_index(["form", "x"])
+    with pytest.raises(ValueError, match=r"status must be among .*got \['fail'\]"):
+        search.trials(status=["done", "fail"])  # a typo is no empty frame
     assert "got ndarray of shape (2,)" in failed.loc[("too long", 2), "error"]
     assert "got str: '4.0'" in failed.loc[("string", 2), "error"]
 
