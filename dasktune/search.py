@@ -42,7 +42,7 @@ from dasktune.optim.base import (
     missing_members,
 )
 from dasktune.optim.pruners import Pruner
-from dasktune.records import FIELD, TrialStatus
+from dasktune.records import FIELD, DecisionKind, TrialStatus, canonical
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import (
     BatchObjective,
@@ -363,6 +363,7 @@ class Search:
         for f in filters:
             check_callable("each filter", f)
         self._warm_start(optimizer)
+        self._requeue(optimizer)
         if pruner is not None:
             self._restore(pruner)
         client = get_client(self._client_arg, security=self._security)
@@ -494,6 +495,34 @@ class Search:
             else:
                 results.append((params, told, tuple(json.loads(constraints))))
         return optimizer.warm_start(results) if results else 0
+
+    def _requeue(self, optimizer: AskTell) -> int:
+        """Hand an optimizer that proposes given points first (its ``requeue``)
+        this search's interrupted trials: queued (a run stopped by a timeout
+        or Ctrl-C), or running under a driver that is gone (killed)."""
+        if not isinstance(optimizer, Optimizer):
+            return 0
+        if type(optimizer).requeue is Optimizer.requeue:
+            return 0  # it ignores them: do not read the store for nothing
+        _, rows = self.store.read_trials(
+            self.search_id, status=[TrialStatus.QUEUED, TrialStatus.RUNNING]
+        )
+        if not rows:
+            return 0
+        points = [json.loads(row[FIELD["params"]]) for row in rows]
+        # who may evaluate them now: not a trial a live driver runs
+        decisions = self.store.peek(
+            self.search_id,
+            "",
+            [canonical(p)[1] for p in points],
+            stale_after=self.stale_after,
+        )
+        left = [
+            p
+            for p, d in zip(points, decisions, strict=True)
+            if d.kind == DecisionKind.EVALUATE
+        ]
+        return optimizer.requeue(left) if left else 0
 
     def _restore(self, pruner: Pruner) -> None:
         """Rebuild ``pruner`` from the store: the curves of the trials that are

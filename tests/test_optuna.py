@@ -13,6 +13,7 @@ from distributed.utils_test import gen_cluster
 
 from dasktune import Bool, Categorical, Float, Int, Search
 from dasktune.optim.optuna import OptunaSampler, distributions
+from dasktune.records import Claim, canonical
 from dasktune.store.sql import TrialStore
 
 SPACE = {
@@ -170,6 +171,34 @@ def test_missing_optuna_says_how_to_install(monkeypatch):
 
 
 @gen_cluster(client=True, timeout=60)
+async def test_interrupted_trials_are_proposed_again_by_the_next_run(c, s, a, b):
+    # one trial put back by a run stopped early (queued), one left running by
+    # a driver that died (silent past stale_after): TPE never asks them
+    # again by itself, so the next run enqueues them in its study
+    store = TrialStore("sqlite://")
+    search = Search("tpe", loss, store, client=c, space=SPACE, stale_after=0.2)
+    stopped, killed = (store.register_driver(search.search_id) for _ in range(2))
+    points = [
+        {"x": 0.5, "lr": 0.01, "depth": 2, "kind": "b", "flag": True},
+        {"x": -1.5, "lr": 0.001, "depth": 7, "kind": "c", "flag": False},
+    ]
+    for driver, params in zip((stopped, killed), points, strict=True):
+        store.sync(search.search_id, driver, [], [Claim(*reversed(canonical(params)))])
+    store.release(search.search_id, stopped)
+    await asyncio.sleep(0.3)  # the killed driver's heartbeat is now stale
+    assert sorted(search.trials()["status"]) == ["queued", "running"]
+    sampler = OptunaSampler(tpe(seed=0), SPACE)
+    report = await asyncio.to_thread(
+        search.run, sampler, n_trials=3, max_in_flight=1, progress=False
+    )
+    assert report.evaluated == 3
+    frame = search.trials()
+    assert list(frame["status"]) == ["done"] * 3  # the two, then a new one
+    assert [dict(frame.loc[i, list(SPACE)]) for i in (0, 1)] == points
+    assert [t.params for t in sampler.study.trials[:2]] == points  # asked first
+
+
+@gen_cluster(client=True)
 async def test_a_search_runs_tpe_and_resumes_it(c, s, a, b):
     store = TrialStore("sqlite://")
     search = Search("tpe", loss, store, client=c, space=SPACE)

@@ -232,6 +232,24 @@ class Optimizer:
         """A one-line description, stored with a search."""
         return type(self).__name__
 
+    def requeue(self, points: Sequence[Any]) -> int:
+        """Propose ``points`` first: a resumed search's interrupted trials
+        (queued, or running under a driver that is gone), which an adaptive
+        optimizer would otherwise never ask again.
+
+        Parameters
+        ----------
+        points : sequence of dict
+            Recorded parameter sets, in the order they were first asked.
+
+        Returns
+        -------
+        int
+            How many it will propose (0: it ignores them, the default; the
+            trials then stay as they are until a source proposes them).
+        """
+        return 0
+
     def warm_start(self, results: Iterable[tuple[Any, ...]]) -> int:
         """Learn results this optimizer did not ask for (see the module notes).
 

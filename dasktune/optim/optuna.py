@@ -259,6 +259,24 @@ class OptunaSampler(Optimizer):
             return self._sign * float(value)
         return [s * float(v) for s, v in zip(self._signs, value, strict=True)]
 
+    def requeue(self, points: Sequence[Any]) -> int:
+        """Enqueue a resumed search's interrupted trials in the study
+        (``study.enqueue_trial``), so that its next asks propose them again;
+        parameter sets outside the space are left out.
+
+        Returns
+        -------
+        int
+            How many were enqueued.
+        """
+        taken = 0
+        for params in points:
+            if self.space.contains(params):
+                picked = {name: params[name] for name in self.space.names}
+                self.study.enqueue_trial(picked, skip_if_exists=False)
+                taken += 1
+        return taken
+
     def warm_start(self, results: Iterable[tuple[Any, ...]]) -> int:
         """Add results not asked here (a resumed search's) to the study.
 
