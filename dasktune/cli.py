@@ -544,14 +544,25 @@ def _export(args: argparse.Namespace) -> int:
         optuna = import_optuna()
     except ImportError as err:
         raise CLIError(str(err)) from err
-    if kind == "optuna-journal":
-        journal = optuna.storages.journal
-        storage = optuna.storages.JournalStorage(journal.JournalFileBackend(target))
-    else:
-        storage = target
     store = _open_store_readonly(args.store)  # export never writes the store
+    created = kind == "optuna-journal" and not os.path.exists(target)
     try:
+        if store.find_search(args.name) is None:  # before a journal is made
+            names = [s["name"] for s in store.list_searches()]
+            msg = (
+                f"no search named {args.name!r} in {store.display_url}; it has {names}"
+            )
+            raise CLIError(msg)
+        if kind == "optuna-journal":
+            journal = optuna.storages.journal
+            storage = optuna.storages.JournalStorage(journal.JournalFileBackend(target))
+        else:
+            storage = target
         study = to_optuna(store, args.name, storage, study_name=args.study_name)
+    except BaseException:
+        if created and os.path.exists(target) and os.path.getsize(target) == 0:
+            os.remove(target)  # a journal this call made and wrote nothing to
+        raise
     finally:
         store.close()
     print(

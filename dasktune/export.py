@@ -116,6 +116,7 @@ def to_optuna(
     finally:
         if own:
             source.close()
+    space = None
     if row["space"]:
         space = Space.from_json(json.loads(row["space"]))
         dists = distributions(space)
@@ -128,19 +129,31 @@ def to_optuna(
         pass  # no such study yet: what an export needs
     else:
         msg = (
-            f"{storage!r} already has a study named {study_name!r}; export to a "
-            "new file or give another study name"
+            f"the target already has a study named {study_name!r}; export to a "
+            "new file, or give another study name (dasktune export --study-name)"
         )
         raise DasktuneError(msg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = search_directions(row)
+    # every trial converted before anything is written: a failure leaves no
+    # half-made study behind
+    for t in trials:
+        why = None if space is None else space.outside(t["params"])
+        if why is not None:
+            msg = (
+                f"trial {t['number']} of {name!r} cannot be an Optuna trial of the "
+                f"search's space: {why}; nothing was exported (a point outside "
+                "the space was recorded by a dasktune that did not check them)"
+            )
+            raise DasktuneError(msg)
+    frozen = [_frozen(optuna, t, dists, len(directions)) for t in trials]
     study = optuna.create_study(
         study_name=study_name, storage=storage, directions=directions
     )
     study.set_user_attr("dasktune_search", name)
     metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
     study.set_user_attr("dasktune_metadata", metadata)
-    study.add_trials([_frozen(optuna, t, dists, len(directions)) for t in trials])
+    study.add_trials(frozen)
     return study
 
 

@@ -23,7 +23,7 @@ import re
 import socket
 import subprocess
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Self
@@ -32,7 +32,13 @@ import distributed
 import pandas as pd
 from distributed.security import Security
 
-from dasktune._checks import check_callable, check_int, check_store, check_timeout
+from dasktune._checks import (
+    check_callable,
+    check_int,
+    check_store,
+    check_timeout,
+    short_repr,
+)
 from dasktune.exceptions import DasktuneError, StoreError
 from dasktune.optim.base import (
     AskTell,
@@ -591,7 +597,32 @@ class Search:
         )
         for part in grid if isinstance(grid, list) else [grid] if grid else []:
             _check_reserved(part)
+        if self.space is not None:
+            if isinstance(source, Sequence) or hasattr(source, "param_grid"):
+                for params in source:  # a list, a grid: before any work
+                    self._check_point(params)
+            else:  # a generator, a sampler: each point as it comes
+                source = self._checked(source)
         return IterableSource(source)
+
+    def _check_point(self, params: Any) -> None:
+        """Refuse a parameter dict of the source that is not a point of the
+        search's space (a vector is decoded by the space, so always is)."""
+        if not isinstance(params, Mapping) or self.space is None:
+            return
+        why = self.space.outside(params)
+        if why is not None:
+            msg = (
+                f"the source's parameter set {short_repr(params)} is not a point of "
+                f"search {self.name!r}'s space: {why}; give points of the space "
+                "(or run them in a search of their own)"
+            )
+            raise ValueError(msg)
+
+    def _checked(self, source: Iterable[Any]) -> Iterator[Any]:
+        for params in source:
+            self._check_point(params)
+            yield params
 
     def _params(self, params: Any) -> dict[str, Any]:
         if type(params) is dict or isinstance(params, Mapping):  # the cheap test first

@@ -384,6 +384,23 @@ class Space:
             for name, dim in self.dimensions.items()
         )
 
+    def outside(self, params: Mapping[str, Any]) -> str | None:
+        """Why ``params`` is not a point of this space (a name missing, a value
+        out of its dimension), or ``None`` when it is (extra keys allowed).
+
+        >>> Space({"n": Int(1, 4)}).outside({"n": 9})
+        'n=9 is not in Int(low=1, high=4, log=False)'
+        """
+        for name, dim in self.dimensions.items():
+            if name not in params:
+                return f"it has no {name!r}"
+            value = params[name]
+            if isinstance(value, np.generic):  # a grid's numpy numbers
+                value = value.item()
+            if not _contains(dim, value):
+                return f"{name}={value!r} is not in {dim!r}"
+        return None
+
     def with_power(self, power: float | None) -> Space:
         """This space with ``power`` on every log-scaled Float (None: itself)."""
         if power is None:

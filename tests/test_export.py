@@ -14,6 +14,9 @@ from distributed.utils_test import gen_cluster
 from dasktune import Bool, Categorical, DasktuneError, Float, Int, Search
 from dasktune.cli import main
 from dasktune.export import to_optuna
+from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.space import Space
+from dasktune.store.sql import TrialStore
 
 SPACE = {
     "x": Float(-2.0, 2.0),
@@ -124,6 +127,33 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert "--to takes one of ['optuna-journal', 'optuna-storage']" in (
         capsys.readouterr().err
     )
+
+
+def test_export_of_a_point_outside_the_space_writes_nothing(tmp_path, capsys):
+    # recorded straight into the store, as a dasktune that did not check did
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = TrialStore(url)
+    sid = store.open_search("b", space=Space({"x": Float(-1, 1)}).to_json(),
+                            direction="minimize", metadata={})  # fmt: skip
+    driver = store.register_driver(sid)
+    claims = [Claim(*reversed(canonical({"x": x}))) for x in (0.5, 5.0)]
+    store.sync(sid, driver, [], claims)
+    store.sync(sid, driver, [Outcome(c.param_hash, TrialStatus.DONE, value=1.0)
+                             for c in claims], [])  # fmt: skip
+    store.close()
+    journal = tmp_path / "b.log"
+    argv = ["export", url, "--name", "b", "--to", "optuna-journal", str(journal)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert (
+        "trial 1 of 'b' cannot be an Optuna trial" in err and "x=5.0 is not in" in err
+    )
+    assert "nothing was exported" in err
+    assert not journal.exists()  # no half-made study, no empty journal
+    # an unknown name makes no journal either
+    assert main([*argv[:2], "--name", "nope", *argv[4:]]) == 1
+    assert "no search named 'nope'" in capsys.readouterr().err
+    assert not journal.exists()
 
 
 def two_constrained(params):

@@ -198,6 +198,28 @@ async def test_maximize_and_random_sampling_of_a_space(c, s, a, b):
 
 
 @gen_cluster(client=True)
+async def test_points_outside_the_space_are_refused(c, s, a, b):
+    space = {"C": Float(0.1, 10, log=True), "kernel": Categorical(["rbf", "linear"])}
+    search = Search("space", score, "sqlite://", client=c, space=space)
+    good = {"C": np.float64(1.0), "kernel": "rbf"}  # a grid's numpy numbers too
+    for bad, why in (
+        ({"C": 50.0, "kernel": "rbf"}, r"C=50.0 is not in Float\(low=0.1"),
+        ({"kernel": "rbf"}, "it has no 'C'"),
+        ({"C": 1.0, "kernel": "poly"}, "kernel='poly' is not in Categorical"),
+    ):
+        with pytest.raises(ValueError, match=f"not a point of search 'space'.*{why}"):
+            await call(search.run, [good, bad], progress=False)
+        assert len(search.trials()) == 0  # a list: refused before any work
+    with pytest.raises(ValueError, match="C=50.0 is not in"):
+        await call(search.run, (p for p in [good, {"C": 50.0, "kernel": "rbf"}]),
+                   progress=False)  # fmt: skip
+    # a generator: each point as it comes, and nothing is left running
+    assert set(search.trials()["status"]) <= {"done"}
+    report = await call(search.run, [good], progress=False)
+    assert report.evaluated + report.reused == 1
+
+
+@gen_cluster(client=True)
 async def test_bad_input_raises_before_submission(c, s, a, b):
     search = Search("bad", score, "sqlite://", client=c)
     with pytest.raises(ValueError, match="parameter names \\['value'\\] are reserved"):
