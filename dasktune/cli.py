@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -317,6 +318,12 @@ def _run(args: argparse.Namespace) -> int:
     if source is None and space is None:
         msg = f"{args.file} defines none of `source`, `optimizer` or `space`"
         raise CLIError(msg)
+    if source is None and args.n_trials is None:
+        msg = (
+            f"{args.file} defines a `space` and no source: give --n-trials N to "
+            "sample it at random"
+        )
+        raise CLIError(msg)
     name = (
         args.name
         or namespace.get("name")
@@ -599,9 +606,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     store = _open_store_readonly(args.store)  # fails early on a bad store
     store.close()
-    server, trial_store = make_server(
-        _store_url(args.store), args.port, interval_ms=args.interval_ms
-    )
+    try:
+        server, trial_store = make_server(
+            _store_url(args.store), args.port, interval_ms=args.interval_ms
+        )
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        msg = f"port {args.port} on 127.0.0.1 is in use: give another with --port"
+        raise CLIError(msg) from err
     try:
         server.start()
         print(f"dasktune serve: http://127.0.0.1:{args.port}/ (Ctrl-C stops)",
@@ -670,14 +683,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", help="defines objective, and space/source/optimizer")
     run.add_argument("--store", default="dasktune.db", help="store URL or file")
     run.add_argument("--name", help="the search's name (default: the file's)")
-    run.add_argument("--n-trials", type=int, help="at most this many new trials")
+    run.add_argument("--n-trials", type=_at_least_one,
+                     help="at most this many new trials")  # fmt: skip
     _cluster_options(run, jobqueue=True)
     run.set_defaults(handler=_run)
 
     show = commands.add_parser("show", help="list searches, or a search's best trials")
     show.add_argument("store", help="store URL or SQLite file")
     show.add_argument("--name", help="one search")
-    show.add_argument("--top", type=int, default=10, help="best trials to show")
+    show.add_argument("--top", type=_at_least_one, default=10,
+                      help="best trials to show")  # fmt: skip
     show.add_argument("--format", choices=["table", "csv", "json"], default="table")
     show.set_defaults(handler=_show)
     _add_export(commands)

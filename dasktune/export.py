@@ -176,6 +176,9 @@ def _frozen(
         "attempts": t["attempts"],
         "duration": t["duration"],
     }
+    extra = {k: v for k, v in t["params"].items() if k not in dists}
+    if extra:  # recorded beside the space's (LCBSelector's "method"): kept too
+        attrs["params_outside_space"] = extra
     if t["aux"]:
         attrs["aux"] = t["aux"]
     if t["error"]:

@@ -37,6 +37,7 @@ from dasktune._checks import (
     check_int,
     check_store,
     check_timeout,
+    func_name,
     short_repr,
 )
 from dasktune.exceptions import DasktuneError, StoreError
@@ -651,7 +652,18 @@ class Search:
                 state["frame"] = None  # release the view before the arrays change
                 state["frame"] = self._refresh().frame(copy=False)
                 state["version"] = recorder.version
-            return all(f(record, state["frame"]) for f in filters)
+            frame = state["frame"]
+            for f in filters:
+                try:
+                    if not f(record, frame):
+                        return False
+                except Exception as err:
+                    err.add_note(
+                        f"dasktune: raised by the filter {func_name(f)!r} on "
+                        f"{short_repr(record)}"
+                    )
+                    raise
+            return True
 
         return keep
 

@@ -306,10 +306,14 @@ def make_server(
     def session(doc: Document) -> None:
         LivePage(trial_store, doc, interval_ms)
 
-    server = Server(
-        {"/": Application(FunctionHandler(session))},
-        address="127.0.0.1",
-        port=port,
-        allow_websocket_origin=[f"127.0.0.1:{port}", f"localhost:{port}"],
-    )
+    try:
+        server = Server(
+            {"/": Application(FunctionHandler(session))},
+            address="127.0.0.1",
+            port=port,
+            allow_websocket_origin=[f"127.0.0.1:{port}", f"localhost:{port}"],
+        )
+    except BaseException:  # the port taken, ...: the store is not left open
+        trial_store.close()
+        raise
     return server, trial_store

@@ -77,6 +77,9 @@ def _check_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
         msg = f"{name} must be a number, got {type(value).__name__}: {value!r}"
         raise ValueError(msg)
+    if not math.isfinite(float(value)):  # a box to sample and encode: finite
+        msg = f"{name} must be finite, got {value!r}; give the range to search"
+        raise ValueError(msg)
     return float(value)
 
 

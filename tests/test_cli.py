@@ -112,14 +112,30 @@ def test_errors_are_one_line_and_exit_non_zero(argv, message, capsys):
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
-def test_n_workers_below_one_is_refused_by_argparse(value, capsys):
+@pytest.mark.parametrize(
+    "argv",
+    [["demo", "--n-workers"], ["run", "x.py", "--n-trials"], ["show", "x.db", "--top"]],
+)
+def test_counts_below_one_are_refused_by_argparse(argv, value, capsys):
+    # before anything starts: no cluster, no store
     with pytest.raises(SystemExit) as info:
-        main(["demo", "--n-workers", value])
+        main([*argv, value])
     assert info.value.code == 2
-    assert (
-        f"--n-workers: must be an integer >= 1, got '{value}'"
-        in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{argv[-1]}: must be an integer >= 1, got '{value}'" in err
+
+
+def test_a_space_without_n_trials_says_which_flag(tmp_path, capsys):
+    script = tmp_path / "space_only.py"
+    script.write_text(
+        "from dasktune import Float\n"
+        "space = {'x': Float(0, 1)}\n"
+        "def objective(p):\n    return p['x']\n"
     )
+    store = tmp_path / "s.db"
+    assert main(["run", str(script), "--store", str(store)]) == 1
+    assert "give --n-trials N to sample it at random" in capsys.readouterr().err
+    assert not store.exists()  # refused before a search was made
 
 
 def test_unknown_search_name(tmp_path, capsys):

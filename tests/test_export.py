@@ -129,6 +129,24 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     )
 
 
+def test_parameters_beside_the_space_are_kept_as_a_user_attribute(tmp_path):
+    # LCBSelector records which sampler proposed a trial as "method"
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = TrialStore(url)
+    sid = store.open_search("m", space=Space({"x": Float(-1, 1)}).to_json(),
+                            direction="minimize", metadata={})  # fmt: skip
+    driver = store.register_driver(sid)
+    claim = Claim(*reversed(canonical({"x": 0.5, "method": "tpe"})))
+    store.sync(sid, driver, [], [claim])
+    store.sync(
+        sid, driver, [Outcome(claim.param_hash, TrialStatus.DONE, value=1.0)], []
+    )
+    (trial,) = to_optuna(store, "m", optuna.storages.InMemoryStorage()).trials
+    store.close()
+    assert trial.params == {"x": 0.5}
+    assert trial.user_attrs["params_outside_space"] == {"method": "tpe"}
+
+
 def test_export_of_a_point_outside_the_space_writes_nothing(tmp_path, capsys):
     # recorded straight into the store, as a dasktune that did not check did
     url = f"sqlite:///{tmp_path}/s.db"

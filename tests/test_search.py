@@ -122,6 +122,13 @@ async def test_sampler_source_and_filter(c, s, a, b):
     # the frame is refreshed per batch of results, not rebuilt per candidate
     assert len({id(f) for f in seen_frames}) < len(seen_frames)
 
+    def broken(params, trials):
+        raise RuntimeError("boom in filter")
+
+    with pytest.raises(RuntimeError, match="boom in filter") as info:
+        await call(search.run, [{"C": 1, "kernel": "rbf"}], filters=[broken])
+    assert "raised by the filter 'broken' on {'C': 1" in info.value.__notes__[-1]
+
 
 def array_valued(params):  # values as scipy takes them, in every form
     value = float(params["x"]) ** 2

@@ -172,3 +172,18 @@ def test_serve_answers_over_http_from_a_subprocess(tmp_path):
 def test_bad_port_and_store():
     with pytest.raises(ValueError, match=r"port must be an integer in \[1, 65535\]"):
         make_server("sqlite://", 0)
+
+
+def test_a_port_in_use_is_one_line_naming_port(tmp_path, capsys):
+
+    from dasktune.cli import main
+
+    store = f"sqlite:///{tmp_path}/s.db"
+    TrialStore(store).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", store, "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use: give another with --port" in err

@@ -104,6 +104,8 @@ def test_bad_specs_name_the_parameter(spec, match):
 
 
 def test_bad_dimensions():
+    with pytest.raises(ValueError, match="Float low must be finite, got -inf"):
+        Float(-np.inf, 1.0)
     with pytest.raises(ValueError, match="low < high"):
         Float(2.0, 1.0)
     with pytest.raises(ValueError, match="low > 0"):

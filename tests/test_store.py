@@ -416,6 +416,8 @@ def test_an_empty_or_damaged_store_is_refused_by_a_reader(tmp_path):
     with pytest.raises(StoreError, match="no store at"):
         TrialStore(f"sqlite:///{tmp_path}/missing.db", readonly=True)
     assert not (tmp_path / "missing.db").exists()
+    with pytest.raises(StoreError, match="does its directory exist"):
+        TrialStore(f"sqlite:///{tmp_path}/no/such/dir/x.db")
 
 
 def test_a_damaged_schema_version_is_refused(tmp_path):

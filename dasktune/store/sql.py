@@ -423,6 +423,8 @@ class TrialStore:
         except sa.exc.OperationalError as err:
             reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
             msg = f"cannot use the store {self.display_url}: {reason}"
+            if reason == "unable to open database file":  # SQLite's only word
+                msg += " (does its directory exist, and may this user write there?)"
             raise StoreError(msg) from err
         except sa.exc.DatabaseError as err:
             reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
