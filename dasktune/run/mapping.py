@@ -373,8 +373,15 @@ class _Mapper:
                             "done; the rest was cancelled"
                         )
                         raise TimeoutError(msg) from err
-                    for future, result, start in batch:
-                        raise_failed(future, result, "async_map")
+                    failed = next(
+                        ((f, r) for f, r, _ in batch if f.status != "finished"), None
+                    )
+                    if failed is not None:
+                        # raised with the failed future alone referenced: the
+                        # rest of the batch is released with the window
+                        batch = []
+                        raise_failed(*failed, "async_map")
+                    for _, result, start in batch:
                         results[start] = result.values
                         bar.update(len(result.values))
                         self.sizer.observe(result.elapsed, len(result.values))
