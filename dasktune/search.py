@@ -61,7 +61,7 @@ from dasktune.run.driver import (
 )
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
-from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore
+from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore, search_directions
 from dasktune.table import COLUMNS, TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
@@ -169,13 +169,14 @@ class Search:
         ``HyperScipySampler`` over a space) and for ``run()`` with no source
         (random sampling); stored with the search. Re-opening a search
         without one takes the stored space (its names in sorted order).
-    direction : {"minimize", "maximize"}
+    direction : {"minimize", "maximize"}, optional
+        Default: a re-opened search's own direction(s), else ``"minimize"``.
     directions : sequence of {"minimize", "maximize"}, optional
         One per objective, for a search of several objectives
         (``["minimize", "maximize"]``): the objective returns that many values,
         :attr:`best` is the Pareto front and :meth:`trials` has a column per
         objective (``values_0``, ``values_1``, ...). Give ``direction`` or
-        ``directions``, not both.
+        ``directions``, not both; neither re-opens a search with its own.
     stale_after : float, default 30
         Seconds after which a trial left running by a silent driver is taken
         over (drivers beat every 5 s).
@@ -204,7 +205,7 @@ class Search:
         client: distributed.Client | None = None,
         security: Security | None = None,
         space: Space | Mapping[str, Any] | None = None,
-        direction: str = "minimize",
+        direction: str | None = None,
         directions: Sequence[str] | None = None,
         stale_after: float = STALE_AFTER_SECONDS,
     ) -> None:
@@ -214,6 +215,9 @@ class Search:
         if not isinstance(objective, BatchObjective):
             check_callable("objective", objective)
         check_batch_objective(objective)
+        # neither given: the stored search's, or "minimize" for a new one
+        stored_directions = direction is None and directions is None
+        direction = "minimize" if direction is None else direction
         if direction not in ("minimize", "maximize"):
             msg = f"direction must be 'minimize' or 'maximize', got {direction!r}"
             raise ValueError(msg)
@@ -244,6 +248,9 @@ class Search:
         if self.space is None and found is not None and found.get("space"):
             # re-opened without a space (to read it, to run it on): its own
             self.space = Space.from_json(json.loads(found["space"]))
+        if stored_directions and found is not None:  # and its own directions
+            self.directions = search_directions(found)
+            self.direction = direction = self.directions[0]
         self.search_id = self.store.open_search(
             name,
             space=None if self.space is None else self.space.to_json(),

@@ -93,6 +93,10 @@ async def test_two_objectives_are_stored_and_best_is_the_front(c, s, a, b, objec
     assert again.reused == 10
     assert again.front == report.front
     assert len(again.front) == len(search.best)
+    # re-opened to read it, without its directions: its own
+    reader = Search("mo", objective, search.store, client=c)
+    assert reader.directions == ["minimize", "maximize"]
+    assert [t.values for t in reader.best] == [t.values for t in search.best]
 
 
 @gen_cluster(client=True)
@@ -248,7 +252,9 @@ def test_reopening_with_other_directions_is_refused(tmp_path):
     with pytest.raises(SearchMismatchError, match=r"has the directions \['minimize'"):
         Search("mo", two, url, directions=["minimize", "minimize"])
     with pytest.raises(SearchMismatchError):
-        Search("mo", two, url)
+        Search("mo", two, url, direction="minimize")  # one, explicitly
+    with Search("mo", two, url) as reader:  # none given: its own
+        assert reader.directions == ["minimize", "maximize"]
 
 
 def test_memory_recorder_gives_back_values_and_constraints():

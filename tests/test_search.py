@@ -185,9 +185,11 @@ async def test_maximize_and_random_sampling_of_a_space(c, s, a, b):
     assert report.evaluated == 12
     frame = search.trials()
     assert search.best.value == frame["value"].max()
-    # re-opened without its space (to read it, or to run on): the stored one
-    again = Search("max", score, search.store, client=c, direction="maximize")
-    assert again.space == Space(space)
+    # re-opened without its space and direction (to read it, or to run on):
+    # the stored ones
+    again = Search("max", score, search.store, client=c)
+    assert again.space == Space(space) and again.directions == ["maximize"]
+    assert again.best.value == search.best.value
     # (a stored space keeps its names sorted, so its columns come in that order)
     assert list(again.trials().columns[1:4]) == ["C", "k", "kernel"]
     pd.testing.assert_frame_equal(again.trials()[frame.columns], frame)
