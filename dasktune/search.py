@@ -157,7 +157,8 @@ class Search:
         sequence; ``c <= 0`` is satisfied): they are stored, passed to
         samplers that use them, and a trial violating one is never the best.
         A ``ProducerConsumer`` with a reduction evaluates whole batches where
-        its data lives.
+        its data lives. ``None`` opens an existing search to read it (trials,
+        best, plots); :meth:`run` then raises.
     store : str or TrialStore, default "sqlite:///dasktune.db"
         A SQLAlchemy URL or an open store.
     client : distributed.Client, optional
@@ -199,7 +200,7 @@ class Search:
     def __init__(
         self,
         name: str,
-        objective: Callable[[dict[str, Any]], Any] | BatchObjective,
+        objective: Callable[[dict[str, Any]], Any] | BatchObjective | None,
         store: str | TrialStore = "sqlite:///dasktune.db",
         *,
         client: distributed.Client | None = None,
@@ -212,9 +213,10 @@ class Search:
         if not isinstance(name, str) or not name.strip():
             msg = f"name must be a non-empty string, got {name!r}"
             raise ValueError(msg)
-        if not isinstance(objective, BatchObjective):
-            check_callable("objective", objective)
-        check_batch_objective(objective)
+        if objective is not None:  # None: a search opened to be read
+            if not isinstance(objective, BatchObjective):
+                check_callable("objective", objective)
+            check_batch_objective(objective)
         # neither given: the stored search's, or "minimize" for a new one
         stored_directions = direction is None and directions is None
         direction = "minimize" if direction is None else direction
@@ -245,6 +247,14 @@ class Search:
         # not worked out again by each reader of an existing one
         found = self.store.find_search(name)
         made = found is not None
+        if objective is None and not made:
+            if self._owns_store:
+                self.store.close()
+            msg = (
+                f"no search named {name!r} in {self.store.display_url} to read: "
+                "a new search needs an objective (a function of a parameter dict)"
+            )
+            raise ValueError(msg)
         if self.space is None and found is not None and found.get("space"):
             # re-opened without a space (to read it, to run it on): its own
             self.space = Space.from_json(json.loads(found["space"]))
@@ -346,6 +356,12 @@ class Search:
             stopped (``stopped``), the best value and parameters of this run,
             and, for several objectives, its Pareto front (``front``).
         """
+        if self.objective is None:
+            msg = (
+                f"search {self.name!r} was opened without an objective: it can be "
+                "read (trials, best, plot), not run; give Search(name, objective, ...)"
+            )
+            raise TypeError(msg)
         if pruner is not None and len(self.directions) > 1:
             msg = (
                 f"search {self.name!r} has {len(self.directions)} objectives; "

@@ -190,6 +190,14 @@ async def test_maximize_and_random_sampling_of_a_space(c, s, a, b):
     again = Search("max", score, search.store, client=c)
     assert again.space == Space(space) and again.directions == ["maximize"]
     assert again.best.value == search.best.value
+    # opened only to be read: no objective needed; running it is refused
+    reader = Search("max", None, search.store)
+    assert reader.best.value == search.best.value
+    with pytest.raises(TypeError, match="opened without an objective: it can be read"):
+        await call(reader.run, n_trials=1, progress=False)
+    with pytest.raises(ValueError, match="a new search needs an objective"):
+        Search("nope", None, search.store)
+    assert search.store.find_search("nope") is None
     # (a stored space keeps its names sorted, so its columns come in that order)
     assert list(again.trials().columns[1:4]) == ["C", "k", "kernel"]
     pd.testing.assert_frame_equal(again.trials()[frame.columns], frame)
