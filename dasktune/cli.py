@@ -554,12 +554,6 @@ def _export(args: argparse.Namespace) -> int:
     store = _open_store_readonly(args.store)  # export never writes the store
     created = kind == "optuna-journal" and not os.path.exists(target)
     try:
-        if store.find_search(args.name) is None:  # before a journal is made
-            names = [s["name"] for s in store.list_searches()]
-            msg = (
-                f"no search named {args.name!r} in {store.display_url}; it has {names}"
-            )
-            raise CLIError(msg)
         if kind == "optuna-journal":
             journal = optuna.storages.journal
             storage = optuna.storages.JournalStorage(journal.JournalFileBackend(target))

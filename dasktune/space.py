@@ -382,10 +382,7 @@ class Space:
         >>> space.contains({"n": 2, "kind": "a"}), space.contains({"n": 9, "kind": "a"})
         (True, False)
         """
-        return all(
-            name in params and _contains(dim, params[name])
-            for name, dim in self.dimensions.items()
-        )
+        return self.outside(params) is None
 
     def outside(self, params: Mapping[str, Any]) -> str | None:
         """Why ``params`` is not a point of this space (a name missing, a value

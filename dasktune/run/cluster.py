@@ -83,7 +83,10 @@ def _start_local_cluster(
         options.setdefault("protocol", "tcp")
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # a worker process being started, running the script's code again
-        msg = f"a LocalCluster cannot start in a worker process being started: {_SCRIPT_ADVICE}"
+        msg = (
+            "a LocalCluster cannot start in a worker process being started: "
+            f"{_SCRIPT_ADVICE}"
+        )
         raise RuntimeError(msg)
     try:
         cluster = distributed.LocalCluster(**options)

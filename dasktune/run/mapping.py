@@ -30,9 +30,9 @@ never becomes a million futures.
 
 A result that cannot be pickled would stay on its worker: Dask fails to send
 it and the caller waits for it. A chunk whose results will be pickled (a
-worker in another process, or reached over TCP) therefore checks that they pickle (as Dask pickles them: ``pickle``,
-then ``cloudpickle``; arrays' data out of band, so not copied) and fails with
-the element named when one does not (:mod:`dasktune.run.travel`).
+worker in another process, or reached over TCP) therefore checks that they
+pickle, and fails with the element named when one does not
+(:mod:`dasktune.run.travel`).
 """
 
 from __future__ import annotations
