@@ -208,7 +208,7 @@ async def test_the_timeout_stops_the_run_and_the_servers(c, s, a, b):
     search = Search("timeout", sleepy, "sqlite://", client=c, space=SPACE)
     started = time.monotonic()
     report = await call(
-        search.run, None, n_trials=1000, seed=0, progress=False, timeout=0.5,
+        search.run, None, n_trials=1000, seed=0, progress=False, timeout=1.5,
         execution="feed",
     )  # fmt: skip
     assert report.stopped == "timeout"
