@@ -206,6 +206,11 @@ class SPSAPoint(NamedTuple):
     seed: int | None
     tag: int
 
+    def __repr__(self) -> str:
+        """The point as a user reads it in an error: ``x = [0.5, 1.] (seed 3)``."""
+        x = np.array2string(np.asarray(self.x), separator=", ")
+        return f"x = {x}" + ("" if self.seed is None else f" (seed {self.seed})")
+
 
 class SPSAOptimizer(Optimizer):
     """SPSA as an ask/tell optimizer (see the module notes).
