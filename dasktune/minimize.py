@@ -114,7 +114,8 @@ def minimize(
     store, name : optional
         Record every evaluation in a trial store as a ``Search`` named ``name``
         would (default name ``minimize-<function>``); a later call with the same
-        store and name reuses the evaluations recorded there.
+        store and name reuses the evaluations recorded there. Without a store,
+        ``name`` only labels the run's tasks on the Dask dashboard.
     progress : bool, default False
     resources : mapping, optional
         Dask worker resources each evaluation holds while it runs
