@@ -461,6 +461,26 @@ def test_a_reader_reads_and_cannot_write(tmp_path):
     reader.close()
 
 
+def test_a_reader_refuses_sql_writes_and_leaves_no_files(tmp_path):
+    path = tmp_path / "r.db"
+    writer = TrialStore(f"sqlite:///{path}")
+    writer.open_search("s", space=None, direction="minimize", metadata={})
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.db"]
+    before = _sqlite_snapshot(path)
+    reader = TrialStore(f"sqlite:///{path}", readonly=True)
+    assert [s["name"] for s in reader.list_searches()] == ["s"]
+    with (
+        pytest.raises(sa.exc.OperationalError, match="readonly"),
+        reader.engine.begin() as conn,
+    ):
+        conn.exec_driver_sql("DELETE FROM searches")
+    reader.close()
+    # the -wal and -shm files a WAL store's reader makes are gone with it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.db"]
+    assert _sqlite_snapshot(path) == before
+
+
 def test_store_argument_of_the_wrong_type():
     with pytest.raises(ValueError, match="got int: 5"):
         TrialStore(5)  # type: ignore[arg-type]

@@ -1572,8 +1572,15 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
             if not os.path.isfile(path):
                 msg = f"no store at {path}"
                 raise StoreError(msg)
-            # opened read-only by SQLite itself: nothing can be written
-            uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+            # nothing can be written: SQLite refuses writes on a query_only
+            # connection; opened read-write (where the file and its folder
+            # are writable) so that the last reader to close removes the
+            # -wal and -shm files opening a WAL store makes (a mode=ro
+            # connection cannot, and left them beside the store)
+            writable = os.access(path, os.W_OK) and os.access(
+                os.path.dirname(path), os.W_OK
+            )
+            uri = f"file:{urllib.parse.quote(path)}?mode={'rw' if writable else 'ro'}"
             engine = sa.create_engine(
                 "sqlite://",
                 creator=lambda: sqlite3.connect(uri, uri=True, timeout=60),
@@ -1587,6 +1594,8 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
         # let SQLAlchemy, not the sqlite3 module, decide where transactions begin
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        if readonly:
+            cursor.execute("PRAGMA query_only=ON")
         if not in_memory and not readonly:
             cursor.execute("PRAGMA synchronous=NORMAL")
             # a big search's writes each dirty a random page of the hash index;
