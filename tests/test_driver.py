@@ -210,7 +210,7 @@ async def test_n_trials_and_timeout(c, s, a, b):
     started = time.perf_counter()
     _, _, report = await asyncio.to_thread(run, c, source, sleepy, timeout=0.3)
     assert report.stopped == "timeout"
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # not 1000 trials of 0.5 s
 
 
 class SumBatch:

@@ -253,7 +253,8 @@ async def test_timeout_raises_and_cancels(c, s, a, b):
         await asyncio.to_thread(
             async_map, time.sleep, [1.0] * 6, client=c, chunksize=1, timeout=0.3
         )
-    assert time.perf_counter() - started < 0.9
+    # before the six 1 s sleeps on three threads could have finished (2 s)
+    assert time.perf_counter() - started < 1.8
     await asyncio.sleep(0.2)
     assert not c.futures
 
