@@ -14,7 +14,11 @@ __all__ = ["as_pairs"]
 
 
 def as_pairs(
-    bounds: Any, *, finite: str | None = None, name: str = "bounds"
+    bounds: Any,
+    *,
+    finite: str | None = None,
+    name: str = "bounds",
+    fixed: bool = False,
 ) -> NDArray[np.float64]:
     """``bounds`` as an ``(n, 2)`` float array of ``(low, high)`` rows.
 
@@ -27,11 +31,15 @@ def as_pairs(
         finite ones (for the error message).
     name : str
         The argument's name, for the error messages.
+    fixed : bool
+        Also take ``low == high``, a parameter held fixed (as scipy's
+        ``differential_evolution`` does).
 
     Returns
     -------
     numpy.ndarray
-        Shape ``(n, 2)``, ``n >= 1``, with ``low < high`` in every row.
+        Shape ``(n, 2)``, ``n >= 1``, with ``low < high`` in every row
+        (``low <= high`` with ``fixed``).
 
     Raises
     ------
@@ -75,11 +83,12 @@ def as_pairs(
     if len(pairs) == 0:
         msg = f"{name} is empty; give one (low, high) pair per parameter"
         raise ValueError(msg)
-    bad = np.flatnonzero(~(pairs[:, 0] < pairs[:, 1]))
+    ordered = pairs[:, 0] <= pairs[:, 1] if fixed else pairs[:, 0] < pairs[:, 1]
+    bad = np.flatnonzero(~ordered)
     if bad.size:
         i = int(bad[0])
         msg = (
-            f"{name} need low < high; parameter {i} has "
+            f"{name} need low {'<=' if fixed else '<'} high; parameter {i} has "
             f"({pairs[i, 0]:g}, {pairs[i, 1]:g})"
         )
         raise ValueError(msg)

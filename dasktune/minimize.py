@@ -101,6 +101,8 @@ def minimize(
         TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     seed : int, optional
         scipy's ``rng`` (DE, dual_annealing), the replicas' seeds, or SPSA's.
+        scipy's own ``rng=`` (an int or a ``numpy.random.Generator``) is
+        taken instead, for the replicas too; not both.
     n_workers : int, optional
         Replicas of ``dual_annealing``/``direct`` (default: the cluster's thread
         count); ignored by DE and shgo, whose own batches fill the cluster.
@@ -171,10 +173,17 @@ def minimize(
     if not isinstance(args, tuple):
         msg = f"args must be a tuple of extra arguments, got {type(args).__name__}"
         raise TypeError(msg)
-    pairs = as_pairs(bounds, finite=f"minimize(method={method!r})")
+    pairs = as_pairs(
+        bounds,
+        finite=f"minimize(method={method!r})",
+        fixed=method == "differential_evolution",  # scipy's DE takes low == high
+    )
     check_int("maxfev", maxfev, 1, optional=True)
     check_int("n_workers", n_workers, 1, optional=True)
     check_timeout(timeout)
+    if seed is not None and options.get("rng") is not None:
+        msg = f"minimize({method!r}) takes seed= or scipy's rng=, not both"
+        raise TypeError(msg)
     if callback is not None:
         check_callable("callback", callback)
     vectorized = _check_vectorized(method, fun, options.pop("vectorized", False))
@@ -209,9 +218,11 @@ def minimize(
         kwargs["rng"] = seed
     optimizer: ScipyAskTell | ReplicaPool
     if method in ("differential_evolution", "shgo"):
-        optimizer = ScipyAskTell(method, pairs, **kwargs)
+        optimizer = ScipyAskTell(method, pairs, **_with_args(kwargs, args))
     else:
-        kwargs.pop("rng", None)
+        given = kwargs.pop("rng", None)
+        if given is not None and seed is None:
+            seed = _replica_seed(given, method)
         replicas = n_workers if n_workers is not None else capacity(client)
         if (
             store is None
@@ -231,7 +242,12 @@ def minimize(
             # stay here; one replica calls it at a time
             kwargs["callback"] = _ReplicaCallback(callback)
         optimizer = ReplicaPool(
-            method, pairs, replicas, seed=seed, restart=False, **kwargs
+            method,
+            pairs,
+            replicas,
+            seed=seed,
+            restart=False,
+            **_with_args(kwargs, args),
         )
     recorder = _recorder(store, label, fun)
     try:
@@ -246,6 +262,26 @@ def minimize(
         if store is not None and isinstance(store, str):
             recorder.store.close()
     return _result(optimizer, report)
+
+
+def _with_args(kwargs: dict[str, Any], args: tuple[Any, ...]) -> dict[str, Any]:
+    """The scipy keywords with ``args``, which scipy passes on to a ``jac`` or
+    ``hess`` in ``minimizer_kwargs`` (the objective gets them on the workers)."""
+    return {**kwargs, "args": args} if args else kwargs
+
+
+def _replica_seed(rng: Any, method: str) -> int:
+    """The replicas' seed from scipy's ``rng=`` (an int, or a Generator that
+    draws it): each replica gets its own stream from it."""
+    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+        return int(rng)
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(2**63))
+    msg = (
+        f"minimize({method!r}): rng must be an int or a numpy.random.Generator "
+        f"(it seeds every replica), got {type(rng).__name__}: {rng!r}"
+    )
+    raise TypeError(msg)
 
 
 def _run_replica(
@@ -300,18 +336,23 @@ def _replicas_as_tasks(
         raise
     finally:
         client.cancel(futures)
+    return _best_of(results, sum(r.nfev for r in results))
+
+
+def _best_of(results: list[OptimizeResult], evaluated: int) -> OptimizeResult:
+    """The replicas' result: the best replica's, as scipy gave it (``x``,
+    ``fun``, ``status``, ``success``, ``message``), with the evaluations and
+    iterations of all, and every replica's own result in ``results``."""
     best = min(results, key=lambda r: r.fun)
-    total = sum(r.nfev for r in results)
-    return OptimizeResult(
-        x=best.x,
-        fun=best.fun,
-        nfev=total,
-        nfev_evaluated=total,
+    merged = OptimizeResult(best)
+    merged.update(
+        nfev=sum(r.nfev for r in results),
+        nfev_evaluated=evaluated,
         nit=sum(getattr(r, "nit", 0) for r in results),
-        success=any(r.success for r in results),
-        message=f"best of {n} {method} replicas: {best.message}",
+        replicas=len(results),
         results=results,
     )
+    return merged
 
 
 def _check_vectorized(method: str, fun: Any, vectorized: Any) -> bool:
@@ -368,17 +409,7 @@ def _result(optimizer: ScipyAskTell | ReplicaPool, report: Any) -> OptimizeResul
     else:
         results = [r for r in optimizer.results if r is not None]
         if results and optimizer.finished:
-            best = min(results, key=lambda r: r.fun)
-            return OptimizeResult(
-                x=best.x,
-                fun=best.fun,
-                nfev=sum(r.nfev for r in results),
-                nfev_evaluated=report.evaluated,
-                nit=sum(getattr(r, "nit", 0) for r in results),
-                success=any(r.success for r in results),
-                message=f"best of {len(results)} {optimizer.method} replicas: {best.message}",
-                results=results,
-            )
+            return _best_of(results, report.evaluated)
         evaluated = report.evaluated
     # stopped early (maxfev, timeout): the best point evaluated
     x = None if report.best_params is None else np.asarray(report.best_params["x"])

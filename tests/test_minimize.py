@@ -163,7 +163,7 @@ async def test_store_records_and_reuses_evaluations(c, s, a, b):
     [
         ((3, [(0, 1)]), {}, TypeError, "fun must be callable"),
         ((rosen, [(0, 1)]), {"method": "bfgs"}, ValueError, "method must be one of"),
-        ((rosen, [(1, 0)]), {}, ValueError, "low < high"),
+        ((rosen, [(1, 0)]), {}, ValueError, "low <= high"),
         ((rosen, [0, 1]), {}, ValueError, r"list of \(low, high\) pairs"),
         (
             (rosen, Bounds([0, -np.inf], [1, 1])),
@@ -495,3 +495,109 @@ async def test_minimize_timeout_returns_the_best_so_far(c, s, a, b):
     assert res.nfev_evaluated > 0 and np.isfinite(res.fun)
     with pytest.raises(ValueError, match="timeout must be a positive"):
         minimize(slow_sphere, [(-1, 1)], client=c, timeout=-1)
+
+
+# -- scipy's own tests, ported: what their suites expect of the same calls -------
+
+
+def sphere_at(x, a):
+    return float(np.sum((np.asarray(x) - a) ** 2))
+
+
+def sphere_at_jac(x, a):
+    return 2 * (np.asarray(x) - a)
+
+
+def sphere_at_hess(x, a):
+    return 2 * np.eye(len(x))
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_args_reach_a_jac_and_hess_in_minimizer_kwargs(c, s, a, b):
+    # scipy's test_args_gh23517 (shgo) and test_callable_jac_hess_with_args
+    # (dual_annealing): args go to the local search's jac and hess too
+    res = await run(
+        sphere_at, [(-5, 5)] * 2, method="shgo", client=c, args=(1.5,),
+        minimizer_kwargs={"method": "L-BFGS-B", "jac": sphere_at_jac},
+    )  # fmt: skip
+    np.testing.assert_allclose(res.x, [1.5, 1.5], atol=1e-6)
+    res = await run(
+        sphere_at, [(-5, 5)] * 2, method="dual_annealing", client=c,
+        args=(1.5,), maxfev=300, n_workers=2, seed=0,
+        minimizer_kwargs={"method": "Newton-CG", "jac": sphere_at_jac,
+                          "hess": sphere_at_hess},
+    )  # fmt: skip
+    np.testing.assert_allclose(res.x, [1.5, 1.5], atol=1e-6)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_jac_true_is_refused_before_any_evaluation(c, s, a, b):
+    # scipy's test_21_1_jac_true: an objective returning (f, grad); dasktune's
+    # objectives return values, so it is refused rather than failing every trial
+    for method, where in (("shgo", "options"), ("dual_annealing", "minimizer_kwargs")):
+        with pytest.raises(TypeError, match=r"'jac': True.*give jac as a function"):
+            await run(rosen, [(-1, 1)] * 2, method=method, client=c,
+                      **{where: {"jac": True}})  # fmt: skip
+    assert not s.tasks
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_scipys_rng_seeds_the_replicas(c, s, a, b):
+    # scipy's test_rand_gen: the same rng, the same result
+    kw = {"method": "dual_annealing", "client": c, "maxiter": 20, "n_workers": 2}
+    for rng in (1, np.random.default_rng(3)):
+        again = rng if isinstance(rng, int) else np.random.default_rng(3)
+        first = await run(rastrigin, [(-5.12, 5.12)] * 2, rng=rng, **kw)
+        second = await run(rastrigin, [(-5.12, 5.12)] * 2, rng=again, **kw)
+        np.testing.assert_array_equal(first.x, second.x)
+        assert first.nfev == second.nfev
+    other = await run(rastrigin, [(-5.12, 5.12)] * 2, rng=2, **kw)
+    assert not np.array_equal(other.x, first.x)
+    with pytest.raises(TypeError, match="seed= or scipy's rng=, not both"):
+        await run(rastrigin, [(-1, 1)], client=c, seed=0, rng=1)
+    with pytest.raises(TypeError, match="rng must be an int or a numpy"):
+        await run(rastrigin, [(-1, 1)], method="dual_annealing", client=c, rng="x")
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_replicas_give_the_best_replicas_scipy_fields(c, s, a, b):
+    # scipy's direct tests read status and message as scipy gives them
+    for extra in ({}, {"maxfev": 400}):  # whole replicas as tasks; on the driver
+        res = await run(
+            rastrigin, [(-5.12, 5.12)] * 2, method="direct", client=c,
+            n_workers=2, maxfun=60, **extra,
+        )  # fmt: skip
+        best = min(res.results, key=lambda r: r.fun)
+        assert (res.status, res.message, res.success) == (
+            best.status, best.message, best.success,
+        )  # fmt: skip
+        assert res.replicas == len(res.results) == 2
+        assert res.nfev == sum(r.nfev for r in res.results)
+    res = await run(
+        rastrigin, [(-5.12, 5.12)] * 2, method="dual_annealing", client=c,
+        n_workers=2, maxiter=5, seed=0,
+    )  # fmt: skip
+    assert isinstance(res.message, list)  # dual_annealing's message is a list
+    assert "Maximum number of iteration" in res.message[0]
+
+
+def first_squared_plus(x):
+    return float(x[0] ** 2 + (x[1] - 1) ** 2)
+
+
+@pytest.mark.parametrize("bounds", [[(2.0, 2.0), (3.0, 3.0)], [(1, 1), (0, 2)]])
+def test_de_takes_equal_bounds_as_scipy_does(bounds):
+    # scipy's test_equal_bounds: low == high holds a parameter fixed
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                     dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        res = minimize(first_squared_plus, bounds, client=client, seed=0)
+    ref = differential_evolution(first_squared_plus, bounds, rng=0, updating="deferred")
+    np.testing.assert_array_equal(res.x, ref.x)
+    assert (res.fun, res.nfev) == (ref.fun, ref.nfev)
+    with pytest.raises(ValueError, match=r"need low < high; parameter 0 has \(1, 1\)"):
+        minimize(first_squared_plus, [(1, 1), (0, 2)], method="dual_annealing")

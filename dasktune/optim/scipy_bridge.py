@@ -104,6 +104,16 @@ def check_kwargs(
             f"it takes {sorted(allowed)}"
         )
         raise TypeError(msg)
+    for where in ("minimizer_kwargs", "options"):
+        given = kwargs.get(where)
+        if isinstance(given, Mapping) and given.get("jac") is True:
+            msg = (
+                f"{method}: {where}={{'jac': True}} means an objective returning "
+                "(value, gradient), but dasktune's objective returns its value "
+                "(see 'What an objective may return'); give jac as a function "
+                "jac(x, *args), or leave it out for finite differences"
+            )
+            raise TypeError(msg)
     if method == "shgo" and n_dims is not None:
         _check_shgo_dims(n_dims, kwargs.get("sampling_method", "simplicial"))
 
@@ -177,7 +187,11 @@ class ScipyAskTell(Optimizer):
         if method not in METHODS:
             msg = f"method must be one of {list(METHODS)}, got {method!r}"
             raise ValueError(msg)
-        self.bounds = as_pairs(bounds, finite=f"{method} (scipy)")
+        self.bounds = as_pairs(
+            bounds,
+            finite=f"{method} (scipy)",
+            fixed=method == "differential_evolution",  # a parameter held fixed
+        )
         check_kwargs(method, kwargs, len(self.bounds))
         self.method = method
         self.kwargs = dict(kwargs)
@@ -275,7 +289,9 @@ class ScipyAskTell(Optimizer):
                     raise _Stop
                 self._cond.wait()
 
-    def _evaluate(self, x: Any) -> Any:
+    def _evaluate(self, x: Any, *args: Any) -> Any:
+        # args (scipy's, for a jac or hess in minimizer_kwargs): the objective
+        # got them where it was evaluated
         if self.kwargs.get("vectorized") and np.ndim(x) == 2:
             # DE's vectorized=True: one point per column, one value each
             keys = [PointCache.key(column) for column in np.asarray(x).T]
@@ -373,6 +389,8 @@ class ScipyAskTell(Optimizer):
 
     def describe(self) -> str:
         options = ", ".join(
-            f"{k}={v!r}" for k, v in self.kwargs.items() if k != "callback"
+            f"{k}={v!r}"
+            for k, v in self.kwargs.items()
+            if k not in ("callback", "args")
         )
         return f"ScipyAskTell({self.method}, {options})"
