@@ -88,7 +88,8 @@ def check_kwargs(
     Raises
     ------
     TypeError
-        For keywords the scipy function does not take, or ``workers``.
+        For keywords the scipy function does not take, ``workers``, or
+        ``{"jac": True}`` in ``minimizer_kwargs`` or ``options``.
     ValueError
         For ``shgo`` in more dimensions than its sampling handles in seconds.
     """
@@ -153,6 +154,9 @@ class ScipyAskTell(Optimizer):
         ``maxfun``, ``polish``, ``callback``, ...). ``workers`` is managed here.
         With DE's ``vectorized=True`` scipy asks a whole generation at once and
         counts one evaluation per generation (its ``nfev``), as it does serially.
+        ``args`` go to a ``jac`` or ``hess`` in ``minimizer_kwargs`` (scipy
+        passes them on); the objective gets its own where it is evaluated.
+        ``{"jac": True}`` (an objective returning its gradient) is refused.
 
     Notes
     -----
