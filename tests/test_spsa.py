@@ -141,6 +141,31 @@ def test_convergence_in_a_fixed_number_of_evaluations():
     assert res.fun < 0.15
 
 
+@pytest.mark.parametrize("stop", ["ftol", "maxiter", "callback"])
+def test_the_callback_sees_every_iteration_whatever_ends_the_run(stop):
+    # noisyopt's and scipy's callbacks run after every iteration, the last too
+    seen = []
+
+    def callback(r):
+        seen.append(r.nit)
+        return stop == "callback" and r.nit == 5
+
+    res = drive(
+        SPSAOptimizer(
+            [0.5, 1.0], a=1.0, c=1.0, A=1.0, seed=1234, callback=callback,
+            maxiter=100 if stop == "ftol" else 10,
+        ),
+        lambda x: float(np.sum(np.asarray(x) ** 2)),
+    )  # fmt: skip
+    expected = {
+        "ftol": "below ftol",
+        "maxiter": "reached maxiter",
+        "callback": "by the callback",
+    }
+    assert expected[stop] in res.message
+    assert seen == list(range(1, res.nit + 1))
+
+
 def test_blocking_rejects_steps_that_increase_f():
     free = drive(
         SPSAOptimizer([1.0, -1.0], a=3.0, c=0.01, A=0, maxiter=30, seed=4), sphere

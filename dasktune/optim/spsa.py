@@ -618,16 +618,18 @@ class SPSAOptimizer(Optimizer):
             print(
                 f"SPSA iteration {self.k}: f ~ {estimate:.6g}, x = {np.array2string(self.x, precision=4)}"
             )
-        if self.small_steps >= self.n_small:
+        # the callback sees every iteration, the last one too (as noisyopt's and
+        # scipy's do), whatever ends the run
+        if self.callback is not None and self.callback(
+            OptimizeResult(x=self.x.copy(), fun=estimate, nit=self.k, nfev=self.nfev)
+        ):
+            self.message = "stopped by the callback"
+            self._finish(success=True)
+        elif self.small_steps >= self.n_small:
             self.message = (
                 f"the relative change of the parameters stayed below ftol={self.ftol} "
                 f"for {self.n_small} iterations"
             )
-            self._finish(success=True)
-        elif self.callback is not None and self.callback(
-            OptimizeResult(x=self.x.copy(), fun=estimate, nit=self.k, nfev=self.nfev)
-        ):
-            self.message = "stopped by the callback"
             self._finish(success=True)
         elif self.k >= self.maxiter:
             self.message = f"reached maxiter={self.maxiter}"
