@@ -381,10 +381,7 @@ class _Mapper:
                         # rest of the batch is released with the window
                         batch = []
                         raise_failed(*failed, "async_map")
-                    for _, result, start in batch:
-                        results[start] = result.values
-                        bar.update(len(result.values))
-                        self.sizer.observe(result.elapsed, len(result.values))
+                    self._take(batch, results, bar)
                     submit_more(flying)
         finally:
             bar.close()
@@ -392,6 +389,20 @@ class _Mapper:
         for start in sorted(results):
             out.extend(results[start])
         return out
+
+    def _take(
+        self,
+        batch: list[tuple[distributed.Future, Any, int]],
+        results: dict[int, list[Any]],
+        bar: Any,
+    ) -> None:
+        """Keep a harvested batch's values (in a frame of its own: no loop
+        variable of ``run`` keeps a finished future alive, as a later error's
+        traceback would)."""
+        for _, result, start in batch:
+            results[start] = result.values
+            bar.update(len(result.values))
+            self.sizer.observe(result.elapsed, len(result.values))
 
 
 def async_apply(

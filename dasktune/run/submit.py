@@ -209,7 +209,10 @@ class Window(Generic[Tag]):
         return [(f, result, self._tags.pop(f)) for f, result in batch]
 
     def cancel(self) -> None:
-        """Cancel the futures still in flight."""
+        """Cancel the futures still in flight, and drop every reference to them:
+        ``as_completed`` keeps those completed and not yet harvested (a window
+        kept alive by an error's traceback would keep them alive)."""
+        self._harvest.clear()
         if self._tags:
             futures = list(self._tags)
             self._tags.clear()
