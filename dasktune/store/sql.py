@@ -305,7 +305,11 @@ class TrialStore:
             elif version < SCHEMA_VERSION:
                 self._migrate(conn, version)
         if self.engine.dialect.name == "sqlite" and not self._in_memory:
-            _wal(self.engine)
+            try:
+                _wal(self.engine)
+            except sqlite3.Error as err:
+                msg = f"cannot use the store {self.display_url}: {err} (switching it to WAL)"
+                raise StoreError(msg) from err
 
     def _migrate(self, conn: Connection, version: int) -> None:
         """Bring a store of an older schema up to this one, in the open transaction."""
@@ -1646,10 +1650,29 @@ class _CursorResult:
         return self.one()[0]
 
 
-def _wal(engine: Engine) -> None:
-    """Switch a SQLite file to WAL (persistent; once its schema is checked)."""
+def _wal(engine: Engine, patience: float = 60.0) -> None:
+    """Switch a SQLite file to WAL (persistent; once its schema is checked).
+
+    The switch needs the file to itself, and SQLite answers "database is
+    locked" at once, without its busy timeout, while another process holds it
+    (drivers opening a new store together): tried again until one of them has
+    switched it (read without a lock), for ``patience`` seconds at most.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.005
     raw = engine.raw_connection()
     try:
-        raw.driver_connection.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
+        sqlite = raw.driver_connection
+        while True:
+            try:
+                mode = sqlite.execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[union-attr]
+                if str(mode).lower() != "wal":
+                    sqlite.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
     finally:
         raw.close()
