@@ -7,7 +7,8 @@ opens it) or to any Optuna storage URL — so that optuna-dashboard and
 
 - each trial keeps its number's order, its parameters (categoricals as their
   values), its value, its start and end times, and its worker, host, attempts,
-  auxiliary data and dasktune number as user attributes;
+  auxiliary data and dasktune number as user attributes, and the values it
+  reported (``report(step, value)``) as its intermediate values;
 - statuses map to Optuna's states: done ``COMPLETE``, failed ``FAIL`` (with its
   error), running ``RUNNING``, queued ``WAITING``;
 - distributions come from the search's stored space; a search without one
@@ -22,7 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dasktune.exceptions import DasktuneError
@@ -113,6 +114,7 @@ def to_optuna(
             msg = f"no search named {name!r} in {source.display_url}; it has {names}"
             raise DasktuneError(msg)
         trials = source.trials(row["id"])
+        curves = source.curves(row["id"])  # each trial's reported values
     finally:
         if own:
             source.close()
@@ -146,7 +148,10 @@ def to_optuna(
                 "the space was recorded by a dasktune that did not check them)"
             )
             raise DasktuneError(msg)
-    frozen = [_frozen(optuna, t, dists, len(directions)) for t in trials]
+    frozen = [
+        _frozen(optuna, t, dists, len(directions), curves.get(t["number"], ()))
+        for t in trials
+    ]
     study = optuna.create_study(
         study_name=study_name, storage=storage, directions=directions
     )
@@ -158,7 +163,11 @@ def to_optuna(
 
 
 def _frozen(
-    optuna: Any, t: dict[str, Any], dists: dict[str, Any], objectives: int = 1
+    optuna: Any,
+    t: dict[str, Any],
+    dists: dict[str, Any],
+    objectives: int = 1,
+    curve: Iterable[tuple[int, float]] = (),
 ) -> Any:
     state = optuna.trial.TrialState
     states = {
@@ -210,7 +219,8 @@ def _frozen(
         distributions={k: dists[k] for k in params},
         user_attrs=attrs,
         system_attrs=system_attrs,
-        intermediate_values={},
+        # what the trial reported (Optuna's trial.report): its learning curve
+        intermediate_values={int(step): float(value) for step, value in curve},
         trial_id=t["number"],
     )
     if trial.datetime_start is None and kind != state.WAITING:

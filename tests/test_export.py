@@ -147,6 +147,33 @@ def test_parameters_beside_the_space_are_kept_as_a_user_attribute(tmp_path):
     assert trial.user_attrs["params_outside_space"] == {"method": "tpe"}
 
 
+def test_reported_values_become_optunas_intermediate_values(tmp_path):
+    # Optuna's test_with_server checks intermediate_values after loading; a
+    # pruned trial's curve is why it was pruned
+    store = TrialStore(f"sqlite:///{tmp_path}/s.db")
+    sid = store.open_search("curves", space=Space({"x": Float(-1, 1)}).to_json(),
+                            direction="minimize", metadata={})  # fmt: skip
+    driver = store.register_driver(sid)
+    claims = [Claim(*reversed(canonical({"x": x}))) for x in (0.1, 0.2, 0.3)]
+    decisions = store.sync(sid, driver, [], claims)
+    numbers = [d.number for d in decisions]
+    store.add_values(sid, [(numbers[0], 0, 0.9, 1.0), (numbers[0], 1, 0.4, 2.0),
+                           (numbers[1], 0, 2.5, 1.5)])  # fmt: skip
+    store.sync(
+        sid, driver,
+        [Outcome(claims[0].param_hash, TrialStatus.DONE, value=0.4),
+         Outcome(claims[1].param_hash, TrialStatus.PRUNED, value=2.5),
+         Outcome(claims[2].param_hash, TrialStatus.DONE, value=0.3)],
+        [],
+    )  # fmt: skip
+    study = to_optuna(store, "curves", optuna.storages.InMemoryStorage())
+    store.close()
+    curves = {t.number: t.intermediate_values for t in study.trials}
+    assert curves == {numbers[0]: {0: 0.9, 1: 0.4}, numbers[1]: {0: 2.5},
+                      numbers[2]: {}}  # fmt: skip
+    assert study.trials[numbers[1]].state == optuna.trial.TrialState.PRUNED
+
+
 def test_export_of_a_point_outside_the_space_writes_nothing(tmp_path, capsys):
     # recorded straight into the store, as a dasktune that did not check did
     url = f"sqlite:///{tmp_path}/s.db"
