@@ -145,7 +145,9 @@ class OptunaSampler(Optimizer):
         objective's own values.
     seed : int, optional
         For the default sampler; recorded with the search. Give your own
-        sampler its seed (``TPESampler(seed=0)``) for reproducible trials.
+        sampler its seed (``TPESampler(seed=0)``) for reproducible trials, and
+        the same ``seed=`` here to have it recorded: Optuna does not expose a
+        sampler's seed, so a run records ``None`` otherwise.
 
     Attributes
     ----------
