@@ -225,6 +225,30 @@ class TestOptimizerContract:
         with pytest.raises(RuntimeError, match=f"{type(opt).__name__} is closed"):
             opt.ask()
 
+    def test_pause_mid_run_releases_threads_and_the_run_goes_on(
+        self, case: Case
+    ) -> None:
+        # cotengra's loop calls its optlib's cleanup after every search and asks
+        # again in the next: pause() there, close() when done
+        before = set(threading.enumerate())
+        opt = case.make()
+        try:
+            batch = ask_all(opt)
+            assert batch
+            half = len(batch) // 2
+            for trial in batch[:half]:
+                opt.tell(trial, objective(trial.params))
+            opt.pause()
+            if not isinstance(opt, ScipyAskTell):  # one scipy run lives in its thread
+                assert new_threads(before) == []
+            for trial in batch[half:]:  # told late: accepted
+                opt.tell(trial, objective(trial.params))
+            drive(opt)
+            assert opt.finished
+        finally:
+            opt.close()
+        assert new_threads(before) == []
+
     def test_declared_members(self, case: Case) -> None:
         with case.make() as opt:
             assert isinstance(opt, AskTell)

@@ -15,6 +15,7 @@ from dasktune import (
     Float,
     HyperScipySampler,
     Int,
+    LCBSelector,
     ScipyAskTell,
     minimize,
 )
@@ -373,3 +374,33 @@ def test_shgo_in_14_dimensions_fails_early_and_clearly():
 def test_shgo_just_under_the_limit_asks_within_seconds():
     with ScipyAskTell("shgo", [(-1.0, 1.0)] * 10) as opt:
         assert opt.ask() is not None
+
+
+def test_cotengra_searches_again_after_its_cleanup_pauses_the_pool():
+    # cotengra's HyperOptimizer sets its optlib up once and calls cleanup() at
+    # the end of every search(); a search may follow, and trials in flight at
+    # the end of one (futures cancelled) are never reported
+    before = set(threading.enumerate())
+    selector = LCBSelector(
+        {
+            "anneal": HyperScipySampler(
+                DISCRETE, "dual_annealing", n_workers=2, seed=0
+            ),
+            "direct": HyperScipySampler(DISCRETE, "direct", n_workers=2),
+        },
+        seed=0,
+    )
+    try:
+        first = drive_pool(selector, discrete_loss, 20)
+        given_up = [selector.ask() for _ in range(4)]  # cancelled, never told
+        assert all(t is not None for t in given_up)
+        selector.pause()  # cleanup()
+        assert [t for t in threading.enumerate() if t not in before] == []
+        second = drive_pool(selector, discrete_loss, 40)
+        assert len(second) == 40  # the second search is served in full
+        told = [canonical(t.params)[1] for t in first + second]
+        assert len(set(told)) == len(told)  # still no dict told twice
+        assert sum(selector.pending.values()) == 0
+    finally:
+        selector.close()
+    assert [t for t in threading.enumerate() if t not in before] == []

@@ -18,6 +18,11 @@ here on the base class and checked for every optimizer:
   adapter) override ``_tell_constrained``, the others ignore them.
 - ``close()`` releases what the optimizer holds (threads, files); ``with``
   does it too. A closed optimizer refuses to ask.
+- ``pause()`` releases its threads but keeps the optimizer usable: the next
+  ``ask()`` starts again (a pool of scipy replicas starts new ones, keeping
+  what it was told). For loops that stop and resume an optimizer, such as
+  cotengra's, whose ``cleanup`` ends every search; trials asked before a pause
+  and never told are given up. Nothing to release: it does nothing.
 
 What the driver reads of an optimizer is declared here too, with its default,
 and nowhere read by guesswork:
@@ -221,6 +226,10 @@ class Optimizer:
     def close(self) -> None:
         """Release what the optimizer holds; idempotent."""
         self._closed = True
+
+    def pause(self) -> None:
+        """Release the threads the optimizer holds, staying usable: the next
+        ``ask()`` starts again (see the module notes). Here: nothing to release."""
 
     def __enter__(self) -> Self:
         return self

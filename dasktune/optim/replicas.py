@@ -145,6 +145,7 @@ class ReplicaPool(Optimizer):
         self._known: dict[Hashable, float] = {}  # told values
         self._in_flight: dict[Hashable, list[tuple[ScipyAskTell, int]]] = {}
         self.repeats = 0  # proposals answered from _known or _in_flight
+        self._paused = False
         try:
             for _ in range(n_workers):
                 self.replicas.append(self._new_replica())
@@ -171,6 +172,8 @@ class ReplicaPool(Optimizer):
         return replica
 
     def _ask(self) -> Any | None:
+        if self._paused:
+            self._resume()
         while True:
             if self._exhausted():
                 return None
@@ -195,7 +198,9 @@ class ReplicaPool(Optimizer):
                 self._in_flight[key] = []
                 return params
             else:
-                if self._owner or self.finished:
+                if self.finished or any(
+                    not owner._closed for owner, _, _ in self._owner.values()
+                ):
                     return None  # results pending: the caller tells, then asks
                 # every replica is computing: wait until one posts a point or ends
                 self._ready.wait(0.1)
@@ -226,9 +231,11 @@ class ReplicaPool(Optimizer):
     def _tell(self, number: int, params: Any, value: float) -> None:
         replica, inner, key = self._owner.pop(number)
         self._known[key] = value
-        for waiting, waiting_inner in [(replica, inner), *self._in_flight.pop(key)]:
-            if not waiting._closed:
-                waiting.tell(waiting_inner, value)
+        # a trial asked before a pause: its replicas are gone, its value kept
+        waiting = [(replica, inner), *self._in_flight.pop(key, ())]
+        for holder, holder_inner in waiting:
+            if not holder._closed:
+                holder.tell(holder_inner, value)
 
     @property
     def finished(self) -> bool:
@@ -245,11 +252,29 @@ class ReplicaPool(Optimizer):
 
     def close(self) -> None:
         """Close every replica (joining its thread), keeping finished results."""
+        self._stop_replicas()
+        super().close()
+
+    def pause(self) -> None:
+        """Stop every replica (joining its thread), keeping what was told: the
+        next ``ask()`` starts new replicas (new seeds, or new regions of the
+        box), as a finished one is restarted, and still never proposes a point
+        told before. Trials asked and not told are given up (a value told for
+        one later is kept, so that it is not proposed again)."""
+        self._stop_replicas()
+        self._in_flight = {}  # their waiters are gone with their replicas
+        self._paused = True
+
+    def _stop_replicas(self) -> None:
         for replica in self.replicas:
             if not replica._closed and replica.result is not None:
                 self.results.append(replica.result)
             replica.close()
-        super().close()
+
+    def _resume(self) -> None:
+        """After :meth:`pause`: a new replica for each stopped one."""
+        self._paused = False
+        self.replicas = [self._new_replica() for _ in self.replicas]
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.method}, n_workers={self.n_workers}, seed={self.seed})"

@@ -167,6 +167,9 @@ class ScipyAskTell(Optimizer):
     raises). An exception in scipy (a bad keyword value, a raising callback)
     is re-raised from the next ``ask()``/``tell()`` with its own type. ``close()``
     (or leaving a ``with`` block) stops the thread, also mid-iteration, and joins it.
+    ``pause()`` does nothing here: the scipy run lives in the thread (a
+    :class:`~dasktune.optim.replicas.ReplicaPool` pauses by stopping its
+    replicas and starting new ones).
 
     Raises
     ------

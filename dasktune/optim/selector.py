@@ -86,6 +86,7 @@ class LCBSelector(Optimizer):
         self.pending = dict.fromkeys(self.names, 0)
         self.told: dict[str, list[float]] = {name: [] for name in self.names}
         self._owner: dict[int, tuple[str, int]] = {}
+        self._given_up: set[int] = set()  # numbers asked before a pause
 
     def scores(self) -> dict[str, float]:
         """Each optimizer's current LCB score, without noise (lower is asked first)."""
@@ -142,7 +143,10 @@ class LCBSelector(Optimizer):
 
     def _tell(self, number: int, params: Any, value: float) -> None:
         name, inner = self._owner.pop(number)
-        self.pending[name] -= 1
+        if number in self._given_up:  # asked before a pause: no longer counted
+            self._given_up.discard(number)
+        else:
+            self.pending[name] -= 1
         self.told[name].append(value)
         self.samplers[name].tell(inner, value)
 
@@ -159,6 +163,16 @@ class LCBSelector(Optimizer):
         for sampler in self.samplers.values():
             sampler.close()
         super().close()
+
+    def pause(self) -> None:
+        """Pause every sampler (see :meth:`Optimizer.pause`); trials asked and
+        not told are given up, and no longer count as visits."""
+        for name, sampler in self.samplers.items():
+            pause = getattr(sampler, "pause", None)
+            if pause is not None:
+                pause()
+            self.pending[name] = 0
+        self._given_up.update(self._owner)
 
     def describe(self) -> str:
         return f"LCBSelector({self.names}, exploration={self.exploration}, seed={self.seed})"
