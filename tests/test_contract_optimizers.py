@@ -238,9 +238,12 @@ class TestOptimizerContract:
             half = len(batch) // 2
             for trial in batch[:half]:
                 opt.tell(trial, objective(trial.params))
+            was_finished = opt.finished
             opt.pause()
             if not isinstance(opt, ScipyAskTell):  # one scipy run lives in its thread
                 assert new_threads(before) == []
+            if not was_finished:
+                assert not opt.finished  # paused is not finished: it asks again
             for trial in batch[half:]:  # told late: accepted
                 opt.tell(trial, objective(trial.params))
             drive(opt)

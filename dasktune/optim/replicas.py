@@ -126,7 +126,11 @@ class ReplicaPool(Optimizer):
             msg = f"method must be one of {list(METHODS)}, got {method!r}"
             raise ValueError(msg)
         check_int("n_workers", n_workers, 1)
-        self.bounds = as_pairs(bounds, finite=f"{method} (scipy)")
+        self.bounds = as_pairs(
+            bounds,
+            finite=f"{method} (scipy)",
+            fixed=method == "differential_evolution",  # a parameter held fixed
+        )
         check_kwargs(method, kwargs, len(self.bounds))
         if "rng" in kwargs or "seed" in kwargs:
             msg = f"give {type(self).__name__}(seed=...); each replica derives its own rng"
@@ -146,6 +150,7 @@ class ReplicaPool(Optimizer):
         self._in_flight: dict[Hashable, list[tuple[ScipyAskTell, int]]] = {}
         self.repeats = 0  # proposals answered from _known or _in_flight
         self._paused = False
+        self._to_resume: list[int] = []  # replicas a paused pool starts again
         try:
             for _ in range(n_workers):
                 self.replicas.append(self._new_replica())
@@ -241,8 +246,8 @@ class ReplicaPool(Optimizer):
     def finished(self) -> bool:
         if self._exhausted():
             return True
-        if self.restart:
-            return False
+        if self.restart or (self._paused and self._to_resume):
+            return False  # paused: the next ask starts replicas again
         return all(r._closed or r.finished for r in self.replicas)
 
     @property
@@ -261,6 +266,11 @@ class ReplicaPool(Optimizer):
         box), as a finished one is restarted, and still never proposes a point
         told before. Trials asked and not told are given up (a value told for
         one later is kept, so that it is not proposed again)."""
+        # the replicas to start again: every one, or (restart=False) those
+        # that had not finished their scipy run
+        self._to_resume = [
+            i for i, r in enumerate(self.replicas) if self.restart or not r.finished
+        ]
         self._stop_replicas()
         self._in_flight = {}  # their waiters are gone with their replicas
         self._paused = True
@@ -272,9 +282,11 @@ class ReplicaPool(Optimizer):
             replica.close()
 
     def _resume(self) -> None:
-        """After :meth:`pause`: a new replica for each stopped one."""
+        """After :meth:`pause`: a new replica for each one stopped mid-run."""
         self._paused = False
-        self.replicas = [self._new_replica() for _ in self.replicas]
+        for i in self._to_resume:
+            self.replicas[i] = self._new_replica()
+        self._to_resume = []
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.method}, n_workers={self.n_workers}, seed={self.seed})"
