@@ -246,6 +246,30 @@ async def test_retries_rerun_the_raising_call_only(c, s, a, b):
     }  # fmt: skip
 
 
+def test_a_timeout_after_some_chunks_finished_holds_none_of_them():
+    # the error's traceback holds async_map's frame: no finished future of an
+    # earlier batch may stay alive with it (nor its result on a worker); called
+    # from this thread, as a user calls it, so the traceback keeps that frame
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                     dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        with pytest.raises(TimeoutError, match="2 of 4 elements done") as info:
+            async_map(time.sleep, [0.0, 0.0, 3.0, 3.0], client=client,
+                      chunksize=1, timeout=1.0)  # fmt: skip
+        frames = []
+        tb = info.value.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame.f_code.co_name)
+            tb = tb.tb_next
+        assert "run" in frames  # the mapper's frame is held
+        time.sleep(0.3)
+        assert {k: st.status for k, st in client.futures.items()} == {}
+
+
 @gen_cluster(client=True)
 async def test_timeout_raises_and_cancels(c, s, a, b):
     started = time.perf_counter()

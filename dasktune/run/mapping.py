@@ -382,6 +382,7 @@ class _Mapper:
                         batch = []
                         raise_failed(*failed, "async_map")
                     self._take(batch, results, bar)
+                    batch = []  # the next wait's error must not hold these
                     submit_more(flying)
         finally:
             bar.close()
