@@ -271,17 +271,20 @@ def _with_args(kwargs: dict[str, Any], args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _replica_seed(rng: Any, method: str) -> int:
-    """The replicas' seed from scipy's ``rng=`` (an int, or a Generator that
-    draws it): each replica gets its own stream from it."""
+    """The replicas' seed from scipy's ``rng=``: an int as it is; anything
+    else ``numpy.random.default_rng`` takes (a Generator, a SeedSequence, a
+    BitGenerator) draws it. Each replica gets its own stream from it."""
     if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
         return int(rng)
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(2**63))
-    msg = (
-        f"minimize({method!r}): rng must be an int or a numpy.random.Generator "
-        f"(it seeds every replica), got {type(rng).__name__}: {rng!r}"
-    )
-    raise TypeError(msg)
+    try:
+        return int(np.random.default_rng(rng).integers(2**63))
+    except (TypeError, ValueError) as err:
+        msg = (
+            f"minimize({method!r}): rng must be an int or what "
+            "numpy.random.default_rng takes (a Generator, a SeedSequence; it seeds "
+            f"every replica), got {type(rng).__name__}: {rng!r}"
+        )
+        raise TypeError(msg) from err
 
 
 def _run_replica(
@@ -341,8 +344,9 @@ def _replicas_as_tasks(
 
 def _best_of(results: list[OptimizeResult], evaluated: int) -> OptimizeResult:
     """The replicas' result: the best replica's, as scipy gave it (``x``,
-    ``fun``, ``status``, ``success``, ``message``), with the evaluations and
-    iterations of all, and every replica's own result in ``results``."""
+    ``fun``, ``status``, ``success``, ``message``), with the evaluations,
+    iterations, gradients and Hessians of all, and every replica's own result
+    in ``results``."""
     best = min(results, key=lambda r: r.fun)
     merged = OptimizeResult(best)
     merged.update(
@@ -352,6 +356,9 @@ def _best_of(results: list[OptimizeResult], evaluated: int) -> OptimizeResult:
         replicas=len(results),
         results=results,
     )
+    for count in ("njev", "nhev"):  # the local searches' gradients, Hessians
+        if all(count in r for r in results):
+            merged[count] = sum(r[count] for r in results)
     return merged
 
 

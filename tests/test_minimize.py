@@ -545,8 +545,12 @@ async def test_jac_true_is_refused_before_any_evaluation(c, s, a, b):
 async def test_scipys_rng_seeds_the_replicas(c, s, a, b):
     # scipy's test_rand_gen: the same rng, the same result
     kw = {"method": "dual_annealing", "client": c, "maxiter": 20, "n_workers": 2}
-    for rng in (1, np.random.default_rng(3)):
-        again = rng if isinstance(rng, int) else np.random.default_rng(3)
+    for rng in (1, np.random.default_rng(3), np.random.SeedSequence(4)):
+        again = (
+            np.random.default_rng(3)
+            if isinstance(rng, np.random.Generator)
+            else rng  # an int, a SeedSequence: the same seed again
+        )
         first = await run(rastrigin, [(-5.12, 5.12)] * 2, rng=rng, **kw)
         second = await run(rastrigin, [(-5.12, 5.12)] * 2, rng=again, **kw)
         np.testing.assert_array_equal(first.x, second.x)
@@ -555,7 +559,7 @@ async def test_scipys_rng_seeds_the_replicas(c, s, a, b):
     assert not np.array_equal(other.x, first.x)
     with pytest.raises(TypeError, match="seed= or scipy's rng=, not both"):
         await run(rastrigin, [(-1, 1)], client=c, seed=0, rng=1)
-    with pytest.raises(TypeError, match="rng must be an int or a numpy"):
+    with pytest.raises(TypeError, match="rng must be an int or what numpy"):
         await run(rastrigin, [(-1, 1)], method="dual_annealing", client=c, rng="x")
 
 

@@ -484,7 +484,9 @@ def test_a_reader_refuses_sql_writes_and_leaves_no_files(tmp_path):
 _OPEN_RACE = textwrap.dedent("""
     import sys, time
     from dasktune.store.sql import TrialStore
-    folder, t0, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    folder, rounds = sys.argv[1], int(sys.argv[2])
+    print("ready", flush=True)
+    t0 = float(sys.stdin.readline())  # the same instant for every process
     for r in range(rounds):
         while time.time() < t0 + 0.05 * r:
             time.sleep(0.0005)
@@ -500,16 +502,18 @@ def test_processes_opening_a_new_sqlite_store_together_all_open_it(tmp_path):
     # files opened by three processes at the same instant. Switching a file to
     # WAL answered "database is locked" at once (no busy timeout) to the
     # processes that came second, about one round in three.
-    start = time.time() + 3.0  # every process imported and waiting by then
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _OPEN_RACE, str(tmp_path), str(start), "20"],
+            [sys.executable, "-c", _OPEN_RACE, str(tmp_path), "20"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(3)
     ]
-    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.stdout.readline() for p in procs] == ["ready\n"] * 3  # imported
+    start = time.time() + 0.2
+    outs = [p.communicate(f"{start}\n", timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert "".join(outs) == ""
     for r in range(20):

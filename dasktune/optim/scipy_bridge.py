@@ -154,8 +154,10 @@ class ScipyAskTell(Optimizer):
         ``maxfun``, ``polish``, ``callback``, ...). ``workers`` is managed here.
         With DE's ``vectorized=True`` scipy asks a whole generation at once and
         counts one evaluation per generation (its ``nfev``), as it does serially.
-        ``args`` go to a ``jac`` or ``hess`` in ``minimizer_kwargs`` (scipy
-        passes them on); the objective gets its own where it is evaluated.
+        ``args`` reach only a ``jac`` or ``hess`` in ``minimizer_kwargs``
+        (scipy passes them on): the objective is evaluated elsewhere and does
+        not receive them (``minimize(args=...)`` gives them to both; in a
+        ``Search``, bind them with ``functools.partial``).
         ``{"jac": True}`` (an objective returning its gradient) is refused.
 
     Notes

@@ -208,7 +208,7 @@ class SPSAPoint(NamedTuple):
 
     def __repr__(self) -> str:
         """The point as a user reads it in an error: ``x = [0.5, 1.] (seed 3)``."""
-        x = np.array2string(np.asarray(self.x), separator=", ")
+        x = np.array2string(np.asarray(self.x), separator=", ", max_line_width=10**9)
         return f"x = {x}" + ("" if self.seed is None else f" (seed {self.seed})")
 
 
@@ -262,7 +262,9 @@ class SPSAOptimizer(Optimizer):
         Give both points of a pair the same integer seed (common random numbers).
     seed : int or numpy.random.Generator, optional
     callback : callable, optional
-        ``callback(intermediate_result)`` after each iteration; ``True`` stops.
+        ``callback(intermediate_result)`` after each iteration, the last one
+        too; ``True`` stops (the message then says so, whatever else would
+        have ended the run at that iteration).
     print_iters : int, optional
         Print progress every so many iterations.
     checkpoint : str or os.PathLike, optional
