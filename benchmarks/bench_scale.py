@@ -65,12 +65,14 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.run.driver import _MAX_REUSE_CLAIMS
 from dasktune.search import Search
 from dasktune.store import StoreRecorder, TrialStore
 from dasktune.table import TrialTable
 
 BATCH = 256
 MEASURE = 5_000
+BURST = _MAX_REUSE_CLAIMS  # claims per transaction of the driver's re-runs
 
 
 def objective(params: dict) -> float:
@@ -144,9 +146,9 @@ class Rig:
     def reuse(self, count: int) -> float:
         """Decide that ``count`` asked points are done already; points/s."""
         started = time.perf_counter()
-        for start in range(0, count, 1024):  # the driver's reuse burst
+        for start in range(0, count, BURST):  # the driver's reuse burst
             decisions = self.recorder.sync(
-                [], self.claims(start, min(1024, count - start))
+                [], self.claims(start, min(BURST, count - start))
             )
             assert all(d.kind == "done" for d in decisions)
         return count / (time.perf_counter() - started)

@@ -382,7 +382,7 @@ async def test_a_rerun_over_done_trials_claims_more_per_transaction(c, s, a, b):
     assert (report.reused, report.evaluated) == (2000, 1000)
     assert len(_calls) == 1000  # only the new ones evaluated
     # the 2000 done ones took a handful of transactions (claims doubling up to
-    # 1024 per transaction), not one per window of 5 (400 of them)
+    # 256 per transaction), not one per window of 5 (400 of them)
     assert recorder.syncs < 40
 
 
