@@ -1550,7 +1550,7 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         parsed = _postgres_driver(parsed, display)
         try:
-            return sa.create_engine(parsed, pool_pre_ping=True)
+            engine = sa.create_engine(parsed, pool_pre_ping=True)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
             msg = f"cannot open the store {display}: {err}"
             raise StoreError(msg) from err
@@ -1560,6 +1560,9 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
                 f"({err}); for PostgreSQL: pip install 'dasktune[postgresql]'"
             )
             raise StoreError(msg) from err
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "connect", _custom_plans)
+        return engine
     in_memory = parsed.database in (None, "", ":memory:")
     if in_memory:
         engine = sa.create_engine(
@@ -1648,6 +1651,27 @@ class _CursorResult:
 
     def scalar_one(self) -> Any:
         return self.one()[0]
+
+
+def _custom_plans(dbapi_connection: Any, _record: Any) -> None:
+    """Plan each of the store's statements for its own parameters.
+
+    The driver's lookups by hash (``param_hash IN (...)``, one statement per
+    batch size) are prepared by psycopg after a few runs, and PostgreSQL then
+    switches to one generic plan for all parameters: measured on a store of
+    11,000 trials, every lookup of 256 hashes went from 8-15 ms to 130-230 ms
+    from the eleventh on. ``force_custom_plan`` (PostgreSQL 12+) keeps the
+    index; older servers keep their default.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET plan_cache_mode = force_custom_plan")
+    except Exception:  # a server before 12 has no such setting
+        dbapi_connection.rollback()
+    else:
+        dbapi_connection.commit()
+    finally:
+        cursor.close()
 
 
 def _wal(engine: Engine, patience: float = 60.0) -> None:
