@@ -65,14 +65,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
-from dasktune.run.driver import _MAX_REUSE_CLAIMS
 from dasktune.search import Search
 from dasktune.store import StoreRecorder, TrialStore
 from dasktune.table import TrialTable
 
 BATCH = 256
 MEASURE = 5_000
-BURST = _MAX_REUSE_CLAIMS  # claims per transaction of the driver's re-runs
 
 
 def objective(params: dict) -> float:
@@ -146,9 +144,10 @@ class Rig:
     def reuse(self, count: int) -> float:
         """Decide that ``count`` asked points are done already; points/s."""
         started = time.perf_counter()
-        for start in range(0, count, BURST):  # the driver's reuse burst
+        burst = self.recorder.reuse_burst  # the driver's, on this store
+        for start in range(0, count, burst):
             decisions = self.recorder.sync(
-                [], self.claims(start, min(BURST, count - start))
+                [], self.claims(start, min(burst, count - start))
             )
             assert all(d.kind == "done" for d in decisions)
         return count / (time.perf_counter() - started)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.store import StoreRecorder
 from dasktune.store.sql import SCHEMA_VERSION, TrialStore
 
 
@@ -38,6 +39,15 @@ def store(request, tmp_path):
     s = TrialStore(url)
     yield s
     s.close()
+
+
+def test_a_rerun_claims_in_bursts_sized_for_the_backend(store):
+    # PostgreSQL pays a round trip and planning per transaction: 1024 claims;
+    # SQLite's cost is the driver's objects per burst: 256 (bench_scale)
+    sid = store.open_search("b", space=None, direction="minimize", metadata={})
+    recorder = StoreRecorder(store, sid, store.register_driver(sid), False, 30.0)
+    postgres = store.engine.dialect.name == "postgresql"
+    assert recorder.reuse_burst == (1024 if postgres else 256)
 
 
 class TestStoreContract:

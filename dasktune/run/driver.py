@@ -109,7 +109,8 @@ _TARGET_TASK_SECONDS = 0.05
 _MAX_GROUP = 256
 _GROWTH = 8
 _WAIT_ELSEWHERE_SECONDS = 0.25
-# re-runs over done trials: claims per transaction grow up to this many. Not
+# re-runs over done trials: claims per transaction grow up to this many (a
+# recorder may say otherwise: ``reuse_burst``, 1024 on PostgreSQL). Not
 # more: a turn's objects (~6 per claim) live through it, and past ~1,000 claims
 # they outlive the garbage collector's young generations, filling the old one
 # until a full collection (0.1-0.15 s with Dask and pandas loaded) runs in most
@@ -758,9 +759,8 @@ class Driver:
             return
         reused = (DecisionKind.DONE, DecisionKind.PRUNED, DecisionKind.FAILED)
         if all(d.kind in reused for d in decisions):
-            self.reuse_room = min(
-                _MAX_REUSE_CLAIMS, max(2 * self.reuse_room, 2 * self.task_window)
-            )
+            burst = getattr(self.recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
+            self.reuse_room = min(burst, max(2 * self.reuse_room, 2 * self.task_window))
         elif any(d.kind == DecisionKind.EVALUATE for d in decisions):
             self.reuse_room = 0
 

@@ -27,6 +27,11 @@ class StoreRecorder:
         self.retry_failed = retry_failed
         self.stale_after = stale_after
         self.version = 0  # bumped whenever outcomes are written
+        # a re-run's claims per transaction at most: PostgreSQL pays ~10 ms a
+        # transaction (a round trip, planning), so it takes larger bursts; on
+        # SQLite a burst's objects would outlive the garbage collector's young
+        # generations past a few hundred (see dasktune.run.driver)
+        self.reuse_burst = 1024 if store.engine.dialect.name == "postgresql" else 256
 
     def sync(
         self, outcomes: Sequence[Outcome], claims: Sequence[Claim]
