@@ -126,16 +126,22 @@ async def test_unpicklable_result_from_in_process_worker_over_tcp(c, s, a, b):
         )
 
 
-def test_results_of_inproc_workers_are_not_pickled():
-    # a worker in the caller's own process on inproc:// hands results over as
-    # they are: nothing to check, and nothing refused
+@pytest.fixture
+def inproc_client():
+    """A client of a cluster in this process (inproc://), used from this thread."""
     with (
         LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                      dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):  # fmt: skip
-        assert cluster.scheduler_address.startswith("inproc://")
-        out = async_map(lock_at_three, range(5), client=client)
+        yield client
+
+
+def test_results_of_inproc_workers_are_not_pickled(inproc_client):
+    # a worker in the caller's own process on inproc:// hands results over as
+    # they are: nothing to check, and nothing refused
+    assert inproc_client.scheduler.address.startswith("inproc://")
+    out = async_map(lock_at_three, range(5), client=inproc_client)
     assert type(out[3]) is type(threading.Lock())
     np.testing.assert_array_equal(out[4], np.full(4, 4))
 
@@ -246,28 +252,21 @@ async def test_retries_rerun_the_raising_call_only(c, s, a, b):
     }  # fmt: skip
 
 
-def test_a_timeout_after_some_chunks_finished_holds_none_of_them():
+def test_a_timeout_after_some_chunks_finished_holds_none_of_them(inproc_client):
     # the error's traceback holds async_map's frame: no finished future of an
     # earlier batch may stay alive with it (nor its result on a worker); called
     # from this thread, as a user calls it, so the traceback keeps that frame
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                     dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        with pytest.raises(TimeoutError, match="2 of 4 elements done") as info:
-            async_map(time.sleep, [0.0, 0.0, 3.0, 3.0], client=client,
-                      chunksize=1, timeout=1.0)  # fmt: skip
-        frames = []
-        tb = info.value.__traceback__
-        while tb is not None:
-            frames.append(tb.tb_frame.f_code.co_name)
-            tb = tb.tb_next
-        assert "run" in frames  # the mapper's frame is held
-        time.sleep(0.3)
-        assert {k: st.status for k, st in client.futures.items()} == {}
+    with pytest.raises(TimeoutError, match="2 of 4 elements done") as info:
+        async_map(time.sleep, [0.0, 0.0, 3.0, 3.0], client=inproc_client,
+                  chunksize=1, timeout=1.0)  # fmt: skip
+    frames = []
+    tb = info.value.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert "run" in frames  # the mapper's frame is held
+    time.sleep(0.3)
+    assert {k: st.status for k, st in inproc_client.futures.items()} == {}
 
 
 @gen_cluster(client=True)
