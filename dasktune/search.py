@@ -632,8 +632,9 @@ class Search:
     def _check_point(self, params: Any) -> None:
         """Refuse a parameter dict of the source that is not a point of the
         search's space (a vector is decoded by the space, so always is)."""
-        if not isinstance(params, Mapping) or self.space is None:
+        if not isinstance(params, Mapping):
             return
+        assert self.space is not None  # checked only for a search with a space
         why = self.space.outside(params)
         if why is not None:
             msg = (

@@ -149,7 +149,6 @@ class ReplicaPool(Optimizer):
         self._known: dict[Hashable, float] = {}  # told values
         self._in_flight: dict[Hashable, list[tuple[ScipyAskTell, int]]] = {}
         self.repeats = 0  # proposals answered from _known or _in_flight
-        self._paused = False
         self._to_resume: list[int] = []  # replicas a paused pool starts again
         try:
             for _ in range(n_workers):
@@ -177,7 +176,7 @@ class ReplicaPool(Optimizer):
         return replica
 
     def _ask(self) -> Any | None:
-        if self._paused:
+        if self._to_resume:  # paused
             self._resume()
         while True:
             if self._exhausted():
@@ -246,7 +245,7 @@ class ReplicaPool(Optimizer):
     def finished(self) -> bool:
         if self._exhausted():
             return True
-        if self.restart or (self._paused and self._to_resume):
+        if self.restart or self._to_resume:
             return False  # paused: the next ask starts replicas again
         return all(r._closed or r.finished for r in self.replicas)
 
@@ -273,7 +272,6 @@ class ReplicaPool(Optimizer):
         ]
         self._stop_replicas()
         self._in_flight = {}  # their waiters are gone with their replicas
-        self._paused = True
 
     def _stop_replicas(self) -> None:
         for replica in self.replicas:
@@ -283,7 +281,6 @@ class ReplicaPool(Optimizer):
 
     def _resume(self) -> None:
         """After :meth:`pause`: a new replica for each one stopped mid-run."""
-        self._paused = False
         for i in self._to_resume:
             self.replicas[i] = self._new_replica()
         self._to_resume = []

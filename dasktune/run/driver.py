@@ -444,6 +444,8 @@ class Driver:
         self.token = uuid.uuid4().hex[:8]
         self.sizer = ChunkSizer(_TARGET_TASK_SECONDS, growth=_GROWTH, limit=_MAX_GROUP)
         self.reuse_room = 0  # extra claims per turn while every claim is reused
+        # and at most this many: the recorder's, for its store
+        self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
         self._layout: tuple[float, dict[str, int]] | None = None
         if not self.batch:
             evaluate = evaluate_columns if vectorized else evaluate_group
@@ -759,8 +761,9 @@ class Driver:
             return
         reused = (DecisionKind.DONE, DecisionKind.PRUNED, DecisionKind.FAILED)
         if all(d.kind in reused for d in decisions):
-            burst = getattr(self.recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
-            self.reuse_room = min(burst, max(2 * self.reuse_room, 2 * self.task_window))
+            self.reuse_room = min(
+                self.reuse_burst, max(2 * self.reuse_room, 2 * self.task_window)
+            )
         elif any(d.kind == DecisionKind.EVALUATE for d in decisions):
             self.reuse_room = 0
 
