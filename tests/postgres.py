@@ -20,6 +20,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -108,10 +109,39 @@ class PostgresServer:
         engine.dispose()
         return self.url(name)
 
+    def watch(self) -> None:
+        """Stop the server however this process ends: a watchdog process reads
+        a pipe that only this process writes to; at its end of file (this
+        process stopped, or was killed with SIGTERM or SIGKILL before any
+        teardown ran) it stops the server and removes its directory."""
+        command = [os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m",
+                   "immediate", "stop"]  # fmt: skip
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, repr(command), self.user or "",
+             self.root],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
     def stop(self) -> None:
         with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
             self._run("pg_ctl", "-D", self.data, "-m", "immediate", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.stdin.close()  # its end of file: it finds nothing to stop
+            watchdog.wait(timeout=60)
+
+
+# the watchdog (its own session: a SIGTERM or Ctrl-C to the tests' process
+# group does not reach it): waits for the end of its stdin, then stops the server
+_WATCHDOG = """
+import ast, shutil, subprocess, sys
+sys.stdin.buffer.read()
+command, user, root = ast.literal_eval(sys.argv[1]), sys.argv[2] or None, sys.argv[3]
+subprocess.run(command, user=user, cwd=root, capture_output=True, timeout=120)
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def _unavailable(reason: str) -> None:
@@ -134,6 +164,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer(bindir)
     try:
         server.start()
+        server.watch()
     except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as err:
         server.stop()
         _unavailable(str(err))
