@@ -118,4 +118,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    # the public names (and the dunders), not this module's own helpers
+    dunders = [name for name in globals() if name.startswith("__")]
+    return sorted({*dunders, *_EXPORTS, "__version__"})
