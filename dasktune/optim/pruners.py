@@ -202,7 +202,9 @@ def check_report(step: object, value: object) -> tuple[int, float]:
     if isinstance(step, bool) or not isinstance(step, int | np.integer):
         msg = (
             f"report(step, value): step must be an integer (an epoch or iteration "
-            f"count), got {type(step).__name__}: {step!r}"
+            f"count), got {type(step).__name__}: {step!r}; the step comes first "
+            "(Optuna's trial.report(value, step) is trial.report(step, value) "
+            "here; keywords work in both: report(step=..., value=...))"
         )
         raise TypeError(msg)
     if step < 0:
