@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import runpy
+import shlex
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -251,8 +252,10 @@ def _grid(values: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 def _demo(args: argparse.Namespace) -> int:
     from dasktune import SPSA, ProducerConsumer, Search, minimize
+    from dasktune.store.sql import TrialStore
 
     store = _store_url(args.store)
+    TrialStore(store).close()  # a store that cannot be opened fails first
     rows = []
     with (
         _client(args) as client,
@@ -311,6 +314,12 @@ def _run(args: argparse.Namespace) -> int:
     if objective is None:
         msg = f"{args.file} defines no `objective` (a function of a parameter dict)"
         raise CLIError(msg)
+    if not callable(objective):
+        msg = (
+            f"{args.file}: `objective` must be a function of a parameter dict, "
+            f"got {type(objective).__name__}: {objective!r}"
+        )
+        raise CLIError(msg)
     source = namespace.get("optimizer", namespace.get("source"))
     if callable(source) and not isinstance(source, AskTell):
         source = source()
@@ -358,7 +367,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{name}: no done trial satisfies its constraints", file=sys.stderr)
             return 1
         else:
-            print(_no_success(name, search.trials()), file=sys.stderr)
+            print(_no_success(name, search.trials(), args.store), file=sys.stderr)
             return 1
     if report.failed and not report.evaluated:
         print(f"dasktune: every trial of this run failed ({report.failed})",
@@ -367,17 +376,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_success(name: str, trials: Any) -> str:
+def _no_success(name: str, trials: Any, store: str) -> str:
     """Why a search has no result: its counts and the last error's last line."""
     failed = trials[trials["status"] == "failed"]
     text = f"search {name!r} has no successful trial yet ({len(trials)} trials"
     text += f", {len(failed)} failed)" if len(failed) else ")"
     if len(failed):
-        last = failed.sort_values("number")["error"].iloc[-1] or ""
-        lines = [line for line in str(last).strip().splitlines() if line.strip()]
-        text += f"; the last failure: {lines[-1].strip() if lines else '(no message)'}"
-        text += "\n(dasktune show STORE --name NAME lists them; each trial's error"
-        text += " column holds the traceback)"
+        last = _last_line(failed.sort_values("number")["error"].iloc[-1])
+        text += f"; the last failure: {last or '(no message)'}"
+        text += (
+            f"\n(dasktune show {shlex.quote(store)} --name {shlex.quote(name)} "
+            "--status failed lists them with their errors)"
+        )
     return text
 
 
@@ -451,20 +461,70 @@ def _show(args: argparse.Namespace) -> int:
                 )
                 raise CLIError(msg)
             trials = store.trials(row["id"])
-            frame = _best_trials(trials, search_directions(row), args.top)
+            directions = search_directions(row)
+            if args.status == "done":
+                frame = _best_trials(trials, directions, args.top)
+            else:
+                frame = _trials_by_status(trials, args.status, args.top)
             if args.format == "table":
                 _summary(args.name, trials)
+                _heading(frame, trials, args, len(directions))
         _print(frame, args.format)
     finally:
         store.close()
     return 0
 
 
+def _heading(frame: Any, trials: list[dict[str, Any]], args: Any, n_obj: int) -> None:
+    """What the table below lists (or why it is empty), for ``show``'s table."""
+    if args.status != "done":
+        shown = "trials" if args.status == "all" else f"{args.status} trials"
+        print(f"{shown}, newest first:")
+    elif not frame.empty:
+        print("Pareto front, by the first objective:" if n_obj > 1 else "best trials:")
+    elif any(t["status"] == "failed" for t in trials):
+        print("(no done trial yet; --status failed lists the failed ones with their "
+              "errors)")  # fmt: skip
+
+
+def _last_line(text: str | None) -> str | None:
+    """A traceback's last non-empty line: the error itself."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def _trials_by_status(trials: list[dict[str, Any]], status: str, top: int) -> Any:
+    """The newest ``top`` trials with ``status`` (``"all"``: any), failed ones
+    with their error's last line."""
+
+    chosen = [t for t in trials if status == "all" or t["status"] == status]
+    chosen.sort(key=lambda t: t["number"], reverse=True)
+    records = [
+        {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
+         "value": t["value"], **t["params"], "duration": t["duration"],
+         **({"error": _last_line(t["error"])} if status in ("failed", "all") else {})}
+        for t in chosen[:top]
+    ]  # fmt: skip
+    return _frame(records)
+
+
+def _frame(records: list[dict[str, Any]]) -> Any:
+    """``records`` as a DataFrame whose columns mixing ints and floats stay as
+    given: a parameter ``1`` shows as ``1``, not ``1.0`` (a different key)."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records)
+    for column in frame.columns:
+        kinds = {type(r.get(column)) for r in records}
+        if int in kinds and float in kinds:
+            frame[column] = pd.Series([r.get(column) for r in records], dtype=object)
+    return frame
+
+
 def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) -> Any:
     """The best feasible done trials; for several objectives, the Pareto front
     (by first objective) with one column per objective."""
     import numpy as np
-    import pandas as pd
 
     from dasktune._pareto import pareto_front
     from dasktune._values import feasible
@@ -484,14 +544,14 @@ def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) 
              **t["params"], "duration": t["duration"]}
             for t in done[:top]
         ]  # fmt: skip
-        return pd.DataFrame.from_records(records)
+        return _frame(records)
     done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
     records = [
         {"number": t["number"], "value": t["value"], **t["params"],
          "duration": t["duration"]}
         for t in done[:top]
     ]  # fmt: skip
-    return pd.DataFrame.from_records(records)
+    return _frame(records)
 
 
 def _summary(name: str, trials: list[dict[str, Any]]) -> None:
@@ -575,9 +635,11 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export(commands: Any) -> None:
+def _add_export(commands: Any, debug: argparse.ArgumentParser) -> None:
     export = commands.add_parser(
-        "export", help="write a search as an Optuna study (read-only on the store)"
+        "export",
+        parents=[debug],
+        help="write a search as an Optuna study (read-only on the store)",
     )
     export.add_argument("store", help="store URL or SQLite file")
     export.add_argument("--name", required=True, help="the search to export")
@@ -620,9 +682,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_serve(commands: Any) -> None:
+def _add_serve(commands: Any, debug: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
-        "serve", help="a live page of every search of a store (127.0.0.1)"
+        "serve",
+        parents=[debug],
+        help="a live page of every search of a store (127.0.0.1)",
     )
     serve.add_argument("store", help="store URL or SQLite file")
     serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
@@ -667,41 +731,69 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
+    # --debug after the command too (SUPPRESS: absent there, the one before stays)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks")  # fmt: skip
 
-    demo = commands.add_parser("demo", help="a short end-to-end fit on a LocalCluster")
-    demo.add_argument("--store", default="dasktune-demo.db", help="store URL or file")
+    demo = commands.add_parser(
+        "demo", parents=[debug], help="a short end-to-end fit on a LocalCluster"
+    )
+    demo.add_argument("--store", default="dasktune-demo.db",
+                      help="store URL or file (default dasktune-demo.db)")  # fmt: skip
     _cluster_options(demo, jobqueue=False)
     demo.set_defaults(handler=_demo)
 
-    run = commands.add_parser("run", help="run a search defined in a Python file")
+    run = commands.add_parser(
+        "run", parents=[debug], help="run a search defined in a Python file"
+    )
     run.add_argument("file", help="defines objective, and space/source/optimizer")
-    run.add_argument("--store", default="dasktune.db", help="store URL or file")
+    run.add_argument("--store", default="dasktune.db",
+                     help="store URL or file (default dasktune.db)")  # fmt: skip
     run.add_argument("--name", help="the search's name (default: the file's)")
     run.add_argument("--n-trials", type=_at_least_one,
                      help="at most this many new trials")  # fmt: skip
     _cluster_options(run, jobqueue=True)
     run.set_defaults(handler=_run)
 
-    show = commands.add_parser("show", help="list searches, or a search's best trials")
+    show = commands.add_parser(
+        "show", parents=[debug], help="list searches, or a search's best trials"
+    )
     show.add_argument("store", help="store URL or SQLite file")
     show.add_argument("--name", help="one search")
     show.add_argument("--top", type=_at_least_one, default=10,
-                      help="best trials to show")  # fmt: skip
-    show.add_argument("--format", choices=["table", "csv", "json"], default="table")
+                      help="trials to show (default 10)")  # fmt: skip
+    show.add_argument(
+        "--status", choices=["done", "failed", "pruned", "running", "queued", "all"],
+        default="done", help="the best done trials (default), or the newest with "
+        "this status; failed ones with their error",
+    )  # fmt: skip
+    show.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                      help="default table")  # fmt: skip
     show.set_defaults(handler=_show)
-    _add_export(commands)
-    _add_serve(commands)
+    _add_export(commands, debug)
+    _add_serve(commands, debug)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dasktune`` command; return its exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "jobs", 1) != 1 and not getattr(args, "cluster", None):
+        parser.error("--jobs needs --cluster (the batch system to submit them to)")
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
         print("dasktune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of the output went away (`dasktune show ... | head`): as a
+        # pipe's writer, stop quietly; stdout goes nowhere, so that the
+        # interpreter's own flush at exit does not complain again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except Exception as err:
         if args.debug:
             raise

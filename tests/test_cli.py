@@ -147,13 +147,56 @@ def test_unknown_search_name(tmp_path, capsys):
     assert "no search named 'unknown'" in capsys.readouterr().err
 
 
-def test_debug_shows_the_traceback_and_module_entry_point():
+@pytest.mark.parametrize(
+    "argv",
+    [["--debug", "run", "no/such/file.py"], ["run", "no/such/file.py", "--debug"]],
+    ids=["before the command", "after it"],
+)
+def test_debug_shows_the_traceback_and_module_entry_point(argv):
     done = subprocess.run(
-        [sys.executable, "-m", "dasktune", "--debug", "run", "no/such/file.py"],
+        [sys.executable, "-m", "dasktune", *argv],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "CLIError" in done.stderr
+
+
+def test_jobs_without_a_cluster_is_refused(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x.py", "--jobs", "3"])
+    assert info.value.code == 2
+    assert "--jobs needs --cluster" in capsys.readouterr().err
+
+
+def test_demo_with_a_store_it_cannot_open_fails_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--store", str(tmp_path / "no" / "such" / "d.db")]) == 1
+    out, err = capsys.readouterr()
+    assert "unable to open database file" in err
+    assert "dashboard" not in out  # no cluster was started, no data loaded
+
+
+def test_run_with_an_objective_that_is_not_a_function_starts_nothing(tmp_path, capsys):
+    script = tmp_path / "five.py"
+    script.write_text("objective = 5\nsource = [{'x': 1}]\n")
+    store = tmp_path / "s.db"
+    assert main(["run", str(script), "--store", str(store)]) == 1
+    out, err = capsys.readouterr()
+    assert "`objective` must be a function of a parameter dict, got int: 5" in err
+    assert "dashboard" not in out and not store.exists()
+
+
+def test_show_into_a_closed_pipe_stops_quietly(tmp_path, monkeypatch, capsys):
+    from dasktune.store.sql import TrialStore
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    TrialStore(url).open_search("known", space=None, direction="minimize", metadata={})
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head`) is gone: writes fail with EPIPE
+    with os.fdopen(write, "w", buffering=1) as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert main(["show", url]) == 1
+        monkeypatch.undo()
+    assert capsys.readouterr().err == ""  # no "error: BrokenPipeError"
 
 
 def test_show_on_a_foreign_sqlite_file_writes_nothing(tmp_path, capsys):
@@ -262,10 +305,20 @@ def test_run_exits_non_zero_when_every_trial_failed(tmp_path):
         first.stderr
     )
     assert "ValueError: no good: 2" in first.stderr
+    # the hint names this store and search, and the command it gives lists them
+    assert f"dasktune show {store} --name failing --status failed" in first.stderr
     again = _dasktune(*argv, cwd=tmp_path)  # nothing new to run: the same summary
     assert again.returncode == 1
     assert "has no successful trial yet" in again.stderr
     assert "Traceback" not in again.stderr
+    listed = _dasktune("show", store, "--name", "failing", "--status", "failed",
+                       cwd=tmp_path)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "failed trials, newest first:" in listed.stdout
+    for x in range(3):
+        assert f"ValueError: no good: {x}" in listed.stdout
+    best = _dasktune("show", store, "--name", "failing", cwd=tmp_path)
+    assert "(no done trial yet; --status failed lists the failed ones" in best.stdout
 
 
 def test_tls_flags_reach_a_tls_scheduler(tmp_path):
@@ -315,3 +368,12 @@ def test_run_and_show_two_objectives_under_a_constraint(tmp_path, capsys):
     assert main(["show", store, "--format", "json"]) == 0  # every direction listed
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["direction"] == "minimize, minimize"
+
+
+def test_show_keeps_an_int_parameter_an_int_beside_floats():
+    from dasktune.cli import _frame
+
+    frame = _frame([{"C": 0.1, "value": 1.0}, {"C": 1, "value": 2.0}])
+    assert list(frame["C"]) == [0.1, 1] and type(frame["C"][1]) is int
+    assert " 1 " in frame.to_string(index=False) + " "  # shown as 1, not 1.0
+    assert frame["value"].dtype == float  # columns of one kind keep their dtype
