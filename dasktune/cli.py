@@ -309,7 +309,16 @@ def _run(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.file):
         msg = f"no such file: {args.file}"
         raise CLIError(msg)
-    namespace = _run_file(args.file)
+    try:
+        namespace = _run_file(args.file)
+    except Exception as err:
+        msg = f"running {args.file} failed: {type(err).__name__}: {err}"
+        if isinstance(err, ModuleNotFoundError) and err.name:
+            msg += (
+                f" (install {err.name.split('.')[0]} here, and where the workers "
+                "run; --debug shows the traceback)"
+            )
+        raise CLIError(msg) from err
     objective = namespace.get("objective")
     if objective is None:
         msg = f"{args.file} defines no `objective` (a function of a parameter dict)"

@@ -185,6 +185,15 @@ def test_run_with_an_objective_that_is_not_a_function_starts_nothing(tmp_path, c
     assert "dashboard" not in out and not store.exists()
 
 
+def test_run_of_a_file_that_fails_to_import_names_the_file(tmp_path, capsys):
+    script = tmp_path / "needs.py"
+    script.write_text("import sklearnx\n")
+    assert main(["run", str(script), "--store", str(tmp_path / "s.db")]) == 1
+    err = capsys.readouterr().err
+    assert f"running {script} failed: ModuleNotFoundError" in err
+    assert "install sklearnx here, and where the workers run" in err
+
+
 def test_show_into_a_closed_pipe_stops_quietly(tmp_path, monkeypatch, capsys):
     from dasktune.store.sql import TrialStore
 
