@@ -376,7 +376,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{name}: no done trial satisfies its constraints", file=sys.stderr)
             return 1
         else:
-            print(_no_success(name, search.trials(), args.store), file=sys.stderr)
+            # a file as typed; a URL with its password hidden
+            shown = search.store.display_url if "://" in args.store else args.store
+            print(_no_success(name, search.trials(), shown), file=sys.stderr)
             return 1
     if report.failed and not report.evaluated:
         print(f"dasktune: every trial of this run failed ({report.failed})",

@@ -330,6 +330,15 @@ def test_run_exits_non_zero_when_every_trial_failed(tmp_path):
     assert "(no done trial yet; --status failed lists the failed ones" in best.stdout
 
 
+def test_the_all_failed_hint_hides_a_postgresql_password(tmp_path, postgres_url):
+    (tmp_path / "failing.py").write_text(FAILING)
+    done = _dasktune("run", "failing.py", "--store", postgres_url, "--n-workers",
+                     "1", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    assert "--name failing --status failed" in done.stderr
+    assert "s3cret" not in done.stdout + done.stderr and "***" in done.stderr
+
+
 def test_tls_flags_reach_a_tls_scheduler(tmp_path):
     project = _project(tmp_path)
     certs = write_certificates(tmp_path)
