@@ -374,8 +374,9 @@ def check_resources(client: distributed.Client, resources: Mapping[str, float]) 
         return
     shown = "; ".join(f"{addr}: {have or 'none'}" for addr, have in declared.items())
     msg = (
-        f"no worker has the resources {dict(resources)!r}, so these trials would "
-        f"wait for ever; the workers declare {shown}. Start workers with them "
+        f"no worker has the resources {dict(resources)!r}, so tasks asking for "
+        f"them would wait for ever; the workers declare {shown}. Start workers "
+        "with them "
         '(dask worker --resources "GPU=1", or dask-jobqueue\'s '
         'worker_extra_args=["--resources", "GPU=1"]) or drop resources='
     )
