@@ -305,6 +305,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dasktune import Search
     from dasktune.optim.base import AskTell
+    from dasktune.store.sql import TrialStore
 
     if not os.path.isfile(args.file):
         msg = f"no such file: {args.file}"
@@ -315,8 +316,8 @@ def _run(args: argparse.Namespace) -> int:
         msg = f"running {args.file} failed: {type(err).__name__}: {err}"
         if isinstance(err, ModuleNotFoundError) and err.name:
             msg += (
-                f" (install {err.name.split('.')[0]} here, and where the workers "
-                "run; --debug shows the traceback)"
+                f" (install the package that provides {err.name.split('.')[0]}, "
+                "here and where the workers run; --debug shows the traceback)"
             )
         raise CLIError(msg) from err
     objective = namespace.get("objective")
@@ -347,6 +348,7 @@ def _run(args: argparse.Namespace) -> int:
         or namespace.get("name")
         or os.path.splitext(os.path.basename(args.file))[0]
     )
+    TrialStore(_store_url(args.store)).close()  # a bad store fails before a cluster
     with (
         _client(args) as client,
         Search(
@@ -366,14 +368,16 @@ def _run(args: argparse.Namespace) -> int:
         )
         done = search.trials(status="done")
         front = search.best_trials
-        if len(search.directions) > 1:
+        if len(search.directions) > 1 and front:
             print(f"Pareto front: {len(front)} trials")
             for t in front[:10]:
                 print(f"  {', '.join(f'{v:.6g}' for v in t.values)} at {t.params}")
         elif front:
             print(f"best: {front[0].value:.6g} at {front[0].params}")
         elif len(done):
-            print(f"{name}: no done trial satisfies its constraints", file=sys.stderr)
+            print(f"{name}: no done trial satisfies its constraints"
+                  + (" or has every objective's value" if len(search.directions) > 1
+                     else ""), file=sys.stderr)  # fmt: skip
             return 1
         else:
             # a file as typed; a URL with its password hidden
@@ -397,7 +401,8 @@ def _no_success(name: str, trials: Any, store: str) -> str:
         text += f"; the last failure: {last or '(no message)'}"
         text += (
             f"\n(dasktune show {shlex.quote(store)} --name {shlex.quote(name)} "
-            "--status failed lists them with their errors)"
+            "--status failed lists them with their errors"
+            + ("; the URL's password is hidden)" if ":***@" in store else ")")
         )
     return text
 
@@ -476,7 +481,9 @@ def _show(args: argparse.Namespace) -> int:
             if args.status == "done":
                 frame = _best_trials(trials, directions, args.top)
             else:
-                frame = _trials_by_status(trials, args.status, args.top)
+                frame = _trials_by_status(
+                    trials, args.status, args.top, len(directions)
+                )
             if args.format == "table":
                 _summary(args.name, trials)
                 _heading(frame, trials, args, len(directions))
@@ -486,7 +493,9 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _heading(frame: Any, trials: list[dict[str, Any]], args: Any, n_obj: int) -> None:
+def _heading(
+    frame: Any, trials: list[dict[str, Any]], args: argparse.Namespace, n_obj: int
+) -> None:
     """What the table below lists (or why it is empty), for ``show``'s table."""
     if args.status != "done":
         shown = "trials" if args.status == "all" else f"{args.status} trials"
@@ -499,20 +508,43 @@ def _heading(frame: Any, trials: list[dict[str, Any]], args: Any, n_obj: int) ->
 
 
 def _last_line(text: str | None) -> str | None:
-    """A traceback's last non-empty line: the error itself."""
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else None
+    r"""The error of a recorded traceback: the first line of its last
+    exception (a message may go on over several lines; notes follow it).
+
+    >>> _last_line('Traceback (most recent call last):\n  File "f.py", line 1, '
+    ...            'in f\n    g()\nValueError: no good\n  with detail')
+    'ValueError: no good'
+    >>> _last_line("plain text")
+    'plain text'
+    """
+    lines = str(text or "").splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    start = frames[-1] + 1 if frames else 0
+    for line in lines[start:]:
+        # after the last frame: its source line and markers are indented
+        if line.strip() and (not frames or not line[0].isspace()):
+            return line.strip()
+    rest = [line.strip() for line in lines if line.strip()]
+    return rest[-1] if rest else None
 
 
-def _trials_by_status(trials: list[dict[str, Any]], status: str, top: int) -> Any:
-    """The newest ``top`` trials with ``status`` (``"all"``: any), failed ones
-    with their error's last line."""
-
+def _trials_by_status(
+    trials: list[dict[str, Any]], status: str, top: int, n_objectives: int
+) -> Any:
+    """The newest ``top`` trials with ``status`` (``"all"``: any), with one
+    column per objective, and failed ones with their error."""
     chosen = [t for t in trials if status == "all" or t["status"] == status]
     chosen.sort(key=lambda t: t["number"], reverse=True)
+
+    def values(t: dict[str, Any]) -> dict[str, Any]:
+        if n_objectives == 1:
+            return {"value": t["value"]}
+        got = t["objectives"] or [None] * n_objectives
+        return {f"values_{i}": v for i, v in enumerate(got)}
+
     records = [
         {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
-         "value": t["value"], **t["params"], "duration": t["duration"],
+         **values(t), **t["params"], "duration": t["duration"],
          **({"error": _last_line(t["error"])} if status in ("failed", "all") else {})}
         for t in chosen[:top]
     ]  # fmt: skip
@@ -521,13 +553,14 @@ def _trials_by_status(trials: list[dict[str, Any]], status: str, top: int) -> An
 
 def _frame(records: list[dict[str, Any]]) -> Any:
     """``records`` as a DataFrame whose columns mixing ints and floats stay as
-    given: a parameter ``1`` shows as ``1``, not ``1.0`` (a different key)."""
+    given: a parameter ``1`` shows as ``1``, not ``1.0`` (a different key),
+    also beside floats or where some trials lack it."""
     import pandas as pd
 
     frame = pd.DataFrame.from_records(records)
     for column in frame.columns:
         kinds = {type(r.get(column)) for r in records}
-        if int in kinds and float in kinds:
+        if int in kinds and kinds != {int}:  # beside floats, or missing in some
             frame[column] = pd.Series([r.get(column) for r in records], dtype=object)
     return frame
 
@@ -543,6 +576,8 @@ def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) 
     done = [t for t in trials if t["status"] == "done" and feasible(t["constraints"])]
     if len(directions) > 1:
         done = [t for t in done if t["objectives"] is not None]
+        if not done:
+            return _frame([])
         points = np.array([t["objectives"] for t in done], dtype=float)
         done = [
             done[i] for i in pareto_front(points.reshape(len(done), -1), directions)
@@ -718,7 +753,7 @@ def _cluster_options(parser: argparse.ArgumentParser, *, jobqueue: bool) -> None
         where.add_argument("--cluster", choices=sorted(JOBQUEUE_CLUSTERS),
                            help="a dask-jobqueue cluster from your jobqueue.yaml")  # fmt: skip
         parser.add_argument(
-            "--jobs", type=int, default=1, help="batch jobs (--cluster)"
+            "--jobs", type=_at_least_one, default=1, help="batch jobs (--cluster)"
         )
     parser.add_argument("--n-workers", type=_at_least_one,
                         help="workers of the LocalCluster")  # fmt: skip
@@ -787,25 +822,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has gone (not another EPIPE)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dasktune`` command; return its exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
     if getattr(args, "jobs", 1) != 1 and not getattr(args, "cluster", None):
         parser.error("--jobs needs --cluster (the batch system to submit them to)")
+    if getattr(args, "status", "done") != "done" and not args.name:
+        parser.error("--status needs --name (the search whose trials to list)")
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
         print("dasktune: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader of the output went away (`dasktune show ... | head`): as a
-        # pipe's writer, stop quietly; stdout goes nowhere, so that the
-        # interpreter's own flush at exit does not complain again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
     except Exception as err:
+        if isinstance(err, BrokenPipeError) and _reader_gone():
+            # the reader of the output went away (`dasktune show ... | head`):
+            # as a pipe's writer, stop quietly; stdout goes nowhere, so that
+            # the interpreter's own flush at exit does not complain again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 1
         if args.debug:
             raise
         text = str(err).strip()

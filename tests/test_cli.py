@@ -395,3 +395,76 @@ def test_show_keeps_an_int_parameter_an_int_beside_floats():
     assert list(frame["C"]) == [0.1, 1] and type(frame["C"][1]) is int
     assert " 1 " in frame.to_string(index=False) + " "  # shown as 1, not 1.0
     assert frame["value"].dtype == float  # columns of one kind keep their dtype
+
+
+def test_show_keeps_an_int_parameter_an_int_where_some_trials_lack_it():
+    from dasktune.cli import _frame
+
+    frame = _frame([{"layers": 3}, {"other": 0.5}])
+    assert frame["layers"][0] == 3 and type(frame["layers"][0]) is int
+
+
+FAILING_TWO = """
+directions = ["minimize", "maximize"]
+source = [{"x": x} for x in range(3)]
+
+
+def objective(params):
+    raise ValueError(f"no good: {params['x']}")
+"""
+
+
+def test_two_objectives_with_every_trial_failed(tmp_path, capsys):
+    (tmp_path / "failing.py").write_text(FAILING_TWO)
+    store = str(tmp_path / "fail.db")
+    argv = ["run", str(tmp_path / "failing.py"), "--store", store, "--n-workers", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "has no successful trial yet (3 trials, 3 failed)" in err
+    assert main(argv) == 1  # again, nothing new to run: still no result
+    assert "has no successful trial yet" in capsys.readouterr().err
+    # show's front of an all-failed search is empty, not a crash
+    assert main(["show", store, "--name", "failing", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["show", store, "--name", "failing"]) == 0
+    assert "(no done trial yet; --status failed" in capsys.readouterr().out
+    assert main(["show", store, "--name", "failing", "--status", "all",
+                 "--format", "json"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["number"] for r in rows] == [2, 1, 0]  # newest first
+    assert {"values_0", "values_1", "error"} <= set(rows[0])
+    assert rows[0]["error"] == "ValueError: no good: 2"
+
+
+def test_run_with_a_store_it_cannot_open_starts_no_cluster(tmp_path, capsys):
+    script = tmp_path / "ok.py"
+    script.write_text("source = [{'x': 1}]\n\ndef objective(p):\n    return p['x']\n")
+    assert main(["run", str(script), "--store", str(tmp_path / "no" / "s.db")]) == 1
+    out, err = capsys.readouterr()
+    assert "unable to open database file" in err and "dashboard" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["show", "s.db", "--status", "failed"], "--status needs --name"),
+        (["run", "x.py", "--cluster", "slurm", "--jobs", "0"],
+         "--jobs: must be an integer >= 1"),
+    ],
+)  # fmt: skip
+def test_usage_errors_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_broken_pipe_elsewhere_is_reported(monkeypatch, capsys):
+    import dasktune.cli as cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe (a socket, not stdout)")
+
+    monkeypatch.setattr(cli, "_show", broken)  # the parser binds it on each call
+    assert main(["show", "x.db"]) == 1
+    assert "error: BrokenPipeError" in capsys.readouterr().err  # stdout is fine
