@@ -129,7 +129,7 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
         watchdog = getattr(self, "_watchdog", None)
         if watchdog is not None:
-            watchdog.stdin.close()  # its end of file: it finds nothing to stop
+            watchdog.stdin.close()  # its end of file: the server is already gone
             watchdog.wait(timeout=60)
 
 
@@ -139,7 +139,7 @@ _WATCHDOG = """
 import ast, shutil, subprocess, sys
 sys.stdin.buffer.read()
 command, user, root = ast.literal_eval(sys.argv[1]), sys.argv[2] or None, sys.argv[3]
-subprocess.run(command, user=user, cwd=root, capture_output=True, timeout=120)
+subprocess.run(command, user=user, cwd="/", capture_output=True, timeout=120)
 shutil.rmtree(root, ignore_errors=True)
 """
 
@@ -163,8 +163,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     assert bindir is not None
     server = PostgresServer(bindir)
     try:
+        server.watch()  # first: a kill during initdb or the start stops it too
         server.start()
-        server.watch()
     except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as err:
         server.stop()
         _unavailable(str(err))
