@@ -60,7 +60,10 @@ def jobqueue_cluster(kind: str, jobs: int) -> Any:
     try:
         import dask_jobqueue
     except ImportError as err:
-        msg = "--cluster needs dask-jobqueue: pip install 'dasktune[jobqueue]'"
+        msg = (
+            "--cluster needs dask-jobqueue: pip install dask-jobqueue (or "
+            "dasktune's extra, from its clone: pip install -e '.[jobqueue]')"
+        )
         raise CLIError(msg) from err
     try:
         cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])()

@@ -29,7 +29,10 @@ def _pyplot() -> Any:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - depends on the environment
-        msg = "plots need matplotlib: pip install 'dasktune[plot]'"
+        msg = (
+            "plots need matplotlib: pip install matplotlib (or dasktune's extra, "
+            "from its clone: pip install -e '.[plot]')"
+        )
         raise ImportError(msg) from err
     return plt
 

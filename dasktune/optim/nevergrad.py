@@ -15,7 +15,7 @@ ask/tell interface over an ``ng.p.Dict`` parametrization of a dasktune space:
   optimizers that accept them (most do; the others raise
   ``TellNotAskedNotSupportedError``, and are left untaught with a warning).
 
-Nevergrad is an optional dependency (``pip install "dasktune[nevergrad]"``),
+Nevergrad is an optional dependency (``pip install -e ".[nevergrad]"``),
 imported when the first adapter is made.
 """
 
@@ -40,7 +40,8 @@ def import_nevergrad() -> Any:
     except ImportError as err:
         msg = (
             "NevergradOptimizer needs Nevergrad, which is not installed; "
-            'pip install "dasktune[nevergrad]" (or pip install nevergrad)'
+            "pip install nevergrad (or dasktune's extra, from its clone: "
+            "pip install -e '.[nevergrad]')"
         )
         raise ImportError(msg) from err
     return nevergrad

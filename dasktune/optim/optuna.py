@@ -27,7 +27,7 @@ store, de-duplication and resume:
   attribute ``"constraints"``, which :func:`stored_constraints` reads back:
   give it to the sampler as its ``constraints_func``.
 
-Optuna is an optional dependency (``pip install "dasktune[optuna]"``),
+Optuna is an optional dependency (``pip install -e ".[optuna]"``),
 imported when the first adapter is made. The space converts as
 :func:`distributions` shows.
 """
@@ -71,7 +71,8 @@ def import_optuna() -> Any:
     except ImportError as err:
         msg = (
             "OptunaSampler needs Optuna, which is not installed; "
-            'pip install "dasktune[optuna]" (or pip install optuna)'
+            "pip install optuna (or dasktune's extra, from its clone: "
+            "pip install -e '.[optuna]')"
         )
         raise ImportError(msg) from err
     return optuna

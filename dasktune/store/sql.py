@@ -1534,7 +1534,8 @@ def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
             return parsed.set(drivername=driver)
     msg = (
         f"the store {display} needs a PostgreSQL driver and none is installed: "
-        "pip install 'dasktune[postgresql]' (psycopg 3), or name one in the URL "
+        "pip install 'psycopg[binary]' (psycopg 3; dasktune's extra: pip install -e "
+        "'.[postgresql]'), or name one in the URL "
         "(postgresql+psycopg2://...)"
     )
     raise StoreError(msg)
@@ -1557,7 +1558,7 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
         except ImportError as err:
             msg = (
                 f"cannot open the store {display}: its driver is not installed "
-                f"({err}); for PostgreSQL: pip install 'dasktune[postgresql]'"
+                f"({err}); for PostgreSQL: pip install 'psycopg[binary]'"
             )
             raise StoreError(msg) from err
         if engine.dialect.name == "postgresql":
