@@ -78,8 +78,6 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import optuna
 from distributed import Client, LocalCluster, as_completed
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from dasktune import Float, Search
 from dasktune._pareto import hypervolume_2d
@@ -272,12 +270,23 @@ def run_optuna(name: str, seed: int, n: int, busy: bool = False):
     return study.best_value, time.perf_counter() - started
 
 
+def _journal(path: str) -> optuna.storages.BaseStorage:
+    """Optuna's journal storage on a file (its 4.x name, or 3.x's)."""
+    from optuna.storages import JournalStorage
+
+    try:
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:  # Optuna 3.x
+        from optuna.storages import JournalFileStorage as JournalFileBackend
+    return JournalStorage(JournalFileBackend(path))
+
+
 def _optuna_part(path: str, name: str, seed: int, n: int, busy: bool) -> None:
     """One process of Optuna's multi-process setup: its own TPE (its own
     seed), ``n`` trials on ``IN_FLIGHT // PROCESSES`` threads, on the study in
     the shared journal file."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(path))
+    storage = _journal(path)
     study = optuna.load_study(study_name=name, storage=storage, sampler=tpe(seed))
     study.optimize(Objective(name, busy), n_trials=n, n_jobs=IN_FLIGHT // PROCESSES)
 
@@ -289,7 +298,7 @@ def run_optuna_processes(
     ``PROCESSES`` processes sharing a study in a journal file, each running
     ``study.optimize`` with its own sampler on its share of the trials."""
     path = os.path.join(folder, f"{name}-{seed}.journal")
-    storage = JournalStorage(JournalFileBackend(path))
+    storage = _journal(path)
     optuna.create_study(study_name=name, storage=storage)
     started = time.perf_counter()
     shares = [n // PROCESSES + (k < n % PROCESSES) for k in range(PROCESSES)]
@@ -356,13 +365,14 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["tpe", "zdt1"], help="run one part of the benchmark"
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--processes",
         action="store_true",
         help="2 worker processes of 8 threads (a laptop's LocalCluster) instead "
         "of one in-process worker of 16 threads",
     )
-    parser.add_argument(
+    which.add_argument(
         "--busy",
         action="store_true",
         help="an objective computing 50 ms in Python instead of sleeping, on 2 "
