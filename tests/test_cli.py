@@ -191,7 +191,9 @@ def test_run_of_a_file_that_fails_to_import_names_the_file(tmp_path, capsys):
     assert main(["run", str(script), "--store", str(tmp_path / "s.db")]) == 1
     err = capsys.readouterr().err
     assert f"running {script} failed: ModuleNotFoundError" in err
-    assert "install sklearnx here, and where the workers run" in err
+    assert (
+        "install the package that provides sklearnx, here and where the workers" in err
+    )
 
 
 def test_show_into_a_closed_pipe_stops_quietly(tmp_path, monkeypatch, capsys):
