@@ -395,12 +395,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _no_success(name: str, trials: Any, store: str) -> str:
-    """Why a search has no result: its counts and the last error's last line."""
+    """Why a search has no result: its counts and the last failure's error."""
     failed = trials[trials["status"] == "failed"]
     text = f"search {name!r} has no successful trial yet ({len(trials)} trials"
     text += f", {len(failed)} failed)" if len(failed) else ")"
     if len(failed):
-        last = _last_line(failed.sort_values("number")["error"].iloc[-1])
+        last = _error_line(failed.sort_values("number")["error"].iloc[-1])
         text += f"; the last failure: {last or '(no message)'}"
         text += (
             f"\n(dasktune show {shlex.quote(store)} --name {shlex.quote(name)} "
@@ -510,14 +510,14 @@ def _heading(
               "errors)")  # fmt: skip
 
 
-def _last_line(text: str | None) -> str | None:
+def _error_line(text: str | None) -> str | None:
     r"""The error of a recorded traceback: the first line of its last
     exception (a message may go on over several lines; notes follow it).
 
-    >>> _last_line('Traceback (most recent call last):\n  File "f.py", line 1, '
+    >>> _error_line('Traceback (most recent call last):\n  File "f.py", line 1, '
     ...            'in f\n    g()\nValueError: no good\n  with detail')
     'ValueError: no good'
-    >>> _last_line("plain text")
+    >>> _error_line("plain text")
     'plain text'
     """
     lines = str(text or "").splitlines()
@@ -548,7 +548,7 @@ def _trials_by_status(
     records = [
         {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
          **values(t), **t["params"], "duration": t["duration"],
-         **({"error": _last_line(t["error"])} if status in ("failed", "all") else {})}
+         **({"error": _error_line(t["error"])} if status in ("failed", "all") else {})}
         for t in chosen[:top]
     ]  # fmt: skip
     return _frame(records)
