@@ -378,6 +378,7 @@ class Search:
                 )
                 raise TypeError(msg)
             check_pruned_objective(self.objective, pruner)
+            pruner.for_search(self.name, self.directions[0])
         optimizer = self._optimizer(source, n_trials, seed)
         self._check_objectives(optimizer)
         check_int("n_trials", n_trials, 1, optional=True)

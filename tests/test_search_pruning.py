@@ -141,6 +141,41 @@ async def test_pruned_trials_stop_early_and_are_recorded_with_their_curves(c, s,
     search.close()
 
 
+def learn(params, trial):
+    """An accuracy that rises to the trial's skill: higher is better."""
+    score = 0.0
+    for epoch in range(EPOCHS):
+        score = params["skill"] * (1 - 1 / (epoch + 2))
+        trial.report(epoch, score)
+        if trial.should_prune():
+            raise dasktune.TrialPruned
+        time.sleep(0.01)  # a stop has 10 ms an epoch to arrive, also under load
+    return score
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_pruner_takes_a_maximised_searchs_direction(c, s, a, b):
+    from dasktune.optim.pruners import MedianPruner
+
+    skills = [0.9, 0.8, 0.2, 0.95, 0.1]
+    search = Search("accuracy", learn, "sqlite://", client=c, direction="maximize")
+    pruner = MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    await call(search.run, [{"skill": k} for k in skills], pruner=pruner,
+               max_in_flight=1, progress=False)  # fmt: skip
+    assert pruner.direction == "maximize"
+    status = dict(search.trials()[["skill", "status"]].itertuples(index=False))
+    # the weak ones stopped, the best kept (minimising, it was the other way round)
+    assert status == {0.9: "done", 0.8: "done", 0.2: "pruned", 0.95: "done",
+                      0.1: "pruned"}  # fmt: skip
+    assert search.best.params == {"skill": 0.95}
+    # a pruner given the other direction is refused before anything runs
+    with pytest.raises(ValueError, match="it would stop the best trials"):
+        await call(search.run, [{"skill": 0.5}],
+                   pruner=MedianPruner(direction="minimize"), progress=False)  # fmt: skip
+    assert len(search.trials()) == len(skills)
+    search.close()
+
+
 @gen_cluster(client=True, timeout=60)
 async def test_asha_spends_fewer_epochs_and_keeps_the_best(c, s, a, b):
     epochs_run.clear()

@@ -18,7 +18,8 @@ small enough to write your own pruner against:
 Subclasses implement ``_decide(number, step)`` (the trial's curve is in
 ``self.curves[number]``, the finished trials in ``self.completed``); the
 records and the checks are the base class's. Values are minimised unless
-``direction="maximize"``. Decisions depend only on the reports and their
+the search is to maximise them (a pruner takes the search's direction, as
+Optuna's take the study's). Decisions depend only on the reports and their
 order (and :class:`HyperbandPruner`'s ``seed``), so replaying a search's
 stored curves gives the same decisions.
 
@@ -76,7 +77,9 @@ class Verdict:
         return self.prune
 
 
-def _check_direction(direction: str) -> str:
+def _check_direction(direction: str | None) -> str:
+    if direction is None:
+        return "minimize"  # until a search gives its own
     if direction not in ("minimize", "maximize"):
         msg = f"direction must be 'minimize' or 'maximize', got {direction!r}"
         raise ValueError(msg)
@@ -114,11 +117,18 @@ class Pruner:
 
     Parameters
     ----------
-    direction : {"minimize", "maximize"}
-        Whether lower or higher reported values are better.
+    direction : {"minimize", "maximize"}, optional
+        Whether lower or higher reported values are better. By default the
+        search's direction, as Optuna's pruners take the study's (a pruner
+        used on its own minimises); a direction given that is not the
+        search's is refused by ``Search.run``.
     """
 
-    def __init__(self, *, direction: str = "minimize") -> None:
+    def __init__(self, *, direction: str | None = None) -> None:
+        #: the direction given (``None``: the search's)
+        self.given_direction = (
+            None if direction is None else _check_direction(direction)
+        )
         self.direction = _check_direction(direction)
         #: number -> {step: value}, in the order reported
         self.curves: dict[int, dict[int, float]] = {}
@@ -172,6 +182,28 @@ class Pruner:
             self.observe(int(number), int(step), float(value))
         for number in completed:
             self.complete(int(number))
+
+    def for_search(self, name: str, direction: str) -> None:
+        """Take the direction of search ``name`` (before any report).
+
+        Raises
+        ------
+        ValueError
+            When the pruner was given the other direction: it would stop the
+            best trials and keep the worst.
+        """
+        if self.given_direction not in (None, direction):
+            msg = (
+                f"{type(self).__name__}(direction={self.given_direction!r}) on "
+                f"search {name!r}, which is to {direction} its value: it would "
+                "stop the best trials and keep the worst; leave direction out (a "
+                "pruner takes the search's) or give the search's"
+            )
+            raise ValueError(msg)
+        self._set_direction(direction)
+
+    def _set_direction(self, direction: str) -> None:
+        self.direction = direction
 
     def last_step(self, number: int) -> int | None:
         """The last step trial ``number`` reported, or ``None``."""
@@ -248,7 +280,8 @@ class PercentilePruner(Pruner):
         trial reports in each interval.
     n_min_trials : int, default 1
         No pruning at a step fewer completed trials reported.
-    direction : {"minimize", "maximize"}
+    direction : {"minimize", "maximize"}, optional
+        The search's by default (see :class:`Pruner`).
     """
 
     def __init__(
@@ -259,7 +292,7 @@ class PercentilePruner(Pruner):
         interval_steps: int = 1,
         *,
         n_min_trials: int = 1,
-        direction: str = "minimize",
+        direction: str | None = None,
     ) -> None:
         super().__init__(direction=direction)
         if not 0.0 <= float(percentile) <= 100.0:
@@ -338,7 +371,7 @@ class MedianPruner(PercentilePruner):
         interval_steps: int = 1,
         *,
         n_min_trials: int = 1,
-        direction: str = "minimize",
+        direction: str | None = None,
     ) -> None:
         super().__init__(
             50.0, n_startup_trials, n_warmup_steps, interval_steps,
@@ -373,7 +406,8 @@ class SuccessiveHalvingPruner(Pruner):
         ``s``: the first rung is at ``min_resource * eta**s``.
     max_resource : int, optional
         The steps of a complete trial: no rung at or beyond it.
-    direction : {"minimize", "maximize"}
+    direction : {"minimize", "maximize"}, optional
+        The search's by default (see :class:`Pruner`).
 
     Examples
     --------
@@ -391,7 +425,7 @@ class SuccessiveHalvingPruner(Pruner):
         min_early_stopping_rate: int = 0,
         max_resource: int | None = None,
         *,
-        direction: str = "minimize",
+        direction: str | None = None,
     ) -> None:
         super().__init__(direction=direction)
         self.min_resource, self.max_resource = _resources(min_resource, max_resource)
@@ -472,7 +506,8 @@ class HyperbandPruner(Pruner):
     seed : int, optional
         Seeds the bracket assignment (a random seed is drawn and kept in
         ``self.seed`` when not given; pass it back to reproduce a search).
-    direction : {"minimize", "maximize"}
+    direction : {"minimize", "maximize"}, optional
+        The search's by default (see :class:`Pruner`).
     """
 
     def __init__(
@@ -482,7 +517,7 @@ class HyperbandPruner(Pruner):
         reduction_factor: int = 3,
         *,
         seed: int | None = None,
-        direction: str = "minimize",
+        direction: str | None = None,
     ) -> None:
         super().__init__(direction=direction)
         lowest, highest = _resources(min_resource, max_resource)
@@ -507,6 +542,11 @@ class HyperbandPruner(Pruner):
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         self.seed = _check_int("seed", seed, 0)
         self._bracket: dict[int, int] = {}
+
+    def _set_direction(self, direction: str) -> None:
+        self.direction = direction
+        for bracket in self.brackets:
+            bracket._set_direction(direction)
 
     def bracket_of(self, number: int) -> int:
         """The bracket of trial ``number``: the same for a seed, in any order."""
