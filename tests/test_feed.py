@@ -218,6 +218,32 @@ async def test_the_timeout_stops_the_run_and_the_servers(c, s, a, b):
     assert 0 < (frame["status"] == "done").sum() < 1000
 
 
+_starts: list[float] = []
+
+
+def logged_sleepy(params):
+    _starts.append(time.monotonic())  # the workers are in this process
+    time.sleep(0.2)
+    return params["x"]
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_payloads_still_queued_at_the_timeout_never_run(c, s, a, b):
+    _starts.clear()
+    search = Search("queued", logged_sleepy, "sqlite://", client=c, space=SPACE)
+    report = await call(
+        search.run, None, n_trials=1000, seed=0, progress=False, timeout=1.0,
+        execution="feed", max_in_flight=12,
+    )  # fmt: skip
+    ended = time.monotonic()
+    assert report.stopped == "timeout"
+    await _until_released(s)
+    await asyncio.sleep(0.5)  # a queued payload would have started by now
+    # the stop reaches the servers on the loop, moments after run() returns
+    late = [t - ended for t in _starts if t > ended + 0.05]
+    assert late == [], f"{len(late)} payloads started after the run ended"
+
+
 class StopAfterTwo(Pruner):
     """Stops every trial at its second report."""
 

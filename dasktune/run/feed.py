@@ -150,8 +150,12 @@ class Feed:
 
     async def stop(self, servers: int) -> None:
         """Let the servers return: idle ones at once, busy ones after their
-        current payload."""
+        current payload; the payloads still queued are dropped, never run
+        (the run is over: a timeout, an interruption, or no more trials)."""
         self.closed = True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.inbox.get_nowait()
         for _ in range(servers):
             self.inbox.put(None)
 
@@ -252,7 +256,7 @@ def serve(key: str, runner: Any) -> int:
                 if feed.closed or (not feed.local and key not in worker.state.actors):
                     return ran
                 continue
-            if item is None:
+            if item is None or feed.closed:  # a payload taken as it stopped
                 return ran
             _profiled(worker, ident, task)
             number, payload = item
