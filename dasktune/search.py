@@ -59,6 +59,7 @@ from dasktune.run.driver import (
     check_execution,
     check_pruned_objective,
 )
+from dasktune.run.report import check_trial_first
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
 from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore, search_directions
@@ -362,6 +363,8 @@ class Search:
                 "read (trials, best, plot), not run; give Search(name, objective, ...)"
             )
             raise TypeError(msg)
+        if not isinstance(self.objective, BatchObjective):
+            check_trial_first(self.objective)  # Optuna's objective(trial)
         if pruner is not None and len(self.directions) > 1:
             msg = (
                 f"search {self.name!r} has {len(self.directions)} objectives; "

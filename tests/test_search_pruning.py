@@ -248,6 +248,21 @@ def test_a_pruner_needs_an_objective_that_reports(tmp_path):
         assert search.store.runs(search.search_id) == []
 
 
+def optuna_style(trial):
+    return trial.suggest_float("x", 0, 1)
+
+
+def test_an_optuna_style_objective_is_refused_before_anything_runs(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    with Search("optuna", optuna_style, url, client="tcp://127.0.0.1:1") as search:
+        # raised before any client is made or anything submitted
+        with pytest.raises(TypeError, match=r"optuna_style\(trial, \.\.\.\) takes the "
+                           r"trial first.*def optuna_style\(params\)"):  # fmt: skip
+            search.run([{"x": 0.5}], progress=False)
+        assert search.store.trials(search.search_id) == []
+        assert search.store.runs(search.search_id) == []
+
+
 # -- a driver killed, then resumed; a worker killed mid-trial -------------------
 
 

@@ -65,6 +65,41 @@ def stop_topic(key: str) -> str:
     return f"dasktune-stop-{key}"
 
 
+def check_trial_first(objective: Callable[..., Any]) -> None:
+    """Raise ``TypeError`` for Optuna's ``objective(trial)``, whose first
+    argument is the trial: dasktune's objective gets the parameters first.
+
+    >>> check_trial_first(lambda params, trial: 0.0)
+    >>> check_trial_first(lambda trial: 0.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: <lambda>(trial, ...) takes the trial first, as Optuna's ...
+    """
+    try:
+        parameters = inspect.signature(objective).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return
+    first = next(iter(parameters.values()), None)
+    if (
+        first is not None
+        and first.name == "trial"
+        and first.kind
+        in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+    ):
+        name = getattr(objective, "__name__", type(objective).__name__)
+        msg = (
+            f"{name}(trial, ...) takes the trial first, as Optuna's objectives "
+            "do (trial.suggest_float(...)); dasktune calls objective(params) with "
+            "a dict of the parameters (the space's or the source's): write "
+            f"def {name}(params) and read params['x'], or {name}(params, trial) "
+            "to report for pruning"
+        )
+        raise TypeError(msg)
+
+
 def wants_trial(objective: Callable[..., Any]) -> bool:
     """Whether ``objective`` takes a ``trial`` argument (then it gets a handle).
 
@@ -72,11 +107,17 @@ def wants_trial(objective: Callable[..., Any]) -> bool:
     True
     >>> wants_trial(lambda params: 0.0)
     False
+
+    Raises
+    ------
+    TypeError
+        For Optuna's ``objective(trial)`` (see :func:`check_trial_first`).
     """
     try:
         parameters = inspect.signature(objective).parameters
     except (TypeError, ValueError):  # a builtin without a signature
         return False
+    check_trial_first(objective)
     parameter = parameters.get("trial")
     return parameter is not None and parameter.kind in (
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
