@@ -26,10 +26,13 @@ import runpy
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from dasktune.records import error_line
 
 __all__ = ["main"]
 
@@ -364,7 +367,14 @@ def _run(args: argparse.Namespace) -> int:
             directions=namespace.get("directions"),
         ) as search,
     ):
-        report = search.run(source, n_trials=args.n_trials, seed=namespace.get("seed"))
+        with warnings.catch_warnings():
+            # the command says so itself, with the search's counts, and exits 1
+            warnings.filterwarnings(
+                "ignore", "every trial of this run", category=RuntimeWarning
+            )
+            report = search.run(
+                source, n_trials=args.n_trials, seed=namespace.get("seed")
+            )
         print(
             f"{name}: {report.evaluated} evaluated, {report.failed} failed, "
             f"{report.reused} reused in {report.elapsed:.1f} s ({report.stopped})"
@@ -400,7 +410,7 @@ def _no_success(name: str, trials: Any, store: str) -> str:
     text = f"search {name!r} has no successful trial yet ({len(trials)} trials"
     text += f", {len(failed)} failed)" if len(failed) else ")"
     if len(failed):
-        last = _error_line(failed.sort_values("number")["error"].iloc[-1])
+        last = error_line(failed.sort_values("number")["error"].iloc[-1])
         text += f"; the last failure: {last or '(no message)'}"
         text += (
             f"\n(dasktune show {shlex.quote(store)} --name {shlex.quote(name)} "
@@ -510,27 +520,6 @@ def _heading(
               "errors)")  # fmt: skip
 
 
-def _error_line(text: str | None) -> str | None:
-    r"""The error of a recorded traceback: the first line of its last
-    exception (a message may go on over several lines; notes follow it).
-
-    >>> _error_line('Traceback (most recent call last):\n  File "f.py", line 1, '
-    ...            'in f\n    g()\nValueError: no good\n  with detail')
-    'ValueError: no good'
-    >>> _error_line("plain text")
-    'plain text'
-    """
-    lines = str(text or "").splitlines()
-    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
-    start = frames[-1] + 1 if frames else 0
-    for line in lines[start:]:
-        # after the last frame: its source line and markers are indented
-        if line.strip() and (not frames or not line[0].isspace()):
-            return line.strip()
-    rest = [line.strip() for line in lines if line.strip()]
-    return rest[-1] if rest else None
-
-
 def _trials_by_status(
     trials: list[dict[str, Any]], status: str, top: int, n_objectives: int
 ) -> Any:
@@ -548,7 +537,7 @@ def _trials_by_status(
     records = [
         {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
          **values(t), **t["params"], "duration": t["duration"],
-         **({"error": _error_line(t["error"])} if status in ("failed", "all") else {})}
+         **({"error": error_line(t["error"])} if status in ("failed", "all") else {})}
         for t in chosen[:top]
     ]  # fmt: skip
     return _frame(records)

@@ -40,6 +40,7 @@ __all__ = [
     "Trial",
     "TrialStatus",
     "canonical",
+    "error_line",
     "decide",
     "unclaimed_message",
 ]
@@ -416,3 +417,24 @@ class MemoryRecorder:
         for row in self.rows.values():
             if row[1] == TrialStatus.RUNNING:
                 row[1] = TrialStatus.QUEUED
+
+
+def error_line(text: str | None) -> str | None:
+    r"""The error of a recorded traceback: the first line of its last
+    exception (a message may go on over several lines; notes follow it).
+
+    >>> error_line('Traceback (most recent call last):\n  File "f.py", line 1, '
+    ...           'in f\n    g()\nValueError: no good\n  with detail')
+    'ValueError: no good'
+    >>> error_line("plain text")
+    'plain text'
+    """
+    lines = str(text or "").splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    start = frames[-1] + 1 if frames else 0
+    for line in lines[start:]:
+        # after the last frame: its source line and markers are indented
+        if line.strip() and (not frames or not line[0].isspace()):
+            return line.strip()
+    rest = [line.strip() for line in lines if line.strip()]
+    return rest[-1] if rest else None

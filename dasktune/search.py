@@ -49,7 +49,7 @@ from dasktune.optim.base import (
     missing_members,
 )
 from dasktune.optim.pruners import Pruner
-from dasktune.records import FIELD, DecisionKind, TrialStatus, canonical
+from dasktune.records import FIELD, DecisionKind, TrialStatus, canonical, error_line
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import (
     BatchObjective,
@@ -456,6 +456,16 @@ class Search:
             optimizer.close()
         if self._table is not None:  # the filters kept it: a snapshot is cheap
             self._refresh(save=True)
+        if report.failed and not report.evaluated:
+            first = report.first_failure
+            error = error_line(first.error) if first is not None else None
+            warnings.warn(
+                f"every trial of this run of search {self.name!r} failed "
+                f"({report.failed}); the first: {error or '(no message)'}; "
+                "search.trials(status='failed') has their tracebacks",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return report
 
     @property

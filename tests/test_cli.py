@@ -316,6 +316,7 @@ def test_run_exits_non_zero_when_every_trial_failed(tmp_path):
         first.stderr
     )
     assert "ValueError: no good: 2" in first.stderr
+    assert "RuntimeWarning" not in first.stderr  # the command's own words only
     # the hint names this store and search, and the command it gives lists them
     assert f"dasktune show {store} --name failing --status failed" in first.stderr
     again = _dasktune(*argv, cwd=tmp_path)  # nothing new to run: the same summary

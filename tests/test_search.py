@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -453,6 +454,25 @@ async def test_the_loops_error_wins_over_the_clean_ups(c, s, a, b):
     # with no error in the loop, the clean-up's own error is raised
     fine = Search("fine", constant, store, client=c)
     with pytest.raises(RuntimeError, match="the store's write failed"):
+        await call(fine.run, [{"a": 0}], progress=False)
+
+
+@gen_cluster(client=True)
+async def test_a_run_whose_every_trial_failed_warns(c, s, a, b):
+    search = Search("diverges", always_fails, "sqlite://", client=c)
+    with pytest.warns(RuntimeWarning) as caught:
+        report = await call(search.run, [{"a": 0}, {"a": 1}], progress=False)
+    assert (report.failed, report.evaluated) == (2, 0)
+    (warning,) = [w for w in caught if "every trial" in str(w.message)]
+    assert str(warning.message) == (
+        "every trial of this run of search 'diverges' failed (2); the first: "
+        "FloatingPointError: diverged; search.trials(status='failed') has their "
+        "tracebacks"
+    )
+    # a run with one success does not warn
+    fine = Search("fine", constant, "sqlite://", client=c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
         await call(fine.run, [{"a": 0}], progress=False)
 
 
