@@ -622,7 +622,14 @@ class Search:
                 "list, a generator) or an ask/tell optimizer, got "
                 f"{type(source).__name__}: {source!r}"
             )
-            if callable(source):
+            module = type(source).__module__.split(".")[0]
+            if module in ("optuna", "nevergrad"):
+                wrapper = {
+                    "optuna": "dasktune.OptunaSampler(sampler, space)",
+                    "nevergrad": "dasktune.NevergradOptimizer(name, space)",
+                }
+                msg += f"; wrap {module}'s in {wrapper[module]}"  # fmt: skip
+            elif callable(source):
                 msg += (
                     "; a function is not a source (dasktune.SPSA and minimize run "
                     "on their own): pass an optimizer object, such as "

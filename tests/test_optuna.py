@@ -224,3 +224,12 @@ async def test_a_search_runs_tpe_and_resumes_it(c, s, a, b):
     assert sorted(t.value for t in taught) == sorted(frame["value"])
     assert len(resumed.study.trials) >= 32
     assert len(search.trials()) == 24 + report.evaluated
+
+
+def test_an_optuna_sampler_passed_bare_says_to_wrap_it(tmp_path):
+    search = Search("bare", loss, f"sqlite:///{tmp_path}/s.db", space=SPACE,
+                    client="tcp://127.0.0.1:1")  # fmt: skip
+    with pytest.raises(TypeError, match=r"wrap optuna's in dasktune\.OptunaSampler"):
+        search.run(optuna.samplers.TPESampler(seed=0), n_trials=3, progress=False)
+    assert search.store.trials(search.search_id) == []
+    search.close()
