@@ -52,9 +52,12 @@ def _inferred(optuna: Any, trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
         numbers = [
             v for v in values if isinstance(v, int | float) and not isinstance(v, bool)
         ]
-        if len(numbers) == len(values) and len(set(numbers)) > 1:
+        kinds = {type(v) for v in numbers}
+        # ints beside floats (a grid's [0.1, 1, 10]) stay as they are, choices:
+        # a range of either kind would turn 1 into 1.0, a different key here
+        if len(numbers) == len(values) and len(set(numbers)) > 1 and len(kinds) == 1:
             low, high = min(numbers), max(numbers)
-            if all(isinstance(v, int) for v in numbers):
+            if kinds == {int}:
                 out[name] = d.IntDistribution(int(low), int(high))
             else:
                 out[name] = d.FloatDistribution(float(low), float(high))

@@ -147,6 +147,27 @@ def test_parameters_beside_the_space_are_kept_as_a_user_attribute(tmp_path):
     assert trial.user_attrs["params_outside_space"] == {"method": "tpe"}
 
 
+def test_a_grid_without_a_space_keeps_its_ints_beside_floats(tmp_path):
+    # a space-less grid's [0.1, 1, 10]: 10 and 10.0 are different keys here
+    store = TrialStore(f"sqlite:///{tmp_path}/s.db")
+    sid = store.open_search("grid", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    grid = [{"C": c, "gamma": g} for c in (0.1, 1, 10) for g in (0.5, 2.5)]
+    claims = [Claim(*reversed(canonical(p))) for p in grid]
+    store.sync(sid, driver, [], claims)
+    store.sync(sid, driver, [
+        Outcome(claim.param_hash, TrialStatus.DONE, value=float(i))
+        for i, claim in enumerate(claims)
+    ], [])  # fmt: skip
+    to_optuna(store, "grid", journal(tmp_path / "grid.log"))  # values round-trip
+    store.close()
+    study = optuna.load_study(study_name="grid", storage=journal(tmp_path / "grid.log"))
+    assert [t.params for t in study.trials] == grid
+    assert type(study.trials[-1].params["C"]) is int
+    assert isinstance(study.trials[0].distributions["gamma"],
+                      optuna.distributions.FloatDistribution)  # fmt: skip
+
+
 def test_reported_values_become_optunas_intermediate_values(tmp_path):
     # Optuna's test_with_server checks intermediate_values after loading; a
     # pruned trial's curve is why it was pruned
