@@ -275,10 +275,33 @@ def _dimension(name: str, spec: Any) -> Dimension:
             msg = f"parameter {name!r}: {err}"
             raise ValueError(msg) from err
     msg = (
-        f"parameter {name!r}: expected Float, Int, Categorical, Bool or a cotengra "
-        f"dict spec, got {type(spec).__name__}: {spec!r}"
+        f"parameter {name!r}: expected a dimension, Float(low, high), Int(low, "
+        "high), Categorical(choices) or Bool() (from dasktune), or a cotengra "
+        f"dict spec, got {type(spec).__name__}: {spec!r}{_spec_hint(spec)}"
     )
     raise ValueError(msg)
+
+
+def _spec_hint(spec: Any) -> str:
+    """What to write instead of ``spec``, when it is a common guess.
+
+    >>> _spec_hint((0, 10))
+    '; for a range write Int(0, 10)'
+    >>> _spec_hint(["rbf", "linear"])
+    "; for choices write Categorical(['rbf', 'linear'])"
+    """
+    if type(spec).__module__.split(".")[0] == "optuna":
+        return (
+            "; Optuna's distributions are written Float(low, high, log=...), "
+            "Int(low, high) and Categorical(choices) here"
+        )
+    if not isinstance(spec, list | tuple):
+        return ""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
+    if isinstance(spec, tuple) and len(spec) == 2 and numbers:
+        kind = "Int" if all(isinstance(v, int) for v in spec) else "Float"
+        return f"; for a range write {kind}({spec[0]!r}, {spec[1]!r})"
+    return f"; for choices write Categorical({list(spec)!r})"
 
 
 def _contains(dim: Dimension, value: Any) -> bool:

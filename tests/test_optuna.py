@@ -233,3 +233,10 @@ def test_an_optuna_sampler_passed_bare_says_to_wrap_it(tmp_path):
         search.run(optuna.samplers.TPESampler(seed=0), n_trials=3, progress=False)
     assert search.store.trials(search.search_id) == []
     search.close()
+
+
+def test_an_optuna_distribution_in_a_space_says_how_to_write_it():
+    from dasktune import Space
+
+    with pytest.raises(ValueError, match=r"Optuna's distributions are written Float"):
+        Space({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})

@@ -95,7 +95,13 @@ def test_cotengra_specs():
         ({"type": "STRING", "options": []}, "'p'.*at least one choice"),
         ({"type": "COMPLEX", "min": 0, "max": 1}, "'p'.*unknown type 'COMPLEX'"),
         ({"type": "INT", "min": 0}, "'p'.*needs the key 'max'"),
-        (42, "'p'.*expected Float, Int, Categorical, Bool"),
+        (42, r"'p'.*expected a dimension, Float\(low, high\), Int\(low, high\)"),
+        (
+            (0.0, 1.0),
+            r"'p'.*got tuple: \(0.0, 1.0\); for a range write Float\(0.0, 1.0\)",
+        ),
+        ((1, 9), r"for a range write Int\(1, 9\)"),
+        (["rbf", "poly"], r"for choices write Categorical\(\['rbf', 'poly'\]\)"),
     ],
 )
 def test_bad_specs_name_the_parameter(spec, match):
