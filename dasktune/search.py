@@ -475,6 +475,9 @@ class Search:
     def _check_objectives(self, optimizer: AskTell) -> None:
         """Refuse, before anything runs, an optimizer that cannot take this
         search's objectives."""
+        adopt = getattr(optimizer, "adopt_directions", None)
+        if callable(adopt):  # an OptunaSampler made without directions
+            adopt(self.directions)
         k = len(self.directions)
         wants, n = bool(optimizer.wants_values), int(optimizer.n_objectives)
         if wants and n != k:

@@ -16,6 +16,7 @@ from dasktune._pareto import hypervolume_2d, pareto_front
 from dasktune.exceptions import SearchMismatchError
 from dasktune.optim.optuna import OptunaSampler
 from dasktune.optim.pruners import MedianPruner
+from dasktune.optim.spsa import SPSAOptimizer
 from dasktune.records import MemoryRecorder
 from dasktune.store.sql import TrialStore
 
@@ -226,11 +227,11 @@ async def test_bad_input_is_refused_before_anything_runs(c, s, a, b):
     search = Search(
         "mo", two, "sqlite://", client=c, space=space, directions=["minimize"] * 2
     )
-    single = OptunaSampler(optuna.samplers.TPESampler(seed=0), space)
+    one = SPSAOptimizer([0.5], bounds=[(0.0, 1.0)])  # takes one value
     with pytest.raises(
         ValueError, match=r"has 2 objective\(s\).*takes 1.*NSGAIISampler"
     ):
-        await call(search.run, single, n_trials=2)
+        await call(search.run, one, n_trials=2)
     other = OptunaSampler(
         optuna.samplers.NSGAIISampler(seed=0),
         space,

@@ -240,3 +240,21 @@ def test_an_optuna_distribution_in_a_space_says_how_to_write_it():
 
     with pytest.raises(ValueError, match=r"Optuna's distributions are written Float"):
         Space({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_sampler_made_without_directions_takes_the_searchs(c, s, a, b):
+    search = Search("max", loss, "sqlite://", client=c, space=SPACE,
+                    direction="maximize")  # fmt: skip
+    sampler = OptunaSampler(tpe(seed=0), SPACE)  # no directions given
+    await asyncio.to_thread(search.run, sampler, n_trials=6, progress=False)
+    assert sampler.study.direction == optuna.study.StudyDirection.MAXIMIZE
+    # the study holds the objective's own values: its best is the search's
+    assert sampler.study.best_value == pytest.approx(search.best.value)
+    assert search.best.value == max(t.value for t in sampler.study.trials)
+    # directions given that differ are refused before anything runs
+    given = OptunaSampler(tpe(seed=1), SPACE, directions=["minimize"])
+    with pytest.raises(ValueError, match="give both the same directions"):
+        await asyncio.to_thread(search.run, given, n_trials=2, progress=False)
+    assert len(search.trials()) == 6
+    search.close()

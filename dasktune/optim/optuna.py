@@ -138,9 +138,11 @@ class OptunaSampler(Optimizer):
         The named parameter space (``Float``, ``Int``, ``Categorical``,
         ``Bool``).
     directions : sequence of str, optional
-        Each objective's direction in the study, ``["minimize"]`` (default),
+        Each objective's direction in the study, ``["minimize"]``,
         ``["maximize"]``, or one per objective for several
-        (``["minimize", "maximize"]``), the same as the search's. The values
+        (``["minimize", "maximize"]``), the same as the search's. By default
+        the search's, taken when its run starts (``["minimize"]`` on its own);
+        given ones that differ from the search's are refused. The values
         told are dasktune's, always minimised (a ``Search(direction="maximize")``
         negates them), and are turned back so that :attr:`study` holds the
         objective's own values.
@@ -186,6 +188,8 @@ class OptunaSampler(Optimizer):
             msg = "OptunaSampler needs a space: OptunaSampler(sampler, space={...})"
             raise TypeError(msg)
         self.space = Space(space)
+        #: whether directions were given (else a search may set its own)
+        self.directions_given = directions is not None
         self.directions = _check_directions(directions)
         if sampler is None:
             sampler = optuna.samplers.TPESampler(constant_liar=True, seed=seed)
@@ -210,17 +214,32 @@ class OptunaSampler(Optimizer):
         self._optuna = optuna
         self._distributions = distributions(self.space)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = optuna.create_study(
-            storage=optuna.storages.InMemoryStorage(),
-            sampler=sampler,
-            directions=self.directions,
-        )
-        self._signs = [-1.0 if d == "maximize" else 1.0 for d in self.directions]
-        self._sign = self._signs[0]
-        self.n_objectives = len(self.directions)
+        self._make_study(self.directions)
         self._asked: dict[int, Any] = {}  # dasktune number -> optuna Trial
         self._warned_constraints = False
         self._named_constraints = hasattr(optuna.trial.Trial, "set_constraint")
+
+    def _make_study(self, directions: list[str]) -> None:
+        self.directions = directions
+        self.study = self._optuna.create_study(
+            storage=self._optuna.storages.InMemoryStorage(),
+            sampler=self.sampler,
+            directions=directions,
+        )
+        self._signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
+        self._sign = self._signs[0]
+        self.n_objectives = len(directions)
+
+    def adopt_directions(self, directions: Sequence[str]) -> None:
+        """Take a search's directions, when none were given and nothing was
+        asked yet (as a pruner takes the search's direction); given ones are
+        kept, for the search to compare."""
+        wanted = _check_directions(directions)
+        if self.directions_given or wanted == self.directions:
+            return
+        if self._next_number or self.study.trials:
+            return  # in use: the search refuses the difference
+        self._make_study(wanted)
 
     def _ask(self) -> dict[str, Any]:
         trial = self.study.ask(self._distributions)
