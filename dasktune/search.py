@@ -478,6 +478,9 @@ class Search:
         adopt = getattr(optimizer, "adopt_directions", None)
         if callable(adopt):  # an OptunaSampler made without directions
             adopt(self.directions)
+        adopt = getattr(optimizer, "adopt_space", None)
+        if callable(adopt):  # an OptunaSampler made without a space
+            adopt(self.space)
         k = len(self.directions)
         wants, n = bool(optimizer.wants_values), int(optimizer.n_objectives)
         if wants and n != k:

@@ -148,8 +148,8 @@ def test_a_tpe_sampler_without_constant_liar_warns():
 def test_bad_input():
     with pytest.raises(TypeError, match="must be an Optuna sampler"):
         OptunaSampler("tpe", SPACE)
-    with pytest.raises(TypeError, match="needs a space"):
-        OptunaSampler(tpe())
+    with pytest.raises(TypeError, match="needs a space: give it one"):
+        OptunaSampler(tpe()).ask()  # on its own, nothing gives it one
     with pytest.raises(ValueError, match="directions must be a non-empty list"):
         OptunaSampler(tpe(), SPACE, directions=["up"])
     with pytest.raises(ValueError, match="directions must be a non-empty list"):
@@ -258,3 +258,21 @@ async def test_a_sampler_made_without_directions_takes_the_searchs(c, s, a, b):
         await asyncio.to_thread(search.run, given, n_trials=2, progress=False)
     assert len(search.trials()) == 6
     search.close()
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_sampler_made_without_a_space_takes_the_searchs(c, s, a, b):
+    search = Search("spaced", loss, "sqlite://", client=c, space=SPACE)
+    sampler = OptunaSampler(tpe(seed=0))  # the search's space, and direction
+    report = await asyncio.to_thread(search.run, sampler, n_trials=5, progress=False)
+    assert report.evaluated == 5
+    assert set(sampler.study.trials[0].distributions) == set(SPACE)
+    # a search without a space cannot give one: refused before anything runs
+    bare = Search("bare", loss, "sqlite://", client=c)
+    with pytest.raises(TypeError, match=r"or to the search, Search\(\.\.\., space="):
+        await asyncio.to_thread(
+            bare.run, OptunaSampler(tpe(seed=0)), n_trials=2, progress=False
+        )
+    assert bare.trials().empty
+    search.close()
+    bare.close()

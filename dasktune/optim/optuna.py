@@ -134,9 +134,9 @@ class OptunaSampler(Optimizer):
     sampler : optuna.samplers.BaseSampler, optional
         Any Optuna sampler. Default: ``TPESampler(constant_liar=True,
         seed=seed)``, Optuna's advice for parallel runs.
-    space : Space or dict
+    space : Space or dict, optional
         The named parameter space (``Float``, ``Int``, ``Categorical``,
-        ``Bool``).
+        ``Bool``). By default the search's, taken when its run starts.
     directions : sequence of str, optional
         Each objective's direction in the study, ``["minimize"]``,
         ``["maximize"]``, or one per objective for several
@@ -184,10 +184,8 @@ class OptunaSampler(Optimizer):
     ) -> None:
         super().__init__()
         optuna = import_optuna()
-        if space is None:
-            msg = "OptunaSampler needs a space: OptunaSampler(sampler, space={...})"
-            raise TypeError(msg)
-        self.space = Space(space)
+        #: ``None`` until a search gives its own
+        self.space: Space | None = None if space is None else Space(space)
         #: whether directions were given (else a search may set its own)
         self.directions_given = directions is not None
         self.directions = _check_directions(directions)
@@ -212,7 +210,9 @@ class OptunaSampler(Optimizer):
         self.sampler = sampler
         self.seed = seed
         self._optuna = optuna
-        self._distributions = distributions(self.space)
+        self._distributions: dict[str, Any] = (
+            {} if self.space is None else distributions(self.space)
+        )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._make_study(self.directions)
         self._asked: dict[int, Any] = {}  # dasktune number -> optuna Trial
@@ -241,11 +241,37 @@ class OptunaSampler(Optimizer):
             return  # in use: the search refuses the difference
         self._make_study(wanted)
 
+    def adopt_space(self, space: Space | None) -> None:
+        """Take a search's space when none was given (a space given is kept).
+
+        Raises
+        ------
+        TypeError
+            When neither the sampler nor the search has a space.
+        """
+        if self.space is not None:
+            return
+        if space is None:
+            msg = (
+                "OptunaSampler needs a space: give it one, OptunaSampler(sampler, "
+                "space), or to the search, Search(..., space={...})"
+            )
+            raise TypeError(msg)
+        self.space = space
+        self._distributions = distributions(space)
+
+    def _the_space(self) -> Space:
+        if self.space is None:
+            self.adopt_space(None)  # raises: used on its own, with no space
+        assert self.space is not None
+        return self.space
+
     def _ask(self) -> dict[str, Any]:
+        space = self._the_space()
         trial = self.study.ask(self._distributions)
         self._asked[self._next_number] = trial
         params = trial.params  # a copy made on each access: taken once
-        return {name: params[name] for name in self.space.names}
+        return {name: params[name] for name in space.names}
 
     def _tell(self, number: int, params: Any, value: Any) -> None:
         trial = self._asked.pop(number)
@@ -292,9 +318,10 @@ class OptunaSampler(Optimizer):
             How many were enqueued.
         """
         taken = 0
+        space = self._the_space()
         for params in points:
-            if self.space.contains(params):
-                picked = {name: params[name] for name in self.space.names}
+            if space.contains(params):
+                picked = {name: params[name] for name in space.names}
                 self.study.enqueue_trial(picked, skip_if_exists=False)
                 taken += 1
         return taken
@@ -316,10 +343,11 @@ class OptunaSampler(Optimizer):
         create_trial = self._optuna.trial.create_trial
         state = self._optuna.trial.TrialState
         added = []
+        space = self._the_space()
         for params, value, *rest in results:
-            if not self.space.contains(params):
+            if not space.contains(params):
                 continue
-            picked = {name: params[name] for name in self.space.names}
+            picked = {name: params[name] for name in space.names}
             if is_failure(value):
                 frozen = create_trial(
                     params=picked, distributions=self._distributions, state=state.FAIL
