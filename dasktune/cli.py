@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import runpy
+import select
 import shlex
 import sys
 import time
@@ -397,7 +398,7 @@ def _run(args: argparse.Namespace) -> int:
             shown = search.store.display_url if "://" in args.store else args.store
             print(_no_success(name, search.trials(), shown), file=sys.stderr)
             return 1
-    if report.failed and not report.evaluated:
+    if report.failed and not report.evaluated and not report.pruned:
         print(f"dasktune: every trial of this run failed ({report.failed})",
               file=sys.stderr)  # fmt: skip
         return 1
@@ -815,12 +816,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reader_gone() -> bool:
-    """Whether stdout is a pipe whose reader has gone (not another EPIPE)."""
+    """Whether stdout is a pipe whose reader has gone (not another EPIPE): its
+    descriptor polls as an error (Python drops what it had buffered for it,
+    so a second flush would not tell)."""
+    poll = getattr(select, "poll", None)
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return True
-    return False
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if poll is None:  # no poll() (Windows): as any other error
+        return False
+    poller = poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -456,7 +456,7 @@ class Search:
             optimizer.close()
         if self._table is not None:  # the filters kept it: a snapshot is cheap
             self._refresh(save=True)
-        if report.failed and not report.evaluated:
+        if report.failed and not report.evaluated and not report.pruned:
             first = report.first_failure
             error = error_line(first.error) if first is not None else None
             warnings.warn(

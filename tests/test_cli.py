@@ -462,6 +462,31 @@ def test_usage_errors_before_anything_runs(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_show_into_head_through_a_real_pipe_stops_quietly(tmp_path):
+    from dasktune.records import Claim, canonical
+    from dasktune.store.sql import TrialStore
+
+    url = f"sqlite:///{tmp_path}/big.db"
+    store = TrialStore(url)
+    sid = store.open_search("big", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    claims = [Claim(*reversed(canonical({"x": i}))) for i in range(5000)]
+    store.sync(sid, driver, [], claims)  # 5,000 rows: more than a pipe holds
+    store.close()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    show = subprocess.Popen(
+        [sys.executable, "-m", "dasktune", "show", url, "--name", "big",
+         "--status", "all", "--top", "100000", "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert show.stdout is not None and show.stderr is not None
+    assert show.stdout.read(10)  # `| head -c 10`: read a little, then go away
+    show.stdout.close()
+    err = show.stderr.read().decode()
+    assert show.wait(timeout=60) == 1
+    assert err == ""  # not "dasktune: error: BrokenPipeError"
+
+
 def test_a_broken_pipe_elsewhere_is_reported(monkeypatch, capsys):
     import dasktune.cli as cli
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,23 @@ def test_a_pruner_needs_an_objective_that_reports(tmp_path):
             search.run([{"rate": 1.0}], pruner="median", progress=False)
         assert search.store.trials(search.search_id) == []
         assert search.store.runs(search.search_id) == []
+
+
+def fails_small_rates(params, trial):
+    if params["rate"] < 1:
+        raise ValueError("too small")
+    return train(params, trial)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_run_of_pruned_and_failed_trials_does_not_warn_all_failed(c, s, a, b):
+    search = Search("mixed", fails_small_rates, "sqlite://", client=c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = await call(search.run, [{"rate": r} for r in (0.5, 2.0, 3.0)],
+                            pruner=StopAboveOne(), progress=False)  # fmt: skip
+    assert (report.failed, report.pruned, report.evaluated) == (1, 2, 0)
+    search.close()
 
 
 def optuna_style(trial):
