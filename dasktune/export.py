@@ -62,7 +62,9 @@ def _inferred(optuna: Any, trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
             else:
                 out[name] = d.FloatDistribution(float(low), float(high))
         else:
-            choices = list(dict.fromkeys(_hashable(v) for v in values))
+            # by type too: 1 and 1.0 (and True) are different keys here
+            kept = {(type(v), _hashable(v)): _hashable(v) for v in values}
+            choices = list(kept.values())
             out[name] = d.CategoricalDistribution(choices)
     return out
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -428,8 +429,18 @@ def error_line(text: str | None) -> str | None:
     'ValueError: no good'
     >>> error_line("plain text")
     'plain text'
+    >>> error_line("  + Exception Group Traceback (most recent call last):\n"
+    ...            '  |   File "f.py", line 1, in f\n'
+    ...            "  | ExceptionGroup: two (2 sub-exceptions)\n"
+    ...            "  +-+---------------- 1 ----------------\n"
+    ...            "    | Traceback (most recent call last):\n"
+    ...            '    |   File "g.py", line 2, in g\n'
+    ...            "    | ValueError: no good\n"
+    ...            "    +------------------------------------")
+    'ValueError: no good'
     """
-    lines = str(text or "").splitlines()
+    # an exception group's lines are indented behind "|" bars: read without them
+    lines = [_BARS.sub("", line) for line in str(text or "").splitlines()]
     frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
     start = frames[-1] + 1 if frames else 0
     for line in lines[start:]:
@@ -438,3 +449,6 @@ def error_line(text: str | None) -> str | None:
             return line.strip()
     rest = [line.strip() for line in lines if line.strip()]
     return rest[-1] if rest else None
+
+
+_BARS = re.compile(r"^ *(\| ?)+")

@@ -497,10 +497,17 @@ class Search:
             raise ValueError(msg)
         theirs = getattr(optimizer, "directions", None)
         if wants and theirs is not None and list(theirs) != self.directions:
+            if getattr(optimizer, "directions_given", True):
+                advice = "give both the same directions"
+            else:  # made without directions, but already in use
+                advice = (
+                    "it was made without directions but its study already holds "
+                    "trials (enqueued, or of another search), so it cannot take the "
+                    f"search's: make it with directions={self.directions}"
+                )
             msg = (
                 f"search {self.name!r} has directions={self.directions} but "
-                f"{optimizer.describe()} was made with directions={list(theirs)}; "
-                "give both the same directions"
+                f"{optimizer.describe()} has directions={list(theirs)}; {advice}"
             )
             raise ValueError(msg)
 

@@ -295,12 +295,16 @@ def _spec_hint(spec: Any) -> str:
             "; Optuna's distributions are written Float(low, high, log=...), "
             "Int(low, high) and Categorical(choices) here"
         )
-    if not isinstance(spec, list | tuple):
+    if not isinstance(spec, list | tuple) or not spec:
         return ""
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
     if isinstance(spec, tuple) and len(spec) == 2 and numbers:
         kind = "Int" if all(isinstance(v, int) for v in spec) else "Float"
         return f"; for a range write {kind}({spec[0]!r}, {spec[1]!r})"
+    if isinstance(spec, tuple):
+        return ""  # (low, high, step)? no guess
+    if all(isinstance(v, bool) for v in spec):
+        return "; for True or False write Bool()"
     return f"; for choices write Categorical({list(spec)!r})"
 
 

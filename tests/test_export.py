@@ -251,3 +251,12 @@ async def test_export_of_several_objectives_and_constraints(c, s, a, b):
         assert theirs == ours and (-1.5, -6.25) not in theirs
         assert loaded.trials[0].constraints == {"0": 0.5}
         assert study.study_name == "mo"
+
+
+def test_inferred_choices_keep_1_and_1_0_apart():
+    from dasktune.export import _inferred
+
+    trials = [{"params": {"c": v}} for v in (1, 1.0, 0.5, 1)]
+    (dist,) = _inferred(optuna, trials).values()
+    assert [(type(v), v) for v in dist.choices] == [(int, 1), (float, 1.0),
+                                                    (float, 0.5)]  # fmt: skip

@@ -256,6 +256,13 @@ async def test_a_sampler_made_without_directions_takes_the_searchs(c, s, a, b):
     given = OptunaSampler(tpe(seed=1), SPACE, directions=["minimize"])
     with pytest.raises(ValueError, match="give both the same directions"):
         await asyncio.to_thread(search.run, given, n_trials=2, progress=False)
+    # so are a study's that already holds trials: it cannot take the search's
+    used = OptunaSampler(tpe(seed=2), SPACE)
+    used.study.enqueue_trial(
+        {"x": 0.5, "lr": 0.01, "depth": 3, "kind": "a", "flag": True}
+    )
+    with pytest.raises(ValueError, match="its study already holds trials"):
+        await asyncio.to_thread(search.run, used, n_trials=2, progress=False)
     assert len(search.trials()) == 6
     search.close()
 
@@ -276,3 +283,19 @@ async def test_a_sampler_made_without_a_space_takes_the_searchs(c, s, a, b):
     assert bare.trials().empty
     search.close()
     bare.close()
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_samplers_in_a_selector_take_the_searchs_space(c, s, a, b):
+    from dasktune import LCBSelector
+
+    search = Search("chosen", loss, "sqlite://", client=c, space=SPACE)
+    selector = LCBSelector(
+        {"tpe": OptunaSampler(tpe(seed=0)), "other": OptunaSampler(tpe(seed=1))},
+        seed=0,
+    )
+    report = await asyncio.to_thread(search.run, selector, n_trials=6, progress=False)
+    assert report.evaluated == 6
+    assert set(search.trials()["method"]) <= {"tpe", "other"}
+    selector.close()
+    search.close()

@@ -331,3 +331,20 @@ def test_a_resumed_search_rebuilds_its_pruner_from_the_store():
     assert resumed.completed == live.completed
     pruned = {t["number"] for t in store.trials(sid) if t["status"] == "pruned"}
     assert pruned == stopped and pruned
+
+
+def test_a_pruner_takes_its_searchs_direction_once_it_holds_curves():
+    from dasktune.optim.pruners import HyperbandPruner, MedianPruner
+
+    pruner = MedianPruner()
+    pruner.for_search("up", "maximize")  # no direction given: the search's
+    assert pruner.direction == "maximize"
+    band = HyperbandPruner(1, 27, seed=0)
+    band.for_search("up", "maximize")
+    assert {b.direction for b in band.brackets} == {"maximize"}
+    with pytest.raises(ValueError, match="it would stop the best trials"):
+        MedianPruner(direction="minimize").for_search("up", "maximize")
+    pruner.report(0, 0, 0.5)  # now it holds a maximised search's curves
+    with pytest.raises(ValueError, match="make a new pruner for this search"):
+        pruner.for_search("down", "minimize")
+    pruner.for_search("up", "maximize")  # the same search again: fine

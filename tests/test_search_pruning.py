@@ -270,6 +270,16 @@ def optuna_style(trial):
     return trial.suggest_float("x", 0, 1)
 
 
+def test_a_positional_only_first_argument_named_trial_is_the_params():
+    from dasktune.run.report import check_trial_first, wants_trial
+
+    def objective(trial, /):  # called objective(params): fine, if oddly named
+        return trial["x"]
+
+    check_trial_first(objective)
+    assert not wants_trial(objective)
+
+
 def test_an_optuna_style_objective_is_refused_before_anything_runs(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     with Search("optuna", optuna_style, url, client="tcp://127.0.0.1:1") as search:

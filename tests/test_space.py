@@ -102,6 +102,7 @@ def test_cotengra_specs():
         ),
         ((1, 9), r"for a range write Int\(1, 9\)"),
         (["rbf", "poly"], r"for choices write Categorical\(\['rbf', 'poly'\]\)"),
+        ([True, False], r"for True or False write Bool\(\)"),
     ],
 )
 def test_bad_specs_name_the_parameter(spec, match):

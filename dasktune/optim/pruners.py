@@ -200,6 +200,13 @@ class Pruner:
                 "pruner takes the search's) or give the search's"
             )
             raise ValueError(msg)
+        if self.curves and direction != self.direction:
+            msg = (
+                f"{type(self).__name__} holds the curves of {len(self.curves)} "
+                f"trials to {self.direction} and search {name!r} is to {direction} "
+                "its value: make a new pruner for this search"
+            )
+            raise ValueError(msg)
         self._set_direction(direction)
 
     def _set_direction(self, direction: str) -> None:

@@ -164,6 +164,14 @@ class LCBSelector(Optimizer):
             sampler.close()
         super().close()
 
+    def adopt_space(self, space: Any) -> None:
+        """Give the search's space to the samplers made without one (an
+        ``OptunaSampler(sampler)``), as a search gives its own optimizer."""
+        for sampler in self.samplers.values():
+            adopt = getattr(sampler, "adopt_space", None)
+            if callable(adopt):
+                adopt(space)
+
     def pause(self) -> None:
         """Pause every sampler (see :meth:`Optimizer.pause`); trials asked and
         not told are given up, and no longer count as visits."""

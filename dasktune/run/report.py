@@ -83,11 +83,7 @@ def check_trial_first(objective: Callable[..., Any]) -> None:
     if (
         first is not None
         and first.name == "trial"
-        and first.kind
-        in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        )
+        and first.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
     ):
         name = getattr(objective, "__name__", type(objective).__name__)
         msg = (
