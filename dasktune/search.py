@@ -473,8 +473,10 @@ class Search:
         return tuple(1.0 if d == "minimize" else -1.0 for d in self.directions)
 
     def _check_objectives(self, optimizer: AskTell) -> None:
-        """Refuse, before anything runs, an optimizer that cannot take this
-        search's objectives."""
+        """Give an optimizer made without them the search's directions and
+        space (an ``OptunaSampler``'s ``adopt_directions``/``adopt_space``),
+        then refuse, before anything runs, one that cannot take this search's
+        objectives."""
         adopt = getattr(optimizer, "adopt_directions", None)
         if callable(adopt):  # an OptunaSampler made without directions
             adopt(self.directions)

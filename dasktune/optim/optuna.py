@@ -233,7 +233,8 @@ class OptunaSampler(Optimizer):
     def adopt_directions(self, directions: Sequence[str]) -> None:
         """Take a search's directions, when none were given and nothing was
         asked yet (as a pruner takes the search's direction); given ones are
-        kept, for the search to compare."""
+        kept, for the search to compare. Taking them makes a new
+        :attr:`study`: take ``sampler.study`` after the run starts."""
         wanted = _check_directions(directions)
         if self.directions_given or wanted == self.directions:
             return

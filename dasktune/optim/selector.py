@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dasktune.optim.base import AskTell, Optimizer, missing_members
+from dasktune.space import Space
 
 __all__ = ["LCBSelector"]
 
@@ -164,7 +165,7 @@ class LCBSelector(Optimizer):
             sampler.close()
         super().close()
 
-    def adopt_space(self, space: Any) -> None:
+    def adopt_space(self, space: Space | None) -> None:
         """Give the search's space to the samplers made without one (an
         ``OptunaSampler(sampler)``), as a search gives its own optimizer."""
         for sampler in self.samplers.values():
