@@ -355,13 +355,14 @@ def _run(args: argparse.Namespace) -> int:
         or namespace.get("name")
         or os.path.splitext(os.path.basename(args.file))[0]
     )
-    TrialStore(_store_url(args.store)).close()  # a bad store fails before a cluster
     with (
+        # opened before the cluster starts: a bad store fails first
+        contextlib.closing(TrialStore(_store_url(args.store))) as store,
         _client(args) as client,
         Search(
             name,
             objective,
-            _store_url(args.store),
+            store,
             client=client,
             space=space,
             direction=namespace.get("direction", "minimize"),

@@ -641,7 +641,7 @@ class Search:
             if module in ("optuna", "nevergrad"):
                 wrapper = {
                     "optuna": "dasktune.OptunaSampler(sampler, space)",
-                    "nevergrad": "dasktune.NevergradOptimizer(name, space)",
+                    "nevergrad": "dasktune.NevergradOptimizer(optimizer, space, budget=N)",
                 }
                 msg += f"; wrap {module}'s in {wrapper[module]}"  # fmt: skip
             elif callable(source):

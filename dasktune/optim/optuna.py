@@ -126,6 +126,16 @@ def _check_directions(directions: Sequence[str] | str | None) -> list[str]:
     return directions
 
 
+def _needs_space(space: Space | None) -> Space:
+    if space is None:
+        msg = (
+            "OptunaSampler needs a space: give it one, OptunaSampler(sampler, "
+            "space), or to the search, Search(..., space={...})"
+        )
+        raise TypeError(msg)
+    return space
+
+
 class OptunaSampler(Optimizer):
     """An Optuna sampler as an ask/tell optimizer over a named space.
 
@@ -250,22 +260,13 @@ class OptunaSampler(Optimizer):
         TypeError
             When neither the sampler nor the search has a space.
         """
-        if self.space is not None:
-            return
-        if space is None:
-            msg = (
-                "OptunaSampler needs a space: give it one, OptunaSampler(sampler, "
-                "space), or to the search, Search(..., space={...})"
-            )
-            raise TypeError(msg)
-        self.space = space
-        self._distributions = distributions(space)
+        if self.space is None:
+            self.space = _needs_space(space)
+            self._distributions = distributions(self.space)
 
     def _the_space(self) -> Space:
-        if self.space is None:
-            self.adopt_space(None)  # raises: used on its own, with no space
-        assert self.space is not None
-        return self.space
+        """The space asked in: the sampler's, or the search's it took."""
+        return _needs_space(self.space)
 
     def _ask(self) -> dict[str, Any]:
         space = self._the_space()
