@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import reprlib
 from collections.abc import Callable
@@ -17,6 +18,7 @@ __all__ = [
     "func_name",
     "key_part",
     "short_repr",
+    "store_url",
 ]
 
 _repr = reprlib.Repr()
@@ -72,16 +74,54 @@ def check_timeout(timeout: object, name: str = "timeout") -> None:
 
 
 def check_store(store: object) -> None:
-    """Raise ``TypeError`` unless ``store`` is a URL string or an open store."""
+    """Raise ``TypeError`` unless ``store`` is a URL, a path or an open store."""
     from dasktune.store.sql import TrialStore
 
-    if not isinstance(store, str | TrialStore):
+    if not isinstance(store, str | os.PathLike | TrialStore):
         msg = (
             "store must be a SQLAlchemy URL string such as 'sqlite:///trials.db' or "
-            "'postgresql://user@host/db', or an open dasktune.store.sql.TrialStore, "
+            "'postgresql://user@host/db', the path of a SQLite file, or an open "
+            "dasktune.store.sql.TrialStore, "
             f"got {type(store).__name__}: {short_repr(store)}"
         )
         raise TypeError(msg)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # not "C:"
+
+
+def store_url(store: str | os.PathLike[str]) -> str:
+    """The SQLAlchemy URL of ``store``: a URL as it is, a path as a SQLite file.
+
+    ``"trials.db"`` and ``pathlib.Path("trials.db")`` become
+    ``"sqlite:////abs/dir/trials.db"`` (the file, made if missing, as
+    ``dasktune run --store`` takes it); ``":memory:"`` becomes ``"sqlite://"``.
+    A string that starts like a URL but lacks its ``//`` (``"postgresql:host"``)
+    is refused rather than taken as a file name.
+    """
+    if isinstance(store, os.PathLike):
+        path = os.fspath(store)
+        if isinstance(path, str) and path:
+            return f"sqlite:///{os.path.abspath(path)}"
+    elif isinstance(store, str) and store.strip():
+        if "://" in store:
+            return store
+        if store == ":memory:":
+            return "sqlite://"
+        if not _SCHEME.match(store):
+            return f"sqlite:///{os.path.abspath(store)}"
+        msg = (
+            f"store {store!r} starts like a URL but is not one: write "
+            "'scheme://...' ('postgresql://user@host/db', 'sqlite:///trials.db'), "
+            "or give the path of a SQLite file"
+        )
+        raise ValueError(msg)
+    msg = (
+        "store must be a database URL such as 'sqlite:///trials.db' or "
+        "'postgresql://user@host/db', or the path of a SQLite file, got "
+        f"{type(store).__name__}: {store!r}"
+    )
+    raise ValueError(msg)
 
 
 def func_name(fun: Callable[..., Any]) -> str:

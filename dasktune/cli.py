@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from dasktune._checks import store_url
 from dasktune.records import error_line
 
 __all__ = ["main"]
@@ -219,12 +220,6 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def _store_url(store: str) -> str:
-    if "://" in store:
-        return store
-    return f"sqlite:///{os.path.abspath(store)}"
-
-
 # -- demo ----------------------------------------------------------------------
 
 
@@ -261,7 +256,7 @@ def _demo(args: argparse.Namespace) -> int:
     from dasktune import SPSA, ProducerConsumer, Search, minimize
     from dasktune.store.sql import TrialStore
 
-    store = _store_url(args.store)
+    store = store_url(args.store)
     TrialStore(store).close()  # a store that cannot be opened fails first
     rows = []
     with (
@@ -357,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     with (
         # opened before the cluster starts: a bad store fails first
-        contextlib.closing(TrialStore(_store_url(args.store))) as store,
+        contextlib.closing(TrialStore(store_url(args.store))) as store,
         _client(args) as client,
         Search(
             name,
@@ -465,7 +460,7 @@ def _show(args: argparse.Namespace) -> int:
 
     from dasktune.store.sql import TrialStore, search_directions
 
-    url = _store_url(args.store)
+    url = store_url(args.store)
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
         msg = f"no store at {args.store}"
         raise CLIError(msg)
@@ -632,7 +627,7 @@ EXPORT_TARGETS = ("optuna-journal", "optuna-storage")
 def _open_store_readonly(store: str) -> Any:
     from dasktune.store.sql import TrialStore
 
-    url = _store_url(store)
+    url = store_url(store)
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
         msg = f"no store at {store}"
         raise CLIError(msg)
@@ -704,7 +699,7 @@ def _serve(args: argparse.Namespace) -> int:
     store.close()
     try:
         server, trial_store = make_server(
-            _store_url(args.store), args.port, interval_ms=args.interval_ms
+            store_url(args.store), args.port, interval_ms=args.interval_ms
         )
     except OSError as err:
         if err.errno != errno.EADDRINUSE:

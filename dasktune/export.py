@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -76,7 +77,7 @@ def _hashable(value: Any) -> Any:
 
 
 def to_optuna(
-    store: str | TrialStore,
+    store: str | os.PathLike[str] | TrialStore,
     name: str,
     storage: Any,
     *,
@@ -86,8 +87,8 @@ def to_optuna(
 
     Parameters
     ----------
-    store : str or TrialStore
-        The dasktune store (a URL); opened read-only.
+    store : str, path-like or TrialStore
+        The dasktune store (a URL, or a SQLite file's path); opened read-only.
     name : str
         The search to export.
     storage : str or optuna storage
@@ -110,8 +111,10 @@ def to_optuna(
         If Optuna is not installed.
     """
     optuna = import_optuna()
-    own = isinstance(store, str)
-    source = TrialStore(store, readonly=True) if isinstance(store, str) else store
+    own = not isinstance(store, TrialStore)
+    source = (
+        store if isinstance(store, TrialStore) else TrialStore(store, readonly=True)
+    )
     try:
         row = source.find_search(name)
         if row is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 import traceback
 import uuid
@@ -48,14 +49,16 @@ from dasktune.store.sql import TrialStore
 __all__ = ["minimize"]
 
 
-def _recorder(store: str | TrialStore | None, name: str, fun: Any) -> Any:
+def _recorder(
+    store: str | os.PathLike[str] | TrialStore | None, name: str, fun: Any
+) -> Any:
     if store is None:
         return MemoryRecorder()
     from dasktune.search import provenance
     from dasktune.store.recorder import StoreRecorder
 
     check_store(store)
-    opened = TrialStore(store) if isinstance(store, str) else store
+    opened = store if isinstance(store, TrialStore) else TrialStore(store)
     search_id = opened.open_search(
         name, space=None, direction="minimize", metadata=provenance(fun)
     )
@@ -75,7 +78,7 @@ def minimize(
     n_workers: int | None = None,
     maxfev: int | None = None,
     callback: Callable[..., Any] | None = None,
-    store: str | TrialStore | None = None,
+    store: str | os.PathLike[str] | TrialStore | None = None,
     name: str | None = None,
     progress: bool = False,
     resources: Mapping[str, float] | None = None,

@@ -160,8 +160,10 @@ class Search:
         A ``ProducerConsumer`` with a reduction evaluates whole batches where
         its data lives. ``None`` opens an existing search to read it (trials,
         best, plots); :meth:`run` then raises.
-    store : str or TrialStore, default "sqlite:///dasktune.db"
-        A SQLAlchemy URL or an open store.
+    store : str, path-like or TrialStore, default "sqlite:///dasktune.db"
+        A SQLAlchemy URL (``"postgresql://user@host/db"`` for a search shared by
+        several machines), the path of a SQLite file (``"trials.db"``), or an
+        open store.
     client : distributed.Client, optional
         See :func:`dasktune.get_client`.
     security : distributed.security.Security, optional
@@ -202,7 +204,7 @@ class Search:
         self,
         name: str,
         objective: Callable[[dict[str, Any]], Any] | BatchObjective | None,
-        store: str | TrialStore = "sqlite:///dasktune.db",
+        store: str | os.PathLike[str] | TrialStore = "sqlite:///dasktune.db",
         *,
         client: distributed.Client | None = None,
         security: Security | None = None,
@@ -241,7 +243,7 @@ class Search:
         self._client_arg, self._security = client, security
         check_store(store)
         self._owns_store = not isinstance(store, TrialStore)
-        self.store = TrialStore(store) if isinstance(store, str) else store
+        self.store = store if isinstance(store, TrialStore) else TrialStore(store)
         self._table: TrialTable | None = None
         self._unsaved = 0  # rows read into the table since the store's snapshot
         # provenance (git, package versions) is kept when the search is made:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import time
 from typing import Any
 
@@ -280,7 +281,7 @@ def _show(value: Any) -> str:
 
 
 def make_server(
-    store: str, port: int = 5006, *, interval_ms: int = 1000
+    store: str | os.PathLike[str], port: int = 5006, *, interval_ms: int = 1000
 ) -> tuple[Server, TrialStore]:
     """Start the live page's Bokeh server on 127.0.0.1 (not yet serving).
 

@@ -383,13 +383,25 @@ async def test_filters_and_trials_see_new_rows_as_they_come(c, s, a, b):
     pd.testing.assert_frame_equal(other.trials(), frame)
 
 
-@pytest.mark.parametrize("store", [5, None, Path("x.db")])
+@pytest.mark.parametrize("store", [5, None, b"x.db"])
 def test_store_of_the_wrong_type_says_what_it_accepts(store):
     with pytest.raises(
         TypeError,
-        match=r"store must be a SQLAlchemy URL string .* or an open dasktune.store.sql.TrialStore, got",
+        match=r"store must be a SQLAlchemy URL string .*, the path of a SQLite file, "
+        r"or an open dasktune.store.sql.TrialStore, got",
     ):
         Search("s", abs, store)
+
+
+@gen_cluster(client=True)
+async def test_a_path_is_a_sqlite_store(c, s, a, b):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trials.db"  # a pathlib.Path, as notebooks write it
+        with Search("by-path", constant, path, client=c) as search:
+            await call(search.run, [{"a": 1.0}, {"a": 2.0}], progress=False)
+        # the same file by its URL holds the trials
+        with Search("by-path", None, f"sqlite:///{path}") as again:
+            assert sorted(again.trials(status="done")["a"]) == [1.0, 2.0]
 
 
 def constant(params):

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from dasktune._checks import store_url
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store import StoreRecorder
@@ -281,10 +282,29 @@ def test_schema_newer_than_the_code_is_refused(tmp_path):
         TrialStore(url)
 
 
+def test_a_path_is_a_sqlite_file(tmp_path, monkeypatch):
+    # as `dasktune run --store trials.db` takes it: relative to the directory
+    monkeypatch.chdir(tmp_path)
+    for given in ("trials.db", tmp_path / "trials.db", str(tmp_path / "trials.db")):
+        store = TrialStore(given)
+        try:
+            assert store.url == f"sqlite:///{tmp_path / 'trials.db'}"
+            store.open_search("s", space=None, direction="minimize", metadata={})
+        finally:
+            store.close()
+    assert (tmp_path / "trials.db").exists()
+    assert store_url(":memory:") == "sqlite://"
+    assert store_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
 def test_bad_urls():
-    with pytest.raises(ValueError, match="database URL such as") as info:
-        TrialStore("dasktune.db")
-    assert "for a SQLite file, write 'sqlite:///dasktune.db'" in str(info.value)
+    for bad in ("", "  ", 5, None):
+        with pytest.raises(ValueError, match="database URL such as") as info:
+            TrialStore(bad)  # type: ignore[arg-type]
+        assert "or the path of a SQLite file" in str(info.value)
+    # a URL missing its slashes is not taken for a file name
+    with pytest.raises(ValueError, match="starts like a URL but is not one"):
+        TrialStore("postgresql:host/db")
     with pytest.raises(StoreError, match="cannot open the store"):
         TrialStore("nosuchdb://x")
     # a URL its dialect refuses (two slashes and a path): the store's error too

@@ -3,7 +3,7 @@
 The store is addressed by a SQLAlchemy URL: ``sqlite:///path.db`` (the default
 file; WAL journal, ``synchronous=NORMAL``, a 60 s busy timeout), ``sqlite://``
 (in memory, for one process) or ``postgresql://user:password@host/db`` (psycopg 3,
-else psycopg2). The code uses SQLAlchemy Core only. Nothing but JSON (and the
+else psycopg2); a plain path is a SQLite file (:func:`dasktune._checks.store_url`). The code uses SQLAlchemy Core only. Nothing but JSON (and the
 raw bytes of the snapshots' arrays of numbers) goes in: opening a store never
 unpickles anything, and messages show the URL with its
 password hidden (:attr:`TrialStore.display_url`).
@@ -83,6 +83,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
+from dasktune._checks import store_url
 from dasktune._pareto import pareto_front
 from dasktune._values import violation
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
@@ -152,19 +153,14 @@ class TrialStore:
 
     Parameters
     ----------
-    url : str
-        A SQLAlchemy URL: ``"sqlite:///dasktune.db"``, ``"sqlite://"``, ...
+    url : str or path-like
+        A SQLAlchemy URL (``"sqlite:///dasktune.db"``, ``"sqlite://"``,
+        ``"postgresql://user@host/db"``), or the path of a SQLite file
+        (:func:`dasktune._checks.store_url`).
     """
 
-    def __init__(self, url: str, *, readonly: bool = False) -> None:
-        if not isinstance(url, str) or "://" not in url:
-            msg = (
-                f"store must be a database URL such as 'sqlite:///dasktune.db', "
-                f"got {type(url).__name__}: {url!r}"
-            )
-            if isinstance(url, str) and url.strip():
-                msg += f"; for a SQLite file, write 'sqlite:///{url}'"
-            raise ValueError(msg)
+    def __init__(self, url: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        url = store_url(url)
         self.url = url
         self.readonly = readonly
         try:
