@@ -152,8 +152,10 @@ def to_optuna(
         if why is not None:
             msg = (
                 f"trial {t['number']} of {name!r} cannot be an Optuna trial of the "
-                f"search's space: {why}; nothing was exported (a point outside "
-                "the space was recorded by a dasktune that did not check them)"
+                f"search's space: {why}; nothing was exported (it was recorded "
+                "from an optimizer that declares no space, or by an earlier "
+                "dasktune that did not compare an optimizer's space with the "
+                "search's)"
             )
             raise DasktuneError(msg)
     frozen = [

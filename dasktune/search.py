@@ -478,13 +478,24 @@ class Search:
         """Give an optimizer made without them the search's directions and
         space (an ``OptunaSampler``'s ``adopt_directions``/``adopt_space``),
         then refuse, before anything runs, one that cannot take this search's
-        objectives."""
+        objectives or proposes points outside its space."""
         adopt = getattr(optimizer, "adopt_directions", None)
         if callable(adopt):  # an OptunaSampler made without directions
             adopt(self.directions)
         adopt = getattr(optimizer, "adopt_space", None)
         if callable(adopt):  # an OptunaSampler made without a space
             adopt(self.space)
+        if self.space is not None:
+            for space, owner in _spaces(optimizer):
+                why = space.outside_of(self.space)
+                if why is not None:
+                    msg = (
+                        f"{owner.describe()} searches a space whose points are not "
+                        f"all points of search {self.name!r}'s space: {why}; give it "
+                        "the search's space (an OptunaSampler made without one "
+                        "takes it), or run it in a search of its own"
+                    )
+                    raise ValueError(msg)
         k = len(self.directions)
         wants, n = bool(optimizer.wants_values), int(optimizer.n_objectives)
         if wants and n != k:
@@ -899,6 +910,18 @@ def _length(source: object) -> int | None:
         return len(source)  # type: ignore[arg-type]
     except TypeError:
         return None
+
+
+def _spaces(optimizer: Any) -> Iterator[tuple[Space, Any]]:
+    """The spaces an optimizer proposes points from, with the optimizer that
+    holds each: its own, and its samplers' (an ``LCBSelector``)."""
+    space = getattr(optimizer, "space", None)
+    if isinstance(space, Space):
+        yield space, optimizer
+    samplers = getattr(optimizer, "samplers", None)
+    if isinstance(samplers, Mapping):
+        for sampler in samplers.values():
+            yield from _spaces(sampler)
 
 
 def _check_directions(directions: Sequence[str] | None, direction: str) -> list[str]:

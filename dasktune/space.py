@@ -323,6 +323,23 @@ def _contains(dim: Dimension, value: Any) -> bool:
     return False
 
 
+def _within(dim: Dimension, other: Dimension) -> bool:
+    """Whether every value of ``dim`` is a value of ``other``."""
+    if isinstance(dim, Categorical):
+        return all(_contains(other, c) for c in dim.choices)
+    if isinstance(dim, Bool):
+        return _contains(other, True) and _contains(other, False)
+    if isinstance(dim, Int) and isinstance(other, Categorical):
+        return dim.size <= len(other.choices) and all(
+            _contains(other, v) for v in range(dim.low, dim.high + 1)
+        )
+    if isinstance(dim, Int) and isinstance(other, Int | Float):
+        return other.low <= dim.low and dim.high <= other.high
+    if isinstance(dim, Float) and isinstance(other, Float):
+        return other.low <= dim.low and dim.high <= other.high
+    return False
+
+
 class Space:
     """A named parameter space: a dict of dimensions, in a fixed order.
 
@@ -426,6 +443,26 @@ class Space:
                 value = value.item()
             if not _contains(dim, value):
                 return f"{name}={value!r} is not in {dim!r}"
+        return None
+
+    def outside_of(self, other: Space) -> str | None:
+        """Why a point of this space may not be a point of ``other`` (a name
+        ``other`` has and this space lacks, a dimension reaching past
+        ``other``'s), or ``None`` when every point of this space is one of
+        ``other`` (extra names allowed; ``log`` and ``power`` only spread the
+        points).
+
+        >>> Space({"x": Float(0, 2)}).outside_of(Space({"x": Float(0, 1)}))
+        'x: Float(low=0.0, high=2.0, log=False) reaches outside Float(low=0.0, high=1.0, log=False)'
+        >>> Space({"x": Float(0.1, 1, log=True)}).outside_of(Space({"x": Float(0, 1)})) is None
+        True
+        """
+        for name, dim in other.dimensions.items():
+            mine = self.dimensions.get(name)
+            if mine is None:
+                return f"it has no {name!r}"
+            if not _within(mine, dim):
+                return f"{name}: {mine!r} reaches outside {dim!r}"
         return None
 
     def with_power(self, power: float | None) -> Space:

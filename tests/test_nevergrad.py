@@ -131,3 +131,16 @@ async def test_a_search_runs_a_nevergrad_optimizer_to_its_budget(c, s, a, b):
     frame = search.trials()
     assert (frame["status"] == "done").sum() == report.evaluated
     assert opt.optimizer.num_tell == 24
+
+
+def _x(params):
+    return params["x"]
+
+
+def test_an_optimizer_over_another_space_is_refused_before_any_work():
+    space = {"x": Float(0, 1), "c": Categorical(["a", "b"])}
+    with Search("s", _x, "sqlite://", space=space) as search:
+        optimizer = NevergradOptimizer("CMA", {"x": Float(0, 1)}, budget=5)
+        with pytest.raises(ValueError, match="it has no 'c'"):
+            search.run(optimizer, progress=False)
+        assert search.trials().empty

@@ -299,3 +299,17 @@ async def test_samplers_in_a_selector_take_the_searchs_space(c, s, a, b):
     assert set(search.trials()["method"]) <= {"tpe", "other"}
     selector.close()
     search.close()
+
+
+def _x(params):
+    return params["x"]
+
+
+def test_a_sampler_over_another_space_is_refused_before_any_work():
+    space = {"x": Float(0, 1), "c": Categorical(["a", "b"])}
+    wider = {"x": Float(0, 2), "c": Categorical(["a", "b"])}
+    with Search("s", _x, "sqlite://", space=space) as search:
+        sampler = OptunaSampler(optuna.samplers.TPESampler(seed=0), wider)
+        with pytest.raises(ValueError, match=r"x: Float\(low=0.0, high=2.0"):
+            search.run(sampler, n_trials=3, progress=False)
+        assert search.trials().empty

@@ -24,8 +24,10 @@ from distributed.utils_test import gen_cluster
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 import dasktune.search as search_module
-from dasktune import SPSA, Categorical, DasktuneError, Float, Int, Search
+from dasktune import SPSA, Bool, Categorical, DasktuneError, Float, Int, Search
 from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
+from dasktune.optim.base import RandomSampler
+from dasktune.optim.selector import LCBSelector
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.space import Space
 from dasktune.store.sql import TrialStore
@@ -402,6 +404,64 @@ async def test_a_path_is_a_sqlite_store(c, s, a, b):
         # the same file by its URL holds the trials
         with Search("by-path", None, f"sqlite:///{path}") as again:
             assert sorted(again.trials(status="done")["a"]) == [1.0, 2.0]
+
+
+SPACE_XC = {"x": Float(0, 1), "c": Categorical(["a", "b"])}
+
+
+@pytest.mark.parametrize(
+    ("theirs", "why"),
+    [
+        (
+            {"x": Float(0, 2), "c": Categorical(["a", "b"])},
+            "x: Float(low=0.0, high=2.0",
+        ),
+        ({"x": Float(0, 1)}, "it has no 'c'"),
+        ({"x": Float(0, 1), "c": Categorical(["a", "z"])}, "c: Categorical"),
+        ({"x": Float(0, 1), "c": Bool()}, "c: Bool()"),
+    ],
+)
+def test_an_optimizer_over_another_space_is_refused_before_any_work(theirs, why):
+    with Search("s", constant, "sqlite://", space=SPACE_XC) as search:
+        _refuse_each(search, theirs, why)
+
+
+def _refuse_each(search, theirs, why):
+    for optimizer in (
+        RandomSampler(theirs, seed=0, n_trials=3),
+        # inside a selector too
+        LCBSelector({"same": RandomSampler(SPACE_XC, seed=0, n_trials=3),
+                     "other": RandomSampler(theirs, seed=0, n_trials=3)}),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match="searches a space whose points") as info:
+            search.run(optimizer, progress=False)
+        assert why in str(info.value)
+        assert "give it the search's space" in str(info.value)
+    assert search.trials().empty  # nothing ran, nothing recorded
+
+
+def test_an_optimizer_over_part_of_the_space_runs():
+    # a narrower range, a log spread, fewer choices, ints in a Float range,
+    # an extra parameter: every point is a point of the search's space
+    space = Space(SPACE_XC)
+    for theirs in (
+        {"x": Float(0.25, 0.5), "c": Categorical(["b"])},
+        {
+            "x": Float(0.01, 1, log=True),
+            "c": Categorical(["a", "b"]),
+            "extra": Int(0, 3),
+        },
+        {"x": Int(0, 1), "c": Categorical(["a"])},
+    ):
+        assert Space(theirs).outside_of(space) is None
+    assert (
+        Space({"k": Int(1, 3)}).outside_of(Space({"k": Categorical([1, 2, 3])})) is None
+    )
+    assert Space({"k": Int(1, 4)}).outside_of(Space({"k": Categorical([1, 2, 3])}))
+    assert (
+        Space({"b": Bool()}).outside_of(Space({"b": Categorical([True, False])}))
+        is None
+    )
 
 
 def constant(params):
