@@ -726,7 +726,8 @@ def _add_serve(commands: Any, debug: argparse.ArgumentParser) -> None:
     serve.add_argument("store", help="store URL or SQLite file")
     serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
     serve.add_argument("--interval-ms", type=int, default=1000,
-                       help="milliseconds between refreshes")  # fmt: skip
+                       help="milliseconds between refreshes (default 1000, "
+                       "at least 100)")  # fmt: skip
     serve.set_defaults(handler=_serve)
 
 

@@ -82,11 +82,28 @@ class LivePage:
         self.param_select = Select(title="parameter", options=[], width=260)
         self.best_div = Div(text="", width=420)
         self.title = Div(text=f"<h2>dasktune: {html.escape(store.display_url)}</h2>")
+        self.interval = interval_ms / 1000
+        self._skip = 0  # ticks left out after a slow redraw
         self._build(doc)
+        self.refresh(force=True)
+        doc.add_periodic_callback(self._tick, interval_ms)
+        self.search_select.on_change("value", self._chosen)
+        self.param_select.on_change("value", self._chosen)
+
+    def _chosen(self, attr: str, old: Any, new: Any) -> None:
+        self.refresh(force=True)
+
+    def _tick(self) -> None:
+        """A periodic refresh, left out for as many ticks as the last redraw
+        took, past a quarter of a tick: a session on a large search costs at
+        most about a quarter of a core."""
+        if self._skip > 0:
+            self._skip -= 1
+            return
+        started = time.perf_counter()
         self.refresh()
-        doc.add_periodic_callback(self.refresh, interval_ms)
-        self.search_select.on_change("value", lambda attr, old, new: self.refresh())
-        self.param_select.on_change("value", lambda attr, old, new: self.refresh())
+        took = time.perf_counter() - started
+        self._skip = max(0, math.ceil(4 * took / self.interval) - 1)
 
     def _build(self, doc: Document) -> None:
         table = DataTable(
@@ -123,11 +140,14 @@ class LivePage:
 
     # -- reading ---------------------------------------------------------------
 
-    def _read(self) -> None:
+    def _read(self) -> bool:
+        """Read what changed; whether anything did (a search, a row)."""
+        changed = False
         now = time.monotonic()
         if now - self._listed_at >= _SEARCHES_EVERY_SECONDS:
             self._listed_at = now
             for s in self.store.list_searches():
+                changed |= self.searches.get(s["name"]) != s
                 self.searches[s["name"]] = s
         for s in self.searches.values():
             table = self.tables.get(s["id"])
@@ -136,13 +156,19 @@ class LivePage:
                 table = self.tables[s["id"]] = TrialTable.from_store(
                     self.store, s["id"], objectives=k
                 )
+                changed = True
             seq, rows = self.store.read_trials(s["id"], since=table.seq)
-            table.update(rows)
+            if rows:
+                changed = True
+                table.update(rows)
             table.seq = max(table.seq, seq)
+        return changed
 
-    def refresh(self) -> None:
-        """Read the rows changed since the last refresh and redraw."""
-        self._read()
+    def refresh(self, force: bool = False) -> None:
+        """Read the rows changed since the last refresh and, if any did (or
+        ``force``: a new choice of search or parameter), redraw."""
+        if not self._read() and not force:
+            return
         frames = {
             name: self.tables[s["id"]].frame(copy=False)
             for name, s in self.searches.items()
@@ -156,6 +182,11 @@ class LivePage:
         chosen = self.search_select.value
         if chosen in frames:
             self._detail(self.searches[chosen], frames[chosen])
+        elif not names:
+            self.best_div.text = (
+                "<h3>no search in this store yet</h3><p>a search appears here "
+                "when it starts (this page reads the store every few seconds)</p>"
+            )
 
     def _summary(self, frames: dict[str, pd.DataFrame]) -> None:
         data: Any = {k: [] for k in _SUMMARY}
@@ -259,6 +290,25 @@ class LivePage:
         )
 
 
+#: the shortest refresh interval: a page read more often shows nothing more
+MIN_INTERVAL_MS = 100
+
+
+def check_interval_ms(interval_ms: object) -> None:
+    """Refuse a refresh interval that is not an integer of at least
+    :data:`MIN_INTERVAL_MS` (0 would redraw in a busy loop)."""
+    if (
+        isinstance(interval_ms, bool)
+        or not isinstance(interval_ms, int)
+        or interval_ms < MIN_INTERVAL_MS
+    ):
+        msg = (
+            f"the refresh interval must be an integer of at least {MIN_INTERVAL_MS} "
+            f"milliseconds, got {interval_ms!r}"
+        )
+        raise ValueError(msg)
+
+
 def _done(frame: pd.DataFrame) -> pd.DataFrame:
     """The done trials that satisfy their constraints: those that can be best."""
     done = frame["status"] == "done"
@@ -302,6 +352,7 @@ def make_server(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         msg = f"port must be an integer in [1, 65535], got {port!r}"
         raise ValueError(msg)
+    check_interval_ms(interval_ms)
     trial_store = TrialStore(store, readonly=True)
 
     def session(doc: Document) -> None:

@@ -172,6 +172,58 @@ def test_serve_answers_over_http_from_a_subprocess(tmp_path):
 def test_bad_port_and_store():
     with pytest.raises(ValueError, match=r"port must be an integer in \[1, 65535\]"):
         make_server("sqlite://", 0)
+    # 0 would redraw in a busy loop, a core's worth of CPU per open page
+    for bad in (0, -5, 50, 1.5, True):
+        with pytest.raises(ValueError, match="at least 100 milliseconds"):
+            make_server("sqlite://", 5006, interval_ms=bad)
+
+
+def test_an_unchanged_store_is_not_redrawn(tmp_path, monkeypatch):
+    store, search_id, driver = make_store(tmp_path / "s.db")
+    reader = TrialStore(f"sqlite:///{tmp_path / 's.db'}", readonly=True)
+    page = LivePage(reader, Document(), interval_ms=1000)
+    drawn = []
+    summary = LivePage._summary
+    monkeypatch.setattr(LivePage, "_summary",
+                        lambda self, frames: drawn.append(1) or summary(self, frames))  # fmt: skip
+    for _ in range(3):
+        page.refresh()  # nothing new: read, not drawn
+    assert drawn == []
+    record(store, search_id, driver, [0.1])
+    page.refresh()
+    assert drawn == [1] and page.summary.data["done"] == [4, 2]
+    assert page.param_select.value == "kind"
+    page.param_select.value = "x"  # a new choice redraws at once
+    assert drawn == [1, 1]
+    reader.close()
+    store.close()
+
+
+def test_a_slow_redraw_leaves_out_ticks(tmp_path, monkeypatch):
+    store, _, _ = make_store(tmp_path / "s.db")
+    reader = TrialStore(f"sqlite:///{tmp_path / 's.db'}", readonly=True)
+    page = LivePage(reader, Document(), interval_ms=100)
+    calls = []
+
+    def slow(force=False):
+        calls.append(1)
+        time.sleep(0.06)  # more than a quarter of the 100 ms tick
+
+    monkeypatch.setattr(page, "refresh", slow)
+    for _ in range(9):
+        page._tick()
+    # each refresh (60 ms) is followed by ceil(4 * 60 / 100) - 1 = 2 ticks left out
+    assert len(calls) == 3
+    reader.close()
+    store.close()
+
+
+def test_an_empty_store_says_searches_appear_when_they_start(tmp_path):
+    TrialStore(f"sqlite:///{tmp_path / 's.db'}").close()
+    reader = TrialStore(f"sqlite:///{tmp_path / 's.db'}", readonly=True)
+    page = LivePage(reader, Document(), interval_ms=1000)
+    assert "no search in this store yet" in page.best_div.text
+    reader.close()
 
 
 def test_a_port_in_use_is_one_line_naming_port(tmp_path, capsys):
