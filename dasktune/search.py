@@ -634,13 +634,17 @@ class Search:
             return RandomSampler(self.space, seed=seed)
         if isinstance(source, AskTell):
             return source
+        wrap = _wrap_hint(source)
         if hasattr(source, "ask") and hasattr(source, "tell"):
             missing = missing_members(source)
-            msg = (
-                f"{type(source).__name__} has ask() and tell() but lacks {missing} "
-                "of the ask/tell contract; subclass dasktune.optim.base.Optimizer "
-                "(which declares them all with defaults) or define them"
-            )
+            msg = f"{type(source).__name__} has ask() and tell() but lacks {missing} "
+            if wrap:
+                msg += f"of dasktune's ask/tell contract{wrap}"
+            else:
+                msg += (
+                    "of the ask/tell contract; subclass dasktune.optim.base.Optimizer "
+                    "(which declares them all with defaults) or define them"
+                )
             raise TypeError(msg)
         if isinstance(source, str | bytes | Mapping) or not isinstance(
             source, Iterable
@@ -650,13 +654,8 @@ class Search:
                 "list, a generator) or an ask/tell optimizer, got "
                 f"{type(source).__name__}: {source!r}"
             )
-            module = type(source).__module__.split(".")[0]
-            if module in ("optuna", "nevergrad"):
-                wrapper = {
-                    "optuna": "dasktune.OptunaSampler(sampler, space)",
-                    "nevergrad": "dasktune.NevergradOptimizer(optimizer, space, budget=N)",
-                }
-                msg += f"; wrap {module}'s in {wrapper[module]}"  # fmt: skip
+            if wrap:
+                msg += wrap
             elif callable(source):
                 msg += (
                     "; a function is not a source (dasktune.SPSA and minimize run "
@@ -860,10 +859,22 @@ class Search:
         ]
 
     def _nothing_done(self) -> str:
-        return (
-            f"search {self.name!r} has no done feasible trial yet; run() it first "
-            "(or look at trials() for the failed and infeasible ones)"
-        )
+        """Why no trial can be best (an error's path: reads the trials)."""
+        counts = self.trials()["status"].value_counts()
+        done, failed = int(counts.get("done", 0)), int(counts.get("failed", 0))
+        head = f"search {self.name!r} has no done feasible trial"
+        if done:
+            return (
+                f"{head}: its {done} done trial(s) all violate their constraints "
+                "(a value c > 0), so none can be best; trials() shows each one's "
+                "constraints and violation"
+            )
+        if failed:
+            return (
+                f"{head}: its {failed} trial(s) failed; "
+                "trials(status='failed') shows their errors"
+            )
+        return f"{head} yet; run() it first"
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """Best value so far against trials and time, the learning curves of
@@ -910,6 +921,22 @@ def _length(source: object) -> int | None:
         return len(source)  # type: ignore[arg-type]
     except TypeError:
         return None
+
+
+def _wrap_hint(source: Any) -> str:
+    """How to make an Optuna or Nevergrad object a source, or ``""``."""
+    kind = source if isinstance(source, type) else type(source)
+    module = kind.__module__.split(".")[0]
+    if module == "optuna":
+        if hasattr(source, "sampler") and hasattr(source, "optimize"):  # a study
+            return "; wrap its sampler: dasktune.OptunaSampler(study.sampler, space)"
+        return "; wrap optuna's in dasktune.OptunaSampler(sampler, space)"
+    if module == "nevergrad":
+        return (
+            "; wrap nevergrad's in dasktune.NevergradOptimizer(name or optimizer, "
+            "space, budget=N)"
+        )
+    return ""
 
 
 def _spaces(optimizer: Any) -> Iterator[tuple[Space, Any]]:

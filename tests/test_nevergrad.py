@@ -144,3 +144,11 @@ def test_an_optimizer_over_another_space_is_refused_before_any_work():
         with pytest.raises(ValueError, match="it has no 'c'"):
             search.run(optimizer, progress=False)
         assert search.trials().empty
+
+
+def test_a_bare_nevergrad_optimizer_says_to_wrap_it():
+    with Search("bare", _x, "sqlite://", space={"x": Float(0, 1)}) as search:
+        bare = ng.optimizers.registry["CMA"](ng.p.Scalar(), budget=5)
+        with pytest.raises(TypeError, match=r"wrap nevergrad's in dasktune\.Nevergrad"):
+            search.run(bare, progress=False)
+        assert search.trials().empty

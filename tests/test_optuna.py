@@ -231,8 +231,16 @@ def test_an_optuna_sampler_passed_bare_says_to_wrap_it(tmp_path):
                     client="tcp://127.0.0.1:1")  # fmt: skip
     with pytest.raises(TypeError, match=r"wrap optuna's in dasktune\.OptunaSampler"):
         search.run(optuna.samplers.TPESampler(seed=0), n_trials=3, progress=False)
+    # a study has ask() and tell(), but not dasktune's: its sampler is wrapped
+    with pytest.raises(TypeError, match=r"OptunaSampler\(study\.sampler, space\)"):
+        search.run(optuna.create_study(), n_trials=3, progress=False)
     assert search.store.trials(search.search_id) == []
     search.close()
+    # a sampler class, or a study, given to OptunaSampler: what to give instead
+    with pytest.raises(TypeError, match=r"make one: NSGAIISampler\(\.\.\.\)"):
+        OptunaSampler(optuna.samplers.NSGAIISampler, SPACE)
+    with pytest.raises(TypeError, match=r"give the study's sampler: study\.sampler"):
+        OptunaSampler(optuna.create_study(), SPACE)
 
 
 def test_an_optuna_distribution_in_a_space_says_how_to_write_it():

@@ -541,6 +541,10 @@ async def test_a_run_whose_every_trial_failed_warns(c, s, a, b):
         "FloatingPointError: diverged; search.trials(status='failed') has their "
         "tracebacks"
     )
+    with pytest.raises(
+        DasktuneError, match=r"its 2 trial\(s\) failed; trials\(status="
+    ):
+        search.best  # noqa: B018
     # a run with one success does not warn
     fine = Search("fine", constant, "sqlite://", client=c)
     with warnings.catch_warnings():

@@ -206,6 +206,12 @@ class OptunaSampler(Optimizer):
                 "sampler must be an Optuna sampler (optuna.samplers.TPESampler(), "
                 f"CmaEsSampler(), ...), got {type(sampler).__name__}: {sampler!r}"
             )
+            if isinstance(sampler, type) and issubclass(
+                sampler, optuna.samplers.BaseSampler
+            ):
+                msg += f"; make one: {sampler.__name__}(...)"
+            elif isinstance(sampler, optuna.Study):
+                msg += "; give the study's sampler: study.sampler"
             raise TypeError(msg)
         elif isinstance(sampler, optuna.samplers.TPESampler) and not getattr(
             sampler, "_constant_liar", True

@@ -90,7 +90,11 @@ def check_not_nan(values: tuple[float, ...], params: Any) -> None:
     """Refuse a NaN objective value, naming the parameters that gave it."""
     if any(math.isnan(v) for v in values):
         shown = values[0] if len(values) == 1 else values
-        msg = f"the objective returned NaN for {params!r}: {shown!r}"
+        msg = (
+            f"the objective returned NaN for {params!r}: {shown!r}; return a "
+            "number (inf ranks a point worst) or raise an error saying why it "
+            "has none (either way the rest of the search goes on)"
+        )
         raise ValueError(msg)
 
 
