@@ -8,7 +8,7 @@
   cluster, a remote scheduler or a dask-jobqueue cluster.
 - ``dasktune show STORE``: the searches of a store, or one search's best trials.
 - ``dasktune serve STORE``: a live page of the store's searches (Bokeh, 127.0.0.1).
-- ``dasktune export STORE --name NAME --to optuna-journal FILE``: a search as an
+- ``dasktune export STORE [--name NAME] --to optuna-journal FILE``: a search as an
   Optuna study.
 
 Errors print one line and exit with status 1 (``--debug`` shows the traceback).
@@ -649,6 +649,15 @@ def _export(args: argparse.Namespace) -> int:
     store = _open_store_readonly(args.store)  # export never writes the store
     created = kind == "optuna-journal" and not os.path.exists(target)
     try:
+        if args.name is None:  # the store's only search
+            names = [s["name"] for s in store.list_searches()]
+            if len(names) != 1:
+                msg = (
+                    f"{store.display_url} holds {len(names)} searches "
+                    f"{names[:10]}: name the one to export with --name"
+                )
+                raise CLIError(msg)
+            args.name = names[0]
         if kind == "optuna-journal":
             journal = optuna.storages.journal
             storage = optuna.storages.JournalStorage(journal.JournalFileBackend(target))
@@ -677,7 +686,9 @@ def _add_export(commands: Any, debug: argparse.ArgumentParser) -> None:
         help="write a search as an Optuna study (read-only on the store)",
     )
     export.add_argument("store", help="store URL or SQLite file")
-    export.add_argument("--name", required=True, help="the search to export")
+    export.add_argument(
+        "--name", help="the search to export (default: the store's only search)"
+    )
     export.add_argument(
         "--to",
         nargs=2,

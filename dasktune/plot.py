@@ -117,7 +117,7 @@ def plot_trials(
     if curves:
         _draw_curves(axes[2], curves, trials)
     for ax, name in zip(axes[2 + bool(curves) :], parameters, strict=True):
-        _against(ax, done[name], values)
+        _against(ax, done[name], values, _feasible(done))
         ax.set_xlabel(name)
         ax.set_ylabel("value")
     return _finish(fig, title, path)
@@ -165,22 +165,29 @@ def _plot_front(
         ax.set_ylabel(f"values_{j} ({directions[j]})")
         ax.legend()
     for ax, name in zip(axes[len(pairs) :], parameters, strict=True):
-        _against(ax, done[name], points[:, 0])
+        _against(ax, done[name], points[:, 0], _feasible(done))
         ax.set_xlabel(name)
         ax.set_ylabel("values_0")
     return _finish(fig, title, path)
 
 
-def _against(ax: Any, column: pd.Series, values: np.ndarray) -> None:
-    """``values`` against a parameter column (categories at their positions)."""
+def _against(
+    ax: Any, column: pd.Series, values: np.ndarray, feasible: np.ndarray
+) -> None:
+    """``values`` against a parameter column (categories at their positions);
+    infeasible trials as grey crosses, as on the objectives' panel."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        ax.plot(column, values, ".", alpha=0.6)
-        return
-    labels = column.astype(str)
-    categories = sorted(labels.unique())
-    positions = labels.map({c: i for i, c in enumerate(categories)})
-    ax.plot(positions, values, ".", alpha=0.6)
-    ax.set_xticks(range(len(categories)), categories)
+        x = column.to_numpy()
+    else:
+        labels = column.astype(str)
+        categories = sorted(labels.unique())
+        x = labels.map({c: i for i, c in enumerate(categories)}).to_numpy()
+        ax.set_xticks(range(len(categories)), categories)
+    ax.plot(x[feasible], values[feasible], ".", alpha=0.6)
+    if (~feasible).any():
+        (crosses,) = ax.plot(x[~feasible], values[~feasible], "x", color="0.6",
+                             label="infeasible")  # fmt: skip
+        crosses.set_gid("infeasible")
 
 
 def _draw_curves(

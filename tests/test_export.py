@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -127,6 +128,30 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert "--to takes one of ['optuna-journal', 'optuna-storage']" in (
         capsys.readouterr().err
     )
+
+
+def test_export_without_name_takes_the_stores_only_search(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = TrialStore(url)
+    sid = store.open_search("only", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    claim = Claim(*reversed(canonical({"x": 0.5})))
+    store.sync(sid, driver, [], [claim])
+    store.sync(
+        sid, driver, [Outcome(claim.param_hash, TrialStatus.DONE, value=1.0)], []
+    )
+    log = str(tmp_path / "only.log")
+    assert main(["export", url, "--to", "optuna-journal", log]) == 0
+    assert "exported 1 trials of 'only'" in capsys.readouterr().out
+    # with two searches, it asks which
+    store.open_search("second", space=None, direction="minimize", metadata={})
+    store.close()
+    assert main(["export", url, "--to", "optuna-journal", log + "2"]) == 1
+    assert (
+        "holds 2 searches ['only', 'second']: name the one to export with --name"
+        in (capsys.readouterr().err)
+    )
+    assert not os.path.exists(log + "2")
 
 
 def test_parameters_beside_the_space_are_kept_as_a_user_attribute(tmp_path):

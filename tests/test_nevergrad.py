@@ -152,3 +152,27 @@ def test_a_bare_nevergrad_optimizer_says_to_wrap_it():
         with pytest.raises(TypeError, match=r"wrap nevergrad's in dasktune\.Nevergrad"):
             search.run(bare, progress=False)
         assert search.trials().empty
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_an_error_inside_nevergrads_ask_says_whose_it_is(c, s, a, b):
+    # NGOpt's MetaModel fails this way on one continuous dimension (nevergrad
+    # 1.0.12, numpy 2.4); any error of the library's own ask is reported so
+    search = Search("ng-fails", loss, "sqlite://", client=c, space=SPACE)
+    opt = NevergradOptimizer("CMA", SPACE, budget=40, num_workers=2, seed=0)
+    real_ask, asks = opt.optimizer.ask, []
+
+    def ask_then_fail():
+        asks.append(1)
+        if len(asks) > 6:
+            raise TypeError("only 0-dimensional arrays can be converted")
+        return real_ask()
+
+    opt.optimizer.ask = ask_then_fail
+    with pytest.raises(TypeError, match="only 0-dimensional") as info:
+        await asyncio.to_thread(search.run, opt, progress=False)
+    assert "raised inside nevergrad's CMA.ask(), not by dasktune" in "\n".join(
+        info.value.__notes__
+    )
+    # what ran before is kept
+    assert len(search.trials(status="done")) >= 4

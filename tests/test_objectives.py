@@ -303,3 +303,17 @@ async def test_plot_draws_the_front(c, s, a, b):
         line for ax in fig.axes for line in ax.lines if line.get_gid() == "pareto-front"
     ]
     assert sorted(line.get_xdata().tolist()) == [0.0, 1.0, 2.0]
+
+
+@gen_cluster(client=True)
+async def test_plot_marks_infeasible_trials_on_the_parameter_panels(c, s, a, b):
+    pytest.importorskip("matplotlib")
+    search = Search("c", at_least_one, "sqlite://", client=c)
+    await call(search.run, GRID, progress=False)
+    fig = search.plot()
+    (crosses,) = [
+        line for ax in fig.axes for line in ax.lines if line.get_gid() == "infeasible"
+    ]
+    assert crosses.get_xdata().tolist() == [0.0]  # x = 0 violates x >= 1
+    (points,) = crosses.axes.lines[:1]
+    assert sorted(points.get_xdata().tolist()) == [1.0, 2.0, 3.0, 4.0]

@@ -181,7 +181,15 @@ class NevergradOptimizer(Optimizer):
     def _ask(self) -> dict[str, Any] | None:
         if self.finished or len(self._asked) >= self.num_workers:
             return None
-        candidate = self.optimizer.ask()
+        try:
+            candidate = self.optimizer.ask()
+        except Exception as err:
+            err.add_note(
+                f"raised inside nevergrad's {self._name}.ask(), not by dasktune; "
+                "the trials recorded so far are kept: run the search again with "
+                "another optimizer ('CMA', 'TwoPointsDE', ...) to go on"
+            )
+            raise
         self._asked[self._next_number] = candidate
         return {
             name: _plain(dim, candidate.value[name])

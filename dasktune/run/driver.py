@@ -225,6 +225,8 @@ class RunReport:
     joined: int = 0
     elapsed: float = 0.0
     stopped: str = ""
+    #: one objective: this run's best value and its parameters (``inf`` and
+    #: ``None`` when it has none; with several objectives, see ``front``)
     best_value: float = math.inf
     best_params: Any = None
     first_failure: Outcome | None = None
