@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import warnings
 
 import nevergrad as ng
 import pytest
@@ -176,3 +177,55 @@ async def test_an_error_inside_nevergrads_ask_says_whose_it_is(c, s, a, b):
     )
     # what ran before is kept
     assert len(search.trials(status="done")) >= 4
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_interrupted_trials_are_proposed_again_by_the_next_run(c, s, a, b):
+    # as for Optuna's samplers: one trial put back by a run stopped early
+    # (queued), one left running by a driver that died; an evolution strategy
+    # never asks them again by itself, so the next run suggests them to it
+    from dasktune.records import Claim, canonical
+    from dasktune.store.sql import TrialStore
+
+    store = TrialStore("sqlite://")
+    search = Search("ng", loss, store, client=c, space=SPACE, stale_after=0.2)
+    stopped, killed = (store.register_driver(search.search_id) for _ in range(2))
+    points = [
+        {"x": 0.5, "lr": 0.01, "depth": 2, "kind": "b", "flag": True},
+        {"x": -1.5, "lr": 0.001, "depth": 7, "kind": "c", "flag": False},
+    ]
+    for driver, params in zip((stopped, killed), points, strict=True):
+        store.sync(search.search_id, driver, [], [Claim(*reversed(canonical(params)))])
+    store.release(search.search_id, stopped)
+    await asyncio.sleep(0.3)  # the killed driver's heartbeat is now stale
+    opt = NevergradOptimizer("CMA", SPACE, budget=3, num_workers=1, seed=0)
+    report = await asyncio.to_thread(search.run, opt, progress=False)
+    assert report.evaluated == 3
+    frame = search.trials()
+    assert list(frame["status"]) == ["done"] * 3  # the two, then a new one
+    assert [dict(frame.loc[i, list(SPACE)]) for i in (0, 1)] == points
+    assert opt.optimizer.num_tell == 3  # and it learned them
+
+
+def test_a_requeued_point_is_proposed_exactly_and_told_if_it_can_be():
+    point = {"x": 0.5, "lr": 0.01, "depth": 2, "kind": "b", "flag": True}
+    cma = NevergradOptimizer("CMA", SPACE, budget=4, num_workers=1, seed=0)
+    assert cma.requeue([point, {"x": 99.0}]) == 1  # outside the space: left out
+    trial = cma.ask()
+    assert trial.params == point  # 0.01 exactly, not 0.010000000000000004
+    cma.tell(trial, loss(point))
+    assert cma.optimizer.num_tell == 1
+    # an optimizer that cannot be told points it did not ask (Nevergrad's
+    # EDA): the result stays the store's, with one warning
+    eda = NevergradOptimizer("EDA", SPACE, budget=4, num_workers=1, seed=0)
+    eda.requeue([point, dict(point, x=0.25)])
+    trial = eda.ask()
+    with pytest.warns(UserWarning, match="cannot learn the results"):
+        eda.tell(trial, loss(trial.params))
+    trial = eda.ask()
+    assert trial.params["x"] == 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # said once
+        eda.tell(trial, loss(trial.params))
+    drive(eda)  # and it goes on to its budget, learning its own asks
+    assert eda.finished and eda.optimizer.num_tell == 2

@@ -22,7 +22,8 @@ imported when the first adapter is made.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,6 +171,8 @@ class NevergradOptimizer(Optimizer):
         self.num_workers = num_workers
         self.seed = seed
         self._ng = ng
+        self._untaught = 0  # results of requeued points it could not be told
+        self._requeued: deque[dict[str, Any]] = deque()  # interrupted trials
         param = parametrization(self.space)
         param.random_state = np.random.RandomState(seed)
         self.optimizer = factory(
@@ -181,6 +184,12 @@ class NevergradOptimizer(Optimizer):
     def _ask(self) -> dict[str, Any] | None:
         if self.finished or len(self._asked) >= self.num_workers:
             return None
+        if self._requeued:  # an interrupted trial, exactly as recorded
+            params = self._requeued.popleft()
+            self._asked[self._next_number] = self.optimizer.parametrization.spawn_child(
+                new_value=params
+            )
+            return dict(params)
         try:
             candidate = self.optimizer.ask()
         except Exception as err:
@@ -197,7 +206,21 @@ class NevergradOptimizer(Optimizer):
         }
 
     def _tell(self, number: int, params: Any, value: float) -> None:
-        self._tell_candidate(self._asked.pop(number), value)
+        candidate = self._asked.pop(number)
+        try:
+            self._tell_candidate(candidate, value)
+        except self._ng.errors.TellNotAskedNotSupportedError:
+            # a requeued point (not asked), which this optimizer cannot learn:
+            # its result is in the store all the same
+            if not self._untaught:
+                warnings.warn(
+                    f"Nevergrad's {self._name} cannot learn the results of the "
+                    "interrupted trials it proposed again; they are recorded, "
+                    "not learned",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self._untaught += 1
 
     def _tell_candidate(self, candidate: Any, value: float) -> None:
         with warnings.catch_warnings():
@@ -205,6 +228,27 @@ class NevergradOptimizer(Optimizer):
             # wanted, and says so every time
             warnings.simplefilter("ignore", self._ng.errors.LossTooLargeWarning)
             self.optimizer.tell(candidate, value)
+
+    def requeue(self, points: Sequence[Any]) -> int:
+        """Propose a resumed search's interrupted trials first, in the order
+        they were first asked, as Nevergrad's ``suggest`` would (exactly as
+        recorded: a log-scaled value does not go through the parametrization
+        and back), each told to the optimizer as a point it did not ask, and
+        each using an ask of the budget; parameter sets outside the space are
+        left out.
+
+        Returns
+        -------
+        int
+            How many it will propose.
+        """
+        picked = [
+            {name: params[name] for name in self.space.names}
+            for params in points
+            if self.space.contains(params)
+        ]
+        self._requeued.extend(picked)
+        return len(picked)
 
     @property
     def finished(self) -> bool:
