@@ -6,6 +6,7 @@ import math
 import os
 import re
 import reprlib
+import urllib.parse
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ __all__ = [
     "func_name",
     "key_part",
     "short_repr",
+    "sqlite_file",
     "store_url",
 ]
 
@@ -87,33 +89,53 @@ def check_store(store: object) -> None:
         raise TypeError(msg)
 
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # not "C:"
+#: a name that starts like a URL of a database SQLAlchemy knows, missing its
+#: ``//`` (``postgresql:host/db``): refused rather than taken for a file name
+_SCHEME = re.compile(
+    r"(sqlite|postgres|postgresql|mysql|mariadb|oracle|mssql|cockroachdb)"
+    r"(\+\w+)?:",
+    re.IGNORECASE,
+)
 
 
 def store_url(store: str | os.PathLike[str]) -> str:
     """The SQLAlchemy URL of ``store``: a URL as it is, a path as a SQLite file.
 
-    ``"trials.db"`` and ``pathlib.Path("trials.db")`` become
-    ``"sqlite:////abs/dir/trials.db"`` (the file, made if missing, as
-    ``dasktune run --store`` takes it); ``":memory:"`` becomes ``"sqlite://"``.
-    A string that starts like a URL but lacks its ``//`` (``"postgresql:host"``)
-    is refused rather than taken as a file name.
+    Parameters
+    ----------
+    store : str or path-like
+        A URL (``"postgresql://user@host/db"``, ``"sqlite:///trials.db"``),
+        ``":memory:"``, or the path of a SQLite file (``"trials.db"``,
+        ``"~/runs/trials.db"``, ``pathlib.Path(...)``), made if missing.
+
+    Returns
+    -------
+    str
+        The URL; a path becomes ``"sqlite:////abs/dir/trials.db"``, resolved
+        against the current directory now (as ``dasktune run --store`` takes
+        it), ``~`` expanded and the characters a URL reserves escaped.
+
+    Raises
+    ------
+    ValueError
+        For an empty store, or a name that starts like a database URL but
+        lacks its ``//`` (``"postgresql:host/db"``).
     """
     if isinstance(store, os.PathLike):
         path = os.fspath(store)
         if isinstance(path, str) and path:
-            return f"sqlite:///{os.path.abspath(path)}"
+            return _sqlite_url(path)
     elif isinstance(store, str) and store.strip():
         if "://" in store:
             return store
         if store == ":memory:":
             return "sqlite://"
         if not _SCHEME.match(store):
-            return f"sqlite:///{os.path.abspath(store)}"
+            return _sqlite_url(store)
         msg = (
-            f"store {store!r} starts like a URL but is not one: write "
+            f"store {store!r} starts like a database URL but is not one: write "
             "'scheme://...' ('postgresql://user@host/db', 'sqlite:///trials.db'), "
-            "or give the path of a SQLite file"
+            f"or './{store}' for a SQLite file of that name"
         )
         raise ValueError(msg)
     msg = (
@@ -122,6 +144,21 @@ def store_url(store: str | os.PathLike[str]) -> str:
         f"{type(store).__name__}: {store!r}"
     )
     raise ValueError(msg)
+
+
+def _sqlite_url(path: str) -> str:
+    full = os.path.abspath(os.path.expanduser(path))
+    # "?", "#" and "%" would be read as the URL's query, fragment and escapes
+    return "sqlite:///" + urllib.parse.quote(full, safe="/\\:")
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a ``sqlite:///`` URL names (unescaped), or ``None`` for any
+    other URL (another database, SQLite in memory)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    return urllib.parse.unquote(path) or None
 
 
 def func_name(fun: Callable[..., Any]) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from dasktune._checks import store_url
+from dasktune._checks import sqlite_file, store_url
 from dasktune.records import error_line
 
 __all__ = ["main"]
@@ -458,13 +458,9 @@ def _is_local(module: Any, directory: str) -> bool:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dasktune.store.sql import TrialStore, search_directions
+    from dasktune.store.sql import search_directions
 
-    url = store_url(args.store)
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
-        msg = f"no store at {args.store}"
-        raise CLIError(msg)
-    store = TrialStore(url, readonly=True)  # show never writes
+    store = _open_store_readonly(args.store)  # show never writes
     try:
         if args.name is None:
             searches = store.list_searches()
@@ -628,7 +624,8 @@ def _open_store_readonly(store: str) -> Any:
     from dasktune.store.sql import TrialStore
 
     url = store_url(store)
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
+    path = sqlite_file(url)
+    if path is not None and not os.path.exists(path):
         msg = f"no store at {store}"
         raise CLIError(msg)
     return TrialStore(url, readonly=True)
@@ -651,7 +648,10 @@ def _export(args: argparse.Namespace) -> int:
     try:
         if args.name is None:  # the store's only search
             names = [s["name"] for s in store.list_searches()]
-            if len(names) != 1:
+            if not names:
+                msg = f"{store.display_url} holds no search to export"
+                raise CLIError(msg)
+            if len(names) > 1:
                 msg = (
                     f"{store.display_url} holds {len(names)} searches "
                     f"{names[:10]}: name the one to export with --name"

@@ -12,6 +12,7 @@ interrupted ones re-run.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import inspect
@@ -869,12 +870,21 @@ class Search:
                 "(a value c > 0), so none can be best; trials() shows each one's "
                 "constraints and violation"
             )
-        if failed:
-            return (
-                f"{head}: its {failed} trial(s) failed; "
-                "trials(status='failed') shows their errors"
-            )
-        return f"{head} yet; run() it first"
+        others = ", ".join(
+            f"{int(counts[s])} {s}"
+            for s in ("failed", "pruned", "running", "queued")
+            if counts.get(s, 0)
+        )
+        if not others:
+            return f"{head} yet; run() it first"
+        hint = (
+            "; trials(status='failed') shows their errors"
+            if failed
+            else "; run() it again to finish the interrupted ones"
+            if counts.get("queued", 0) or counts.get("running", 0)
+            else ""
+        )
+        return f"{head} yet: its trials are {others}{hint}"
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """Best value so far against trials and time, the learning curves of
@@ -943,6 +953,9 @@ def _spaces(optimizer: Any) -> Iterator[tuple[Space, Any]]:
     """The spaces an optimizer proposes points from, with the optimizer that
     holds each: its own, and its samplers' (an ``LCBSelector``)."""
     space = getattr(optimizer, "space", None)
+    if isinstance(space, Mapping):  # an optimizer of the user's, with a dict
+        with contextlib.suppress(ValueError):
+            space = Space(space)
     if isinstance(space, Space):
         yield space, optimizer
     samplers = getattr(optimizer, "samplers", None)

@@ -69,6 +69,7 @@ class LivePage:
     """
 
     def __init__(self, store: TrialStore, doc: Document, interval_ms: int) -> None:
+        check_interval_ms(interval_ms)
         self.store = store
         self.tables: dict[int, TrialTable] = {}
         self.searches: dict[str, dict[str, Any]] = {}

@@ -325,6 +325,8 @@ def _contains(dim: Dimension, value: Any) -> bool:
 
 def _within(dim: Dimension, other: Dimension) -> bool:
     """Whether every value of ``dim`` is a value of ``other``."""
+    if dim == other:  # the same dimension (of any kind)
+        return True
     if isinstance(dim, Categorical):
         return all(_contains(other, c) for c in dim.choices)
     if isinstance(dim, Bool):

@@ -141,6 +141,10 @@ def test_export_without_name_takes_the_stores_only_search(tmp_path, capsys):
         sid, driver, [Outcome(claim.param_hash, TrialStatus.DONE, value=1.0)], []
     )
     log = str(tmp_path / "only.log")
+    empty = f"sqlite:///{tmp_path}/empty.db"
+    TrialStore(empty).close()
+    assert main(["export", empty, "--to", "optuna-journal", log]) == 1
+    assert "holds no search to export" in capsys.readouterr().err
     assert main(["export", url, "--to", "optuna-journal", log]) == 0
     assert "exported 1 trials of 'only'" in capsys.readouterr().out
     # with two searches, it asks which

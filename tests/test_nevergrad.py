@@ -211,10 +211,16 @@ def test_a_requeued_point_is_proposed_exactly_and_told_if_it_can_be():
     point = {"x": 0.5, "lr": 0.01, "depth": 2, "kind": "b", "flag": True}
     cma = NevergradOptimizer("CMA", SPACE, budget=4, num_workers=1, seed=0)
     assert cma.requeue([point, {"x": 99.0}]) == 1  # outside the space: left out
+    # handed back again (a later run of the same optimizer): not twice
+    assert cma.requeue([point, dict(point)]) == 1
     trial = cma.ask()
     assert trial.params == point  # 0.01 exactly, not 0.010000000000000004
     cma.tell(trial, loss(point))
     assert cma.optimizer.num_tell == 1
+    # no more than its budget has asks left for (4 - 1 asked)
+    many = [dict(point, x=x / 10) for x in range(6)]
+    assert cma.requeue(many) == 3
+    assert [cma.ask().params["x"] for _ in range(1)] == [0.0]
     # an optimizer that cannot be told points it did not ask (Nevergrad's
     # EDA): the result stays the store's, with one warning
     eda = NevergradOptimizer("EDA", SPACE, budget=4, num_workers=1, seed=0)

@@ -29,7 +29,7 @@ from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
 from dasktune.optim.base import RandomSampler
 from dasktune.optim.selector import LCBSelector
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
-from dasktune.space import Space
+from dasktune.space import Dimension, Space
 from dasktune.store.sql import TrialStore
 
 _lock = threading.Lock()
@@ -462,6 +462,46 @@ def test_an_optimizer_over_part_of_the_space_runs():
         Space({"b": Bool()}).outside_of(Space({"b": Categorical([True, False])}))
         is None
     )
+    # a dimension of a kind dasktune does not know: the same one is inside
+    assert Space({"o": _Odd()}).outside_of(Space({"o": _Odd()})) is None
+    assert Space({"o": _Odd()}).outside_of(Space({"o": Int(0, 9)}))
+
+
+class _Odd(Dimension):
+    """A dimension of a user's own kind."""
+
+    def to_json(self):
+        return {"type": "odd"}
+
+
+class _DictSpaceSampler(RandomSampler):
+    """An optimizer of a user's whose space attribute is a plain dict."""
+
+    def __init__(self, space):
+        super().__init__(space, seed=0, n_trials=2)
+        self.space = dict(space)
+
+
+def test_an_optimizer_with_a_dict_space_is_checked_too():
+    with Search("s", constant, "sqlite://", space=SPACE_XC) as search:
+        wide = _DictSpaceSampler({"x": Float(0, 2), "c": Categorical(["a", "b"])})
+        with pytest.raises(ValueError, match="searches a space whose points"):
+            search.run(wide, progress=False)
+
+
+def test_best_says_why_there_is_none():
+    store = TrialStore("sqlite://")
+    with Search("why", constant, store) as search:
+        driver = store.register_driver(search.search_id)
+        claims = [Claim(*reversed(canonical({"a": a}))) for a in (1.0, 2.0)]
+        store.sync(search.search_id, driver, [], claims)
+        store.sync(search.search_id, driver,
+                   [Outcome(claims[0].param_hash, TrialStatus.PRUNED, value=3.0)], [])  # fmt: skip
+        store.release(search.search_id, driver)  # the other goes back as queued
+        with pytest.raises(DasktuneError, match=r"its trials are 1 pruned, 1 queued; "
+                           r"run\(\) it again to finish the interrupted ones"):  # fmt: skip
+            search.best  # noqa: B018
+    store.close()
 
 
 def constant(params):
@@ -542,7 +582,7 @@ async def test_a_run_whose_every_trial_failed_warns(c, s, a, b):
         "tracebacks"
     )
     with pytest.raises(
-        DasktuneError, match=r"its 2 trial\(s\) failed; trials\(status="
+        DasktuneError, match=r"its trials are 2 failed; trials\(status="
     ):
         search.best  # noqa: B018
     # a run with one success does not warn

@@ -176,6 +176,8 @@ def test_bad_port_and_store():
     for bad in (0, -5, 50, 1.5, True):
         with pytest.raises(ValueError, match="at least 100 milliseconds"):
             make_server("sqlite://", 5006, interval_ms=bad)
+    with pytest.raises(ValueError, match="at least 100 milliseconds"):
+        LivePage(TrialStore("sqlite://"), Document(), interval_ms=0)
 
 
 def test_an_unchanged_store_is_not_redrawn(tmp_path, monkeypatch):

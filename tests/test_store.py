@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from dasktune._checks import store_url
+from dasktune._checks import sqlite_file, store_url
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store import StoreRecorder
@@ -295,6 +295,18 @@ def test_a_path_is_a_sqlite_file(tmp_path, monkeypatch):
     assert (tmp_path / "trials.db").exists()
     assert store_url(":memory:") == "sqlite://"
     assert store_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    # what a URL reserves stays part of the file's name; "~" is the home
+    # directory; a colon in a file name is not a URL's scheme
+    for name in ("a?b.db", "e%20f.db", "h#1.db", "run:1.db", "t-2024-01-01T10:00.db"):
+        url = store_url(name)
+        TrialStore(url).close()
+        assert sqlite_file(url) == str(tmp_path / name)
+        assert (tmp_path / name).exists()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e f.db").exists()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert store_url("~/home.db") == f"sqlite:///{tmp_path / 'home.db'}"
+    assert sqlite_file("sqlite://") is None
+    assert sqlite_file("postgresql://u@h/db") is None
 
 
 def test_bad_urls():
@@ -303,8 +315,9 @@ def test_bad_urls():
             TrialStore(bad)  # type: ignore[arg-type]
         assert "or the path of a SQLite file" in str(info.value)
     # a URL missing its slashes is not taken for a file name
-    with pytest.raises(ValueError, match="starts like a URL but is not one"):
-        TrialStore("postgresql:host/db")
+    for bad in ("postgresql:host/db", "sqlite:x.db", "Postgres+psycopg:h"):
+        with pytest.raises(ValueError, match="starts like a database URL but is not"):
+            TrialStore(bad)
     with pytest.raises(StoreError, match="cannot open the store"):
         TrialStore("nosuchdb://x")
     # a URL its dialect refuses (two slashes and a path): the store's error too

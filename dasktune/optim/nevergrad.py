@@ -21,6 +21,7 @@ imported when the first adapter is made.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -235,20 +236,23 @@ class NevergradOptimizer(Optimizer):
         recorded: a log-scaled value does not go through the parametrization
         and back), each told to the optimizer as a point it did not ask, and
         each using an ask of the budget; parameter sets outside the space are
-        left out.
+        left out, and those past the budget.
 
         Returns
         -------
         int
             How many it will propose.
         """
-        picked = [
-            {name: params[name] for name in self.space.names}
-            for params in points
-            if self.space.contains(params)
-        ]
-        self._requeued.extend(picked)
-        return len(picked)
+        picked: dict[str, dict[str, Any]] = {}  # by canonical key: once each
+        for params in points:
+            if self.space.contains(params):
+                point = {name: params[name] for name in self.space.names}
+                picked.setdefault(json.dumps(point, sort_keys=True), point)
+        left = max(0, self.budget - self._next_number)
+        # a later run of the same optimizer hands the same trials back: they
+        # replace the earlier ones, not join them
+        self._requeued = deque(list(picked.values())[:left])
+        return len(self._requeued)
 
     @property
     def finished(self) -> bool:

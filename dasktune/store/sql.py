@@ -3,10 +3,11 @@
 The store is addressed by a SQLAlchemy URL: ``sqlite:///path.db`` (the default
 file; WAL journal, ``synchronous=NORMAL``, a 60 s busy timeout), ``sqlite://``
 (in memory, for one process) or ``postgresql://user:password@host/db`` (psycopg 3,
-else psycopg2); a plain path is a SQLite file (:func:`dasktune._checks.store_url`). The code uses SQLAlchemy Core only. Nothing but JSON (and the
-raw bytes of the snapshots' arrays of numbers) goes in: opening a store never
-unpickles anything, and messages show the URL with its
-password hidden (:attr:`TrialStore.display_url`).
+else psycopg2); a plain path (``trials.db``, ``~/runs/t.db``, a ``pathlib.Path``)
+is a SQLite file, its absolute path escaped into a ``sqlite:///`` URL. The code
+uses SQLAlchemy Core only. Nothing but JSON (and the raw bytes of the snapshots'
+arrays of numbers) goes in: opening a store never unpickles anything, and
+messages show the URL with its password hidden (:attr:`TrialStore.display_url`).
 
 The contract (what :class:`TrialStore` guarantees):
 
@@ -155,8 +156,9 @@ class TrialStore:
     ----------
     url : str or path-like
         A SQLAlchemy URL (``"sqlite:///dasktune.db"``, ``"sqlite://"``,
-        ``"postgresql://user@host/db"``), or the path of a SQLite file
-        (:func:`dasktune._checks.store_url`).
+        ``"postgresql://user@host/db"``), or the path of a SQLite file (made if
+        missing; a name that starts like a database URL without its ``//``,
+        ``"postgresql:host/db"``, is refused).
     """
 
     def __init__(self, url: str | os.PathLike[str], *, readonly: bool = False) -> None:
