@@ -13,6 +13,7 @@ from distributed.utils_test import gen_cluster
 
 from dasktune import Bool, Categorical, Float, Int, Search
 from dasktune.optim.nevergrad import NevergradOptimizer, parametrization
+from tests.interrupted import interrupt_two
 
 SPACE = {
     "x": Float(-5.0, 5.0),
@@ -181,23 +182,9 @@ async def test_an_error_inside_nevergrads_ask_says_whose_it_is(c, s, a, b):
 
 @gen_cluster(client=True, timeout=60)
 async def test_interrupted_trials_are_proposed_again_by_the_next_run(c, s, a, b):
-    # as for Optuna's samplers: one trial put back by a run stopped early
-    # (queued), one left running by a driver that died; an evolution strategy
-    # never asks them again by itself, so the next run suggests them to it
-    from dasktune.records import Claim, canonical
-    from dasktune.store.sql import TrialStore
-
-    store = TrialStore("sqlite://")
-    search = Search("ng", loss, store, client=c, space=SPACE, stale_after=0.2)
-    stopped, killed = (store.register_driver(search.search_id) for _ in range(2))
-    points = [
-        {"x": 0.5, "lr": 0.01, "depth": 2, "kind": "b", "flag": True},
-        {"x": -1.5, "lr": 0.001, "depth": 7, "kind": "c", "flag": False},
-    ]
-    for driver, params in zip((stopped, killed), points, strict=True):
-        store.sync(search.search_id, driver, [], [Claim(*reversed(canonical(params)))])
-    store.release(search.search_id, stopped)
-    await asyncio.sleep(0.3)  # the killed driver's heartbeat is now stale
+    # as for Optuna's samplers: the next run proposes them first
+    search = Search("ng", loss, "sqlite://", client=c, space=SPACE, stale_after=0.2)
+    points = await interrupt_two(search)
     opt = NevergradOptimizer("CMA", SPACE, budget=3, num_workers=1, seed=0)
     report = await asyncio.to_thread(search.run, opt, progress=False)
     assert report.evaluated == 3

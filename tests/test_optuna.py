@@ -13,8 +13,8 @@ from distributed.utils_test import gen_cluster
 
 from dasktune import Bool, Categorical, Float, Int, Search
 from dasktune.optim.optuna import OptunaSampler, distributions
-from dasktune.records import Claim, canonical
 from dasktune.store.sql import TrialStore
+from tests.interrupted import interrupt_two
 
 SPACE = {
     "x": Float(-5.0, 5.0),
@@ -175,18 +175,8 @@ async def test_interrupted_trials_are_proposed_again_by_the_next_run(c, s, a, b)
     # one trial put back by a run stopped early (queued), one left running by
     # a driver that died (silent past stale_after): TPE never asks them
     # again by itself, so the next run enqueues them in its study
-    store = TrialStore("sqlite://")
-    search = Search("tpe", loss, store, client=c, space=SPACE, stale_after=0.2)
-    stopped, killed = (store.register_driver(search.search_id) for _ in range(2))
-    points = [
-        {"x": 0.5, "lr": 0.01, "depth": 2, "kind": "b", "flag": True},
-        {"x": -1.5, "lr": 0.001, "depth": 7, "kind": "c", "flag": False},
-    ]
-    for driver, params in zip((stopped, killed), points, strict=True):
-        store.sync(search.search_id, driver, [], [Claim(*reversed(canonical(params)))])
-    store.release(search.search_id, stopped)
-    await asyncio.sleep(0.3)  # the killed driver's heartbeat is now stale
-    assert sorted(search.trials()["status"]) == ["queued", "running"]
+    search = Search("tpe", loss, "sqlite://", client=c, space=SPACE, stale_after=0.2)
+    points = await interrupt_two(search)
     sampler = OptunaSampler(tpe(seed=0), SPACE)
     report = await asyncio.to_thread(
         search.run, sampler, n_trials=3, max_in_flight=1, progress=False

@@ -1,0 +1,29 @@
+"""Two interrupted trials in a search's store, as a resumed search finds them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from dasktune.records import Claim, canonical
+
+#: a point of the samplers' tests' space for each kind of interruption
+POINTS = [
+    {"x": 0.5, "lr": 0.01, "depth": 2, "kind": "b", "flag": True},
+    {"x": -1.5, "lr": 0.001, "depth": 7, "kind": "c", "flag": False},
+]
+
+
+async def interrupt_two(search: Any) -> list[dict[str, Any]]:
+    """Leave :data:`POINTS` interrupted in ``search`` (made with
+    ``stale_after`` under 0.3 s): the first put back as queued by a run
+    stopped early, the second running under a driver that died (its heartbeat
+    stale). An adaptive sampler never asks them again by itself."""
+    store = search.store
+    stopped, killed = (store.register_driver(search.search_id) for _ in range(2))
+    for driver, params in zip((stopped, killed), POINTS, strict=True):
+        store.sync(search.search_id, driver, [], [Claim(*reversed(canonical(params)))])
+    store.release(search.search_id, stopped)
+    await asyncio.sleep(0.3)  # the killed driver's heartbeat is now stale
+    assert sorted(search.trials()["status"]) == ["queued", "running"]
+    return POINTS
