@@ -47,8 +47,9 @@ s (fed 0.87x / 1.05x / 0.95x Optuna's speed); median bests fed / Optuna 0.474 /
 (CPU seconds are within 10% of the wall): the same TPE's asks, about 4 ms
 each under one GIL, are most of every column, so even the asks floor, a
 driver with no overhead at all, is only 1.1-1.2x faster than Optuna's threads;
-dasktune's worker threads, Dask's event loop and the store (a durable record,
-where Optuna's in-memory study keeps none) take that margin and a little more.
+dasktune's worker threads, Dask's event loop and its bookkeeping (the store's
+turns, not its file: an in-memory store ran as fast) take that margin and a
+little more.
 On a sleeping objective in one process, then, dasktune is at parity with
 Optuna, not faster; it is faster where the objective needs the CPU (below).
 
