@@ -256,10 +256,10 @@ def _demo(args: argparse.Namespace) -> int:
     from dasktune import SPSA, ProducerConsumer, Search, minimize
     from dasktune.store.sql import TrialStore
 
-    store = store_url(args.store)
-    TrialStore(store).close()  # a store that cannot be opened fails first
     rows = []
     with (
+        # opened before the cluster starts (a bad store fails first), and once
+        contextlib.closing(TrialStore(store_url(args.store))) as store,
         _client(args) as client,
         ProducerConsumer(
             _make_shard, list(range(8)), _neg_loglike, client=client, reduce=sum,
@@ -295,7 +295,7 @@ def _demo(args: argparse.Namespace) -> int:
     for method, x, value, n, seconds in rows:
         print(f"{method:<15} {x[0]:8.4f} {np.exp(x[1]):8.4f} {value:12.1f} {n:10d} "
               f"{seconds:6.2f}")  # fmt: skip
-    print(f"\ntruth: mu 1.5, sigma 0.7; trials recorded in {store}")
+    print(f"\ntruth: mu 1.5, sigma 0.7; trials recorded in {store.display_url}")
     if report.reused:
         print(f"(the grid search reused {report.reused} stored trials)")
     return 0
@@ -520,20 +520,21 @@ def _trials_by_status(
     column per objective, and failed ones with their error."""
     chosen = [t for t in trials if status == "all" or t["status"] == status]
     chosen.sort(key=lambda t: t["number"], reverse=True)
-
-    def values(t: dict[str, Any]) -> dict[str, Any]:
-        if n_objectives == 1:
-            return {"value": t["value"]}
-        got = t["objectives"] or [None] * n_objectives
-        return {f"values_{i}": v for i, v in enumerate(got)}
-
     records = [
         {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
-         **values(t), **t["params"], "duration": t["duration"],
+         **_values(t, n_objectives), **t["params"], "duration": t["duration"],
          **({"error": error_line(t["error"])} if status in ("failed", "all") else {})}
         for t in chosen[:top]
     ]  # fmt: skip
     return _frame(records)
+
+
+def _values(t: dict[str, Any], n_objectives: int) -> dict[str, Any]:
+    """A trial's value, or one column per objective (``None`` where unknown)."""
+    if n_objectives == 1:
+        return {"value": t["value"]}
+    got = t["objectives"] or [None] * n_objectives
+    return {f"values_{i}": v for i, v in enumerate(got)}
 
 
 def _frame(records: list[dict[str, Any]]) -> Any:
@@ -569,16 +570,10 @@ def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) 
         ]
         first = -1.0 if directions[0] == "maximize" else 1.0
         done.sort(key=lambda t: first * t["objectives"][0])
-        records = [
-            {"number": t["number"],
-             **{f"values_{i}": v for i, v in enumerate(t["objectives"])},
-             **t["params"], "duration": t["duration"]}
-            for t in done[:top]
-        ]  # fmt: skip
-        return _frame(records)
-    done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
+    else:
+        done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
     records = [
-        {"number": t["number"], "value": t["value"], **t["params"],
+        {"number": t["number"], **_values(t, len(directions)), **t["params"],
          "duration": t["duration"]}
         for t in done[:top]
     ]  # fmt: skip
