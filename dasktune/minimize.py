@@ -262,8 +262,8 @@ def minimize(
         )  # fmt: skip
     finally:
         optimizer.close()
-        if store is not None and isinstance(store, str):
-            recorder.store.close()
+        if store is not None and not isinstance(store, TrialStore):
+            recorder.store.close()  # opened here, from a URL or a path
     return _result(optimizer, report)
 
 

@@ -158,6 +158,29 @@ async def test_store_records_and_reuses_evaluations(c, s, a, b):
     assert again.nfev_evaluated == 0  # every point came from the store
 
 
+@gen_cluster(client=True, timeout=120)
+async def test_a_store_opened_from_a_path_is_closed(c, s, a, b):
+    import pathlib
+    import tempfile
+
+    closed = []
+    close = TrialStore.close
+
+    def spy(self):
+        closed.append(self.url)
+        close(self)
+
+    TrialStore.close = spy
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = pathlib.Path(folder) / "m.db"
+            await run(ackley, [(-4, 4)] * 2, seed=1, maxiter=2, polish=False,
+                      client=c, store=path, name="ack")  # fmt: skip
+            assert closed == [f"sqlite:///{path}"]
+    finally:
+        TrialStore.close = close
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "match"),
     [
