@@ -184,7 +184,8 @@ class Search:
         ``directions``, not both; neither re-opens a search with its own.
     stale_after : float, default 30
         Seconds after which a trial left running by a silent driver is taken
-        over (drivers beat every 5 s).
+        over (drivers beat every 5 s), by the database's clock: drivers on
+        several hosts need no synchronised clocks.
 
     Raises
     ------

@@ -632,8 +632,12 @@ def test_postgresql_url_without_a_driver_name_works(postgres_url):
 
 
 def _as_schema(store: TrialStore, version: int) -> None:
-    """Make ``store`` look as dasktune wrote it at schema ``version`` (2, 3, 4)."""
+    """Make ``store`` look as dasktune wrote it at schema ``version`` (2 to 5)."""
     with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE drivers DROP COLUMN node")
+        if version == 5:
+            conn.exec_driver_sql("UPDATE dasktune_meta SET value='5'")
+            return
         conn.exec_driver_sql("DROP TABLE trial_snapshots")
         if version == 4:
             conn.exec_driver_sql("UPDATE dasktune_meta SET value='4'")
@@ -687,7 +691,7 @@ def test_a_schema_2_store_is_migrated_keeping_its_trials(tmp_path, request, back
         assert reader.trials(sid)[0]["step"] is None
         reader.close()
     store = TrialStore(url)
-    assert store.schema_version == SCHEMA_VERSION == 5
+    assert store.schema_version == SCHEMA_VERSION == 6
     (row,) = store.trials(sid)
     assert (row["status"], row["value"], row["step"]) == ("done", 0.5, None)
     store.add_values(sid, [(0, 3, 0.25, 1.0)])
@@ -865,4 +869,23 @@ def test_read_columns_converts_hand_written_values_as_rows_are(tmp_path):
         store.read_columns(sid)
     with pytest.raises(ValueError):
         TrialTable().update(store.read_trials(sid)[1])
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["file", "postgresql"])
+def test_a_schema_5_store_gains_heartbeats_on_the_database_clock(
+    tmp_path, request, backend
+):
+    url, sid, c = _old_store(request, tmp_path, backend, 5)
+    if backend == "file":
+        reader = TrialStore(url, readonly=True)  # read as it is: no node
+        assert reader.schema_version == 5 and "node" not in reader.runs(sid)[0]
+        reader.close()
+    store = TrialStore(url)
+    assert store.schema_version == SCHEMA_VERSION == 6
+    old_driver = store.runs(sid)[0]
+    assert old_driver["node"] is None  # unknown: judged by its heartbeat alone
+    driver = store.register_driver(sid)
+    assert store.runs(sid)[1]["node"] == store.node
+    assert store.sync(sid, driver, [], [c])[0].kind == "done"
     store.close()

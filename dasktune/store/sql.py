@@ -17,9 +17,11 @@ The contract (what :class:`TrialStore` guarantees):
   in one transaction;
 - a trial left ``running`` by a driver that died is taken over once that
   driver's heartbeat is older than ``stale_after`` (30 s by default; drivers beat
-  every 5 s), and at once when the driver ran on this host and its process is
-  gone; trials that a driver releases on exit (timeout, Ctrl-C) go back to
-  ``queued`` and are taken over at once;
+  every 5 s), both read on the database's own clock (no host's clock is
+  compared with another's), and at once when the driver's process is missing
+  from this process's own PID namespace on this boot of this machine
+  (:mod:`dasktune.store.liveness`); trials that a driver releases on exit
+  (timeout, Ctrl-C) go back to ``queued`` and are taken over at once;
 - claims are serialised per search: SQLite's ``BEGIN IMMEDIATE`` holds the write
   lock, PostgreSQL locks the search's row (``SELECT ... FOR UPDATE``);
 - the schema is created inside a write transaction (on PostgreSQL under an
@@ -54,8 +56,9 @@ is replaced only by a later one.
 
 Schema versions: 2 added a change sequence per search; 3 the table of
 reported values and the ``pruned`` status; 4 several objectives and
-constraints; 5 the snapshots of trials tables. Older stores are migrated when
-opened for writing.
+constraints; 5 the snapshots of trials tables; 6 the drivers' heartbeats on
+the database's clock, and their machine and PID namespace (``node``). Older
+stores are migrated when opened for writing.
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ from dasktune.records import (
     decide,
     unclaimed_message,
 )
+from dasktune.store.liveness import DbEpoch, node, owner_gone
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -111,7 +115,7 @@ __all__ = [
     "trial_columns",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _WAL_PAGES = 20_000  # pages of the WAL a SQLite writer lets grow between checkpoints
@@ -137,16 +141,6 @@ TRIAL_DTYPE = np.dtype(
         for name in TRIAL_FIELDS
     ]
 )  # fmt: skip
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TrialStore:
@@ -195,6 +189,7 @@ class TrialStore:
             self.engine.dispose()
             raise
         self.host = socket.gethostname()
+        self.node = node()  # this boot and PID namespace: see owner_gone
 
     # -- schema ----------------------------------------------------------------
 
@@ -228,9 +223,12 @@ class TrialStore:
             sa.Column("host", sa.String(255), nullable=False),
             sa.Column("pid", sa.Integer, nullable=False),
             sa.Column("started", sa.Float, nullable=False),
+            # started, heartbeat and ended: the database's clock (schema 6)
             sa.Column("heartbeat", sa.Float, nullable=False),
             sa.Column("ended", sa.Float),
             sa.Column("info", sa.Text),
+            # the driver's boot and PID namespace, where its pid means it (schema 6)
+            sa.Column("node", sa.String(255)),
         )
         self.trials_table = sa.Table(
             "trials",
@@ -337,6 +335,12 @@ class TrialStore:
         if version < 5:
             # schema 5: snapshots of the trials tables, for new readers
             self.snapshots_table.create(conn)
+        if version < 6:
+            # schema 6: heartbeats on the database's clock, and where a
+            # driver's pid means it; the bump keeps an older dasktune, which
+            # compares heartbeats with its own clock, off this store
+            kind = self.drivers.c.node.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE drivers ADD COLUMN node {kind}")
         conn.execute(
             self.meta.update()
             .where(self.meta.c.key == "schema_version")
@@ -396,6 +400,8 @@ class TrialStore:
         added_later = {"seq"} if version < 2 else set()
         if version < 4:
             added_later |= {column for _, column in _ADDED_IN_4}
+        if version < 6:
+            added_later.add("node")
         tables_added_later = {self.values_table.name} if version < 3 else set()
         if version < 5:
             tables_added_later.add(self.snapshots_table.name)
@@ -696,7 +702,6 @@ class TrialStore:
         ``info`` (JSON) describes the run: the optimizer, its seed, the options.
         """
         driver_id = uuid.uuid4().hex
-        now = time.time()
         with self._tx() as conn:
             conn.execute(
                 self.drivers.insert().values(
@@ -704,20 +709,21 @@ class TrialStore:
                     search_id=search_id,
                     host=self.host,
                     pid=os.getpid(),
-                    started=now,
-                    heartbeat=now,
+                    node=self.node,
+                    started=DbEpoch(),
+                    heartbeat=DbEpoch(),
                     info=json.dumps(info or {}, sort_keys=True, default=repr),
                 )
             )
         return driver_id
 
     def heartbeat(self, driver_id: str) -> None:
-        """Tell other drivers that ``driver_id`` is alive."""
+        """Tell other drivers that ``driver_id`` is alive, on the database's clock."""
         with self._tx() as conn:
             conn.execute(
                 self.drivers.update()
                 .where(self.drivers.c.id == driver_id)
-                .values(heartbeat=time.time())
+                .values(heartbeat=DbEpoch())
             )
 
     def release(self, search_id: int, driver_id: str) -> None:
@@ -737,7 +743,7 @@ class TrialStore:
             conn.execute(
                 self.drivers.update()
                 .where(self.drivers.c.id == driver_id)
-                .values(ended=time.time())
+                .values(ended=DbEpoch())
             )
 
     # -- trials -------------------------------------------------------------------
@@ -769,7 +775,7 @@ class TrialStore:
                 )
                 decisions = self._decide_all(
                     [c.param_hash for c in claims], existing, driver_id,
-                    retry_failed, stale_after, now,
+                    retry_failed, stale_after,
                 )  # fmt: skip
                 if all(
                     d.kind in (DecisionKind.DONE, DecisionKind.FAILED)
@@ -795,14 +801,13 @@ class TrialStore:
         driver_id: str,
         retry_failed: bool,
         stale_after: float,
-        now: float,
     ) -> list[Decision]:
         """Decisions for claims of ``hashes`` from their ``existing`` rows, as if
         nothing were inserted: a hash with no row is ``evaluate``, number -1."""
         return [
             Decision(DecisionKind.EVALUATE, -1)
             if (row := existing.get(h)) is None
-            else self._decide(row, driver_id, retry_failed, stale_after, now)
+            else self._decide(row, driver_id, retry_failed, stale_after)
             for h in hashes
         ]
 
@@ -846,7 +851,7 @@ class TrialStore:
                 )
                 decision = Decision(DecisionKind.EVALUATE, next_number)
             else:
-                decision = self._decide(row, driver_id, retry_failed, stale_after, now)
+                decision = self._decide(row, driver_id, retry_failed, stale_after)
                 if decision.kind == DecisionKind.EVALUATE:
                     takeovers.append(claim.param_hash)
             decisions.append(decision)
@@ -893,10 +898,9 @@ class TrialStore:
         only those whose holder finished or is gone. A hash with no row is
         decided ``evaluate`` with number ``-1``.
         """
-        now = time.time()
         with self._connection_errors(), self._read() as conn:
             rows = self._rows_for(conn, search_id, hashes)
-        return self._decide_all(hashes, rows, driver_id, retry_failed, stale_after, now)
+        return self._decide_all(hashes, rows, driver_id, retry_failed, stale_after)
 
     def _write_outcomes(
         self, conn: Connection, search_id: int, outcomes: Sequence[Outcome], seq: int
@@ -972,9 +976,10 @@ class TrialStore:
     def _rows_for(
         self, conn: Connection, search_id: int, hashes: Iterable[str]
     ) -> dict[str, tuple[Any, ...]]:
-        """By hash: (number, status, value, aux, owner, owner_host, owner_pid,
-        owner_heartbeat, objectives, constraints) of the recorded trials among
-        ``hashes``."""
+        """By hash: (number, status, value, aux, owner, owner_node, owner_pid,
+        owner_silence, objectives, constraints) of the recorded trials among
+        ``hashes`` (``owner_silence``: the seconds since the owner's heartbeat,
+        by the database's clock)."""
         unique = list(dict.fromkeys(hashes))
         rows: dict[str, tuple[Any, ...]] = {}
         for i in range(0, len(unique), _IN_CHUNK):
@@ -1027,9 +1032,11 @@ class TrialStore:
                 t.c.value,
                 t.c.aux,
                 t.c.driver_id.label("owner"),
-                d.c.host.label("owner_host"),
+                (d.c.node if self.schema_version >= 6 else sa.null()).label(
+                    "owner_node"
+                ),
                 d.c.pid.label("owner_pid"),
-                d.c.heartbeat.label("owner_heartbeat"),
+                (DbEpoch() - d.c.heartbeat).label("owner_silence"),
                 *(
                     (t.c.objectives, t.c.constraints)
                     if self.schema_version >= 4
@@ -1050,12 +1057,11 @@ class TrialStore:
         driver_id: str,
         retry_failed: bool,
         stale_after: float,
-        now: float,
     ) -> Decision:
         number, status, value, aux, owner = row[:5]
         objectives, constraints = row[8:10]
         held = owner is not None and (
-            owner == driver_id or not self._owner_gone(row, stale_after, now)
+            owner == driver_id or not self._owner_gone(row, stale_after)
         )
         return decide(
             _STATUS.get(status) or TrialStatus(status), int(number), value=value,
@@ -1065,18 +1071,20 @@ class TrialStore:
             held=held, retry_failed=retry_failed,
         )  # fmt: skip
 
-    def _owner_gone(self, row: tuple[Any, ...], stale_after: float, now: float) -> bool:
-        """Whether the driver holding a trial is silent or, on this host, dead."""
-        host, pid, heartbeat = row[5:8]
-        dead_here = host == self.host and pid is not None and not _pid_alive(int(pid))
-        return heartbeat is None or now - heartbeat > stale_after or dead_here
+    def _owner_gone(self, row: tuple[Any, ...], stale_after: float) -> bool:
+        """Whether the driver holding a trial is gone (see :func:`owner_gone`)."""
+        owner_node, pid, silence = row[5:8]
+        return owner_gone(owner_node, pid, silence, stale_after, self.node)
 
     def runs(self, search_id: int) -> list[dict[str, Any]]:
         """Every driver that ran the search, oldest first (``info`` decoded)."""
         d = self.drivers
+        columns = [c for c in d.c if self.schema_version >= 6 or c.name != "node"]
         with self._read() as conn:
             rows = conn.execute(
-                sa.select(d).where(d.c.search_id == search_id).order_by(d.c.started)
+                sa.select(*columns)
+                .where(d.c.search_id == search_id)
+                .order_by(d.c.started)
             ).all()
         out = []
         for row in rows:
