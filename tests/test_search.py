@@ -732,3 +732,40 @@ async def test_a_run_with_filters_keeps_its_table_as_the_snapshot(c, s, a, b):
             search.close()
     finally:
         search_module.SNAPSHOT_ROWS = before
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_n_trials_counts_the_trials_taken_over(c, s, a, b):
+    # trials first held by a live driver, then abandoned by it, are taken
+    # over within the run's n_trials: at most n_trials evaluations in all
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/s.db"
+        search = Search("takeover", score, url, client=c, stale_after=1.0)
+        grid = [{"C": float(i), "kernel": "rbf"} for i in range(20)]
+        holder_store = TrialStore(url)
+        sid = holder_store.find_search("takeover")["id"]
+        holder = holder_store.register_driver(sid)
+        held = [Claim(*reversed(canonical(p))) for p in grid[:10]]
+        assert {d.kind for d in holder_store.sync(sid, holder, [], held)} == {
+            "evaluate"
+        }
+        stop = threading.Event()
+
+        def beat() -> None:
+            # alive until the run, having met its trials held, claims others
+            while not stop.wait(0.05) and len(holder_store.trials(sid)) == 10:
+                holder_store.heartbeat(holder)
+
+        beating = threading.Thread(target=beat)
+        beating.start()
+        try:
+            report = await call(search.run, grid, n_trials=10)
+        finally:
+            stop.set()
+            beating.join(timeout=30)
+            holder_store.close()
+        assert sum(_evaluated.values()) == 10
+        assert report.stopped == "n_trials"
+        done = search.trials(status="done")
+        assert len(done) == 10
+        search.close()

@@ -265,6 +265,7 @@ class _Run:
     claimed: dict[str, _Pending] = field(default_factory=dict)  # in flight here
     waiting: list[_Pending] = field(default_factory=list)  # held by another driver
     recheck: list[_Pending] = field(default_factory=list)  # no longer held: claim
+    taking: int = 0  # of those, the ones to evaluate: within n_trials, as new ones
     outcomes: list[Outcome] = field(default_factory=list)  # to write next turn
     last_error: str | None = None  # the last failure's traceback
     submitted: int = 0
@@ -555,8 +556,9 @@ class Driver:
             self._submit(to_run)
         if state.waiting:
             # read-only: claim again only trials their holder gave up
-            state.peeked, state.recheck, state.waiting = self._peek(
-                state.waiting, state.peeked, self._flying
+            left = None if self.n_trials is None else self.n_trials - state.submitted
+            state.peeked, state.recheck, state.waiting, state.taking = self._peek(
+                state.waiting, state.peeked, self._flying, left
             )
             if state.recheck:
                 return False
@@ -583,7 +585,7 @@ class Driver:
         # while the driver asks, then the driver while the workers run)
         sliced = time.monotonic() + _ASK_SLICE if self._fed else None
         while known.why_stop() is None and self._room(
-            state.claimed, fresh, state.submitted
+            state.claimed, fresh, state.submitted + state.taking
         ):
             if state.expired():
                 break
@@ -608,7 +610,7 @@ class Driver:
                 known.again(1)  # joined a trial already pending
                 report.joined += 1
         asking = [*fresh.values(), *state.recheck]
-        state.recheck = []
+        state.recheck, state.taking = [], 0
         return asking, asked_any
 
     def _apply(
@@ -731,31 +733,36 @@ class Driver:
         waiting: list[_Pending],
         peeked: float,
         flying: Window[list[_Pending]] | FedWindow[list[_Pending]],
-    ) -> tuple[float, list[_Pending], list[_Pending]]:
+        budget: int | None,
+    ) -> tuple[float, list[_Pending], list[_Pending], int]:
         """Look (read-only) at trials another driver holds, every so often.
 
-        Returns when it looked, the trials to claim again (their holder finished
-        or is gone), and those still held. Waits out the interval first when
-        nothing of this driver's is in flight (there is no event to wait on: the
-        other driver is another process).
+        Returns when it looked, the trials to claim again (their holder finished,
+        or is gone: those come last), those still held, and how many of the
+        former this driver would evaluate. A trial taken over is an evaluation
+        like a new one: no more are taken than the ``budget`` of evaluations
+        left (``None``: no limit); the rest are dropped, never evaluated by this
+        run. Waits out the interval first when nothing of this driver's is in
+        flight (there is no event to wait on: the other driver is another
+        process).
         """
-        left = peeked + _WAIT_ELSEWHERE_SECONDS - time.monotonic()
-        if left > 0:
+        wait = peeked + _WAIT_ELSEWHERE_SECONDS - time.monotonic()
+        if wait > 0:
             if len(flying):
-                return peeked, [], waiting
-            time.sleep(left)
+                return peeked, [], waiting, 0
+            time.sleep(wait)
         decisions = self.recorder.peek([p.param_hash for p in waiting])
-        held = [
-            p
-            for p, d in zip(waiting, decisions, strict=True)
-            if d.kind == DecisionKind.ELSEWHERE
-        ]
-        free = [
-            p
-            for p, d in zip(waiting, decisions, strict=True)
-            if d.kind != DecisionKind.ELSEWHERE
-        ]
-        return time.monotonic(), free, held
+        held, told, taken = [], [], []
+        for pending, decision in zip(waiting, decisions, strict=True):
+            if decision.kind == DecisionKind.ELSEWHERE:
+                held.append(pending)
+            elif decision.kind == DecisionKind.EVALUATE:
+                taken.append(pending)
+            else:
+                told.append(pending)
+        if budget is not None:
+            taken = taken[: max(budget, 0)]
+        return time.monotonic(), [*told, *taken], held, len(taken)
 
     def _grow_reuse(self, decisions: Sequence[Any]) -> None:
         """Claim more per transaction while every claim is reused (a re-run)."""
