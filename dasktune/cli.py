@@ -412,7 +412,7 @@ def _no_success(name: str, trials: Any, store: str) -> str:
         text += (
             f"\n(dasktune show {shlex.quote(store)} --name {shlex.quote(name)} "
             "--status failed lists them with their errors"
-            + ("; the URL's password is hidden)" if ":***@" in store else ")")
+            + ("; the URL's password is hidden)" if "***" in store else ")")
         )
     return text
 

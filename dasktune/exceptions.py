@@ -31,7 +31,16 @@ class DasktuneError(Exception):
 
 
 class StoreError(DasktuneError):
-    """The trial store cannot be used as asked."""
+    """The trial store cannot be used as asked.
+
+    Its message never shows a password: any database URL or DSN in it is
+    redacted (:func:`dasktune._checks.redact`), whoever built the message.
+    """
+
+    def __init__(self, *args: object) -> None:
+        from dasktune._checks import redact
+
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class SchemaVersionError(StoreError):

@@ -333,9 +333,13 @@ def test_run_exits_non_zero_when_every_trial_failed(tmp_path):
     assert "(no done trial yet; --status failed lists the failed ones" in best.stdout
 
 
-def test_the_all_failed_hint_hides_a_postgresql_password(tmp_path, postgres_url):
+@pytest.mark.parametrize("form", ["user:pw@", "?password="])
+def test_the_all_failed_hint_hides_a_postgresql_password(tmp_path, postgres_url, form):
     (tmp_path / "failing.py").write_text(FAILING)
-    done = _dasktune("run", "failing.py", "--store", postgres_url, "--n-workers",
+    url = postgres_url
+    if form == "?password=":
+        url = url.replace(":s3cret-pw@", "@") + "?password=s3cret-pw"
+    done = _dasktune("run", "failing.py", "--store", url, "--n-workers",
                      "1", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 1
     assert "--name failing --status failed" in done.stderr

@@ -889,3 +889,60 @@ def test_a_schema_5_store_gains_heartbeats_on_the_database_clock(
     assert store.runs(sid)[1]["node"] == store.node
     assert store.sync(sid, driver, [], [c])[0].kind == "done"
     store.close()
+
+
+def _password_in_query(url: str) -> str:
+    """``url`` with its password moved from ``user:pw@`` to ``?password=pw``."""
+    assert ":s3cret-pw@" in url
+    return url.replace(":s3cret-pw@", "@") + "?password=s3cret-pw"
+
+
+@pytest.mark.parametrize("form", ["user:pw@", "?password="])
+def test_postgresql_passwords_are_never_shown_whatever_the_url_form(
+    postgres_url, form, caplog
+):
+    import logging
+
+    from dasktune import Search
+
+    caplog.set_level(logging.DEBUG)  # every log line too, SQLAlchemy's included
+    url = postgres_url if form == "user:pw@" else _password_in_query(postgres_url)
+    assert "s3cret-pw" in url
+    store = TrialStore(url)
+    assert "s3cret" not in store.display_url and "***" in store.display_url
+    store.open_search("s", space=None, direction="minimize", metadata={})
+    with pytest.raises(SearchMismatchError) as mismatch:
+        store.open_search("s", space=None, direction="maximize", metadata={})
+    store.close()
+    with pytest.raises(StoreError, match="password authentication failed") as wrong:
+        TrialStore(url.replace("s3cret-pw", "wrong-pw"))
+    with pytest.raises(StoreError) as unparsable:  # a URL SQLAlchemy cannot parse
+        TrialStore(url.replace("@127.0.0.1:", "@127.0.0.1:x"))
+    search = Search("s", None, url)
+    shown = [str(mismatch.value), str(wrong.value), str(unparsable.value),
+             repr(search), caplog.text]  # fmt: skip
+    search.close()
+    for text in shown:
+        assert "s3cret" not in text and "wrong-pw" not in text
+
+
+def test_postgresql_pgpassword_is_used_untouched_and_never_shown(
+    postgres_url, monkeypatch
+):
+    url = postgres_url.replace(":s3cret-pw@", "@")
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")  # libpq reads it: we never do
+    store = TrialStore(url)
+    store.open_search("s", space=None, direction="minimize", metadata={})
+    store.close()
+    assert os.environ["PGPASSWORD"] == "s3cret-pw"
+    monkeypatch.setenv("PGPASSWORD", "wrong-pw")
+    with pytest.raises(StoreError, match="password authentication failed") as wrong:
+        TrialStore(url)
+    assert "wrong-pw" not in str(wrong.value)
+    assert os.environ["PGPASSWORD"] == "wrong-pw"
+
+
+def test_a_store_that_starts_like_a_url_hides_its_password():
+    with pytest.raises(ValueError, match="starts like a database URL") as info:
+        store_url("postgresql:me:s3cret@host/db")
+    assert "s3cret" not in str(info.value)

@@ -87,7 +87,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from dasktune._checks import store_url
+from dasktune._checks import redact, store_url
 from dasktune._pareto import pareto_front
 from dasktune._values import violation
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
@@ -161,11 +161,12 @@ class TrialStore:
         self.readonly = readonly
         try:
             parsed = sa.engine.make_url(url)
-        except sa.exc.ArgumentError as err:
-            msg = f"cannot open the store {url!r}: {err}"
+        except (sa.exc.ArgumentError, ValueError) as err:  # ValueError: a bad port
+            msg = redact(f"cannot open the store {url!r}: {err}")
             raise StoreError(msg) from err
-        #: the URL with its password hidden: what messages show
-        self.display_url = parsed.render_as_string(hide_password=True)
+        #: the URL with its passwords hidden (``user:***@``, ``?password=***``):
+        #: what messages, reprs and hints show
+        self.display_url = redact(parsed.render_as_string(hide_password=True))
         try:
             self.engine = _make_engine(parsed, self.display_url, readonly)
         except sa.exc.ArgumentError as err:  # a URL its dialect refuses
