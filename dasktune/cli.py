@@ -54,8 +54,15 @@ class CLIError(Exception):
 # -- clusters ------------------------------------------------------------------
 
 
-def jobqueue_cluster(kind: str, jobs: int) -> Any:
+def jobqueue_cluster(kind: str, jobs: int, security: Any = None) -> Any:
     """A dask-jobqueue cluster from the user's configuration, scaled to ``jobs``.
+
+    The scheduler and its dashboard listen on the interface the configuration
+    names (``jobqueue.<kind>.interface``, or ``scheduler-options`` ``host`` or
+    ``interface``); a configuration naming none, which dask-jobqueue would bind
+    to every interface (0.0.0.0), is refused. ``security`` (a
+    ``distributed.security.Security``) makes the scheduler, the workers and
+    the client speak TLS.
 
     The jobs are submitted before this returns: a submit command that fails
     (``sbatch: error: Invalid partition name specified``, no ``qsub``) raises
@@ -70,8 +77,11 @@ def jobqueue_cluster(kind: str, jobs: int) -> Any:
             "dasktune's extra, from its clone: pip install -e '.[jobqueue]')"
         )
         raise CLIError(msg) from err
+    options = _scheduler_options(kind)
     try:
-        cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])()
+        cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])(
+            scheduler_options=options, security=security
+        )
     except (ValueError, TypeError, KeyError) as err:
         msg = (
             f"dask-jobqueue cannot build a {kind} cluster from your configuration "
@@ -85,6 +95,41 @@ def jobqueue_cluster(kind: str, jobs: int) -> Any:
         _close_cluster(cluster, err)
         raise
     return cluster
+
+
+def _scheduler_options(kind: str) -> dict[str, Any]:
+    """The configuration's ``scheduler-options`` for a ``kind`` cluster, bound
+    to the interface it names, the dashboard too; refused when it names none."""
+    import dask
+    from distributed.utils import get_ip_interface
+
+    key = f"jobqueue.{kind}"
+    options = dict(dask.config.get(f"{key}.scheduler-options", None) or {})
+    interface = dask.config.get(f"{key}.interface", None)
+    if not (options.get("host") or options.get("interface") or interface):
+        msg = (
+            f"--cluster {kind}: your configuration names no network interface for "
+            "the scheduler, and dask-jobqueue would then listen on every "
+            "interface (0.0.0.0), its dashboard too; name the network the "
+            f"workers reach it on: {key}.interface (such as ib0 or eth0) in "
+            "~/.config/dask/jobqueue.yaml, or an address of this machine in "
+            f"{key}.scheduler-options.host ('0.0.0.0' to listen everywhere on "
+            "purpose)"
+        )
+        raise CLIError(msg)
+    if not (options.get("host") or options.get("interface")):
+        options["interface"] = interface
+    if "dashboard_address" not in options:
+        # dask-jobqueue's default (":8787") listens on every interface
+        host = options.get("host")
+        if not host:
+            try:
+                host = get_ip_interface(options["interface"])
+            except ValueError as err:
+                msg = f"--cluster {kind}: {err}"
+                raise CLIError(msg) from err
+        options["dashboard_address"] = f"{host}:8787"
+    return options
 
 
 def _close_cluster(cluster: Any, err: BaseException) -> None:
@@ -144,8 +189,10 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     security = _security(args)
     cluster = None
     if getattr(args, "cluster", None):
-        cluster = jobqueue_cluster(args.cluster, args.jobs)
+        cluster = jobqueue_cluster(args.cluster, args.jobs, security)
         client = connect(cluster)
+        tls = "TLS" if security is not None else "plain TCP: not encrypted"
+        print(f"scheduler: {cluster.scheduler_address} ({tls})", flush=True)
         print(f"dashboard: {client.dashboard_link}", flush=True)
         try:
             _wait_for_workers(client, args.worker_timeout, f"the {args.cluster} jobs")
@@ -189,8 +236,18 @@ def _security(args: argparse.Namespace) -> Any:
     files = (args.tls_ca_file, args.tls_cert, args.tls_key)
     if not any(files):
         return None
-    if not args.scheduler:
-        msg = "--tls-ca-file, --tls-cert and --tls-key apply to a --scheduler address"
+    cluster = getattr(args, "cluster", None)
+    if not args.scheduler and not cluster:
+        msg = (
+            "--tls-ca-file, --tls-cert and --tls-key apply to a --scheduler "
+            "address or a --cluster"
+        )
+        raise CLIError(msg)
+    if cluster and not all(files):
+        msg = (
+            "--cluster with TLS needs --tls-ca-file, --tls-cert and --tls-key: "
+            "the scheduler and the workers present that certificate"
+        )
         raise CLIError(msg)
     for flag, path in zip(
         ("--tls-ca-file", "--tls-cert", "--tls-key"), files, strict=True
@@ -200,11 +257,22 @@ def _security(args: argparse.Namespace) -> Any:
             raise CLIError(msg)
     from distributed.security import Security
 
+    # a cluster dasktune starts: its scheduler and workers present the same
+    # certificate (as Security.temporary() does)
+    started = (
+        {
+            "tls_scheduler_cert": args.tls_cert, "tls_scheduler_key": args.tls_key,
+            "tls_worker_cert": args.tls_cert, "tls_worker_key": args.tls_key,
+        }
+        if cluster
+        else {}
+    )  # fmt: skip
     return Security(
         tls_ca_file=args.tls_ca_file,
         tls_client_cert=args.tls_cert,
         tls_client_key=args.tls_key,
         require_encryption=True,
+        **started,
     )
 
 
@@ -759,7 +827,7 @@ def _cluster_options(parser: argparse.ArgumentParser, *, jobqueue: bool) -> None
                         help="seconds to wait for the first worker of --scheduler "
                         "or --cluster (default 300)")  # fmt: skip
     tls = parser.add_argument_group(
-        "TLS (a tls:// --scheduler; default: Dask's config)"
+        "TLS (a tls:// --scheduler, or a --cluster; default: Dask's config)"
     )
     tls.add_argument("--tls-ca-file", help="CA certificate(s) file")
     tls.add_argument("--tls-cert", help="client certificate file")

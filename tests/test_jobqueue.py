@@ -116,3 +116,75 @@ def test_a_configuration_error_is_shown_whole(tmp_path, fake_slurm, capsys):
     assert "cannot build a slurm cluster from your configuration" in err
     assert "You must specify how much cores and memory" in err
     assert "cluster = SLURMCluster(cores=" in err  # the example, on its own line
+
+
+# -- what a --cluster scheduler exposes ------------------------------------------
+
+
+def test_a_configuration_naming_no_interface_is_refused(tmp_path, fake_slurm, capsys):
+    # dask-jobqueue would listen on 0.0.0.0: refused, saying what to set
+    _fake_command(fake_slurm, "sbatch", "echo 'Submitted batch job 42'")
+    unnamed = {**config("slurm"), "jobqueue.slurm.scheduler-options": {}}
+    with dask.config.set(unnamed):
+        assert _run_on_slurm(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "names no network interface for the scheduler" in err
+    assert "(0.0.0.0)" in err and "jobqueue.slurm.interface" in err
+
+
+def _listening(cluster) -> set[str]:
+    """The hosts the scheduler and its dashboard listen on."""
+    scheduler = cluster.scheduler
+    hosts = {listener.get_host_port()[0] for listener in scheduler.listeners}
+    http = scheduler.http_server
+    hosts |= {sock.getsockname()[0] for sock in http._sockets.values()}
+    return hosts
+
+
+def test_the_scheduler_and_its_dashboard_listen_on_the_named_interface():
+    named = {**config("slurm"), "jobqueue.slurm.scheduler-options": {},
+             "jobqueue.slurm.interface": "lo"}  # fmt: skip
+    with dask.config.set(named):
+        cluster = jobqueue_cluster("slurm", jobs=0)
+        try:
+            assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+            assert _listening(cluster) == {"127.0.0.1"}
+        finally:
+            cluster.close()
+
+
+def test_tls_with_a_cluster_reaches_its_workers(tmp_path, monkeypatch, capsys):
+    # dask-jobqueue's LocalCluster runs each job as a local process: a
+    # jobqueue cluster that needs no batch system
+    import dask_jobqueue
+    from dask_jobqueue.local import LocalCluster
+
+    from tests.deploy import write_certificates
+
+    monkeypatch.setitem(JOBQUEUE_CLUSTERS, "local", "LocalCluster")
+    monkeypatch.setattr(dask_jobqueue, "LocalCluster", LocalCluster, raising=False)
+    (tmp_path / "search.py").write_text(SEARCH)
+    certs = write_certificates(tmp_path)
+    local = {"jobqueue.local.cores": 1, "jobqueue.local.memory": "1GiB",
+             "jobqueue.local.processes": 1, "jobqueue.local.interface": "lo",
+             "jobqueue.local.scheduler-options": {"dashboard_address": ":0"}}  # fmt: skip
+    flags = [item for pair in certs.items() for item in pair]
+    with dask.config.set(local):
+        code = main(["run", str(tmp_path / "search.py"), "--store",
+                     str(tmp_path / "tls.db"), "--cluster", "local",
+                     "--worker-timeout", "120", *flags])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "scheduler: tls://127.0.0.1:" in out and "(TLS)" in out
+    assert "1 evaluated" in out
+
+
+def test_tls_with_a_cluster_needs_all_three_files(tmp_path, capsys):
+    (tmp_path / "search.py").write_text(SEARCH)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    with dask.config.set(config("slurm")):
+        assert _run_on_slurm(tmp_path, "--tls-ca-file", str(ca)) == 1
+    assert "--cluster with TLS needs --tls-ca-file, --tls-cert and --tls-key" in (
+        capsys.readouterr().err
+    )
