@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).resolve().parent / "multihost_driver.py"
 NET = "10.231.0"  # a private range, on a bridge inside a namespace of our own
 HOSTS = {"db": 1, "scheduler": 2, "worker1": 3, "worker2": 4, "a": 5, "b": 6}
+BUDGET = 170.0  # seconds for the whole module, set-up and tear-down aside
 N = 60  # parameter sets in each search
 SLEEP = 0.25  # seconds an evaluation lasts
 
@@ -66,6 +67,14 @@ class Hosts:
     postgres: PostgresServer | None = None
     url: str = ""  # the drivers' URL (TCP, on the db host)
     local_url: str = ""  # the test's (the server's Unix socket)
+    deadline: float = 0.0  # time.monotonic() by which every test is done
+
+    def left(self, what: str) -> float:
+        """Seconds left of the module's budget; fail once none is left."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"the multi-host tests ran out of time ({BUDGET:g} s) {what}")
+        return left
 
     def ns(self, host: str) -> str:
         return f"{self.prefix}-{host}"
@@ -205,6 +214,7 @@ def hosts() -> Iterator[Hosts]:
                                 made.scheduler, "--host", made.address(worker),
                                 "--nthreads", "2", "--no-dashboard"],
                        f"{worker}.log")  # fmt: skip
+        made.deadline = time.monotonic() + BUDGET
         yield made
     finally:
         made.tear_down()
@@ -229,9 +239,9 @@ def _driver(
 def _finish(hosts: Hosts, search: str, *drivers: subprocess.Popen[str]) -> None:
     for proc in drivers:
         try:
-            proc.wait(timeout=90)
+            proc.wait(timeout=hosts.left(f"waiting for the drivers of {search!r}"))
         except subprocess.TimeoutExpired:
-            pytest.fail(f"a driver of {search!r} did not finish within 90 s")
+            hosts.left(f"waiting for the drivers of {search!r}")
         assert proc.returncode == 0, hosts.logs[proc.pid].read_text()
 
 
@@ -272,14 +282,14 @@ def _two_drivers(hosts: Hosts, search: str, **b_options) -> None:
     _finish(hosts, search, a, b)
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(BUDGET + 60)
 def test_two_drivers_on_two_hosts_evaluate_each_set_once(hosts):
     _two_drivers(hosts, "plain")
     assert _count(hosts, "plain") == (N, 0)
     assert _done(hosts, "plain") == set(range(N))
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(BUDGET + 60)
 def test_a_driver_whose_clock_is_120_s_behind_takes_nothing_live(hosts):
     if shutil.which("faketime") is None:
         _unavailable("faketime is not installed (apt-get install faketime)")
@@ -303,7 +313,7 @@ def _in_pid_namespace(forks: int) -> tuple[str, ...]:
             "exit $?", "sh")  # fmt: skip
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(BUDGET + 60)
 def test_two_drivers_of_one_hostname_in_two_pid_namespaces(hosts):
     # both on one host (one hostname, one network): separate PID namespaces
     search = "pidns"
@@ -318,14 +328,13 @@ def test_two_drivers_of_one_hostname_in_two_pid_namespaces(hosts):
     assert _done(hosts, search) == set(range(N))
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(BUDGET + 60)
 def test_a_killed_drivers_trials_are_taken_over_by_the_other(hosts):
     search = "killed"
     killed = _driver(hosts, "a", search, "a", stale_after=3.0)
     survivor = _driver(hosts, "b", search, "b", stale_after=3.0)
-    deadline = time.monotonic() + 90
     while sum(tag == "a" for tag, _ in _evaluations(hosts, search)) < 5:
-        assert time.monotonic() < deadline, "the first driver evaluated nothing"
+        hosts.left("waiting for the first driver's evaluations")
         assert killed.poll() is None and survivor.poll() is None
         time.sleep(0.1)
     os.killpg(killed.pid, signal.SIGKILL)
