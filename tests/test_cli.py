@@ -276,7 +276,8 @@ def _project(tmp_path: Path, helper_body: str = "return (x - 2.0) ** 2") -> Path
 
 
 def _dasktune(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # the checkout under test, and no folder of the search's own modules
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "dasktune", *argv],
         capture_output=True, text=True, cwd=cwd, timeout=120, env=env,
