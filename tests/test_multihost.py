@@ -280,6 +280,12 @@ def _two_drivers(hosts: Hosts, search: str, **b_options) -> None:
     a = _driver(hosts, "a", search, "a")
     b = _driver(hosts, "b", search, "b", **b_options)
     _finish(hosts, search, a, b)
+    _both_evaluated(hosts, search)
+
+
+def _both_evaluated(hosts: Hosts, search: str) -> None:
+    """Both drivers had trials evaluated: they contended for the grid."""
+    assert {tag for tag, _ in _evaluations(hosts, search)} == {"a", "b"}
 
 
 @pytest.mark.timeout(BUDGET + 60)
@@ -324,6 +330,7 @@ def test_two_drivers_of_one_hostname_in_two_pid_namespaces(hosts):
     a = hosts.start("a", argv("a"), f"{search}-a.log", _in_pid_namespace(0))
     b = hosts.start("a", argv("b"), f"{search}-b.log", _in_pid_namespace(400))
     _finish(hosts, search, a, b)
+    _both_evaluated(hosts, search)
     assert _count(hosts, search) == (N, 0)
     assert _done(hosts, search) == set(range(N))
 
