@@ -63,6 +63,7 @@ from dasktune.run.driver import (
 from dasktune.run.report import check_trial_first
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
+from dasktune.store.rows import DECODING_ERRORS, damaged_trial, trial_problem
 from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore, search_directions
 from dasktune.table import COLUMNS, TrialTable
 
@@ -249,29 +250,40 @@ class Search:
         self._unsaved = 0  # rows read into the table since the store's snapshot
         # provenance (git, package versions) is kept when the search is made:
         # not worked out again by each reader of an existing one
-        found = self.store.find_search(name)
-        made = found is not None
-        if objective is None and not made:
-            if self._owns_store:
-                self.store.close()
-            msg = (
-                f"no search named {name!r} in {self.store.display_url} to read: "
-                "a new search needs an objective (a function of a parameter dict)"
+        try:
+            found = self.store.find_search(name)
+            made = found is not None
+            if objective is None and not made:
+                msg = (
+                    f"no search named {name!r} in {self.store.display_url} to read: "
+                    "a new search needs an objective (a function of a parameter dict)"
+                )
+                raise ValueError(msg)
+            if self.space is None and found is not None and found.get("space"):
+                # re-opened without a space (to read it, to run it on): its own
+                try:
+                    self.space = Space.from_json(json.loads(found["space"]))
+                except (ValueError, TypeError, KeyError) as err:
+                    msg = (
+                        f"the store {self.store.display_url} holds a damaged space "
+                        f"for search {name!r}: {type(err).__name__}: {err}; repair "
+                        "that row, or pass space= to use the search as it was made"
+                    )
+                    raise StoreError(msg) from err
+            if stored_directions and found is not None:  # and its own directions
+                self.directions = search_directions(found)
+                self.direction = direction = self.directions[0]
+            self.search_id = self.store.open_search(
+                name,
+                space=None if self.space is None else self.space.to_json(),
+                direction=direction,
+                metadata={} if made else provenance(objective),
+                directions=self.directions if len(self.directions) > 1 else None,
             )
-            raise ValueError(msg)
-        if self.space is None and found is not None and found.get("space"):
-            # re-opened without a space (to read it, to run it on): its own
-            self.space = Space.from_json(json.loads(found["space"]))
-        if stored_directions and found is not None:  # and its own directions
-            self.directions = search_directions(found)
-            self.direction = direction = self.directions[0]
-        self.search_id = self.store.open_search(
-            name,
-            space=None if self.space is None else self.space.to_json(),
-            direction=direction,
-            metadata={} if made else provenance(objective),
-            directions=self.directions if len(self.directions) > 1 else None,
-        )
+        except BaseException:
+            if self._owns_store:  # a store this search opened: closed again
+                self.store.close()
+            raise
 
     # -- running ---------------------------------------------------------------
 
@@ -550,6 +562,11 @@ class Search:
         )
         results: list[tuple[Any, ...]] = []
         for row in rows:
+            problem = trial_problem(row)
+            if problem is not None:  # damaged, or written by hand: named
+                raise damaged_trial(
+                    self.store.display_url, [row], ValueError(problem), repr(self.name)
+                )
             params = json.loads(row[FIELD["params"]])
             value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
             told: Any = math.inf
@@ -582,6 +599,11 @@ class Search:
         )
         if not rows:
             return 0
+        for row in rows:
+            if trial_problem(row) is not None:  # damaged, or written by hand
+                raise damaged_trial(
+                    self.store.display_url, [row], ValueError(), repr(self.name)
+                )
         points = [json.loads(row[FIELD["params"]]) for row in rows]
         # who may evaluate them now: not a trial a live driver runs
         decisions = self.store.peek(
@@ -756,8 +778,18 @@ class Search:
                 self.space.names if self.space is not None else (),
                 objectives=len(self.directions),
             )
-        seq, columns = self.store.read_columns(self.search_id, since=table.seq)
-        table.update_columns(columns)
+        since = table.seq
+        try:
+            seq, columns = self.store.read_columns(self.search_id, since=since)
+            table.update_columns(columns)
+        except DECODING_ERRORS as err:
+            # a row damaged or written by hand: the table may hold part of the
+            # batch, so it is read again next time; the error names the row
+            self._table = None
+            _, rows = self.store.read_trials(self.search_id, since=since)
+            raise damaged_trial(
+                self.store.display_url, rows, err, repr(self.name)
+            ) from err
         table.seq = max(table.seq, seq)
         self._unsaved += len(columns["number"])
         if save and self._unsaved >= max(SNAPSHOT_ROWS, table.n // 10):
