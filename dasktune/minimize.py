@@ -27,6 +27,7 @@ from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_store,
@@ -184,6 +185,7 @@ def minimize(
     check_int("maxfev", maxfev, 1, optional=True)
     check_int("n_workers", n_workers, 1, optional=True)
     check_timeout(timeout)
+    check_bool("progress", progress)
     if seed is not None and options.get("rng") is not None:
         msg = f"minimize({method!r}) takes seed= or scipy's rng=, not both"
         raise TypeError(msg)

@@ -34,6 +34,7 @@ import pandas as pd
 from distributed.security import Security
 
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_store,
@@ -230,9 +231,15 @@ class Search:
             raise ValueError(msg)
         self.directions = _check_directions(directions, direction)
         direction = self.directions[0]
-        if not isinstance(stale_after, int | float) or stale_after <= 0:
+        if (
+            isinstance(stale_after, bool)
+            or not isinstance(stale_after, int | float)
+            or not 0 < stale_after < math.inf  # NaN too
+        ):
             msg = (
-                f"stale_after must be a positive number of seconds, got {stale_after!r}"
+                "stale_after must be a positive, finite number of seconds (after "
+                "which a silent driver's trials are taken over), got "
+                f"{stale_after!r}"
             )
             raise ValueError(msg)
         self.name = name
@@ -291,7 +298,8 @@ class Search:
         self,
         source: Iterable[Mapping[str, Any]] | AskTell | None = None,
         *,
-        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]] = (),
+        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]]
+        | Callable[[dict[str, Any], pd.DataFrame], bool] = (),
         n_trials: int | None = None,
         max_in_flight: int | None = None,
         timeout: float | None = None,
@@ -313,10 +321,11 @@ class Search:
             parameter dicts; or an optimizer (``SPSA``, ``HyperScipySampler``,
             ``LCBSelector``, ...). ``None`` samples the search's ``space`` at
             random (``seed``, and ``n_trials`` required).
-        filters : sequence of callables
+        filters : callable or sequence of callables
             ``f(params, trials) -> bool``, applied before a trial is claimed; a
             trial is kept when every filter returns true. ``trials`` is the
-            search's DataFrame, refreshed once per batch of results.
+            search's DataFrame, refreshed once per batch of results. One
+            function is taken as a list of it.
         n_trials : int, optional
             Evaluate at most this many new trials in this run (reused results do
             not count).
@@ -409,6 +418,17 @@ class Search:
             batch=isinstance(self.objective, BatchObjective),
             resources=resources,
         )
+        check_bool("retry_failed", retry_failed)
+        check_bool("progress", progress)
+        if callable(filters):  # one filter: a list of it
+            filters = [filters]
+        if isinstance(filters, str | bytes) or not isinstance(filters, Iterable):
+            msg = (
+                "filters must be a list of functions (record, trials) -> bool, or "
+                f"one such function, got {type(filters).__name__}: {filters!r:.60}"
+            )
+            raise TypeError(msg)
+        filters = list(filters)
         for f in filters:
             check_callable("each filter", f)
         self._warm_start(optimizer)
