@@ -180,3 +180,28 @@ def test_nothing_read_from_a_store_is_unpickled():
                  "search.py", "export.py", "serve.py", "cli.py"):  # fmt: skip
         source = (root / name).read_text()
         assert not unpickle.search(source), (name, unpickle.search(source))
+
+
+def test_the_live_page_names_a_damaged_trial(tmp_path):
+    from bokeh.document import Document
+
+    from dasktune.serve import LivePage
+
+    path = tmp_path / "t.db"
+    _store(path)[0].close()
+    _craft(path, "UPDATE trials SET params = '{bad' WHERE number = 2")
+    reader = TrialStore(path, readonly=True)
+    with pytest.raises(StoreError, match="damaged trial 2 of search 's': its params"):
+        LivePage(reader, Document(), interval_ms=1000)
+    reader.close()
+
+
+def test_a_damaged_run_row_is_named(tmp_path):
+    path = tmp_path / "t.db"
+    store, sid = _store(path)
+    store.close()
+    _craft(path, "UPDATE drivers SET info = '{'")
+    reader = TrialStore(path, readonly=True)
+    with pytest.raises(StoreError, match="damaged run .*its info is not JSON"):
+        reader.runs(sid)
+    reader.close()

@@ -1145,7 +1145,15 @@ class TrialStore:
         out = []
         for row in rows:
             entry = dict(row._mapping)
-            entry["info"] = json.loads(entry["info"]) if entry["info"] else {}
+            try:
+                entry["info"] = json.loads(entry["info"]) if entry["info"] else {}
+            except DECODING_ERRORS as err:  # written by hand, or damaged
+                msg = (
+                    f"the store {self.display_url} holds a damaged run (driver "
+                    f"{entry['id']!r:.40}): its info is not JSON ({err!r:.100}); "
+                    "repair or delete that row"
+                )
+                raise StoreError(msg) from err
             out.append(entry)
         return out
 
