@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 __all__ = [
+    "check_bool",
     "check_callable",
     "check_int",
     "check_store",
@@ -65,6 +66,21 @@ def check_callable(name: str, fun: object) -> None:
     if not callable(fun):
         msg = f"{name} must be callable, got {type(fun).__name__}: {short_repr(fun)}"
         raise TypeError(msg)
+
+
+def check_bool(name: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` is ``True`` or ``False`` (a string
+    such as ``"no"`` is truthy: taken as a flag, it would mean yes).
+
+    >>> check_bool("progress", "no")
+    Traceback (most recent call last):
+    ...
+    TypeError: progress must be True or False, got str: 'no'
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's too
+        return
+    msg = f"{name} must be True or False, got {type(value).__name__}: {value!r:.60}"
+    raise TypeError(msg)
 
 
 def check_int(

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import itertools
 import json
+import math
 import os
 import runpy
 import select
@@ -284,6 +285,18 @@ def _at_least_one(text: str) -> int:
         value = 0
     if value < 1:
         msg = f"must be an integer >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        msg = f"must be a positive, finite number of seconds, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -821,9 +834,9 @@ def _cluster_options(parser: argparse.ArgumentParser, *, jobqueue: bool) -> None
         )
     parser.add_argument("--n-workers", type=_at_least_one,
                         help="workers of the LocalCluster")  # fmt: skip
-    parser.add_argument("--connect-timeout", type=float, default=10.0,
+    parser.add_argument("--connect-timeout", type=_seconds, default=10.0,
                         help="seconds to reach --scheduler")  # fmt: skip
-    parser.add_argument("--worker-timeout", type=float, default=300.0,
+    parser.add_argument("--worker-timeout", type=_seconds, default=300.0,
                         help="seconds to wait for the first worker of --scheduler "
                         "or --cluster (default 300)")  # fmt: skip
     tls = parser.add_argument_group(

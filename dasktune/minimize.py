@@ -27,6 +27,7 @@ from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_store,
@@ -184,6 +185,7 @@ def minimize(
     check_int("maxfev", maxfev, 1, optional=True)
     check_int("n_workers", n_workers, 1, optional=True)
     check_timeout(timeout)
+    check_bool("progress", progress)
     if seed is not None and options.get("rng") is not None:
         msg = f"minimize({method!r}) takes seed= or scipy's rng=, not both"
         raise TypeError(msg)
@@ -216,7 +218,18 @@ def minimize(
     if callback is not None:
         kwargs["callback"] = callback
     check_kwargs(method, kwargs, len(pairs))
-    client = get_client(client, security=security)
+    # a store given as a URL or path is opened before the cluster starts: a
+    # store that cannot be used (foreign, read-only, newer) fails first
+    owned = None
+    if store is not None and not isinstance(store, TrialStore):
+        check_store(store)
+        owned = store = TrialStore(store)
+    try:
+        client = get_client(client, security=security)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
     optimizer: ScipyAskTell | ReplicaPool
@@ -252,8 +265,8 @@ def minimize(
             restart=False,
             **_with_args(kwargs, args),
         )
-    recorder = _recorder(store, label, fun)
     try:
+        recorder = _recorder(store, label, fun)
         report, _ = run_vector(
             optimizer, fun, args, client=client, name=label, recorder=recorder,
             n_trials=maxfev, progress=progress, vectorized=vectorized,
@@ -262,8 +275,8 @@ def minimize(
         )  # fmt: skip
     finally:
         optimizer.close()
-        if store is not None and not isinstance(store, TrialStore):
-            recorder.store.close()  # opened here, from a URL or a path
+        if owned is not None:
+            owned.close()  # opened here, from a URL or a path
     return _result(optimizer, report)
 
 

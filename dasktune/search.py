@@ -34,6 +34,7 @@ import pandas as pd
 from distributed.security import Security
 
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_store,
@@ -63,6 +64,7 @@ from dasktune.run.driver import (
 from dasktune.run.report import check_trial_first
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
+from dasktune.store.rows import DECODING_ERRORS, damaged_trial, trial_problem
 from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore, search_directions
 from dasktune.table import COLUMNS, TrialTable
 
@@ -230,9 +232,15 @@ class Search:
             raise ValueError(msg)
         self.directions = _check_directions(directions, direction)
         direction = self.directions[0]
-        if not isinstance(stale_after, int | float) or stale_after <= 0:
+        if (
+            isinstance(stale_after, bool)
+            or not isinstance(stale_after, int | float)
+            or not 0 < stale_after < math.inf  # NaN too
+        ):
             msg = (
-                f"stale_after must be a positive number of seconds, got {stale_after!r}"
+                "stale_after must be a positive, finite number of seconds (after "
+                "which a silent driver's trials are taken over), got "
+                f"{stale_after!r}"
             )
             raise ValueError(msg)
         self.name = name
@@ -250,29 +258,40 @@ class Search:
         self._unsaved = 0  # rows read into the table since the store's snapshot
         # provenance (git, package versions) is kept when the search is made:
         # not worked out again by each reader of an existing one
-        found = self.store.find_search(name)
-        made = found is not None
-        if objective is None and not made:
-            if self._owns_store:
-                self.store.close()
-            msg = (
-                f"no search named {name!r} in {self.store.display_url} to read: "
-                "a new search needs an objective (a function of a parameter dict)"
+        try:
+            found = self.store.find_search(name)
+            made = found is not None
+            if objective is None and not made:
+                msg = (
+                    f"no search named {name!r} in {self.store.display_url} to read: "
+                    "a new search needs an objective (a function of a parameter dict)"
+                )
+                raise ValueError(msg)
+            if self.space is None and found is not None and found.get("space"):
+                # re-opened without a space (to read it, to run it on): its own
+                try:
+                    self.space = Space.from_json(json.loads(found["space"]))
+                except (ValueError, TypeError, KeyError) as err:
+                    msg = (
+                        f"the store {self.store.display_url} holds a damaged space "
+                        f"for search {name!r}: {type(err).__name__}: {err}; repair "
+                        "that row, or pass space= to use the search as it was made"
+                    )
+                    raise StoreError(msg) from err
+            if stored_directions and found is not None:  # and its own directions
+                self.directions = search_directions(found)
+                self.direction = direction = self.directions[0]
+            self.search_id = self.store.open_search(
+                name,
+                space=None if self.space is None else self.space.to_json(),
+                direction=direction,
+                metadata={} if made else provenance(objective),
+                directions=self.directions if len(self.directions) > 1 else None,
             )
-            raise ValueError(msg)
-        if self.space is None and found is not None and found.get("space"):
-            # re-opened without a space (to read it, to run it on): its own
-            self.space = Space.from_json(json.loads(found["space"]))
-        if stored_directions and found is not None:  # and its own directions
-            self.directions = search_directions(found)
-            self.direction = direction = self.directions[0]
-        self.search_id = self.store.open_search(
-            name,
-            space=None if self.space is None else self.space.to_json(),
-            direction=direction,
-            metadata={} if made else provenance(objective),
-            directions=self.directions if len(self.directions) > 1 else None,
-        )
+        except BaseException:
+            if self._owns_store:  # a store this search opened: closed again
+                self.store.close()
+            raise
 
     # -- running ---------------------------------------------------------------
 
@@ -280,7 +299,8 @@ class Search:
         self,
         source: Iterable[Mapping[str, Any]] | AskTell | None = None,
         *,
-        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]] = (),
+        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]]
+        | Callable[[dict[str, Any], pd.DataFrame], bool] = (),
         n_trials: int | None = None,
         max_in_flight: int | None = None,
         timeout: float | None = None,
@@ -302,10 +322,11 @@ class Search:
             parameter dicts; or an optimizer (``SPSA``, ``HyperScipySampler``,
             ``LCBSelector``, ...). ``None`` samples the search's ``space`` at
             random (``seed``, and ``n_trials`` required).
-        filters : sequence of callables
+        filters : callable or sequence of callables
             ``f(params, trials) -> bool``, applied before a trial is claimed; a
             trial is kept when every filter returns true. ``trials`` is the
-            search's DataFrame, refreshed once per batch of results.
+            search's DataFrame, refreshed once per batch of results. One
+            function is taken as a list of it.
         n_trials : int, optional
             Evaluate at most this many new trials in this run (reused results do
             not count).
@@ -398,6 +419,17 @@ class Search:
             batch=isinstance(self.objective, BatchObjective),
             resources=resources,
         )
+        check_bool("retry_failed", retry_failed)
+        check_bool("progress", progress)
+        if callable(filters):  # one filter: a list of it
+            filters = [filters]
+        if isinstance(filters, str | bytes) or not isinstance(filters, Iterable):
+            msg = (
+                "filters must be a list of functions (record, trials) -> bool, or "
+                f"one such function, got {type(filters).__name__}: {filters!r:.60}"
+            )
+            raise TypeError(msg)
+        filters = list(filters)
         for f in filters:
             check_callable("each filter", f)
         self._warm_start(optimizer)
@@ -551,6 +583,11 @@ class Search:
         )
         results: list[tuple[Any, ...]] = []
         for row in rows:
+            problem = trial_problem(row)
+            if problem is not None:  # damaged, or written by hand: named
+                raise damaged_trial(
+                    self.store.display_url, [row], ValueError(problem), repr(self.name)
+                )
             params = json.loads(row[FIELD["params"]])
             value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
             told: Any = math.inf
@@ -583,6 +620,11 @@ class Search:
         )
         if not rows:
             return 0
+        for row in rows:
+            if trial_problem(row) is not None:  # damaged, or written by hand
+                raise damaged_trial(
+                    self.store.display_url, [row], ValueError(), repr(self.name)
+                )
         points = [json.loads(row[FIELD["params"]]) for row in rows]
         # who may evaluate them now: not a trial a live driver runs
         decisions = self.store.peek(
@@ -757,8 +799,18 @@ class Search:
                 self.space.names if self.space is not None else (),
                 objectives=len(self.directions),
             )
-        seq, columns = self.store.read_columns(self.search_id, since=table.seq)
-        table.update_columns(columns)
+        since = table.seq
+        try:
+            seq, columns = self.store.read_columns(self.search_id, since=since)
+            table.update_columns(columns)
+        except DECODING_ERRORS as err:
+            # a row damaged or written by hand: the table may hold part of the
+            # batch, so it is read again next time; the error names the row
+            self._table = None
+            _, rows = self.store.read_trials(self.search_id, since=since)
+            raise damaged_trial(
+                self.store.display_url, rows, err, repr(self.name)
+            ) from err
         table.seq = max(table.seq, seq)
         self._unsaved += len(columns["number"])
         if save and self._unsaved >= max(SNAPSHOT_ROWS, table.n // 10):

@@ -44,6 +44,7 @@ from bokeh.plotting import figure
 from bokeh.server.server import Server
 
 from dasktune._pareto import pareto_front
+from dasktune.store.rows import DECODING_ERRORS, damaged_trial
 from dasktune.store.sql import TrialStore, search_directions
 from dasktune.table import TrialTable
 
@@ -161,7 +162,12 @@ class LivePage:
             seq, rows = self.store.read_trials(s["id"], since=table.seq)
             if rows:
                 changed = True
-                table.update(rows)
+                try:
+                    table.update(rows)
+                except DECODING_ERRORS as err:  # a damaged row: named
+                    del self.tables[s["id"]]  # part of the rows may be in it
+                    where = self.store.display_url
+                    raise damaged_trial(where, rows, err, repr(s["name"])) from err
             table.seq = max(table.seq, seq)
         return changed
 

@@ -16,7 +16,7 @@ import numpy as np
 from distributed.security import Security
 from scipy.optimize import OptimizeResult
 
-from dasktune._checks import check_callable, func_name
+from dasktune._checks import check_bool, check_callable, func_name
 from dasktune.optim.spsa import SPSAOptimizer
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import BatchObjective
@@ -130,6 +130,7 @@ def SPSA(
         raise TypeError(msg)
     if callback is not None:
         check_callable("callback", callback)
+    check_bool("progress", progress)
     if paired is None:
         paired = not isinstance(fnc, BatchObjective) and _takes_seed(fnc)
     optimizer = SPSAOptimizer(

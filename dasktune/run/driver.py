@@ -584,8 +584,10 @@ class Driver:
         # (its first trials would wait for the last asks, and the workers idle
         # while the driver asks, then the driver while the workers run)
         sliced = time.monotonic() + _ASK_SLICE if self._fed else None
-        while known.why_stop() is None and self._room(
-            state.claimed, fresh, state.submitted + state.taking
+        while (
+            known.why_stop() is None
+            and self._room(state.claimed, fresh, state.submitted + state.taking)
+            and not self._space_covered(state, fresh)
         ):
             if state.expired():
                 break
@@ -915,6 +917,19 @@ class Driver:
         batch = int(self.optimizer.batch_size)
         window = self.task_window * self.sizer.size
         return n_flying < max(window, batch, len(claimed) + self.reuse_room)
+
+    def _space_covered(self, state: _Run, fresh: dict[str, _Pending]) -> bool:
+        """Whether every point of a finite space is done or pending: another
+        ask could only repeat one (a join) until results come back, so none is
+        made (a space of 4 points asked for 1,000 trials counted 1,000 joins)."""
+        done, size = self._known.done_hashes, self.space_size
+        if done is None or size is None:
+            return False
+        others = (*state.waiting, *state.recheck)
+        if len(done) + len(state.claimed) + len(fresh) + len(others) < size:
+            return False
+        seen = done | state.claimed.keys() | fresh.keys()
+        return len(seen | {p.param_hash for p in others}) >= size
 
     def _budget_spent(self, count: int) -> bool:
         return self.n_trials is not None and count >= self.n_trials

@@ -50,6 +50,7 @@ import distributed
 from distributed.security import Security
 
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_timeout,
@@ -277,6 +278,7 @@ def async_map(
         check_int("chunksize", chunksize, 1)
     check_int("retries", retries, 0)
     check_timeout(timeout)
+    check_bool("progress", progress)
 
     try:
         n: int | None = len(args)  # type: ignore[arg-type]

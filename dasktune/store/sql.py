@@ -103,6 +103,12 @@ from dasktune.records import (
     unclaimed_message,
 )
 from dasktune.store.liveness import DbEpoch, node, owner_gone
+from dasktune.store.rows import (
+    DECODING_ERRORS,
+    damaged_search,
+    damaged_trial,
+    trial_problem,
+)
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -141,6 +147,11 @@ TRIAL_DTYPE = np.dtype(
         for name in TRIAL_FIELDS
     ]
 )  # fmt: skip
+
+
+def _real(x: Any) -> bool:
+    """Whether a stored value is a number (JSON's null: a missing one)."""
+    return x is None or type(x) in (float, int)
 
 
 class TrialStore:
@@ -187,7 +198,7 @@ class TrialStore:
             else:
                 self._create_schema()
         except BaseException:
-            self.engine.dispose()
+            self.close()  # the writer too: SQLite removes its -wal and -shm
             raise
         self.host = socket.gethostname()
         self.node = node()  # this boot and PID namespace: see owner_gone
@@ -301,6 +312,15 @@ class TrialStore:
                 )
             elif version < SCHEMA_VERSION:
                 self._migrate(conn, version)
+            else:
+                # a write that changes nothing: a store this user may not
+                # write (a read-only file system, a database role that may only
+                # read) is refused now, not at the run's first write
+                conn.execute(
+                    self.meta.update()
+                    .where(self.meta.c.key == "schema_version")
+                    .values(value=self.meta.c.value)
+                )
         if self.engine.dialect.name == "sqlite" and not self._in_memory:
             try:
                 _wal(self.engine)
@@ -368,6 +388,18 @@ class TrialStore:
         names = set(sa.inspect(conn).get_table_names())
         ours = set(self.metadata.tables)
         if not names & ours:
+            # SQLite's own tables (sqlite_sequence, sqlite_stat1) aside
+            foreign = sorted(n for n in names if not n.startswith("sqlite_"))
+            if foreign and not self.readonly and conn.dialect.name == "sqlite":
+                # a file is one application's: dasktune adds its tables (and
+                # switches the journal to WAL) only to a new or empty file
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                msg = (
+                    f"{self.display_url} is not a dasktune store: it is a SQLite "
+                    f"database of other tables ({shown}), left as it is; give "
+                    "dasktune a new file (say trials.db) for its store"
+                )
+                raise StoreError(msg)
             return None
         if self.meta.name not in names:
             clash = sorted(names & ours)
@@ -434,6 +466,11 @@ class TrialStore:
             msg = f"cannot use the store {self.display_url}: {reason}"
             if reason == "unable to open database file":  # SQLite's only word
                 msg += " (does its directory exist, and may this user write there?)"
+            elif "readonly database" in reason:
+                msg += (
+                    " (may this user write the file and its folder? dasktune "
+                    "show reads a store without writing)"
+                )
             raise StoreError(msg) from err
         except sa.exc.DatabaseError as err:
             reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
@@ -667,11 +704,19 @@ class TrialStore:
 
     def find_search(self, name: str) -> dict[str, Any] | None:
         """The stored row of search ``name`` (a dict), or ``None``."""
-        with self._read() as conn:
+        with self._connection_errors(), self._read() as conn:
             row = conn.execute(
                 sa.select(self.searches).where(self.searches.c.name == name)
             ).first()
-        return None if row is None else dict(row._mapping)
+        return None if row is None else self._search_row(row)
+
+    def _search_row(self, row: Any) -> dict[str, Any]:
+        """A stored search row as a dict, checked: a damaged one is refused."""
+        entry = dict(row._mapping)
+        damaged = damaged_search(self.display_url, entry)
+        if damaged is not None:
+            raise damaged
+        return entry
 
     def list_searches(self) -> list[dict[str, Any]]:
         """Every search, with its number of trials per status."""
@@ -681,12 +726,12 @@ class TrialStore:
             .group_by(t.c.search_id, t.c.status)
             .subquery()
         )
-        with self._read() as conn:
+        with self._connection_errors(), self._read() as conn:
             rows = conn.execute(sa.select(s).order_by(s.c.id)).all()
             tally = conn.execute(sa.select(counts)).all()
         out = []
         for row in rows:
-            entry = dict(row._mapping)
+            entry = self._search_row(row)
             for status in TrialStatus:
                 entry[status.value] = 0
             out.append(entry)
@@ -1064,13 +1109,32 @@ class TrialStore:
         held = owner is not None and (
             owner == driver_id or not self._owner_gone(row, stale_after)
         )
-        return decide(
-            _STATUS.get(status) or TrialStatus(status), int(number), value=value,
-            aux=json.loads(aux) if aux else None,
-            values=json.loads(objectives) if objectives else None,
-            constraints=json.loads(constraints) if constraints else None,
-            held=held, retry_failed=retry_failed,
-        )  # fmt: skip
+        try:
+            if status not in _STATUS or not (
+                value is None or type(value) in (float, int)
+            ):
+                raise ValueError(status)
+            values = json.loads(objectives) if objectives else None
+            limits = json.loads(constraints) if constraints else None
+            for numbers in (values, limits):
+                if numbers is not None and not all(map(_real, numbers)):
+                    raise TypeError(numbers)
+            return decide(
+                _STATUS[status], int(number), value=value,
+                aux=json.loads(aux) if aux else None,
+                values=values, constraints=limits,
+                held=held, retry_failed=retry_failed,
+            )  # fmt: skip
+        except DECODING_ERRORS as err:
+            # a row written by hand or damaged: named, with what is wrong
+            fields = dict.fromkeys(TRIAL_FIELDS)
+            fields.update(
+                number=number, params="{}", value=value, status=status, aux=aux,
+                objectives=objectives, constraints=constraints,
+            )  # fmt: skip
+            raise damaged_trial(
+                self.display_url, [tuple(fields.values())], err
+            ) from err
 
     def _owner_gone(self, row: tuple[Any, ...], stale_after: float) -> bool:
         """Whether the driver holding a trial is gone (see :func:`owner_gone`)."""
@@ -1090,7 +1154,15 @@ class TrialStore:
         out = []
         for row in rows:
             entry = dict(row._mapping)
-            entry["info"] = json.loads(entry["info"]) if entry["info"] else {}
+            try:
+                entry["info"] = json.loads(entry["info"]) if entry["info"] else {}
+            except DECODING_ERRORS as err:  # written by hand, or damaged
+                msg = (
+                    f"the store {self.display_url} holds a damaged run (driver "
+                    f"{entry['id']!r:.40}): its info is not JSON ({err!r:.100}); "
+                    "repair or delete that row"
+                )
+                raise StoreError(msg) from err
             out.append(entry)
         return out
 
@@ -1099,6 +1171,9 @@ class TrialStore:
         _, rows = self.read_trials(search_id)
         out = []
         for row in rows:
+            problem = trial_problem(row)
+            if problem is not None:  # damaged, or written by hand: named
+                raise damaged_trial(self.display_url, [row], ValueError(problem))
             entry = dict(zip(TRIAL_FIELDS, row, strict=True))
             entry["params"] = json.loads(entry["params"])
             entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
@@ -1148,8 +1223,11 @@ class TrialStore:
                 if steps or not self._has_values(conn, search_id):
                     break
                 steps = True
-        seq_at = max(map(operator.itemgetter(-1), rows), default=since or 0)
-        return int(seq_at), rows
+        try:
+            seq_at = int(max(map(operator.itemgetter(-1), rows), default=since or 0))
+        except DECODING_ERRORS as err:  # a seq written by hand: named
+            raise damaged_trial(self.display_url, rows, err) from err
+        return seq_at, rows
 
     def read_columns(
         self, search_id: int, *, since: int | None = None
@@ -1252,6 +1330,23 @@ class TrialStore:
                 sa.select(sn.c.seq, sn.c.data).where(sn.c.search_id == search_id)
             ).first()
         return None if row is None else (int(row.seq), bytes(row.data))
+
+    def trial_span(self, search_id: int) -> int:
+        """The most trials a snapshot of the search can hold: the span of its
+        stored numbers (two lookups in the index of numbers, not a count)."""
+        t = self.trials_table
+        # one aggregate per statement: SQLite answers each from the index
+        low, high = (
+            sa.select(f(t.c.number)).where(t.c.search_id == search_id).scalar_subquery()
+            for f in (sa.func.min, sa.func.max)
+        )
+        query = sa.select(low, high)
+        with self._connection_errors(), self._read() as conn:
+            low, high = conn.execute(query).one()
+        try:
+            return max(int(high) - int(low) + 1, 0)
+        except (TypeError, ValueError, OverflowError):
+            return 0  # no trial, or numbers written by hand: no snapshot fits
 
     def _has_values(self, conn: Connection, search_id: int) -> bool:
         """Whether any trial of the search has reported a value."""
@@ -1410,11 +1505,26 @@ class TrialStore:
         if self.schema_version >= 4:
             query = query.where(self._feasible)
             query = query.add_columns(t.c.constraints)
-        with self._read() as conn:
+        with self._connection_errors(), self._read() as conn:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return _decoded(row)
+        return self._decoded(row)
+
+    def _decoded(self, row: Any) -> dict[str, Any]:
+        """A best or front trial's row, decoded; a damaged one is named."""
+        try:
+            return _decoded(row)
+        except DECODING_ERRORS as err:
+            raise self._damaged(row.number, err) from err
+
+    def _damaged(self, number: Any, err: BaseException) -> StoreError:
+        msg = (
+            f"the store {self.display_url} holds a damaged trial {number!r:.40}: "
+            f"{type(err).__name__}: {str(err)[:200]}; dasktune did not write "
+            "it so: repair or delete that row"
+        )
+        return StoreError(msg)
 
     @property
     def _feasible(self) -> sa.ColumnElement[bool]:
@@ -1454,13 +1564,18 @@ class TrialStore:
         )
         with self._connection_errors(), self._read() as conn:
             rows = conn.execute(query).all()
-        values = [json.loads(row.objectives) for row in rows]
+        values = []
+        for row in rows:
+            try:
+                values.append(list(map(float, json.loads(row.objectives))))
+            except DECODING_ERRORS as err:
+                raise self._damaged(row.number, err) from err
         good = [i for i, v in enumerate(values) if len(v) == len(directions)]
         if not good:
             return []
         points = np.array([values[i] for i in good], dtype=float)
         on_front = [good[i] for i in pareto_front(points, directions)]
-        trials = [_decoded(rows[i]) for i in on_front]
+        trials = [self._decoded(rows[i]) for i in on_front]
         first = -1.0 if directions[0] == "maximize" else 1.0
         trials.sort(key=lambda trial: (first * trial["values"][0], trial["number"]))
         return trials
@@ -1602,6 +1717,7 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
                 poolclass=NullPool,
             )
         else:
+            _check_writable(path, display)
             engine = sa.create_engine(parsed, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")
@@ -1635,6 +1751,33 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
             raise sa.exc.DBAPIError.instance(sql, (), err, sqlite3.Error) from err
 
     return engine
+
+
+def _check_writable(path: str, display: str) -> None:
+    """Refuse a SQLite file (or its folder) this user may not write, before
+    SQLite opens it: it would open the file read-only, fail at the first
+    write, and leave ``-wal``/``-shm`` files it cannot remove."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        msg = (
+            f"cannot open the store {display}: its folder {folder} does not "
+            "exist (or this user may not enter it); make it first, or give a "
+            "path in an existing folder"
+        )
+        raise StoreError(msg)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        problem = "the file is read-only for this user"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        # SQLite writes its journal (and WAL) beside the file
+        problem = f"this user may not write in its folder {folder}"
+    else:
+        return
+    msg = (
+        f"cannot write the store {display}: {problem}; a search writes its "
+        "store: give a file this user may write (dasktune show reads one "
+        "without writing)"
+    )
+    raise StoreError(msg)
 
 
 class _CursorResult:
