@@ -476,7 +476,7 @@ class Driver:
             self._flying = self._fed_window()
             self._flying.start()  # while the first trials are asked
         else:
-            self._flying = Window(self.client, self.timeout)
+            self._flying = Window(self.client, self.timeout, what=self.name)
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
         state = _Run(report, self._deadline, peeked=time.monotonic())
