@@ -42,6 +42,7 @@ from dasktune.records import MemoryRecorder
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.driver import BatchObjective
 from dasktune.run.mapping import Shipped
+from dasktune.run.submit import cancelled_here, stop_tasks
 from dasktune.run.vector import run_vector
 from dasktune.spsa import SPSA
 from dasktune.store.sql import TrialStore
@@ -303,8 +304,17 @@ def _run_replica(
     return getattr(scipy.optimize, method)(scalar, bounds, args=args, **kwargs)
 
 
+class _ReplicaCancelled(Exception):
+    """Raised on a worker inside a replica whose task was cancelled: the run
+    that started it is over (interrupted, or another replica failed)."""
+
+
 def _scalar_value(fun: Callable[..., Any], x: Any, *args: Any) -> float:
-    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too)."""
+    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too);
+    a replica whose task was cancelled stops here, before its next call."""
+    if cancelled_here():
+        msg = "the replica's task was cancelled: its run is over"
+        raise _ReplicaCancelled(msg)
     return as_value(fun(x, *args))
 
 
@@ -336,12 +346,17 @@ def _replicas_as_tasks(
     )
     try:
         results = client.gather(futures)
-    except Exception as err:
-        text = "".join(traceback.format_exception(err))
-        err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+    except BaseException as err:
+        if isinstance(err, Exception):
+            text = "".join(traceback.format_exception(err))
+            err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+        # interrupted, or a replica failed: the others stop before their next
+        # evaluation, and none runs once this returns
+        late = stop_tasks(client, futures, f"minimize({method!r})")
+        if late is not None:
+            err.add_note(f"dasktune: {late}")
         raise
-    finally:
-        client.cancel(futures)
+    client.cancel(futures)
     return _best_of(results, sum(r.nfev for r in results))
 
 

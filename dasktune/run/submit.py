@@ -48,8 +48,10 @@ __all__ = [
     "Window",
     "no_workers_timeout",
     "per_worker",
+    "cancelled_here",
     "raise_failed",
     "split_sizes",
+    "stop_tasks",
 ]
 
 Tag = TypeVar("Tag")
@@ -415,3 +417,70 @@ def raise_failed(future: distributed.Future, result: Any, what: str) -> None:
         raise distributed.client.FutureCancelledError(
             future.key, reason=f"cancelled before {what} harvested it"
         )
+
+
+#: seconds :func:`stop_tasks` waits for cancelled tasks to leave their threads
+STOP_SECONDS = 10.0
+
+
+def cancelled_here() -> bool:
+    """On a worker, inside a task: whether the task was cancelled (its thread
+    runs on, as Dask cannot stop it; a long task checks this between its
+    steps and returns). False outside a task."""
+    try:
+        worker = distributed.get_worker()
+    except ValueError:
+        return False
+    key = worker.get_current_task()
+    if key is None:
+        return False
+    ts = worker.state.tasks.get(key)
+    return ts is None or ts.state not in ("executing", "long-running")
+
+
+def _still_running(keys: Sequence[str], dask_worker: Any = None) -> list[str]:
+    """On a worker: which of ``keys`` a thread still runs (cancelled or not)."""
+    running = {ts.key for ts in dask_worker.state.executing}
+    running |= {ts.key for ts in dask_worker.state.long_running}
+    running |= {
+        ts.key
+        for ts in dask_worker.state.tasks.values()
+        if ts.state == "cancelled" and ts.previous in ("executing", "long-running")
+    }
+    return sorted(running.intersection(keys))
+
+
+def stop_tasks(
+    client: distributed.Client,
+    futures: Sequence[distributed.Future],
+    what: str,
+    seconds: float = STOP_SECONDS,
+) -> str | None:
+    """Cancel ``futures`` and wait, ``seconds`` at most, until no worker runs
+    their tasks any more (tasks that check :func:`cancelled_here` between
+    their steps stop at the next one).
+
+    Returns ``None`` once none runs, else a sentence naming those still
+    running (for a note on the error that ended the run).
+    """
+    keys: list[Any] = [f.key for f in futures]
+    client.cancel(list(futures))
+    deadline = time.monotonic() + seconds
+    running: list[Any] = keys
+    while True:
+        try:
+            found = client.run(_still_running, keys, on_error="ignore")
+        except Exception as err:  # the workers cannot be asked: say so
+            return f"{what}: could not check that its tasks stopped: {err!r}"
+        running = sorted(
+            {k for ks in found.values() if isinstance(ks, list) for k in ks}
+        )
+        if not running or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if not running:
+        return None
+    return (
+        f"{what}: {len(running)} cancelled task(s) still ran their current call "
+        f"{seconds:g} s later ({', '.join(running[:3])}); they stop before the next"
+    )
