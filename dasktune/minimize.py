@@ -41,6 +41,7 @@ from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.driver import BatchObjective
+from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.submit import cancelled_here, stop_tasks
 from dasktune.run.vector import run_vector
@@ -348,6 +349,7 @@ def _replicas_as_tasks(
         results = client.gather(futures)
     except BaseException as err:
         if isinstance(err, Exception):
+            explain_killed(client, err)  # memory, when it was that
             text = "".join(traceback.format_exception(err))
             err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
         # interrupted, or a replica failed: the others stop before their next

@@ -92,6 +92,7 @@ from dasktune.run.evaluate import (
     outcome_of,
 )
 from dasktune.run.feed import FedWindow
+from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
@@ -1110,6 +1111,7 @@ class Driver:
             exc: BaseException | None = None
             if isinstance(result, tuple) and len(result) == 3:
                 _, exc, tb = result
+                explain_killed(self.client, exc)  # memory, when it was that
                 text = "".join(traceback.format_exception(type(exc), exc, tb))
             else:
                 text = f"task {future.key} ended as {future.status}: {result!r}"
