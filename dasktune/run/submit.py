@@ -222,6 +222,11 @@ class Window(Generic[Tag]):
     def __len__(self) -> int:
         return len(self._tags)
 
+    @property
+    def futures(self) -> list[distributed.Future]:
+        """The futures in flight (not yet harvested)."""
+        return list(self._tags)
+
     def add(self, futures: Iterable[distributed.Future], tags: Iterable[Tag]) -> None:
         """Put futures in flight, one tag each."""
         pairs = list(zip(futures, tags, strict=True))
