@@ -866,3 +866,17 @@ def test_read_columns_converts_hand_written_values_as_rows_are(tmp_path):
     with pytest.raises(ValueError):
         TrialTable().update(store.read_trials(sid)[1])
     store.close()
+
+
+def test_a_postgres_server_that_never_answers_is_given_up(monkeypatch):
+    # the port accepts connections and says nothing: libpq alone would wait
+    # as long as TCP does
+    import dasktune.store.sql as sql
+
+    monkeypatch.setattr(sql, "_PG_CONNECT", {"connect_timeout": 1})
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        port = silent.getsockname()[1]
+        with pytest.raises(StoreError, match="connection timeout expired"):
+            TrialStore(f"postgresql://someone@127.0.0.1:{port}/db")
