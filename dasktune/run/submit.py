@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
@@ -45,6 +45,7 @@ from dasktune.exceptions import NoWorkersError
 __all__ = [
     "NO_WORKERS_TIMEOUT",
     "ChunkSizer",
+    "NoWorkersClock",
     "Window",
     "no_workers_timeout",
     "per_worker",
@@ -88,6 +89,36 @@ def no_workers_timeout() -> float | None:
         )
         raise ValueError(msg)
     return float(seconds)
+
+
+class NoWorkersClock:
+    """How long a window has seen the cluster without any worker; raises
+    :class:`~dasktune.exceptions.NoWorkersError` past
+    :func:`no_workers_timeout`."""
+
+    def __init__(self) -> None:
+        self.since: tuple[float, float] | None = None  # monotonic, wall
+
+    def look(self, alive: int, waiting: Callable[[], str]) -> None:
+        """Seen ``alive`` workers; ``waiting()`` says what waits, for the error
+        (``"the 4 task(s) in flight of DE (12 finished before)"``)."""
+        if alive:
+            self.since = None
+            return
+        now = time.monotonic()
+        if self.since is None:
+            self.since = (now, time.time())
+        limit = no_workers_timeout()
+        if limit is not None and now - self.since[0] > limit:
+            since = datetime.datetime.fromtimestamp(self.since[1])
+            msg = (
+                f"waited {limit:.0f} s with no worker alive (none since "
+                f"{since:%H:%M:%S}) for {waiting()}; the cluster lost every "
+                "worker and none joined: check its workers (their logs, the batch "
+                "system's jobs), or wait longer with Dask's configuration "
+                "dask.config.set({'dasktune.no-workers-timeout': seconds or None})"
+            )
+            raise NoWorkersError(msg)
 
 
 @dataclass
@@ -214,7 +245,7 @@ class Window(Generic[Tag]):
         # tasks sent to one worker, that others may take: sent again when their
         # worker is gone and Dask left them unplaced
         self._pinned: dict[distributed.Future, _Pinned] = {}
-        self._no_workers_since: tuple[float, float] | None = None  # monotonic, wall
+        self._no_workers = NoWorkersClock()
         self.harvested = 0
         #: how many tasks were sent again because their worker was gone
         self.resent = 0
@@ -338,15 +369,9 @@ class Window(Generic[Tag]):
         """Send again the pinned tasks Dask cannot place (their worker gone),
         to the workers alive; raise once none was alive for too long."""
         alive = sorted(self.client.nthreads())
+        self._no_workers.look(len(alive), self._waiting)
         if not alive:
-            now = time.monotonic()
-            if self._no_workers_since is None:
-                self._no_workers_since = (now, time.time())
-            limit = no_workers_timeout()
-            if limit is not None and now - self._no_workers_since[0] > limit:
-                raise NoWorkersError(self._no_workers_message(limit))
             return
-        self._no_workers_since = None
         lost = [f for f, pin in self._pinned.items() if pin.worker not in alive]
         if not lost:
             return
@@ -384,15 +409,10 @@ class Window(Generic[Tag]):
         self.client.cancel([old])
         self.resent += 1
 
-    def _no_workers_message(self, limit: float) -> str:
-        since = datetime.datetime.fromtimestamp(self._no_workers_since[1])  # type: ignore[index]
+    def _waiting(self) -> str:
         return (
-            f"{self.what}: waited {limit:.0f} s with no worker alive (none since "
-            f"{since:%H:%M:%S}) for the {len(self._tags)} task(s) in flight "
-            f"({self.harvested} finished before); the cluster lost every worker "
-            "and none joined: check its workers (their logs, the batch system's "
-            "jobs), or wait longer with Dask's configuration "
-            "dask.config.set({'dasktune.no-workers-timeout': seconds or None})"
+            f"the {len(self._tags)} task(s) in flight of {self.what} "
+            f"({self.harvested} finished before)"
         )
 
     def cancel(self) -> None:
