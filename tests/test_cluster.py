@@ -292,3 +292,15 @@ def test_unreachable_scheduler_is_named_within_the_connect_timeout():
             pytest.raises(ValueError, match="connect-timeout must be a positive"),
         ):
             connect_timeout()
+
+
+@gen_cluster(client=True)
+async def test_a_connected_client_keeps_dasks_timeout_for_its_later_waits(c, s, a, b):
+    from dasktune.run.cluster import connect
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "45s"}):
+        client = await asyncio.to_thread(connect, s.address)
+    try:
+        assert client._timeout == 45  # reconnections, scatters, restarts
+    finally:
+        await asyncio.to_thread(client.close)

@@ -257,9 +257,9 @@ def connect(
     security : distributed.security.Security, optional
         ``None`` uses Dask's TLS configuration (or the cluster's own).
     **client_kwargs
-        More arguments of :class:`distributed.Client`. ``timeout`` (seconds to
-        reach the scheduler) defaults to :func:`connect_timeout`'s, not
-        Dask's 30 s.
+        More arguments of :class:`distributed.Client`. Without ``timeout``,
+        the scheduler must answer within :func:`connect_timeout` seconds (not
+        Dask's 30 s); the client's later waits keep Dask's default.
 
     Returns
     -------
@@ -273,6 +273,7 @@ def connect(
     """
     if security is not None:
         _check_security_files(security)
+    chosen = "timeout" in client_kwargs
     client_kwargs.setdefault("timeout", connect_timeout())
     client = distributed.Client.__new__(distributed.Client)
     try:
@@ -304,6 +305,12 @@ def connect(
                 "--tls-cert, --tls-key) or set Dask's distributed.comm.tls.* config"
             )
         raise
+    if not chosen:
+        # the client's timeout also bounds its reconnections, scatters and
+        # restarts later: Dask's default for those, the short one only to connect
+        client._timeout = parse_timedelta(
+            dask.config.get("distributed.comm.timeouts.connect"), default="seconds"
+        )
     return client
 
 
