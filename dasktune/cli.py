@@ -149,6 +149,10 @@ def _close_cluster(cluster: Any, err: BaseException) -> None:
         err.add_note(f"closing the {type(cluster).__name__} failed too: {close_err!r}")
 
 
+#: seconds the batch system's submit command (sbatch, qsub, ...) may take
+_SUBMIT_SECONDS = 300.0
+
+
 def _submit_jobs(cluster: Any, kind: str) -> None:
     """Wait until the batch system has taken (or refused) the jobs just scaled.
 
@@ -160,10 +164,17 @@ def _submit_jobs(cluster: Any, kind: str) -> None:
     from distributed.core import Status
 
     try:
-        cluster.sync(cluster._correct_state)
+        cluster.sync(cluster._correct_state, callback_timeout=_SUBMIT_SECONDS)
         refused = [j for j in cluster.workers.values() if j.status == Status.created]
         if refused:
-            cluster.sync(refused[0].start)
+            cluster.sync(refused[0].start, callback_timeout=_SUBMIT_SECONDS)
+    except TimeoutError as err:
+        msg = (
+            f"the batch system did not take the {kind} jobs within "
+            f"{_SUBMIT_SECONDS:g} s: check that its submit command answers "
+            "(run it by hand with the job script dask-jobqueue prints with --debug)"
+        )
+        raise CLIError(msg) from err
     except (RuntimeError, OSError) as err:
         msg = f"the batch system refused the {kind} jobs:\n{str(err).strip()}"
         raise CLIError(msg) from err

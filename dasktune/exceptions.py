@@ -7,6 +7,7 @@ Bad arguments raise the built-in types (``ValueError``, ``TypeError``,
     ├── StoreError                 the trial store cannot be used as asked
     │   ├── SchemaVersionError     the store was written by a newer dasktune
     │   └── SearchMismatchError    a search re-opened with another space or direction
+    ├── NoWorkersError             the cluster had no worker for too long
     ├── TooManyFailuresError       a search stopped after ``max_failures`` failed trials
     └── TrialPruned                raised in an objective to stop a trial a pruner stopped
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "DasktuneError",
+    "NoWorkersError",
     "SchemaVersionError",
     "SearchMismatchError",
     "StoreError",
@@ -49,6 +51,11 @@ class SchemaVersionError(StoreError):
 
 class SearchMismatchError(StoreError):
     """A search was re-opened with a space or direction other than the stored one."""
+
+
+class NoWorkersError(DasktuneError):
+    """Work waited longer than ``dasktune.no-workers-timeout`` (Dask's
+    configuration) while the cluster had no worker at all."""
 
 
 class TooManyFailuresError(DasktuneError):

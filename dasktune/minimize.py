@@ -42,7 +42,9 @@ from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.driver import BatchObjective
+from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
+from dasktune.run.submit import Window, cancelled_here, raise_failed, stop_tasks
 from dasktune.run.vector import run_vector
 from dasktune.spsa import SPSA
 from dasktune.store.sql import TrialStore
@@ -316,8 +318,17 @@ def _run_replica(
     return getattr(scipy.optimize, method)(scalar, bounds, args=args, **kwargs)
 
 
+class _ReplicaCancelled(Exception):
+    """Raised on a worker inside a replica whose task was cancelled: the run
+    that started it is over (interrupted, or another replica failed)."""
+
+
 def _scalar_value(fun: Callable[..., Any], x: Any, *args: Any) -> float:
-    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too)."""
+    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too);
+    a replica whose task was cancelled stops here, before its next call."""
+    if cancelled_here():
+        msg = "the replica's task was cancelled: its run is over"
+        raise _ReplicaCancelled(msg)
     return as_value(fun(x, *args))
 
 
@@ -340,21 +351,28 @@ def _replicas_as_tasks(
     runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args), fun)
     token = uuid.uuid4().hex[:8]
     keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
-    futures = client.map(
-        runner,
-        specs,
-        key=keys,
-        pure=False,
-        resources=None if resources is None else dict(resources),
-    )
+    # harvested by a Window: bounded while the cluster has no worker
+    flying = Window[int](client, what=f"minimize({method!r})'s {n} replicas")
+    flying.map(runner, specs, range(n), keys=keys, resources=resources)
+    results: list[OptimizeResult] = [None] * n
     try:
-        results = client.gather(futures)
-    except Exception as err:
-        text = "".join(traceback.format_exception(err))
-        err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+        while len(flying):
+            for future, result, i in flying.next_batch():
+                raise_failed(future, result, f"minimize({method!r})")
+                results[i] = result
+    except BaseException as err:
+        if isinstance(err, Exception):
+            explain_killed(client, err)  # memory, when it was that
+            text = "".join(traceback.format_exception(err))
+            err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+        # interrupted, or a replica failed: the others stop before their next
+        # evaluation, and none runs once this returns
+        late = stop_tasks(client, flying.futures, f"minimize({method!r})")
+        if late is not None:
+            err.add_note(f"dasktune: {late}")
         raise
     finally:
-        client.cancel(futures)
+        flying.cancel()
     return _best_of(results, sum(r.nfev for r in results))
 
 

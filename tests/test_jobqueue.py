@@ -188,3 +188,16 @@ def test_tls_with_a_cluster_needs_all_three_files(tmp_path, capsys):
     assert "--cluster with TLS needs --tls-ca-file, --tls-cert and --tls-key" in (
         capsys.readouterr().err
     )
+
+
+def test_a_submit_command_that_hangs_is_given_up(
+    tmp_path, fake_slurm, capsys, monkeypatch
+):
+    import dasktune.cli
+
+    monkeypatch.setattr(dasktune.cli, "_SUBMIT_SECONDS", 1.0)
+    _fake_command(fake_slurm, "sbatch", "sleep 30; echo 'Submitted batch job 42'")
+    with dask.config.set(config("slurm")):
+        assert _run_on_slurm(tmp_path, "--worker-timeout", "60") == 1
+    err = capsys.readouterr().err
+    assert "the batch system did not take the slurm jobs within 1 s" in err

@@ -1121,3 +1121,17 @@ def test_the_cli_refuses_a_foreign_store_before_starting_a_cluster(
     err = capsys.readouterr().err
     assert "StoreError" in err and "app.db is not a dasktune store" in err
     assert _files(tmp_path) == ["app.db", "s.py"]
+
+
+def test_a_postgres_server_that_never_answers_is_given_up(monkeypatch):
+    # the port accepts connections and says nothing: libpq alone would wait
+    # as long as TCP does
+    import dasktune.store.sql as sql
+
+    monkeypatch.setattr(sql, "_PG_CONNECT", {"connect_timeout": 1})
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        port = silent.getsockname()[1]
+        with pytest.raises(StoreError, match="connection timeout expired"):
+            TrialStore(f"postgresql://someone@127.0.0.1:{port}/db")

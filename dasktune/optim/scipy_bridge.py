@@ -39,6 +39,9 @@ METHODS = ("differential_evolution", "dual_annealing", "direct", "shgo")
 # evaluation in 11 dimensions, 15-31 s in 12 and over a minute in 13; sobol and
 # halton (a Delaunay triangulation of their samples) took 3-8 s in 7, 12-19 s in 8
 _SHGO_MAX_DIMS = {"simplicial": 11, "sobol": 7, "halton": 7}
+#: seconds close() waits for the scipy thread to stop (it stops at its next
+#: wait for values: only scipy's own arithmetic, or a callback, delays it)
+_JOIN_SECONDS = 30.0
 
 
 class _Stop(BaseException):
@@ -430,8 +433,16 @@ class ScipyAskTell(Optimizer):
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(_JOIN_SECONDS)
         super().close()
+        if self._thread.is_alive():
+            msg = (
+                f"{self.describe()}: its scipy thread did not stop within "
+                f"{_JOIN_SECONDS:g} s of close() (still inside scipy's "
+                f"{self.method}, or in a callback that does not return); it is a "
+                "daemon thread and stops at its next evaluation"
+            )
+            raise TimeoutError(msg)
 
     def describe(self) -> str:
         options = ", ".join(

@@ -92,6 +92,7 @@ from dasktune.run.evaluate import (
     outcome_of,
 )
 from dasktune.run.feed import FedWindow
+from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
@@ -477,7 +478,7 @@ class Driver:
             self._flying = self._fed_window()
             self._flying.start()  # while the first trials are asked
         else:
-            self._flying = Window(self.client, self.timeout)
+            self._flying = Window(self.client, self.timeout, what=self.name)
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
         state = _Run(report, self._deadline, peeked=time.monotonic())
@@ -1132,6 +1133,7 @@ class Driver:
             exc: BaseException | None = None
             if isinstance(result, tuple) and len(result) == 3:
                 _, exc, tb = result
+                explain_killed(self.client, exc)  # memory, when it was that
                 text = "".join(traceback.format_exception(type(exc), exc, tb))
             else:
                 text = f"task {future.key} ended as {future.status}: {result!r}"

@@ -69,6 +69,7 @@ from distributed.core import Status
 from distributed.protocol import to_serialize
 
 from dasktune._checks import key_part
+from dasktune.run.submit import NoWorkersClock
 
 __all__ = ["Feed", "FedWindow", "Finished", "serve"]
 
@@ -360,6 +361,7 @@ class FedWindow(Generic[Tag]):
         self._counter = 0
         self._sent = 0
         self._members_looked = time.monotonic()
+        self._no_workers = NoWorkersClock()
         self._closed = False
         self._lock = threading.Lock()  # stations' outboxes and servers
         self._closing: list[concurrent.futures.Future[None]] = []
@@ -676,6 +678,9 @@ class FedWindow(Generic[Tag]):
             return []
         self._members_looked = now
         members = self.client.nthreads()
+        self._no_workers.look(
+            len(members), lambda: f"the {len(self._flying)} trial(s) fed by {self.name}"
+        )
         out: list[tuple[Any, Any, Tag]] = []
         for station in list(self._stations.values()):
             if not station.lost and station.worker not in members:

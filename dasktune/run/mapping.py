@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 import cloudpickle
 import distributed
+from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
 from dasktune._checks import (
@@ -61,6 +62,7 @@ from dasktune._checks import (
 from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError
 from dasktune.run.cluster import capacity, check_resources, get_client
+from dasktune.run.lost import explain_killed
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
 from dasktune.run.travel import (
     PROCESS,
@@ -321,6 +323,24 @@ class _Mapper:
         self.retries = retries
         self.prefix = f"map-{key_part(func_name(fun))}-{uuid.uuid4().hex}"
         self.sizer = ChunkSizer(_TARGET_CHUNK_SECONDS, growth=_MAX_GROWTH)
+        self._lengths: dict[int, int] = {}  # of the chunks in flight, by start
+
+    def _raise(self, future: distributed.Future, result: Any, start: int) -> None:
+        """Re-raise a chunk's failure; a chunk whose workers died
+        (``KilledWorker``) gets notes naming its elements, and memory when
+        that was the likely cause."""
+        try:
+            raise_failed(future, result, "async_map")
+        except KilledWorker as err:
+            count = self._lengths.get(start, 1)
+            where = (
+                f"element {start} of args"
+                if count == 1
+                else f"elements {start} to {start + count - 1} of args (one chunk)"
+            )
+            err.add_note(f"async_map: the workers died while running {where}")
+            explain_killed(self.client, err)
+            raise
 
     def run(
         self,
@@ -348,6 +368,7 @@ class _Mapper:
                     exhausted = True
                     break
                 chunks.append(_Chunk(position, items, self.retries))
+                self._lengths[position] = len(items)
                 position += len(items)
             if not chunks:
                 return
@@ -376,13 +397,14 @@ class _Mapper:
                         )
                         raise TimeoutError(msg) from err
                     failed = next(
-                        ((f, r) for f, r, _ in batch if f.status != "finished"), None
+                        ((f, r, t) for f, r, t in batch if f.status != "finished"),
+                        None,
                     )
                     if failed is not None:
                         # raised with the failed future alone referenced: the
                         # rest of the batch is released with the window
                         batch = []
-                        raise_failed(*failed, "async_map")
+                        self._raise(*failed)
                     self._take(batch, results, bar)
                     batch = []  # the next wait's error must not hold these
                     submit_more(flying)
@@ -403,6 +425,7 @@ class _Mapper:
         variable of ``run`` keeps a finished future alive, as a later error's
         traceback would)."""
         for _, result, start in batch:
+            del self._lengths[start]
             results[start] = result.values
             bar.update(len(result.values))
             self.sizer.observe(result.elapsed, len(result.values))

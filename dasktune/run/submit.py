@@ -17,18 +17,120 @@
 ``retries`` means one thing everywhere: how many times one call that raised is
 run again, on its worker, before its error counts (work lost with a dying worker
 is re-run by Dask, within ``distributed.scheduler.allowed-failures``).
+
+A task sent to one worker (a batch's share, ``allow_other_workers=True``) that
+Dask cannot place once every worker it knew is gone stays ``no-worker`` even
+when new workers join (Dask places such a task only on the workers it names).
+:class:`Window` re-sends it, under a new key, to the workers alive; while no
+worker is alive it waits for one at most ``dasktune.no-workers-timeout``
+seconds (Dask configuration; default :data:`NO_WORKERS_TIMEOUT`, ``None``
+waits for ever), then raises ``TimeoutError`` saying what it waited for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import datetime
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
+import dask.config
 import distributed
+from dask.utils import parse_timedelta
 
-__all__ = ["ChunkSizer", "Window", "per_worker", "raise_failed", "split_sizes"]
+from dasktune.exceptions import NoWorkersError
+
+__all__ = [
+    "NO_WORKERS_TIMEOUT",
+    "ChunkSizer",
+    "NoWorkersClock",
+    "Window",
+    "no_workers_timeout",
+    "per_worker",
+    "cancelled_here",
+    "raise_failed",
+    "split_sizes",
+    "stop_tasks",
+]
 
 Tag = TypeVar("Tag")
+logger = logging.getLogger("dasktune")
+
+#: seconds a window waits while the cluster has no worker at all, by default
+#: (``dasktune.no-workers-timeout`` in Dask's configuration overrides it)
+NO_WORKERS_TIMEOUT = 600.0
+#: how often a window blocked on pinned tasks looks for workers that left
+_LOST_CHECK_SECONDS = 1.0
+
+
+def no_workers_timeout() -> float | None:
+    """Seconds to wait while no worker is alive: Dask's configuration
+    ``dasktune.no-workers-timeout`` (seconds or ``"10 minutes"``; ``None``:
+    for ever), else :data:`NO_WORKERS_TIMEOUT`.
+
+    >>> with dask.config.set({"dasktune.no-workers-timeout": "2 minutes"}):
+    ...     no_workers_timeout()
+    120.0
+    """
+    value = dask.config.get("dasktune.no-workers-timeout", NO_WORKERS_TIMEOUT)
+    if value is None:
+        return None
+    try:
+        seconds = parse_timedelta(value, default="seconds")
+    except (KeyError, TypeError, ValueError):  # what dask raises for each
+        seconds = None
+    if seconds is None or not seconds > 0:
+        msg = (
+            "Dask's configuration dasktune.no-workers-timeout must be a positive "
+            f"number of seconds, a duration such as '10 minutes', or None, got "
+            f"{value!r}"
+        )
+        raise ValueError(msg)
+    return float(seconds)
+
+
+class NoWorkersClock:
+    """How long a window has seen the cluster without any worker; raises
+    :class:`~dasktune.exceptions.NoWorkersError` past
+    :func:`no_workers_timeout`."""
+
+    def __init__(self) -> None:
+        self.since: tuple[float, float] | None = None  # monotonic, wall
+
+    def look(self, alive: int, waiting: Callable[[], str]) -> None:
+        """Seen ``alive`` workers; ``waiting()`` says what waits, for the error
+        (``"the 4 task(s) in flight of DE (12 finished before)"``)."""
+        if alive:
+            self.since = None
+            return
+        now = time.monotonic()
+        if self.since is None:
+            self.since = (now, time.time())
+        limit = no_workers_timeout()
+        if limit is not None and now - self.since[0] > limit:
+            since = datetime.datetime.fromtimestamp(self.since[1])
+            msg = (
+                f"waited {limit:.0f} s with no worker alive (none since "
+                f"{since:%H:%M:%S}) for {waiting()}; the cluster lost every "
+                "worker and none joined: check its workers (their logs, the batch "
+                "system's jobs), or wait longer with Dask's configuration "
+                "dask.config.set({'dasktune.no-workers-timeout': seconds or None})"
+            )
+            raise NoWorkersError(msg)
+
+
+@dataclass
+class _Pinned:
+    """How a task sent to one worker was made: enough to send it again."""
+
+    runner: Any
+    payload: Any
+    key: str
+    worker: str
+    resources: dict[str, float] | None
+    sends: int = 1
 
 
 def split_sizes(n: int, parts: int) -> list[int]:
@@ -126,15 +228,35 @@ class Window(Generic[Tag]):
     flight, whether the block ended normally or by an exception.
     """
 
-    def __init__(self, client: distributed.Client, timeout: float | None = None):
+    def __init__(
+        self,
+        client: distributed.Client,
+        timeout: float | None = None,
+        *,
+        what: str = "the work",
+    ):
         self.client = client
+        self.what = what
         self._harvest = distributed.as_completed(
             loop=client.loop, with_results=True, raise_errors=False, timeout=timeout
         )
+        self._deadline = None if timeout is None else time.monotonic() + timeout
         self._tags: dict[distributed.Future, Tag] = {}
+        # tasks sent to one worker, that others may take: sent again when their
+        # worker is gone and Dask left them unplaced
+        self._pinned: dict[distributed.Future, _Pinned] = {}
+        self._no_workers = NoWorkersClock()
+        self.harvested = 0
+        #: how many tasks were sent again because their worker was gone
+        self.resent = 0
 
     def __len__(self) -> int:
         return len(self._tags)
+
+    @property
+    def futures(self) -> list[distributed.Future]:
+        """The futures in flight (not yet harvested)."""
+        return list(self._tags)
 
     def add(self, futures: Iterable[distributed.Future], tags: Iterable[Tag]) -> None:
         """Put futures in flight, one tag each."""
@@ -157,7 +279,8 @@ class Window(Generic[Tag]):
 
         With ``workers``, payload ``i`` goes to ``workers[i]`` (an address or
         several; others may take it if they leave, unless
-        ``allow_other_workers`` is false); otherwise one ``client.map`` sends
+        ``allow_other_workers`` is false: then it is sent again, to the workers
+        alive, if Dask cannot place it); otherwise one ``client.map`` sends
         them all. ``resources`` (Dask worker resources, ``{"GPU": 1}``) are
         held by each task while it runs.
         """
@@ -179,6 +302,14 @@ class Window(Generic[Tag]):
                 )
                 for payload, key, worker in zip(payloads, keys, workers, strict=True)
             ]
+            if allow_other_workers:
+                for future, payload, key, worker in zip(
+                    futures, payloads, keys, workers, strict=True
+                ):
+                    if isinstance(worker, str):
+                        self._pinned[future] = _Pinned(
+                            runner, payload, key, worker, resources
+                        )
         self.add(futures, tags)
 
     def wait(self, timeout: float | None) -> bool:
@@ -203,16 +334,93 @@ class Window(Generic[Tag]):
 
         Each entry is ``(future, result, tag)``; for a future that did not
         finish, ``result`` is what ``as_completed`` gives (``(type, exception,
-        traceback)`` for an error). Raises ``TimeoutError`` past the timeout.
+        traceback)`` for an error). Raises ``TimeoutError`` past the timeout,
+        and :class:`~dasktune.exceptions.NoWorkersError` once no worker was
+        alive for ``dasktune.no-workers-timeout`` seconds.
         """
-        batch = self._harvest.next_batch(block=block)
-        return [(f, result, self._tags.pop(f)) for f, result in batch]
+        while True:
+            if block:
+                self._await_arrival()
+            batch = self._harvest.next_batch(block=block)
+            # a task sent again: its first future's cancellation is not news
+            taken = [(f, r, self._tags.pop(f)) for f, r in batch if f in self._tags]
+            for future, _, _ in taken:
+                self._pinned.pop(future, None)
+            self.harvested += len(taken)
+            if taken or not block:
+                return taken
+
+    def _await_arrival(self) -> None:
+        """Wait until a future completed (or the timeout passed), looking every
+        second or so for workers that left (:meth:`_check_workers`)."""
+        check = time.monotonic() + _LOST_CHECK_SECONDS
+        condition = self._harvest.thread_condition
+        while not self._harvest.has_ready():
+            now = time.monotonic()
+            if self._deadline is not None and now >= self._deadline:
+                return  # as_completed raises the TimeoutError
+            with condition:
+                condition.wait(timeout=0.1)
+            if time.monotonic() >= check and not self._harvest.has_ready():
+                self._check_workers()
+                check = time.monotonic() + _LOST_CHECK_SECONDS
+
+    def _check_workers(self) -> None:
+        """Send again the pinned tasks Dask cannot place (their worker gone),
+        to the workers alive; raise once none was alive for too long."""
+        alive = sorted(self.client.nthreads())
+        self._no_workers.look(len(alive), self._waiting)
+        if not alive:
+            return
+        lost = [f for f, pin in self._pinned.items() if pin.worker not in alive]
+        if not lost:
+            return
+        scheduler = self.client.scheduler
+        assert scheduler is not None  # a connected client
+        states = self.client.sync(scheduler.get_task_status, keys=[f.key for f in lost])
+        stuck = [f for f in lost if states.get(f.key) == "no-worker"]
+        for i, old in enumerate(stuck):
+            self._send_again(old, alive[i % len(alive)])
+        if stuck:
+            logger.warning(
+                "dasktune: %s: sent %d task(s) again, to the workers alive: the "
+                "workers they were sent to are gone",
+                self.what,
+                len(stuck),
+            )
+
+    def _send_again(self, old: distributed.Future, worker: str) -> None:
+        """``old``'s task under a new key, to ``worker`` (or any other)."""
+        pin = self._pinned.pop(old)
+        tag = self._tags.pop(old)
+        pin.sends += 1
+        pin.worker = worker
+        future = self.client.submit(
+            pin.runner,
+            pin.payload,
+            key=f"{pin.key}-sent-{pin.sends}",
+            pure=False,
+            workers=[worker],
+            allow_other_workers=True,
+            resources=pin.resources,
+        )
+        self._pinned[future] = pin
+        self.add([future], [tag])
+        self.client.cancel([old])
+        self.resent += 1
+
+    def _waiting(self) -> str:
+        return (
+            f"the {len(self._tags)} task(s) in flight of {self.what} "
+            f"({self.harvested} finished before)"
+        )
 
     def cancel(self) -> None:
         """Cancel the futures still in flight, and drop every reference to them:
         ``as_completed`` keeps those completed and not yet harvested (a window
         kept alive by an error's traceback would keep them alive)."""
         self._harvest.clear()
+        self._pinned.clear()
         if self._tags:
             futures = list(self._tags)
             self._tags.clear()
@@ -234,3 +442,70 @@ def raise_failed(future: distributed.Future, result: Any, what: str) -> None:
         raise distributed.client.FutureCancelledError(
             future.key, reason=f"cancelled before {what} harvested it"
         )
+
+
+#: seconds :func:`stop_tasks` waits for cancelled tasks to leave their threads
+STOP_SECONDS = 10.0
+
+
+def cancelled_here() -> bool:
+    """On a worker, inside a task: whether the task was cancelled (its thread
+    runs on, as Dask cannot stop it; a long task checks this between its
+    steps and returns). False outside a task."""
+    try:
+        worker = distributed.get_worker()
+    except ValueError:
+        return False
+    key = worker.get_current_task()
+    if key is None:
+        return False
+    ts = worker.state.tasks.get(key)
+    return ts is None or ts.state not in ("executing", "long-running")
+
+
+def _still_running(keys: Sequence[str], dask_worker: Any = None) -> list[str]:
+    """On a worker: which of ``keys`` a thread still runs (cancelled or not)."""
+    running = {ts.key for ts in dask_worker.state.executing}
+    running |= {ts.key for ts in dask_worker.state.long_running}
+    running |= {
+        ts.key
+        for ts in dask_worker.state.tasks.values()
+        if ts.state == "cancelled" and ts.previous in ("executing", "long-running")
+    }
+    return sorted(running.intersection(keys))
+
+
+def stop_tasks(
+    client: distributed.Client,
+    futures: Sequence[distributed.Future],
+    what: str,
+    seconds: float = STOP_SECONDS,
+) -> str | None:
+    """Cancel ``futures`` and wait, ``seconds`` at most, until no worker runs
+    their tasks any more (tasks that check :func:`cancelled_here` between
+    their steps stop at the next one).
+
+    Returns ``None`` once none runs, else a sentence naming those still
+    running (for a note on the error that ended the run).
+    """
+    keys: list[Any] = [f.key for f in futures]
+    client.cancel(list(futures))
+    deadline = time.monotonic() + seconds
+    running: list[Any] = keys
+    while True:
+        try:
+            found = client.run(_still_running, keys, on_error="ignore")
+        except Exception as err:  # the workers cannot be asked: say so
+            return f"{what}: could not check that its tasks stopped: {err!r}"
+        running = sorted(
+            {k for ks in found.values() if isinstance(ks, list) for k in ks}
+        )
+        if not running or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if not running:
+        return None
+    return (
+        f"{what}: {len(running)} cancelled task(s) still ran their current call "
+        f"{seconds:g} s later ({', '.join(running[:3])}); they stop before the next"
+    )

@@ -1669,11 +1669,18 @@ _COMPILED: dict[
 ] = {}
 
 
+#: how long a PostgreSQL connection may take (the URL's ``?connect_timeout=``
+#: overrides it)
+_PG_CONNECT = {"connect_timeout": 10}
+
+
 def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         parsed = _postgres_driver(parsed, display)
         try:
-            engine = sa.create_engine(parsed, pool_pre_ping=True)
+            # libpq waits for an unanswering server as long as TCP does
+            waits = {} if "connect_timeout" in parsed.query else _PG_CONNECT
+            engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=waits)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
             msg = f"cannot open the store {display}: {err}"
             raise StoreError(msg) from err
