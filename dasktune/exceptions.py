@@ -9,6 +9,7 @@ Bad arguments raise the built-in types (``ValueError``, ``TypeError``,
     │   └── SearchMismatchError    a search re-opened with another space or direction
     ├── NoWorkersError             the cluster had no worker for too long
     ├── TooManyFailuresError       a search stopped after ``max_failures`` failed trials
+    ├── TrialTimeoutError          a trial ran past ``trial_timeout`` (a ``TimeoutError`` too)
     └── TrialPruned                raised in an objective to stop a trial a pruner stopped
 
 An exception raised by a user's objective is never wrapped: it reaches the caller
@@ -25,6 +26,7 @@ __all__ = [
     "StoreError",
     "TooManyFailuresError",
     "TrialPruned",
+    "TrialTimeoutError",
 ]
 
 
@@ -60,6 +62,29 @@ class NoWorkersError(DasktuneError):
 
 class TooManyFailuresError(DasktuneError):
     """A search stopped because too many of its trials failed."""
+
+
+class TrialTimeoutError(DasktuneError, TimeoutError):
+    """A trial (or an ``async_map`` element) ran past its ``trial_timeout``.
+
+    Recorded as the trial's error ("timed out after N s"), as a failed trial's
+    exception is. ``stuck`` says that the call did not stop when interrupted
+    (blocked outside Python) and was left running on ``worker``, which dasktune
+    then restarts (:mod:`dasktune.run.timelimit`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        seconds: float | None = None,
+        stuck: bool = False,
+        worker: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+        self.stuck = stuck
+        self.worker = worker
 
 
 class TrialPruned(DasktuneError):

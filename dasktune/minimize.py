@@ -41,7 +41,7 @@ from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
 from dasktune.run.cluster import capacity, check_resources, get_client
-from dasktune.run.driver import BatchObjective
+from dasktune.run.driver import BatchObjective, check_trial_timeout
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.submit import Window, cancelled_here, raise_failed, stop_tasks
@@ -86,6 +86,7 @@ def minimize(
     progress: bool = False,
     resources: Mapping[str, float] | None = None,
     timeout: float | None = None,
+    trial_timeout: float | None = None,
     **options: Any,
 ) -> OptimizeResult:
     """Minimise ``fun(x, *args)`` within ``bounds``, in parallel on Dask.
@@ -135,6 +136,15 @@ def minimize(
         point evaluated so far is returned with ``success=False`` and a
         message saying how far it got (as scipy does for ``maxiter``).
         ``TimeoutError`` if no evaluation finished by then.
+    trial_timeout : float, optional
+        Seconds one evaluation may run. Past it the evaluation fails with
+        ``dasktune.exceptions.TrialTimeoutError`` ("timed out after N s") and
+        is treated as any failed evaluation: told ``+inf``, the run goes on,
+        and when every evaluation failed that error is raised. Its worker
+        thread is freed (the worker restarted if the call does not stop; see
+        ``Search.run``). ``dual_annealing`` and ``direct`` then run their
+        replicas on the driver loop, each evaluation a trial. Not for a
+        ``ProducerConsumer``.
     **options
         Passed to the scipy function (``maxiter``, ``popsize``, ``polish``,
         ``maxfun``, ``vectorized``, ...) or to ``SPSA`` (``maxiter``, ``c_par``,
@@ -188,6 +198,7 @@ def minimize(
     check_int("n_workers", n_workers, 1, optional=True)
     check_timeout(timeout)
     check_bool("progress", progress)
+    check_trial_timeout(trial_timeout, batch=isinstance(fun, BatchObjective))
     if seed is not None and options.get("rng") is not None:
         msg = f"minimize({method!r}) takes seed= or scipy's rng=, not both"
         raise TypeError(msg)
@@ -212,7 +223,8 @@ def minimize(
             raise TypeError(msg)
         return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
                     security=security, callback=callback, progress=progress,
-                    resources=resources, **options)  # fmt: skip
+                    resources=resources, trial_timeout=trial_timeout,
+                    **options)  # fmt: skip
 
     kwargs = dict(options)
     if vectorized:
@@ -247,6 +259,7 @@ def minimize(
             and maxfev is None
             and callback is None
             and timeout is None
+            and trial_timeout is None
             and not isinstance(fun, BatchObjective)
         ):
             # serial by design: each replica runs whole as one task, its
@@ -273,7 +286,7 @@ def minimize(
             optimizer, fun, args, client=client, name=label, recorder=recorder,
             n_trials=maxfev, progress=progress, vectorized=vectorized,
             resources=resources,
-            timeout=timeout,
+            timeout=timeout, trial_timeout=trial_timeout,
         )  # fmt: skip
     finally:
         optimizer.close()

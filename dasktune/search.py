@@ -60,6 +60,7 @@ from dasktune.run.driver import (
     check_batch_objective,
     check_execution,
     check_pruned_objective,
+    check_trial_timeout,
 )
 from dasktune.run.report import check_trial_first
 from dasktune.space import Space
@@ -312,6 +313,7 @@ class Search:
         pruner: Pruner | None = None,
         resources: Mapping[str, float] | None = None,
         execution: str = "auto",
+        trial_timeout: float | None = None,
     ) -> RunReport:
         """Evaluate what ``source`` proposes, recording every trial.
 
@@ -371,6 +373,14 @@ class Search:
             random sources, a batch-synchronous method's known batches) as
             tasks. Lost workers, retries, timeouts and pruning work the same
             either way.
+        trial_timeout : float, optional
+            Seconds one trial may run. Past it the trial is interrupted on its
+            worker and recorded as failed, "timed out after N s" (not retried),
+            and the run goes on; a trial blocked in C code that does not stop
+            within 2 s more is left in its thread and its worker restarted,
+            with a ``RuntimeWarning`` (a worker without a nanny,
+            ``processes=False``, cannot be: the warning says so). Not for a
+            ``ProducerConsumer`` objective.
 
         Returns
         -------
@@ -430,6 +440,9 @@ class Search:
             )
             raise TypeError(msg)
         filters = list(filters)
+        check_trial_timeout(
+            trial_timeout, batch=isinstance(self.objective, BatchObjective)
+        )
         for f in filters:
             check_callable("each filter", f)
         self._warm_start(optimizer)
@@ -472,6 +485,7 @@ class Search:
             pruner=pruner,
             resources=resources,
             execution=execution,
+            trial_timeout=trial_timeout,
             space_size=self._space_size(source),
             total=_length(source),
         )

@@ -19,7 +19,7 @@ from scipy.optimize import OptimizeResult
 from dasktune._checks import check_bool, check_callable, func_name
 from dasktune.optim.spsa import SPSAOptimizer
 from dasktune.run.cluster import get_client
-from dasktune.run.driver import BatchObjective
+from dasktune.run.driver import BatchObjective, check_trial_timeout
 from dasktune.run.vector import run_vector
 
 __all__ = ["SPSA"]
@@ -56,6 +56,7 @@ def SPSA(
     adaptive: bool = True,
     progress: bool = False,
     resources: Mapping[str, float] | None = None,
+    trial_timeout: float | None = None,
 ) -> OptimizeResult:
     """Minimise ``fnc(x, *args)`` by SPSA, each iteration one batch of futures.
 
@@ -99,6 +100,13 @@ def SPSA(
         Save the state there after every iteration, and resume from it.
     progress : bool, default False
         A progress bar of evaluations.
+    resources : mapping, optional
+        Dask worker resources each evaluation holds while it runs.
+    trial_timeout : float, optional
+        Seconds one evaluation may run; past it the evaluation fails with
+        ``dasktune.exceptions.TrialTimeoutError`` ("timed out after N s"), as
+        any failing evaluation does (see Raises), and its worker thread is
+        freed (see ``Search.run``). Not for a ``ProducerConsumer``.
 
     Returns
     -------
@@ -131,6 +139,7 @@ def SPSA(
     if callback is not None:
         check_callable("callback", callback)
     check_bool("progress", progress)
+    check_trial_timeout(trial_timeout, batch=isinstance(fnc, BatchObjective))
     if paired is None:
         paired = not isinstance(fnc, BatchObjective) and _takes_seed(fnc)
     optimizer = SPSAOptimizer(
@@ -163,7 +172,7 @@ def SPSA(
     client = get_client(client, security=security)
     run_vector(
         optimizer, fnc, args, client=client, name=name, paired=paired,
-        progress=progress, resources=resources,
+        progress=progress, resources=resources, trial_timeout=trial_timeout,
     )  # fmt: skip
     return optimizer.result
 

@@ -49,6 +49,12 @@ Objectives
 - With ``resources`` (Dask worker resources, ``{"GPU": 1}``) every trial is a
   task of its own, so that each holds the resource while it runs (a group of
   trials would share one task's resources).
+- With ``trial_timeout``, a trial still running after that many seconds is
+  interrupted on its worker and recorded as failed, "timed out after N s"
+  (told ``+inf``, as any failure); a trial that does not stop (blocked in C
+  code) is left in its thread, and its worker restarted once its task's result
+  is in (:mod:`dasktune.run.timelimit`), on every path: a task per trial,
+  grouped trials, a worker's batch, the feed.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import distributed
 
-from dasktune._checks import key_part
+from dasktune._checks import check_timeout, key_part
 from dasktune._progress import progress_bar
 from dasktune._values import feasible
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
@@ -96,6 +102,7 @@ from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
+from dasktune.run.timelimit import free_workers, stuck_worker
 
 __all__ = [
     "BatchObjective",
@@ -104,6 +111,7 @@ __all__ = [
     "check_batch_objective",
     "check_execution",
     "check_pruned_objective",
+    "check_trial_timeout",
 ]
 
 _TARGET_TASK_SECONDS = 0.05
@@ -197,6 +205,20 @@ def check_execution(
             )
             raise ValueError(msg)
     return str(execution)
+
+
+def check_trial_timeout(trial_timeout: object, *, batch: bool = False) -> None:
+    """Raise ``ValueError`` unless ``trial_timeout`` is ``None`` or a positive,
+    finite number of seconds, and the objective's calls can be limited (not a
+    batch objective's, evaluated whole in the driver's process)."""
+    check_timeout(trial_timeout, "trial_timeout")
+    if batch and trial_timeout is not None:
+        msg = (
+            "trial_timeout cannot limit a batch objective (a ProducerConsumer): "
+            "its batches are evaluated whole, not trial by trial; bound the run "
+            "with timeout=, or give a plain function"
+        )
+        raise ValueError(msg)
 
 
 def check_batch_objective(objective: object) -> None:
@@ -375,6 +397,9 @@ class Driver:
     total : int, optional
         How many trials the source proposes (a grid's length): the progress
         bar's total when ``n_trials`` is not given.
+    trial_timeout : float, optional
+        Seconds one evaluation may run; see the module notes. Not for a batch
+        objective (``ValueError``).
     """
 
     def __init__(
@@ -404,6 +429,7 @@ class Driver:
         space_size: int | None = None,
         total: int | None = None,
         execution: str = "auto",
+        trial_timeout: float | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -440,6 +466,8 @@ class Driver:
         self.execution = check_execution(
             execution, batch=self.batch, vectorized=vectorized, resources=self.resources
         )
+        check_trial_timeout(trial_timeout, batch=self.batch)
+        self.trial_timeout = trial_timeout
         self._channel: ReportChannel | None = None
         self.space_size = space_size
         # the bar counts proposals (reused ones too) when it has their total
@@ -685,8 +713,16 @@ class Driver:
             report.stopped = "timeout"
             return True
         channel = self._channel
+        stuck: list[tuple[str, str]] = []
+        carriers: list[distributed.Future] = []
         for future, result, group in batch:
             done = self._outcomes(future, result, group)
+            for pending, outcome in zip(group, done, strict=True):
+                worker = stuck_worker(outcome.exception)
+                if worker is not None:
+                    stuck.append((worker, f"trial {pending.number}"))
+                    if isinstance(future, distributed.Future):
+                        carriers.append(future)
             if channel is not None:
                 # the trials' last reports first: stored, and seen by the
                 # pruner, before the trials are recorded and completed
@@ -699,6 +735,10 @@ class Driver:
                     channel.wait_for(steps, _REPORT_WAIT_SECONDS)
             for pending, outcome in zip(group, done, strict=True):
                 self._record(state, pending, outcome)
+        if stuck:
+            batch = []  # the stuck tasks' futures: released before the restart
+            free_workers(self.client, stuck, self.trial_timeout or 0.0, carriers)
+            carriers = []
         if report.best_value < math.inf:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
         elif self._front:
@@ -1073,6 +1113,7 @@ class Driver:
                 numbers=None if channel is None else [p.number for p in g],
                 channel=channel,
                 objectives=self.objectives,
+                limit=self.trial_timeout,
             )
             for g, threads in zip(groups, threads_of, strict=True)
         ]

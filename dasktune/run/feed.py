@@ -81,6 +81,7 @@ _TAKE_SECONDS = 1.0  # how long one take() waits on the worker before returning
 _MADE_WAIT_SECONDS = 10.0  # closing waits this long for an actor being made
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers is trusted
 _ERROR = "error"
+_SERVING = (Status.running, Status.paused)  # a worker's states that run tasks
 #: reach a worker of the driver's own process without calls (off: the tests
 #: of the calls' path on in-process workers)
 IN_PROCESS = True
@@ -253,8 +254,14 @@ def serve(key: str, runner: Any) -> int:
             try:
                 item = feed.inbox.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                # gone: told to stop, or an actor its worker released
-                if feed.closed or (not feed.local and key not in worker.state.actors):
+                # gone: told to stop, an actor its worker released, or a
+                # worker closing (its process then exits without waiting
+                # for this thread: a restart needs no kill)
+                if (
+                    feed.closed
+                    or (not feed.local and key not in worker.state.actors)
+                    or worker.status not in _SERVING
+                ):
                     return ran
                 continue
             if item is None or feed.closed:  # a payload taken as it stopped
