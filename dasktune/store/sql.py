@@ -109,6 +109,7 @@ __all__ = [
     "TrialStore",
     "search_directions",
     "trial_columns",
+    "trial_dict",
 ]
 
 SCHEMA_VERSION = 5
@@ -1088,15 +1089,7 @@ class TrialStore:
     def trials(self, search_id: int) -> list[dict[str, Any]]:
         """Every trial of a search as dicts (``params`` and ``aux`` decoded)."""
         _, rows = self.read_trials(search_id)
-        out = []
-        for row in rows:
-            entry = dict(zip(TRIAL_FIELDS, row, strict=True))
-            entry["params"] = json.loads(entry["params"])
-            entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
-            for key in ("objectives", "constraints"):
-                entry[key] = None if entry[key] is None else json.loads(entry[key])
-            out.append(entry)
-        return out
+        return [trial_dict(row) for row in rows]
 
     def read_trials(
         self,
@@ -1496,6 +1489,17 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def trial_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A raw row of :meth:`TrialStore.read_trials` as a dict, its JSON fields
+    (``params``, ``aux``, ``objectives``, ``constraints``) decoded."""
+    entry = dict(zip(TRIAL_FIELDS, row, strict=True))
+    entry["params"] = json.loads(entry["params"])
+    entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
+    for key in ("objectives", "constraints"):
+        entry[key] = None if entry[key] is None else json.loads(entry[key])
+    return entry
 
 
 def _decoded(row: Any) -> dict[str, Any]:
