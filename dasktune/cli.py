@@ -7,7 +7,7 @@
 - ``dasktune run FILE.py``: a search defined in a Python file, on a local
   cluster, a remote scheduler or a dask-jobqueue cluster.
 - ``dasktune show STORE``: the searches of a store, or one search's best trials.
-- ``dasktune serve STORE``: a live page of the store's searches (Bokeh, 127.0.0.1).
+- ``dasktune serve STORE``: optuna-dashboard on the store's searches, live (127.0.0.1).
 - ``dasktune export STORE [--name NAME] --to optuna-journal FILE``: a search as an
   Optuna study.
 
@@ -702,24 +702,20 @@ def _serve(args: argparse.Namespace) -> int:
     from dasktune.serve import make_server
 
     store = _open_store_readonly(args.store)  # fails early on a bad store
-    store.close()
     try:
-        server, trial_store = make_server(
-            store_url(args.store), args.port, interval_ms=args.interval_ms
-        )
-    except OSError as err:
-        if err.errno != errno.EADDRINUSE:
-            raise
-        msg = f"port {args.port} on 127.0.0.1 is in use: give another with --port"
-        raise CLIError(msg) from err
-    try:
-        server.start()
-        print(f"dasktune serve: http://127.0.0.1:{args.port}/ (Ctrl-C stops)",
-              flush=True)  # fmt: skip
-        server.io_loop.start()
+        try:
+            server = make_server(store, args.port, quiet=not args.debug)
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            msg = f"port {args.port} on 127.0.0.1 is in use: give another with --port"
+            raise CLIError(msg) from err
+        with server:
+            print(f"dasktune serve: optuna-dashboard on {server.url} "
+                  "(Ctrl-C stops)", flush=True)  # fmt: skip
+            server.serve_forever()  # until Ctrl-C
     finally:
-        server.stop()
-        trial_store.close()
+        store.close()
     return 0
 
 
@@ -727,13 +723,10 @@ def _add_serve(commands: Any, debug: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve",
         parents=[debug],
-        help="a live page of every search of a store (127.0.0.1)",
+        help="optuna-dashboard on every search of a store, live (127.0.0.1)",
     )
     serve.add_argument("store", help="store URL or SQLite file")
-    serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
-    serve.add_argument("--interval-ms", type=int, default=1000,
-                       help="milliseconds between refreshes (default 1000, "
-                       "at least 100)")  # fmt: skip
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.set_defaults(handler=_serve)
 
 
