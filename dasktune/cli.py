@@ -362,6 +362,7 @@ def _run(args: argparse.Namespace) -> int:
             space=space,
             direction=namespace.get("direction", "minimize"),
             directions=namespace.get("directions"),
+            metric_names=namespace.get("metric_names"),
         ) as search,
     ):
         with warnings.catch_warnings():
@@ -458,7 +459,7 @@ def _is_local(module: Any, directory: str) -> bool:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dasktune.store.sql import search_directions
+    from dasktune.store.sql import search_directions, search_metric_names
 
     store = _open_store_readonly(args.store)  # show never writes
     try:
@@ -471,8 +472,8 @@ def _show(args: argparse.Namespace) -> int:
                 frame["created"] = pd.to_datetime(frame["created"], unit="s").dt.round(
                     "s"
                 )
-                frame = frame[["name", "direction", "created", "done", "failed",
-                               "running", "queued"]]  # fmt: skip
+                frame = frame[["name", "direction", "created", "done", "pruned",
+                               "failed", "running", "queued"]]  # fmt: skip
         else:
             row = store.find_search(args.name)
             if row is None:
@@ -484,12 +485,11 @@ def _show(args: argparse.Namespace) -> int:
                 raise CLIError(msg)
             trials = store.trials(row["id"])
             directions = search_directions(row)
+            names = search_metric_names(row) or _default_names(len(directions))
             if args.status == "done":
-                frame = _best_trials(trials, directions, args.top)
+                frame = _best_trials(trials, directions, args.top, names)
             else:
-                frame = _trials_by_status(
-                    trials, args.status, args.top, len(directions)
-                )
+                frame = _trials_by_status(trials, args.status, args.top, names)
             if args.format == "table":
                 _summary(args.name, trials)
                 _heading(frame, trials, args, len(directions))
@@ -514,7 +514,7 @@ def _heading(
 
 
 def _trials_by_status(
-    trials: list[dict[str, Any]], status: str, top: int, n_objectives: int
+    trials: list[dict[str, Any]], status: str, top: int, names: list[str]
 ) -> Any:
     """The newest ``top`` trials with ``status`` (``"all"``: any), with one
     column per objective, and failed ones with their error."""
@@ -522,19 +522,28 @@ def _trials_by_status(
     chosen.sort(key=lambda t: t["number"], reverse=True)
     records = [
         {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
-         **_values(t, n_objectives), **t["params"], "duration": t["duration"],
+         **_values(t, names), **t["params"], "duration": t["duration"],
          **({"error": error_line(t["error"])} if status in ("failed", "all") else {})}
         for t in chosen[:top]
     ]  # fmt: skip
     return _frame(records)
 
 
-def _values(t: dict[str, Any], n_objectives: int) -> dict[str, Any]:
-    """A trial's value, or one column per objective (``None`` where unknown)."""
-    if n_objectives == 1:
-        return {"value": t["value"]}
-    got = t["objectives"] or [None] * n_objectives
-    return {f"values_{i}": v for i, v in enumerate(got)}
+def _default_names(n_objectives: int) -> list[str]:
+    """The value columns of a search without metric names: ``value``, or
+    ``values_0``, ``values_1``, ... for several objectives."""
+    return (
+        ["value"] if n_objectives == 1 else [f"values_{i}" for i in range(n_objectives)]
+    )
+
+
+def _values(t: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A trial's value, or one column per objective (``None`` where unknown),
+    under the objectives' names."""
+    if len(names) == 1:
+        return {names[0]: t["value"]}
+    got = t["objectives"] or [None] * len(names)
+    return dict(zip(names, got, strict=False))
 
 
 def _frame(records: list[dict[str, Any]]) -> Any:
@@ -551,7 +560,9 @@ def _frame(records: list[dict[str, Any]]) -> Any:
     return frame
 
 
-def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) -> Any:
+def _best_trials(
+    trials: list[dict[str, Any]], directions: list[str], top: int, names: list[str]
+) -> Any:
     """The best feasible done trials; for several objectives, the Pareto front
     (by first objective) with one column per objective."""
     import numpy as np
@@ -573,7 +584,7 @@ def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) 
     else:
         done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
     records = [
-        {"number": t["number"], **_values(t, len(directions)), **t["params"],
+        {"number": t["number"], **_values(t, names), **t["params"],
          "duration": t["duration"]}
         for t in done[:top]
     ]  # fmt: skip

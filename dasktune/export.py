@@ -9,8 +9,9 @@ opens it) or to any Optuna storage URL — so that optuna-dashboard and
   values), its value, its start and end times, and its worker, host, attempts,
   auxiliary data and dasktune number as user attributes, and the values it
   reported (``report(step, value)``) as its intermediate values;
+- the search's metric names (``Search(metric_names=...)``) are the study's;
 - statuses map to Optuna's states: done ``COMPLETE``, failed ``FAIL`` (with its
-  error), running ``RUNNING``, queued ``WAITING``;
+  error), pruned ``PRUNED``, running ``RUNNING``, queued ``WAITING``;
 - distributions come from the search's stored space; a search without one
   (a grid, a list) gets them from the values seen: numbers a float or int
   range, anything else a categorical of the values.
@@ -24,13 +25,14 @@ import datetime
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dasktune.exceptions import DasktuneError
 from dasktune.optim.optuna import distributions, import_optuna
 from dasktune.space import Space
-from dasktune.store.sql import TrialStore, search_directions
+from dasktune.store.sql import TrialStore, search_directions, search_metric_names
 
 __all__ = ["optuna_storage", "study_user_attrs", "to_optuna"]
 
@@ -167,6 +169,11 @@ def to_optuna(
     )
     for key, value in study_user_attrs(row).items():
         study.set_user_attr(key, value)
+    metric_names = search_metric_names(row)
+    if metric_names is not None:
+        with warnings.catch_warnings():  # experimental in Optuna 3.2 to 5 at least
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names)
     study.add_trials(frozen)
     return study
 

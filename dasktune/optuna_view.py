@@ -36,7 +36,12 @@ from dasktune.export import _frozen, _hashable, _inferred, study_user_attrs
 from dasktune.optim.optuna import distributions
 from dasktune.records import FINAL, TrialStatus
 from dasktune.space import Space
-from dasktune.store.sql import TrialStore, search_directions, trial_dict
+from dasktune.store.sql import (
+    TrialStore,
+    search_directions,
+    search_metric_names,
+    trial_dict,
+)
 
 __all__ = ["ReadOnlyStorage"]
 
@@ -184,8 +189,8 @@ class ReadOnlyStorage(BaseStorage):
 
     @staticmethod
     def _system_attrs(study: _Study) -> dict[str, Any]:
-        names = study.row.get("metric_names")
-        return {_METRIC_NAMES: json.loads(names)} if names else {}
+        names = search_metric_names(study.row)
+        return {} if names is None else {_METRIC_NAMES: names}
 
     def get_study_id_from_name(self, study_name: str) -> int:
         row = self._store.find_search(study_name)

@@ -108,6 +108,7 @@ __all__ = [
     "TRIAL_DTYPE",
     "TrialStore",
     "search_directions",
+    "search_metric_names",
     "trial_columns",
     "trial_dict",
 ]
@@ -1524,6 +1525,15 @@ def search_directions(row: dict[str, Any]) -> list[str]:
     or one made before several objectives: its one ``direction``)."""
     stored = row.get("directions")
     return list(json.loads(stored)) if stored else [row["direction"]]
+
+
+def search_metric_names(row: dict[str, Any] | None) -> list[str] | None:
+    """The objectives' names stored with a search (``Search(metric_names=...)``,
+    kept in its metadata), or ``None``."""
+    if row is None or not row.get("metadata"):
+        return None
+    names = json.loads(row["metadata"]).get("metric_names")
+    return None if names is None else [str(n) for n in names]
 
 
 def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
