@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dasktune._checks import sqlite_file, store_url
+from dasktune._quiet import WORKER_LOG_LEVEL, ignoring_sigint, quiet_dask
 from dasktune.records import error_line
 
 __all__ = ["main"]
@@ -97,10 +98,29 @@ def _close_cluster(cluster: Any, err: BaseException) -> None:
         if job.status == Status.created:
             del cluster.workers[name]
             cluster.worker_spec.pop(name, None)
+            job.status = Status.closed  # never submitted: nothing to cancel
     try:
-        cluster.close()
+        close_jobqueue_cluster(cluster)
     except Exception as close_err:
         err.add_note(f"closing the {type(cluster).__name__} failed too: {close_err!r}")
+
+
+def close_jobqueue_cluster(cluster: Any) -> None:
+    """Close a dask-jobqueue cluster, once.
+
+    dask-jobqueue's ``Job.close`` cancels its job but leaves the job's status
+    ``running``; ``SpecCluster``'s close then fails its last check (every job
+    it created closing or closed) half-way, the cluster stays ``closing``, and
+    distributed's atexit hook closes it again, waiting 10 s on it. The jobs
+    are marked closing first, as the cluster's close is about to make them.
+    """
+    from distributed.core import Status
+
+    jobs = {*getattr(cluster, "_created", ()), *cluster.workers.values()}
+    for job in jobs:
+        if job.status not in (Status.closed, Status.closing):
+            job.status = Status.closing
+    cluster.close()
 
 
 def _submit_jobs(cluster: Any, kind: str) -> None:
@@ -169,9 +189,15 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
             client.close()
             raise
     else:
-        options = {"n_workers": args.n_workers} if args.n_workers else {}
-        # the link is printed once, here, whichever client runs the command
-        client = _get_client(None, options, announce=False)
+        options: dict[str, Any] = (
+            {"n_workers": args.n_workers} if args.n_workers else {}
+        )
+        if not args.debug:  # the workers' warnings on closing (see _quiet)
+            options["silence_logs"] = WORKER_LOG_LEVEL
+        # the link is printed once, here, whichever client runs the command;
+        # the workers ignore Ctrl-C: the command closes them
+        with ignoring_sigint():
+            client = _get_client(None, options, announce=False)
         print(f"dashboard: {client.dashboard_link}", flush=True)
     try:
         yield client
@@ -179,7 +205,7 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         if cluster is not None or args.scheduler:
             client.close()
         if cluster is not None:
-            cluster.close()
+            close_jobqueue_cluster(cluster)
         close_owned()
 
 
@@ -847,7 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "status", "done") != "done" and not args.name:
         parser.error("--status needs --name (the search whose trials to list)")
     try:
-        return int(args.handler(args))
+        with quiet_dask(not args.debug):  # Dask's noise: shown with --debug
+            return int(args.handler(args))
     except KeyboardInterrupt:
         print("dasktune: interrupted", file=sys.stderr)
         return 130

@@ -86,8 +86,15 @@ def fake_slurm(tmp_path, monkeypatch):
 
 
 def _run_on_slurm(tmp_path, *extra):
-    return main(["run", str(tmp_path / "search.py"), "--store",
+    code = main(["run", str(tmp_path / "search.py"), "--store",
                  str(tmp_path / "jq.db"), "--cluster", "slurm", *extra])  # fmt: skip
+    # closed once, for good: distributed's atexit hook (close_clusters) has
+    # nothing left to close again (a cluster left "closing" cost 10 s at exit)
+    from distributed.core import Status
+    from distributed.deploy.spec import SpecCluster
+
+    assert all(c.status == Status.closed for c in SpecCluster._instances)
+    return code
 
 
 def test_a_refused_submission_is_shown_and_exits_1(tmp_path, fake_slurm, capsys):
