@@ -7,7 +7,7 @@
 - ``dasktune run FILE.py``: a search defined in a Python file, on a local
   cluster, a remote scheduler or a dask-jobqueue cluster.
 - ``dasktune show STORE``: the searches of a store, or one search's best trials.
-- ``dasktune serve STORE``: a live page of the store's searches (Bokeh, 127.0.0.1).
+- ``dasktune serve STORE``: optuna-dashboard on the store's searches, live (127.0.0.1).
 - ``dasktune export STORE [--name NAME] --to optuna-journal FILE``: a search as an
   Optuna study.
 
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from dasktune._checks import sqlite_file, store_url
+from dasktune._quiet import WORKER_LOG_LEVEL, ignoring_sigint, quiet_dask
 from dasktune.records import error_line
 
 __all__ = ["main"]
@@ -143,14 +144,33 @@ def _close_cluster(cluster: Any, err: BaseException) -> None:
         if job.status == Status.created:
             del cluster.workers[name]
             cluster.worker_spec.pop(name, None)
+            job.status = Status.closed  # never submitted: nothing to cancel
     try:
-        cluster.close()
+        close_jobqueue_cluster(cluster)
     except Exception as close_err:
         err.add_note(f"closing the {type(cluster).__name__} failed too: {close_err!r}")
 
 
 #: seconds the batch system's submit command (sbatch, qsub, ...) may take
 _SUBMIT_SECONDS = 300.0
+
+
+def close_jobqueue_cluster(cluster: Any) -> None:
+    """Close a dask-jobqueue cluster, once.
+
+    dask-jobqueue's ``Job.close`` cancels its job but leaves the job's status
+    ``running``; ``SpecCluster``'s close then fails its last check (every job
+    it created closing or closed) half-way, the cluster stays ``closing``, and
+    distributed's atexit hook closes it again, waiting 10 s on it. The jobs
+    are marked closing first, as the cluster's close is about to make them.
+    """
+    from distributed.core import Status
+
+    jobs = {*getattr(cluster, "_created", ()), *cluster.workers.values()}
+    for job in jobs:
+        if job.status not in (Status.closed, Status.closing):
+            job.status = Status.closing
+    cluster.close()
 
 
 def _submit_jobs(cluster: Any, kind: str) -> None:
@@ -228,9 +248,15 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
             client.close()
             raise
     else:
-        options = {"n_workers": args.n_workers} if args.n_workers else {}
-        # the link is printed once, here, whichever client runs the command
-        client = _get_client(None, options, announce=False)
+        options: dict[str, Any] = (
+            {"n_workers": args.n_workers} if args.n_workers else {}
+        )
+        if not args.debug:  # the workers' warnings on closing (see _quiet)
+            options["silence_logs"] = WORKER_LOG_LEVEL
+        # the link is printed once, here, whichever client runs the command;
+        # the workers ignore Ctrl-C: the command closes them
+        with ignoring_sigint():
+            client = _get_client(None, options, announce=False)
         print(f"dashboard: {client.dashboard_link}", flush=True)
     try:
         yield client
@@ -238,7 +264,7 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         if cluster is not None or args.scheduler:
             client.close()
         if cluster is not None:
-            cluster.close()
+            close_jobqueue_cluster(cluster)
         close_owned()
 
 
@@ -454,6 +480,7 @@ def _run(args: argparse.Namespace) -> int:
             space=space,
             direction=namespace.get("direction", "minimize"),
             directions=namespace.get("directions"),
+            metric_names=namespace.get("metric_names"),
         ) as search,
     ):
         with warnings.catch_warnings():
@@ -550,7 +577,7 @@ def _is_local(module: Any, directory: str) -> bool:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dasktune.store.sql import search_directions
+    from dasktune.store.sql import search_directions, search_metric_names
 
     store = _open_store_readonly(args.store)  # show never writes
     try:
@@ -563,8 +590,8 @@ def _show(args: argparse.Namespace) -> int:
                 frame["created"] = pd.to_datetime(frame["created"], unit="s").dt.round(
                     "s"
                 )
-                frame = frame[["name", "direction", "created", "done", "failed",
-                               "running", "queued"]]  # fmt: skip
+                frame = frame[["name", "direction", "created", "done", "pruned",
+                               "failed", "running", "queued"]]  # fmt: skip
         else:
             row = store.find_search(args.name)
             if row is None:
@@ -576,12 +603,11 @@ def _show(args: argparse.Namespace) -> int:
                 raise CLIError(msg)
             trials = store.trials(row["id"])
             directions = search_directions(row)
+            names = search_metric_names(row) or _default_names(len(directions))
             if args.status == "done":
-                frame = _best_trials(trials, directions, args.top)
+                frame = _best_trials(trials, directions, args.top, names)
             else:
-                frame = _trials_by_status(
-                    trials, args.status, args.top, len(directions)
-                )
+                frame = _trials_by_status(trials, args.status, args.top, names)
             if args.format == "table":
                 _summary(args.name, trials)
                 _heading(frame, trials, args, len(directions))
@@ -606,7 +632,7 @@ def _heading(
 
 
 def _trials_by_status(
-    trials: list[dict[str, Any]], status: str, top: int, n_objectives: int
+    trials: list[dict[str, Any]], status: str, top: int, names: list[str]
 ) -> Any:
     """The newest ``top`` trials with ``status`` (``"all"``: any), with one
     column per objective, and failed ones with their error."""
@@ -614,19 +640,28 @@ def _trials_by_status(
     chosen.sort(key=lambda t: t["number"], reverse=True)
     records = [
         {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
-         **_values(t, n_objectives), **t["params"], "duration": t["duration"],
+         **_values(t, names), **t["params"], "duration": t["duration"],
          **({"error": error_line(t["error"])} if status in ("failed", "all") else {})}
         for t in chosen[:top]
     ]  # fmt: skip
     return _frame(records)
 
 
-def _values(t: dict[str, Any], n_objectives: int) -> dict[str, Any]:
-    """A trial's value, or one column per objective (``None`` where unknown)."""
-    if n_objectives == 1:
-        return {"value": t["value"]}
-    got = t["objectives"] or [None] * n_objectives
-    return {f"values_{i}": v for i, v in enumerate(got)}
+def _default_names(n_objectives: int) -> list[str]:
+    """The value columns of a search without metric names: ``value``, or
+    ``values_0``, ``values_1``, ... for several objectives."""
+    return (
+        ["value"] if n_objectives == 1 else [f"values_{i}" for i in range(n_objectives)]
+    )
+
+
+def _values(t: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A trial's value, or one column per objective (``None`` where unknown),
+    under the objectives' names."""
+    if len(names) == 1:
+        return {names[0]: t["value"]}
+    got = t["objectives"] or [None] * len(names)
+    return dict(zip(names, got, strict=False))
 
 
 def _frame(records: list[dict[str, Any]]) -> Any:
@@ -643,7 +678,9 @@ def _frame(records: list[dict[str, Any]]) -> Any:
     return frame
 
 
-def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) -> Any:
+def _best_trials(
+    trials: list[dict[str, Any]], directions: list[str], top: int, names: list[str]
+) -> Any:
     """The best feasible done trials; for several objectives, the Pareto front
     (by first objective) with one column per objective."""
     import numpy as np
@@ -665,7 +702,7 @@ def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) 
     else:
         done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
     records = [
-        {"number": t["number"], **_values(t, len(directions)), **t["params"],
+        {"number": t["number"], **_values(t, names), **t["params"],
          "duration": t["duration"]}
         for t in done[:top]
     ]  # fmt: skip
@@ -794,24 +831,20 @@ def _serve(args: argparse.Namespace) -> int:
     from dasktune.serve import make_server
 
     store = _open_store_readonly(args.store)  # fails early on a bad store
-    store.close()
     try:
-        server, trial_store = make_server(
-            store_url(args.store), args.port, interval_ms=args.interval_ms
-        )
-    except OSError as err:
-        if err.errno != errno.EADDRINUSE:
-            raise
-        msg = f"port {args.port} on 127.0.0.1 is in use: give another with --port"
-        raise CLIError(msg) from err
-    try:
-        server.start()
-        print(f"dasktune serve: http://127.0.0.1:{args.port}/ (Ctrl-C stops)",
-              flush=True)  # fmt: skip
-        server.io_loop.start()
+        try:
+            server = make_server(store, args.port, quiet=not args.debug)
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            msg = f"port {args.port} on 127.0.0.1 is in use: give another with --port"
+            raise CLIError(msg) from err
+        with server:
+            print(f"dasktune serve: optuna-dashboard on {server.url} "
+                  "(Ctrl-C stops)", flush=True)  # fmt: skip
+            server.serve_forever()  # until Ctrl-C
     finally:
-        server.stop()
-        trial_store.close()
+        store.close()
     return 0
 
 
@@ -819,13 +852,10 @@ def _add_serve(commands: Any, debug: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve",
         parents=[debug],
-        help="a live page of every search of a store (127.0.0.1)",
+        help="optuna-dashboard on every search of a store, live (127.0.0.1)",
     )
     serve.add_argument("store", help="store URL or SQLite file")
-    serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
-    serve.add_argument("--interval-ms", type=int, default=1000,
-                       help="milliseconds between refreshes (default 1000, "
-                       "at least 100)")  # fmt: skip
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.set_defaults(handler=_serve)
 
 
@@ -935,7 +965,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "status", "done") != "done" and not args.name:
         parser.error("--status needs --name (the search whose trials to list)")
     try:
-        return int(args.handler(args))
+        with quiet_dask(not args.debug):  # Dask's noise: shown with --debug
+            return int(args.handler(args))
     except KeyboardInterrupt:
         print("dasktune: interrupted", file=sys.stderr)
         return 130

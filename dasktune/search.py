@@ -42,7 +42,7 @@ from dasktune._checks import (
     func_name,
     short_repr,
 )
-from dasktune.exceptions import DasktuneError, StoreError
+from dasktune.exceptions import DasktuneError, SearchMismatchError, StoreError
 from dasktune.optim.base import (
     AskTell,
     IterableSource,
@@ -66,7 +66,12 @@ from dasktune.run.report import check_trial_first
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
 from dasktune.store.rows import DECODING_ERRORS, damaged_trial, trial_problem
-from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore, search_directions
+from dasktune.store.sql import (
+    STALE_AFTER_SECONDS,
+    TrialStore,
+    search_directions,
+    search_metric_names,
+)
 from dasktune.table import COLUMNS, TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
@@ -189,11 +194,17 @@ class Search:
         Seconds after which a trial left running by a silent driver is taken
         over (drivers beat every 5 s), by the database's clock: drivers on
         several hosts need no synchronised clocks.
+    metric_names : sequence of str, optional
+        A name per objective (``["error", "latency"]``), stored with the
+        search: ``dasktune show``, :meth:`plot`, ``dasktune export`` and
+        :func:`dasktune.optuna_storage` (Optuna's ``study.metric_names``) use
+        them. Re-opening a search without them takes the stored ones.
 
     Raises
     ------
     SearchMismatchError
-        If the store holds a search of that name with another space or direction.
+        If the store holds a search of that name with another space, direction
+        or metric names.
     SchemaVersionError
         If the store was written by a newer dasktune.
 
@@ -217,6 +228,7 @@ class Search:
         direction: str | None = None,
         directions: Sequence[str] | None = None,
         stale_after: float = STALE_AFTER_SECONDS,
+        metric_names: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             msg = f"name must be a non-empty string, got {name!r}"
@@ -282,17 +294,35 @@ class Search:
             if stored_directions and found is not None:  # and its own directions
                 self.directions = search_directions(found)
                 self.direction = direction = self.directions[0]
+            if metric_names is not None:  # one per direction, the stored ones too
+                metric_names = _check_metric_names(metric_names, self.directions)
+            info = {} if made else provenance(objective)
+            if metric_names is not None and not made:
+                info["metric_names"] = metric_names
             self.search_id = self.store.open_search(
                 name,
                 space=None if self.space is None else self.space.to_json(),
                 direction=direction,
-                metadata={} if made else provenance(objective),
+                metadata=info,
                 directions=self.directions if len(self.directions) > 1 else None,
             )
+            stored_names = search_metric_names(found)
+            if found is not None and metric_names not in (None, stored_names):
+                msg = (
+                    f"search {name!r} in {self.store.display_url} has the metric "
+                    f"names {stored_names} but is re-opened with {metric_names}; "
+                    "give the same (or none: the stored ones are taken), or use "
+                    "a new search name"
+                )
+                raise SearchMismatchError(msg)
         except BaseException:
             if self._owns_store:  # a store this search opened: closed again
                 self.store.close()
             raise
+        #: a name per objective, or ``None`` (given, or stored with the search)
+        self.metric_names: list[str] | None = (
+            metric_names if found is None else stored_names
+        )
 
     # -- running ---------------------------------------------------------------
 
@@ -972,6 +1002,7 @@ class Search:
             title=self.name,
             path=path,
             curves=self.store.curves(self.search_id),
+            metric_names=self.metric_names,
         )
 
     def close(self) -> None:
@@ -1029,6 +1060,24 @@ def _spaces(optimizer: Any) -> Iterator[tuple[Space, Any]]:
     if isinstance(samplers, Mapping):
         for sampler in samplers.values():
             yield from _spaces(sampler)
+
+
+def _check_metric_names(names: Sequence[str], directions: list[str]) -> list[str]:
+    """``names`` as a list of distinct, non-empty strings, one per objective."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        msg = (
+            f"metric_names must be a list of strings, one per objective, got {names!r}"
+        )
+        raise TypeError(msg)
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad or len(set(names)) != len(names) or len(names) != len(directions):
+        msg = (
+            f"metric_names must be {len(directions)} distinct non-empty strings, "
+            f"one per objective (directions={directions}), got {names!r}"
+        )
+        raise ValueError(msg)
+    return names
 
 
 def _check_directions(directions: Sequence[str] | None, direction: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Screenshot the live page of ``dasktune serve`` in headless Chromium.
+"""Screenshot ``dasktune serve`` (optuna-dashboard on a store) in headless Chromium.
 
 Usage::
 
@@ -7,9 +7,9 @@ Usage::
 
 Starts ``dasktune serve`` on a free port of 127.0.0.1, waits for the line it
 prints once it listens, has Chromium (``apt-get install -y chromium``) render
-the page (driven over its DevTools protocol, through tornado, which Bokeh
-already needs) until Bokeh has drawn it, writes the PNG and stops the
-server. Look at the PNG to check the page is readable.
+the first study's page (driven over its DevTools protocol, through tornado,
+which Dask already needs) until optuna-dashboard has drawn its plots, writes
+the PNG and stops the server. Look at the PNG to check the page is readable.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ CHROMIUM_FLAGS = [
 
 async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
     """Load ``url`` in Chromium driven over the DevTools protocol; wait until
-    Bokeh has drawn the served document, then capture the page.
+    optuna-dashboard has drawn its plots, then capture the page.
 
-    Chromium's own ``--screenshot`` fires at the load event, before the page's
-    websocket has delivered the document, so it shows a blank page.
+    Chromium's own ``--screenshot`` fires at the load event, before the page
+    has fetched the study from the API, so it shows an empty page.
     """
     from tornado.httpclient import AsyncHTTPClient
     from tornado.websocket import websocket_connect
@@ -97,10 +97,7 @@ async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
         await call("Runtime.enable")
         await call("Page.enable")
         await call("Page.navigate", url=url)
-        drawn = (
-            "window.Bokeh !== undefined && Bokeh.index !== undefined && "
-            "Object.keys(Bokeh.index).length > 0"
-        )
+        drawn = "document.querySelectorAll('.js-plotly-plot').length > 0"
         deadline = time.monotonic() + 30
         while True:
             result = await call("Runtime.evaluate", expression=drawn)
@@ -109,7 +106,7 @@ async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("the page did not draw within 30 s")
             await asyncio.sleep(0.25)
-        await asyncio.sleep(3.0)  # refreshes fill the tables and plots
+        await asyncio.sleep(3.0)  # the other plots follow
         shot = await call("Page.captureScreenshot", format="png")
         out.write_bytes(base64.b64decode(shot["data"]))
         conn.close()
@@ -197,7 +194,12 @@ def main() -> int:
                 return 1
             out = Path(args.out).resolve()
             asyncio.run(
-                _capture(browser, f"http://127.0.0.1:{port}/", out, f"{tmp}/chromium")
+                _capture(
+                    browser,
+                    f"http://127.0.0.1:{port}/dashboard/studies/1",
+                    out,
+                    f"{tmp}/chromium",
+                )
             )
             print(f"wrote {out}")
         finally:

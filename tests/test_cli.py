@@ -384,9 +384,9 @@ def test_run_and_show_two_objectives_under_a_constraint(tmp_path, capsys):
     name = "example-two-objectives"
     assert main(["show", store, "--name", name, "--format", "json"]) == 0
     front = json.loads(capsys.readouterr().out)
-    sizes = [t["values_1"] for t in front]
+    sizes = [t["size"] for t in front]  # the example's metric names
     assert front and max(sizes) <= 48  # over 48 units never fits: never shown
-    errors = [t["values_0"] for t in front]
+    errors = [t["error"] for t in front]
     assert errors == sorted(errors)  # by first objective
     assert sizes == sorted(
         sizes, reverse=True

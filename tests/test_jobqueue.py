@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import dask
 import pytest
+import yaml
 
 from dasktune.cli import JOBQUEUE_CLUSTERS, jobqueue_cluster, main
 
@@ -86,8 +89,15 @@ def fake_slurm(tmp_path, monkeypatch):
 
 
 def _run_on_slurm(tmp_path, *extra):
-    return main(["run", str(tmp_path / "search.py"), "--store",
+    code = main(["run", str(tmp_path / "search.py"), "--store",
                  str(tmp_path / "jq.db"), "--cluster", "slurm", *extra])  # fmt: skip
+    # closed once, for good: distributed's atexit hook (close_clusters) has
+    # nothing left to close again (a cluster left "closing" cost 10 s at exit)
+    from distributed.core import Status
+    from distributed.deploy.spec import SpecCluster
+
+    assert all(c.status == Status.closed for c in SpecCluster._instances)
+    return code
 
 
 def test_a_refused_submission_is_shown_and_exits_1(tmp_path, fake_slurm, capsys):
@@ -98,6 +108,26 @@ def test_a_refused_submission_is_shown_and_exits_1(tmp_path, fake_slurm, capsys)
     err = capsys.readouterr().err
     assert "the batch system refused the slurm jobs" in err
     assert "sbatch: error: Invalid partition name specified" in err
+
+
+def test_a_refused_submission_is_one_message_in_a_terminal(tmp_path, fake_slurm):
+    # as a user runs it, in its own process: tornado's traceback of the
+    # background submission is not printed before the message
+    _fake_command(fake_slurm, "sbatch",
+                  "echo 'sbatch: error: Invalid partition name specified' >&2; exit 1")  # fmt: skip
+    (tmp_path / "config").mkdir()
+    settings = {"jobqueue": {"slurm": {key.split(".")[-1]: value
+                for key, value in config("slurm").items()}}}  # fmt: skip
+    (tmp_path / "config" / "jobqueue.yaml").write_text(yaml.safe_dump(settings))
+    done = subprocess.run(
+        [sys.executable, "-m", "dasktune", "run", str(tmp_path / "search.py"),
+         "--store", str(tmp_path / "jq.db"), "--cluster", "slurm"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DASK_CONFIG": str(tmp_path / "config")},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("dasktune: error: the batch system refused")
+    assert done.stderr.count("Invalid partition name specified") == 1
 
 
 def test_jobs_that_never_start_time_out(tmp_path, fake_slurm, capsys):

@@ -182,18 +182,18 @@ def test_nothing_read_from_a_store_is_unpickled():
         assert not unpickle.search(source), (name, unpickle.search(source))
 
 
-def test_the_live_page_names_a_damaged_trial(tmp_path):
-    from bokeh.document import Document
-
-    from dasktune.serve import LivePage
+def test_the_optuna_storage_names_a_damaged_trial(tmp_path):
+    pytest.importorskip("optuna")
+    from dasktune import optuna_storage
 
     path = tmp_path / "t.db"
     _store(path)[0].close()
     _craft(path, "UPDATE trials SET params = '{bad' WHERE number = 2")
-    reader = TrialStore(path, readonly=True)
-    with pytest.raises(StoreError, match="damaged trial 2 of search 's': its params"):
-        LivePage(reader, Document(), interval_ms=1000)
-    reader.close()
+    storage = optuna_storage(path)
+    study_id = storage.get_study_id_from_name("s")
+    with pytest.raises(StoreError, match="damaged trial 2: its params"):
+        storage.get_all_trials(study_id)
+    storage.close()
 
 
 def test_a_damaged_run_row_is_named(tmp_path):

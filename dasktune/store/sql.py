@@ -118,7 +118,9 @@ __all__ = [
     "TRIAL_DTYPE",
     "TrialStore",
     "search_directions",
+    "search_metric_names",
     "trial_columns",
+    "trial_dict",
 ]
 
 SCHEMA_VERSION = 6
@@ -1169,18 +1171,16 @@ class TrialStore:
     def trials(self, search_id: int) -> list[dict[str, Any]]:
         """Every trial of a search as dicts (``params`` and ``aux`` decoded)."""
         _, rows = self.read_trials(search_id)
-        out = []
-        for row in rows:
-            problem = trial_problem(row)
-            if problem is not None:  # damaged, or written by hand: named
-                raise damaged_trial(self.display_url, [row], ValueError(problem))
-            entry = dict(zip(TRIAL_FIELDS, row, strict=True))
-            entry["params"] = json.loads(entry["params"])
-            entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
-            for key in ("objectives", "constraints"):
-                entry[key] = None if entry[key] is None else json.loads(entry[key])
-            out.append(entry)
-        return out
+        return [self.decode_trial(row) for row in rows]
+
+    def decode_trial(self, row: Sequence[Any]) -> dict[str, Any]:
+        """A raw row of :meth:`read_trials` as a dict (:func:`trial_dict`); a
+        damaged row, or one written by hand, is a :class:`StoreError` naming
+        the trial."""
+        problem = trial_problem(row)
+        if problem is not None:
+            raise damaged_trial(self.display_url, [row], ValueError(problem))
+        return trial_dict(row)
 
     def read_trials(
         self,
@@ -1622,6 +1622,17 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def trial_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A raw row of :meth:`TrialStore.read_trials` as a dict, its JSON fields
+    (``params``, ``aux``, ``objectives``, ``constraints``) decoded."""
+    entry = dict(zip(TRIAL_FIELDS, row, strict=True))
+    entry["params"] = json.loads(entry["params"])
+    entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
+    for key in ("objectives", "constraints"):
+        entry[key] = None if entry[key] is None else json.loads(entry[key])
+    return entry
+
+
 def _decoded(row: Any) -> dict[str, Any]:
     """A best or front trial's row, decoded."""
     fields = row._mapping
@@ -1644,6 +1655,15 @@ def search_directions(row: dict[str, Any]) -> list[str]:
     or one made before several objectives: its one ``direction``)."""
     stored = row.get("directions")
     return list(json.loads(stored)) if stored else [row["direction"]]
+
+
+def search_metric_names(row: dict[str, Any] | None) -> list[str] | None:
+    """The objectives' names stored with a search (``Search(metric_names=...)``,
+    kept in its metadata), or ``None``."""
+    if row is None or not row.get("metadata"):
+        return None
+    names = json.loads(row["metadata"]).get("metric_names")
+    return None if names is None else [str(n) for n in names]
 
 
 def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
