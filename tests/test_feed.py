@@ -11,7 +11,6 @@ import time
 import dask.config
 import pytest
 import sqlalchemy as sa
-from distributed import get_worker
 from distributed.utils_test import gen_cluster
 
 import dasktune
@@ -23,6 +22,7 @@ from dasktune.optim.pruners import Pruner, Verdict
 from dasktune.run.driver import check_execution
 from dasktune.run.feed import FedWindow, Feed
 from tests.clusters import local_client
+from tests.dying import always_dies_at_seven, die_once_at_seven
 from tests.waiting import async_poll_until, poll_until
 
 SPACE = {"x": Float(0.0, 1.0)}
@@ -277,9 +277,14 @@ class StopAfterTwo(Pruner):
 
 
 def reports(params, trial):
-    # long enough (3 s) that a stop reaches the trial on a loaded machine
     for step in range(300):
         trial.report(step, params["x"])
+        if step == 1:  # StopAfterTwo's decision: wait for it to arrive
+            poll_until(
+                trial.should_prune,
+                what=f"the stop of trial {trial.number} at step 1",
+                timeout=20,
+            )
         if trial.should_prune():
             raise dasktune.TrialPruned
         time.sleep(0.01)
@@ -296,7 +301,7 @@ async def test_a_pruner_stops_fed_trials(c, s, a, b):
     assert report.pruned == 6
     frame = await call(search.trials)
     assert set(frame["status"]) == {"pruned"}
-    assert (frame["step"] < 299).all()  # stopped early, not run to the end
+    assert (frame["step"] == 1).all()  # stopped at the decision
 
 
 def test_bad_execution_is_refused_before_anything_is_written():
@@ -324,45 +329,12 @@ async def test_the_window_refuses_pinned_or_resource_tasks(c, s, a, b):
 # -- a lost worker (real processes) ------------------------------------------
 
 
-def _reported() -> bool:
-    """Whether the driver has every result this worker's feed made: none left
-    to take, and the driver's next take() has come (after it had the last)."""
-    feeds = [f for f in get_worker().state.actors.values() if isinstance(f, Feed)]
-    return bool(feeds) and all(
-        not f._results and f._ready is not None and not f._ready.is_set() for f in feeds
-    )
-
-
-def _die() -> None:
-    # the trials before it have reported: the window counts a failure for
-    # the first one it sent that has not (here: this one)
-    poll_until(_reported, what="the driver to have this worker's results")
-    os._exit(1)
-
-
-def die_once_at_seven(params):
-    """Kill the worker process the first time x == 0.7 runs."""
-    marker = params["marker"]
-    if params["x"] == 0.7 and not os.path.exists(marker):
-        open(marker, "w").close()
-        _die()
-    time.sleep(0.05)
-    return params["x"]
-
-
-def always_dies_at_seven(params):
-    if params["x"] == 0.7:
-        _die()
-    time.sleep(0.05)
-    return params["x"]
-
-
 def test_a_lost_worker_s_trials_run_elsewhere_or_fail_past_the_allowed(tmp_path):
     marker = str(tmp_path / "killed")
     grid = [{"x": x / 10, "marker": marker} for x in range(10)]
-    # one failure allowed: the worker killing trial 0.7 twice fails it, with
-    # no wait for a nanny's restart of a worker in between (tens of seconds
-    # each on a loaded machine)
+    # one failure allowed: the workers killed by trial 0.7 twice fail it; each
+    # further death would wait for a nanny's restart (tens of seconds on a
+    # loaded machine)
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 1}),
         local_client(2, 1) as client,
@@ -377,9 +349,13 @@ def test_a_lost_worker_s_trials_run_elsewhere_or_fail_past_the_allowed(tmp_path)
             assert (report.evaluated, report.failed) == (10, 0)
             frame = search.trials()
             assert sorted(frame["value"]) == [x / 10 for x in range(10)]
+        # both workers again (the one killed restarted), and trial 0.7 last:
+        # it kills both, and no trial is left waiting for a restart
+        client.wait_for_workers(2, timeout=60)
+        last = sorted(grid, key=lambda params: params["x"] == 0.7)
         with Search("always", always_dies_at_seven, "sqlite://",
                     client=client) as search:  # fmt: skip
-            report = search.run(grid, progress=False, execution="feed", timeout=120)
+            report = search.run(last, progress=False, execution="feed", timeout=120)
             assert (report.evaluated, report.failed) == (9, 1)
             frame = search.trials()
             error = frame.loc[frame["x"] == 0.7, "error"].item()

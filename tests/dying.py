@@ -1,0 +1,53 @@
+"""Objectives that kill their worker process, for the feed's lost-worker test.
+
+A module of their own, importing little: every worker process that replaces a
+killed one imports the objective's module before its first trial, and under
+load (10 and more) importing a test module with its test dependencies took
+25 s more than importing ``distributed`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from distributed import get_worker
+
+from dasktune.run.feed import Feed
+from tests.waiting import poll_until
+
+
+def _reported() -> bool:
+    """Whether the driver has every result this worker's feed made: none left
+    to take, and the driver's next take() has come (after it had the last)."""
+    actors = get_worker().state.actors.values()
+    feeds = [f for f in actors if isinstance(f, Feed) and not f.closed]  # this run's
+    return bool(feeds) and all(
+        not f._results and f._ready is not None and not f._ready.is_set() for f in feeds
+    )
+
+
+def _die() -> None:
+    # the trials before it have reported: the window counts a failure for
+    # the first one it sent that has not (here: this one)
+    poll_until(_reported, what="the driver to have this worker's results")
+    os._exit(1)
+
+
+def die_once_at_seven(params: dict[str, Any]) -> float:
+    """Kill the worker process the first time x == 0.7 runs."""
+    marker = params["marker"]
+    if params["x"] == 0.7 and not os.path.exists(marker):
+        open(marker, "w").close()
+        _die()
+    time.sleep(0.05)
+    return params["x"]
+
+
+def always_dies_at_seven(params: dict[str, Any]) -> float:
+    """Kill the worker process whenever x == 0.7 runs."""
+    if params["x"] == 0.7:
+        _die()
+    time.sleep(0.05)
+    return params["x"]
