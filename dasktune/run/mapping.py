@@ -62,7 +62,13 @@ from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.lost import explain_killed
-from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
+from dasktune.run.submit import (
+    ChunkSizer,
+    Window,
+    cancelled_here,
+    raise_failed,
+    split_sizes,
+)
 from dasktune.run.travel import (
     PROCESS,
     first_unpicklable,
@@ -102,9 +108,12 @@ class _ChunkResult:
 
 
 def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
-    values = []
+    values: list[Any] = []
     started = time.perf_counter()
     for offset, item in enumerate(chunk.items):
+        if offset and cancelled_here():
+            # its map is over (interrupted, failed): nobody reads the rest
+            return _ChunkResult(values, time.perf_counter() - started)
         attempt = 0
         while True:
             try:
@@ -381,7 +390,7 @@ class _Mapper:
             )
 
         try:
-            with Window[int](self.client, timeout) as flying:
+            with Window[int](self.client, timeout, what="async_map") as flying:
                 submit_more(flying)
                 while len(flying):
                     try:
