@@ -3,6 +3,7 @@ returned, nothing of it runs on the cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from distributed.utils_test import poll_for
+from distributed.utils_test import async_poll_for, gen_cluster, poll_for
 
 from dasktune import async_map, minimize
+from dasktune.run.submit import stop_tasks
 from tests.clusters import local_client
 
 
@@ -102,3 +104,32 @@ def test_ctrl_c_on_async_map_leaves_no_chunk_running(tmp_path):
         )
         assert _count(counted) == at_return
         assert at_return < 2000
+
+
+_release = threading.Event()
+
+
+def _blocked():
+    _release.wait(30)
+    return 1
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_task_that_does_not_stop_is_named_after_the_bound(c, s, a, b):
+    _release.clear()
+    future = c.submit(_blocked, key="blocked-1")
+    try:
+        await async_poll_for(
+            lambda: any(
+                ts.key == "blocked-1" for w in (a, b) for ts in w.state.executing
+            ),
+            10,
+        )
+        late = await asyncio.to_thread(stop_tasks, c, [future], "the run", 0.3)
+    finally:
+        _release.set()
+    assert late is not None
+    assert late.startswith("the run: 1 cancelled task(s) still ran their current call")
+    assert "blocked-1" in late
+    late = await asyncio.to_thread(stop_tasks, c, [], "the run", 0.3)
+    assert late is None

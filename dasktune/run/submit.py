@@ -453,6 +453,8 @@ def raise_failed(future: distributed.Future, result: Any, what: str) -> None:
 
 #: seconds :func:`stop_tasks` waits for cancelled tasks to leave their threads
 STOP_SECONDS = 10.0
+#: seconds the workers have to say which tasks they still run
+_ASK_WORKERS_SECONDS = 5.0
 
 
 def cancelled_here() -> bool:
@@ -502,7 +504,11 @@ def stop_tasks(
     running: list[Any] = keys
     while True:
         try:
-            found = client.run(_still_running, keys, on_error="ignore")
+            # Client.run has no timeout: a frozen worker would hold it
+            found = client.sync(
+                client._run, _still_running, keys, on_error="ignore",
+                callback_timeout=_ASK_WORKERS_SECONDS,
+            )  # fmt: skip
         except Exception as err:  # the workers cannot be asked: say so
             return f"{what}: could not check that its tasks stopped: {err!r}"
         running = sorted(
