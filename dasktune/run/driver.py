@@ -101,7 +101,13 @@ from dasktune.run.feed import FedWindow
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.report import ReportChannel, wants_trial
-from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
+from dasktune.run.submit import (
+    ChunkSizer,
+    Window,
+    per_worker,
+    split_sizes,
+    stop_tasks,
+)
 from dasktune.run.timelimit import free_workers, stuck_worker
 
 __all__ = [
@@ -534,6 +540,12 @@ class Driver:
                 raised = self._all_failed_error(report, first)
                 if raised is not err:
                     raised.__cause__ = err
+            if isinstance(self._flying, Window) and len(self._flying):
+                # interrupted: its tasks stop at their next trial, and none
+                # runs once this returns
+                running = stop_tasks(self.client, self._flying.futures, self.name)
+                if running is not None:
+                    raised.add_note(f"dasktune: {running}")
             for late in self._clean_up(stop, beat, state.outcomes):
                 raised.add_note(_clean_up_note(self.name, late))
             if raised is err:

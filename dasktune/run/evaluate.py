@@ -33,6 +33,7 @@ from dasktune._values import as_constraints, as_values
 from dasktune.exceptions import DasktuneError, TrialPruned, TrialTimeoutError
 from dasktune.records import Outcome, TrialStatus, canonical
 from dasktune.run.report import TrialHandle
+from dasktune.run.submit import cancelled_here
 from dasktune.run.timelimit import call_limited, task_thread_state
 
 __all__ = [
@@ -288,6 +289,9 @@ def _evaluate_one(
     """
     attempts = 0
     started = time.time()
+    if cancelled_here():  # its run is over (interrupted): nobody reads it
+        msg = "not run: its task was cancelled (the run is over)"
+        return Outcome(h, TrialStatus.FAILED, error=msg, started=started)
     while True:
         attempts += 1
         t0 = time.perf_counter()

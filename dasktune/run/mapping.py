@@ -63,7 +63,13 @@ from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError, TrialTimeoutError
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.lost import explain_killed
-from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
+from dasktune.run.submit import (
+    ChunkSizer,
+    Window,
+    cancelled_here,
+    raise_failed,
+    split_sizes,
+)
 from dasktune.run.timelimit import call_limited, free_workers, stuck_worker
 from dasktune.run.travel import (
     PROCESS,
@@ -108,10 +114,13 @@ class _ChunkResult:
 
 
 def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
-    values = []
+    values: list[Any] = []
     started = time.perf_counter()
     limit = chunk.limit
     for offset, item in enumerate(chunk.items):
+        if offset and cancelled_here():
+            # its map is over (interrupted, failed): nobody reads the rest
+            return _ChunkResult(values, time.perf_counter() - started)
         attempt = 0
         while True:
             try:
@@ -407,7 +416,7 @@ class _Mapper:
             )
 
         try:
-            with Window[int](self.client, timeout) as flying:
+            with Window[int](self.client, timeout, what="async_map") as flying:
                 submit_more(flying)
                 while len(flying):
                     try:

@@ -39,6 +39,7 @@ from typing import Any, Generic, Self, TypeVar
 import dask.config
 import distributed
 from dask.utils import parse_timedelta
+from distributed.worker import thread_state
 
 from dasktune.exceptions import NoWorkersError
 
@@ -430,6 +431,12 @@ class Window(Generic[Tag]):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self._tags:
+            # interrupted, or an error: none of its tasks runs on once it is left
+            late = stop_tasks(self.client, self.futures, self.what)
+            self._tags.clear()
+            if late is not None and isinstance(exc[1], BaseException):
+                exc[1].add_note(f"dasktune: {late}")
         self.cancel()
 
 
@@ -446,6 +453,8 @@ def raise_failed(future: distributed.Future, result: Any, what: str) -> None:
 
 #: seconds :func:`stop_tasks` waits for cancelled tasks to leave their threads
 STOP_SECONDS = 10.0
+#: seconds the workers have to say which tasks they still run
+_ASK_WORKERS_SECONDS = 5.0
 
 
 def cancelled_here() -> bool:
@@ -456,7 +465,8 @@ def cancelled_here() -> bool:
         worker = distributed.get_worker()
     except ValueError:
         return False
-    key = worker.get_current_task()
+    # the task's key: also in the threads a task runs its trials on
+    key = getattr(thread_state, "key", None)
     if key is None:
         return False
     ts = worker.state.tasks.get(key)
@@ -494,7 +504,11 @@ def stop_tasks(
     running: list[Any] = keys
     while True:
         try:
-            found = client.run(_still_running, keys, on_error="ignore")
+            # Client.run has no timeout: a frozen worker would hold it
+            found = client.sync(
+                client._run, _still_running, keys, on_error="ignore",
+                callback_timeout=_ASK_WORKERS_SECONDS,
+            )  # fmt: skip
         except Exception as err:  # the workers cannot be asked: say so
             return f"{what}: could not check that its tasks stopped: {err!r}"
         running = sorted(
