@@ -1041,3 +1041,29 @@ def test_the_cli_refuses_a_foreign_store_before_starting_a_cluster(
     err = capsys.readouterr().err
     assert "StoreError" in err and "app.db is not a dasktune store" in err
     assert _files(tmp_path) == ["app.db", "s.py"]
+
+
+def test_a_failed_write_when_opening_a_search_is_one_line_without_sql(tmp_path):
+    # another connection holds the write lock past the busy timeout: SQLite's
+    # "database is locked", without the statement or its parameters
+    path = tmp_path / "t.db"
+    store = TrialStore(path)
+    # the store's connection for writes, made now, waits 50 ms, not 60 s
+    store._writer = store.engine.connect()
+    store._writer.connection.dbapi_connection.execute("PRAGMA busy_timeout=50")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.open_search(
+                "s", space=None, direction="minimize", metadata={"cwd": "/secret"}
+            )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+    message = str(caught.value)
+    assert message.startswith(
+        f"cannot use the store sqlite:///{path}: database is locked"
+    )
+    assert "\n" not in message and "INSERT" not in message and "/secret" not in message

@@ -653,7 +653,7 @@ class TrialStore:
         wanted = list(directions) if directions is not None else [direction]
         s = self.searches
         space_json = None if space is None else json.dumps(space, sort_keys=True)
-        with self._tx() as conn:
+        with self._connection_errors(), self._tx() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             row = conn.execute(sa.select(s).where(s.c.name == name)).first()
