@@ -205,3 +205,33 @@ def test_a_damaged_run_row_is_named(tmp_path):
     with pytest.raises(StoreError, match="damaged run .*its info is not JSON"):
         reader.runs(sid)
     reader.close()
+
+
+def test_the_best_trial_and_the_front_name_a_damaged_trial(tmp_path):
+    path = tmp_path / "t.db"
+    store = TrialStore(path)
+    sid = store.open_search(
+        "two", space=None, direction="minimize", metadata={},
+        directions=["minimize", "minimize"],
+    )  # fmt: skip
+    driver = store.register_driver(sid)
+    claims = [Claim(*reversed(canonical(p))) for p in POINTS]
+    store.sync(sid, driver, [], claims)
+    store.sync(
+        sid, driver,
+        [Outcome(c.param_hash, TrialStatus.DONE, value=float(i), values=(i, -i))
+         for i, c in enumerate(claims)],
+        [],
+    )  # fmt: skip
+    assert [t["number"] for t in store.front(sid, ["minimize", "minimize"])] == [
+        0, 1, 2,
+    ]  # fmt: skip
+    store.close()
+    _craft(path, "UPDATE trials SET objectives = '[\"a\", 1]' WHERE number = 1")
+    _craft(path, "UPDATE trials SET aux = '{' WHERE number = 0")
+    store = TrialStore(path)
+    with pytest.raises(StoreError, match="damaged trial 1: ValueError"):
+        store.front(sid, ["minimize", "minimize"])
+    with pytest.raises(StoreError, match="damaged trial 0: JSONDecodeError"):
+        store.best(sid)
+    store.close()
