@@ -65,7 +65,7 @@ from dasktune.run.driver import (
 from dasktune.run.report import check_trial_first
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
-from dasktune.store.rows import DECODING_ERRORS, damaged_trial, trial_problem
+from dasktune.store.rows import DECODING_ERRORS, damaged_trial
 from dasktune.store.sql import (
     STALE_AFTER_SECONDS,
     TrialStore,
@@ -625,30 +625,12 @@ class Search:
         _, rows = self.store.read_trials(
             self.search_id, status=[TrialStatus.DONE, TrialStatus.FAILED]
         )
-        results: list[tuple[Any, ...]] = []
-        for row in rows:
-            problem = trial_problem(row)
-            if problem is not None:  # damaged, or written by hand: named
-                raise damaged_trial(
-                    self.store.display_url, [row], ValueError(problem), repr(self.name)
-                )
-            params = json.loads(row[FIELD["params"]])
-            value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
-            told: Any = math.inf
-            if row[FIELD["status"]] != TrialStatus.DONE or value is None:
-                pass
-            elif len(signs) == 1:
-                told = signs[0] * float(value)
-            elif objectives is not None:
-                told = tuple(
-                    s * float(v)
-                    for s, v in zip(signs, json.loads(objectives), strict=True)
-                )
-            constraints = row[FIELD["constraints"]]
-            if constraints is None:
-                results.append((params, told))
-            else:
-                results.append((params, told, tuple(json.loads(constraints))))
+        try:
+            results = _told(rows, signs)
+        except DECODING_ERRORS as err:  # a row damaged or written by hand: named
+            raise damaged_trial(
+                self.store.display_url, rows, err, repr(self.name)
+            ) from err
         return optimizer.warm_start(results) if results else 0
 
     def _requeue(self, optimizer: AskTell) -> int:
@@ -664,12 +646,12 @@ class Search:
         )
         if not rows:
             return 0
-        for row in rows:
-            if trial_problem(row) is not None:  # damaged, or written by hand
-                raise damaged_trial(
-                    self.store.display_url, [row], ValueError(), repr(self.name)
-                )
-        points = [json.loads(row[FIELD["params"]]) for row in rows]
+        try:
+            points = [json.loads(row[FIELD["params"]]) for row in rows]
+        except DECODING_ERRORS as err:  # a row damaged or written by hand: named
+            raise damaged_trial(
+                self.store.display_url, rows, err, repr(self.name)
+            ) from err
         # who may evaluate them now: not a trial a live driver runs
         decisions = self.store.peek(
             self.search_id,
@@ -1117,3 +1099,29 @@ def _check_reserved(names: Iterable[str]) -> None:
             f"{list(RESERVED_COLUMNS)} and values_0, values_1, ...; rename them"
         )
         raise ValueError(msg)
+
+
+def _told(
+    rows: Sequence[Sequence[Any]], signs: Sequence[float]
+) -> list[tuple[Any, ...]]:
+    """What a warm start tells: each done or failed row's parameters and
+    value (minimised; ``inf`` for a failure), with its constraints if any."""
+    results: list[tuple[Any, ...]] = []
+    for row in rows:
+        params = json.loads(row[FIELD["params"]])
+        value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
+        told: Any = math.inf
+        if row[FIELD["status"]] != TrialStatus.DONE or value is None:
+            pass
+        elif len(signs) == 1:
+            told = signs[0] * float(value)
+        elif objectives is not None:
+            told = tuple(
+                s * float(v) for s, v in zip(signs, json.loads(objectives), strict=True)
+            )
+        constraints = row[FIELD["constraints"]]
+        if constraints is None:
+            results.append((params, told))
+        else:
+            results.append((params, told, tuple(json.loads(constraints))))
+    return results

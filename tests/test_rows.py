@@ -15,12 +15,17 @@ import pytest
 import dasktune
 from dasktune import Float, Search
 from dasktune.exceptions import StoreError
+from dasktune.optim.base import RandomSampler
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store.rows import trial_problem
 from dasktune.store.sql import TrialStore
 from dasktune.table import _SNAPSHOT_MAGIC, TrialTable
 
 POINTS = [{"x": 0.25}, {"x": 0.5}, {"x": 0.75}]
+
+
+def x_value(params):
+    return params["x"]
 
 
 def _store(path: pathlib.Path) -> tuple[TrialStore, int]:
@@ -205,3 +210,61 @@ def test_a_damaged_run_row_is_named(tmp_path):
     with pytest.raises(StoreError, match="damaged run .*its info is not JSON"):
         reader.runs(sid)
     reader.close()
+
+
+def test_the_best_trial_and_the_front_name_a_damaged_trial(tmp_path):
+    path = tmp_path / "t.db"
+    store = TrialStore(path)
+    sid = store.open_search(
+        "two", space=None, direction="minimize", metadata={},
+        directions=["minimize", "minimize"],
+    )  # fmt: skip
+    driver = store.register_driver(sid)
+    claims = [Claim(*reversed(canonical(p))) for p in POINTS]
+    store.sync(sid, driver, [], claims)
+    store.sync(
+        sid, driver,
+        [Outcome(c.param_hash, TrialStatus.DONE, value=float(i), values=(i, -i))
+         for i, c in enumerate(claims)],
+        [],
+    )  # fmt: skip
+    assert [t["number"] for t in store.front(sid, ["minimize", "minimize"])] == [
+        0, 1, 2,
+    ]  # fmt: skip
+    store.close()
+    _craft(path, "UPDATE trials SET objectives = '[\"a\", 1]' WHERE number = 1")
+    _craft(path, "UPDATE trials SET aux = '{' WHERE number = 0")
+    store = TrialStore(path)
+    with pytest.raises(StoreError, match="damaged trial 1: ValueError"):
+        store.front(sid, ["minimize", "minimize"])
+    with pytest.raises(StoreError, match="damaged trial 0: JSONDecodeError"):
+        store.best(sid)
+    store.close()
+
+
+class _Learner(RandomSampler):
+    """A sampler that learns the store's results and re-proposes its
+    interrupted trials: what a resumed adaptive search reads first."""
+
+    wants_values = True
+
+    def warm_start(self, results):
+        self.learned = list(results)
+        return len(self.learned)
+
+    def requeue(self, points):
+        self.requeued = list(points)
+        return len(self.requeued)
+
+
+@pytest.mark.parametrize("status", ["done", "queued"])
+def test_a_resumed_search_names_a_damaged_trial_before_any_work(tmp_path, status):
+    path = tmp_path / "t.db"
+    _store(path)[0].close()
+    _craft(path, f"UPDATE trials SET params = '{{bad', status = '{status}' "
+                 "WHERE number = 1")  # fmt: skip
+    # an unreachable scheduler: an error about it would mean the read came late
+    with Search("s", x_value, path, client="tcp://127.0.0.1:9") as search:
+        learner = _Learner(search.space, seed=0)
+        with pytest.raises(StoreError, match="damaged trial 1 of search 's'"):
+            search.run(learner, n_trials=1, progress=False)

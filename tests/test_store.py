@@ -1135,3 +1135,29 @@ def test_a_postgres_server_that_never_answers_is_given_up(monkeypatch):
         port = silent.getsockname()[1]
         with pytest.raises(StoreError, match="connection timeout expired"):
             TrialStore(f"postgresql://someone@127.0.0.1:{port}/db")
+
+
+def test_a_failed_write_when_opening_a_search_is_one_line_without_sql(tmp_path):
+    # another connection holds the write lock past the busy timeout: SQLite's
+    # "database is locked", without the statement or its parameters
+    path = tmp_path / "t.db"
+    store = TrialStore(path)
+    # the store's connection for writes, made now, waits 50 ms, not 60 s
+    store._writer = store.engine.connect()
+    store._writer.connection.dbapi_connection.execute("PRAGMA busy_timeout=50")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.open_search(
+                "s", space=None, direction="minimize", metadata={"cwd": "/secret"}
+            )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+    message = str(caught.value)
+    assert message.startswith(
+        f"cannot use the store sqlite:///{path}: database is locked"
+    )
+    assert "\n" not in message and "INSERT" not in message and "/secret" not in message

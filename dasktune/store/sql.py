@@ -26,9 +26,14 @@ The contract (what :class:`TrialStore` guarantees):
   lock, PostgreSQL locks the search's row (``SELECT ... FOR UPDATE``);
 - the schema is created inside a write transaction (on PostgreSQL under an
   advisory lock), so drivers starting together do not race; a database with
-  tables dasktune did not make, a damaged schema or a newer one is refused
-  before anything is written; ``readonly=True`` (``dasktune show``) never
+  tables dasktune did not make under its names, a damaged schema or a newer
+  one is refused before anything is written, as are a SQLite file holding
+  only other tables (a file is one application's; a PostgreSQL database is
+  shared, and takes dasktune's tables beside others) and a file or folder
+  this user may not write; ``readonly=True`` (``dasktune show``) never
   writes, and refuses a database without dasktune's tables;
+- a row damaged or written by hand is a :class:`StoreError` naming the trial
+  (:mod:`dasktune.store.rows`), not a decoding error from deep in a read;
 - the values a trial reports as it learns (its curve) are kept in a table of
   ``(search, trial number, step, value, time)``, written in batches
   (:meth:`TrialStore.add_values`); the first value stored for a step is kept
@@ -662,7 +667,7 @@ class TrialStore:
         wanted = list(directions) if directions is not None else [direction]
         s = self.searches
         space_json = None if space is None else json.dumps(space, sort_keys=True)
-        with self._tx() as conn:
+        with self._connection_errors(), self._tx() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             row = conn.execute(sa.select(s).where(s.c.name == name)).first()
@@ -1567,7 +1572,12 @@ class TrialStore:
         values = []
         for row in rows:
             try:
-                values.append(list(map(float, json.loads(row.objectives))))
+                values.append(
+                    [
+                        np.nan if v is None else float(v)
+                        for v in json.loads(row.objectives)
+                    ]
+                )
             except DECODING_ERRORS as err:
                 raise self._damaged(row.number, err) from err
         good = [i for i, v in enumerate(values) if len(v) == len(directions)]
