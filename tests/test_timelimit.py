@@ -205,6 +205,12 @@ async def test_minimize_and_spsa_raise_the_timeout_when_every_evaluation_failed(
             polish=False, trial_timeout=0.2, client=c,
         )  # fmt: skip
     with pytest.raises(TrialTimeoutError, match="timed out after 0.2 s"):
+        # a vectorized call: the limit bounds the call (its points together)
+        await asyncio.to_thread(
+            minimize, loops, [(-1, 1)], seed=0, maxiter=1, popsize=2,
+            polish=False, vectorized=True, trial_timeout=0.2, client=c,
+        )  # fmt: skip
+    with pytest.raises(TrialTimeoutError, match="timed out after 0.2 s"):
         await asyncio.to_thread(
             SPSA, loops, [0.5], a_par=0.1, maxiter=2, print_iters=None,
             trial_timeout=0.2, client=c,
