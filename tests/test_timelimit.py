@@ -155,8 +155,11 @@ async def test_search_limits_a_worker_batch(c, s, a, b):
     assert await asyncio.wait_for(c.submit(inc, 1), _BOUND) == 2
 
 
+@pytest.mark.parametrize("execution", ["tasks", "feed"])
 @gen_cluster(client=True)
-async def test_threads_only_cluster_frees_its_thread_and_says_why(c, s, a, b):
+async def test_threads_only_cluster_frees_its_thread_and_says_why(
+    c, s, a, b, execution
+):
     """Blocked in C on an in-process worker: no restart is possible; the Dask
     thread is freed all the same, and the warning says so."""
     search = Search("blocked", blocks_at_zero, "sqlite://", client=c)
@@ -164,9 +167,12 @@ async def test_threads_only_cluster_frees_its_thread_and_says_why(c, s, a, b):
         with pytest.warns(RuntimeWarning, match="cannot be restarted") as seen:
             report = await asyncio.to_thread(
                 search.run, _grid(), trial_timeout=0.3, progress=False,
-                execution="tasks",
+                execution=execution,
             )  # fmt: skip
-        assert "ran past trial_timeout=0.3 s and did not stop" in str(seen[0].message)
+        assert any(
+            "trial 0 ran past trial_timeout=0.3 s and did not stop" in str(w.message)
+            for w in seen
+        )
         assert (report.evaluated, report.failed) == (5, 1)
         error = search.trials().set_index("x").loc[0, "error"]
         assert "timed out after 0.3 s" in error and "did not stop within" in error
@@ -203,6 +209,12 @@ async def test_minimize_and_spsa_raise_the_timeout_when_every_evaluation_failed(
         await asyncio.to_thread(
             minimize, loops, [(-1, 1)], seed=0, maxiter=1, popsize=2,
             polish=False, trial_timeout=0.2, client=c,
+        )  # fmt: skip
+    with pytest.raises(TrialTimeoutError, match="timed out after 0.2 s"):
+        # a vectorized call: the limit bounds the call (its points together)
+        await asyncio.to_thread(
+            minimize, loops, [(-1, 1)], seed=0, maxiter=1, popsize=2,
+            polish=False, vectorized=True, trial_timeout=0.2, client=c,
         )  # fmt: skip
     with pytest.raises(TrialTimeoutError, match="timed out after 0.2 s"):
         await asyncio.to_thread(

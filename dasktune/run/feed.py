@@ -36,7 +36,8 @@ What a task per trial gave for free, the window does itself:
 - **the timeout** counts from the window's creation, as ``Window``'s does;
 - **closing** stops the servers (an idle one returns at once; one running a
   trial returns after it) and releases the actors. A server whose actor is
-  gone (its driver died) returns within a quarter of a second.
+  gone (its driver died), or whose worker is closing (a restart), returns
+  within a quarter of a second.
 
 The price: the server tasks hold every worker thread while the run lasts, so
 other work on the cluster waits for the run, and a worker holding an actor
