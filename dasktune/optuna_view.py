@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dasktune.exceptions import StoreError
 from dasktune.export import _frozen, _hashable, _inferred, study_user_attrs
 from dasktune.optim.optuna import distributions
-from dasktune.records import FINAL, TrialStatus
+from dasktune.records import FINAL
 from dasktune.space import Space
 from dasktune.store.sql import (
     TrialStore,
@@ -46,6 +46,7 @@ __all__ = ["ReadOnlyStorage"]
 
 _ID_BITS = 32  # a trial's id: its search's id above these bits, its number below
 _METRIC_NAMES = "study:metric_names"  # Optuna's system attribute for them
+_FINAL = frozenset(status.value for status in FINAL)  # as stored
 
 
 @dataclass
@@ -60,6 +61,7 @@ class _Study:
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)  # by number
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     frozen: dict[int, FrozenTrial] = field(default_factory=dict)  # by number
+    unfinished: set[int] = field(default_factory=set)  # whose curve may grow
     ordered: list[FrozenTrial] = field(default_factory=list)  # by number
 
 
@@ -227,12 +229,12 @@ class ReadOnlyStorage(BaseStorage):
             changed = {int(t["number"]): t for t in map(self._store.decode_trial, rows)}
             study.rows.update(changed)
             study.seq = seq
-            unfinished = {
-                n
-                for n, t in study.rows.items()
-                if TrialStatus(t["status"]) not in FINAL
-            }
-            unread = set(changed) | unfinished
+            for number, t in changed.items():
+                if t["status"] in _FINAL:
+                    study.unfinished.discard(number)
+                else:
+                    study.unfinished.add(number)
+            unread = set(changed) | study.unfinished
             if not unread:
                 return study
             wanted = None if len(unread) * 2 > len(study.rows) else unread

@@ -116,15 +116,17 @@ async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
 
 
 def demo_store(path: Path) -> None:
-    """A store with two searches, trials spread over a minute, one failure."""
+    """A store with two searches, trials spread over a minute, one failure,
+    some pruned, every finished trial with a reported curve."""
     store = TrialStore(f"sqlite:///{path}")
     for name, direction, n in (
         ("branin-tpe", "minimize", 40),
         ("svm-grid", "maximize", 12),
     ):
         search_id = store.open_search(
-            name, space=None, direction=direction, metadata={}
-        )
+            name, space=None, direction=direction,
+            metadata={"metric_names": ["loss" if direction == "minimize" else "accuracy"]},
+        )  # fmt: skip
         driver = store.register_driver(search_id)
         claims = []
         for i in range(n):
@@ -134,19 +136,26 @@ def demo_store(path: Path) -> None:
             }
             record, key = canonical(params)
             claims.append(Claim(key, record))
-        store.sync(search_id, driver, [], claims)
+        decisions = store.sync(search_id, driver, [], claims)
         start = time.time() - 60
         outcomes = []
         for i, c in enumerate(claims[:-2]):  # the last two stay running
             x = c.params["x"]
             failed = i == 5
+            pruned = i % 4 == 3
             value = (
                 (x - 1) ** 2 + 3 * math.sin(x) if direction == "minimize" else -abs(x)
             )
+            steps = 2 if pruned else 6
+            store.add_values(search_id, [
+                (decisions[i].number, step, value * (1 + 1 / (step + 1)), start + i)
+                for step in range(steps)
+            ])  # fmt: skip
+            status = TrialStatus.PRUNED if pruned else TrialStatus.DONE
             outcomes.append(
                 Outcome(
                     c.param_hash,
-                    TrialStatus.FAILED if failed else TrialStatus.DONE,
+                    TrialStatus.FAILED if failed else status,
                     value=None if failed else value,
                     error="ValueError: diverged" if failed else None,
                     started=start + i,
