@@ -104,12 +104,7 @@ from dasktune.records import (
     decide,
     unclaimed_message,
 )
-from dasktune.store.rows import (
-    DECODING_ERRORS,
-    damaged_search,
-    damaged_trial,
-    trial_problem,
-)
+from dasktune.store.rows import DECODING_ERRORS, damaged_search, damaged_trial
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -1166,16 +1161,29 @@ class TrialStore:
         """Every trial of a search as dicts (``params`` and ``aux`` decoded)."""
         _, rows = self.read_trials(search_id)
         out = []
-        for row in rows:
-            problem = trial_problem(row)
-            if problem is not None:  # damaged, or written by hand: named
-                raise damaged_trial(self.display_url, [row], ValueError(problem))
-            entry = dict(zip(TRIAL_FIELDS, row, strict=True))
-            entry["params"] = json.loads(entry["params"])
-            entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
-            for key in ("objectives", "constraints"):
-                entry[key] = None if entry[key] is None else json.loads(entry[key])
-            out.append(entry)
+        try:
+            for row in rows:
+                entry = dict(zip(TRIAL_FIELDS, row, strict=True))
+                entry["params"] = json.loads(entry["params"])
+                entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
+                for key in ("objectives", "constraints"):
+                    text = entry[key]
+                    entry[key] = None if text is None else json.loads(text)
+                    if text is not None and not (
+                        type(entry[key]) is list and all(map(_real, entry[key]))
+                    ):
+                        raise TypeError(key)
+                if not (
+                    type(entry["number"]) is int
+                    and _real(entry["value"])
+                    and entry["status"] in _STATUS
+                    and type(entry["params"]) is dict
+                    and type(entry["aux"]) is dict
+                ):
+                    raise TypeError(entry["number"])
+                out.append(entry)
+        except DECODING_ERRORS as err:  # damaged, or written by hand: named
+            raise damaged_trial(self.display_url, rows, err) from err
         return out
 
     def read_trials(
