@@ -108,12 +108,7 @@ from dasktune.records import (
     unclaimed_message,
 )
 from dasktune.store.liveness import DbEpoch, node, owner_gone
-from dasktune.store.rows import (
-    DECODING_ERRORS,
-    damaged_search,
-    damaged_trial,
-    trial_problem,
-)
+from dasktune.store.rows import DECODING_ERRORS, damaged_search, damaged_trial
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -125,7 +120,6 @@ __all__ = [
     "search_directions",
     "search_metric_names",
     "trial_columns",
-    "trial_dict",
 ]
 
 SCHEMA_VERSION = 6
@@ -1179,13 +1173,31 @@ class TrialStore:
         return [self.decode_trial(row) for row in rows]
 
     def decode_trial(self, row: Sequence[Any]) -> dict[str, Any]:
-        """A raw row of :meth:`read_trials` as a dict (:func:`trial_dict`); a
-        damaged row, or one written by hand, is a :class:`StoreError` naming
+        """A raw row of :meth:`read_trials` as a dict, its JSON fields decoded;
+        a damaged row, or one written by hand, is a :class:`StoreError` naming
         the trial."""
-        problem = trial_problem(row)
-        if problem is not None:
-            raise damaged_trial(self.display_url, [row], ValueError(problem))
-        return trial_dict(row)
+        try:
+            entry = dict(zip(TRIAL_FIELDS, row, strict=True))
+            entry["params"] = json.loads(entry["params"])
+            entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
+            for key in ("objectives", "constraints"):
+                text = entry[key]
+                entry[key] = None if text is None else json.loads(text)
+                if text is not None and not (
+                    type(entry[key]) is list and all(map(_real, entry[key]))
+                ):
+                    raise TypeError(key)
+            if not (
+                type(entry["number"]) is int
+                and _real(entry["value"])
+                and entry["status"] in _STATUS
+                and type(entry["params"]) is dict
+                and type(entry["aux"]) is dict
+            ):
+                raise TypeError(entry["number"])
+        except DECODING_ERRORS as err:  # damaged, or written by hand: named
+            raise damaged_trial(self.display_url, [row], err) from err
+        return entry
 
     def read_trials(
         self,
@@ -1630,17 +1642,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def trial_dict(row: Sequence[Any]) -> dict[str, Any]:
-    """A raw row of :meth:`TrialStore.read_trials` as a dict, its JSON fields
-    (``params``, ``aux``, ``objectives``, ``constraints``) decoded."""
-    entry = dict(zip(TRIAL_FIELDS, row, strict=True))
-    entry["params"] = json.loads(entry["params"])
-    entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
-    for key in ("objectives", "constraints"):
-        entry[key] = None if entry[key] is None else json.loads(entry[key])
-    return entry
 
 
 def _decoded(row: Any) -> dict[str, Any]:
