@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from distributed.utils_test import gen_cluster
 
@@ -88,3 +90,45 @@ def test_the_table_escapes_names_and_marks_the_finished():
     text = render(rows, now=103.0)
     assert "&lt;b&gt;x&lt;/b&gt;" in text and "3 s ago" in text and ">?<" in text
     assert "finished" in render([{**rows[0], "finished": True}], now=103.0)
+
+
+def test_a_scheduler_started_apart_shows_the_page_with_preload(tmp_path):
+    # the recipe the README gives: dask scheduler --preload dasktune.run.dask_page
+    from distributed import Client
+
+    from tests.deploy import DASK, WORKER, free_port
+
+    root = Path(__file__).resolve().parents[1]
+    # this dasktune, and this module (the objective) for the worker
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")]),
+    }
+    port, dashboard = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"cwd": tmp_path, "env": env, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}  # fmt: skip
+    procs = [subprocess.Popen(
+        [*DASK, "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+         f"127.0.0.1:{dashboard}", "--preload", "dasktune.run.dask_page"], **quiet,
+    )]  # fmt: skip
+    try:
+        procs.append(subprocess.Popen(
+            [*WORKER, address, "--nthreads", "2", "--no-dashboard", "--host",
+             "127.0.0.1"], **quiet,
+        ))  # fmt: skip
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+            with Search("apart", objective, "sqlite://", client=client) as search:
+                search.run([{"x": x} for x in range(5)], progress=False)
+        plots, text = page_text(dashboard)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+    assert plots["Individual Dasktune"] == PATH
+    assert "apart" in text and "finished" in text
+    # done, pruned, failed, running, of
+    cells = "".join(f"<td style='padding:2px 8px'>{n}</td>" for n in (3, 1, 1, 0, 5))
+    assert cells in text
