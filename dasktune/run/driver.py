@@ -702,11 +702,14 @@ class Driver:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
         elif self._front:
             self._bar.set_postfix_str(f"Pareto front: {len(self._front)}")
-        self._announce(report)
+        finished = report.evaluated + report.pruned + report.failed
+        self._announce(report, running=max(state.submitted - finished, 0))
         self._check_failures(report, state.outcomes, state.last_error)
         return False
 
-    def _announce(self, report: RunReport, finished: bool = False) -> None:
+    def _announce(
+        self, report: RunReport, running: int = 0, finished: bool = False
+    ) -> None:
         """Tell the Dask dashboard's dasktune page where the run is (a Dask
         event, at most once a second, and once at the end)."""
         now = time.monotonic()
@@ -718,7 +721,7 @@ class Driver:
             "done": report.evaluated + report.reused,
             "pruned": report.pruned,
             "failed": report.failed,
-            "running": 0 if finished else len(self._flying),
+            "running": running,  # submitted by this run, not yet back
             "total": self.total,
             "best": None if best == math.inf else self.sign * best,
             "execution": "feed" if self._fed else "tasks",
