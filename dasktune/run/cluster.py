@@ -98,6 +98,9 @@ def _start_local_cluster(
             f"{_SCRIPT_ADVICE}"
         )
         raise RuntimeError(msg)
+    from dasktune.run.dask_page import register
+
+    register()  # dasktune's page in the cluster's dashboard
     try:
         cluster = distributed.LocalCluster(**options)
     except Exception as err:

@@ -87,6 +87,7 @@ from dasktune.records import (
     TrialStatus,
     canonical,
 )
+from dasktune.run.announce import announce
 from dasktune.run.cluster import capacity, check_resources
 from dasktune.run.evaluate import (
     Group,
@@ -121,6 +122,7 @@ __all__ = [
 ]
 
 _TARGET_TASK_SECONDS = 0.05
+_ANNOUNCE_SECONDS = 1.0  # between a run's events to the dashboard's page
 _MAX_GROUP = 256
 _GROWTH = 8
 _WAIT_ELSEWHERE_SECONDS = 0.25
@@ -485,6 +487,7 @@ class Driver:
         # and at most this many: the recorder's, for its store
         self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
         self._layout: tuple[float, dict[str, int]] | None = None
+        self._announced = -math.inf  # when the dashboard's page was last told
         if not self.batch:
             evaluate = evaluate_columns if vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
@@ -557,6 +560,7 @@ class Driver:
                 errors[0].add_note(_clean_up_note(self.name, late))
             raise errors[0]
         report.elapsed = time.perf_counter() - started
+        self._announce(report, finished=True)
         if self.raise_if_all_failed and report.first_failure and report.all_failed:
             raise self._all_failed_error(report, report.first_failure)
         if report.best_value < math.inf:
@@ -755,8 +759,32 @@ class Driver:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
         elif self._front:
             self._bar.set_postfix_str(f"Pareto front: {len(self._front)}")
+        finished = report.evaluated + report.pruned + report.failed
+        self._announce(report, running=max(state.submitted - finished, 0))
         self._check_failures(report, state.outcomes, state.last_error)
         return False
+
+    def _announce(
+        self, report: RunReport, running: int = 0, finished: bool = False
+    ) -> None:
+        """Tell the Dask dashboard's dasktune page where the run is (a Dask
+        event, at most once a second, and once at the end)."""
+        now = time.monotonic()
+        if not finished and now - self._announced < _ANNOUNCE_SECONDS:
+            return
+        self._announced = now
+        best = report.best_value
+        state = {
+            "done": report.evaluated + report.reused,
+            "pruned": report.pruned,
+            "failed": report.failed,
+            "running": running,  # submitted by this run, not yet back
+            "total": self.total,
+            "best": None if best == math.inf else self.sign * best,
+            "execution": "feed" if self._fed else "tasks",
+            "finished": finished,
+        }
+        announce(self.client, self.name, self.token, state)
 
     def _clean_up(
         self, stop: threading.Event, beat: threading.Thread, outcomes: list[Outcome]
