@@ -1,4 +1,5 @@
-"""Objectives that kill their worker process, for the feed's lost-worker test.
+"""Objectives of the tests that kill worker processes (the feed's, and
+ProducerConsumer's).
 
 A module of their own, importing little: every worker process that replaces a
 killed one imports the objective's module before its first trial, and under
@@ -51,3 +52,20 @@ def always_dies_at_seven(params: dict[str, Any]) -> float:
         _die()
     time.sleep(0.05)
     return params["x"]
+
+
+def load(x: Any) -> Any:
+    """A ProducerConsumer's ``init_function``: the element itself."""
+    return x
+
+
+def held_times(params: tuple[float, str], loaded: float) -> float:
+    """``k * loaded`` for ``params = (k, folder)``; a worker process with a
+    ``<pid>.hold`` file in ``folder`` says it has started and waits to be
+    killed."""
+    k, folder = params
+    mark = os.path.join(folder, str(os.getpid()))
+    if os.path.exists(mark + ".hold"):
+        open(mark + ".running", "w").close()
+        time.sleep(60)  # killed meanwhile
+    return k * loaded

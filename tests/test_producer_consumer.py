@@ -17,6 +17,7 @@ from distributed.utils_test import gen_cluster
 
 from dasktune import SPSA, ProducerConsumer, Search, minimize
 from tests.clusters import local_client
+from tests.dying import held_times, load
 from tests.waiting import async_poll_until, poll_until
 
 _lock = threading.Lock()
@@ -289,18 +290,6 @@ def _holder(client, pc, shard):
     return next(iter(client.who_has([pc._futures[shard]]).values()))[0]
 
 
-def held_times(params, loaded):
-    """``k * loaded`` for ``params = (k, folder)``; a worker process with a
-    ``<pid>.hold`` file in ``folder`` says it has started and waits to be
-    killed."""
-    k, folder = params
-    mark = os.path.join(folder, str(os.getpid()))
-    if os.path.exists(mark + ".hold"):
-        open(mark + ".running", "w").close()
-        time.sleep(60)  # killed meanwhile
-    return k * loaded
-
-
 @pytest.mark.parametrize("visible", [False, True])
 def test_worker_killed_between_and_during_runs(visible, tmp_path):
     params = (3, str(tmp_path))
@@ -309,7 +298,7 @@ def test_worker_killed_between_and_during_runs(visible, tmp_path):
     with (
         local_client(2, 2) as client,
         ProducerConsumer(
-            slow_load,
+            load,
             list(range(8)),
             held_times,
             n_cores=4,
