@@ -18,7 +18,8 @@ from distributed.utils_test import async_poll_for, gen_cluster, poll_for
 
 from dasktune import SPSA, Float, HyperScipySampler, Search, minimize
 from dasktune.exceptions import NoWorkersError
-from dasktune.run.submit import Window, no_workers_timeout
+from dasktune.run.lost import no_workers_timeout
+from dasktune.run.submit import Window
 from tests.clusters import local_client
 
 
