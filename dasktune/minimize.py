@@ -44,7 +44,8 @@ from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.driver import BatchObjective, check_trial_timeout
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
-from dasktune.run.submit import Window, cancelled_here, raise_failed, stop_tasks
+from dasktune.run.stop import cancelled_here, stop_tasks
+from dasktune.run.submit import Window, raise_failed
 from dasktune.run.vector import run_vector
 from dasktune.spsa import SPSA
 from dasktune.store.sql import TrialStore

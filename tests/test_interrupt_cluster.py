@@ -15,7 +15,7 @@ import pytest
 from distributed.utils_test import async_poll_for, gen_cluster, poll_for
 
 from dasktune import async_map, minimize
-from dasktune.run.submit import stop_tasks
+from dasktune.run.stop import stop_tasks
 from tests.clusters import local_client
 
 

@@ -18,7 +18,8 @@ from distributed.utils_test import async_poll_for, gen_cluster, poll_for
 
 from dasktune import SPSA, Float, HyperScipySampler, Search, minimize
 from dasktune.exceptions import NoWorkersError
-from dasktune.run.submit import Window, no_workers_timeout
+from dasktune.run.lost import no_workers_timeout
+from dasktune.run.submit import Window
 from tests.clusters import local_client
 
 
@@ -108,10 +109,12 @@ def test_spsa_survives_every_worker_killed_and_is_unchanged():
 def test_search_survives_every_worker_killed_and_leaves_nothing_running(tmp_path):
     space = {"x": Float(-1.0, 1.0), "y": Float(-1.0, 1.0)}
     store = tmp_path / "lost.db"
-    with local_client(2, 1) as client:
-        sampler = HyperScipySampler(
+    with (
+        local_client(2, 1) as client,
+        HyperScipySampler(
             space, method="differential_evolution", seed=2, popsize=8, maxiter=5
-        )
+        ) as sampler,
+    ):
         search = Search("lost", slow_objective, store=store, client=client)
         report = _while_killed(
             client, lambda: search.run(sampler, n_trials=80, progress=False)

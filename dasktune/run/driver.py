@@ -102,13 +102,8 @@ from dasktune.run.feed import FedWindow
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.report import ReportChannel, wants_trial
-from dasktune.run.submit import (
-    ChunkSizer,
-    Window,
-    per_worker,
-    split_sizes,
-    stop_tasks,
-)
+from dasktune.run.stop import stop_tasks
+from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
 from dasktune.run.timelimit import free_workers, stuck_worker
 
 __all__ = [

@@ -33,7 +33,7 @@ from dasktune._values import as_constraints, as_values
 from dasktune.exceptions import DasktuneError, TrialPruned, TrialTimeoutError
 from dasktune.records import Outcome, TrialStatus, canonical
 from dasktune.run.report import TrialHandle
-from dasktune.run.submit import cancelled_here
+from dasktune.run.stop import cancelled_here
 from dasktune.run.timelimit import call_limited, task_thread_state
 
 __all__ = [

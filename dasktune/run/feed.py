@@ -70,7 +70,7 @@ from distributed.core import Status
 from distributed.protocol import to_serialize
 
 from dasktune._checks import key_part
-from dasktune.run.submit import NoWorkersClock
+from dasktune.run.lost import NoWorkersClock
 
 __all__ = ["Feed", "FedWindow", "Finished", "serve"]
 

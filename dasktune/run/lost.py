@@ -1,4 +1,4 @@
-"""Why a task's workers died: a note on Dask's ``KilledWorker`` that says so.
+"""Lost workers: why a task's workers died, and how long to wait for new ones.
 
 Dask raises ``KilledWorker`` once every worker that ran a task died while it
 ran (``distributed.scheduler.allowed-failures`` + 1 of them); its message does
@@ -7,18 +7,36 @@ worker once it uses more than ``distributed.worker.memory.terminate`` (95%) of
 its memory limit, and logs a ``worker-restart-memory`` event on the scheduler.
 :func:`explain_killed` looks for those events and, when the task's last
 worker was restarted for memory, adds a note saying so and what to do.
+
+While the cluster has no worker at all, work waits for one at most
+``dasktune.no-workers-timeout`` seconds (Dask's configuration; default
+:data:`NO_WORKERS_TIMEOUT`, ``None`` waits for ever): :class:`NoWorkersClock`
+keeps that time for a window and raises
+:class:`~dasktune.exceptions.NoWorkersError` past it.
 """
 
 from __future__ import annotations
 
+import datetime
 import time
+from collections.abc import Callable
 from typing import Any
 
+import dask.config
 import distributed
-from dask.utils import format_bytes
+from dask.utils import format_bytes, parse_timedelta
 from distributed.scheduler import KilledWorker
 
-__all__ = ["MEMORY_TOPIC", "explain_killed", "memory_note"]
+from dasktune.exceptions import NoWorkersError
+
+__all__ = [
+    "MEMORY_TOPIC",
+    "NO_WORKERS_TIMEOUT",
+    "NoWorkersClock",
+    "explain_killed",
+    "memory_note",
+    "no_workers_timeout",
+]
 
 #: the scheduler's event topic a nanny logs a restart for memory under
 MEMORY_TOPIC = "worker-restart-memory"
@@ -71,3 +89,64 @@ def explain_killed(client: distributed.Client, err: BaseException) -> None:
         return
     limit = getattr(err.last_worker, "memory_limit", None)
     err.add_note(memory_note(address, hits[-1].get("rss"), limit))
+
+
+#: seconds a window waits while the cluster has no worker at all, by default
+#: (``dasktune.no-workers-timeout`` in Dask's configuration overrides it)
+NO_WORKERS_TIMEOUT = 600.0
+
+
+def no_workers_timeout() -> float | None:
+    """Seconds to wait while no worker is alive: Dask's configuration
+    ``dasktune.no-workers-timeout`` (seconds or ``"10 minutes"``; ``None``:
+    for ever), else :data:`NO_WORKERS_TIMEOUT`.
+
+    >>> with dask.config.set({"dasktune.no-workers-timeout": "2 minutes"}):
+    ...     no_workers_timeout()
+    120.0
+    """
+    value = dask.config.get("dasktune.no-workers-timeout", NO_WORKERS_TIMEOUT)
+    if value is None:
+        return None
+    try:
+        seconds = parse_timedelta(value, default="seconds")
+    except (KeyError, TypeError, ValueError):  # what dask raises for each
+        seconds = None
+    if seconds is None or not seconds > 0:
+        msg = (
+            "Dask's configuration dasktune.no-workers-timeout must be a positive "
+            f"number of seconds, a duration such as '10 minutes', or None, got "
+            f"{value!r}"
+        )
+        raise ValueError(msg)
+    return float(seconds)
+
+
+class NoWorkersClock:
+    """How long a window has seen the cluster without any worker; raises
+    :class:`~dasktune.exceptions.NoWorkersError` past
+    :func:`no_workers_timeout`."""
+
+    def __init__(self) -> None:
+        self.since: tuple[float, float] | None = None  # monotonic, wall
+
+    def look(self, alive: int, waiting: Callable[[], str]) -> None:
+        """Seen ``alive`` workers; ``waiting()`` says what waits, for the error
+        (``"the 4 task(s) in flight of DE (12 finished before)"``)."""
+        if alive:
+            self.since = None
+            return
+        now = time.monotonic()
+        if self.since is None:
+            self.since = (now, time.time())
+        limit = no_workers_timeout()
+        if limit is not None and now - self.since[0] > limit:
+            since = datetime.datetime.fromtimestamp(self.since[1])
+            msg = (
+                f"waited {limit:.0f} s with no worker alive (none since "
+                f"{since:%H:%M:%S}) for {waiting()}; the cluster lost every "
+                "worker and none joined: check its workers (their logs, the batch "
+                "system's jobs), or wait longer with Dask's configuration "
+                "dask.config.set({'dasktune.no-workers-timeout': seconds or None})"
+            )
+            raise NoWorkersError(msg)

@@ -63,13 +63,8 @@ from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError, TrialTimeoutError
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.lost import explain_killed
-from dasktune.run.submit import (
-    ChunkSizer,
-    Window,
-    cancelled_here,
-    raise_failed,
-    split_sizes,
-)
+from dasktune.run.stop import cancelled_here
+from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
 from dasktune.run.timelimit import call_limited, free_workers, stuck_worker
 from dasktune.run.travel import (
     PROCESS,
@@ -371,7 +366,10 @@ class _Mapper:
                 if count == 1
                 else f"elements {start} to {start + count - 1} of args (one chunk)"
             )
-            err.add_note(f"async_map: the workers died while running {where}")
+            err.add_note(
+                f"async_map: {where} ran on the workers that died "
+                f"(or waited there to run: task {future.key})"
+            )
             explain_killed(self.client, err)
             raise
 

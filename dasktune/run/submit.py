@@ -23,103 +23,31 @@ Dask cannot place once every worker it knew is gone stays ``no-worker`` even
 when new workers join (Dask places such a task only on the workers it names).
 :class:`Window` re-sends it, under a new key, to the workers alive; while no
 worker is alive it waits for one at most ``dasktune.no-workers-timeout``
-seconds (Dask configuration; default :data:`NO_WORKERS_TIMEOUT`, ``None``
-waits for ever), then raises ``TimeoutError`` saying what it waited for.
+seconds (Dask configuration; :mod:`dasktune.run.lost`), then raises
+``NoWorkersError`` saying what it waited for. Left by an exception (Ctrl-C,
+an error), it stops its tasks (:func:`dasktune.run.stop.stop_tasks`).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
-import dask.config
 import distributed
-from dask.utils import parse_timedelta
-from distributed.worker import thread_state
 
-from dasktune.exceptions import NoWorkersError
+from dasktune.run.lost import NoWorkersClock
+from dasktune.run.stop import stop_tasks
 
-__all__ = [
-    "NO_WORKERS_TIMEOUT",
-    "ChunkSizer",
-    "NoWorkersClock",
-    "Window",
-    "no_workers_timeout",
-    "per_worker",
-    "cancelled_here",
-    "raise_failed",
-    "split_sizes",
-    "stop_tasks",
-]
+__all__ = ["ChunkSizer", "Window", "per_worker", "raise_failed", "split_sizes"]
 
 Tag = TypeVar("Tag")
 logger = logging.getLogger("dasktune")
 
-#: seconds a window waits while the cluster has no worker at all, by default
-#: (``dasktune.no-workers-timeout`` in Dask's configuration overrides it)
-NO_WORKERS_TIMEOUT = 600.0
 #: how often a window blocked on pinned tasks looks for workers that left
 _LOST_CHECK_SECONDS = 1.0
-
-
-def no_workers_timeout() -> float | None:
-    """Seconds to wait while no worker is alive: Dask's configuration
-    ``dasktune.no-workers-timeout`` (seconds or ``"10 minutes"``; ``None``:
-    for ever), else :data:`NO_WORKERS_TIMEOUT`.
-
-    >>> with dask.config.set({"dasktune.no-workers-timeout": "2 minutes"}):
-    ...     no_workers_timeout()
-    120.0
-    """
-    value = dask.config.get("dasktune.no-workers-timeout", NO_WORKERS_TIMEOUT)
-    if value is None:
-        return None
-    try:
-        seconds = parse_timedelta(value, default="seconds")
-    except (KeyError, TypeError, ValueError):  # what dask raises for each
-        seconds = None
-    if seconds is None or not seconds > 0:
-        msg = (
-            "Dask's configuration dasktune.no-workers-timeout must be a positive "
-            f"number of seconds, a duration such as '10 minutes', or None, got "
-            f"{value!r}"
-        )
-        raise ValueError(msg)
-    return float(seconds)
-
-
-class NoWorkersClock:
-    """How long a window has seen the cluster without any worker; raises
-    :class:`~dasktune.exceptions.NoWorkersError` past
-    :func:`no_workers_timeout`."""
-
-    def __init__(self) -> None:
-        self.since: tuple[float, float] | None = None  # monotonic, wall
-
-    def look(self, alive: int, waiting: Callable[[], str]) -> None:
-        """Seen ``alive`` workers; ``waiting()`` says what waits, for the error
-        (``"the 4 task(s) in flight of DE (12 finished before)"``)."""
-        if alive:
-            self.since = None
-            return
-        now = time.monotonic()
-        if self.since is None:
-            self.since = (now, time.time())
-        limit = no_workers_timeout()
-        if limit is not None and now - self.since[0] > limit:
-            since = datetime.datetime.fromtimestamp(self.since[1])
-            msg = (
-                f"waited {limit:.0f} s with no worker alive (none since "
-                f"{since:%H:%M:%S}) for {waiting()}; the cluster lost every "
-                "worker and none joined: check its workers (their logs, the batch "
-                "system's jobs), or wait longer with Dask's configuration "
-                "dask.config.set({'dasktune.no-workers-timeout': seconds or None})"
-            )
-            raise NoWorkersError(msg)
 
 
 @dataclass
@@ -449,77 +377,3 @@ def raise_failed(future: distributed.Future, result: Any, what: str) -> None:
         raise distributed.client.FutureCancelledError(
             future.key, reason=f"cancelled before {what} harvested it"
         )
-
-
-#: seconds :func:`stop_tasks` waits for cancelled tasks to leave their threads
-STOP_SECONDS = 10.0
-#: seconds the workers have to say which tasks they still run
-_ASK_WORKERS_SECONDS = 5.0
-
-
-def cancelled_here() -> bool:
-    """On a worker, inside a task: whether the task was cancelled (its thread
-    runs on, as Dask cannot stop it; a long task checks this between its
-    steps and returns). False outside a task."""
-    try:
-        worker = distributed.get_worker()
-    except ValueError:
-        return False
-    # the task's key: also in the threads a task runs its trials on
-    key = getattr(thread_state, "key", None)
-    if key is None:
-        return False
-    ts = worker.state.tasks.get(key)
-    return ts is None or ts.state not in ("executing", "long-running")
-
-
-def _still_running(keys: Sequence[str], dask_worker: Any = None) -> list[str]:
-    """On a worker: which of ``keys`` a thread still runs (cancelled or not)."""
-    running = {ts.key for ts in dask_worker.state.executing}
-    running |= {ts.key for ts in dask_worker.state.long_running}
-    running |= {
-        ts.key
-        for ts in dask_worker.state.tasks.values()
-        if ts.state == "cancelled" and ts.previous in ("executing", "long-running")
-    }
-    return sorted(running.intersection(keys))
-
-
-def stop_tasks(
-    client: distributed.Client,
-    futures: Sequence[distributed.Future],
-    what: str,
-    seconds: float = STOP_SECONDS,
-) -> str | None:
-    """Cancel ``futures`` and wait, ``seconds`` at most, until no worker runs
-    their tasks any more (tasks that check :func:`cancelled_here` between
-    their steps stop at the next one).
-
-    Returns ``None`` once none runs, else a sentence naming those still
-    running (for a note on the error that ended the run).
-    """
-    keys: list[Any] = [f.key for f in futures]
-    client.cancel(list(futures))
-    deadline = time.monotonic() + seconds
-    running: list[Any] = keys
-    while True:
-        try:
-            # Client.run has no timeout: a frozen worker would hold it
-            found = client.sync(
-                client._run, _still_running, keys, on_error="ignore",
-                callback_timeout=_ASK_WORKERS_SECONDS,
-            )  # fmt: skip
-        except Exception as err:  # the workers cannot be asked: say so
-            return f"{what}: could not check that its tasks stopped: {err!r}"
-        running = sorted(
-            {k for ks in found.values() if isinstance(ks, list) for k in ks}
-        )
-        if not running or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
-    if not running:
-        return None
-    return (
-        f"{what}: {len(running)} cancelled task(s) still ran their current call "
-        f"{seconds:g} s later ({', '.join(running[:3])}); they stop before the next"
-    )
