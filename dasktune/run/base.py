@@ -15,7 +15,11 @@ from typing import Any, Protocol, runtime_checkable
 from dasktune._checks import check_timeout
 from dasktune.records import Outcome
 
-__all__ = ["BatchObjective", "RunReport", "check_trial_timeout"]
+__all__ = ["ALL_FAILED_STOP", "BatchObjective", "RunReport", "check_trial_timeout"]
+
+#: a run that must raise when every evaluation failed (minimize, SPSA) stops
+#: once this many failed and none gave a value, not after its last generation
+ALL_FAILED_STOP = 64
 
 
 @runtime_checkable

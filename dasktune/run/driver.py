@@ -87,7 +87,12 @@ from dasktune.records import (
     TrialStatus,
     canonical,
 )
-from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
+from dasktune.run.base import (
+    ALL_FAILED_STOP,
+    BatchObjective,
+    RunReport,
+    check_trial_timeout,
+)
 from dasktune.run.cluster import capacity, check_resources
 from dasktune.run.evaluate import (
     Group,
@@ -129,7 +134,7 @@ _WAIT_ELSEWHERE_SECONDS = 0.25
 _MAX_REUSE_CLAIMS = 256
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers' threads is trusted
 # minimize/SPSA: stop once this many evaluations (at least two windows) all failed
-_ALL_FAILED_STOP = 64
+_ALL_FAILED_STOP = ALL_FAILED_STOP
 # a source that proposed only known parameter sets this many times in a row is
 # taken to have nothing new to propose
 _MAX_KNOWN_IN_A_ROW = 1000

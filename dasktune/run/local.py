@@ -27,7 +27,7 @@ from typing import Any, cast
 from dasktune._values import check_not_nan, read_result
 from dasktune.optim.base import AskTell
 from dasktune.records import Outcome, Trial, TrialStatus
-from dasktune.run.base import RunReport
+from dasktune.run.base import ALL_FAILED_STOP, RunReport
 from dasktune.run.points import VectorObjective, point_key, point_record
 from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, seconds_text
 
@@ -229,6 +229,9 @@ class LocalRun:
         report.failed += 1
         if report.first_failure is None:
             report.first_failure = outcome
+        if report.all_failed and report.failed >= ALL_FAILED_STOP:
+            # nothing has ever worked: stop now, not after maxiter generations
+            raise self._all_failed_error(report, report.first_failure)
         try:
             self.optimizer.tell(trial, math.inf)
         except Exception as told:
