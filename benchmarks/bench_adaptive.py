@@ -77,7 +77,11 @@ def _case(name: str, cost: float) -> tuple[float, str]:
             quadratic, [0.0, 0.0], niter=300, paired=False, c=0.01, disp=False
         )
     elif name == "spsa-dasktune":
-        res = SPSA(quadratic, [0.0, 0.0], maxiter=300, seed=1, print_iters=None)
+        # ftol=0: all 300 iterations, as noisyopt runs (no convergence test)
+        res = SPSA(
+            quadratic, [0.0, 0.0], maxiter=300, seed=1, print_iters=None, ftol=0.0
+        )
+        assert res.nit == 300, res.message
         where = res.execution
     elif name == "sweep-serial":
         differential_evolution(fun, [(-1, 1)] * 2, rng=0, **_scipy(sweep))

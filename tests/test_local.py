@@ -16,7 +16,10 @@ from distributed.utils_test import gen_cluster
 from scipy.optimize import differential_evolution, rosen
 
 from dasktune import SPSA, minimize
+from dasktune.optim.scipy_bridge import ScipyAskTell
 from dasktune.run.base import ALL_FAILED_STOP
+from dasktune.run.local import run_here_first
+from dasktune.run.policy import ExecutionPolicy
 
 BOUNDS = [(-5.0, 5.0)] * 3
 
@@ -60,7 +63,10 @@ def test_cold_cheap_calls_import_no_distributed():
         import numpy as np
         from scipy.optimize import rosen
         from dasktune import SPSA, minimize
+from dasktune.optim.scipy_bridge import ScipyAskTell
 from dasktune.run.base import ALL_FAILED_STOP
+from dasktune.run.local import run_here_first
+from dasktune.run.policy import ExecutionPolicy
 
         def quadratic(x):
             return float(np.sum((x - 1.0) ** 2))
@@ -119,6 +125,21 @@ def test_a_failing_evaluation_is_told_inf_and_the_run_goes_on():
     assert res.execution == "local"
     np.testing.assert_array_equal(res.x, ref.x)
     assert res.x[0] <= 0 and res.fun == ref.fun
+
+
+def test_the_run_report_says_where_and_why():
+    optimizer = ScipyAskTell(
+        "differential_evolution", np.array(BOUNDS), maxiter=2, polish=False, rng=0
+    )
+    try:
+        report = run_here_first(
+            optimizer, rosen, (), policy=ExecutionPolicy(what="t"), name="t"
+        )
+    finally:
+        optimizer.close()
+    assert report.execution == "local" and report.stopped == "finished"
+    assert "no cluster started" in report.execution_reason
+    assert report.evaluated == optimizer.result.nfev
 
 
 def test_maxfev_bounds_a_local_run():
