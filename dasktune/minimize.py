@@ -263,6 +263,7 @@ def minimize(
         store=store is not None,
         progress=progress,
         cluster_only=_cluster_only(method, vectorized),
+        expected=_expected(method, kwargs, len(pairs), maxfev),
     )
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
@@ -354,6 +355,22 @@ def _cluster_only(method: str, vectorized: bool) -> str | None:
     if method not in ("differential_evolution", "shgo"):
         return f"method={method!r} (its replicas run on the cluster)"
     return None
+
+
+def _expected(
+    method: str, kwargs: dict[str, Any], n: int, maxfev: int | None
+) -> int | None:
+    """How many evaluations a run makes at most, when known: DE's population
+    times its generations (scipy's defaults: popsize 15, maxiter 1000; the
+    polish not counted), or ``maxfev``."""
+    known = None
+    if method == "differential_evolution":
+        init = kwargs.get("init", "latinhypercube")
+        size = len(init) if not isinstance(init, str) else kwargs.get("popsize", 15) * n
+        known = int(size) * (int(kwargs.get("maxiter", 1000)) + 1)
+    if maxfev is not None:
+        known = maxfev if known is None else min(known, maxfev)
+    return known
 
 
 def _reported(result: OptimizeResult, where: str, reason: str) -> OptimizeResult:

@@ -165,6 +165,7 @@ def SPSA(
         batch=isinstance(fnc, BatchObjective),
         trial_timeout=trial_timeout,
         progress=progress,
+        expected=2 * n_perturbations * maxiter,  # the gain's calibration aside
     )
     optimizer = SPSAOptimizer(
         initparams,

@@ -63,10 +63,6 @@ def test_cold_cheap_calls_import_no_distributed():
         import numpy as np
         from scipy.optimize import rosen
         from dasktune import SPSA, minimize
-from dasktune.optim.scipy_bridge import ScipyAskTell
-from dasktune.run.base import ALL_FAILED_STOP
-from dasktune.run.local import run_here_first
-from dasktune.run.policy import ExecutionPolicy
 
         def quadratic(x):
             return float(np.sum((x - 1.0) ** 2))
@@ -174,14 +170,15 @@ def test_an_expensive_objective_moves_to_the_cluster_with_the_same_result():
         from dasktune import minimize
 
         def slow_sphere(x):
-            time.sleep(0.03)  # the objective's cost, not a synchronisation
+            time.sleep(0.05)  # the objective's cost, not a synchronisation
             return float(np.sum(np.asarray(x) ** 2))
 
         if __name__ == "__main__":
-            kw = dict(seed=0, maxiter=2, popsize=3, polish=False)
+            # 66 evaluations of 50 ms: more than a cluster's start-up to save
+            kw = dict(seed=0, maxiter=10, popsize=3, polish=False)
             res = minimize(slow_sphere, [(-1, 1)] * 2, **kw)
             ref = differential_evolution(
-                slow_sphere, [(-1, 1)] * 2, rng=0, maxiter=2, popsize=3,
+                slow_sphere, [(-1, 1)] * 2, rng=0, maxiter=10, popsize=3,
                 polish=False, updating="deferred",
             )
             print(json.dumps({

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import distributed
 import numpy as np
@@ -15,6 +16,7 @@ from dasktune.run.policy import (
     CLUSTER_ABOVE,
     LOCAL_BELOW,
     PROBE_EVALUATIONS,
+    STARTUP_SECONDS,
     ExecutionPolicy,
 )
 
@@ -56,6 +58,20 @@ def test_a_cheap_evaluation_stays_local_and_an_expensive_one_goes():
     assert costly is not None and costly.where == "cluster"
     # one evaluation long enough decides at once
     assert policy.after_probe([1.0]).where == "cluster"
+
+
+def test_a_run_too_short_to_pay_for_a_cluster_stays_local():
+    # 100 evaluations of 20 ms: at most 2 s / cores saved, against a start-up
+    # of STARTUP_SECONDS
+    cores = os.cpu_count() or 1
+    short = int(STARTUP_SECONDS / (0.02 * (1 - 1 / cores))) if cores > 1 else 10**9
+    stays = ExecutionPolicy(what="f", expected=short // 2).after_probe([0.02] * 3)
+    assert stays is not None and stays.where == "local"
+    assert "less than a cluster takes to start" in stays.reason
+    if cores > 1:
+        goes = ExecutionPolicy(what="f", expected=10 * short).after_probe([0.02] * 3)
+        assert goes is not None and goes.where == "cluster"
+        assert ExecutionPolicy(what="f", expected=6).revisit(5, 5.0, done=5) is None
 
 
 def test_a_local_run_moves_when_its_evaluations_grow():

@@ -104,7 +104,9 @@ class LocalRun:
         try:
             while True:
                 if not asked:
-                    moved = self.policy.revisit(batch_evaluated, batch_seconds)
+                    moved = self.policy.revisit(
+                        batch_evaluated, batch_seconds, report.evaluated + report.failed
+                    )
                     if self.decision is not None and moved is not None:
                         self._decide(moved)
                     batch_seconds, batch_evaluated = 0.0, 0
@@ -128,7 +130,9 @@ class LocalRun:
                     batch_evaluated += 1
                     if self.decision is None:
                         self._probe.append(seconds)
-                        decided = self.policy.after_probe(self._probe)
+                        decided = self.policy.after_probe(
+                            self._probe, report.evaluated + report.failed
+                        )
                         if decided is not None:
                             self._decide(decided)
                             if decided.where != "local":

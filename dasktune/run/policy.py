@@ -20,7 +20,10 @@ How it decides
    started then. The threshold is one task's dispatch cost on a Dask cluster
    (about 2 ms a task, DASK-FACTS.md): an evaluation cheaper than that gains
    nothing from crossing to a worker; on two cores the cluster cannot pay back
-   its own overhead below it.
+   its own overhead below it. A run whose length is known (DE's generations,
+   SPSA's iterations) also stays when the time the machine's cores could save
+   on what is left is less than a cluster takes to start
+   (:data:`STARTUP_SECONDS`).
 3. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
    looked at again: when its evaluations average more than
    :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster.
@@ -31,6 +34,7 @@ same values in the same order, wherever they were computed.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +47,7 @@ __all__ = [
     "LOCAL_BELOW",
     "PROBE_EVALUATIONS",
     "PROBE_SECONDS",
+    "STARTUP_SECONDS",
     "ExecutionDecision",
     "ExecutionPolicy",
     "seconds_text",
@@ -64,6 +69,9 @@ CLUSTER_ABOVE = 10 * LOCAL_BELOW
 #: before an "auto" run goes to the cluster
 PROBE_EVALUATIONS = 3
 PROBE_SECONDS = 0.1
+#: what starting dasktune's cluster costs, seconds: ``import distributed``
+#: (~0.65 s) and a 2-process ``LocalCluster`` (0.6-0.9 s), DASK-FACTS.md
+STARTUP_SECONDS = 1.5
 
 
 def seconds_text(seconds: float) -> str:
@@ -116,6 +124,8 @@ class ExecutionPolicy:
     cluster_only : str, optional
         Why this run can only run on the cluster (e.g. replicas run whole as
         tasks), or ``None``.
+    expected : int, optional
+        How many evaluations the run makes at most, when known.
 
     Raises
     ------
@@ -136,6 +146,7 @@ class ExecutionPolicy:
         store: bool = False,
         progress: bool = False,
         cluster_only: str | None = None,
+        expected: int | None = None,
     ) -> None:
         if execution not in EXECUTIONS:
             msg = (
@@ -147,6 +158,7 @@ class ExecutionPolicy:
             raise ValueError(msg)
         self.execution = str(execution)
         self.what = what
+        self.expected = expected
         needs = _needs_cluster(
             client, resources, batch, trial_timeout, store, progress, cluster_only
         )
@@ -179,9 +191,12 @@ class ExecutionPolicy:
         """What the cluster's driver is told: "tasks", "feed" or "auto"."""
         return self.execution if self.execution in ("tasks", "feed") else "auto"
 
-    def after_probe(self, durations: Sequence[float]) -> ExecutionDecision | None:
+    def after_probe(
+        self, durations: Sequence[float], done: int | None = None
+    ) -> ExecutionDecision | None:
         """The decision from the first evaluations' ``durations`` (seconds, in
-        the caller's process), or ``None`` to time one more.
+        the caller's process; ``done`` evaluations made so far, default as
+        many), or ``None`` to time one more.
 
         >>> p = ExecutionPolicy(what="f")
         >>> p.after_probe([4e-6]).where
@@ -198,6 +213,9 @@ class ExecutionPolicy:
             )
             return ExecutionDecision("local", reason)
         if len(durations) >= PROBE_EVALUATIONS or sum(durations) >= PROBE_SECONDS:
+            short = self._too_short(fastest, len(durations) if done is None else done)
+            if short is not None:
+                return ExecutionDecision("local", short)
             reason = (
                 f"{len(durations)} evaluation(s) took {seconds_text(fastest)} or "
                 f"more, above {seconds_text(LOCAL_BELOW)} (one task's dispatch "
@@ -206,10 +224,12 @@ class ExecutionPolicy:
             return ExecutionDecision("cluster", reason)
         return None
 
-    def revisit(self, evaluated: int, seconds: float) -> ExecutionDecision | None:
+    def revisit(
+        self, evaluated: int, seconds: float, done: int = 0
+    ) -> ExecutionDecision | None:
         """Look again at a local run after a batch of ``evaluated`` evaluations
-        that took ``seconds``: the cluster when they grew expensive, else
-        ``None`` (stay). Only an "auto" run moves.
+        that took ``seconds`` (``done`` made so far): the cluster when they
+        grew expensive, else ``None`` (stay). Only an "auto" run moves.
 
         >>> ExecutionPolicy(what="f").revisit(10, 1.0).where
         'cluster'
@@ -219,7 +239,7 @@ class ExecutionPolicy:
         if self.execution != "auto" or evaluated == 0:
             return None
         mean = seconds / evaluated
-        if mean <= CLUSTER_ABOVE:
+        if mean <= CLUSTER_ABOVE or self._too_short(mean, done) is not None:
             return None
         reason = (
             f"evaluations grew to {seconds_text(mean)} on average in the caller's "
@@ -227,6 +247,23 @@ class ExecutionPolicy:
             "moved to the cluster"
         )
         return ExecutionDecision("cluster", reason)
+
+    def _too_short(self, cost: float, done: int) -> str | None:
+        """Why what is left of the run is too short to pay for starting a
+        cluster, if it is (the run's length known)."""
+        if self.expected is None:
+            return None
+        left = max(self.expected - done, 0)
+        cores = os.cpu_count() or 1
+        saved = cost * left * (1 - 1 / cores)  # at best, on every core
+        if saved >= STARTUP_SECONDS:
+            return None
+        return (
+            f"evaluations take {seconds_text(cost)}, but the {left} left of the "
+            f"run would save at most {seconds_text(saved)} on {cores} cores, less "
+            f"than a cluster takes to start (~{seconds_text(STARTUP_SECONDS)}): "
+            "no cluster started"
+        )
 
 
 def _needs_cluster(
