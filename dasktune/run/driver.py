@@ -67,11 +67,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import distributed
 
-from dasktune._checks import check_timeout, key_part
+from dasktune._checks import key_part
 from dasktune._progress import progress_bar
 from dasktune._values import feasible
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
@@ -88,6 +88,12 @@ from dasktune.records import (
     canonical,
 )
 from dasktune.run.announce import announce
+from dasktune.run.base import (
+    ALL_FAILED_STOP,
+    BatchObjective,
+    RunReport,
+    check_trial_timeout,
+)
 from dasktune.run.cluster import capacity, check_resources
 from dasktune.run.evaluate import (
     Group,
@@ -131,7 +137,7 @@ _WAIT_ELSEWHERE_SECONDS = 0.25
 _MAX_REUSE_CLAIMS = 256
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers' threads is trusted
 # minimize/SPSA: stop once this many evaluations (at least two windows) all failed
-_ALL_FAILED_STOP = 64
+_ALL_FAILED_STOP = ALL_FAILED_STOP
 # a source that proposed only known parameter sets this many times in a row is
 # taken to have nothing new to propose
 _MAX_KNOWN_IN_A_ROW = 1000
@@ -139,21 +145,6 @@ _MAX_KNOWN_IN_A_ROW = 1000
 _REPORT_WAIT_SECONDS = 5.0
 # fed trials: the asks of a turn go out after this many seconds of asking
 _ASK_SLICE = 0.025
-
-
-@runtime_checkable
-class BatchObjective(Protocol):
-    """An objective that evaluates a whole batch of parameter sets at once.
-
-    ``evaluate_batch`` blocks until every value is known and returns one raw
-    result per parameter set, in order (a ``ProducerConsumer`` does it in one
-    round trip per shard, rebuilding shards lost with their workers). When it
-    raises, the driver evaluates the sets one by one to record which failed.
-    """
-
-    def evaluate_batch(self, params: Sequence[Any]) -> list[Any]:
-        """One raw result per parameter set."""
-        ...
 
 
 def check_pruned_objective(objective: object, pruner: object) -> None:
@@ -210,20 +201,6 @@ def check_execution(
     return str(execution)
 
 
-def check_trial_timeout(trial_timeout: object, *, batch: bool = False) -> None:
-    """Raise ``ValueError`` unless ``trial_timeout`` is ``None`` or a positive,
-    finite number of seconds, and the objective's calls can be limited (not a
-    batch objective's, evaluated whole in the driver's process)."""
-    check_timeout(trial_timeout, "trial_timeout")
-    if batch and trial_timeout is not None:
-        msg = (
-            "trial_timeout cannot limit a batch objective (a ProducerConsumer): "
-            "its batches are evaluated whole, not trial by trial; bound the run "
-            "with timeout=, or give a plain function"
-        )
-        raise ValueError(msg)
-
-
 def check_batch_objective(objective: object) -> None:
     """Raise ``TypeError`` for a batch objective that cannot reduce its values."""
     if (
@@ -235,39 +212,6 @@ def check_batch_objective(objective: object) -> None:
             "ProducerConsumer(..., reduce=sum) or pass pc.objective(reduce=sum)"
         )
         raise TypeError(msg)
-
-
-@dataclass
-class RunReport:
-    """What one run of the driver did."""
-
-    evaluated: int = 0
-    failed: int = 0
-    pruned: int = 0
-    reused: int = 0
-    skipped: int = 0
-    #: asks that repeated a trial in flight in this run: told its result, not
-    #: evaluated again (``reused`` counts asks answered from the store)
-    joined: int = 0
-    elapsed: float = 0.0
-    stopped: str = ""
-    #: one objective: this run's best value and its parameters (``inf`` and
-    #: ``None`` when it has none; with several objectives, see ``front``)
-    best_value: float = math.inf
-    best_params: Any = None
-    first_failure: Outcome | None = None
-    #: several objectives: the values of this run's Pareto front (feasible
-    #: done trials, reused ones too), by first objective
-    front: list[tuple[float, ...]] = field(default_factory=list)
-
-    @property
-    def all_failed(self) -> bool:
-        """Whether trials failed and none gave a value."""
-        return (
-            self.first_failure is not None
-            and self.evaluated == 0
-            and self.best_value == math.inf
-        )
 
 
 @dataclass
