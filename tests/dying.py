@@ -1,5 +1,5 @@
-"""Objectives of the tests that kill worker processes (the feed's, and
-ProducerConsumer's).
+"""Objectives of the tests that kill worker processes (the feed's,
+ProducerConsumer's, a pruned search's).
 
 A module of their own, importing little: every worker process that replaces a
 killed one imports the objective's module before its first trial, and under
@@ -10,7 +10,9 @@ load (10 and more) importing a test module with its test dependencies took
 from __future__ import annotations
 
 import os
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from distributed import get_worker
@@ -69,3 +71,15 @@ def held_times(params: tuple[float, str], loaded: float) -> float:
         open(mark + ".running", "w").close()
         time.sleep(60)  # killed meanwhile
     return k * loaded
+
+
+def kill_once(params: dict[str, Any], trial: Any) -> float:
+    """Kills its own worker process at epoch 3, the first time it runs."""
+    marker = Path(params["marker"])
+    for epoch in range(8):
+        trial.report(epoch, 1.0 / (epoch + 1))
+        if epoch == 3 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.01)
+    return 1.0 / 8

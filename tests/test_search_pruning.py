@@ -23,6 +23,7 @@ from dasktune.optim.base import Optimizer
 from dasktune.optim.pruners import Pruner, SuccessiveHalvingPruner, Verdict
 from dasktune.store import TrialStore
 from tests.clusters import local_client
+from tests.dying import kill_once
 from tests.waiting import poll_until
 
 EPOCHS = 30
@@ -402,18 +403,6 @@ def test_a_killed_driver_resumes_without_rerunning_final_trials(tmp_path):
     for i in before:
         assert again[str(i)] == started[str(i)] == 1
     assert set(_final(url)) == {p["i"] for p in prune_script.GRID}
-
-
-def kill_once(params, trial):
-    """Kills its own worker process at epoch 3, the first time it runs."""
-    marker = Path(params["marker"])
-    for epoch in range(8):
-        trial.report(epoch, 1.0 / (epoch + 1))
-        if epoch == 3 and not marker.exists():
-            marker.write_text(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(0.01)
-    return 1.0 / 8
 
 
 def test_a_worker_killed_mid_trial_loses_no_report(tmp_path):
