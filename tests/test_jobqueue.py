@@ -228,6 +228,11 @@ def test_a_submit_command_that_hangs_is_given_up(
     monkeypatch.setattr(dasktune.cli, "_SUBMIT_SECONDS", 1.0)
     _fake_command(fake_slurm, "sbatch", "sleep 30; echo 'Submitted batch job 42'")
     with dask.config.set(config("slurm")):
-        assert _run_on_slurm(tmp_path, "--worker-timeout", "60") == 1
+        # not _run_on_slurm: the cluster cannot be closed for good while the
+        # hung sbatch still runs (its job's start is still pending)
+        code = main(["run", str(tmp_path / "search.py"), "--store",
+                     str(tmp_path / "jq.db"), "--cluster", "slurm",
+                     "--worker-timeout", "60"])  # fmt: skip
+    assert code == 1
     err = capsys.readouterr().err
     assert "the batch system did not take the slurm jobs within 1 s" in err
