@@ -420,6 +420,9 @@ def test_close_bounds_its_wait_for_a_thread_stuck_in_a_callback(monkeypatch):
     opt = ScipyAskTell(
         "differential_evolution", [(-1, 1)] * 2, rng=0, popsize=3, callback=stuck
     )
+    # ask() waits while scipy is busy: here in the stuck callback, which holds
+    # it until release (30 s); a short wait lets the loop see the call
+    opt.ask_wait = 0.05
     try:
         while not called.is_set():
             trials = []
