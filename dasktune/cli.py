@@ -26,7 +26,9 @@ import os
 import runpy
 import select
 import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -56,6 +58,32 @@ class CLIError(Exception):
 # -- clusters ------------------------------------------------------------------
 
 
+def _import_jobqueue() -> Any:
+    """``dask_jobqueue``, leaving Ctrl-C as it was.
+
+    Importing it sets a SIGINT handler that calls ``sys.exit()`` (its
+    ``runner`` module): Ctrl-C would then end the command as a clean exit,
+    status 0, instead of stopping it with a KeyboardInterrupt (status 130).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        import dask_jobqueue
+    except ImportError as err:
+        msg = (
+            "--cluster needs dask-jobqueue: pip install dask-jobqueue (or "
+            "dasktune's extra, from its clone: pip install -e '.[jobqueue]')"
+        )
+        raise CLIError(msg) from err
+    finally:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and previous is not None
+            and signal.getsignal(signal.SIGINT) is not previous
+        ):
+            signal.signal(signal.SIGINT, previous)
+    return dask_jobqueue
+
+
 def jobqueue_cluster(kind: str, jobs: int, security: Any = None) -> Any:
     """A dask-jobqueue cluster from the user's configuration, scaled to ``jobs``.
 
@@ -71,14 +99,7 @@ def jobqueue_cluster(kind: str, jobs: int, security: Any = None) -> Any:
     :class:`CLIError` with the batch system's own message, and so does a
     configuration dask-jobqueue refuses, shown whole.
     """
-    try:
-        import dask_jobqueue
-    except ImportError as err:
-        msg = (
-            "--cluster needs dask-jobqueue: pip install dask-jobqueue (or "
-            "dasktune's extra, from its clone: pip install -e '.[jobqueue]')"
-        )
-        raise CLIError(msg) from err
+    dask_jobqueue = _import_jobqueue()
     options = _scheduler_options(kind)
     try:
         cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])(

@@ -46,12 +46,16 @@ def _interrupted(client, counted, call):
         os.kill(os.getpid(), signal.SIGINT)
 
     killer = threading.Thread(target=interrupt)
+    # Ctrl-C as Python makes it, whatever an import in this process set
+    # (dask_jobqueue's runner sets sys.exit())
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     killer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             call()
     finally:
         killer.join(timeout=60)
+        signal.signal(signal.SIGINT, previous)
     at_return = _count(counted)
     # no worker runs a task of it any more (a cancelled task's thread is still
     # "executing"): none can evaluate again

@@ -236,3 +236,23 @@ def test_a_submit_command_that_hangs_is_given_up(
     assert code == 1
     err = capsys.readouterr().err
     assert "the batch system did not take the slurm jobs within 1 s" in err
+
+
+def _sigint_after(statement: str) -> str:
+    """The SIGINT handler's name after ``statement``, in a fresh interpreter."""
+    code = f"import signal\n{statement}\nprint(signal.getsignal(signal.SIGINT))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_importing_dask_jobqueue_leaves_ctrl_c_a_keyboard_interrupt():
+    # dask_jobqueue's runner module sets SIGINT to sys.exit() when imported:
+    # dasktune run --cluster then ended on Ctrl-C with status 0, silently
+    assert "lambda" in _sigint_after("import dask_jobqueue")
+    kept = _sigint_after(
+        "from dasktune.cli import _import_jobqueue\n_import_jobqueue()"
+    )
+    assert "default_int_handler" in kept
