@@ -39,6 +39,8 @@ from dask.utils import parse_timedelta
 from distributed.deploy.cluster import Cluster
 from distributed.security import Security
 
+from dasktune.run.lost import config_seconds
+
 __all__ = [
     "CONNECT_TIMEOUT",
     "capacity",
@@ -331,18 +333,14 @@ def connect_timeout() -> float:
     ...     connect_timeout()
     20.0
     """
-    value = dask.config.get("dasktune.connect-timeout", CONNECT_TIMEOUT)
-    try:
-        seconds = parse_timedelta(value, default="seconds")
-    except (KeyError, TypeError, ValueError):  # what dask raises for each
-        seconds = None
-    if seconds is None or not seconds > 0:
+    seconds = config_seconds("dasktune.connect-timeout", CONNECT_TIMEOUT, "'20s'")
+    if seconds is None:  # no wait at all is not a bound
         msg = (
             "Dask's configuration dasktune.connect-timeout must be a positive "
-            f"number of seconds or a duration such as '20s', got {value!r}"
+            "number of seconds or a duration such as '20s', got None"
         )
         raise ValueError(msg)
-    return float(seconds)
+    return seconds
 
 
 def wait_for(

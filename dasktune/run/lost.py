@@ -105,7 +105,25 @@ def no_workers_timeout() -> float | None:
     ...     no_workers_timeout()
     120.0
     """
-    value = dask.config.get("dasktune.no-workers-timeout", NO_WORKERS_TIMEOUT)
+    return config_seconds(
+        "dasktune.no-workers-timeout", NO_WORKERS_TIMEOUT, "'10 minutes', or None"
+    )
+
+
+def config_seconds(key: str, default: float | None, form: str) -> float | None:
+    """Seconds from Dask's configuration ``key`` (a number of seconds or a
+    duration such as ``"20s"``), else ``default``; ``None`` stays ``None``.
+
+    Raises
+    ------
+    ValueError
+        For a value that is not a positive duration; ``form`` says what else
+        it may be ("'20s'").
+
+    >>> config_seconds("dasktune.no-such-key", 5, "'20s'")
+    5.0
+    """
+    value = dask.config.get(key, default)
     if value is None:
         return None
     try:
@@ -114,9 +132,8 @@ def no_workers_timeout() -> float | None:
         seconds = None
     if seconds is None or not seconds > 0:
         msg = (
-            "Dask's configuration dasktune.no-workers-timeout must be a positive "
-            f"number of seconds, a duration such as '10 minutes', or None, got "
-            f"{value!r}"
+            f"Dask's configuration {key} must be a positive number of seconds "
+            f"or a duration such as {form}, got {value!r}"
         )
         raise ValueError(msg)
     return float(seconds)
