@@ -34,18 +34,27 @@ _lock = threading.Lock()
 epochs_run: collections.Counter[float] = collections.Counter()
 
 
-def train(params, trial):
-    """A training loop: reports each epoch, stops when the pruner says so."""
+def _epochs(params, trial, *, pause, until=None):
+    """A training loop: reports each epoch, stops when the pruner says so;
+    ``until(params, trial, epoch)`` runs after each report."""
     loss = math.inf
     for epoch in range(EPOCHS):
         with _lock:
             epochs_run[params["rate"]] += 1
         loss = params["rate"] / (epoch + 1)
         trial.report(epoch, loss)
+        if until is not None:
+            until(params, trial, epoch)
         if trial.should_prune():
             raise dasktune.TrialPruned
-        time.sleep(0.01)  # a stop has 10 ms an epoch to arrive, also under load
+        time.sleep(pause)
     return loss
+
+
+def train(params, trial):
+    """A training loop: reports each epoch, stops when the pruner says so."""
+    # a stop has 10 ms an epoch to arrive, also under load
+    return _epochs(params, trial, pause=0.01)
 
 
 def _until_stopped_above_one(params, trial, epoch):
@@ -61,17 +70,7 @@ def _until_stopped_above_one(params, trial, epoch):
 
 def train_stopped_above_one(params, trial):
     """:func:`train`, waiting at step 3 for :class:`StopAboveOne`'s stop."""
-    loss = math.inf
-    for epoch in range(EPOCHS):
-        with _lock:
-            epochs_run[params["rate"]] += 1
-        loss = params["rate"] / (epoch + 1)
-        trial.report(epoch, loss)
-        _until_stopped_above_one(params, trial, epoch)
-        if trial.should_prune():
-            raise dasktune.TrialPruned
-        time.sleep(0.01)
-    return loss
+    return _epochs(params, trial, pause=0.01, until=_until_stopped_above_one)
 
 
 def train_and_return(params, trial):
