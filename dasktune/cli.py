@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from dasktune._checks import sqlite_file, store_url
 from dasktune._quiet import WORKER_LOG_LEVEL, ignoring_sigint, quiet_dask
 from dasktune.records import error_line
+from dasktune.store.url import sqlite_file, store_url
 
 __all__ = ["main"]
 

@@ -37,7 +37,6 @@ from dasktune._checks import (
     check_bool,
     check_callable,
     check_int,
-    check_store,
     check_timeout,
     func_name,
     short_repr,
@@ -69,6 +68,7 @@ from dasktune.store.rows import DECODING_ERRORS, damaged_trial
 from dasktune.store.sql import (
     STALE_AFTER_SECONDS,
     TrialStore,
+    check_store,
     search_directions,
     search_metric_names,
 )

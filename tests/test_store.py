@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from dasktune._checks import sqlite_file, store_url
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store import StoreRecorder
 from dasktune.store.sql import SCHEMA_VERSION, TrialStore
+from dasktune.store.url import sqlite_file, store_url
 
 
 def claim(**params) -> Claim:

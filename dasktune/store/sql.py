@@ -92,7 +92,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from dasktune._checks import redact, store_url
+from dasktune._checks import redact, short_repr
 from dasktune._pareto import pareto_front
 from dasktune._values import violation
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
@@ -109,6 +109,7 @@ from dasktune.records import (
 )
 from dasktune.store.liveness import DbEpoch, node, owner_gone
 from dasktune.store.rows import DECODING_ERRORS, damaged_search, damaged_trial
+from dasktune.store.url import store_url
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -117,6 +118,7 @@ __all__ = [
     "TRIAL_FIELDS",
     "TRIAL_DTYPE",
     "TrialStore",
+    "check_store",
     "search_directions",
     "search_metric_names",
     "trial_columns",
@@ -1601,6 +1603,18 @@ class TrialStore:
         first = -1.0 if directions[0] == "maximize" else 1.0
         trials.sort(key=lambda trial: (first * trial["values"][0], trial["number"]))
         return trials
+
+
+def check_store(store: object) -> None:
+    """Raise ``TypeError`` unless ``store`` is a URL, a path or an open store."""
+    if not isinstance(store, str | os.PathLike | TrialStore):
+        msg = (
+            "store must be a SQLAlchemy URL string such as 'sqlite:///trials.db' or "
+            "'postgresql://user@host/db', the path of a SQLite file, or an open "
+            "dasktune.store.sql.TrialStore, "
+            f"got {type(store).__name__}: {short_repr(store)}"
+        )
+        raise TypeError(msg)
 
 
 def trial_columns(rows: Sequence[Sequence[Any]]) -> dict[str, np.ndarray]:
