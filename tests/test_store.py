@@ -1126,9 +1126,9 @@ def test_the_cli_refuses_a_foreign_store_before_starting_a_cluster(
 def test_a_postgres_server_that_never_answers_is_given_up(monkeypatch):
     # the port accepts connections and says nothing: libpq alone would wait
     # as long as TCP does
-    import dasktune.store.sql as sql
+    import dasktune.store.engine as engine
 
-    monkeypatch.setattr(sql, "_PG_CONNECT", {"connect_timeout": 1})
+    monkeypatch.setattr(engine, "_PG_CONNECT", {"connect_timeout": 1})
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(5)

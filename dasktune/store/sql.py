@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import json
 import operator
 import os
@@ -78,7 +77,6 @@ import socket
 import sqlite3
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
@@ -86,11 +84,9 @@ from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.engine import Connection
 
 from dasktune._checks import redact, short_repr
 from dasktune._pareto import pareto_front
@@ -107,6 +103,7 @@ from dasktune.records import (
     decide,
     unclaimed_message,
 )
+from dasktune.store.engine import make_engine, wal
 from dasktune.store.liveness import DbEpoch, node, owner_gone
 from dasktune.store.rows import DECODING_ERRORS, damaged_search, damaged_trial
 from dasktune.store.url import store_url
@@ -127,8 +124,6 @@ __all__ = [
 SCHEMA_VERSION = 6
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
-_WAL_PAGES = 20_000  # pages of the WAL a SQLite writer lets grow between checkpoints
-_WAL_BYTES_KEPT = 16 * 2**20  # the size a SQLite WAL is cut back to once copied
 _IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
 _SCHEMA_LOCK = 0x6461736B74756E65  # "dasktune": PostgreSQL advisory lock key
 _ADDED_IN_4 = (
@@ -182,7 +177,7 @@ class TrialStore:
         #: what messages, reprs and hints show
         self.display_url = redact(parsed.render_as_string(hide_password=True))
         try:
-            self.engine = _make_engine(parsed, self.display_url, readonly)
+            self.engine = make_engine(parsed, self.display_url, readonly)
         except sa.exc.ArgumentError as err:  # a URL its dialect refuses
             msg = f"cannot open the store {self.display_url!r}: {err}"
             raise StoreError(msg) from err
@@ -326,7 +321,7 @@ class TrialStore:
                 )
         if self.engine.dialect.name == "sqlite" and not self._in_memory:
             try:
-                _wal(self.engine)
+                wal(self.engine)
             except sqlite3.Error as err:
                 msg = f"cannot use the store {self.display_url}: {err} (switching it to WAL)"
                 raise StoreError(msg) from err
@@ -1691,145 +1686,10 @@ def search_metric_names(row: dict[str, Any] | None) -> list[str] | None:
     return None if names is None else [str(n) for n in names]
 
 
-def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
-    """``postgresql://`` with an installed driver: psycopg 3, else psycopg2."""
-    if parsed.drivername != "postgresql":
-        return parsed
-    for module, driver in (("psycopg", "postgresql+psycopg"),
-                           ("psycopg2", "postgresql+psycopg2")):  # fmt: skip
-        if importlib.util.find_spec(module) is not None:
-            return parsed.set(drivername=driver)
-    msg = (
-        f"the store {display} needs a PostgreSQL driver and none is installed: "
-        "pip install 'psycopg[binary]' (psycopg 3; dasktune's extra: pip install -e "
-        "'.[postgresql]'), or name one in the URL "
-        "(postgresql+psycopg2://...)"
-    )
-    raise StoreError(msg)
-
-
 #: compiled SQL by (dialect, paramstyle, schema version, statement name)
 _COMPILED: dict[
     tuple[Any, ...], tuple[str, tuple[str, ...] | None, dict[str, Any]]
 ] = {}
-
-
-#: how long a PostgreSQL connection may take (the URL's ``?connect_timeout=``
-#: overrides it)
-_PG_CONNECT = {"connect_timeout": 10}
-
-
-def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
-    if parsed.get_backend_name() != "sqlite":
-        parsed = _postgres_driver(parsed, display)
-        try:
-            # libpq waits for an unanswering server as long as TCP does
-            waits = {} if "connect_timeout" in parsed.query else _PG_CONNECT
-            engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=waits)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
-            msg = f"cannot open the store {display}: {err}"
-            raise StoreError(msg) from err
-        except ImportError as err:
-            msg = (
-                f"cannot open the store {display}: its driver is not installed "
-                f"({err}); for PostgreSQL: pip install 'psycopg[binary]'"
-            )
-            raise StoreError(msg) from err
-        if engine.dialect.name == "postgresql":
-            event.listen(engine, "connect", _custom_plans)
-        return engine
-    in_memory = parsed.database in (None, "", ":memory:")
-    if in_memory:
-        engine = sa.create_engine(
-            parsed,
-            poolclass=StaticPool,
-            connect_args={"check_same_thread": False},
-        )
-    else:
-        path = os.path.abspath(parsed.database or "")
-        if os.path.isdir(path):
-            msg = f"the store {display} is a directory; give a SQLite file's path"
-            raise StoreError(msg)
-        if readonly:
-            if not os.path.isfile(path):
-                msg = f"no store at {path}"
-                raise StoreError(msg)
-            # nothing can be written: SQLite refuses writes on a query_only
-            # connection; opened read-write (where the file and its folder
-            # are writable) so that the last reader to close removes the
-            # -wal and -shm files opening a WAL store makes (a mode=ro
-            # connection cannot, and left them beside the store)
-            writable = os.access(path, os.W_OK) and os.access(
-                os.path.dirname(path), os.W_OK
-            )
-            uri = f"file:{urllib.parse.quote(path)}?mode={'rw' if writable else 'ro'}"
-            engine = sa.create_engine(
-                "sqlite://",
-                creator=lambda: sqlite3.connect(uri, uri=True, timeout=60),
-                poolclass=NullPool,
-            )
-        else:
-            _check_writable(path, display)
-            engine = sa.create_engine(parsed, connect_args={"timeout": 60})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # let SQLAlchemy, not the sqlite3 module, decide where transactions begin
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        if readonly:
-            cursor.execute("PRAGMA query_only=ON")
-        if not in_memory and not readonly:
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            # a big search's writes each dirty a random page of the hash index;
-            # a checkpoint copies (and syncs) them all: every 20,000 pages of
-            # the WAL, not 1,000, it copies a page written many times once
-            cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
-            # and the WAL is cut back to 16 MB when it starts over after a burst
-            cursor.execute(f"PRAGMA journal_size_limit={_WAL_BYTES_KEPT}")
-        # a search of a million trials has ~100 MB of indexes: keep them cached
-        cursor.execute("PRAGMA cache_size=-65536")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # take the write lock at the start: claims are read-then-write
-        read = readonly or conn.get_execution_options().get("dasktune_read", False)
-        sql = "BEGIN" if read else "BEGIN IMMEDIATE"
-        try:  # on sqlite3 itself: SQLAlchemy's execution costs a turn more
-            conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
-        except sqlite3.Error as err:
-            raise sa.exc.DBAPIError.instance(sql, (), err, sqlite3.Error) from err
-
-    return engine
-
-
-def _check_writable(path: str, display: str) -> None:
-    """Refuse a SQLite file (or its folder) this user may not write, before
-    SQLite opens it: it would open the file read-only, fail at the first
-    write, and leave ``-wal``/``-shm`` files it cannot remove."""
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        msg = (
-            f"cannot open the store {display}: its folder {folder} does not "
-            "exist (or this user may not enter it); make it first, or give a "
-            "path in an existing folder"
-        )
-        raise StoreError(msg)
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        problem = "the file is read-only for this user"
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        # SQLite writes its journal (and WAL) beside the file
-        problem = f"this user may not write in its folder {folder}"
-    else:
-        return
-    msg = (
-        f"cannot write the store {display}: {problem}; a search writes its "
-        "store: give a file this user may write (dasktune show reads one "
-        "without writing)"
-    )
-    raise StoreError(msg)
 
 
 class _CursorResult:
@@ -1854,52 +1714,3 @@ class _CursorResult:
 
     def scalar_one(self) -> Any:
         return self.one()[0]
-
-
-def _custom_plans(dbapi_connection: Any, _record: Any) -> None:
-    """Plan each of the store's statements for its own parameters.
-
-    The driver's lookups by hash (``param_hash IN (...)``, one statement per
-    batch size) are prepared by psycopg after a few runs, and PostgreSQL then
-    switches to one generic plan for all parameters: measured on a store of
-    11,000 trials, every lookup of 256 hashes went from 8-15 ms to 130-230 ms
-    from the eleventh on. ``force_custom_plan`` (PostgreSQL 12+) keeps the
-    index; older servers keep their default.
-    """
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("SET plan_cache_mode = force_custom_plan")
-    except Exception:  # a server before 12 has no such setting
-        dbapi_connection.rollback()
-    else:
-        dbapi_connection.commit()
-    finally:
-        cursor.close()
-
-
-def _wal(engine: Engine, patience: float = 60.0) -> None:
-    """Switch a SQLite file to WAL (persistent; once its schema is checked).
-
-    The switch needs the file to itself, and SQLite answers "database is
-    locked" at once, without its busy timeout, while another process holds it
-    (drivers opening a new store together): tried again until one of them has
-    switched it (read without a lock), for ``patience`` seconds at most.
-    """
-    deadline = time.monotonic() + patience
-    delay = 0.005
-    raw = engine.raw_connection()
-    try:
-        sqlite = raw.driver_connection
-        while True:
-            try:
-                mode = sqlite.execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[union-attr]
-                if str(mode).lower() != "wal":
-                    sqlite.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
-                return
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) or time.monotonic() > deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(2 * delay, 0.1)
-    finally:
-        raw.close()
