@@ -13,7 +13,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from dasktune.exceptions import StoreError
 
-__all__ = ["StoreConnection"]
+__all__ = ["IN_CHUNK", "StoreConnection"]
+
+IN_CHUNK = 512  # parameters per IN (...) clause, under SQLite's variable limit
 
 
 #: compiled SQL by (dialect, paramstyle, schema version, statement name)
