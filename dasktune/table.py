@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 from dasktune._values import feasible
-from dasktune.store.sql import TrialStore, _collector_paused, trial_columns
+from dasktune.store.reads import collector_paused, trial_columns
+from dasktune.store.sql import TrialStore
 
 __all__ = ["COLUMNS", "TrialTable"]
 
@@ -302,7 +303,7 @@ class TrialTable:
             self._constraints[positions] = limits
         # every params JSON of the batch in one parse
         text = "[" + ",".join(columns["params"].tolist()) + "]"
-        with _collector_paused():
+        with collector_paused():
             params = json.loads(text)
         del text
         # new names in order of appearance: the first row's, then the others
