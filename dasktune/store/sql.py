@@ -74,13 +74,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
 from dasktune._checks import redact, short_repr
@@ -91,7 +89,7 @@ from dasktune.records import (
     TrialStatus,
 )
 from dasktune.store.claims import STALE_AFTER_SECONDS, StoreClaims
-from dasktune.store.connection import IN_CHUNK
+from dasktune.store.curves import StoreCurves
 from dasktune.store.engine import make_engine
 from dasktune.store.liveness import DbEpoch, node
 from dasktune.store.reads import TRIAL_DTYPE, StoreReads, trial_columns
@@ -100,6 +98,7 @@ from dasktune.store.rows import (
     damaged_search,
 )
 from dasktune.store.schema import SCHEMA_LOCK, SCHEMA_VERSION
+from dasktune.store.snapshots import StoreSnapshots
 from dasktune.store.url import store_url
 
 __all__ = [
@@ -118,7 +117,7 @@ __all__ = [
 HEARTBEAT_SECONDS = 5.0
 
 
-class TrialStore(StoreClaims, StoreReads):
+class TrialStore(StoreClaims, StoreReads, StoreSnapshots, StoreCurves):
     """A trial store on SQLAlchemy Core; see the module notes for the contract.
 
     Parameters
@@ -351,152 +350,6 @@ class TrialStore(StoreClaims, StoreReads):
                 )
                 raise StoreError(msg) from err
             out.append(entry)
-        return out
-
-    def write_snapshot(self, search_id: int, seq: int, rows: int, data: bytes) -> bool:
-        """Keep ``data``, a snapshot of a search's trials table, unless the store
-        holds one as recent.
-
-        Parameters
-        ----------
-        seq : int
-            The search's change sequence the snapshot reaches: it holds every
-            row written up to it (a table's ``seq`` after a read).
-        rows : int
-            Its trial count, kept beside it for whoever inspects the store.
-        data : bytes
-            :meth:`~dasktune.table.TrialTable.dumps`.
-
-        Returns
-        -------
-        bool
-            Whether it was written: not when the store holds a snapshot of this
-            seq or a later one (another reader's), or is in memory (no other
-            process reads it).
-        """
-        if self._in_memory:
-            return False
-        sn = self.snapshots_table
-        values = {"seq": seq, "rows": rows, "data": data, "written": time.time()}
-        with self._connection_errors(), self._tx() as conn:
-            replaced = conn.execute(
-                sn.update()
-                .where(sn.c.search_id == search_id, sn.c.seq < seq)
-                .values(**values)
-            ).rowcount
-            if replaced:
-                return True
-            sqlite = self._sql_key[0] == "sqlite"
-            insert = (
-                (sqlite_dialect if sqlite else pg_dialect)
-                .insert(sn)
-                .values(search_id=search_id, **values)
-                .on_conflict_do_nothing()
-            )
-            if sqlite:
-                return bool(conn.execute(insert).rowcount)
-            # PostgreSQL: what the insert added, not a rowcount of its own
-            return conn.execute(insert.returning(sn.c.search_id)).first() is not None
-
-    def read_snapshot(self, search_id: int) -> tuple[int, bytes] | None:
-        """The snapshot :meth:`write_snapshot` keeps for a search, with the seq
-        it reaches, or ``None`` (no snapshot, or a store older than schema 5)."""
-        if self.schema_version < 5:
-            return None
-        sn = self.snapshots_table
-        with self._connection_errors(), self._read() as conn:
-            row = conn.execute(
-                sa.select(sn.c.seq, sn.c.data).where(sn.c.search_id == search_id)
-            ).first()
-        return None if row is None else (int(row.seq), bytes(row.data))
-
-    def trial_span(self, search_id: int) -> int:
-        """The most trials a snapshot of the search can hold: the span of its
-        stored numbers (two lookups in the index of numbers, not a count)."""
-        t = self.trials_table
-        # one aggregate per statement: SQLite answers each from the index
-        low, high = (
-            sa.select(f(t.c.number)).where(t.c.search_id == search_id).scalar_subquery()
-            for f in (sa.func.min, sa.func.max)
-        )
-        query = sa.select(low, high)
-        with self._connection_errors(), self._read() as conn:
-            low, high = conn.execute(query).one()
-        try:
-            return max(int(high) - int(low) + 1, 0)
-        except (TypeError, ValueError, OverflowError):
-            return 0  # no trial, or numbers written by hand: no snapshot fits
-
-    # -- reported values (curves) ----------------------------------------------------
-
-    def add_values(
-        self, search_id: int, reports: Sequence[tuple[int, int, float, float]]
-    ) -> None:
-        """Store reported values ``(number, step, value, time)``, in one transaction.
-
-        A step already stored for a trial keeps its first value (a trial re-run
-        after a lost worker reports its steps again).
-        """
-        if not reports:
-            return
-        v = self.values_table
-        rows = [
-            {"search_id": search_id, "number": int(n), "step": int(st),
-             "value": float(val), "time": float(when)}
-            for n, st, val, when in reports
-        ]  # fmt: skip
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            statement: Any = postgresql.insert(v).on_conflict_do_nothing()
-        else:
-            from sqlalchemy.dialects import sqlite
-
-            statement = sqlite.insert(v).on_conflict_do_nothing()
-        with self._connection_errors(), self._tx() as conn:
-            conn.execute(statement, rows)
-
-    def read_values(
-        self, search_id: int, numbers: Iterable[int] | None = None
-    ) -> list[tuple[int, int, float, float]]:
-        """Stored reports ``(number, step, value, time)`` in the order stored.
-
-        Parameters
-        ----------
-        numbers : iterable of int, optional
-            Only these trials' values.
-        """
-        if self.schema_version < 3:
-            return []  # a store read as it is, from before reported values
-        v = self.values_table
-        query = sa.select(v.c.id, v.c.number, v.c.step, v.c.value, v.c.time).where(
-            v.c.search_id == search_id
-        )
-        wanted = None if numbers is None else sorted({int(n) for n in numbers})
-        found: list[tuple[int, int, int, float, float]] = []
-        chunks = (
-            [None]
-            if wanted is None
-            else [wanted[i : i + IN_CHUNK] for i in range(0, len(wanted), IN_CHUNK)]
-        )
-        with self._connection_errors(), self._read() as conn:
-            for chunk in chunks:
-                q = query if chunk is None else query.where(v.c.number.in_(chunk))
-                found.extend(
-                    (int(r[0]), int(r[1]), int(r[2]), float(r[3]), float(r[4]))
-                    for r in conn.execute(q.order_by(v.c.id))
-                )
-        found.sort()  # by id: the order stored, across chunks too
-        return [row[1:] for row in found]
-
-    def curves(self, search_id: int) -> dict[int, list[tuple[int, float]]]:
-        """Each trial's reported ``(step, value)`` pairs, by step."""
-        out: dict[int, list[tuple[int, float]]] = {}
-        for number, step, value, _ in self.read_values(search_id):
-            out.setdefault(number, []).append((step, value))
-        for curve in out.values():
-            curve.sort()
         return out
 
     def best(
