@@ -50,20 +50,15 @@ first), ``constraints`` (JSON list, ``c <= 0`` satisfied) and ``violation``
 constraints), so that the best trial is one SQL query that skips infeasible
 trials.
 
-A snapshot of a search's trials table (schema 5): the table a reader
-builds from the rows (:class:`~dasktune.table.TrialTable`), kept as its
-arrays' bytes and JSON (:meth:`~dasktune.table.TrialTable.dumps`) with the
-search's seq it reaches, so that a new reader of a million trials loads one
-value and reads only the rows written since, instead of converting every row.
-It is a cache: rows are never deleted and every write bumps the row's seq,
-so the snapshot and the rows after its seq are the whole table; a snapshot
-is replaced only by a later one.
-
-Schema versions: 2 added a change sequence per search; 3 the table of
-reported values and the ``pruned`` status; 4 several objectives and
-constraints; 5 the snapshots of trials tables; 6 the drivers' heartbeats on
-the database's clock, and their machine and PID namespace (``node``). Older
-stores are migrated when opened for writing.
+The store by concept, each a base of :class:`TrialStore` in a module of its
+own: the URL (:mod:`~dasktune.store.url`), the engine per database
+(:mod:`~dasktune.store.engine`), transactions and compiled statements
+(:mod:`~dasktune.store.connection`), the schema and its migrations
+(:mod:`~dasktune.store.schema`), claims (:mod:`~dasktune.store.claims`),
+reads (:mod:`~dasktune.store.reads`), snapshots of trials tables
+(:mod:`~dasktune.store.snapshots`), curves (:mod:`~dasktune.store.curves`),
+the best trial and the front (:mod:`~dasktune.store.best`). This module
+holds the searches and their drivers.
 """
 
 from __future__ import annotations
@@ -77,26 +72,19 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dasktune._checks import redact, short_repr
-from dasktune._pareto import pareto_front
 from dasktune.exceptions import SearchMismatchError, StoreError
-from dasktune.records import (
-    TRIAL_FIELDS,
-    TrialStatus,
-)
+from dasktune.records import TRIAL_FIELDS, TrialStatus
+from dasktune.store.best import StoreBest
 from dasktune.store.claims import STALE_AFTER_SECONDS, StoreClaims
 from dasktune.store.curves import StoreCurves
 from dasktune.store.engine import make_engine
 from dasktune.store.liveness import DbEpoch, node
 from dasktune.store.reads import TRIAL_DTYPE, StoreReads, trial_columns
-from dasktune.store.rows import (
-    DECODING_ERRORS,
-    damaged_search,
-)
+from dasktune.store.rows import DECODING_ERRORS, damaged_search
 from dasktune.store.schema import SCHEMA_LOCK, SCHEMA_VERSION
 from dasktune.store.snapshots import StoreSnapshots
 from dasktune.store.url import store_url
@@ -117,7 +105,7 @@ __all__ = [
 HEARTBEAT_SECONDS = 5.0
 
 
-class TrialStore(StoreClaims, StoreReads, StoreSnapshots, StoreCurves):
+class TrialStore(StoreClaims, StoreReads, StoreSnapshots, StoreCurves, StoreBest):
     """A trial store on SQLAlchemy Core; see the module notes for the contract.
 
     Parameters
@@ -352,103 +340,6 @@ class TrialStore(StoreClaims, StoreReads, StoreSnapshots, StoreCurves):
             out.append(entry)
         return out
 
-    def best(
-        self, search_id: int, direction: str = "minimize"
-    ) -> dict[str, Any] | None:
-        """The best done feasible trial (lowest value, highest when maximising),
-        or ``None``. A trial whose constraints are violated is never the best."""
-        t = self.trials_table
-        order = t.c.value.asc() if direction == "minimize" else t.c.value.desc()
-        query = (
-            sa.select(t.c.number, t.c.params, t.c.value, t.c.aux)
-            .where(t.c.search_id == search_id, t.c.status == TrialStatus.DONE)
-            .where(t.c.value.is_not(None))
-            .order_by(order, t.c.number)
-            .limit(1)
-        )
-        if self.schema_version >= 4:
-            query = query.where(self._feasible)
-            query = query.add_columns(t.c.constraints)
-        with self._connection_errors(), self._read() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        return self._decoded(row)
-
-    def _decoded(self, row: Any) -> dict[str, Any]:
-        """A best or front trial's row, decoded; a damaged one is named."""
-        try:
-            return _decoded(row)
-        except DECODING_ERRORS as err:
-            raise self._damaged(row.number, err) from err
-
-    def _damaged(self, number: Any, err: BaseException) -> StoreError:
-        msg = (
-            f"the store {self.display_url} holds a damaged trial {number!r:.40}: "
-            f"{type(err).__name__}: {str(err)[:200]}; dasktune did not write "
-            "it so: repair or delete that row"
-        )
-        return StoreError(msg)
-
-    @property
-    def _feasible(self) -> sa.ColumnElement[bool]:
-        t = self.trials_table
-        return sa.or_(t.c.violation.is_(None), t.c.violation <= 0)
-
-    def front(self, search_id: int, directions: Sequence[str]) -> list[dict[str, Any]]:
-        """The Pareto front of a search of several objectives: its done feasible
-        trials that no other beats on every objective, by first objective.
-
-        Parameters
-        ----------
-        directions : sequence of str
-            Each objective's direction (``"minimize"`` or ``"maximize"``).
-
-        Returns
-        -------
-        list of dict
-            ``number``, ``params``, ``value`` (the first objective), ``aux``,
-            ``values`` and ``constraints`` of each trial on the front.
-        """
-        if self.schema_version < 4:
-            return []
-        t = self.trials_table
-        query = (
-            sa.select(
-                t.c.number,
-                t.c.params,
-                t.c.value,
-                t.c.aux,
-                t.c.constraints,
-                t.c.objectives,
-            )
-            .where(t.c.search_id == search_id, t.c.status == TrialStatus.DONE)
-            .where(t.c.objectives.is_not(None), self._feasible)
-            .order_by(t.c.number)
-        )
-        with self._connection_errors(), self._read() as conn:
-            rows = conn.execute(query).all()
-        values = []
-        for row in rows:
-            try:
-                values.append(
-                    [
-                        np.nan if v is None else float(v)
-                        for v in json.loads(row.objectives)
-                    ]
-                )
-            except DECODING_ERRORS as err:
-                raise self._damaged(row.number, err) from err
-        good = [i for i, v in enumerate(values) if len(v) == len(directions)]
-        if not good:
-            return []
-        points = np.array([values[i] for i in good], dtype=float)
-        on_front = [good[i] for i in pareto_front(points, directions)]
-        trials = [self._decoded(rows[i]) for i in on_front]
-        first = -1.0 if directions[0] == "maximize" else 1.0
-        trials.sort(key=lambda trial: (first * trial["values"][0], trial["number"]))
-        return trials
-
 
 def check_store(store: object) -> None:
     """Raise ``TypeError`` unless ``store`` is a URL, a path or an open store."""
@@ -460,23 +351,6 @@ def check_store(store: object) -> None:
             f"got {type(store).__name__}: {short_repr(store)}"
         )
         raise TypeError(msg)
-
-
-def _decoded(row: Any) -> dict[str, Any]:
-    """A best or front trial's row, decoded."""
-    fields = row._mapping
-    constraints = fields.get("constraints")
-    objectives = fields.get("objectives")
-    return {
-        "number": int(row.number),
-        "params": json.loads(row.params),
-        "value": float(row.value),
-        "aux": json.loads(row.aux) if row.aux else {},
-        "values": (float(row.value),)
-        if objectives is None
-        else tuple(json.loads(objectives)),
-        "constraints": None if constraints is None else tuple(json.loads(constraints)),
-    }
 
 
 def search_directions(row: dict[str, Any]) -> list[str]:
