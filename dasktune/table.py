@@ -47,24 +47,19 @@ import numpy as np
 import pandas as pd
 
 from dasktune._values import feasible
+from dasktune.records import TRIAL_FIELDS
 from dasktune.store.reads import collector_paused, trial_columns
 from dasktune.store.sql import TrialStore
 
 __all__ = ["COLUMNS", "TrialTable"]
 
 #: the columns after the parameters, in order (``number`` comes first); ``step``
-#: follows ``value`` once a trial has reported intermediate values
-COLUMNS = (
-    "value",
-    "status",
-    "duration",
-    "worker",
-    "host",
-    "attempts",
-    "started",
-    "finished",
-    "error",
-    "aux",
+#: follows ``value`` once a trial has reported intermediate values: the stored
+#: fields (:data:`~dasktune.records.TRIAL_FIELDS`) a frame shows as they are
+COLUMNS = tuple(
+    name
+    for name in TRIAL_FIELDS
+    if name not in ("number", "params", "step", "objectives", "constraints", "seq")
 )
 _NAT = np.datetime64("NaT").view(np.int64)
 _UTC = pd.DatetimeTZDtype("us", "UTC")
