@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dasktune.direction import Direction
 from dasktune.exceptions import StoreError
 from dasktune.records import FIELD, TrialStatus
 
@@ -31,6 +32,7 @@ __all__ = [
 #: what decoding a damaged row raises: bad JSON (a ValueError), text where a
 #: number belongs, a number beyond int64, JSON nested too deep
 DECODING_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+_DIRECTIONS = tuple(Direction)
 _STATUSES = frozenset(status.value for status in TrialStatus)
 #: a stored status's enum member, by its text
 STATUS = {status.value: status for status in TrialStatus}
@@ -158,10 +160,10 @@ def damaged_search(where: str, row: dict[str, Any]) -> StoreError | None:
         if not (
             isinstance(directions, list)
             and directions
-            and all(d in ("minimize", "maximize") for d in directions)
+            and all(d in _DIRECTIONS for d in directions)
         ):
             problem = f"its directions are {text!r:.60}, not a JSON list of them"
-    if problem is None and row.get("direction") not in ("minimize", "maximize"):
+    if problem is None and row.get("direction") not in _DIRECTIONS:
         problem = f"its direction is {row.get('direction')!r:.40}"
     if problem is None:
         return None

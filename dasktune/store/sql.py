@@ -76,6 +76,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dasktune._checks import redact, short_repr
+from dasktune.direction import Direction
 from dasktune.exceptions import SearchMismatchError, StoreError
 from dasktune.records import TRIAL_FIELDS, TrialStatus
 from dasktune.store.best import StoreBest
@@ -353,11 +354,13 @@ def check_store(store: object) -> None:
         raise TypeError(msg)
 
 
-def search_directions(row: dict[str, Any]) -> list[str]:
+def search_directions(row: dict[str, Any]) -> list[Direction]:
     """Every objective's direction of a stored search row (a schema 3 search,
     or one made before several objectives: its one ``direction``)."""
     stored = row.get("directions")
-    return list(json.loads(stored)) if stored else [row["direction"]]
+    return [
+        Direction(d) for d in (json.loads(stored) if stored else [row["direction"]])
+    ]
 
 
 def search_metric_names(row: dict[str, Any] | None) -> list[str] | None:
