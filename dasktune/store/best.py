@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from dasktune._pareto import pareto_front
+from dasktune._pareto import best_order
 from dasktune.exceptions import StoreError
 from dasktune.records import TrialStatus
 from dasktune.store.rows import DECODING_ERRORS
@@ -116,11 +116,8 @@ class StoreBest(StoreSchema):
         if not good:
             return []
         points = np.array([values[i] for i in good], dtype=float)
-        on_front = [good[i] for i in pareto_front(points, directions)]
-        trials = [self._decoded(rows[i]) for i in on_front]
-        first = -1.0 if directions[0] == "maximize" else 1.0
-        trials.sort(key=lambda trial: (first * trial["values"][0], trial["number"]))
-        return trials
+        # the rows are by number: the one rule's ties go to the earlier trial
+        return [self._decoded(rows[good[i]]) for i in best_order(points, directions)]
 
 
 def _decoded(row: Any) -> dict[str, Any]:
