@@ -73,7 +73,7 @@ from dasktune.store.sql import (
     search_directions,
     search_metric_names,
 )
-from dasktune.table import COLUMNS, TrialTable
+from dasktune.store.table import COLUMNS, TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 

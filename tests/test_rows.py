@@ -19,7 +19,7 @@ from dasktune.optim.base import RandomSampler
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store.rows import trial_problem
 from dasktune.store.sql import TrialStore
-from dasktune.table import _SNAPSHOT_MAGIC, TrialTable
+from dasktune.store.table import _SNAPSHOT_MAGIC, TrialTable
 
 POINTS = [{"x": 0.25}, {"x": 0.5}, {"x": 0.75}]
 

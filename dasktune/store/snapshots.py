@@ -1,7 +1,7 @@
 """Snapshots of a search's trials table, kept in the store (schema 5).
 
-The table a reader builds from the rows (:class:`~dasktune.table.TrialTable`),
-kept as its arrays' bytes and JSON (:meth:`~dasktune.table.TrialTable.dumps`)
+The table a reader builds from the rows (:class:`~dasktune.store.table.TrialTable`),
+kept as its arrays' bytes and JSON (:meth:`~dasktune.store.table.TrialTable.dumps`)
 with the search's seq it reaches, so that a new reader of a million trials
 loads one value and reads only the rows written since, instead of converting
 every row. It is a cache: rows are never deleted and every write bumps the
@@ -38,7 +38,7 @@ class StoreSnapshots(StoreSchema):
         rows : int
             Its trial count, kept beside it for whoever inspects the store.
         data : bytes
-            :meth:`~dasktune.table.TrialTable.dumps`.
+            :meth:`~dasktune.store.table.TrialTable.dumps`.
 
         Returns
         -------
