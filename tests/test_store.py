@@ -1161,3 +1161,27 @@ def test_a_failed_write_when_opening_a_search_is_one_line_without_sql(tmp_path):
         f"cannot use the store sqlite:///{path}: database is locked"
     )
     assert "\n" not in message and "INSERT" not in message and "/secret" not in message
+
+
+def test_the_store_is_split_by_concept():
+    # TrialStore is a façade over modules of one idea each: none is a hub
+    import ast
+    import pathlib
+
+    import dasktune.store
+
+    folder = pathlib.Path(dasktune.store.__file__).parent
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert size <= 100, f"{path.name}: {node.name} has {size} lines"
+            if isinstance(node, ast.ClassDef):
+                assert size <= 600, f"{path.name}: {node.name} has {size} lines"
+    assert {"schema", "engine", "connection", "claims", "reads", "snapshots",
+            "curves", "best", "url", "table"} <= {p.stem for p in folder.glob("*.py")}  # fmt: skip
+    # the public methods are still TrialStore's
+    for name in ("sync", "peek", "read_trials", "read_columns", "write_snapshot",
+                 "add_values", "curves", "best", "front", "open_search", "close"):  # fmt: skip
+        assert callable(getattr(TrialStore, name))
