@@ -45,6 +45,8 @@ def loaded_after(code: str) -> set[str]:
         ("from dasktune import Float, Int, Trial, DasktuneError", set()),
         # the records and the optimizers never import Dask or SQL
         ("import dasktune.records", set()),
+        # the one Direction and the one ranking rule: every layer imports them
+        ("import dasktune.direction, dasktune._pareto", set()),
         ("import dasktune.optim.base", set()),
         ("import dasktune.optim.pruners", set()),
         ("import dasktune.optim.spsa", {"scipy"}),  # its OptimizeResult
