@@ -48,6 +48,14 @@ import pandas as pd
 
 from dasktune._values import feasible
 from dasktune.records import TRIAL_FIELDS
+from dasktune.store import snapshot_format
+from dasktune.store.columns import (
+    FIXED,
+    MISSING,
+    NAT,
+    ParamColumn,
+    decode_aux,
+)
 from dasktune.store.reads import collector_paused, trial_columns
 from dasktune.store.sql import TrialStore
 
@@ -61,124 +69,7 @@ COLUMNS = tuple(
     for name in TRIAL_FIELDS
     if name not in ("number", "params", "step", "objectives", "constraints", "seq")
 )
-_NAT = np.datetime64("NaT").view(np.int64)
 _UTC = pd.DatetimeTZDtype("us", "UTC")
-_FIXED = {  # column (a field of TRIAL_FIELDS): (dtype, fill)
-    "value": (np.float64, np.nan),
-    "status": (object, None),
-    "duration": (np.float64, np.nan),
-    "worker": (object, None),
-    "host": (object, None),
-    "attempts": (np.int64, 0),
-    # microseconds since the epoch, NaT when unknown: wrapped as UTC timestamps
-    # without a conversion of the whole column each time the frame is built
-    "started": (np.int64, _NAT),
-    "finished": (np.int64, _NAT),
-    "error": (object, None),
-    "step": (np.float64, np.nan),  # the last step reported (NaN: none)
-}
-_MISSING = object()
-#: what a snapshot (:meth:`TrialTable.dumps`) starts with: its format's name
-_SNAPSHOT_MAGIC = b"dasktune-trials-1\n"
-
-
-def _kinds(types: set[type]) -> set[str]:
-    """The column kinds of values of these types: i, f, b or O."""
-    out = set()
-    for t in types:
-        if t is bool:
-            out.add("b")
-        elif t is int:
-            out.add("i")
-        elif t is float:
-            out.add("f")
-        else:
-            out.add("O")
-    return out
-
-
-def _as_array(
-    values: Sequence[Any], kind: str, missing: bool, types: set[type]
-) -> np.ndarray:
-    """``values`` (missing ones as NaN) as an array of the column's kind."""
-    if missing:
-        values = [np.nan if v is _MISSING else v for v in values]
-    if kind != "O":
-        return np.array(values, dtype=_DTYPES[kind])
-    if not types & {list, dict, tuple}:
-        return np.array(values, dtype=object)
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):  # element by element: lists stay objects
-        out[i] = v
-    return out
-
-
-def _target(kinds: set[str], missing: bool) -> str:
-    """The column kind holding values of ``kinds`` (and missing ones)."""
-    if missing:
-        kinds = {"f" if k == "i" else "O" if k == "b" else k for k in kinds}
-    if kinds <= {"i"}:
-        return "i"
-    if kinds <= {"i", "f"}:
-        return "f"
-    if kinds <= {"b"}:
-        return "b"
-    return "O"
-
-
-_DTYPES = {"i": np.int64, "f": np.float64, "b": np.bool_, "O": object}
-
-
-def _decode_aux(texts: np.ndarray) -> np.ndarray:
-    """Each row's auxiliary data (JSON text, or none: ``{}``) as a dict."""
-    out = np.empty(len(texts), dtype=object)
-    out[:] = [{} for _ in range(len(texts))]
-    given = np.flatnonzero(texts.astype(bool))
-    if len(given):
-        decoded = json.loads("[" + ",".join(texts[given].tolist()) + "]")
-        holder = np.empty(len(decoded), dtype=object)
-        holder[:] = decoded
-        out[given] = holder
-    return out
-
-
-class _ParamColumn:
-    """One parameter's values, in as narrow a NumPy array as they allow."""
-
-    __slots__ = ("kind", "missing", "values")
-
-    def __init__(self, capacity: int, n: int) -> None:
-        self.kind = ""  # no value yet
-        self.missing = n > 0  # rows that came before the parameter lack it
-        self.values: np.ndarray = np.full(capacity, np.nan)
-
-    def grow(self, capacity: int) -> None:
-        extra = np.zeros(capacity - len(self.values), dtype=self.values.dtype)
-        if self.values.dtype != np.bool_ and self.values.dtype.kind != "i":
-            extra = np.full(len(extra), np.nan, dtype=self.values.dtype)
-        self.values = np.concatenate([self.values, extra])
-
-    def put(self, positions: Any, values: Sequence[Any]) -> None:
-        types = set(map(type, values))
-        absent = type(_MISSING) in types
-        missing = self.missing or absent
-        kinds = _kinds(types - {type(_MISSING)})
-        if self.kind:
-            kinds.add(self.kind)
-        target = _target(kinds, missing) if kinds else "f"
-        try:
-            block = _as_array(values, target, absent, types)
-        except OverflowError:  # an integer beyond int64
-            target = "O"
-            block = _as_array(values, target, absent, types)
-        if target != self.kind:
-            if self.kind or self.missing:
-                self.values = self.values.astype(_DTYPES[target])
-            else:  # no value yet: nothing to convert
-                self.values = np.zeros(len(self.values), dtype=_DTYPES[target])
-            self.kind = target
-        self.missing = missing
-        self.values[positions] = block
 
 
 class TrialTable:
@@ -202,7 +93,7 @@ class TrialTable:
         self._numbers = np.zeros(self._capacity, dtype=np.int64)
         self._fixed = {
             name: np.full(self._capacity, fill, dtype=dtype)
-            for name, (dtype, fill) in _FIXED.items()
+            for name, (dtype, fill) in FIXED.items()
         }
         self._aux = np.empty(self._capacity, dtype=object)
         # several objectives: one column each (NaN: no value)
@@ -210,10 +101,10 @@ class TrialTable:
         # constraint tuples (None: none returned), and whether any trial had some
         self._constraints = np.empty(self._capacity, dtype=object)
         self._any_constraints = False
-        self._params: dict[str, _ParamColumn] = {}
+        self._params: dict[str, ParamColumn] = {}
         self._sorted = True
         for name in names:
-            self._params[name] = _ParamColumn(self._capacity, 0)
+            self._params[name] = ParamColumn(self._capacity, 0)
 
     @property
     def names(self) -> list[str]:
@@ -228,7 +119,7 @@ class TrialTable:
             capacity *= 2
         extra = capacity - self._capacity
         self._numbers = np.concatenate([self._numbers, np.zeros(extra, np.int64)])
-        for name, (dtype, fill) in _FIXED.items():
+        for name, (dtype, fill) in FIXED.items():
             self._fixed[name] = np.concatenate(
                 [self._fixed[name], np.full(extra, fill, dtype=dtype)]
             )
@@ -271,16 +162,16 @@ class TrialTable:
             if self._sorted:
                 appended = self._numbers[max(first - 1, 0) : self.n]
                 self._sorted = bool(np.all(appended[1:] >= appended[:-1]))
-        for name in _FIXED:
+        for name in FIXED:
             if name in ("started", "finished"):
                 seconds = columns[name]  # None: NaN
-                block = np.full(len(seconds), _NAT, dtype=np.int64)
+                block = np.full(len(seconds), NAT, dtype=np.int64)
                 given = ~np.isnan(seconds)
                 block[given] = np.round(seconds[given] * 1e6).astype(np.int64)
                 self._fixed[name][positions] = block
             else:
                 self._fixed[name][positions] = columns[name]
-        self._aux[positions] = _decode_aux(columns["aux"])
+        self._aux[positions] = decode_aux(columns["aux"])
         if self.objectives > 1:
             none = [np.nan] * self.objectives
             decoded = [
@@ -305,12 +196,12 @@ class TrialTable:
         names = set().union(*params)
         for name in [*params[0], *sorted(names - set(params[0]))]:
             if name not in self._params:
-                self._params[name] = _ParamColumn(self._capacity, first)
+                self._params[name] = ParamColumn(self._capacity, first)
         for name, column in self._params.items():
             try:  # every row has the parameter (the common case)
                 values = list(map(operator.itemgetter(name), params))
             except KeyError:
-                values = [p.get(name, _MISSING) for p in params]
+                values = [p.get(name, MISSING) for p in params]
             column.put(positions, values)
         self.seq = max(self.seq, int(columns["seq"].max()))
 
@@ -430,72 +321,7 @@ class TrialTable:
         tuples, parameters that are not numbers) as JSON. No pickle: a
         snapshot read from a shared database runs no code.
         """
-        n = self.n
-        arrays: list[tuple[str, np.ndarray]] = []
-        header: dict[str, Any] = {
-            "n": n,
-            "seq": int(self.seq),
-            "objectives": self.objectives,
-            "sorted": self._sorted,
-            "top": int(self._top),
-            "fixed": {},
-            "params": [],
-            "json": {},
-        }
-
-        def numeric(key: str, values: np.ndarray) -> list[Any]:
-            same = values.dtype.kind == "f" and np.isnan(values).all()
-            if same or (n and (values == values[0]).all()):
-                # one value throughout (no step reported, one objective)
-                return ["const", values.dtype.str, values[:1].tolist(), values.shape]
-            arrays.append((key, values))
-            return ["array", values.dtype.str, key, values.shape]
-
-        def coded(key: str, values: np.ndarray) -> list[Any]:
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
-            codes = codes.astype(np.min_scalar_type(-max(len(uniques), 1)))
-            arrays.append((key, codes))
-            return ["codes", codes.dtype.str, key, uniques.tolist()]
-
-        header["numbers"] = numeric("numbers", self._numbers[:n])
-        for name, (dtype, _) in _FIXED.items():
-            values = self._fixed[name][:n]
-            header["fixed"][name] = (
-                coded(name, values) if dtype is object else numeric(name, values)
-            )
-        header["values"] = numeric("values", self._values[:n])
-        # auxiliary data: the positions of the rows that have some, and theirs
-        aux = self._aux[:n]
-        given = np.flatnonzero([bool(d) for d in aux.tolist()]).astype(np.int64)
-        arrays.append(("aux", given))
-        header["aux"] = ["array", given.dtype.str, "aux", given.shape]
-        header["json"]["aux"] = aux[given].tolist()
-        if self._any_constraints:
-            header["json"]["constraints"] = self._constraints[:n].tolist()
-        for i, (name, column) in enumerate(self._params.items()):
-            key = f"p{i}"
-            if column.kind == "O":
-                header["json"][key] = column.values[:n].tolist()
-                layout: list[Any] = ["json", "|O", key, [n]]
-            else:
-                layout = numeric(key, column.values[:n])
-            header["params"].append([name, column.kind, column.missing, layout])
-        # the arrays follow the header, each at a multiple of 8 bytes
-        offsets: dict[str, int] = {}
-        position = 0
-        for key, values in arrays:
-            offsets[key] = position
-            position += -(-values.nbytes // 8) * 8
-        header["offsets"] = offsets
-        text = json.dumps(header, allow_nan=True).encode()
-        out = bytearray(_SNAPSHOT_MAGIC)
-        out += len(text).to_bytes(8, "little") + text
-        out += b"\0" * (-len(out) % 8)
-        start = len(out)
-        for key, values in arrays:
-            out += b"\0" * (start + offsets[key] - len(out))
-            out += np.ascontiguousarray(values).tobytes()
-        return bytes(out)
+        return snapshot_format.dumps(self)
 
     @classmethod
     def loads(
@@ -528,109 +354,4 @@ class TrialTable:
             If ``data`` is not a snapshot this version reads, does not fit
             ``objectives``, or claims more than ``max_rows`` trials.
         """
-        try:
-            return cls._loads(memoryview(data), list(names), objectives, max_rows)
-        except (
-            KeyError, TypeError, IndexError, AttributeError, OverflowError,
-            RecursionError, MemoryError, json.JSONDecodeError,
-        ) as err:  # fmt: skip
-            msg = f"not a trials table snapshot this dasktune reads: {err!r:.300}"
-            raise ValueError(msg) from err
-
-    @classmethod
-    def _loads(
-        cls, data: memoryview, names: list[str], objectives: int, max_rows: int | None
-    ) -> TrialTable:
-        magic = len(_SNAPSHOT_MAGIC)
-        if bytes(data[:magic]) != _SNAPSHOT_MAGIC:
-            msg = "not a trials table snapshot (or one of another format)"
-            raise ValueError(msg)
-        size = int.from_bytes(data[magic : magic + 8], "little")
-        header = json.loads(bytes(data[magic + 8 : magic + 8 + size]))
-        start = magic + 8 + size
-        start += -start % 8
-        n = int(header["n"])
-        # checked before anything is allocated: a damaged or crafted header
-        # claiming 10**12 rows must not ask for terabytes
-        if n < 0 or (max_rows is not None and n > max_rows):
-            msg = (
-                f"the snapshot claims {n} trials where the search has at most "
-                f"{max_rows}"
-            )
-            raise ValueError(msg)
-        if header["objectives"] != objectives:
-            msg = (
-                f"the snapshot holds {header['objectives']} objectives, the "
-                f"search has {objectives}"
-            )
-            raise ValueError(msg)
-        offsets = header["offsets"]
-
-        def array(layout: list[Any]) -> np.ndarray:
-            kind, dtype, where = layout[0], np.dtype(layout[1]), layout[2]
-            if dtype.kind not in "iufb":
-                msg = f"a column of dtype {dtype} in a snapshot"
-                raise ValueError(msg)
-            if kind == "const":
-                shape = tuple(layout[3])
-                if shape[:1] != (n,) or shape[1:] not in ((), (objectives,)):
-                    msg = f"a column of shape {shape} in a snapshot of {n} rows"
-                    raise ValueError(msg)
-                return np.full(shape, where[0] if where else 0, dtype=dtype)
-            count = int(np.prod(layout[3])) if kind == "array" else n
-            values = np.frombuffer(
-                data, dtype=dtype, count=count, offset=start + offsets[where]
-            )
-            return values.reshape(layout[3]) if kind == "array" else values
-
-        def objects(values: list[Any], count: int = n) -> np.ndarray:
-            if len(values) != count:
-                msg = f"{len(values)} values in a snapshot where {count} belong"
-                raise ValueError(msg)
-            return _as_array(values, "O", False, set(map(type, values)))
-
-        table = cls((), objectives=objectives)
-        table.n = n
-        table._grow(n)
-        table.seq = int(header["seq"])
-        table._sorted = bool(header["sorted"])
-        table._top = int(header["top"])
-        table._numbers[:n] = array(header["numbers"])
-        for name in _FIXED:
-            layout = header["fixed"][name]
-            if layout[0] == "codes":
-                uniques = np.empty(len(layout[3]) + 1, dtype=object)
-                uniques[:-1] = layout[3]  # the last: None (code -1)
-                table._fixed[name][:n] = uniques[array(layout)]
-            else:
-                table._fixed[name][:n] = array(layout)
-        table._values[:n] = array(header["values"])
-        table._aux[:n] = [{} for _ in range(n)]
-        given = array(header["aux"])
-        table._aux[given] = objects(header["json"]["aux"], len(given))
-        if "constraints" in header["json"]:
-            table._any_constraints = True
-            table._constraints[:n] = [
-                None if c is None else tuple(c)
-                for c in objects(header["json"]["constraints"]).tolist()
-            ]
-        params: dict[str, _ParamColumn] = {}
-        for name, kind, missing, layout in header["params"]:
-            column = params[name] = _ParamColumn(table._capacity, 0)
-            column.kind, column.missing = kind, bool(missing)
-            if kind == "O":
-                column.values = np.empty(table._capacity, dtype=object)
-                column.values[:n] = objects(header["json"][layout[2]])
-            else:
-                values = array(layout)
-                column.values = np.zeros(table._capacity, dtype=values.dtype)
-                if values.dtype.kind == "f":
-                    column.values[n:] = np.nan
-                column.values[:n] = values
-        # the reader's own names first, as TrialTable(names) puts them
-        for name in names:
-            held = params.pop(name, None)
-            # a name of the space that no trial has yet: missing throughout
-            table._params[name] = held or _ParamColumn(table._capacity, n)
-        table._params.update(params)
-        return table
+        return snapshot_format.loads(cls, data, names, objectives, max_rows)
