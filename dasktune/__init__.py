@@ -31,7 +31,6 @@ if TYPE_CHECKING:
         TooManyFailuresError,
         TrialPruned,
     )
-    from dasktune.export import optuna_storage
     from dasktune.minimize import minimize
     from dasktune.optim.nevergrad import NevergradOptimizer
     from dasktune.optim.optuna import OptunaSampler
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from dasktune.run.mapping import async_apply, async_map
     from dasktune.run.producer_consumer import ProducerConsumer
     from dasktune.search import Search
+    from dasktune.serve import optuna_storage
     from dasktune.space import Bool, Categorical, Float, Int, Space
     from dasktune.spsa import SPSA
     from dasktune.store.sql import TrialStore
@@ -78,7 +78,7 @@ _EXPORTS = {
     "async_map": "dasktune.run.mapping",
     "get_client": "dasktune.run.cluster",
     "minimize": "dasktune.minimize",
-    "optuna_storage": "dasktune.export",
+    "optuna_storage": "dasktune.serve",
 }
 
 __all__ = [

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from dasktune._checks import sqlite_file, store_url
 from dasktune._quiet import WORKER_LOG_LEVEL, ignoring_sigint, quiet_dask
+from dasktune.direction import Direction
 from dasktune.records import error_line
 
 __all__ = ["main"]
@@ -394,6 +394,7 @@ def _grid(values: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def _demo(args: argparse.Namespace) -> int:
     from dasktune import SPSA, ProducerConsumer, Search, minimize
     from dasktune.store.sql import TrialStore
+    from dasktune.store.url import store_url
 
     rows = []
     with (
@@ -447,6 +448,7 @@ def _run(args: argparse.Namespace) -> int:
     from dasktune import Search
     from dasktune.optim.base import AskTell
     from dasktune.store.sql import TrialStore
+    from dasktune.store.url import store_url
 
     if not os.path.isfile(args.file):
         msg = f"no such file: {args.file}"
@@ -700,28 +702,28 @@ def _frame(records: list[dict[str, Any]]) -> Any:
 
 
 def _best_trials(
-    trials: list[dict[str, Any]], directions: list[str], top: int, names: list[str]
+    trials: list[dict[str, Any]],
+    directions: list[Direction],
+    top: int,
+    names: list[str],
 ) -> Any:
     """The best feasible done trials; for several objectives, the Pareto front
     (by first objective) with one column per objective."""
     import numpy as np
 
-    from dasktune._pareto import pareto_front
+    from dasktune._pareto import best_order
     from dasktune._values import feasible
 
-    done = [t for t in trials if t["status"] == "done" and feasible(t["constraints"])]
-    if len(directions) > 1:
-        done = [t for t in done if t["objectives"] is not None]
-        if not done:
-            return _frame([])
-        points = np.array([t["objectives"] for t in done], dtype=float)
-        done = [
-            done[i] for i in pareto_front(points.reshape(len(done), -1), directions)
-        ]
-        first = -1.0 if directions[0] == "maximize" else 1.0
-        done.sort(key=lambda t: first * t["objectives"][0])
-    else:
-        done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
+    several = len(directions) > 1
+    done = [
+        t for t in trials
+        if t["status"] == "done" and not (several and t["objectives"] is None)
+    ]  # fmt: skip
+    points = np.array(
+        [t["objectives"] if several else [t["value"]] for t in done], dtype=float
+    )
+    allowed = [feasible(t["constraints"]) for t in done]
+    done = [done[i] for i in best_order(points, directions, allowed)]
     records = [
         {"number": t["number"], **_values(t, names), **t["params"],
          "duration": t["duration"]}
@@ -767,6 +769,7 @@ EXPORT_TARGETS = ("optuna-journal", "optuna-storage")
 
 def _open_store_readonly(store: str) -> Any:
     from dasktune.store.sql import TrialStore
+    from dasktune.store.url import sqlite_file, store_url
 
     url = store_url(store)
     path = sqlite_file(url)

@@ -29,7 +29,6 @@ from dasktune._checks import (
     check_bool,
     check_callable,
     check_int,
-    check_store,
     check_timeout,
     func_name,
     key_part,
@@ -64,7 +63,7 @@ def _recorder(
         return MemoryRecorder()
     from dasktune.search import provenance
     from dasktune.store.recorder import StoreRecorder
-    from dasktune.store.sql import TrialStore
+    from dasktune.store.sql import TrialStore, check_store
 
     check_store(store)
     opened = store if isinstance(store, TrialStore) else TrialStore(store)
@@ -284,7 +283,7 @@ def minimize(
     )  # fmt: skip
     from dasktune.run.cluster import capacity, get_client
     from dasktune.run.vector import run_vector
-    from dasktune.store.sql import TrialStore
+    from dasktune.store.sql import TrialStore, check_store
 
     # a store given as a URL or path is opened before the cluster starts: a
     # store that cannot be used (foreign, read-only, newer) fails first

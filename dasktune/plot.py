@@ -147,7 +147,7 @@ def _plot_front(
 ) -> Any:
     """Trials against each pair of objectives, the Pareto front joined; then
     the first objective against each parameter."""
-    from dasktune._pareto import pareto_front
+    from dasktune._pareto import best_order
 
     k = len(directions)
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)][:3]
@@ -157,7 +157,7 @@ def _plot_front(
     columns = [f"values_{i}" for i in range(k)]
     points = done[columns].to_numpy(dtype=float)
     feasible = _feasible(done) & ~np.isnan(points).any(axis=1)
-    front = np.flatnonzero(feasible)[pareto_front(points[feasible], directions)]
+    front = best_order(points, directions, feasible)
     for ax, (i, j) in zip(axes, pairs, strict=False):
         ax.plot(points[feasible, i], points[feasible, j], ".", alpha=0.4, label="trial")
         if (~feasible).any():

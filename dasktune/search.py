@@ -37,11 +37,11 @@ from dasktune._checks import (
     check_bool,
     check_callable,
     check_int,
-    check_store,
     check_timeout,
     func_name,
     short_repr,
 )
+from dasktune.direction import Direction, parse_directions
 from dasktune.exceptions import DasktuneError, SearchMismatchError, StoreError
 from dasktune.optim.base import (
     AskTell,
@@ -69,10 +69,11 @@ from dasktune.store.rows import DECODING_ERRORS, damaged_trial
 from dasktune.store.sql import (
     STALE_AFTER_SECONDS,
     TrialStore,
+    check_store,
     search_directions,
     search_metric_names,
 )
-from dasktune.table import COLUMNS, TrialTable
+from dasktune.store.table import COLUMNS, TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 
@@ -239,10 +240,9 @@ class Search:
             check_batch_objective(objective)
         # neither given: the stored search's, or "minimize" for a new one
         stored_directions = direction is None and directions is None
-        direction = "minimize" if direction is None else direction
-        if direction not in ("minimize", "maximize"):
-            msg = f"direction must be 'minimize' or 'maximize', got {direction!r}"
-            raise ValueError(msg)
+        direction = Direction.parse(
+            Direction.MINIMIZE if direction is None else direction
+        )
         self.directions = _check_directions(directions, direction)
         direction = self.directions[0]
         if (
@@ -509,7 +509,7 @@ class Search:
             progress=progress,
             to_call=self._params,
             to_record=self._params,
-            sign=1.0 if self.direction == "minimize" else -1.0,
+            sign=Direction(self.direction).sign,
             signs=self._signs if len(self.directions) > 1 else None,
             keep=self._keeper(filters, recorder) if filters else None,
             pruner=pruner,
@@ -550,7 +550,7 @@ class Search:
 
     @property
     def _signs(self) -> tuple[float, ...]:
-        return tuple(1.0 if d == "minimize" else -1.0 for d in self.directions)
+        return tuple(Direction(d).sign for d in self.directions)
 
     def _check_objectives(self, optimizer: AskTell) -> None:
         """Give an optimizer made without them the search's directions and
@@ -1044,7 +1044,7 @@ def _spaces(optimizer: Any) -> Iterator[tuple[Space, Any]]:
             yield from _spaces(sampler)
 
 
-def _check_metric_names(names: Sequence[str], directions: list[str]) -> list[str]:
+def _check_metric_names(names: Sequence[str], directions: Sequence[str]) -> list[str]:
     """``names`` as a list of distinct, non-empty strings, one per objective."""
     if isinstance(names, str) or not isinstance(names, Sequence):
         msg = (
@@ -1062,25 +1062,14 @@ def _check_metric_names(names: Sequence[str], directions: list[str]) -> list[str
     return names
 
 
-def _check_directions(directions: Sequence[str] | None, direction: str) -> list[str]:
+def _check_directions(
+    directions: Sequence[str] | None, direction: Direction
+) -> list[Direction]:
     """Every objective's direction, from ``directions`` or the one ``direction``."""
     if directions is None:
         return [direction]
-    if isinstance(directions, str) or not isinstance(directions, Sequence):
-        msg = (
-            "directions must be a list of 'minimize' or 'maximize', one per "
-            f"objective, got {type(directions).__name__}: {directions!r}"
-        )
-        raise TypeError(msg)
-    wanted = list(directions)
-    bad = [d for d in wanted if d not in ("minimize", "maximize")]
-    if not wanted or bad:
-        msg = (
-            "directions must be a non-empty list of 'minimize' or 'maximize', one "
-            f"per objective, got {wanted!r}"
-        )
-        raise ValueError(msg)
-    if direction != "minimize" and direction != wanted[0]:
+    wanted = parse_directions(directions)
+    if direction is not Direction.MINIMIZE and direction != wanted[0]:
         msg = (
             f"give direction= or directions=, not both: direction={direction!r} "
             f"but directions={wanted!r}"

@@ -20,10 +20,56 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.simple_server import make_server as _wsgi
 
-from dasktune.export import optuna_storage
+from dasktune.optim.optuna import import_optuna
 from dasktune.store.sql import TrialStore
 
-__all__ = ["DashboardServer", "make_server"]
+__all__ = ["DashboardServer", "make_server", "optuna_storage"]
+
+
+def optuna_storage(store: str | os.PathLike[str] | TrialStore) -> Any:
+    """A read-only, live Optuna storage over a dasktune store.
+
+    Each search is an Optuna study of the same name, each trial a trial of it,
+    converted as :func:`to_optuna` converts them (states, every objective's
+    value, reported values as intermediate values, distributions, user
+    attributes), but read from the store at each call: a running search's new
+    trials appear without a copy. ``optuna.load_study`` and optuna-dashboard
+    read it directly.
+
+    Parameters
+    ----------
+    store : str, path-like or TrialStore
+        The dasktune store: a URL (SQLite or PostgreSQL), a SQLite file's
+        path (opened read-only, closed by the storage's ``close()``), or an
+        open :class:`~dasktune.store.sql.TrialStore` (read, never closed).
+
+    Returns
+    -------
+    optuna.storages.BaseStorage
+        Every method that would write raises
+        :class:`~dasktune.exceptions.StoreError`: the store is written by
+        dasktune's drivers only.
+
+    Raises
+    ------
+    ImportError
+        If Optuna is not installed.
+    StoreError
+        If the store cannot be opened, or is not a dasktune store.
+
+    Examples
+    --------
+    >>> import optuna  # doctest: +SKIP
+    >>> storage = dasktune.optuna_storage("runs.db")  # doctest: +SKIP
+    >>> study = optuna.load_study(study_name="tpe", storage=storage)  # doctest: +SKIP
+    >>> study.best_value  # doctest: +SKIP
+    """
+    import_optuna()
+    from dasktune.optuna_view import ReadOnlyStorage
+
+    if isinstance(store, TrialStore):
+        return ReadOnlyStorage(store, own=False)
+    return ReadOnlyStorage(TrialStore(store, readonly=True), own=True)
 
 
 def _import_dashboard() -> Any:

@@ -1,16 +1,24 @@
 """The package's layers: dependencies run one way (DESIGN.md, "Layers").
 
-Each check imports in a fresh interpreter and looks at ``sys.modules``: what a
-layer may not import must not be loaded by importing it.
+Two kinds of check. Which heavy packages a layer loads: each imports in a
+fresh interpreter and looks at ``sys.modules`` (what a layer may not import
+must not be loaded by importing it). Which of dasktune's own modules a module
+imports: read from the source, every ``import`` statement wherever it stands
+(a lazy one inside a function too; those under ``if TYPE_CHECKING:`` aside),
+so that no two modules import each other and no layer imports one above it.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import pathlib
 import subprocess
 import sys
 
 import pytest
+
+import dasktune
 
 HEAVY = ("distributed", "dask", "sqlalchemy", "pandas", "scipy", "tqdm")
 
@@ -37,6 +45,8 @@ def loaded_after(code: str) -> set[str]:
         ("from dasktune import Float, Int, Trial, DasktuneError", set()),
         # the records and the optimizers never import Dask or SQL
         ("import dasktune.records", set()),
+        # the one Direction and the one ranking rule: every layer imports them
+        ("import dasktune.direction, dasktune._pareto", set()),
         ("import dasktune.optim.base", set()),
         ("import dasktune.optim.pruners", set()),
         ("import dasktune.optim.spsa", {"scipy"}),  # its OptimizeResult
@@ -69,3 +79,128 @@ def test_the_front_doors_load_what_they_use():
     assert {"distributed", "sqlalchemy", "scipy"} <= loaded_after(
         "from dasktune import minimize, Search"
     )
+
+
+PACKAGE = pathlib.Path(dasktune.__file__).parent
+#: each layer, lowest first, by module prefix: a module may import its own
+#: layer and those below it, never one above (the front doors are the rest)
+LAYERS = {
+    "base": (
+        "dasktune.records", "dasktune.direction", "dasktune.exceptions",
+        "dasktune.space", "dasktune._checks", "dasktune._values",
+        "dasktune._pareto", "dasktune._bounds", "dasktune._progress",
+        "dasktune._quiet",
+    ),
+    "optim": ("dasktune.optim",),
+    "store": ("dasktune.store",),
+    "run": ("dasktune.run",),
+}  # fmt: skip
+MAY_IMPORT = {
+    "base": {"base"},
+    "optim": {"base", "optim"},
+    "store": {"base", "store"},
+    "run": {"base", "optim", "run"},
+}
+
+
+def modules() -> dict[str, pathlib.Path]:
+    """Every module of the package by its dotted name."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports(path: pathlib.Path, known: dict[str, pathlib.Path]) -> set[str]:
+    """The package's modules that ``path`` imports anywhere (lazily too),
+    except under ``if TYPE_CHECKING:``; ``from a import b`` is ``a.b`` when
+    ``b`` is a module."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                out.add(sub if sub in known else node.module)
+    return {name for name in out if name in known}
+
+
+def layer(module: str) -> str | None:
+    for name, prefixes in LAYERS.items():
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return name
+    return None  # a front door
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: its strongly connected components of
+    more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(path, known) - {name} for name, path in known.items()}
+
+
+def test_no_two_modules_import_each_other_even_lazily():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_sees_a_lazy_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    known = modules()
+    edges = imports(PACKAGE / "minimize.py", known)
+    assert "dasktune.store.sql" in edges  # imported inside a function only
+
+
+def test_no_layer_imports_one_above_it():
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        if (mine := layer(module)) is not None
+        for target in targets
+        if layer(target) not in MAY_IMPORT[mine]
+    )
+    assert wrong == []

@@ -12,7 +12,8 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune import DasktuneError, Float, Search
-from dasktune._pareto import hypervolume_2d, pareto_front
+from dasktune._pareto import best_order, hypervolume_2d, pareto_front
+from dasktune._values import feasible
 from dasktune.exceptions import SearchMismatchError
 from dasktune.optim.optuna import OptunaSampler
 from dasktune.optim.pruners import MedianPruner
@@ -317,3 +318,39 @@ async def test_plot_marks_infeasible_trials_on_the_parameter_panels(c, s, a, b):
     assert crosses.get_xdata().tolist() == [0.0]  # x = 0 violates x >= 1
     (points,) = crosses.axes.lines[:1]
     assert sorted(points.get_xdata().tolist()) == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_one_rule_ranks_the_best_trials():
+    # infeasible or valueless rows never count; ties go to the earlier row
+    points = [[2.0], [1.0], [np.nan], [0.5], [1.0]]
+    feasible = [True, True, True, False, True]
+    assert best_order(points, ["minimize"], feasible).tolist() == [1, 4, 0]
+    assert best_order(points, ["maximize"], feasible).tolist() == [0, 1, 4]
+    # several objectives: the feasible front only, by its first objective
+    points2 = [[3, 1], [1, 3], [2, 2], [0, 0], [1, 3], [3, 3]]
+    feasible2 = [True, True, True, False, True, True]
+    assert best_order(points2, ["minimize", "minimize"], feasible2).tolist() == [
+        1, 4, 2, 0,
+    ]  # fmt: skip
+    assert best_order(points2, ["maximize", "minimize"], feasible2).tolist() == [0]
+    assert best_order(np.zeros((0, 2)), ["minimize", "maximize"]).tolist() == []
+
+
+@gen_cluster(client=True)
+async def test_the_store_and_show_rank_the_front_by_the_one_rule(c, s, a, b):
+    from dasktune.cli import _best_trials
+
+    directions = ["minimize", "maximize"]
+    search = Search(
+        "front", two_at_least_one, "sqlite://", client=c, directions=directions
+    )
+    await call(search.run, GRID, progress=False)
+    trials = search.store.trials(search.search_id)
+    points = [t["objectives"] for t in trials]
+    allowed = [feasible(t["constraints"]) for t in trials]
+    expected = [trials[i]["number"] for i in best_order(points, directions, allowed)]
+    front = search.store.front(search.search_id, directions)
+    assert [t["number"] for t in front] == expected
+    assert [t["params"] for t in front] == [{"x": 1.0}, {"x": 2.0}]  # x=0 violates
+    shown = _best_trials(trials, search.directions, 10, ["a", "b"])
+    assert list(shown["number"]) == expected

@@ -18,8 +18,9 @@ from dasktune.exceptions import StoreError
 from dasktune.optim.base import RandomSampler
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store.rows import trial_problem
+from dasktune.store.snapshot_format import MAGIC as _SNAPSHOT_MAGIC
 from dasktune.store.sql import TrialStore
-from dasktune.table import _SNAPSHOT_MAGIC, TrialTable
+from dasktune.store.table import TrialTable
 
 POINTS = [{"x": 0.25}, {"x": 0.5}, {"x": 0.75}]
 

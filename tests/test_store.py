@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from dasktune._checks import sqlite_file, store_url
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.store import StoreRecorder
 from dasktune.store.sql import SCHEMA_VERSION, TrialStore
+from dasktune.store.url import sqlite_file, store_url
 
 
 def claim(**params) -> Claim:
@@ -1126,9 +1126,9 @@ def test_the_cli_refuses_a_foreign_store_before_starting_a_cluster(
 def test_a_postgres_server_that_never_answers_is_given_up(monkeypatch):
     # the port accepts connections and says nothing: libpq alone would wait
     # as long as TCP does
-    import dasktune.store.sql as sql
+    import dasktune.store.engine as engine
 
-    monkeypatch.setattr(sql, "_PG_CONNECT", {"connect_timeout": 1})
+    monkeypatch.setattr(engine, "_PG_CONNECT", {"connect_timeout": 1})
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(5)
@@ -1161,3 +1161,27 @@ def test_a_failed_write_when_opening_a_search_is_one_line_without_sql(tmp_path):
         f"cannot use the store sqlite:///{path}: database is locked"
     )
     assert "\n" not in message and "INSERT" not in message and "/secret" not in message
+
+
+def test_the_store_is_split_by_concept():
+    # TrialStore is a façade over modules of one idea each: none is a hub
+    import ast
+    import pathlib
+
+    import dasktune.store
+
+    folder = pathlib.Path(dasktune.store.__file__).parent
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert size <= 100, f"{path.name}: {node.name} has {size} lines"
+            if isinstance(node, ast.ClassDef):
+                assert size <= 600, f"{path.name}: {node.name} has {size} lines"
+    assert {"schema", "engine", "connection", "claims", "reads", "snapshots",
+            "curves", "best", "url", "table"} <= {p.stem for p in folder.glob("*.py")}  # fmt: skip
+    # the public methods are still TrialStore's
+    for name in ("sync", "peek", "read_trials", "read_columns", "write_snapshot",
+                 "add_values", "curves", "best", "front", "open_search", "close"):  # fmt: skip
+        assert callable(getattr(TrialStore, name))

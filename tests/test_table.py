@@ -210,3 +210,10 @@ def test_a_damaged_or_foreign_snapshot_is_refused():
     forged = data.replace(b'"<f8"', b'"|O8"', 1)
     with pytest.raises(ValueError, match="dtype object"):
         TrialTable.loads(forged, objectives=2)
+
+
+def test_the_frame_columns_are_the_stored_fields_in_their_order():
+    # one source: the frame shows the stored fields as they are, in order
+    shown = [f for f in TRIAL_FIELDS if f in COLUMNS]
+    assert list(COLUMNS) == shown and len(COLUMNS) == 10
+    assert not {"number", "params", "step", "seq"} & set(COLUMNS)

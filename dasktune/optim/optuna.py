@@ -38,6 +38,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dasktune.direction import Direction, parse_directions
 from dasktune.optim.base import Optimizer, is_failure
 from dasktune.space import Bool, Categorical, Dimension, Float, Int, Space
 
@@ -59,9 +60,6 @@ def stored_constraints(trial: Any) -> tuple[float, ...]:
         return tuple(trial.user_attrs[CONSTRAINTS_ATTR])
     named = getattr(trial, "constraints", None) or {}
     return tuple(named[key] for key in sorted(named, key=int))
-
-
-_DIRECTIONS = ("minimize", "maximize")
 
 
 def import_optuna() -> Any:
@@ -110,20 +108,10 @@ def distributions(space: Space | Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_directions(directions: Sequence[str] | str | None) -> list[str]:
+def _check_directions(directions: Sequence[str] | str | None) -> list[Direction]:
     if directions is None:
-        return ["minimize"]
-    if isinstance(directions, str):
-        directions = [directions]
-    directions = list(directions)
-    bad = [d for d in directions if d not in _DIRECTIONS]
-    if bad or not directions:
-        msg = (
-            f"directions must be a non-empty list of {list(_DIRECTIONS)}, one per "
-            f"objective (as the search's), got {directions!r}"
-        )
-        raise ValueError(msg)
-    return directions
+        return [Direction.MINIMIZE]
+    return parse_directions([directions] if isinstance(directions, str) else directions)
 
 
 def _needs_space(space: Space | None) -> Space:
@@ -235,14 +223,14 @@ class OptunaSampler(Optimizer):
         self._warned_constraints = False
         self._named_constraints = hasattr(optuna.trial.Trial, "set_constraint")
 
-    def _make_study(self, directions: list[str]) -> None:
-        self.directions = directions
+    def _make_study(self, directions: Sequence[str]) -> None:
+        self.directions = [Direction(d) for d in directions]
         self.study = self._optuna.create_study(
             storage=self._optuna.storages.InMemoryStorage(),
             sampler=self.sampler,
             directions=directions,
         )
-        self._signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
+        self._signs = [Direction(d).sign for d in directions]
         self._sign = self._signs[0]
         self.n_objectives = len(directions)
 

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from dasktune.direction import Direction
+
 __all__ = [
     "HyperbandPruner",
     "MedianPruner",
@@ -77,13 +79,10 @@ class Verdict:
         return self.prune
 
 
-def _check_direction(direction: str | None) -> str:
+def _check_direction(direction: str | None) -> Direction:
     if direction is None:
-        return "minimize"  # until a search gives its own
-    if direction not in ("minimize", "maximize"):
-        msg = f"direction must be 'minimize' or 'maximize', got {direction!r}"
-        raise ValueError(msg)
-    return direction
+        return Direction.MINIMIZE  # until a search gives its own
+    return Direction.parse(direction)
 
 
 def _check_int(name: str, value: object, low: int) -> int:
@@ -210,7 +209,7 @@ class Pruner:
         self._set_direction(direction)
 
     def _set_direction(self, direction: str) -> None:
-        self.direction = direction
+        self.direction = Direction(direction)
 
     def last_step(self, number: int) -> int | None:
         """The last step trial ``number`` reported, or ``None``."""
@@ -551,7 +550,7 @@ class HyperbandPruner(Pruner):
         self._bracket: dict[int, int] = {}
 
     def _set_direction(self, direction: str) -> None:
-        self.direction = direction
+        self.direction = Direction(direction)
         for bracket in self.brackets:
             bracket._set_direction(direction)
 

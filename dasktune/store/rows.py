@@ -16,15 +16,26 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dasktune.direction import Direction
 from dasktune.exceptions import StoreError
 from dasktune.records import FIELD, TrialStatus
 
-__all__ = ["DECODING_ERRORS", "damaged_search", "damaged_trial", "trial_problem"]
+__all__ = [
+    "DECODING_ERRORS",
+    "STATUS",
+    "damaged_search",
+    "damaged_trial",
+    "number_or_null",
+    "trial_problem",
+]
 
 #: what decoding a damaged row raises: bad JSON (a ValueError), text where a
 #: number belongs, a number beyond int64, JSON nested too deep
 DECODING_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+_DIRECTIONS = tuple(Direction)
 _STATUSES = frozenset(status.value for status in TrialStatus)
+#: a stored status's enum member, by its text
+STATUS = {status.value: status for status in TrialStatus}
 _INT64 = 2**63
 _NUMBERS = ("value", "duration", "started", "finished", "step")
 _TEXTS = ("worker", "host", "error")
@@ -32,6 +43,11 @@ _TEXTS = ("worker", "host", "error")
 
 def _real(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def number_or_null(x: Any) -> bool:
+    """Whether a stored value is a number (JSON's null: a missing one)."""
+    return x is None or type(x) in (float, int)
 
 
 def _json(text: Any, kind: type | tuple[type, ...], what: str) -> str | None:
@@ -144,10 +160,10 @@ def damaged_search(where: str, row: dict[str, Any]) -> StoreError | None:
         if not (
             isinstance(directions, list)
             and directions
-            and all(d in ("minimize", "maximize") for d in directions)
+            and all(d in _DIRECTIONS for d in directions)
         ):
             problem = f"its directions are {text!r:.60}, not a JSON list of them"
-    if problem is None and row.get("direction") not in ("minimize", "maximize"):
+    if problem is None and row.get("direction") not in _DIRECTIONS:
         problem = f"its direction is {row.get('direction')!r:.40}"
     if problem is None:
         return None

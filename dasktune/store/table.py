@@ -1,0 +1,357 @@
+"""The trials table: a search's trials as a pandas DataFrame, kept up to date.
+
+:class:`TrialTable` turns the store's raw rows (:meth:`TrialStore.read_trials`)
+into the frame ``Search.trials()`` returns — one row per trial, one column per
+parameter — and keeps it up to date from the rows written since it last looked,
+so the frame a search's filters see costs the rows that changed, not the whole
+table, after every batch.
+
+Columns live in NumPy arrays indexed by position, grown by doubling; a parameter
+column stays integer, float or bool while its values allow it and becomes an
+object column when they do not (``1`` and ``"a"`` in one column), as
+``DataFrame.from_records`` would infer. Building the frame wraps the arrays
+without copying them.
+
+>>> import json
+>>> table = TrialTable(["x"])
+>>> row = (0, json.dumps({"x": 2}), 0.5, "done", 0.1, None, None, 1, 1.0, 2.0,
+...        None, None, None, None, None, 1)
+>>> table.update([row])
+>>> table.frame()[["number", "x", "value", "status"]]
+   number  x  value status
+0       0  2    0.5   done
+
+Once a trial has reported intermediate values (a search with a pruner), a
+``step`` column follows ``value``: the last step each trial reported, so a
+pruned trial shows where it stopped and its value there (``<NA>`` for trials
+that reported nothing):
+
+>>> pruned = (1, json.dumps({"x": 3}), 0.9, "pruned", 0.1, None, None, 1, 1.0,
+...           2.0, None, None, 4, None, None, 2)
+>>> table.update([pruned])
+>>> table.frame()[["number", "value", "step", "status"]]
+   number  value  step  status
+0       0    0.5  <NA>    done
+1       1    0.9     4  pruned
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dasktune._values import feasible
+from dasktune.records import TRIAL_FIELDS
+from dasktune.store import snapshot_format
+from dasktune.store.columns import (
+    FIXED,
+    MISSING,
+    NAT,
+    ParamColumn,
+    decode_aux,
+)
+from dasktune.store.reads import collector_paused, trial_columns
+from dasktune.store.sql import TrialStore
+
+__all__ = ["COLUMNS", "TrialTable"]
+
+#: the columns after the parameters, in order (``number`` comes first); ``step``
+#: follows ``value`` once a trial has reported intermediate values: the stored
+#: fields (:data:`~dasktune.records.TRIAL_FIELDS`) a frame shows as they are
+COLUMNS = tuple(
+    name
+    for name in TRIAL_FIELDS
+    if name not in ("number", "params", "step", "objectives", "constraints", "seq")
+)
+_UTC = pd.DatetimeTZDtype("us", "UTC")
+
+
+class TrialTable:
+    """A search's trials as a DataFrame, updated from the store's raw rows.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Parameter names known in advance (a search's space), in column order;
+        others are added as they appear.
+    """
+
+    def __init__(self, names: Iterable[str] = (), *, objectives: int = 1) -> None:
+        self.objectives = objectives
+        self.n = 0
+        self.seq = 0  # the change sequence the table has reached
+        self._capacity = 16
+        # number -> position, built on the first update that is not an append
+        self._position: dict[int, int] | None = None
+        self._top = -1  # the highest number held
+        self._numbers = np.zeros(self._capacity, dtype=np.int64)
+        self._fixed = {
+            name: np.full(self._capacity, fill, dtype=dtype)
+            for name, (dtype, fill) in FIXED.items()
+        }
+        self._aux = np.empty(self._capacity, dtype=object)
+        # several objectives: one column each (NaN: no value)
+        self._values = np.full((self._capacity, objectives), np.nan)
+        # constraint tuples (None: none returned), and whether any trial had some
+        self._constraints = np.empty(self._capacity, dtype=object)
+        self._any_constraints = False
+        self._params: dict[str, ParamColumn] = {}
+        self._sorted = True
+        for name in names:
+            self._params[name] = ParamColumn(self._capacity, 0)
+
+    @property
+    def names(self) -> list[str]:
+        """The parameter columns, in order."""
+        return list(self._params)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self._capacity:
+            return
+        capacity = self._capacity
+        while capacity < needed:
+            capacity *= 2
+        extra = capacity - self._capacity
+        self._numbers = np.concatenate([self._numbers, np.zeros(extra, np.int64)])
+        for name, (dtype, fill) in FIXED.items():
+            self._fixed[name] = np.concatenate(
+                [self._fixed[name], np.full(extra, fill, dtype=dtype)]
+            )
+        self._aux = np.concatenate([self._aux, np.empty(extra, dtype=object)])
+        self._values = np.concatenate(
+            [self._values, np.full((extra, self.objectives), np.nan)]
+        )
+        self._constraints = np.concatenate(
+            [self._constraints, np.empty(extra, dtype=object)]
+        )
+        for column in self._params.values():
+            column.grow(capacity)
+        self._capacity = capacity
+
+    def update(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert or replace the trials of ``rows`` (``TrialStore.read_trials``)."""
+        if not rows:
+            return
+        self.update_columns(trial_columns(rows))
+
+    def update_columns(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Insert or replace the trials of ``columns`` (``TrialStore.read_columns``).
+
+        Parameters
+        ----------
+        columns : mapping of str to numpy.ndarray
+            Each field of :data:`~dasktune.records.TRIAL_FIELDS` as an array
+            of one value per trial, in the dtypes of
+            :data:`~dasktune.store.sql.TRIAL_DTYPE`.
+        """
+        numbers = columns["number"]
+        if not len(numbers):
+            return
+        first = self.n
+        positions = self._positions(numbers)
+        self._grow(self.n)
+        self._numbers[positions] = numbers
+        if self.n > first:
+            self._top = max(self._top, int(self._numbers[first : self.n].max()))
+            if self._sorted:
+                appended = self._numbers[max(first - 1, 0) : self.n]
+                self._sorted = bool(np.all(appended[1:] >= appended[:-1]))
+        for name in FIXED:
+            if name in ("started", "finished"):
+                seconds = columns[name]  # None: NaN
+                block = np.full(len(seconds), NAT, dtype=np.int64)
+                given = ~np.isnan(seconds)
+                block[given] = np.round(seconds[given] * 1e6).astype(np.int64)
+                self._fixed[name][positions] = block
+            else:
+                self._fixed[name][positions] = columns[name]
+        self._aux[positions] = decode_aux(columns["aux"])
+        if self.objectives > 1:
+            none = [np.nan] * self.objectives
+            decoded = [
+                json.loads(text) if text else none for text in columns["objectives"]
+            ]
+            # a row of another count (written by hand, say) shows as missing
+            self._values[positions] = [
+                v if len(v) == self.objectives else none for v in decoded
+            ]
+        texts = columns["constraints"]
+        if self._any_constraints or texts.astype(bool).any():
+            self._any_constraints = True
+            limits = np.empty(len(texts), dtype=object)
+            limits[:] = [tuple(json.loads(x)) if x else None for x in texts.tolist()]
+            self._constraints[positions] = limits
+        # every params JSON of the batch in one parse
+        text = "[" + ",".join(columns["params"].tolist()) + "]"
+        with collector_paused():
+            params = json.loads(text)
+        del text
+        # new names in order of appearance: the first row's, then the others
+        names = set().union(*params)
+        for name in [*params[0], *sorted(names - set(params[0]))]:
+            if name not in self._params:
+                self._params[name] = ParamColumn(self._capacity, first)
+        for name, column in self._params.items():
+            try:  # every row has the parameter (the common case)
+                values = list(map(operator.itemgetter(name), params))
+            except KeyError:
+                values = [p.get(name, MISSING) for p in params]
+            column.put(positions, values)
+        self.seq = max(self.seq, int(columns["seq"].max()))
+
+    def _positions(self, numbers: np.ndarray) -> Any:
+        """Where the trials ``numbers`` go: a slice when they are all new and in
+        order (a first read, the new trials of a batch), else an array; new
+        trials are appended (``n`` grows)."""
+        first = self.n
+        if numbers[0] > self._top and bool(np.all(numbers[1:] > numbers[:-1])):
+            # new trials only (the common case): appended as a block; the map
+            # from numbers to positions is built once an update replaces rows
+            self.n += len(numbers)
+            if self._position is not None:
+                self._position.update(
+                    zip(numbers.tolist(), range(first, self.n), strict=True)
+                )
+            return slice(first, self.n)
+        if self._position is None:
+            known = self._numbers[:first].tolist()
+            self._position = dict(zip(known, range(first), strict=True))
+        position_of = self._position
+        listed = []
+        for number in numbers.tolist():
+            position = position_of.get(number)
+            if position is None:
+                position = position_of[number] = self.n
+                self.n += 1
+            listed.append(position)
+        return np.array(listed, dtype=np.intp)
+
+    def frame(self, copy: bool = True) -> pd.DataFrame:
+        """The table: ``number``, the parameters, then :data:`COLUMNS`.
+
+        With ``copy=False`` the frame shares the table's arrays (no copy of the
+        rows; later updates show through): for a table read once, or a frame
+        handed to a filter for one batch.
+        """
+        n = self.n
+
+        def series(values: np.ndarray) -> pd.Series:
+            # object columns stay object: inferring pandas' str dtype would
+            # convert (and copy) the whole column every time
+            return pd.Series(values[:n], dtype=values.dtype, copy=copy)
+
+        data: dict[str, Any] = {"number": series(self._numbers)}
+        for name, column in self._params.items():
+            data[name] = series(column.values)
+        for name in COLUMNS:
+            if name == "status" and not np.isnan(self._fixed["step"][:n]).all():
+                data["step"] = pd.array(self._fixed["step"][:n], dtype="Int64")
+            if name == "status":
+                for j in range(self.objectives if self.objectives > 1 else 0):
+                    data[f"values_{j}"] = pd.Series(self._values[:n, j], copy=True)
+                if self._any_constraints:
+                    limits = self._constraints[:n]
+                    data["constraints"] = pd.Series(limits, dtype=object, copy=copy)
+                    data["feasible"] = pd.array(
+                        [None if c is None else feasible(c) for c in limits],
+                        dtype="boolean",
+                    )
+            if name == "aux":
+                data[name] = series(self._aux)
+            elif name in ("started", "finished"):
+                micros = self._fixed[name][:n].view("M8[us]")
+                data[name] = pd.Series(micros, dtype=_UTC, copy=copy)
+            else:
+                data[name] = series(self._fixed[name])
+        frame = pd.DataFrame(data, copy=False)
+        if not self._sorted:
+            frame = frame.sort_values("number", kind="stable", ignore_index=True)
+        return frame
+
+    # -- snapshots -------------------------------------------------------------
+
+    @classmethod
+    def from_store(
+        cls,
+        store: TrialStore,
+        search_id: int,
+        names: Iterable[str] = (),
+        *,
+        objectives: int = 1,
+    ) -> TrialTable:
+        """A search's table as the store's snapshot holds it (:meth:`loads`),
+        else an empty one: bring it up to date with the rows written since its
+        ``seq``. A snapshot that cannot be read (damaged, of another format)
+        is skipped with a warning: the rows are the record, it only saves
+        reading them."""
+        names = list(names)
+        kept = store.read_snapshot(search_id)
+        if kept is not None:
+            try:  # the seq it reaches is in it, as in the store's row
+                table = cls.loads(
+                    kept[1],
+                    names,
+                    objectives=objectives,
+                    max_rows=store.trial_span(search_id),
+                )
+            except ValueError as err:
+                warnings.warn(
+                    f"dasktune: the store's snapshot of search {search_id} is "
+                    f"skipped, its rows are read instead: {err}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            else:
+                return table
+        return cls(names, objectives=objectives)
+
+    def dumps(self) -> bytes:
+        """The table as a snapshot: bytes that :meth:`loads` turns back into it.
+
+        A new reader of a large search loads this instead of converting every
+        row the store holds (16 cells and a JSON parse per trial): numeric
+        columns travel as their arrays' bytes, text columns as codes into
+        their distinct values, and decoded values (auxiliary data, constraint
+        tuples, parameters that are not numbers) as JSON. No pickle: a
+        snapshot read from a shared database runs no code.
+        """
+        return snapshot_format.dumps(self)
+
+    @classmethod
+    def loads(
+        cls,
+        data: bytes,
+        names: Iterable[str] = (),
+        *,
+        objectives: int = 1,
+        max_rows: int | None = None,
+    ) -> TrialTable:
+        """The table a snapshot (:meth:`dumps`) holds.
+
+        Parameters
+        ----------
+        data : bytes
+            The snapshot.
+        names : sequence of str
+            Parameter names to put first, in this order (a search's space), as
+            ``TrialTable(names)`` would.
+        objectives : int
+            The search's objective count; a snapshot of another is refused.
+        max_rows : int, optional
+            The most trials the snapshot can hold (the search's trials in the
+            store): a snapshot claiming more is refused before anything is
+            allocated for it.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not a snapshot this version reads, does not fit
+            ``objectives``, or claims more than ``max_rows`` trials.
+        """
+        return snapshot_format.loads(cls, data, names, objectives, max_rows)
