@@ -195,14 +195,17 @@ class LocalRun:
         t0 = time.perf_counter()
         try:
             raw = self.objective(trial.params)
-            values, _, _ = read_result(raw)
-            check_not_nan(values, trial.params)
+            if type(raw) is float and raw == raw:  # a number, not NaN: as read
+                value = raw
+            else:
+                values, _, _ = read_result(raw)
+                check_not_nan(values, trial.params)
+                value = values[0]
         except Exception as err:
             seconds = time.perf_counter() - t0
             self._failed(trial, h, err, started, seconds, report)
             return seconds
         seconds = time.perf_counter() - t0
-        value = values[0]
         self._cache[h] = value
         report.evaluated += 1
         if value < report.best_value:
