@@ -28,6 +28,16 @@ How it decides
    looked at again: when its evaluations average more than
    :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster.
 
+On the cluster, how a run's trials reach the workers (:class:`FeedChoice`):
+a task per trial (or a group of fast ones), or fed to long-lived tasks
+(``dasktune.run.feed``), which saves a sequential sampler Dask's per-task
+latency but hides its trials from the dashboard's task stream and holds every
+worker thread and, through its actors, every worker. With ``execution="auto"``
+a sequential sampler's first :data:`FEED_PROBE` trials go as tasks and are
+timed on their workers; when all took less than :data:`FEED_BELOW`, the rest
+are fed. Never on a cluster that scales (adaptive, or dask-jobqueue's batch
+jobs): a worker holding the feed's actor cannot be retired.
+
 The choice never changes a result: the same ask/tell optimizer is told the
 same values in the same order, wherever they were computed.
 """
@@ -44,12 +54,16 @@ __all__ = [
     "CLUSTER_ABOVE",
     "DISPATCH_SECONDS",
     "EXECUTIONS",
+    "FEED_BELOW",
+    "FEED_PROBE",
     "LOCAL_BELOW",
     "PROBE_EVALUATIONS",
     "PROBE_SECONDS",
     "STARTUP_SECONDS",
     "ExecutionDecision",
     "ExecutionPolicy",
+    "FeedChoice",
+    "cluster_scales",
     "seconds_text",
 ]
 
@@ -72,6 +86,14 @@ PROBE_SECONDS = 0.1
 #: what starting dasktune's cluster costs, seconds: ``import distributed``
 #: (~0.65 s) and a 2-process ``LocalCluster`` (0.6-0.9 s), DASK-FACTS.md
 STARTUP_SECONDS = 1.5
+#: a sequential sampler's trials shorter than this are fed ("auto"): sent as
+#: tasks one at a time, each pays about a client round trip (~10 ms,
+#: DASK-FACTS.md) and the scheduler's work, tens of ms on a small machine; a
+#: trial this long loses at most ~10% to it, a longer one less, not worth
+#: hiding the trials from the dashboard and holding the workers
+FEED_BELOW = 0.25
+#: trials timed as tasks before an "auto" run feeds the rest
+FEED_PROBE = 3
 
 
 def seconds_text(seconds: float) -> str:
@@ -298,3 +320,96 @@ def _current_client() -> Any:
     from dasktune.run.cluster import _current_client as current
 
     return current()
+
+
+class FeedChoice:
+    """Whether a cluster run's trials are fed to long-lived tasks or sent as
+    tasks (see the module notes), and why.
+
+    Parameters
+    ----------
+    execution : {"auto", "tasks", "feed"}
+    sequential : bool
+        The optimizer is a sequential sampler (it learns from each result and
+        has no known batch): the only kind "auto" may feed.
+    scales : str, optional
+        Why the cluster scales (:func:`cluster_scales`), or ``None``.
+
+    Attributes
+    ----------
+    decision : ExecutionDecision or None
+        ``where`` is "feed" or "tasks"; ``None`` while the first trials are
+        timed (they go as tasks).
+
+    >>> choice = FeedChoice("auto", sequential=True, scales=None)
+    >>> choice.decision is None, choice.observe([0.01, 0.02]) is None
+    (True, True)
+    >>> choice.observe([0.01]).where
+    'feed'
+    >>> FeedChoice("auto", sequential=True, scales=None).observe([1.5]).where
+    'tasks'
+    """
+
+    def __init__(self, execution: str, *, sequential: bool, scales: str | None):
+        self._durations: list[float] = []
+        self.decision: ExecutionDecision | None = None
+        if execution in ("tasks", "feed"):
+            self.decision = ExecutionDecision(
+                execution, f"execution={execution!r} was asked for"
+            )
+        elif not sequential:
+            reason = (
+                "a task per trial (or per group of fast trials): the optimizer "
+                "is not a sequential sampler (its batches are known, or it does "
+                "not learn from results), so no trial waits on another's latency"
+            )
+            self.decision = ExecutionDecision("tasks", reason)
+        elif scales is not None:
+            reason = (
+                f"a task per trial: {scales}, and a worker holding the feed's "
+                "actor could not be retired"
+            )
+            self.decision = ExecutionDecision("tasks", reason)
+
+    def observe(self, durations: Sequence[float]) -> ExecutionDecision | None:
+        """Take the durations (seconds, on the workers) of trials done while
+        undecided; the decision once made (then it stays), else ``None``."""
+        if self.decision is not None:
+            return None
+        self._durations.extend(durations)
+        longest = max(self._durations, default=0.0)
+        if longest >= FEED_BELOW:
+            reason = (
+                f"a task per trial: a trial took {seconds_text(longest)}, at "
+                f"least {seconds_text(FEED_BELOW)}, where a task's overhead "
+                "hardly matters (and each trial shows on the dashboard)"
+            )
+            self.decision = ExecutionDecision("tasks", reason)
+        elif len(self._durations) >= FEED_PROBE:
+            reason = (
+                f"fed to long-lived tasks: the first {len(self._durations)} trials "
+                f"took at most {seconds_text(longest)}, less than "
+                f"{seconds_text(FEED_BELOW)}, so a task per trial would cost a "
+                "sequential sampler a good share of its time"
+            )
+            self.decision = ExecutionDecision("feed", reason)
+        return self.decision
+
+
+def cluster_scales(client: Any) -> str | None:
+    """Why the cluster behind ``client`` scales (its workers come and go on
+    its own), or ``None``: an adaptive cluster (``cluster.adapt()``), or
+    dask-jobqueue's (its workers are batch jobs). A client of a scheduler
+    started apart says nothing of its cluster: ``None``."""
+    cluster = getattr(client, "cluster", None)
+    if cluster is None:
+        return None
+    adaptive = getattr(cluster, "_adaptive", None)
+    if getattr(adaptive, "state", None) in ("starting", "running"):
+        return f"the cluster scales adaptively ({type(cluster).__name__}.adapt())"
+    if type(cluster).__module__.split(".")[0] == "dask_jobqueue":
+        return (
+            f"the cluster's workers are batch jobs ({type(cluster).__name__}), "
+            "retired as their jobs end"
+        )
+    return None
