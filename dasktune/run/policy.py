@@ -7,23 +7,24 @@ why. It imports no Dask: a run that stays local never imports ``distributed``.
 How it decides
 --------------
 1. What forces a choice is taken first. The cluster, when the run needs it: a
-   client was given or one is current, ``resources=`` (only a worker has them),
+   client was given, ``resources=`` (only a worker has them),
    a batch objective holding resident data (a ``ProducerConsumer``),
    ``trial_timeout=`` (a call is interrupted on a worker), a trial store or a
    progress bar (recorded and shown by the cluster's driver), or
    ``execution="tasks"``/``"feed"``. The caller's process, with
    ``execution="local"``.
 2. Otherwise (``execution="auto"``) the first evaluations are timed where they
-   run, in the caller's process: one that takes less than :data:`LOCAL_BELOW`
-   keeps the run local; :data:`PROBE_EVALUATIONS` evaluations, or
-   :data:`PROBE_SECONDS` of them, all above it move the run to the cluster,
-   started then. The threshold is one task's dispatch cost on a Dask cluster
+   run, in the caller's process, whether or not a Dask client is current:
+   one that takes less than :data:`LOCAL_BELOW` keeps the run local;
+   :data:`PROBE_EVALUATIONS` evaluations, or :data:`PROBE_SECONDS` of them,
+   all above it move the run to the cluster (the current client's, and then
+   one evaluation decides; else one started then). The threshold is one task's dispatch cost on a Dask cluster
    (about 2 ms a task, DASK-FACTS.md): an evaluation cheaper than that gains
    nothing from crossing to a worker; on two cores the cluster cannot pay back
    its own overhead below it. A run whose length is known (DE's generations,
    SPSA's iterations) also stays when the time the machine's cores could save
    on what is left is less than a cluster takes to start
-   (:data:`STARTUP_SECONDS`).
+   (:data:`STARTUP_SECONDS`; nothing with a client current).
 3. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
    looked at again: when its evaluations average more than
    :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster.
@@ -201,12 +202,11 @@ class ExecutionPolicy:
             )
         elif needs is not None:
             self.forced = ExecutionDecision("cluster", f"the run has {needs}")
-        else:
-            current = _current_client()
-            if current is not None:
-                self.forced = ExecutionDecision(
-                    "cluster", f"a Dask client is current ({current!r}): it is used"
-                )
+        #: what moving to the cluster costs before any work: nothing when a
+        #: client is current (its cluster runs already), else a start
+        self.startup = STARTUP_SECONDS
+        if self.forced is None and _current_client() is not None:
+            self.startup = 0.0
 
     @property
     def driver_execution(self) -> str:
@@ -234,7 +234,10 @@ class ExecutionPolicy:
                 f"({seconds_text(LOCAL_BELOW)}): no cluster started"
             )
             return ExecutionDecision("local", reason)
-        if len(durations) >= PROBE_EVALUATIONS or sum(durations) >= PROBE_SECONDS:
+        # with a client current, one evaluation decides: a slow first call
+        # that misleads it costs tasks on running workers, not a start
+        needed = 1 if self.startup == 0.0 else PROBE_EVALUATIONS
+        if len(durations) >= needed or sum(durations) >= PROBE_SECONDS:
             short = self._too_short(fastest, len(durations) if done is None else done)
             if short is not None:
                 return ExecutionDecision("local", short)
@@ -278,7 +281,7 @@ class ExecutionPolicy:
         left = max(self.expected - done, 0)
         cores = os.cpu_count() or 1
         saved = cost * left * (1 - 1 / cores)  # at best, on every core
-        if saved >= STARTUP_SECONDS:
+        if saved >= self.startup:
             return None
         return (
             f"evaluations take {seconds_text(cost)}, but the {left} left of the "
