@@ -266,8 +266,8 @@ def async_map(
         that does not stop within 2 s more is left in its thread and its
         worker restarted, with a ``RuntimeWarning`` (see ``Search.run``).
     execution : {"auto", "local", "tasks"}, default "auto"
-        Where the calls run. ``"auto"``, with no client given and none
-        current, times the first calls in this process and maps the rest here
+        Where the calls run. ``"auto"``, with no client given (one may be
+        current), times the first calls in this process and maps the rest here
         too, starting no cluster, while they are cheaper than a task's
         dispatch cost (or too few to pay for a cluster's start); otherwise on
         the cluster (see :class:`dasktune.run.policy.ExecutionPolicy`).
