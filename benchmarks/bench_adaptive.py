@@ -225,6 +225,57 @@ def warm() -> None:
                 f"{times['pool']:>10.3f} {times['tasks']:>8.3f} {times['auto']:>7.3f} "
                 f"{res.execution:>8} {best / times['auto']:>7.2f}x"
             )
+        # a short run on the same warm cluster: ~1 s of CPU-bound 5 ms calls
+        short_run("CPU-bound 5 ms, 2 processes x 1 thread", pool, busy_5ms, 10, 9)
+    # and ~0.3 s of 10 ms sleeps on 16 threads (2 processes x 8)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=8, host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster),
+        Pool(16) as pool,
+    ):  # fmt: skip
+        pool.map(abs, range(32))
+        short_run("10 ms sleeps, 16 threads", pool, sleep_10ms, 8, 1, peer="Pool(16)")
+
+
+def busy_5ms(x):
+    return busy(x, 5e-3)
+
+
+def sleep_10ms(x):
+    time.sleep(0.01)  # the objective's cost
+    return float(np.sum(np.asarray(x) ** 2))
+
+
+def short_run(
+    what: str, pool, fun, popsize: int, maxiter: int, peer: str = "Pool(2)"
+) -> None:
+    """One short DE run on the warm cluster against scipy with the warm
+    ``pool``'s map: the best of 3 each."""
+    from scipy.optimize import differential_evolution
+
+    from dasktune import minimize
+
+    kw = {"popsize": popsize, "maxiter": maxiter, "polish": False, "tol": 0.0}
+    bounds = [(-1, 1)] * 2
+    ours, theirs, nfev = [], [], 0
+    for _ in range(3):
+        started = time.perf_counter()
+        differential_evolution(
+            fun, bounds, rng=0, workers=pool.map, updating="deferred", **kw
+        )
+        theirs.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        res = minimize(fun, bounds, seed=0, **kw)
+        ours.append(time.perf_counter() - started)
+        nfev = res.nfev
+    print(
+        f"short run, {what}, {nfev} evaluations: {peer}.map {min(theirs):.3f} s, "
+        f"dasktune {min(ours):.3f} s ({res.execution}): "
+        f"{min(theirs) / min(ours):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -582,7 +582,10 @@ class Driver:
         if self._draining:
             if len(self._flying):
                 return [], False  # no trial asked until the tasks are back
-            self._start_feed()
+            if self.optimizer.finished or self._budget_spent(state.submitted):
+                self._draining = False  # nothing left to feed
+            else:
+                self._start_feed()
         sliced = time.monotonic() + _ASK_SLICE if self._fed else None
         while (
             known.why_stop() is None
