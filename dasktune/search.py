@@ -399,10 +399,13 @@ class Search:
             while the run lasts (``dasktune.run.feed``). ``"auto"`` feeds
             the trials of a sequential sampler (one that learns from results
             and asks one trial at a time: Optuna, Nevergrad, ``LCBSelector``)
-            unless ``resources`` are given, and sends everything else (grids,
-            random sources, a batch-synchronous method's known batches) as
-            tasks. Lost workers, retries, timeouts and pruning work the same
-            either way.
+            when its first trials, sent as tasks and timed, are short
+            (``dasktune.run.policy.FeedChoice``), unless ``resources`` are
+            given or the cluster scales (adaptive, dask-jobqueue); everything
+            else (grids, random sources, a batch-synchronous method's known
+            batches, longer trials) goes as tasks. The report's
+            ``execution`` and ``execution_reason`` say which and why. Lost
+            workers, retries, timeouts and pruning work the same either way.
         trial_timeout : float, optional
             Seconds one trial may run. Past it the trial is interrupted on its
             worker and recorded as failed, "timed out after N s" (not retried),

@@ -160,7 +160,7 @@ async def test_seeded_spsa_is_the_same_here_and_on_the_cluster(c, s, a, b):
 
 
 @pytest.mark.timeout(300)  # a cluster of worker processes, on a busy machine
-def test_an_expensive_objective_moves_to_the_cluster_with_the_same_result():
+def test_an_expensive_objective_moves_to_the_cluster_started_meanwhile():
     # a fresh interpreter: the cluster dasktune starts is its own
     code = textwrap.dedent(
         """
@@ -194,5 +194,11 @@ def test_an_expensive_objective_moves_to_the_cluster_with_the_same_result():
     )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["where"] == "cluster" and "took" in seen["reason"], seen
-    assert seen["same"] and seen["distributed"], seen
+    assert seen["same"] and seen["distributed"] and "took" in seen["reason"], seen
+    # the cluster started in the background while the run went on here: it
+    # moved there once the cluster was up, or ended here first (a slow start)
+    overlap = {
+        "cluster": "evaluation(s) ran in the caller's process while the cluster started",
+        "local": "the run ended in the caller's process",
+    }
+    assert overlap[seen["where"]] in seen["reason"], seen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import distributed
 import numpy as np
@@ -158,3 +159,23 @@ async def test_a_given_client_is_used_for_a_cheap_objective(c, s, a, b):
         client=c,
     )  # fmt: skip
     assert spsa.execution == "cluster"
+
+
+def slow_sphere(x):
+    end = time.perf_counter() + 5e-3
+    while time.perf_counter() < end:  # the objective's cost, not a wait
+        pass
+    return float(np.sum(np.asarray(x) ** 2))
+
+
+def test_a_current_client_is_used_only_when_the_work_pays(client):
+    # a client current but not given: a cheap objective stays here all the same
+    res = minimize(rosen, BOUNDS, seed=2, maxiter=3, polish=False)
+    assert res.execution == "local", res.execution_reason
+    # an expensive one goes to its workers, however short the run: no start-up
+    # to pay for (the first evaluations, timed here, are not on a worker)
+    res = minimize(slow_sphere, [(-1, 1)] * 2, seed=0, maxiter=2, popsize=3)
+    assert res.execution == "cluster", res.execution_reason
+    policy = ExecutionPolicy(what="f", expected=10)
+    assert policy._too_short(5e-3, 0) is None
+    assert policy.after_probe([5e-3]).where == "cluster"  # one decides

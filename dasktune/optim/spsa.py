@@ -52,7 +52,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -63,6 +63,7 @@ from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
 from dasktune._checks import check_int
+from dasktune.optim._signs import SIGNS, SignStream
 from dasktune.optim.base import Optimizer
 
 __all__ = ["Phase", "SPSAOptimizer", "SPSAPoint", "SPSAState", "check_bounds"]
@@ -94,6 +95,20 @@ def _plain(value: Any) -> Any:
 
 def _array(value: Any) -> NDArray[np.float64] | None:
     return None if value is None else np.array(value, dtype=float)
+
+
+def _norm(x: NDArray[np.float64]) -> float:
+    """``np.linalg.norm(x)`` of a vector (its very arithmetic: the square root
+    of ``x.dot(x)``), without its wrapper's cost."""
+    return math.sqrt(x.dot(x))
+
+
+def _mean(values: list[float]) -> float:
+    """``float(np.mean(values))``, the same number, cheaper for a pair: numpy
+    sums from +0.0 (its identity), so that -0.0 + -0.0 is 0.0 there too."""
+    if len(values) == 2:
+        return (0.0 + values[0] + values[1]) / 2
+    return float(np.mean(values))
 
 
 def _pair(value: Any) -> tuple[NDArray[np.float64], float] | None:
@@ -131,7 +146,7 @@ class SPSAState:
     def of(cls, opt: SPSAOptimizer) -> SPSAState:
         """The state of ``opt`` (copied when serialised)."""
         values = {f.name: getattr(opt, f.name) for f in fields(cls) if f.name != "rng"}
-        return cls(**values, rng=dict(opt.rng.bit_generator.state))
+        return cls(**values, rng=dict(opt.stream_state()))
 
     def restore(self, opt: SPSAOptimizer) -> None:
         """Put this state into ``opt``."""
@@ -139,6 +154,7 @@ class SPSAState:
             if f.name != "rng":
                 setattr(opt, f.name, getattr(self, f.name))
         opt.rng.bit_generator.state = self.rng
+        opt.stream_restored()
 
     def to_json(self) -> str:
         """The state as JSON text (arrays as lists)."""
@@ -346,6 +362,14 @@ class SPSAOptimizer(Optimizer):
         self.paired, self.tagged = paired, tagged
         self.seed = seed if isinstance(seed, int) else None
         self.rng = np.random.default_rng(seed)
+        # perturbations drawn ahead, when nothing else draws from the stream
+        # between them (no pair seeds) and the stream is this run's own (not a
+        # Generator the caller may draw from too)
+        self._signs = (
+            None
+            if paired or isinstance(seed, np.random.Generator)
+            else SignStream(self.rng, self.x.size)
+        )
         self.callback, self.print_iters = callback, print_iters
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         # progress
@@ -385,7 +409,10 @@ class SPSAOptimizer(Optimizer):
         return self.blocking and self.allowed_increase is None
 
     def _clip(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return x if self.bounds is None else np.clip(x, *self.bounds)
+        if self.bounds is None:
+            return x
+        # np.clip's values, without its wrapper's cost
+        return np.minimum(np.maximum(x, self.bounds[0]), self.bounds[1])
 
     def gains(self, k: int) -> tuple[float, float]:
         """``(a_k, c_k)`` at iteration ``k`` (``a`` must be known).
@@ -402,14 +429,30 @@ class SPSAOptimizer(Optimizer):
 
     def perturbation(self) -> NDArray[np.float64]:
         """A Rademacher vector (±1 each, probability 1/2) from the seeded stream."""
-        return self.rng.choice(np.array([-1.0, 1.0]), size=self.x.size)
+        if self._signs is not None:
+            return self._signs.next()
+        # what rng.choice([-1.0, 1.0], size) draws, without its checks
+        return SIGNS[self.rng.integers(0, 2, size=self.x.size, dtype=np.int64)]
+
+    def stream_state(self) -> Mapping[str, Any]:
+        """The state of the random stream, as if nothing was drawn ahead (what
+        a checkpoint saves)."""
+        if self._signs is not None:
+            return self._signs.state()
+        return self.rng.bit_generator.state
+
+    def stream_restored(self) -> None:
+        """The random stream's state was set anew: drop what was drawn ahead."""
+        if self._signs is not None:
+            self._signs.forget()
 
     def _pairs(self, x: NDArray[np.float64], ck: float, n: int, role: str) -> None:
         for j in range(n):
             delta = self.perturbation()
             seed = int(self.rng.integers(_SEED_HIGH)) if self.paired else None
-            self._batch.append((self._clip(x + ck * delta), seed, (role, j, "+")))
-            self._batch.append((self._clip(x - ck * delta), seed, (role, j, "-")))
+            shift = ck * delta
+            self._batch.append((self._clip(x + shift), seed, (role, j, "+")))
+            self._batch.append((self._clip(x - shift), seed, (role, j, "-")))
 
     def _build(self) -> None:
         self._batch, self._index, self._asked = [], {}, 0
@@ -477,7 +520,7 @@ class SPSAOptimizer(Optimizer):
             raise ValueError(msg)
         self._values[i] = value
         self.nfev += 1
-        if all(v is not None for v in self._values):
+        if None not in self._values:
             self._complete()
 
     @property
@@ -486,27 +529,46 @@ class SPSAOptimizer(Optimizer):
 
     # -- the update ----------------------------------------------------------------
 
-    def _gradient(self, role: str) -> tuple[NDArray[np.float64], float, list[float]]:
-        """Mean gradient estimate over the pairs of ``role``, and f estimates."""
-        plus: dict[int, tuple[NDArray[np.float64], float]] = {}
-        grads, values, magnitudes = [], [], []
-        for (x, _, (r, j, side)), v in zip(self._batch, self._values, strict=True):
-            if r != role:
-                continue
-            assert v is not None
-            values.append(v)
-            if side == "+":
-                plus[j] = (x, v)
-                continue
-            xp, fp = plus[j]
-            diff = fp - v
+    def _gradient(
+        self, role: str
+    ) -> tuple[NDArray[np.float64], Callable[[], float], list[float]]:
+        """Mean gradient estimate over the pairs of ``role``, the mean magnitude
+        of its coordinates (a function: only the calibration needs it), and the
+        values of the pairs' points (in batch order)."""
+        points: list[NDArray[np.float64]] = []
+        values: list[float] = []
+        for (x, _, (r, _, _)), v in zip(self._batch, self._values, strict=True):
+            if r == role:  # _pairs puts each pair's "+" point before its "-"
+                assert v is not None
+                points.append(x)
+                values.append(v)
+        if len(points) == 2:  # one pair: the same arithmetic on fewer arrays
+            diff = values[0] - values[1]
             if self.maxgrad is not None:
-                diff = float(np.clip(diff, -self.maxgrad, self.maxgrad))
-            dist = xp - x
-            g = np.divide(diff, dist, out=np.zeros_like(dist), where=dist != 0)
-            grads.append(g)
-            magnitudes.extend(np.abs(g[dist != 0]).tolist())
-        return np.mean(grads, axis=0), float(np.mean(magnitudes or [0.0])), values
+                diff = min(max(diff, -self.maxgrad), self.maxgrad)
+            dist = (points[0] - points[1])[None, :]
+            diffs: Any = diff
+        else:
+            f = np.array(values, dtype=float)
+            xs = np.array(points)
+            diffs = f[0::2] - f[1::2]
+            if self.maxgrad is not None:
+                diffs = np.clip(diffs, -self.maxgrad, self.maxgrad)
+            diffs = diffs[:, None]
+            dist = xs[0::2] - xs[1::2]
+        if np.count_nonzero(dist) == dist.size:  # no coordinate clipped to a point
+            g = diffs / dist
+        else:
+            g = np.divide(diffs, dist, out=np.zeros_like(dist), where=dist != 0)
+        # np.mean's arithmetic without its wrapper's cost: a sum from +0.0 (the
+        # identity numpy's reduction starts from), divided by the count
+        gradient = g[0] + 0.0 if len(g) == 1 else np.add.reduce(g, axis=0) / len(g)
+
+        def magnitude() -> float:
+            moved = g[dist != 0]
+            return float(np.mean(np.abs(moved))) if moved.size else 0.0
+
+        return gradient, magnitude, values
 
     def _complete(self) -> None:
         if self.phase == Phase.INIT:
@@ -533,7 +595,7 @@ class SPSAOptimizer(Optimizer):
             gradient, magnitude, values = self._gradient("cal")
             scale = self.target_step / 0.1
             floor = 1e-3 * max(1.0, float(np.mean(np.abs(values)))) / scale
-            first = self.target_step / max(magnitude, floor)  # Spall's a_0
+            first = self.target_step / max(magnitude(), floor)  # Spall's a_0
             if self.kesten:
                 self.a = first  # scaled by the line search
                 self.probe = (first * gradient, float(np.mean(values)))
@@ -568,7 +630,7 @@ class SPSAOptimizer(Optimizer):
 
     def _complete_iteration(self) -> None:
         gradient, _, values = self._gradient("grad")
-        estimate = float(np.mean(values))
+        estimate = _mean(values)
         if self.blocking:
             center = float(self._values[-1])  # type: ignore[arg-type]
             if self.prev is not None and center > self.prev[1] + (
@@ -581,7 +643,7 @@ class SPSAOptimizer(Optimizer):
                 return
             self.prev = (self.x.copy(), center)
         if self.kesten:
-            if self.momentum is not None and float(gradient @ self.momentum) < 0:
+            if self.momentum is not None and gradient.dot(self.momentum) < 0:
                 self.sign_changes += 1
             self.momentum = (
                 gradient
@@ -590,7 +652,7 @@ class SPSAOptimizer(Optimizer):
             )
         ak, _ = self.gains(self.k)
         step = -ak * gradient
-        norm = float(np.linalg.norm(step))
+        norm = _norm(step)
         radius = self.max_step if self.max_step is not None else self.trust_radius
         if radius is not None and norm > radius:
             step *= radius / norm  # a trust region, as Qiskit's
@@ -605,9 +667,7 @@ class SPSAOptimizer(Optimizer):
                 self._finish(success=False)
             return  # the same iteration again, with a new perturbation
         self.rejections = 0
-        change = float(np.linalg.norm(new - self.x)) / max(
-            float(np.linalg.norm(self.x)), 1.0
-        )
+        change = _norm(new - self.x) / max(_norm(self.x), 1.0)
         self.small_steps = self.small_steps + 1 if change < self.ftol else 0
         self.x = new
         self.k += 1

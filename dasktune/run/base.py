@@ -73,8 +73,9 @@ class RunReport:
     #: several objectives: the values of this run's Pareto front (feasible
     #: done trials, reused ones too), by first objective
     front: list[tuple[float, ...]] = field(default_factory=list)
-    #: where the evaluations ran ("local": in the caller's process; "cluster")
-    #: and why, as :class:`dasktune.run.policy.ExecutionPolicy` decided
+    #: where the evaluations ran ("local": in the caller's process; "cluster";
+    #: a cluster's driver says how its trials went: "tasks" or "feed") and why,
+    #: as :mod:`dasktune.run.policy` decided
     execution: str = "cluster"
     execution_reason: str = ""
 

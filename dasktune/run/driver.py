@@ -59,6 +59,7 @@ Objectives
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -107,10 +108,13 @@ from dasktune.run.evaluate import (
 from dasktune.run.feed import FedWindow
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
+from dasktune.run.policy import ExecutionDecision, FeedChoice, cluster_scales
 from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.stop import stop_tasks
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
 from dasktune.run.timelimit import free_workers, stuck_worker
+
+logger = logging.getLogger("dasktune")
 
 __all__ = [
     "BatchObjective",
@@ -440,6 +444,13 @@ class Driver:
         threads = self.threads = capacity(self.client, max_age=2.0)
         self.task_window = threads + max(2, threads // 4)
         self._fed = self._feeds()
+        # "auto": how trials go is decided at the first ask, maybe from the
+        # first trials' times (FeedChoice); trials wait while tasks drain
+        self._decision: ExecutionDecision | None = None
+        self._choice: FeedChoice | None = None  # while the first trials are timed
+        self._draining = False
+        if self._fed is not None:
+            self._decided(self._fixed_choice())
         self._deadline = (
             None if self.timeout is None else time.monotonic() + self.timeout
         )
@@ -499,6 +510,7 @@ class Driver:
                 errors[0].add_note(_clean_up_note(self.name, late))
             raise errors[0]
         report.elapsed = time.perf_counter() - started
+        self._report_execution(report)
         self._announce(report, finished=True)
         if self.raise_if_all_failed and report.first_failure and report.all_failed:
             raise self._all_failed_error(report, report.first_failure)
@@ -567,6 +579,13 @@ class Driver:
         # go out every _ASK_SLICE seconds, not once the whole window is asked
         # (its first trials would wait for the last asks, and the workers idle
         # while the driver asks, then the driver while the workers run)
+        if self._draining:
+            if len(self._flying):
+                return [], False  # no trial asked until the tasks are back
+            if self.optimizer.finished or self._budget_spent(state.submitted):
+                self._draining = False  # nothing left to feed
+            else:
+                self._start_feed()
         sliced = time.monotonic() + _ASK_SLICE if self._fed else None
         while (
             known.why_stop() is None
@@ -672,6 +691,8 @@ class Driver:
         carriers: list[distributed.Future] = []
         for future, result, group in batch:
             done = self._outcomes(future, result, group)
+            if self._choice is not None:
+                self._timed([o.duration for o in done if o.duration is not None])
             for pending, outcome in zip(group, done, strict=True):
                 worker = stuck_worker(outcome.exception)
                 if worker is not None:
@@ -1115,19 +1136,80 @@ class Driver:
             return False
         return True if self.execution == "feed" else None
 
+    def _fixed_choice(self) -> ExecutionDecision:
+        """How trials go when the run's arguments decided it (:meth:`_feeds`)."""
+        if self.execution in ("tasks", "feed"):
+            return ExecutionDecision(
+                self.execution, f"execution={self.execution!r} was asked for"
+            )
+        why = (
+            "a batch objective, evaluated whole"
+            if self.batch
+            else "a vectorized objective, called once per group"
+            if self.vectorized
+            else f"resources={self.resources!r}, held by each trial's task"
+        )
+        return ExecutionDecision("tasks", f"a task per trial or group: {why}")
+
     def _decide_feed(self) -> None:
         """``execution="auto"``, at the first ask (made, so a batch-synchronous
-        optimizer has declared its batch; the feed then starts while the
-        other first trials are asked): a sequential
-        sampler (its next ask waits on a result: Optuna's TPE, a Gaussian
-        process, Nevergrad) is fed, as it would pay Dask's per-task latency on
-        every trial; sources that do not learn (grids, random) and known
-        batches keep a task each, on the dashboard's task stream."""
-        self._fed = bool(self.optimizer.wants_values) and self.optimizer.batch_size == 0
-        if self._fed:
-            window = self._fed_window()
-            window.start()
-            self._flying = window
+        optimizer has declared its batch), by :class:`FeedChoice`: a
+        sequential sampler (its next ask waits on a result: Optuna's TPE, a
+        Gaussian process, Nevergrad) on a cluster that does not scale sends
+        its first trials as tasks, timed, and feeds the rest when they are
+        short (:meth:`_timed`); sources that do not learn (grids, random) and
+        known batches keep a task each, on the dashboard's task stream."""
+        sequential = (
+            bool(self.optimizer.wants_values) and self.optimizer.batch_size == 0
+        )
+        choice = FeedChoice(
+            "auto", sequential=sequential, scales=cluster_scales(self.client)
+        )
+        self._fed = False  # the first trials go as tasks, if undecided
+        if choice.decision is not None:
+            self._decided(choice.decision)
+        else:
+            self._choice = choice  # timed: _timed
+
+    def _timed(self, durations: list[float]) -> None:
+        """Trials sent as tasks while undecided took ``durations``: decide,
+        once they say; to feed, the tasks in flight drain first."""
+        assert self._choice is not None
+        decision = self._choice.observe(durations)
+        if decision is None:
+            return
+        self._choice = None
+        self._decided(decision)
+        if decision.where == "feed":
+            self._draining = True
+
+    def _decided(self, decision: ExecutionDecision) -> None:
+        self._decision = decision
+        logger.debug(
+            "%s: trials %s: %s",
+            self.name,
+            "fed" if decision.where == "feed" else "as tasks",
+            decision.reason,
+        )
+
+    def _start_feed(self) -> None:
+        """The tasks sent while undecided are back: feed the rest."""
+        self._flying.cancel()
+        window = self._fed_window()
+        window.start()
+        self._flying = window
+        self._fed, self._draining = True, False
+
+    def _report_execution(self, report: RunReport) -> None:
+        """Say on ``report`` how the trials went, and why."""
+        decision = self._decision
+        if decision is None:
+            decision = ExecutionDecision(
+                "tasks",
+                "a task per trial: the run ended within its first trials (sent "
+                "as tasks and timed, to decide whether to feed the rest)",
+            )
+        report.execution, report.execution_reason = decision.where, decision.reason
 
     def _fed_window(self) -> FedWindow[list[_Pending]]:
         """A window feeding this run's trials, timed out at the run's deadline."""

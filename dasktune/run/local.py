@@ -22,6 +22,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any, cast
 
 from dasktune._values import check_not_nan, read_result
@@ -30,6 +31,7 @@ from dasktune.records import Outcome, Trial, TrialStatus
 from dasktune.run.base import ALL_FAILED_STOP, RunReport
 from dasktune.run.points import VectorObjective, point_key, point_record
 from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, seconds_text
+from dasktune.run.startup import BackgroundStart
 
 __all__ = ["Handover", "LocalRun", "continued", "run_here_first"]
 
@@ -57,6 +59,11 @@ class LocalRun:
         Evaluate at most this many.
     timeout : float, optional
         Seconds; checked between evaluations (a call is never interrupted).
+    start : callable, optional
+        Called once when the policy moves the run to the cluster: starts it
+        in the background (a :class:`~dasktune.run.startup.BackgroundStart`);
+        the run goes on here until it is ready. ``None``: the run stops here
+        at once (a cluster runs already).
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class LocalRun:
         to_key: Callable[[Any], Hashable],
         n_trials: int | None = None,
         timeout: float | None = None,
+        start: Callable[[], BackgroundStart] | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -79,6 +87,11 @@ class LocalRun:
         self.to_key = to_key
         self.n_trials = n_trials
         self.timeout = timeout
+        self.start = start
+        self.starting: BackgroundStart | None = None
+        #: evaluations made here after the move was decided, while the
+        #: cluster started
+        self.overlapped = 0
         self.decision: ExecutionDecision | None = policy.forced
         self._cache: dict[Hashable, float | None] = {}  # by hash: value, None failed
         self._probe: list[float] = []
@@ -107,10 +120,11 @@ class LocalRun:
                     moved = self.policy.revisit(
                         batch_evaluated, batch_seconds, report.evaluated + report.failed
                     )
-                    if self.decision is not None and moved is not None:
+                    if moved is not None and self._local():
                         self._decide(moved)
                     batch_seconds, batch_evaluated = 0.0, 0
-                    if self.decision is not None and self.decision.where != "local":
+                    moving = self.decision is not None and not self._local()
+                    if moving and self._moved():
                         break
                     if self.optimizer.finished or self._spent(report):
                         report.stopped = (
@@ -135,8 +149,10 @@ class LocalRun:
                         )
                         if decided is not None:
                             self._decide(decided)
-                            if decided.where != "local":
+                            if decided.where != "local" and self._moved():
                                 break
+                    elif self.decision.where != "local":
+                        self.overlapped += 1  # while the cluster starts
         finally:
             report.elapsed = time.perf_counter() - started
         if report.all_failed and report.first_failure is not None:
@@ -152,6 +168,19 @@ class LocalRun:
         report.execution = self.decision.where
         report.execution_reason = self.decision.reason
         return report, list(asked)
+
+    def _local(self) -> bool:
+        return self.decision is not None and self.decision.where == "local"
+
+    def _moved(self) -> bool:
+        """Whether the run, sent to the cluster, stops here now: at once
+        without ``start``, else once the cluster started in the background
+        is ready (the start begun at the first look)."""
+        if self.start is None:
+            return True
+        if self.starting is None:
+            self.starting = self.start()
+        return self.starting.ready
 
     def _decide(self, decision: ExecutionDecision) -> None:
         self.decision = decision
@@ -195,14 +224,17 @@ class LocalRun:
         t0 = time.perf_counter()
         try:
             raw = self.objective(trial.params)
-            values, _, _ = read_result(raw)
-            check_not_nan(values, trial.params)
+            if type(raw) is float and raw == raw:  # a number, not NaN: as read
+                value = raw
+            else:
+                values, _, _ = read_result(raw)
+                check_not_nan(values, trial.params)
+                value = values[0]
         except Exception as err:
             seconds = time.perf_counter() - t0
             self._failed(trial, h, err, started, seconds, report)
             return seconds
         seconds = time.perf_counter() - t0
-        value = values[0]
         self._cache[h] = value
         report.evaluated += 1
         if value < report.best_value:
@@ -274,10 +306,17 @@ class Handover:
         return getattr(self._optimizer, name)
 
 
-def continued(local: RunReport, rest: RunReport) -> RunReport:
+def continued(local: RunReport, rest: RunReport, overlapped: int = 0) -> RunReport:
     """The report of a run begun in the caller's process (``local``) and ended
-    on the cluster (``rest``)."""
+    on the cluster (``rest``); ``overlapped`` evaluations ran here while the
+    cluster started."""
     best = local if local.best_value <= rest.best_value else rest
+    reason = local.execution_reason
+    if overlapped:
+        reason += (
+            f"; {overlapped} evaluation(s) ran in the caller's process while "
+            "the cluster started"
+        )
     return RunReport(
         evaluated=local.evaluated + rest.evaluated,
         failed=local.failed + rest.failed,
@@ -292,7 +331,7 @@ def continued(local: RunReport, rest: RunReport) -> RunReport:
         first_failure=local.first_failure or rest.first_failure,
         front=rest.front,
         execution="cluster",
-        execution_reason=local.execution_reason,
+        execution_reason=reason,
     )
 
 
@@ -309,29 +348,50 @@ def run_here_first(
     security: Any = None,
 ) -> RunReport:
     """Run ``fun(x, *args)`` on ``optimizer`` in this process while the policy
-    keeps it local; when it moves the run to the cluster, start the cluster
-    (``distributed`` is imported only then) and go on there.
+    keeps it local; when it moves the run to the cluster, go on there: on the
+    current client's, or on dasktune's own, started in the background while
+    the run goes on here (``distributed`` is imported only then).
 
     The policy must not have forced the cluster (the caller runs it there).
     """
     objective = VectorObjective(fun, args, paired)
+    start = None
+    if policy.startup > 0:  # no cluster runs yet: start one meanwhile
+        start = partial(BackgroundStart, security)
     local = LocalRun(
         optimizer, objective, policy=policy, name=name, to_record=point_record,
-        to_key=point_key, n_trials=n_trials, timeout=timeout,
+        to_key=point_key, n_trials=n_trials, timeout=timeout, start=start,
     )  # fmt: skip
     report, handed = local.run()
     done = report.evaluated + report.failed
-    if report.execution == "local" or (n_trials is not None and done >= n_trials):
+    if (
+        report.execution == "local"
+        or report.stopped
+        or (n_trials is not None and done >= n_trials)
+    ):
+        if local.starting is not None:
+            # the run ended here while the cluster started: it goes on
+            # starting (dasktune's own, for later calls; closed at exit)
+            report.execution = "local"
+            report.execution_reason += (
+                f"; the run ended in the caller's process ({local.overlapped} "
+                "evaluation(s) more) while the cluster started"
+            )
         report.stopped = report.stopped or "n_trials"
         return report
     from dasktune.run.cluster import get_client
     from dasktune.run.vector import run_vector
 
+    client = (
+        get_client(None, security=security)
+        if local.starting is None
+        else local.starting.client()
+    )
     rest, _ = run_vector(
         cast(AskTell, Handover(optimizer, handed)), fun, args,
-        client=get_client(None, security=security), name=name, paired=paired,
+        client=client, name=name, paired=paired,
         n_trials=None if n_trials is None else max(n_trials - done, 0),
         timeout=None if timeout is None else max(timeout - report.elapsed, 1e-3),
         execution=policy.driver_execution,
     )  # fmt: skip
-    return continued(report, rest)
+    return continued(report, rest, local.overlapped)

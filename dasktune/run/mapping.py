@@ -63,6 +63,8 @@ from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError, TrialTimeoutError
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.lost import explain_killed
+from dasktune.run.map_here import map_here
+from dasktune.run.policy import ExecutionPolicy
 from dasktune.run.stop import cancelled_here
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
 from dasktune.run.timelimit import call_limited, free_workers, stuck_worker
@@ -218,6 +220,7 @@ def async_map(
     timeout: float | None = None,
     resources: Mapping[str, float] | None = None,
     trial_timeout: float | None = None,
+    execution: str = "auto",
 ) -> list[R]:
     """Apply ``fun`` to every element of ``args`` on the cluster, like ``map()``.
 
@@ -262,6 +265,15 @@ def async_map(
         element (not retried); the rest is cancelled. A call blocked in C code
         that does not stop within 2 s more is left in its thread and its
         worker restarted, with a ``RuntimeWarning`` (see ``Search.run``).
+    execution : {"auto", "local", "tasks"}, default "auto"
+        Where the calls run. ``"auto"``, with no client given (one may be
+        current), times the first calls in this process and maps the rest here
+        too, starting no cluster, while they are cheaper than a task's
+        dispatch cost (or too few to pay for a cluster's start); otherwise on
+        the cluster (see :class:`dasktune.run.policy.ExecutionPolicy`).
+        ``"local"``: always here; ``"tasks"``: always on the cluster. A
+        client, ``resources``, ``trial_timeout`` and ``progress`` use the
+        cluster. The results are the same wherever the calls ran.
 
     Returns
     -------
@@ -307,11 +319,32 @@ def async_map(
     check_timeout(timeout)
     check_bool("progress", progress)
     check_timeout(trial_timeout, "trial_timeout")
-
     try:
         n: int | None = len(args)  # type: ignore[arg-type]
     except TypeError:
         n = None
+    if execution == "feed":
+        msg = (
+            "async_map: execution must be 'auto', 'local' or 'tasks'; got 'feed' "
+            "(the feed is for a search's trials, Search.run)"
+        )
+        raise ValueError(msg)
+    policy = ExecutionPolicy(
+        execution, what="async_map", client=client, resources=resources,
+        trial_timeout=trial_timeout, progress=progress, expected=n,
+    )  # fmt: skip
+    here: list[Any] = []
+    if policy.forced is None or policy.forced.where == "local":
+        started = time.perf_counter()
+        here, decision = map_here(
+            fun, iterator, policy=policy, retries=retries, timeout=timeout, n=n
+        )
+        if decision.where == "local":
+            return here
+        # the rest on the cluster, started now
+        n = None if n is None else n - len(here)
+        if timeout is not None:
+            timeout = max(timeout - (time.perf_counter() - started), 1e-3)
     if client is None and ncpu is not None:
         client = get_client(n_workers=ncpu, security=security)
     else:
@@ -328,9 +361,10 @@ def async_map(
         sizes = iter(split_sizes(n, slots))
     else:
         sizes = None  # adaptive, from the measured cost per element
-    return _Mapper(fun, client, retries, resources, trial_timeout).run(
-        iterator, n, sizes, window, progress, timeout
+    rest = _Mapper(fun, client, retries, resources, trial_timeout).run(
+        iterator, n, sizes, window, progress, timeout, offset=len(here)
     )
+    return here + rest if here else rest
 
 
 class _Mapper:
@@ -381,10 +415,13 @@ class _Mapper:
         window: int,
         progress: bool,
         timeout: float | None,
+        offset: int = 0,
     ) -> list[Any]:
+        """Map ``iterator`` (``n`` elements if known), the first of them
+        element ``offset`` of ``args`` (those before ran elsewhere)."""
         results: dict[int, list[Any]] = {}
         bar = progress_bar(progress, total=n, desc=self.prefix.rsplit("-", 1)[0])
-        position = 0
+        position = offset
         exhausted = False
         index = 0
 

@@ -7,26 +7,37 @@ why. It imports no Dask: a run that stays local never imports ``distributed``.
 How it decides
 --------------
 1. What forces a choice is taken first. The cluster, when the run needs it: a
-   client was given or one is current, ``resources=`` (only a worker has them),
+   client was given, ``resources=`` (only a worker has them),
    a batch objective holding resident data (a ``ProducerConsumer``),
    ``trial_timeout=`` (a call is interrupted on a worker), a trial store or a
    progress bar (recorded and shown by the cluster's driver), or
    ``execution="tasks"``/``"feed"``. The caller's process, with
    ``execution="local"``.
 2. Otherwise (``execution="auto"``) the first evaluations are timed where they
-   run, in the caller's process: one that takes less than :data:`LOCAL_BELOW`
-   keeps the run local; :data:`PROBE_EVALUATIONS` evaluations, or
-   :data:`PROBE_SECONDS` of them, all above it move the run to the cluster,
-   started then. The threshold is one task's dispatch cost on a Dask cluster
+   run, in the caller's process, whether or not a Dask client is current:
+   one that takes less than :data:`LOCAL_BELOW` keeps the run local;
+   :data:`PROBE_EVALUATIONS` evaluations, or :data:`PROBE_SECONDS` of them,
+   all above it move the run to the cluster (the current client's, and then
+   one evaluation decides; else one started then). The threshold is one task's dispatch cost on a Dask cluster
    (about 2 ms a task, DASK-FACTS.md): an evaluation cheaper than that gains
    nothing from crossing to a worker; on two cores the cluster cannot pay back
    its own overhead below it. A run whose length is known (DE's generations,
    SPSA's iterations) also stays when the time the machine's cores could save
    on what is left is less than a cluster takes to start
-   (:data:`STARTUP_SECONDS`).
+   (:data:`STARTUP_SECONDS`; nothing with a client current).
 3. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
    looked at again: when its evaluations average more than
    :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster.
+
+On the cluster, how a run's trials reach the workers (:class:`FeedChoice`):
+a task per trial (or a group of fast ones), or fed to long-lived tasks
+(``dasktune.run.feed``), which saves a sequential sampler Dask's per-task
+latency but hides its trials from the dashboard's task stream and holds every
+worker thread and, through its actors, every worker. With ``execution="auto"``
+a sequential sampler's first :data:`FEED_PROBE` trials go as tasks and are
+timed on their workers; when all took less than :data:`FEED_BELOW`, the rest
+are fed. Never on a cluster that scales (adaptive, or dask-jobqueue's batch
+jobs): a worker holding the feed's actor cannot be retired.
 
 The choice never changes a result: the same ask/tell optimizer is told the
 same values in the same order, wherever they were computed.
@@ -44,12 +55,16 @@ __all__ = [
     "CLUSTER_ABOVE",
     "DISPATCH_SECONDS",
     "EXECUTIONS",
+    "FEED_BELOW",
+    "FEED_PROBE",
     "LOCAL_BELOW",
     "PROBE_EVALUATIONS",
     "PROBE_SECONDS",
     "STARTUP_SECONDS",
     "ExecutionDecision",
     "ExecutionPolicy",
+    "FeedChoice",
+    "cluster_scales",
     "seconds_text",
 ]
 
@@ -72,6 +87,14 @@ PROBE_SECONDS = 0.1
 #: what starting dasktune's cluster costs, seconds: ``import distributed``
 #: (~0.65 s) and a 2-process ``LocalCluster`` (0.6-0.9 s), DASK-FACTS.md
 STARTUP_SECONDS = 1.5
+#: a sequential sampler's trials shorter than this are fed ("auto"): sent as
+#: tasks one at a time, each pays about a client round trip (~10 ms,
+#: DASK-FACTS.md) and the scheduler's work, tens of ms on a small machine; a
+#: trial this long loses at most ~10% to it, a longer one less, not worth
+#: hiding the trials from the dashboard and holding the workers
+FEED_BELOW = 0.25
+#: trials timed as tasks before an "auto" run feeds the rest
+FEED_PROBE = 3
 
 
 def seconds_text(seconds: float) -> str:
@@ -179,12 +202,11 @@ class ExecutionPolicy:
             )
         elif needs is not None:
             self.forced = ExecutionDecision("cluster", f"the run has {needs}")
-        else:
-            current = _current_client()
-            if current is not None:
-                self.forced = ExecutionDecision(
-                    "cluster", f"a Dask client is current ({current!r}): it is used"
-                )
+        #: what moving to the cluster costs before any work: nothing when a
+        #: client is current (its cluster runs already), else a start
+        self.startup = STARTUP_SECONDS
+        if self.forced is None and _current_client() is not None:
+            self.startup = 0.0
 
     @property
     def driver_execution(self) -> str:
@@ -212,7 +234,10 @@ class ExecutionPolicy:
                 f"({seconds_text(LOCAL_BELOW)}): no cluster started"
             )
             return ExecutionDecision("local", reason)
-        if len(durations) >= PROBE_EVALUATIONS or sum(durations) >= PROBE_SECONDS:
+        # with a client current, one evaluation decides: a slow first call
+        # that misleads it costs tasks on running workers, not a start
+        needed = 1 if self.startup == 0.0 else PROBE_EVALUATIONS
+        if len(durations) >= needed or sum(durations) >= PROBE_SECONDS:
             short = self._too_short(fastest, len(durations) if done is None else done)
             if short is not None:
                 return ExecutionDecision("local", short)
@@ -256,7 +281,7 @@ class ExecutionPolicy:
         left = max(self.expected - done, 0)
         cores = os.cpu_count() or 1
         saved = cost * left * (1 - 1 / cores)  # at best, on every core
-        if saved >= STARTUP_SECONDS:
+        if saved >= self.startup:
             return None
         return (
             f"evaluations take {seconds_text(cost)}, but the {left} left of the "
@@ -298,3 +323,96 @@ def _current_client() -> Any:
     from dasktune.run.cluster import _current_client as current
 
     return current()
+
+
+class FeedChoice:
+    """Whether a cluster run's trials are fed to long-lived tasks or sent as
+    tasks (see the module notes), and why.
+
+    Parameters
+    ----------
+    execution : {"auto", "tasks", "feed"}
+    sequential : bool
+        The optimizer is a sequential sampler (it learns from each result and
+        has no known batch): the only kind "auto" may feed.
+    scales : str, optional
+        Why the cluster scales (:func:`cluster_scales`), or ``None``.
+
+    Attributes
+    ----------
+    decision : ExecutionDecision or None
+        ``where`` is "feed" or "tasks"; ``None`` while the first trials are
+        timed (they go as tasks).
+
+    >>> choice = FeedChoice("auto", sequential=True, scales=None)
+    >>> choice.decision is None, choice.observe([0.01, 0.02]) is None
+    (True, True)
+    >>> choice.observe([0.01]).where
+    'feed'
+    >>> FeedChoice("auto", sequential=True, scales=None).observe([1.5]).where
+    'tasks'
+    """
+
+    def __init__(self, execution: str, *, sequential: bool, scales: str | None):
+        self._durations: list[float] = []
+        self.decision: ExecutionDecision | None = None
+        if execution in ("tasks", "feed"):
+            self.decision = ExecutionDecision(
+                execution, f"execution={execution!r} was asked for"
+            )
+        elif not sequential:
+            reason = (
+                "a task per trial (or per group of fast trials): the optimizer "
+                "is not a sequential sampler (its batches are known, or it does "
+                "not learn from results), so no trial waits on another's latency"
+            )
+            self.decision = ExecutionDecision("tasks", reason)
+        elif scales is not None:
+            reason = (
+                f"a task per trial: {scales}, and a worker holding the feed's "
+                "actor could not be retired"
+            )
+            self.decision = ExecutionDecision("tasks", reason)
+
+    def observe(self, durations: Sequence[float]) -> ExecutionDecision | None:
+        """Take the durations (seconds, on the workers) of trials done while
+        undecided; the decision once made (then it stays), else ``None``."""
+        if self.decision is not None:
+            return None
+        self._durations.extend(durations)
+        longest = max(self._durations, default=0.0)
+        if longest >= FEED_BELOW:
+            reason = (
+                f"a task per trial: a trial took {seconds_text(longest)}, at "
+                f"least {seconds_text(FEED_BELOW)}, where a task's overhead "
+                "hardly matters (and each trial shows on the dashboard)"
+            )
+            self.decision = ExecutionDecision("tasks", reason)
+        elif len(self._durations) >= FEED_PROBE:
+            reason = (
+                f"fed to long-lived tasks: the first {len(self._durations)} trials "
+                f"took at most {seconds_text(longest)}, less than "
+                f"{seconds_text(FEED_BELOW)}, so a task per trial would cost a "
+                "sequential sampler a good share of its time"
+            )
+            self.decision = ExecutionDecision("feed", reason)
+        return self.decision
+
+
+def cluster_scales(client: Any) -> str | None:
+    """Why the cluster behind ``client`` scales (its workers come and go on
+    its own), or ``None``: an adaptive cluster (``cluster.adapt()``), or
+    dask-jobqueue's (its workers are batch jobs). A client of a scheduler
+    started apart says nothing of its cluster: ``None``."""
+    cluster = getattr(client, "cluster", None)
+    if cluster is None:
+        return None
+    adaptive = getattr(cluster, "_adaptive", None)
+    if getattr(adaptive, "state", None) in ("starting", "running"):
+        return f"the cluster scales adaptively ({type(cluster).__name__}.adapt())"
+    if type(cluster).__module__.split(".")[0] == "dask_jobqueue":
+        return (
+            f"the cluster's workers are batch jobs ({type(cluster).__name__}), "
+            "retired as their jobs end"
+        )
+    return None

@@ -1,0 +1,83 @@
+"""dasktune's own cluster, started in a thread while the caller's process works.
+
+When the execution policy moves a run to the cluster and none runs yet, the
+``LocalCluster`` dasktune owns takes seconds to start (``import distributed``,
+then worker processes). :class:`BackgroundStart` starts it in a thread, so
+that the run goes on evaluating in the caller's process meanwhile and moves
+to the workers once they are up (:class:`dasktune.run.local.LocalRun`). A
+run that ends here first does not wait: the cluster goes on starting, and is
+dasktune's as any it starts (reused by later calls, closed at exit; a call
+that needs it meanwhile waits for it, as :func:`dasktune.get_client` holds
+its lock while it starts).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+__all__ = ["START_WAIT_SECONDS", "BackgroundStart"]
+
+logger = logging.getLogger("dasktune")
+
+#: at most this long is waited for the cluster's start, once the run needs it
+START_WAIT_SECONDS = 300.0
+
+
+class BackgroundStart:
+    """:func:`dasktune.get_client` (``address=None``) run in a thread.
+
+    Parameters
+    ----------
+    security : distributed.security.Security, optional
+        For the cluster started (see :func:`dasktune.get_client`).
+    """
+
+    def __init__(self, security: Any = None) -> None:
+        self._security = security
+        self._done = threading.Event()
+        self._client: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._start, name="dasktune-cluster-start", daemon=True
+        )
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            from dasktune.run.cluster import get_client
+
+            self._client = get_client(None, security=self._security)
+        except BaseException as err:  # raised again in the caller, by client()
+            self._error = err
+            logger.warning("dasktune: starting its LocalCluster failed: %r", err)
+        finally:
+            self._done.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the start is over (the cluster is up, or it failed)."""
+        return self._done.is_set()
+
+    def client(self) -> Any:
+        """Wait for the start (at most :data:`START_WAIT_SECONDS`); the
+        client, or the start's own error raised here.
+
+        Raises
+        ------
+        TimeoutError
+            When the cluster did not start in time.
+        """
+        if not self._done.wait(START_WAIT_SECONDS):
+            msg = (
+                f"dasktune's LocalCluster did not start within {START_WAIT_SECONDS:.0f}"
+                " s (started in the background while the run went on in the "
+                "caller's process); give a client of a running cluster (client=) "
+                "or run here (execution='local')"
+            )
+            raise TimeoutError(msg)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._client

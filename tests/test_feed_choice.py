@@ -1,0 +1,112 @@
+"""execution="auto" on a cluster: a sequential sampler's trials are fed only
+when they are short, and never on a cluster that scales (run/policy.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune import Float, Search
+from dasktune.optim.base import Optimizer
+from dasktune.run.feed import FedWindow
+from dasktune.run.policy import FEED_BELOW, FEED_PROBE, cluster_scales
+from tests.clusters import local_client
+
+SPACE = {"x": Float(0.0, 1.0)}
+
+
+def quick(params):
+    time.sleep(0.002)
+    return (params["x"] - 0.3) ** 2
+
+
+def slow(params):
+    time.sleep(FEED_BELOW * 1.2)
+    return params["x"]
+
+
+class Sequential(Optimizer):
+    """A sequential sampler (it learns from results, no known batch): asks
+    its points one by one, at most two pending."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.todo = [{"x": i / (n + 1)} for i in range(n)]
+
+    def _ask(self):
+        if self.n_pending >= 2 or not self.todo:
+            return None
+        return self.todo.pop(0)
+
+    def _tell(self, number, params, value):
+        pass
+
+    @property
+    def finished(self):
+        return not self.todo and not self.n_pending
+
+
+@pytest.fixture
+def feeds(monkeypatch) -> list[str]:
+    """The names of the runs whose feed started."""
+    started: list[str] = []
+    real = FedWindow.start
+
+    def start(self):
+        started.append(self.name)
+        real(self)
+
+    monkeypatch.setattr(FedWindow, "start", start)
+    return started
+
+
+def run(search: Search, n: int, **kwargs):
+    return search.run(Sequential(n), progress=False, **kwargs)
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_short_trials_are_fed_after_the_first_are_timed_as_tasks(
+    c, s, a, b, feeds, caplog
+):
+    search = Search("short", quick, "sqlite://", client=c, space=SPACE)
+    with caplog.at_level(logging.DEBUG, logger="dasktune"):
+        report = await asyncio.to_thread(run, search, 12)
+    search.close()
+    assert (report.evaluated, report.failed) == (12, 0)
+    assert report.execution == "feed", report.execution_reason
+    assert f"the first {FEED_PROBE} trials took at most" in report.execution_reason
+    assert feeds == ["short"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "dasktune"]
+    assert any("short: trials fed: fed to long-lived" in m for m in logged), logged
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_long_trials_go_as_a_task_each(c, s, a, b, feeds):
+    search = Search("long", slow, "sqlite://", client=c, space=SPACE)
+    report = await asyncio.to_thread(run, search, 4)
+    assert (report.evaluated, report.execution) == (4, "tasks")
+    assert "a task per trial: a trial took" in report.execution_reason
+    assert feeds == []  # the feed never started
+    # asked for: tasks, however short the trials
+    report = await asyncio.to_thread(run, search, 6, execution="tasks")
+    search.close()
+    assert report.execution == "tasks"
+    assert report.execution_reason == "execution='tasks' was asked for"
+    assert feeds == []
+
+
+def test_an_adaptive_cluster_is_never_fed(feeds):
+    with local_client(1, 1, processes=False) as client:
+        assert cluster_scales(client) is None
+        client.cluster.adapt(minimum=1, maximum=2)
+        assert "scales adaptively (LocalCluster.adapt())" in cluster_scales(client)
+        search = Search("adaptive", quick, "sqlite://", client=client, space=SPACE)
+        report = run(search, 8)
+        search.close()
+    assert (report.evaluated, report.execution) == (8, "tasks")
+    assert "the cluster scales adaptively" in report.execution_reason
+    assert feeds == []
