@@ -5,6 +5,7 @@ and the move to the cluster when evaluations are expensive."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from dasktune.optim.scipy_bridge import ScipyAskTell
 from dasktune.run.base import ALL_FAILED_STOP
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy
+from tests.waiting import poll_until
 
 BOUNDS = [(-5.0, 5.0)] * 3
 
@@ -189,12 +191,17 @@ def test_an_expensive_objective_moves_to_the_cluster_started_meanwhile():
             }))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=280
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    ) as proc:  # fmt: skip
+        out, err = proc.communicate(timeout=280)
+    assert proc.returncode == 0, err
+    seen = json.loads(out.strip().splitlines()[-1])
     assert seen["same"] and seen["distributed"] and "took" in seen["reason"], seen
+    # nothing of the cluster outlives the script, though its start was under
+    # way when the run ended (exit waits for it, then closes it)
+    poll_until(lambda: not _group_alive(proc.pid), what="the script's processes to end")
     # the cluster started in the background while the run went on here: it
     # moved there once the cluster was up, or ended here first (a slow start)
     overlap = {
@@ -202,3 +209,17 @@ def test_an_expensive_objective_moves_to_the_cluster_started_meanwhile():
         "local": "the run ended in the caller's process",
     }
     assert overlap[seen["where"]] in seen["reason"], seen
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group ``pgid`` leads still runs (zombies,
+    which only wait to be reaped, do not count)."""
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

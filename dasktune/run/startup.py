@@ -13,8 +13,10 @@ its lock while it starts).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from typing import Any
 
 __all__ = ["START_WAIT_SECONDS", "BackgroundStart"]
@@ -23,6 +25,29 @@ logger = logging.getLogger("dasktune")
 
 #: at most this long is waited for the cluster's start, once the run needs it
 START_WAIT_SECONDS = 300.0
+#: at most this long is waited at exit for a start still under way
+EXIT_WAIT_SECONDS = 60.0
+
+_pending: weakref.WeakSet[BackgroundStart] = weakref.WeakSet()
+
+
+def join_pending(timeout: float = EXIT_WAIT_SECONDS) -> None:
+    """Wait (bounded) for the starts still under way, then close what
+    dasktune started: at exit, a start a run did not wait for must not leave
+    a cluster behind (nor be cut off half-way, its worker processes orphaned).
+    """
+    for start in list(_pending):
+        start._thread.join(timeout)
+        if start._thread.is_alive():
+            logger.warning(
+                "dasktune: its LocalCluster was still starting %.0f s after exit "
+                "began; not waiting longer",
+                timeout,
+            )
+    if _pending:
+        from dasktune.run.cluster import close_owned
+
+        close_owned()
 
 
 class BackgroundStart:
@@ -42,6 +67,7 @@ class BackgroundStart:
         self._thread = threading.Thread(
             target=self._start, name="dasktune-cluster-start", daemon=True
         )
+        _pending.add(self)
         self._thread.start()
 
     def _start(self) -> None:
@@ -81,3 +107,6 @@ class BackgroundStart:
         if self._error is not None:
             raise self._error
         return self._client
+
+
+atexit.register(join_pending)
