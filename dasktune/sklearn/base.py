@@ -1,0 +1,264 @@
+"""What dasktune's search estimators add to scikit-learn's ``BaseSearchCV``.
+
+scikit-learn's ``BaseSearchCV.fit`` does everything a search estimator does
+around the fits — checks, splits, ``cv_results_``, ``best_*``, refit, several
+metrics, ``error_score`` — and hands its subclass an ``evaluate_candidates``
+that fits each (candidate, split) with ``_fit_and_score`` through joblib.
+:class:`DaskSearchMixin` keeps all of it and moves only the fits: its
+``evaluate_candidates`` runs them as the trials of a dasktune
+:class:`~dasktune.Search` (on the Dask cluster, recorded in a store), then
+lets scikit-learn's own run over the results. For that run, scikit-learn's
+``_fit_and_score`` answers the calls made on behalf of this search from the
+results (an answer table per search object; any other caller gets the
+original function), so the dicts scikit-learn reads are the ones
+``_fit_and_score`` returned on the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import Any
+
+import cloudpickle
+import distributed
+import sklearn.model_selection._search as _sk_search
+from sklearn.base import clone
+
+from dasktune.records import TrialStatus
+from dasktune.run.cluster import get_client
+from dasktune.run.evaluate import failure_exception
+from dasktune.search import Search
+from dasktune.sklearn.folds import SPLIT, FoldFit, candidate_key, trial_params
+from dasktune.sklearn.placement import Resident, computed, fingerprint, place
+from dasktune.store.sql import TrialStore
+
+__all__ = ["DaskSearchMixin"]
+
+_SKLEARN = metadata.version("scikit-learn")
+if tuple(int(p) for p in _SKLEARN.split(".")[:2]) < (1, 9):  # pragma: no cover
+    _msg = (
+        f"dasktune.sklearn needs scikit-learn 1.9 or newer (the hooks of its "
+        f"search classes), found {_SKLEARN}; pip install 'dasktune[sklearn]'"
+    )
+    raise ImportError(_msg)
+
+#: results of the fits of a search being evaluated, by ``id`` of the search:
+#: ``{(candidate index, split index): _fit_and_score's dict}``
+_ANSWERS: dict[int, dict[tuple[int, int], dict[str, Any]]] = {}
+_LOCK = threading.Lock()
+_ORIGINAL: Callable[..., Any] = _sk_search._fit_and_score
+
+
+def _answer(*args: Any, caller: Any = None, **kwargs: Any) -> Any:
+    """scikit-learn's ``_fit_and_score`` for the searches evaluated here: the
+    result of the worker's fit; for any other caller, the original."""
+    table = _ANSWERS.get(id(caller)) if caller is not None else None
+    if table is None:
+        return _ORIGINAL(*args, caller=caller, **kwargs)
+    key = (kwargs["candidate_progress"][0], kwargs["split_progress"][0])
+    return copy.deepcopy(table[key])  # scikit-learn may fill in error scores
+
+
+@contextlib.contextmanager
+def _answered(
+    search: object, table: dict[tuple[int, int], dict[str, Any]]
+) -> Iterator[None]:
+    with _LOCK:
+        if _sk_search._fit_and_score is not _answer:
+            _sk_search._fit_and_score = _answer
+        _ANSWERS[id(search)] = table
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _ANSWERS.pop(id(search), None)
+
+
+class _Fit:
+    """The state of one ``fit``: its client, data, splits, store and search."""
+
+    def __init__(
+        self, owner: Any, client: distributed.Client, X: Any, y: Any, params: Any
+    ) -> None:
+        self.owner, self.client = owner, client
+        self.X, self.y, self.params = X, y, params
+        self.data: distributed.Future | None = None
+        self.store: TrialStore | None = None
+        self.owns_store = False
+        self.name = ""
+        self.n_splits = 0
+
+    def prepare(self, cv: Any) -> None:
+        """Check what the fits need, then place the data (once per fit)."""
+        owner = self.owner
+        if self.data is not None:
+            if cv is not None and cv is not owner._checked_cv_orig:
+                msg = "dasktune's search estimators evaluate one cv per fit"
+                raise NotImplementedError(msg)
+            return
+        estimator = clone(owner.estimator)
+        try:
+            cloudpickle.dumps(estimator)
+        except Exception as err:
+            msg = (
+                f"the estimator {type(owner.estimator).__name__} cannot be pickled "
+                f"to be sent to the Dask workers: {err}; keep what it holds (locks, "
+                "open files, clients, lambdas in a closure over those) out of its "
+                "parameters, or make it picklable"
+            )
+            raise TypeError(msg) from err
+        routed = owner._get_routed_params_for_fit(
+            _sk_search._check_method_params(self.X, params=self.params)
+        )
+        # cv larger than the samples and the like: raised here, before any fit
+        splits = [
+            (train, test)
+            for train, test in owner._checked_cv_orig.split(
+                self.X, self.y, **routed.splitter.split
+            )
+        ]
+        self.n_splits = len(splits)
+        resident = Resident(
+            self.X, self.y, routed.estimator.fit, routed.scorer.score, splits
+        )
+        key = fingerprint(
+            self.X,
+            self.y,
+            resident.fit_params,
+            resident.score_params,
+            splits,
+            estimator,
+            owner.scoring,
+            owner.error_score,
+            owner.return_train_score,
+        )
+        self.name = f"{owner.name or type(owner.estimator).__name__}@{key}"
+        store = owner.store
+        self.owns_store = not isinstance(store, TrialStore)
+        self.store = TrialStore("sqlite://" if store is None else store)
+        self.estimator = estimator
+        self.data = place(self.client, resident)
+
+    def fits(self, candidates: list[dict[str, Any]]) -> dict[tuple[int, int], Any]:
+        """Every split of ``candidates`` fitted (or found in the store):
+        ``_fit_and_score``'s dicts by (candidate index, split index)."""
+        owner = self.owner
+        assert self.data is not None and self.store is not None
+        scorers, refit_metric = owner._get_scorers()
+        keys = [candidate_key(c) for c in candidates]
+        objective = FoldFit(
+            self.data.key,  # what the tasks carry: the data stay put
+            self.estimator,
+            dict(zip(keys, candidates, strict=True)),
+            scorers,
+            refit_metric if isinstance(scorers, dict) else None,
+            owner.return_train_score,
+            owner.error_score,
+        )
+        trials = [
+            trial_params(k, s)
+            for k in dict.fromkeys(keys)
+            for s in range(self.n_splits)
+        ]
+        search = Search(
+            self.name,
+            objective,
+            self.store,
+            client=self.client,
+            direction="maximize",
+        )
+        report = search.run(
+            trials,
+            progress=False,
+            execution="tasks",
+            max_failures=None,
+            retry_failed=True,
+        )
+        if report.first_failure is not None:  # error_score="raise"
+            raise failure_exception(report.first_failure)
+        done = search.trials(status=TrialStatus.DONE.value)
+        found = {
+            (c, int(s)): aux["out"]
+            for c, s, aux in zip(
+                done["candidate"], done[SPLIT], done["aux"], strict=True
+            )
+        }
+        self.report = report
+        return {
+            (i, s): found[(k, s)]
+            for i, k in enumerate(keys)
+            for s in range(self.n_splits)
+        }
+
+    def close(self) -> None:
+        if self.data is not None:
+            self.data.release()
+            self.data = None
+        if self.store is not None and self.owns_store:
+            self.store.close()
+        self.store = None
+
+
+class DaskSearchMixin:
+    """Runs a ``BaseSearchCV``'s fits on Dask, recorded in a dasktune store.
+
+    Mixed in before a scikit-learn search class; its subclasses declare
+    ``client``, ``store`` and ``name`` in their ``__init__``.
+    """
+
+    # read by BaseSearchCV.fit: the fits go to Dask, not to joblib
+    n_jobs = None
+    pre_dispatch = "2*n_jobs"
+    client: Any
+    store: Any
+    name: str | None
+
+    def fit(self, X: Any, y: Any = None, **params: Any) -> Any:
+        """Run the fits of every candidate on every split on the Dask cluster.
+
+        As scikit-learn's ``fit``; Dask arrays and dataframes are computed
+        once on the cluster, then placed on every worker with the rest of the
+        data (see ``dasktune.sklearn.placement``).
+        """
+        client = get_client(self.client)
+        X, y = computed(X, y, client)
+        self._dasktune_fit = _Fit(self, client, X, y, params)
+        try:
+            return super().fit(X, y, **params)  # type: ignore[misc]
+        finally:
+            self._dasktune_fit.close()
+            del self._dasktune_fit
+
+    def _on_dask(self, evaluate_candidates: Callable[..., Any]) -> Callable[..., Any]:
+        """``evaluate_candidates`` with its fits run on Dask."""
+
+        def evaluate(
+            candidate_params: Any,
+            cv: Any = None,
+            more_results: Any = None,
+            callback_ctx: Any = None,
+        ) -> Any:
+            candidates = [dict(c) for c in candidate_params]
+            state = self._dasktune_fit
+            state.prepare(cv)
+            table = state.fits(candidates) if candidates else {}
+            with _answered(self, table):
+                return evaluate_candidates(
+                    candidates,
+                    cv=cv,
+                    more_results=more_results,
+                    callback_ctx=callback_ctx,
+                )
+
+        return evaluate
+
+    def _run_search(
+        self, evaluate_candidates: Callable[..., Any], *, callback_ctx: Any = None
+    ) -> None:
+        super()._run_search(  # type: ignore[misc]
+            self._on_dask(evaluate_candidates), callback_ctx=callback_ctx
+        )

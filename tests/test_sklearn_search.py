@@ -1,0 +1,182 @@
+"""dasktune.sklearn's GridSearchCV and RandomizedSearchCV against scikit-learn's.
+
+One in-process cluster for the module (scikit-learn's fits are the slow part);
+the kill test drives its own cluster in a subprocess.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import cloudpickle
+import dask.array as da
+import numpy as np
+import pytest
+from clusters import local_client
+from scipy.stats import loguniform
+from sklearn import model_selection as skms
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.datasets import load_digits, load_iris
+from sklearn.exceptions import FitFailedWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+import dasktune.sklearn.base as base_module
+from dasktune.sklearn import GridSearchCV, RandomizedSearchCV
+
+GRID = {"C": [0.1, 1.0, 10.0], "gamma": [1e-3, 1e-2]}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with local_client(2, 1, processes=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:300], y[:300]
+
+
+def test_grid_scores_equal_scikit_learns(client, digits):
+    X, y = digits
+    ours = GridSearchCV(SVC(), GRID, cv=3, client=client).fit(X, y)
+    theirs = skms.GridSearchCV(SVC(), GRID, cv=3).fit(X, y)
+    assert sorted(ours.cv_results_) == sorted(theirs.cv_results_)
+    for key in ("mean_test_score", "std_test_score", "rank_test_score"):
+        np.testing.assert_array_equal(ours.cv_results_[key], theirs.cv_results_[key])
+    assert ours.best_params_ == theirs.best_params_
+    assert ours.best_score_ == theirs.best_score_
+    assert ours.best_index_ == theirs.best_index_ and ours.n_splits_ == 3
+    # delegation to the refitted best estimator
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    np.testing.assert_array_equal(
+        ours.decision_function(X), theirs.decision_function(X)
+    )
+    assert ours.score(X, y) == theirs.score(X, y)
+
+
+def test_randomized_proposes_scikit_learns_candidates(client, digits):
+    X, y = digits
+    dists = {"C": loguniform(1e-2, 1e2), "gamma": loguniform(1e-4, 1e-1)}
+    ours = RandomizedSearchCV(
+        SVC(), dists, n_iter=5, cv=3, random_state=0, client=client
+    )
+    theirs = skms.RandomizedSearchCV(SVC(), dists, n_iter=5, cv=3, random_state=0)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    assert ours.cv_results_["params"] == theirs.cv_results_["params"]
+    np.testing.assert_array_equal(
+        ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"]
+    )
+
+
+def test_several_metrics_refit_by_name_and_train_scores(client):
+    X, y = load_iris(return_X_y=True)
+    kwargs = dict(
+        scoring=["accuracy", "f1_macro"],
+        refit="f1_macro",
+        return_train_score=True,
+        cv=KFold(3, shuffle=True, random_state=0),
+    )
+    grid = {"C": [0.01, 1.0]}
+    ours = GridSearchCV(LogisticRegression(max_iter=500), grid, client=client, **kwargs)
+    theirs = skms.GridSearchCV(LogisticRegression(max_iter=500), grid, **kwargs)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    for key in ("mean_test_f1_macro", "mean_train_accuracy", "split2_test_accuracy"):
+        np.testing.assert_array_equal(ours.cv_results_[key], theirs.cv_results_[key])
+    assert ours.best_params_ == theirs.best_params_
+    assert ours.scorer_.keys() == {"accuracy", "f1_macro"}
+
+
+def test_pipeline_and_groups(client):
+    X, y = load_iris(return_X_y=True)
+    groups = np.arange(len(y)) % 5
+    pipe = Pipeline([("scale", StandardScaler()), ("svc", SVC())])
+    grid = {"svc__C": [0.1, 1.0, 10.0]}
+    ours = GridSearchCV(pipe, grid, cv=GroupKFold(5), client=client)
+    theirs = skms.GridSearchCV(pipe, grid, cv=GroupKFold(5))
+    ours.fit(X, y, groups=groups)
+    theirs.fit(X, y, groups=groups)
+    np.testing.assert_array_equal(
+        ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"]
+    )
+    assert ours.n_splits_ == 5
+    assert isinstance(ours.best_estimator_, Pipeline)
+
+
+class FailsOnC(ClassifierMixin, BaseEstimator):
+    """A classifier whose fit raises for C == 0 (the others fit)."""
+
+    def __init__(self, C=1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        if self.C == 0:
+            raise ValueError("FailsOnC failed as required")
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_error_score_number_and_raise(client):
+    X, y = load_iris(return_X_y=True)
+    search = GridSearchCV(
+        FailsOnC(), {"C": [0, 1]}, cv=3, error_score=-1.0, client=client
+    )
+    with pytest.warns(FitFailedWarning, match="3 fits failed"):
+        search.fit(X, y)
+    assert list(search.cv_results_["mean_test_score"][:1]) == [-1.0]
+    assert search.best_params_ == {"C": 1}
+    raising = GridSearchCV(
+        FailsOnC(), {"C": [0, 1]}, cv=3, error_score="raise", client=client
+    )
+    with pytest.raises(ValueError, match="FailsOnC failed as required"):
+        raising.fit(X, y)
+
+
+def test_get_params_set_params_clone_and_pickle():
+    search = GridSearchCV(SVC(), GRID, cv=3, store="sqlite:///x.db", name="svm")
+    params = search.get_params()
+    assert params["store"] == "sqlite:///x.db" and params["name"] == "svm"
+    assert "n_jobs" not in params and params["estimator__C"] == 1.0
+    search.set_params(estimator__C=2.0, cv=4)
+    copy = clone(search)
+    assert copy.get_params()["estimator__C"] == 2.0 and copy.cv == 4
+    assert pickle.loads(pickle.dumps(search)).name == "svm"
+
+
+def test_dask_arrays_are_computed_once_and_placed(client, digits, monkeypatch):
+    X, y = digits
+    placed = []
+    original = base_module.place
+
+    def counted(c, data):
+        placed.append(data)
+        return original(c, data)
+
+    monkeypatch.setattr(base_module, "place", counted)
+    dX, dy = da.from_array(X, chunks=100), da.from_array(y, chunks=100)
+    ours = GridSearchCV(SVC(), GRID, cv=3, client=client).fit(dX, dy)
+    theirs = skms.GridSearchCV(SVC(), GRID, cv=3).fit(X, y)
+    np.testing.assert_array_equal(
+        ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"]
+    )
+    # the data went out once, as NumPy; the folds as indices with it
+    assert len(placed) == 1 and isinstance(placed[0].X, np.ndarray)
+    assert [len(test) for _, test in placed[0].splits] == [100, 100, 100]
+
+
+def test_a_fits_task_carries_the_datas_key_not_the_data(client, digits):
+    from dasktune.sklearn.folds import FoldFit
+
+    X, _ = digits
+    objective = FoldFit("resident-key", SVC(), {"{}": {}}, None, None, False, np.nan)
+    assert len(cloudpickle.dumps(objective)) < X.nbytes / 50
