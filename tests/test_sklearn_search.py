@@ -6,7 +6,15 @@ the kill test drives its own cluster in a subprocess.
 
 from __future__ import annotations
 
+import collections
+import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cloudpickle
 import dask.array as da
@@ -26,6 +34,10 @@ from sklearn.svm import SVC
 
 import dasktune.sklearn.base as base_module
 from dasktune.sklearn import GridSearchCV, RandomizedSearchCV
+from dasktune.store.sql import TrialStore
+
+# scikit-learn's fits on a shared 2-core machine: slower than the default bound
+pytestmark = pytest.mark.timeout(300)
 
 GRID = {"C": [0.1, 1.0, 10.0], "gamma": [1e-3, 1e-2]}
 
@@ -180,3 +192,111 @@ def test_a_fits_task_carries_the_datas_key_not_the_data(client, digits):
     X, _ = digits
     objective = FoldFit("resident-key", SVC(), {"{}": {}}, None, None, False, np.nan)
     assert len(cloudpickle.dumps(objective)) < X.nbytes / 50
+
+
+# -- the store: resume, and fingerprints -------------------------------------
+
+SCRIPT = Path(__file__).with_name("sklearn_script.py")
+
+
+def _done_fits(url: str) -> int:
+    store = TrialStore(url)
+    try:
+        found = [s for s in store.list_searches() if s["name"].startswith("resume@")]
+        if not found:
+            return 0
+        return sum(r["status"] == "done" for r in store.trials(found[0]["id"]))
+    finally:
+        store.close()
+
+
+def _cv_fits(log: Path) -> collections.Counter[str]:
+    """The fits logged on a fold (100 of iris's 150 rows; not the refit's)."""
+    lines = log.read_text().splitlines()
+    return collections.Counter(line for line in lines if line.split()[1] == "100")
+
+
+def _launch(url: str, log: Path, sleep: float) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), str(SCRIPT.parent)]),
+        "FIT_LOG": str(log),
+        "FIT_SLEEP": str(sleep),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+
+
+@pytest.mark.timeout(600)  # two driver processes starting scikit-learn and Dask
+def test_a_killed_fit_resumes_fitting_only_what_is_missing(tmp_path):
+    from sklearn_script import GRID, Logged, data
+
+    url, log = f"sqlite:///{tmp_path}/fits.db", tmp_path / "fits.log"
+    proc = _launch(url, log, 0.2)
+    deadline = time.monotonic() + 300
+    while _done_fits(url) < 6:  # a fifth of the 30 fits recorded
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = _done_fits(url)
+    fitted_before = _cv_fits(log)
+    assert 6 <= done_before < 30
+    again = _launch(url, log, 0.0)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    # the fits recorded before the kill were not run again; the rest were
+    assert result["run"] == 30 - done_before
+    fitted = _cv_fits(log)
+    assert len(fitted) == 30
+    assert sum(fitted.values()) - sum(fitted_before.values()) == 30 - done_before
+    X, y = data()
+    theirs = skms.GridSearchCV(Logged(), GRID, cv=3).fit(X, y)
+    assert result["scores"] == theirs.cv_results_["mean_test_score"].tolist()
+
+
+def test_scores_are_reused_for_the_same_data_only(client, tmp_path):
+    X, y = load_iris(return_X_y=True)
+    url = f"sqlite:///{tmp_path}/s.db"
+    grid = {"C": [0.1, 1.0]}
+
+    def fit(X, y, **kwargs):
+        search = GridSearchCV(
+            LogisticRegression(max_iter=500), grid, store=url, client=client, **kwargs
+        )
+        return search.fit(X, y)
+
+    first = fit(X, y, cv=2)
+    assert (first.n_fits_run_, first.n_fits_reused_) == (4, 0)
+    again = fit(X, y, cv=2)
+    assert (again.n_fits_run_, again.n_fits_reused_) == (0, 4)
+    assert again.search_name_ == first.search_name_
+    np.testing.assert_array_equal(
+        again.cv_results_["mean_test_score"], first.cv_results_["mean_test_score"]
+    )
+    # other data, other splits, another scorer, another estimator: fitted anew
+    changed = [
+        fit(X + 1e-9, y, cv=2),
+        fit(X, y, cv=KFold(2, shuffle=True, random_state=0)),
+        fit(X, y, cv=2, scoring="f1_macro"),
+    ]
+    for search in changed:
+        assert (search.n_fits_run_, search.n_fits_reused_) == (4, 0)
+    names = {s.search_name_ for s in [first, *changed]}
+    assert len(names) == 4
+    # a bigger grid on the same data: only its new candidate is fitted
+    bigger = GridSearchCV(
+        LogisticRegression(max_iter=500),
+        {"C": [0.1, 1.0, 10.0]},
+        cv=2,
+        store=url,
+        client=client,
+    ).fit(X, y)
+    assert (bigger.n_fits_run_, bigger.n_fits_reused_) == (2, 4)

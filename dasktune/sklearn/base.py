@@ -91,6 +91,7 @@ class _Fit:
         self.owns_store = False
         self.name = ""
         self.n_splits = 0
+        self.evaluated = self.reused = 0
 
     def prepare(self, cv: Any) -> None:
         """Check what the fits need, then place the data (once per fit)."""
@@ -187,7 +188,8 @@ class _Fit:
                 done["candidate"], done[SPLIT], done["aux"], strict=True
             )
         }
-        self.report = report
+        self.evaluated += report.evaluated
+        self.reused += report.reused + report.joined
         return {
             (i, s): found[(k, s)]
             for i, k in enumerate(keys)
@@ -207,7 +209,10 @@ class DaskSearchMixin:
     """Runs a ``BaseSearchCV``'s fits on Dask, recorded in a dasktune store.
 
     Mixed in before a scikit-learn search class; its subclasses declare
-    ``client``, ``store`` and ``name`` in their ``__init__``.
+    ``client``, ``store`` and ``name`` in their ``__init__``. Besides
+    scikit-learn's attributes, ``fit`` sets ``search_name_`` (the search's
+    name in the store), ``n_fits_run_`` (fits run by this ``fit``) and
+    ``n_fits_reused_`` (fits answered from the store).
     """
 
     # read by BaseSearchCV.fit: the fits go to Dask, not to joblib
@@ -226,12 +231,15 @@ class DaskSearchMixin:
         """
         client = get_client(self.client)
         X, y = computed(X, y, client)
-        self._dasktune_fit = _Fit(self, client, X, y, params)
+        self._dasktune_fit = state = _Fit(self, client, X, y, params)
         try:
-            return super().fit(X, y, **params)  # type: ignore[misc]
+            super().fit(X, y, **params)  # type: ignore[misc]
         finally:
-            self._dasktune_fit.close()
+            state.close()
             del self._dasktune_fit
+        self.search_name_ = state.name
+        self.n_fits_run_, self.n_fits_reused_ = state.evaluated, state.reused
+        return self
 
     def _on_dask(self, evaluate_candidates: Callable[..., Any]) -> Callable[..., Any]:
         """``evaluate_candidates`` with its fits run on Dask."""
