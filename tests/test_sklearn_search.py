@@ -300,3 +300,78 @@ def test_scores_are_reused_for_the_same_data_only(client, tmp_path):
         client=client,
     ).fit(X, y)
     assert (bigger.n_fits_run_, bigger.n_fits_reused_) == (2, 4)
+
+
+# -- bad input: refused before any fit ----------------------------------------
+
+
+class Connection:
+    """A handle to something open (a database connection): copied as itself,
+    never pickled."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        raise TypeError("a Connection cannot be pickled")
+
+
+class Holding(ClassifierMixin, BaseEstimator):
+    """An estimator holding a connection: it cannot be pickled to the workers."""
+
+    def __init__(self, connection=None):
+        self.connection = connection
+
+    def fit(self, X, y):
+        return self
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        pytest.param(
+            lambda: GridSearchCV(Holding(Connection()), {"connection": [None]}, cv=2),
+            TypeError,
+            "the estimator Holding cannot be pickled to be sent to the Dask workers",
+            id="unpicklable-estimator",
+        ),
+        pytest.param(
+            lambda: GridSearchCV(SVC(), GRID, scoring="acuracy", cv=2),
+            ValueError,
+            "The 'scoring' parameter of GridSearchCV must be a str among",
+            id="unknown-scorer",
+        ),
+        pytest.param(
+            lambda: GridSearchCV(SVC(), GRID, scoring=["accuracy", "acuracy"], cv=2),
+            ValueError,
+            "The 'scoring' parameter of check_scoring must be a str among .* "
+            "Got 'acuracy' instead",
+            id="unknown-scorer-in-a-list",
+        ),
+        pytest.param(
+            lambda: GridSearchCV(SVC(), {"C": []}, cv=2),
+            ValueError,
+            r"Parameter grid for parameter 'C' need to be a non-empty sequence, "
+            r"got: \[\]",
+            id="empty-grid-list",
+        ),
+        pytest.param(
+            lambda: GridSearchCV(SVC(), GRID, cv=KFold(200)),
+            ValueError,
+            "Cannot have number of splits n_splits=200 greater than the number of "
+            "samples: n_samples=150",
+            id="cv-larger-than-the-samples",
+        ),
+    ],
+)
+def test_bad_input_is_refused_before_any_fit(client, tmp_path, make, error, match):
+    X, y = load_iris(return_X_y=True)
+    url = f"sqlite:///{tmp_path}/s.db"
+    search = make().set_params(store=url, client=client)
+    with pytest.raises(error, match=match):
+        search.fit(X, y)
+    store = TrialStore(url)
+    try:
+        assert store.list_searches() == []  # no search made, no fit recorded
+    finally:
+        store.close()

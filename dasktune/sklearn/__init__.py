@@ -9,5 +9,6 @@
 from __future__ import annotations
 
 from dasktune.sklearn.grid import GridSearchCV, RandomizedSearchCV
+from dasktune.sklearn.source import SearchCV
 
-__all__ = ["GridSearchCV", "RandomizedSearchCV"]
+__all__ = ["GridSearchCV", "RandomizedSearchCV", "SearchCV"]

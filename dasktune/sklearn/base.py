@@ -156,7 +156,7 @@ class _Fit:
             self.estimator,
             dict(zip(keys, candidates, strict=True)),
             scorers,
-            refit_metric if isinstance(scorers, dict) else None,
+            refit_metric if isinstance(refit_metric, str) else None,
             owner.return_train_score,
             owner.error_score,
         )
@@ -229,6 +229,8 @@ class DaskSearchMixin:
         once on the cluster, then placed on every worker with the rest of the
         data (see ``dasktune.sklearn.placement``).
         """
+        self._validate_params()  # type: ignore[attr-defined]  # before any cluster
+        self._get_scorers()  # type: ignore[attr-defined]  # a scorer name unknown
         client = get_client(self.client)
         X, y = computed(X, y, client)
         self._dasktune_fit = state = _Fit(self, client, X, y, params)

@@ -112,7 +112,10 @@ class FoldFit:
         )
         out = {k: _plain(v) for k, v in out.items()}
         scores = out["test_scores"]
-        value = scores.get(self.primary) if isinstance(scores, dict) else scores
+        if isinstance(scores, dict):  # several metrics: refit's, else the first
+            value = scores.get(self.primary, next(iter(scores.values()), None))
+        else:
+            value = scores
         if not isinstance(value, int | float) or math.isnan(value):
             value = -math.inf  # a failed fit: the worst, never the best
         return float(value), {"out": out}
