@@ -158,11 +158,21 @@ def test_get_params_set_params_clone_and_pickle():
     search = GridSearchCV(SVC(), GRID, cv=3, store="sqlite:///x.db", name="svm")
     params = search.get_params()
     assert params["store"] == "sqlite:///x.db" and params["name"] == "svm"
-    assert "n_jobs" not in params and params["estimator__C"] == 1.0
+    assert params["n_jobs"] is None and params["estimator__C"] == 1.0
     search.set_params(estimator__C=2.0, cv=4)
     copy = clone(search)
     assert copy.get_params()["estimator__C"] == 2.0 and copy.cv == 4
     assert pickle.loads(pickle.dumps(search)).name == "svm"
+
+
+def test_n_jobs_is_accepted_and_the_fits_still_run_on_dask(client):
+    X, y = load_iris(return_X_y=True)
+    search = GridSearchCV(
+        LogisticRegression(max_iter=300), {"C": [0.1, 1.0]}, cv=2, n_jobs=-1,
+        client=client,
+    )  # fmt: skip
+    search.fit(X, y)
+    assert search.n_fits_run_ == 4 and search.n_jobs == -1
 
 
 def test_dask_arrays_are_computed_once_and_placed(client, digits, monkeypatch):

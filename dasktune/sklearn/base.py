@@ -27,6 +27,7 @@ import cloudpickle
 import distributed
 import sklearn.model_selection._search as _sk_search
 from sklearn.base import clone
+from sklearn.utils.validation import indexable
 
 from dasktune.records import TrialStatus
 from dasktune.run.cluster import get_client
@@ -78,6 +79,19 @@ def _answered(
             _ANSWERS.pop(id(search), None)
 
 
+class _Fixed:
+    """The splits of a fit, as a cv object giving them again."""
+
+    def __init__(self, splits: list[tuple[Any, Any]]) -> None:
+        self.splits = splits
+
+    def get_n_splits(self, *args: Any, **kwargs: Any) -> int:
+        return len(self.splits)
+
+    def split(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+        return iter(self.splits)
+
+
 class _Fit:
     """The state of one ``fit``: its client, data, splits, store and search."""
 
@@ -91,6 +105,7 @@ class _Fit:
         self.owns_store = False
         self.name = ""
         self.n_splits = 0
+        self.splits: list[tuple[Any, Any]] = []
         self.evaluated = self.reused = 0
 
     def prepare(self, cv: Any) -> None:
@@ -122,7 +137,7 @@ class _Fit:
                 self.X, self.y, **routed.splitter.split
             )
         ]
-        self.n_splits = len(splits)
+        self.n_splits, self.splits = len(splits), splits
         resident = Resident(
             self.X, self.y, routed.estimator.fit, routed.scorer.score, splits
         )
@@ -215,8 +230,9 @@ class DaskSearchMixin:
     ``n_fits_reused_`` (fits answered from the store).
     """
 
-    # read by BaseSearchCV.fit: the fits go to Dask, not to joblib
-    n_jobs = None
+    # read by BaseSearchCV.fit: the fits go to Dask, not to joblib (an
+    # ``n_jobs`` given for compatibility with scikit-learn's is ignored)
+    n_jobs: int | None = None
     pre_dispatch = "2*n_jobs"
     client: Any
     store: Any
@@ -232,11 +248,14 @@ class DaskSearchMixin:
         self._validate_params()  # type: ignore[attr-defined]  # before any cluster
         self._get_scorers()  # type: ignore[attr-defined]  # a scorer name unknown
         client = get_client(self.client)
-        X, y = computed(X, y, client)
+        X, y = indexable(*computed(X, y, client))  # as scikit-learn's fit makes them
         self._dasktune_fit = state = _Fit(self, client, X, y, params)
+        # scikit-learn's own loop over the results stays in this thread
+        n_jobs, self.n_jobs = self.n_jobs, None
         try:
             super().fit(X, y, **params)  # type: ignore[misc]
         finally:
+            self.n_jobs = n_jobs
             state.close()
             del self._dasktune_fit
         self.search_name_ = state.name
@@ -255,11 +274,11 @@ class DaskSearchMixin:
             candidates = [dict(c) for c in candidate_params]
             state = self._dasktune_fit
             state.prepare(cv)
-            table = state.fits(candidates) if candidates else {}
+            table = state.fits(candidates) if candidates and state.n_splits else {}
             with _answered(self, table):
                 return evaluate_candidates(
                     candidates,
-                    cv=cv,
+                    cv=_Fixed(state.splits),  # the splits fitted (a one-shot cv too)
                     more_results=more_results,
                     callback_ctx=callback_ctx,
                 )

@@ -1,7 +1,7 @@
 """``GridSearchCV`` and ``RandomizedSearchCV``: scikit-learn's, fitted on Dask.
 
 Each is scikit-learn's own class with :class:`~dasktune.sklearn.base.DaskSearchMixin`
-in front: the same parameters (less ``n_jobs`` and ``pre_dispatch``; plus
+in front: the same parameters (less ``pre_dispatch``, ``n_jobs`` ignored; plus
 ``client``, ``store`` and ``name``), the same candidates, ``cv_results_``,
 ``best_*``, refit and delegation; the fits run on the Dask cluster.
 """
@@ -22,6 +22,9 @@ from dasktune.store.sql import TrialStore
 __all__ = ["GridSearchCV", "RandomizedSearchCV"]
 
 _COMMON_DOC = """
+    n_jobs : int, optional
+        Accepted for scikit-learn's callers and ignored: the cluster's
+        worker threads set how many fits run at once.
     client : distributed.Client, optional
         The cluster to fit on (see :func:`dasktune.get_client`): default, the
         current client, else a ``LocalCluster`` dasktune starts.
@@ -41,8 +44,8 @@ _COMMON_DOC = """
 class GridSearchCV(DaskSearchMixin, model_selection.GridSearchCV):
     __doc__ = (
         "scikit-learn's ``GridSearchCV``, each (candidate, split) fitted on Dask.\n\n"
-        "Parameters are scikit-learn's (see its documentation), less ``n_jobs``\n"
-        "and ``pre_dispatch``, plus:\n"
+        "Parameters are scikit-learn's (see its documentation), less\n"
+        "``pre_dispatch``, plus:\n"
         + _COMMON_DOC
         + """
     Examples
@@ -64,6 +67,7 @@ class GridSearchCV(DaskSearchMixin, model_selection.GridSearchCV):
         verbose: int = 0,
         error_score: str | float = np.nan,
         return_train_score: bool = False,
+        n_jobs: int | None = None,
         client: distributed.Client | None = None,
         store: str | os.PathLike[str] | TrialStore | None = None,
         name: str | None = None,
@@ -78,6 +82,7 @@ class GridSearchCV(DaskSearchMixin, model_selection.GridSearchCV):
             error_score=error_score,
             return_train_score=return_train_score,
         )
+        self.n_jobs = n_jobs
         self.client = client
         self.store = store
         self.name = name
@@ -87,8 +92,8 @@ class RandomizedSearchCV(DaskSearchMixin, model_selection.RandomizedSearchCV):
     __doc__ = (
         "scikit-learn's ``RandomizedSearchCV``, each (candidate, split) fitted on\n"
         "Dask: with a ``random_state``, the same candidates as scikit-learn's.\n\n"
-        "Parameters are scikit-learn's (see its documentation), less ``n_jobs``\n"
-        "and ``pre_dispatch``, plus:\n" + _COMMON_DOC
+        "Parameters are scikit-learn's (see its documentation), less\n"
+        "``pre_dispatch``, plus:\n" + _COMMON_DOC
     )
 
     def __init__(
@@ -104,6 +109,7 @@ class RandomizedSearchCV(DaskSearchMixin, model_selection.RandomizedSearchCV):
         random_state: Any = None,
         error_score: str | float = np.nan,
         return_train_score: bool = False,
+        n_jobs: int | None = None,
         client: distributed.Client | None = None,
         store: str | os.PathLike[str] | TrialStore | None = None,
         name: str | None = None,
@@ -120,6 +126,7 @@ class RandomizedSearchCV(DaskSearchMixin, model_selection.RandomizedSearchCV):
             error_score=error_score,
             return_train_score=return_train_score,
         )
+        self.n_jobs = n_jobs
         self.client = client
         self.store = store
         self.name = name

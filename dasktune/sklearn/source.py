@@ -103,6 +103,7 @@ class SearchCV(DaskSearchMixin, BaseSearchCV):
         verbose: int = 0,
         error_score: str | float = np.nan,
         return_train_score: bool = False,
+        n_jobs: int | None = None,
         random_state: int | None = None,
         client: distributed.Client | None = None,
         store: str | os.PathLike[str] | TrialStore | None = None,
@@ -121,6 +122,7 @@ class SearchCV(DaskSearchMixin, BaseSearchCV):
         self.n_trials = n_trials
         self.batch_size = batch_size
         self.random_state = random_state
+        self.n_jobs = n_jobs
         self.client = client
         self.store = store
         self.name = name
