@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import numpy as np
 from _timing import median_seconds
@@ -31,7 +32,8 @@ from sklearn.svm import SVC
 from dasktune import sklearn as dsk
 
 GRID = {"C": [0.1, 1.0, 10.0, 100.0], "gamma": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]}
-REPEATS = 3
+#: timed fits of each search after a warm-up (``bench_sklearn.py N`` sets it)
+REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 
 
 def main() -> None:
