@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         TooManyFailuresError,
         TrialPruned,
     )
+    from dasktune.export import optuna_storage
     from dasktune.minimize import minimize
     from dasktune.optim.nevergrad import NevergradOptimizer
     from dasktune.optim.optuna import OptunaSampler
@@ -77,6 +78,7 @@ _EXPORTS = {
     "async_map": "dasktune.run.mapping",
     "get_client": "dasktune.run.cluster",
     "minimize": "dasktune.minimize",
+    "optuna_storage": "dasktune.export",
 }
 
 __all__ = [
@@ -104,6 +106,7 @@ __all__ = [
     "async_map",
     "get_client",
     "minimize",
+    "optuna_storage",
 ]
 
 

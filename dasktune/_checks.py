@@ -12,12 +12,14 @@ from functools import partial
 from typing import Any
 
 __all__ = [
+    "check_bool",
     "check_callable",
     "check_int",
     "check_store",
     "check_timeout",
     "func_name",
     "key_part",
+    "redact",
     "short_repr",
     "sqlite_file",
     "store_url",
@@ -26,6 +28,32 @@ __all__ = [
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
+
+
+# a URL's password where SQLAlchemy reads it: "scheme://user:PASSWORD@" (up to
+# the first "@"), and a password given as a query or conninfo parameter
+# ("?password=...", "&sslpassword=...", "password='...'" of a libpq DSN)
+_URL_PASSWORD = re.compile(r"(\b[\w+.-]+://[^:/@\s'\"]*:)[^@]*?@")
+_KEY_PASSWORD = re.compile(
+    r"(?i)(\b(?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|[^&;#\s'\"]*)"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every password of a database URL in it hidden as ``***``:
+    ``user:pw@``, a ``?password=`` (or ``passwd``, ``pwd``, ``sslpassword``)
+    parameter, a libpq ``password=...`` — what every message, ``repr``, hint
+    and log line shows of a store's URL.
+
+    >>> redact("postgresql://me:s3cret@db.lan:5432/x?password=p2&sslmode=require")
+    'postgresql://me:***@db.lan:5432/x?password=***&sslmode=require'
+    >>> redact("cannot open 'postgresql://me@h/x?sslpassword=k': bad")
+    "cannot open 'postgresql://me@h/x?sslpassword=***': bad"
+    >>> redact("host=h password='a b' user=u")
+    'host=h password=*** user=u'
+    """
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _KEY_PASSWORD.sub(r"\1***", text)
 
 
 def short_repr(value: Any) -> str:
@@ -38,6 +66,21 @@ def check_callable(name: str, fun: object) -> None:
     if not callable(fun):
         msg = f"{name} must be callable, got {type(fun).__name__}: {short_repr(fun)}"
         raise TypeError(msg)
+
+
+def check_bool(name: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` is ``True`` or ``False`` (a string
+    such as ``"no"`` is truthy: taken as a flag, it would mean yes).
+
+    >>> check_bool("progress", "no")
+    Traceback (most recent call last):
+    ...
+    TypeError: progress must be True or False, got str: 'no'
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's too
+        return
+    msg = f"{name} must be True or False, got {type(value).__name__}: {value!r:.60}"
+    raise TypeError(msg)
 
 
 def check_int(
@@ -132,10 +175,11 @@ def store_url(store: str | os.PathLike[str]) -> str:
             return "sqlite://"
         if not _SCHEME.match(store):
             return _sqlite_url(store)
+        shown = redact(re.sub(r"^([^:]*:)[^@]*@", r"\1***@", store))
         msg = (
-            f"store {store!r} starts like a database URL but is not one: write "
+            f"store {shown!r} starts like a database URL but is not one: write "
             "'scheme://...' ('postgresql://user@host/db', 'sqlite:///trials.db'), "
-            f"or './{store}' for a SQLite file of that name"
+            f"or './{shown}' for a SQLite file of that name"
         )
         raise ValueError(msg)
     msg = (

@@ -10,13 +10,24 @@ use it too.
 
 from __future__ import annotations
 
+import math
 import reprlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_constraints", "as_value", "as_values", "feasible", "violation"]
+__all__ = [
+    "CONSTRAINTS_KEY",
+    "as_constraints",
+    "as_value",
+    "as_values",
+    "check_not_nan",
+    "feasible",
+    "normalize_result",
+    "read_result",
+    "violation",
+]
 
 _NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 _EXPECTED = (
@@ -175,3 +186,86 @@ def violation(constraints: tuple[float, ...] | None) -> float | None:
     if constraints is None:
         return None
     return float(sum(c for c in constraints if c > 0))
+
+
+#: the key of an objective's dict (or auxiliary dict) holding its constraint
+#: values, ``c <= 0`` satisfied: stored apart from the auxiliary data
+CONSTRAINTS_KEY = "constraints"
+
+
+def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
+    """An objective's return value as ``(value, auxiliary data)``.
+
+    The value is read by :func:`dasktune._values.as_value`: a number, a NumPy
+    scalar or an array of size 1.
+
+    >>> normalize_result(1.5)
+    (1.5, {})
+    >>> normalize_result((2, {"n": 3}))
+    (2.0, {'n': 3})
+    >>> import numpy as np
+    >>> normalize_result({"loss": np.array([0.5]), "acc": 0.9})
+    (0.5, {'acc': 0.9})
+    """
+    values, aux = _split(raw, 1)
+    return values[0], aux
+
+
+def _split(raw: Any, objectives: int) -> tuple[tuple[float, ...], dict[str, Any]]:
+    if isinstance(raw, dict):
+        if "loss" not in raw:
+            msg = f"an objective returning a dict must give a 'loss' key, got {raw!r}"
+            raise TypeError(msg)
+        aux = {k: v for k, v in raw.items() if k != "loss"}
+        return as_values(
+            raw["loss"], objectives, "the 'loss' of the objective's dict"
+        ), aux
+    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict):
+        values = as_values(
+            raw[0], objectives, "the value in the objective's (value, dict)"
+        )
+        return values, dict(raw[1])
+    what = "the objective's value (or the 'loss' of a dict, or (value, dict))"
+    return as_values(raw, objectives, what), {}
+
+
+def check_not_nan(values: tuple[float, ...], params: Any) -> None:
+    """Refuse a NaN objective value, naming the parameters that gave it."""
+    if any(math.isnan(v) for v in values):
+        shown = values[0] if len(values) == 1 else values
+        msg = (
+            f"the objective returned NaN for {params!r}: {shown!r}; return a "
+            "number (inf ranks a point worst) or raise an error saying why it "
+            "has none (either way the rest of the search goes on)"
+        )
+        raise ValueError(msg)
+
+
+def read_result(
+    raw: Any, objectives: int = 1
+) -> tuple[tuple[float, ...], dict[str, Any], tuple[float, ...] | None]:
+    """An objective's return value as ``(values, auxiliary data, constraints)``.
+
+    ``values`` holds one float per objective: a number (one objective), or a
+    sequence of ``objectives`` numbers — returned as they are, as the
+    ``"loss"`` of a dict, or first in a ``(values, dict)`` pair. Constraint
+    values (``c <= 0`` satisfied) come under the dict's ``"constraints"`` key
+    and are taken out of the auxiliary data.
+
+    Raises
+    ------
+    TypeError
+        For a value that is not ``objectives`` real numbers, or constraints
+        that are not real numbers.
+    ValueError
+        For a NaN constraint (a NaN value is the caller's to refuse, naming
+        the parameters: :func:`check_not_nan`).
+
+    >>> read_result(((1, 2), {"constraints": [0.5], "n": 3}), 2)
+    ((1.0, 2.0), {'n': 3}, (0.5,))
+    """
+    values, aux = _split(raw, objectives)
+    constraints = None
+    if CONSTRAINTS_KEY in aux:
+        constraints = as_constraints(aux.pop(CONSTRAINTS_KEY))
+    return values, aux, constraints

@@ -7,7 +7,7 @@
 - ``dasktune run FILE.py``: a search defined in a Python file, on a local
   cluster, a remote scheduler or a dask-jobqueue cluster.
 - ``dasktune show STORE``: the searches of a store, or one search's best trials.
-- ``dasktune serve STORE``: a live page of the store's searches (Bokeh, 127.0.0.1).
+- ``dasktune serve STORE``: optuna-dashboard on the store's searches, live (127.0.0.1).
 - ``dasktune export STORE [--name NAME] --to optuna-journal FILE``: a search as an
   Optuna study.
 
@@ -21,11 +21,14 @@ import contextlib
 import errno
 import itertools
 import json
+import math
 import os
 import runpy
 import select
 import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from dasktune._checks import sqlite_file, store_url
+from dasktune._quiet import WORKER_LOG_LEVEL, ignoring_sigint, quiet_dask
 from dasktune.records import error_line
 
 __all__ = ["main"]
@@ -54,14 +58,14 @@ class CLIError(Exception):
 # -- clusters ------------------------------------------------------------------
 
 
-def jobqueue_cluster(kind: str, jobs: int) -> Any:
-    """A dask-jobqueue cluster from the user's configuration, scaled to ``jobs``.
+def _import_jobqueue() -> Any:
+    """``dask_jobqueue``, leaving Ctrl-C as it was.
 
-    The jobs are submitted before this returns: a submit command that fails
-    (``sbatch: error: Invalid partition name specified``, no ``qsub``) raises
-    :class:`CLIError` with the batch system's own message, and so does a
-    configuration dask-jobqueue refuses, shown whole.
+    Importing it sets a SIGINT handler that calls ``sys.exit()`` (its
+    ``runner`` module): Ctrl-C would then end the command as a clean exit,
+    status 0, instead of stopping it with a KeyboardInterrupt (status 130).
     """
+    previous = signal.getsignal(signal.SIGINT)
     try:
         import dask_jobqueue
     except ImportError as err:
@@ -70,8 +74,37 @@ def jobqueue_cluster(kind: str, jobs: int) -> Any:
             "dasktune's extra, from its clone: pip install -e '.[jobqueue]')"
         )
         raise CLIError(msg) from err
+    finally:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and previous is not None
+            and signal.getsignal(signal.SIGINT) is not previous
+        ):
+            signal.signal(signal.SIGINT, previous)
+    return dask_jobqueue
+
+
+def jobqueue_cluster(kind: str, jobs: int, security: Any = None) -> Any:
+    """A dask-jobqueue cluster from the user's configuration, scaled to ``jobs``.
+
+    The scheduler and its dashboard listen on the interface the configuration
+    names (``jobqueue.<kind>.interface``, or ``scheduler-options`` ``host`` or
+    ``interface``); a configuration naming none, which dask-jobqueue would bind
+    to every interface (0.0.0.0), is refused. ``security`` (a
+    ``distributed.security.Security``) makes the scheduler, the workers and
+    the client speak TLS.
+
+    The jobs are submitted before this returns: a submit command that fails
+    (``sbatch: error: Invalid partition name specified``, no ``qsub``) raises
+    :class:`CLIError` with the batch system's own message, and so does a
+    configuration dask-jobqueue refuses, shown whole.
+    """
+    dask_jobqueue = _import_jobqueue()
+    options = _scheduler_options(kind)
     try:
-        cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])()
+        cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])(
+            scheduler_options=options, security=security
+        )
     except (ValueError, TypeError, KeyError) as err:
         msg = (
             f"dask-jobqueue cannot build a {kind} cluster from your configuration "
@@ -87,6 +120,41 @@ def jobqueue_cluster(kind: str, jobs: int) -> Any:
     return cluster
 
 
+def _scheduler_options(kind: str) -> dict[str, Any]:
+    """The configuration's ``scheduler-options`` for a ``kind`` cluster, bound
+    to the interface it names, the dashboard too; refused when it names none."""
+    import dask
+    from distributed.utils import get_ip_interface
+
+    key = f"jobqueue.{kind}"
+    options = dict(dask.config.get(f"{key}.scheduler-options", None) or {})
+    interface = dask.config.get(f"{key}.interface", None)
+    if not (options.get("host") or options.get("interface") or interface):
+        msg = (
+            f"--cluster {kind}: your configuration names no network interface for "
+            "the scheduler, and dask-jobqueue would then listen on every "
+            "interface (0.0.0.0), its dashboard too; name the network the "
+            f"workers reach it on: {key}.interface (such as ib0 or eth0) in "
+            "~/.config/dask/jobqueue.yaml, or an address of this machine in "
+            f"{key}.scheduler-options.host ('0.0.0.0' to listen everywhere on "
+            "purpose)"
+        )
+        raise CLIError(msg)
+    if not (options.get("host") or options.get("interface")):
+        options["interface"] = interface
+    if "dashboard_address" not in options:
+        # dask-jobqueue's default (":8787") listens on every interface
+        host = options.get("host")
+        if not host:
+            try:
+                host = get_ip_interface(options["interface"])
+            except ValueError as err:
+                msg = f"--cluster {kind}: {err}"
+                raise CLIError(msg) from err
+        options["dashboard_address"] = f"{host}:8787"
+    return options
+
+
 def _close_cluster(cluster: Any, err: BaseException) -> None:
     """Close a cluster whose jobs failed; the jobs never submitted have nothing
     to cancel (and distributed refuses to close them), so they are dropped. A
@@ -97,10 +165,33 @@ def _close_cluster(cluster: Any, err: BaseException) -> None:
         if job.status == Status.created:
             del cluster.workers[name]
             cluster.worker_spec.pop(name, None)
+            job.status = Status.closed  # never submitted: nothing to cancel
     try:
-        cluster.close()
+        close_jobqueue_cluster(cluster)
     except Exception as close_err:
         err.add_note(f"closing the {type(cluster).__name__} failed too: {close_err!r}")
+
+
+#: seconds the batch system's submit command (sbatch, qsub, ...) may take
+_SUBMIT_SECONDS = 300.0
+
+
+def close_jobqueue_cluster(cluster: Any) -> None:
+    """Close a dask-jobqueue cluster, once.
+
+    dask-jobqueue's ``Job.close`` cancels its job but leaves the job's status
+    ``running``; ``SpecCluster``'s close then fails its last check (every job
+    it created closing or closed) half-way, the cluster stays ``closing``, and
+    distributed's atexit hook closes it again, waiting 10 s on it. The jobs
+    are marked closing first, as the cluster's close is about to make them.
+    """
+    from distributed.core import Status
+
+    jobs = {*getattr(cluster, "_created", ()), *cluster.workers.values()}
+    for job in jobs:
+        if job.status not in (Status.closed, Status.closing):
+            job.status = Status.closing
+    cluster.close()
 
 
 def _submit_jobs(cluster: Any, kind: str) -> None:
@@ -114,10 +205,17 @@ def _submit_jobs(cluster: Any, kind: str) -> None:
     from distributed.core import Status
 
     try:
-        cluster.sync(cluster._correct_state)
+        cluster.sync(cluster._correct_state, callback_timeout=_SUBMIT_SECONDS)
         refused = [j for j in cluster.workers.values() if j.status == Status.created]
         if refused:
-            cluster.sync(refused[0].start)
+            cluster.sync(refused[0].start, callback_timeout=_SUBMIT_SECONDS)
+    except TimeoutError as err:
+        msg = (
+            f"the batch system did not take the {kind} jobs within "
+            f"{_SUBMIT_SECONDS:g} s: check that its submit command answers "
+            "(run it by hand with the job script dask-jobqueue prints with --debug)"
+        )
+        raise CLIError(msg) from err
     except (RuntimeError, OSError) as err:
         msg = f"the batch system refused the {kind} jobs:\n{str(err).strip()}"
         raise CLIError(msg) from err
@@ -144,8 +242,10 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     security = _security(args)
     cluster = None
     if getattr(args, "cluster", None):
-        cluster = jobqueue_cluster(args.cluster, args.jobs)
+        cluster = jobqueue_cluster(args.cluster, args.jobs, security)
         client = connect(cluster)
+        tls = "TLS" if security is not None else "plain TCP: not encrypted"
+        print(f"scheduler: {cluster.scheduler_address} ({tls})", flush=True)
         print(f"dashboard: {client.dashboard_link}", flush=True)
         try:
             _wait_for_workers(client, args.worker_timeout, f"the {args.cluster} jobs")
@@ -169,9 +269,15 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
             client.close()
             raise
     else:
-        options = {"n_workers": args.n_workers} if args.n_workers else {}
-        # the link is printed once, here, whichever client runs the command
-        client = _get_client(None, options, announce=False)
+        options: dict[str, Any] = (
+            {"n_workers": args.n_workers} if args.n_workers else {}
+        )
+        if not args.debug:  # the workers' warnings on closing (see _quiet)
+            options["silence_logs"] = WORKER_LOG_LEVEL
+        # the link is printed once, here, whichever client runs the command;
+        # the workers ignore Ctrl-C: the command closes them
+        with ignoring_sigint():
+            client = _get_client(None, options, announce=False)
         print(f"dashboard: {client.dashboard_link}", flush=True)
     try:
         yield client
@@ -179,7 +285,7 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         if cluster is not None or args.scheduler:
             client.close()
         if cluster is not None:
-            cluster.close()
+            close_jobqueue_cluster(cluster)
         close_owned()
 
 
@@ -189,8 +295,18 @@ def _security(args: argparse.Namespace) -> Any:
     files = (args.tls_ca_file, args.tls_cert, args.tls_key)
     if not any(files):
         return None
-    if not args.scheduler:
-        msg = "--tls-ca-file, --tls-cert and --tls-key apply to a --scheduler address"
+    cluster = getattr(args, "cluster", None)
+    if not args.scheduler and not cluster:
+        msg = (
+            "--tls-ca-file, --tls-cert and --tls-key apply to a --scheduler "
+            "address or a --cluster"
+        )
+        raise CLIError(msg)
+    if cluster and not all(files):
+        msg = (
+            "--cluster with TLS needs --tls-ca-file, --tls-cert and --tls-key: "
+            "the scheduler and the workers present that certificate"
+        )
         raise CLIError(msg)
     for flag, path in zip(
         ("--tls-ca-file", "--tls-cert", "--tls-key"), files, strict=True
@@ -200,11 +316,22 @@ def _security(args: argparse.Namespace) -> Any:
             raise CLIError(msg)
     from distributed.security import Security
 
+    # a cluster dasktune starts: its scheduler and workers present the same
+    # certificate (as Security.temporary() does)
+    started = (
+        {
+            "tls_scheduler_cert": args.tls_cert, "tls_scheduler_key": args.tls_key,
+            "tls_worker_cert": args.tls_cert, "tls_worker_key": args.tls_key,
+        }
+        if cluster
+        else {}
+    )  # fmt: skip
     return Security(
         tls_ca_file=args.tls_ca_file,
         tls_client_cert=args.tls_cert,
         tls_client_key=args.tls_key,
         require_encryption=True,
+        **started,
     )
 
 
@@ -216,6 +343,18 @@ def _at_least_one(text: str) -> int:
         value = 0
     if value < 1:
         msg = f"must be an integer >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        msg = f"must be a positive, finite number of seconds, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -362,6 +501,7 @@ def _run(args: argparse.Namespace) -> int:
             space=space,
             direction=namespace.get("direction", "minimize"),
             directions=namespace.get("directions"),
+            metric_names=namespace.get("metric_names"),
         ) as search,
     ):
         with warnings.catch_warnings():
@@ -412,7 +552,7 @@ def _no_success(name: str, trials: Any, store: str) -> str:
         text += (
             f"\n(dasktune show {shlex.quote(store)} --name {shlex.quote(name)} "
             "--status failed lists them with their errors"
-            + ("; the URL's password is hidden)" if ":***@" in store else ")")
+            + ("; the URL's password is hidden)" if "***" in store else ")")
         )
     return text
 
@@ -458,7 +598,7 @@ def _is_local(module: Any, directory: str) -> bool:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dasktune.store.sql import search_directions
+    from dasktune.store.sql import search_directions, search_metric_names
 
     store = _open_store_readonly(args.store)  # show never writes
     try:
@@ -471,8 +611,8 @@ def _show(args: argparse.Namespace) -> int:
                 frame["created"] = pd.to_datetime(frame["created"], unit="s").dt.round(
                     "s"
                 )
-                frame = frame[["name", "direction", "created", "done", "failed",
-                               "running", "queued"]]  # fmt: skip
+                frame = frame[["name", "direction", "created", "done", "pruned",
+                               "failed", "running", "queued"]]  # fmt: skip
         else:
             row = store.find_search(args.name)
             if row is None:
@@ -484,12 +624,11 @@ def _show(args: argparse.Namespace) -> int:
                 raise CLIError(msg)
             trials = store.trials(row["id"])
             directions = search_directions(row)
+            names = search_metric_names(row) or _default_names(len(directions))
             if args.status == "done":
-                frame = _best_trials(trials, directions, args.top)
+                frame = _best_trials(trials, directions, args.top, names)
             else:
-                frame = _trials_by_status(
-                    trials, args.status, args.top, len(directions)
-                )
+                frame = _trials_by_status(trials, args.status, args.top, names)
             if args.format == "table":
                 _summary(args.name, trials)
                 _heading(frame, trials, args, len(directions))
@@ -514,7 +653,7 @@ def _heading(
 
 
 def _trials_by_status(
-    trials: list[dict[str, Any]], status: str, top: int, n_objectives: int
+    trials: list[dict[str, Any]], status: str, top: int, names: list[str]
 ) -> Any:
     """The newest ``top`` trials with ``status`` (``"all"``: any), with one
     column per objective, and failed ones with their error."""
@@ -522,19 +661,28 @@ def _trials_by_status(
     chosen.sort(key=lambda t: t["number"], reverse=True)
     records = [
         {"number": t["number"], **({"status": t["status"]} if status == "all" else {}),
-         **_values(t, n_objectives), **t["params"], "duration": t["duration"],
+         **_values(t, names), **t["params"], "duration": t["duration"],
          **({"error": error_line(t["error"])} if status in ("failed", "all") else {})}
         for t in chosen[:top]
     ]  # fmt: skip
     return _frame(records)
 
 
-def _values(t: dict[str, Any], n_objectives: int) -> dict[str, Any]:
-    """A trial's value, or one column per objective (``None`` where unknown)."""
-    if n_objectives == 1:
-        return {"value": t["value"]}
-    got = t["objectives"] or [None] * n_objectives
-    return {f"values_{i}": v for i, v in enumerate(got)}
+def _default_names(n_objectives: int) -> list[str]:
+    """The value columns of a search without metric names: ``value``, or
+    ``values_0``, ``values_1``, ... for several objectives."""
+    return (
+        ["value"] if n_objectives == 1 else [f"values_{i}" for i in range(n_objectives)]
+    )
+
+
+def _values(t: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A trial's value, or one column per objective (``None`` where unknown),
+    under the objectives' names."""
+    if len(names) == 1:
+        return {names[0]: t["value"]}
+    got = t["objectives"] or [None] * len(names)
+    return dict(zip(names, got, strict=False))
 
 
 def _frame(records: list[dict[str, Any]]) -> Any:
@@ -551,7 +699,9 @@ def _frame(records: list[dict[str, Any]]) -> Any:
     return frame
 
 
-def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) -> Any:
+def _best_trials(
+    trials: list[dict[str, Any]], directions: list[str], top: int, names: list[str]
+) -> Any:
     """The best feasible done trials; for several objectives, the Pareto front
     (by first objective) with one column per objective."""
     import numpy as np
@@ -573,7 +723,7 @@ def _best_trials(trials: list[dict[str, Any]], directions: list[str], top: int) 
     else:
         done.sort(key=lambda t: t["value"], reverse=directions[0] == "maximize")
     records = [
-        {"number": t["number"], **_values(t, len(directions)), **t["params"],
+        {"number": t["number"], **_values(t, names), **t["params"],
          "duration": t["duration"]}
         for t in done[:top]
     ]  # fmt: skip
@@ -702,24 +852,20 @@ def _serve(args: argparse.Namespace) -> int:
     from dasktune.serve import make_server
 
     store = _open_store_readonly(args.store)  # fails early on a bad store
-    store.close()
     try:
-        server, trial_store = make_server(
-            store_url(args.store), args.port, interval_ms=args.interval_ms
-        )
-    except OSError as err:
-        if err.errno != errno.EADDRINUSE:
-            raise
-        msg = f"port {args.port} on 127.0.0.1 is in use: give another with --port"
-        raise CLIError(msg) from err
-    try:
-        server.start()
-        print(f"dasktune serve: http://127.0.0.1:{args.port}/ (Ctrl-C stops)",
-              flush=True)  # fmt: skip
-        server.io_loop.start()
+        try:
+            server = make_server(store, args.port, quiet=not args.debug)
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            msg = f"port {args.port} on 127.0.0.1 is in use: give another with --port"
+            raise CLIError(msg) from err
+        with server:
+            print(f"dasktune serve: optuna-dashboard on {server.url} "
+                  "(Ctrl-C stops)", flush=True)  # fmt: skip
+            server.serve_forever()  # until Ctrl-C
     finally:
-        server.stop()
-        trial_store.close()
+        store.close()
     return 0
 
 
@@ -727,13 +873,10 @@ def _add_serve(commands: Any, debug: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve",
         parents=[debug],
-        help="a live page of every search of a store (127.0.0.1)",
+        help="optuna-dashboard on every search of a store, live (127.0.0.1)",
     )
     serve.add_argument("store", help="store URL or SQLite file")
-    serve.add_argument("--port", type=int, default=5006, help="port (default 5006)")
-    serve.add_argument("--interval-ms", type=int, default=1000,
-                       help="milliseconds between refreshes (default 1000, "
-                       "at least 100)")  # fmt: skip
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.set_defaults(handler=_serve)
 
 
@@ -753,13 +896,13 @@ def _cluster_options(parser: argparse.ArgumentParser, *, jobqueue: bool) -> None
         )
     parser.add_argument("--n-workers", type=_at_least_one,
                         help="workers of the LocalCluster")  # fmt: skip
-    parser.add_argument("--connect-timeout", type=float, default=10.0,
+    parser.add_argument("--connect-timeout", type=_seconds, default=10.0,
                         help="seconds to reach --scheduler")  # fmt: skip
-    parser.add_argument("--worker-timeout", type=float, default=300.0,
+    parser.add_argument("--worker-timeout", type=_seconds, default=300.0,
                         help="seconds to wait for the first worker of --scheduler "
                         "or --cluster (default 300)")  # fmt: skip
     tls = parser.add_argument_group(
-        "TLS (a tls:// --scheduler; default: Dask's config)"
+        "TLS (a tls:// --scheduler, or a --cluster; default: Dask's config)"
     )
     tls.add_argument("--tls-ca-file", help="CA certificate(s) file")
     tls.add_argument("--tls-cert", help="client certificate file")
@@ -843,7 +986,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "status", "done") != "done" and not args.name:
         parser.error("--status needs --name (the search whose trials to list)")
     try:
-        return int(args.handler(args))
+        with quiet_dask(not args.debug):  # Dask's noise: shown with --debug
+            return int(args.handler(args))
     except KeyboardInterrupt:
         print("dasktune: interrupted", file=sys.stderr)
         return 130

@@ -9,8 +9,9 @@ opens it) or to any Optuna storage URL — so that optuna-dashboard and
   values), its value, its start and end times, and its worker, host, attempts,
   auxiliary data and dasktune number as user attributes, and the values it
   reported (``report(step, value)``) as its intermediate values;
+- the search's metric names (``Search(metric_names=...)``) are the study's;
 - statuses map to Optuna's states: done ``COMPLETE``, failed ``FAIL`` (with its
-  error), running ``RUNNING``, queued ``WAITING``;
+  error), pruned ``PRUNED``, running ``RUNNING``, queued ``WAITING``;
 - distributions come from the search's stored space; a search without one
   (a grid, a list) gets them from the values seen: numbers a float or int
   range, anything else a categorical of the values.
@@ -24,15 +25,16 @@ import datetime
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dasktune.exceptions import DasktuneError
 from dasktune.optim.optuna import distributions, import_optuna
 from dasktune.space import Space
-from dasktune.store.sql import TrialStore, search_directions
+from dasktune.store.sql import TrialStore, search_directions, search_metric_names
 
-__all__ = ["to_optuna"]
+__all__ = ["optuna_storage", "study_user_attrs", "to_optuna"]
 
 
 def _time(stamp: float | None) -> datetime.datetime | None:
@@ -165,11 +167,68 @@ def to_optuna(
     study = optuna.create_study(
         study_name=study_name, storage=storage, directions=directions
     )
-    study.set_user_attr("dasktune_search", name)
-    metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
-    study.set_user_attr("dasktune_metadata", metadata)
+    for key, value in study_user_attrs(row).items():
+        study.set_user_attr(key, value)
+    metric_names = search_metric_names(row)
+    if metric_names is not None:
+        with warnings.catch_warnings():  # experimental in Optuna 3.2 to 5 at least
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names)
     study.add_trials(frozen)
     return study
+
+
+def study_user_attrs(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored search's row as an Optuna study's user attributes: its name
+    (``dasktune_search``) and metadata (``dasktune_metadata``)."""
+    metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
+    return {"dasktune_search": row["name"], "dasktune_metadata": metadata}
+
+
+def optuna_storage(store: str | os.PathLike[str] | TrialStore) -> Any:
+    """A read-only, live Optuna storage over a dasktune store.
+
+    Each search is an Optuna study of the same name, each trial a trial of it,
+    converted as :func:`to_optuna` converts them (states, every objective's
+    value, reported values as intermediate values, distributions, user
+    attributes), but read from the store at each call: a running search's new
+    trials appear without a copy. ``optuna.load_study`` and optuna-dashboard
+    read it directly.
+
+    Parameters
+    ----------
+    store : str, path-like or TrialStore
+        The dasktune store: a URL (SQLite or PostgreSQL), a SQLite file's
+        path (opened read-only, closed by the storage's ``close()``), or an
+        open :class:`~dasktune.store.sql.TrialStore` (read, never closed).
+
+    Returns
+    -------
+    optuna.storages.BaseStorage
+        Every method that would write raises
+        :class:`~dasktune.exceptions.StoreError`: the store is written by
+        dasktune's drivers only.
+
+    Raises
+    ------
+    ImportError
+        If Optuna is not installed.
+    StoreError
+        If the store cannot be opened, or is not a dasktune store.
+
+    Examples
+    --------
+    >>> import optuna  # doctest: +SKIP
+    >>> storage = dasktune.optuna_storage("runs.db")  # doctest: +SKIP
+    >>> study = optuna.load_study(study_name="tpe", storage=storage)  # doctest: +SKIP
+    >>> study.best_value  # doctest: +SKIP
+    """
+    import_optuna()
+    from dasktune.optuna_view import ReadOnlyStorage
+
+    if isinstance(store, TrialStore):
+        return ReadOnlyStorage(store, own=False)
+    return ReadOnlyStorage(TrialStore(store, readonly=True), own=True)
 
 
 def _frozen(
@@ -178,7 +237,10 @@ def _frozen(
     dists: dict[str, Any],
     objectives: int = 1,
     curve: Iterable[tuple[int, float]] = (),
+    trial_id: int | None = None,
 ) -> Any:
+    """Trial ``t`` (a store's trial dict) as an Optuna ``FrozenTrial``; its
+    ``trial_id`` is its number unless given."""
     state = optuna.trial.TrialState
     states = {
         "done": state.COMPLETE,
@@ -231,7 +293,7 @@ def _frozen(
         system_attrs=system_attrs,
         # what the trial reported (Optuna's trial.report): its learning curve
         intermediate_values={int(step): float(value) for step, value in curve},
-        trial_id=t["number"],
+        trial_id=t["number"] if trial_id is None else trial_id,
     )
     if trial.datetime_start is None and kind != state.WAITING:
         trial.datetime_start = finished or datetime.datetime.now()

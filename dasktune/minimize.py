@@ -10,6 +10,7 @@ run as ``n_workers`` replicas at once.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import threading
@@ -17,16 +18,15 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-import distributed
 import numpy as np
 import scipy.optimize
-from distributed.security import Security
 from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_store,
@@ -39,14 +39,22 @@ from dasktune.optim.replicas import ReplicaPool, replica_spec
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
-from dasktune.run.cluster import capacity, check_resources, get_client
-from dasktune.run.driver import BatchObjective
-from dasktune.run.mapping import Shipped
-from dasktune.run.vector import run_vector
+from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
+from dasktune.run.local import run_here_first
+from dasktune.run.policy import ExecutionPolicy
 from dasktune.spsa import SPSA
-from dasktune.store.sql import TrialStore
+
+if TYPE_CHECKING:
+    # imported when a run needs them: a run kept in this process never
+    # imports distributed (dasktune.run.policy)
+    import distributed
+    from distributed.security import Security
+
+    from dasktune.store.sql import TrialStore
 
 __all__ = ["minimize"]
+
+logger = logging.getLogger("dasktune")
 
 
 def _recorder(
@@ -56,6 +64,7 @@ def _recorder(
         return MemoryRecorder()
     from dasktune.search import provenance
     from dasktune.store.recorder import StoreRecorder
+    from dasktune.store.sql import TrialStore
 
     check_store(store)
     opened = store if isinstance(store, TrialStore) else TrialStore(store)
@@ -83,6 +92,8 @@ def minimize(
     progress: bool = False,
     resources: Mapping[str, float] | None = None,
     timeout: float | None = None,
+    trial_timeout: float | None = None,
+    execution: str = "auto",
     **options: Any,
 ) -> OptimizeResult:
     """Minimise ``fun(x, *args)`` within ``bounds``, in parallel on Dask.
@@ -132,6 +143,25 @@ def minimize(
         point evaluated so far is returned with ``success=False`` and a
         message saying how far it got (as scipy does for ``maxiter``).
         ``TimeoutError`` if no evaluation finished by then.
+    trial_timeout : float, optional
+        Seconds one evaluation may run. Past it the evaluation fails with
+        ``dasktune.exceptions.TrialTimeoutError`` ("timed out after N s") and
+        is treated as any failed evaluation: told ``+inf``, the run goes on,
+        and when every evaluation failed that error is raised. Its worker
+        thread is freed (the worker restarted if the call does not stop; see
+        ``Search.run``). ``dual_annealing`` and ``direct`` then run their
+        replicas on the driver loop, each evaluation a trial. Not for a
+        ``ProducerConsumer``.
+    execution : {"auto", "local", "tasks", "feed"}, default "auto"
+        Where the evaluations run. ``"auto"`` times the first ones in this
+        process and keeps the run here, starting no cluster, when they are
+        cheaper than a task's dispatch cost (see
+        :class:`dasktune.run.policy.ExecutionPolicy`); ``"local"`` always runs
+        here; ``"tasks"`` (or ``"feed"``) always on the cluster. A client,
+        ``resources``, a store, ``trial_timeout``, ``progress``,
+        ``vectorized=True``, a ``ProducerConsumer`` and the replicated methods
+        (``dual_annealing``, ``direct``) run on the cluster. The result is the
+        same wherever it ran.
     **options
         Passed to the scipy function (``maxiter``, ``popsize``, ``polish``,
         ``maxfun``, ``vectorized``, ...) or to ``SPSA`` (``maxiter``, ``c_par``,
@@ -147,12 +177,16 @@ def minimize(
         it proposes again included); ``nfev_evaluated`` is the number of
         evaluations actually run. For the replicated methods: the best
         replica's ``x`` and ``fun``, ``nfev`` summed over all replicas, and
-        ``results``, every replica's own result.
+        ``results``, every replica's own result. ``execution`` says where
+        the evaluations ran (``"local"`` or ``"cluster"``) and
+        ``execution_reason`` why.
 
     Raises
     ------
     ValueError
-        For bad or infinite bounds, or a bad ``maxfev``/``n_workers``/``timeout``.
+        For bad or infinite bounds, a bad ``maxfev``/``n_workers``/``timeout``,
+        or an ``execution`` that is not one of its choices or cannot run with
+        the other arguments.
     TimeoutError
         When ``timeout`` passed before any evaluation finished.
     TypeError
@@ -184,6 +218,8 @@ def minimize(
     check_int("maxfev", maxfev, 1, optional=True)
     check_int("n_workers", n_workers, 1, optional=True)
     check_timeout(timeout)
+    check_bool("progress", progress)
+    check_trial_timeout(trial_timeout, batch=isinstance(fun, BatchObjective))
     if seed is not None and options.get("rng") is not None:
         msg = f"minimize({method!r}) takes seed= or scipy's rng=, not both"
         raise TypeError(msg)
@@ -208,7 +244,8 @@ def minimize(
             raise TypeError(msg)
         return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
                     security=security, callback=callback, progress=progress,
-                    resources=resources, **options)  # fmt: skip
+                    resources=resources, trial_timeout=trial_timeout,
+                    execution=execution, **options)  # fmt: skip
 
     kwargs = dict(options)
     if vectorized:
@@ -216,9 +253,51 @@ def minimize(
     if callback is not None:
         kwargs["callback"] = callback
     check_kwargs(method, kwargs, len(pairs))
-    client = get_client(client, security=security)
+    policy = ExecutionPolicy(
+        execution,
+        what=f"minimize({method!r})",
+        client=client,
+        resources=resources,
+        batch=isinstance(fun, BatchObjective),
+        trial_timeout=trial_timeout,
+        store=store is not None,
+        progress=progress,
+        cluster_only=_cluster_only(method, vectorized),
+        expected=_expected(method, kwargs, len(pairs), maxfev),
+    )
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
+    if policy.forced is None or policy.forced.where == "local":
+        local = ScipyAskTell(method, pairs, **_with_args(kwargs, args))
+        try:
+            report = run_here_first(
+                local, cast(Callable[..., Any], fun), args, policy=policy, name=label, n_trials=maxfev,
+                timeout=timeout, security=security,
+            )  # fmt: skip
+        finally:
+            local.close()
+        return _reported(
+            _result(local, report), report.execution, report.execution_reason
+        )
+    logger.debug(
+        "%s: execution cluster: %s", label, policy.forced.reason
+    )  # fmt: skip
+    from dasktune.run.cluster import capacity, get_client
+    from dasktune.run.vector import run_vector
+    from dasktune.store.sql import TrialStore
+
+    # a store given as a URL or path is opened before the cluster starts: a
+    # store that cannot be used (foreign, read-only, newer) fails first
+    owned = None
+    if store is not None and not isinstance(store, TrialStore):
+        check_store(store)
+        owned = store = TrialStore(store)
+    try:
+        client = get_client(client, security=security)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
     optimizer: ScipyAskTell | ReplicaPool
     if method in ("differential_evolution", "shgo"):
         optimizer = ScipyAskTell(method, pairs, **_with_args(kwargs, args))
@@ -232,14 +311,16 @@ def minimize(
             and maxfev is None
             and callback is None
             and timeout is None
+            and trial_timeout is None
             and not isinstance(fun, BatchObjective)
         ):
             # serial by design: each replica runs whole as one task, its
             # evaluations on the worker, free of per-evaluation round trips
-            return _replicas_as_tasks(
+            whole = _replicas_as_tasks(
                 method, pairs, replicas, seed, kwargs, fun, args, client, label,
                 resources,
             )  # fmt: skip
+            return _reported(whole, "cluster", policy.forced.reason)
         if callback is not None:
             # the replicas run on this process, so the callback's side effects
             # stay here; one replica calls it at a time
@@ -252,19 +333,51 @@ def minimize(
             restart=False,
             **_with_args(kwargs, args),
         )
-    recorder = _recorder(store, label, fun)
     try:
+        recorder = _recorder(store, label, fun)
         report, _ = run_vector(
             optimizer, fun, args, client=client, name=label, recorder=recorder,
             n_trials=maxfev, progress=progress, vectorized=vectorized,
-            resources=resources,
-            timeout=timeout,
+            resources=resources, execution=policy.driver_execution,
+            timeout=timeout, trial_timeout=trial_timeout,
         )  # fmt: skip
     finally:
         optimizer.close()
-        if store is not None and not isinstance(store, TrialStore):
-            recorder.store.close()  # opened here, from a URL or a path
-    return _result(optimizer, report)
+        if owned is not None:
+            owned.close()  # opened here, from a URL or a path
+    return _reported(_result(optimizer, report), "cluster", policy.forced.reason)
+
+
+def _cluster_only(method: str, vectorized: bool) -> str | None:
+    """Why a run of ``method`` can only run on the cluster, if it can."""
+    if vectorized:
+        return "vectorized=True (its columns are evaluated by the cluster's driver)"
+    if method not in ("differential_evolution", "shgo"):
+        return f"method={method!r} (its replicas run on the cluster)"
+    return None
+
+
+def _expected(
+    method: str, kwargs: dict[str, Any], n: int, maxfev: int | None
+) -> int | None:
+    """How many evaluations a run makes at most, when known: DE's population
+    times its generations (scipy's defaults: popsize 15, maxiter 1000; the
+    polish not counted), or ``maxfev``."""
+    known = None
+    if method == "differential_evolution":
+        init = kwargs.get("init", "latinhypercube")
+        size = len(init) if not isinstance(init, str) else kwargs.get("popsize", 15) * n
+        known = int(size) * (int(kwargs.get("maxiter", 1000)) + 1)
+    if maxfev is not None:
+        known = maxfev if known is None else min(known, maxfev)
+    return known
+
+
+def _reported(result: OptimizeResult, where: str, reason: str) -> OptimizeResult:
+    """``result`` saying where its evaluations ran, and why."""
+    result.execution = where
+    result.execution_reason = reason
+    return result
 
 
 def _with_args(kwargs: dict[str, Any], args: tuple[Any, ...]) -> dict[str, Any]:
@@ -303,8 +416,19 @@ def _run_replica(
     return getattr(scipy.optimize, method)(scalar, bounds, args=args, **kwargs)
 
 
+class _ReplicaCancelled(Exception):
+    """Raised on a worker inside a replica whose task was cancelled: the run
+    that started it is over (interrupted, or another replica failed)."""
+
+
 def _scalar_value(fun: Callable[..., Any], x: Any, *args: Any) -> float:
-    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too)."""
+    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too);
+    a replica whose task was cancelled stops here, before its next call."""
+    from dasktune.run.stop import cancelled_here
+
+    if cancelled_here():
+        msg = "the replica's task was cancelled: its run is over"
+        raise _ReplicaCancelled(msg)
     return as_value(fun(x, *args))
 
 
@@ -320,6 +444,12 @@ def _replicas_as_tasks(
     label: str,
     resources: Mapping[str, float] | None = None,
 ) -> OptimizeResult:
+    from dasktune.run.cluster import check_resources
+    from dasktune.run.lost import explain_killed
+    from dasktune.run.mapping import Shipped
+    from dasktune.run.stop import stop_tasks
+    from dasktune.run.submit import Window, raise_failed
+
     if resources:
         check_resources(client, resources)
     rng = np.random.default_rng(seed)
@@ -327,21 +457,28 @@ def _replicas_as_tasks(
     runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args), fun)
     token = uuid.uuid4().hex[:8]
     keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
-    futures = client.map(
-        runner,
-        specs,
-        key=keys,
-        pure=False,
-        resources=None if resources is None else dict(resources),
-    )
+    # harvested by a Window: bounded while the cluster has no worker
+    flying = Window[int](client, what=f"minimize({method!r})'s {n} replicas")
+    flying.map(runner, specs, range(n), keys=keys, resources=resources)
+    results: list[OptimizeResult] = [None] * n
     try:
-        results = client.gather(futures)
-    except Exception as err:
-        text = "".join(traceback.format_exception(err))
-        err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+        while len(flying):
+            for future, result, i in flying.next_batch():
+                raise_failed(future, result, f"minimize({method!r})")
+                results[i] = result
+    except BaseException as err:
+        if isinstance(err, Exception):
+            explain_killed(client, err)  # memory, when it was that
+            text = "".join(traceback.format_exception(err))
+            err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
+        # interrupted, or a replica failed: the others stop before their next
+        # evaluation, and none runs once this returns
+        late = stop_tasks(client, flying.futures, f"minimize({method!r})")
+        if late is not None:
+            err.add_note(f"dasktune: {late}")
         raise
     finally:
-        client.cancel(futures)
+        flying.cancel()
     return _best_of(results, sum(r.nfev for r in results))
 
 
@@ -409,7 +546,7 @@ class _ReplicaCallback:
             return self.stopped
 
 
-def _result(optimizer: ScipyAskTell | ReplicaPool, report: Any) -> OptimizeResult:
+def _result(optimizer: ScipyAskTell | ReplicaPool, report: RunReport) -> OptimizeResult:
     if isinstance(optimizer, ScipyAskTell):
         result = optimizer.result
         if result is not None:

@@ -60,6 +60,7 @@ def plot_trials(
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
     curves: Mapping[int, Sequence[tuple[int, float]]] | None = None,
+    metric_names: Sequence[str] | None = None,
 ) -> Any:
     """Best value so far (against trials and time), the learning curves, and
     the value against each parameter.
@@ -83,6 +84,9 @@ def plot_trials(
         Each trial's reported ``(step, value)`` pairs, by trial number
         (``TrialStore.curves``); when any, a panel draws them, one line per
         trial, pruned trials dashed and ending in a cross.
+    metric_names : sequence of str, optional
+        A name per objective, for the axes (default ``value``, or
+        ``values_0``, ``values_1``, ...).
 
     Returns
     -------
@@ -91,7 +95,9 @@ def plot_trials(
     plt = _pyplot()
     done = trials[trials["status"] == "done"].sort_values("number")
     if directions is not None and len(directions) > 1:
-        return _plot_front(plt, done, parameters, list(directions), title, path)
+        names = list(metric_names or [f"values_{i}" for i in range(len(directions))])
+        return _plot_front(plt, done, parameters, list(directions), names, title, path)
+    label = metric_names[0] if metric_names else "value"
     maximize = direction == "maximize"
     curves = {n: c for n, c in (curves or {}).items() if c}
     panels = 2 + bool(curves) + len(parameters)
@@ -103,7 +109,7 @@ def plot_trials(
     axes[0].plot(done["number"], values, ".", alpha=0.4, label="trial")
     axes[0].step(done["number"], best, where="post", label="best so far")
     axes[0].set_xlabel("trial")
-    axes[0].set_ylabel("value")
+    axes[0].set_ylabel(label)
     axes[0].legend()
     finished = pd.to_datetime(done["finished"], utc=True)
     seconds = (finished - finished.min()).dt.total_seconds().to_numpy()
@@ -113,13 +119,13 @@ def plot_trials(
         seconds[order], _running_best(feasible_values[order], maximize), where="post"
     )
     axes[1].set_xlabel("seconds")
-    axes[1].set_ylabel("best so far")
+    axes[1].set_ylabel(f"best {label} so far")
     if curves:
         _draw_curves(axes[2], curves, trials)
     for ax, name in zip(axes[2 + bool(curves) :], parameters, strict=True):
         _against(ax, done[name], values, _feasible(done))
         ax.set_xlabel(name)
-        ax.set_ylabel("value")
+        ax.set_ylabel(label)
     return _finish(fig, title, path)
 
 
@@ -135,6 +141,7 @@ def _plot_front(
     done: pd.DataFrame,
     parameters: list[str],
     directions: list[str],
+    names: list[str],
     title: str | None,
     path: str | os.PathLike[str] | None,
 ) -> Any:
@@ -161,13 +168,13 @@ def _plot_front(
         on = points[front][np.argsort(points[front, i])]
         (line,) = ax.plot(on[:, i], on[:, j], "o-", color="C3", label="Pareto front")
         line.set_gid("pareto-front")
-        ax.set_xlabel(f"values_{i} ({directions[i]})")
-        ax.set_ylabel(f"values_{j} ({directions[j]})")
+        ax.set_xlabel(f"{names[i]} ({directions[i]})")
+        ax.set_ylabel(f"{names[j]} ({directions[j]})")
         ax.legend()
     for ax, name in zip(axes[len(pairs) :], parameters, strict=True):
         _against(ax, done[name], points[:, 0], _feasible(done))
         ax.set_xlabel(name)
-        ax.set_ylabel("values_0")
+        ax.set_ylabel(names[0])
     return _finish(fig, title, path)
 
 

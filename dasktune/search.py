@@ -34,6 +34,7 @@ import pandas as pd
 from distributed.security import Security
 
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_store,
@@ -41,7 +42,7 @@ from dasktune._checks import (
     func_name,
     short_repr,
 )
-from dasktune.exceptions import DasktuneError, StoreError
+from dasktune.exceptions import DasktuneError, SearchMismatchError, StoreError
 from dasktune.optim.base import (
     AskTell,
     IterableSource,
@@ -59,11 +60,18 @@ from dasktune.run.driver import (
     check_batch_objective,
     check_execution,
     check_pruned_objective,
+    check_trial_timeout,
 )
 from dasktune.run.report import check_trial_first
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
-from dasktune.store.sql import STALE_AFTER_SECONDS, TrialStore, search_directions
+from dasktune.store.rows import DECODING_ERRORS, damaged_trial
+from dasktune.store.sql import (
+    STALE_AFTER_SECONDS,
+    TrialStore,
+    search_directions,
+    search_metric_names,
+)
 from dasktune.table import COLUMNS, TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
@@ -184,12 +192,19 @@ class Search:
         ``directions``, not both; neither re-opens a search with its own.
     stale_after : float, default 30
         Seconds after which a trial left running by a silent driver is taken
-        over (drivers beat every 5 s).
+        over (drivers beat every 5 s), by the database's clock: drivers on
+        several hosts need no synchronised clocks.
+    metric_names : sequence of str, optional
+        A name per objective (``["error", "latency"]``), stored with the
+        search: ``dasktune show``, :meth:`plot`, ``dasktune export`` and
+        :func:`dasktune.optuna_storage` (Optuna's ``study.metric_names``) use
+        them. Re-opening a search without them takes the stored ones.
 
     Raises
     ------
     SearchMismatchError
-        If the store holds a search of that name with another space or direction.
+        If the store holds a search of that name with another space, direction
+        or metric names.
     SchemaVersionError
         If the store was written by a newer dasktune.
 
@@ -213,6 +228,7 @@ class Search:
         direction: str | None = None,
         directions: Sequence[str] | None = None,
         stale_after: float = STALE_AFTER_SECONDS,
+        metric_names: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             msg = f"name must be a non-empty string, got {name!r}"
@@ -229,9 +245,15 @@ class Search:
             raise ValueError(msg)
         self.directions = _check_directions(directions, direction)
         direction = self.directions[0]
-        if not isinstance(stale_after, int | float) or stale_after <= 0:
+        if (
+            isinstance(stale_after, bool)
+            or not isinstance(stale_after, int | float)
+            or not 0 < stale_after < math.inf  # NaN too
+        ):
             msg = (
-                f"stale_after must be a positive number of seconds, got {stale_after!r}"
+                "stale_after must be a positive, finite number of seconds (after "
+                "which a silent driver's trials are taken over), got "
+                f"{stale_after!r}"
             )
             raise ValueError(msg)
         self.name = name
@@ -249,28 +271,57 @@ class Search:
         self._unsaved = 0  # rows read into the table since the store's snapshot
         # provenance (git, package versions) is kept when the search is made:
         # not worked out again by each reader of an existing one
-        found = self.store.find_search(name)
-        made = found is not None
-        if objective is None and not made:
-            if self._owns_store:
-                self.store.close()
-            msg = (
-                f"no search named {name!r} in {self.store.display_url} to read: "
-                "a new search needs an objective (a function of a parameter dict)"
+        try:
+            found = self.store.find_search(name)
+            made = found is not None
+            if objective is None and not made:
+                msg = (
+                    f"no search named {name!r} in {self.store.display_url} to read: "
+                    "a new search needs an objective (a function of a parameter dict)"
+                )
+                raise ValueError(msg)
+            if self.space is None and found is not None and found.get("space"):
+                # re-opened without a space (to read it, to run it on): its own
+                try:
+                    self.space = Space.from_json(json.loads(found["space"]))
+                except (ValueError, TypeError, KeyError) as err:
+                    msg = (
+                        f"the store {self.store.display_url} holds a damaged space "
+                        f"for search {name!r}: {type(err).__name__}: {err}; repair "
+                        "that row, or pass space= to use the search as it was made"
+                    )
+                    raise StoreError(msg) from err
+            if stored_directions and found is not None:  # and its own directions
+                self.directions = search_directions(found)
+                self.direction = direction = self.directions[0]
+            if metric_names is not None:  # one per direction, the stored ones too
+                metric_names = _check_metric_names(metric_names, self.directions)
+            info = {} if made else provenance(objective)
+            if metric_names is not None and not made:
+                info["metric_names"] = metric_names
+            self.search_id = self.store.open_search(
+                name,
+                space=None if self.space is None else self.space.to_json(),
+                direction=direction,
+                metadata=info,
+                directions=self.directions if len(self.directions) > 1 else None,
             )
-            raise ValueError(msg)
-        if self.space is None and found is not None and found.get("space"):
-            # re-opened without a space (to read it, to run it on): its own
-            self.space = Space.from_json(json.loads(found["space"]))
-        if stored_directions and found is not None:  # and its own directions
-            self.directions = search_directions(found)
-            self.direction = direction = self.directions[0]
-        self.search_id = self.store.open_search(
-            name,
-            space=None if self.space is None else self.space.to_json(),
-            direction=direction,
-            metadata={} if made else provenance(objective),
-            directions=self.directions if len(self.directions) > 1 else None,
+            stored_names = search_metric_names(found)
+            if found is not None and metric_names not in (None, stored_names):
+                msg = (
+                    f"search {name!r} in {self.store.display_url} has the metric "
+                    f"names {stored_names} but is re-opened with {metric_names}; "
+                    "give the same (or none: the stored ones are taken), or use "
+                    "a new search name"
+                )
+                raise SearchMismatchError(msg)
+        except BaseException:
+            if self._owns_store:  # a store this search opened: closed again
+                self.store.close()
+            raise
+        #: a name per objective, or ``None`` (given, or stored with the search)
+        self.metric_names: list[str] | None = (
+            metric_names if found is None else stored_names
         )
 
     # -- running ---------------------------------------------------------------
@@ -279,7 +330,8 @@ class Search:
         self,
         source: Iterable[Mapping[str, Any]] | AskTell | None = None,
         *,
-        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]] = (),
+        filters: Sequence[Callable[[dict[str, Any], pd.DataFrame], bool]]
+        | Callable[[dict[str, Any], pd.DataFrame], bool] = (),
         n_trials: int | None = None,
         max_in_flight: int | None = None,
         timeout: float | None = None,
@@ -291,6 +343,7 @@ class Search:
         pruner: Pruner | None = None,
         resources: Mapping[str, float] | None = None,
         execution: str = "auto",
+        trial_timeout: float | None = None,
     ) -> RunReport:
         """Evaluate what ``source`` proposes, recording every trial.
 
@@ -301,10 +354,11 @@ class Search:
             parameter dicts; or an optimizer (``SPSA``, ``HyperScipySampler``,
             ``LCBSelector``, ...). ``None`` samples the search's ``space`` at
             random (``seed``, and ``n_trials`` required).
-        filters : sequence of callables
+        filters : callable or sequence of callables
             ``f(params, trials) -> bool``, applied before a trial is claimed; a
             trial is kept when every filter returns true. ``trials`` is the
-            search's DataFrame, refreshed once per batch of results.
+            search's DataFrame, refreshed once per batch of results. One
+            function is taken as a list of it.
         n_trials : int, optional
             Evaluate at most this many new trials in this run (reused results do
             not count).
@@ -349,6 +403,14 @@ class Search:
             random sources, a batch-synchronous method's known batches) as
             tasks. Lost workers, retries, timeouts and pruning work the same
             either way.
+        trial_timeout : float, optional
+            Seconds one trial may run. Past it the trial is interrupted on its
+            worker and recorded as failed, "timed out after N s" (not retried),
+            and the run goes on; a trial blocked in C code that does not stop
+            within 2 s more is left in its thread and its worker restarted,
+            with a ``RuntimeWarning`` (a worker without a nanny,
+            ``processes=False``, cannot be: the warning says so). Not for a
+            ``ProducerConsumer`` objective.
 
         Returns
         -------
@@ -397,6 +459,20 @@ class Search:
             batch=isinstance(self.objective, BatchObjective),
             resources=resources,
         )
+        check_bool("retry_failed", retry_failed)
+        check_bool("progress", progress)
+        if callable(filters):  # one filter: a list of it
+            filters = [filters]
+        if isinstance(filters, str | bytes) or not isinstance(filters, Iterable):
+            msg = (
+                "filters must be a list of functions (record, trials) -> bool, or "
+                f"one such function, got {type(filters).__name__}: {filters!r:.60}"
+            )
+            raise TypeError(msg)
+        filters = list(filters)
+        check_trial_timeout(
+            trial_timeout, batch=isinstance(self.objective, BatchObjective)
+        )
         for f in filters:
             check_callable("each filter", f)
         self._warm_start(optimizer)
@@ -439,6 +515,7 @@ class Search:
             pruner=pruner,
             resources=resources,
             execution=execution,
+            trial_timeout=trial_timeout,
             space_size=self._space_size(source),
             total=_length(source),
         )
@@ -548,25 +625,12 @@ class Search:
         _, rows = self.store.read_trials(
             self.search_id, status=[TrialStatus.DONE, TrialStatus.FAILED]
         )
-        results: list[tuple[Any, ...]] = []
-        for row in rows:
-            params = json.loads(row[FIELD["params"]])
-            value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
-            told: Any = math.inf
-            if row[FIELD["status"]] != TrialStatus.DONE or value is None:
-                pass
-            elif len(signs) == 1:
-                told = signs[0] * float(value)
-            elif objectives is not None:
-                told = tuple(
-                    s * float(v)
-                    for s, v in zip(signs, json.loads(objectives), strict=True)
-                )
-            constraints = row[FIELD["constraints"]]
-            if constraints is None:
-                results.append((params, told))
-            else:
-                results.append((params, told, tuple(json.loads(constraints))))
+        try:
+            results = _told(rows, signs)
+        except DECODING_ERRORS as err:  # a row damaged or written by hand: named
+            raise damaged_trial(
+                self.store.display_url, rows, err, repr(self.name)
+            ) from err
         return optimizer.warm_start(results) if results else 0
 
     def _requeue(self, optimizer: AskTell) -> int:
@@ -582,7 +646,12 @@ class Search:
         )
         if not rows:
             return 0
-        points = [json.loads(row[FIELD["params"]]) for row in rows]
+        try:
+            points = [json.loads(row[FIELD["params"]]) for row in rows]
+        except DECODING_ERRORS as err:  # a row damaged or written by hand: named
+            raise damaged_trial(
+                self.store.display_url, rows, err, repr(self.name)
+            ) from err
         # who may evaluate them now: not a trial a live driver runs
         decisions = self.store.peek(
             self.search_id,
@@ -756,8 +825,18 @@ class Search:
                 self.space.names if self.space is not None else (),
                 objectives=len(self.directions),
             )
-        seq, columns = self.store.read_columns(self.search_id, since=table.seq)
-        table.update_columns(columns)
+        since = table.seq
+        try:
+            seq, columns = self.store.read_columns(self.search_id, since=since)
+            table.update_columns(columns)
+        except DECODING_ERRORS as err:
+            # a row damaged or written by hand: the table may hold part of the
+            # batch, so it is read again next time; the error names the row
+            self._table = None
+            _, rows = self.store.read_trials(self.search_id, since=since)
+            raise damaged_trial(
+                self.store.display_url, rows, err, repr(self.name)
+            ) from err
         table.seq = max(table.seq, seq)
         self._unsaved += len(columns["number"])
         if save and self._unsaved >= max(SNAPSHOT_ROWS, table.n // 10):
@@ -905,6 +984,7 @@ class Search:
             title=self.name,
             path=path,
             curves=self.store.curves(self.search_id),
+            metric_names=self.metric_names,
         )
 
     def close(self) -> None:
@@ -964,6 +1044,24 @@ def _spaces(optimizer: Any) -> Iterator[tuple[Space, Any]]:
             yield from _spaces(sampler)
 
 
+def _check_metric_names(names: Sequence[str], directions: list[str]) -> list[str]:
+    """``names`` as a list of distinct, non-empty strings, one per objective."""
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        msg = (
+            f"metric_names must be a list of strings, one per objective, got {names!r}"
+        )
+        raise TypeError(msg)
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad or len(set(names)) != len(names) or len(names) != len(directions):
+        msg = (
+            f"metric_names must be {len(directions)} distinct non-empty strings, "
+            f"one per objective (directions={directions}), got {names!r}"
+        )
+        raise ValueError(msg)
+    return names
+
+
 def _check_directions(directions: Sequence[str] | None, direction: str) -> list[str]:
     """Every objective's direction, from ``directions`` or the one ``direction``."""
     if directions is None:
@@ -1001,3 +1099,29 @@ def _check_reserved(names: Iterable[str]) -> None:
             f"{list(RESERVED_COLUMNS)} and values_0, values_1, ...; rename them"
         )
         raise ValueError(msg)
+
+
+def _told(
+    rows: Sequence[Sequence[Any]], signs: Sequence[float]
+) -> list[tuple[Any, ...]]:
+    """What a warm start tells: each done or failed row's parameters and
+    value (minimised; ``inf`` for a failure), with its constraints if any."""
+    results: list[tuple[Any, ...]] = []
+    for row in rows:
+        params = json.loads(row[FIELD["params"]])
+        value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
+        told: Any = math.inf
+        if row[FIELD["status"]] != TrialStatus.DONE or value is None:
+            pass
+        elif len(signs) == 1:
+            told = signs[0] * float(value)
+        elif objectives is not None:
+            told = tuple(
+                s * float(v) for s, v in zip(signs, json.loads(objectives), strict=True)
+            )
+        constraints = row[FIELD["constraints"]]
+        if constraints is None:
+            results.append((params, told))
+        else:
+            results.append((params, told, tuple(json.loads(constraints))))
+    return results

@@ -362,8 +362,16 @@ class Space:
         if not isinstance(dimensions, Mapping) or not dimensions:
             msg = f"a space is a non-empty dict of named dimensions, got {dimensions!r}"
             raise ValueError(msg)
+        named = [name for name in dimensions if not isinstance(name, str)]
+        if named:
+            # str(1) would name it "1", and {1: ..., "1": ...} would collide
+            msg = (
+                f"a space's dimensions are named by strings, got {named[0]!r} "
+                f"({type(named[0]).__name__}); name it {str(named[0])!r}"
+            )
+            raise TypeError(msg)
         self.dimensions: dict[str, Dimension] = {
-            str(name): _dimension(str(name), spec) for name, spec in dimensions.items()
+            name: _dimension(name, spec) for name, spec in dimensions.items()
         }
         self.names = list(self.dimensions)
         self._slices: dict[str, slice] = {}

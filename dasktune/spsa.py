@@ -8,21 +8,26 @@ this front door runs it on the cluster with the driver and returns scipy's
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from distributed.security import Security
 from scipy.optimize import OptimizeResult
 
-from dasktune._checks import check_callable, func_name
+from dasktune._checks import check_bool, check_callable, func_name
 from dasktune.optim.spsa import SPSAOptimizer
-from dasktune.run.cluster import get_client
-from dasktune.run.driver import BatchObjective
-from dasktune.run.vector import run_vector
+from dasktune.run.base import BatchObjective, check_trial_timeout
+from dasktune.run.local import run_here_first
+from dasktune.run.policy import ExecutionPolicy
+
+if TYPE_CHECKING:
+    from distributed.security import Security
 
 __all__ = ["SPSA"]
+
+logger = logging.getLogger("dasktune")
 
 
 def SPSA(
@@ -56,6 +61,8 @@ def SPSA(
     adaptive: bool = True,
     progress: bool = False,
     resources: Mapping[str, float] | None = None,
+    trial_timeout: float | None = None,
+    execution: str = "auto",
 ) -> OptimizeResult:
     """Minimise ``fnc(x, *args)`` by SPSA, each iteration one batch of futures.
 
@@ -99,6 +106,21 @@ def SPSA(
         Save the state there after every iteration, and resume from it.
     progress : bool, default False
         A progress bar of evaluations.
+    resources : mapping, optional
+        Dask worker resources each evaluation holds while it runs.
+    trial_timeout : float, optional
+        Seconds one evaluation may run; past it the evaluation fails with
+        ``dasktune.exceptions.TrialTimeoutError`` ("timed out after N s"), as
+        any failing evaluation does (see Raises), and its worker thread is
+        freed (see ``Search.run``). Not for a ``ProducerConsumer``.
+    execution : {"auto", "local", "tasks", "feed"}, default "auto"
+        Where the evaluations run: ``"auto"`` times the first ones in this
+        process and keeps the run here, starting no cluster, when they are
+        cheaper than a task's dispatch cost; ``"local"`` always here;
+        ``"tasks"`` (or ``"feed"``) on the cluster. A client, ``resources``,
+        ``trial_timeout``, ``progress`` and a ``ProducerConsumer`` run on the
+        cluster. See :class:`dasktune.run.policy.ExecutionPolicy`. With a
+        seed the iterates are the same wherever they ran.
 
     Returns
     -------
@@ -106,12 +128,13 @@ def SPSA(
         ``x``, ``fun`` (an evaluation at ``x`` in the last batch), ``nit``,
         ``nfev``, ``success``, ``message``, ``history`` (``x`` and ``fun`` per
         iteration, ``fun`` the mean of that iteration's evaluations), and the
-        gains ``a``, ``c``, ``A``.
+        gains ``a``, ``c``, ``A``; ``execution`` (``"local"`` or
+        ``"cluster"``) and ``execution_reason``.
 
     Raises
     ------
     ValueError
-        For bad input (before any evaluation), or when the objective returns
+        For bad input (before any evaluation; a bad ``execution`` too), or when the objective returns
         NaN or inf (the message names the point).
     Exception
         When an evaluation fails, the objective's own exception (its worker
@@ -130,8 +153,20 @@ def SPSA(
         raise TypeError(msg)
     if callback is not None:
         check_callable("callback", callback)
+    check_bool("progress", progress)
+    check_trial_timeout(trial_timeout, batch=isinstance(fnc, BatchObjective))
     if paired is None:
         paired = not isinstance(fnc, BatchObjective) and _takes_seed(fnc)
+    policy = ExecutionPolicy(
+        execution,
+        what="SPSA",
+        client=client,
+        resources=resources,
+        batch=isinstance(fnc, BatchObjective),
+        trial_timeout=trial_timeout,
+        progress=progress,
+        expected=2 * n_perturbations * maxiter,  # the gain's calibration aside
+    )
     optimizer = SPSAOptimizer(
         initparams,
         bounds=bounds,
@@ -159,12 +194,26 @@ def SPSA(
         tagged=True,
     )
     name = f"SPSA-{func_name(fnc) if callable(fnc) else type(fnc).__name__}"
-    client = get_client(client, security=security)
-    run_vector(
-        optimizer, fnc, args, client=client, name=name, paired=paired,
-        progress=progress, resources=resources,
-    )  # fmt: skip
-    return optimizer.result
+    if policy.forced is None or policy.forced.where == "local":
+        report = run_here_first(
+            optimizer, cast(Callable[..., Any], fnc), args, policy=policy,
+            name=name, paired=paired, security=security,
+        )  # fmt: skip
+        where, reason = report.execution, report.execution_reason
+    else:
+        from dasktune.run.cluster import get_client
+        from dasktune.run.vector import run_vector
+
+        logger.debug("%s: execution cluster: %s", name, policy.forced.reason)
+        run_vector(
+            optimizer, fnc, args, client=get_client(client, security=security),
+            name=name, paired=paired, progress=progress, resources=resources,
+            trial_timeout=trial_timeout, execution=policy.driver_execution,
+        )  # fmt: skip
+        where, reason = "cluster", policy.forced.reason
+    result = optimizer.result
+    result.execution, result.execution_reason = where, reason
+    return result
 
 
 def _takes_seed(fnc: Callable[..., Any]) -> bool:

@@ -407,7 +407,12 @@ class TrialTable:
         kept = store.read_snapshot(search_id)
         if kept is not None:
             try:  # the seq it reaches is in it, as in the store's row
-                table = cls.loads(kept[1], names, objectives=objectives)
+                table = cls.loads(
+                    kept[1],
+                    names,
+                    objectives=objectives,
+                    max_rows=store.trial_span(search_id),
+                )
             except ValueError as err:
                 warnings.warn(
                     f"dasktune: the store's snapshot of search {search_id} is "
@@ -498,7 +503,12 @@ class TrialTable:
 
     @classmethod
     def loads(
-        cls, data: bytes, names: Iterable[str] = (), *, objectives: int = 1
+        cls,
+        data: bytes,
+        names: Iterable[str] = (),
+        *,
+        objectives: int = 1,
+        max_rows: int | None = None,
     ) -> TrialTable:
         """The table a snapshot (:meth:`dumps`) holds.
 
@@ -511,21 +521,30 @@ class TrialTable:
             ``TrialTable(names)`` would.
         objectives : int
             The search's objective count; a snapshot of another is refused.
+        max_rows : int, optional
+            The most trials the snapshot can hold (the search's trials in the
+            store): a snapshot claiming more is refused before anything is
+            allocated for it.
 
         Raises
         ------
         ValueError
-            If ``data`` is not a snapshot this version reads, or does not fit
-            ``objectives``.
+            If ``data`` is not a snapshot this version reads, does not fit
+            ``objectives``, or claims more than ``max_rows`` trials.
         """
         try:
-            return cls._loads(memoryview(data), list(names), objectives)
-        except (KeyError, TypeError, IndexError, json.JSONDecodeError) as err:
-            msg = f"not a trials table snapshot this dasktune reads: {err!r}"
+            return cls._loads(memoryview(data), list(names), objectives, max_rows)
+        except (
+            KeyError, TypeError, IndexError, AttributeError, OverflowError,
+            RecursionError, MemoryError, json.JSONDecodeError,
+        ) as err:  # fmt: skip
+            msg = f"not a trials table snapshot this dasktune reads: {err!r:.300}"
             raise ValueError(msg) from err
 
     @classmethod
-    def _loads(cls, data: memoryview, names: list[str], objectives: int) -> TrialTable:
+    def _loads(
+        cls, data: memoryview, names: list[str], objectives: int, max_rows: int | None
+    ) -> TrialTable:
         magic = len(_SNAPSHOT_MAGIC)
         if bytes(data[:magic]) != _SNAPSHOT_MAGIC:
             msg = "not a trials table snapshot (or one of another format)"
@@ -535,6 +554,14 @@ class TrialTable:
         start = magic + 8 + size
         start += -start % 8
         n = int(header["n"])
+        # checked before anything is allocated: a damaged or crafted header
+        # claiming 10**12 rows must not ask for terabytes
+        if n < 0 or (max_rows is not None and n > max_rows):
+            msg = (
+                f"the snapshot claims {n} trials where the search has at most "
+                f"{max_rows}"
+            )
+            raise ValueError(msg)
         if header["objectives"] != objectives:
             msg = (
                 f"the snapshot holds {header['objectives']} objectives, the "
@@ -550,7 +577,7 @@ class TrialTable:
                 raise ValueError(msg)
             if kind == "const":
                 shape = tuple(layout[3])
-                if shape[:1] != (n,) or len(shape) > 2:
+                if shape[:1] != (n,) or shape[1:] not in ((), (objectives,)):
                     msg = f"a column of shape {shape} in a snapshot of {n} rows"
                     raise ValueError(msg)
                 return np.full(shape, where[0] if where else 0, dtype=dtype)

@@ -11,7 +11,8 @@ dasktune show sqlite:///examples.db --name example-two-objectives
 import math
 
 name = "example-two-objectives"
-directions = ["minimize", "minimize"]  # error, size
+directions = ["minimize", "minimize"]
+metric_names = ["error", "size"]  # show, plots and the dashboard name them
 
 
 def objective(params):

@@ -1,4 +1,4 @@
-"""Screenshot the live page of ``dasktune serve`` in headless Chromium.
+"""Screenshot ``dasktune serve`` (optuna-dashboard on a store) in headless Chromium.
 
 Usage::
 
@@ -7,9 +7,9 @@ Usage::
 
 Starts ``dasktune serve`` on a free port of 127.0.0.1, waits for the line it
 prints once it listens, has Chromium (``apt-get install -y chromium``) render
-the page (driven over its DevTools protocol, through tornado, which Bokeh
-already needs) until Bokeh has drawn it, writes the PNG and stops the
-server. Look at the PNG to check the page is readable.
+the first study's page (driven over its DevTools protocol, through tornado,
+which Dask already needs) until optuna-dashboard has drawn its plots, writes
+the PNG and stops the server. Look at the PNG to check the page is readable.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ CHROMIUM_FLAGS = [
 
 async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
     """Load ``url`` in Chromium driven over the DevTools protocol; wait until
-    Bokeh has drawn the served document, then capture the page.
+    optuna-dashboard has drawn its plots, then capture the page.
 
-    Chromium's own ``--screenshot`` fires at the load event, before the page's
-    websocket has delivered the document, so it shows a blank page.
+    Chromium's own ``--screenshot`` fires at the load event, before the page
+    has fetched the study from the API, so it shows an empty page.
     """
     from tornado.httpclient import AsyncHTTPClient
     from tornado.websocket import websocket_connect
@@ -97,10 +97,7 @@ async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
         await call("Runtime.enable")
         await call("Page.enable")
         await call("Page.navigate", url=url)
-        drawn = (
-            "window.Bokeh !== undefined && Bokeh.index !== undefined && "
-            "Object.keys(Bokeh.index).length > 0"
-        )
+        drawn = "document.querySelectorAll('.js-plotly-plot').length > 0"
         deadline = time.monotonic() + 30
         while True:
             result = await call("Runtime.evaluate", expression=drawn)
@@ -109,7 +106,7 @@ async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("the page did not draw within 30 s")
             await asyncio.sleep(0.25)
-        await asyncio.sleep(3.0)  # refreshes fill the tables and plots
+        await asyncio.sleep(3.0)  # the other plots follow
         shot = await call("Page.captureScreenshot", format="png")
         out.write_bytes(base64.b64decode(shot["data"]))
         conn.close()
@@ -119,15 +116,17 @@ async def _capture(browser: str, url: str, out: Path, profile: str) -> None:
 
 
 def demo_store(path: Path) -> None:
-    """A store with two searches, trials spread over a minute, one failure."""
+    """A store with two searches, trials spread over a minute, one failure,
+    some pruned, every finished trial with a reported curve."""
     store = TrialStore(f"sqlite:///{path}")
     for name, direction, n in (
         ("branin-tpe", "minimize", 40),
         ("svm-grid", "maximize", 12),
     ):
         search_id = store.open_search(
-            name, space=None, direction=direction, metadata={}
-        )
+            name, space=None, direction=direction,
+            metadata={"metric_names": ["loss" if direction == "minimize" else "accuracy"]},
+        )  # fmt: skip
         driver = store.register_driver(search_id)
         claims = []
         for i in range(n):
@@ -137,19 +136,26 @@ def demo_store(path: Path) -> None:
             }
             record, key = canonical(params)
             claims.append(Claim(key, record))
-        store.sync(search_id, driver, [], claims)
+        decisions = store.sync(search_id, driver, [], claims)
         start = time.time() - 60
         outcomes = []
         for i, c in enumerate(claims[:-2]):  # the last two stay running
             x = c.params["x"]
             failed = i == 5
+            pruned = i % 4 == 3
             value = (
                 (x - 1) ** 2 + 3 * math.sin(x) if direction == "minimize" else -abs(x)
             )
+            steps = 2 if pruned else 6
+            store.add_values(search_id, [
+                (decisions[i].number, step, value * (1 + 1 / (step + 1)), start + i)
+                for step in range(steps)
+            ])  # fmt: skip
+            status = TrialStatus.PRUNED if pruned else TrialStatus.DONE
             outcomes.append(
                 Outcome(
                     c.param_hash,
-                    TrialStatus.FAILED if failed else TrialStatus.DONE,
+                    TrialStatus.FAILED if failed else status,
                     value=None if failed else value,
                     error="ValueError: diverged" if failed else None,
                     started=start + i,
@@ -197,7 +203,12 @@ def main() -> int:
                 return 1
             out = Path(args.out).resolve()
             asyncio.run(
-                _capture(browser, f"http://127.0.0.1:{port}/", out, f"{tmp}/chromium")
+                _capture(
+                    browser,
+                    f"http://127.0.0.1:{port}/dashboard/studies/1",
+                    out,
+                    f"{tmp}/chromium",
+                )
             )
             print(f"wrote {out}")
         finally:

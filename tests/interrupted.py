@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from dasktune.records import Claim, canonical
+from tests.waiting import async_poll_until
 
 #: a point of the samplers' tests' space for each kind of interruption
 POINTS = [
@@ -24,6 +24,14 @@ async def interrupt_two(search: Any) -> list[dict[str, Any]]:
     for driver, params in zip((stopped, killed), POINTS, strict=True):
         store.sync(search.search_id, driver, [], [Claim(*reversed(canonical(params)))])
     store.release(search.search_id, stopped)
-    await asyncio.sleep(0.3)  # the killed driver's heartbeat is now stale
+    _, killed_hash = canonical(POINTS[1])
+
+    def taken_over() -> bool:  # the killed driver's heartbeat is stale
+        decision = store.peek(
+            search.search_id, stopped, [killed_hash], stale_after=search.stale_after
+        )[0]
+        return decision.kind == "evaluate"
+
+    await async_poll_until(taken_over, what="the killed driver's claim to go stale")
     assert sorted(search.trials()["status"]) == ["queued", "running"]
     return POINTS

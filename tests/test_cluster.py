@@ -6,12 +6,19 @@ import asyncio
 import subprocess
 import sys
 
+import dask.config
 import psutil
 import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune import async_map, get_client
-from dasktune.run.cluster import capacity, close_owned, owned_cluster
+from dasktune.run.cluster import (
+    CONNECT_TIMEOUT,
+    capacity,
+    close_owned,
+    connect_timeout,
+    owned_cluster,
+)
 
 
 @gen_cluster(client=True)
@@ -264,3 +271,36 @@ def test_dashboard_port_taken_announces_the_port_used(cleanup, caplog):
     finally:
         close_owned()
         blocker.close()
+
+
+# -- an unreachable scheduler ----------------------------------------------------
+
+
+def test_unreachable_scheduler_is_named_within_the_connect_timeout():
+    assert connect_timeout() == CONNECT_TIMEOUT == 5.0
+    with (
+        dask.config.set({"dasktune.connect-timeout": 1}),
+        pytest.raises(OSError, match="tcp://127.0.0.1:1 after 1 s") as info,
+    ):
+        get_client("tcp://127.0.0.1:1")
+    note = info.value.__notes__[-1]
+    assert "no Dask scheduler answered at tcp://127.0.0.1:1 within 1 s" in note
+    assert "dasktune.connect-timeout" in note
+    for bad in (0, "later"):
+        with (
+            dask.config.set({"dasktune.connect-timeout": bad}),
+            pytest.raises(ValueError, match="connect-timeout must be a positive"),
+        ):
+            connect_timeout()
+
+
+@gen_cluster(client=True)
+async def test_a_connected_client_keeps_dasks_timeout_for_its_later_waits(c, s, a, b):
+    from dasktune.run.cluster import connect
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "45s"}):
+        client = await asyncio.to_thread(connect, s.address)
+    try:
+        assert client._timeout == 45  # reconnections, scatters, restarts
+    finally:
+        await asyncio.to_thread(client.close)

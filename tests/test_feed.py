@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import dask.config
 import pytest
 import sqlalchemy as sa
 from distributed.utils_test import gen_cluster
@@ -19,8 +20,10 @@ from dasktune import Float, Search
 from dasktune.optim.base import Optimizer
 from dasktune.optim.pruners import Pruner, Verdict
 from dasktune.run.driver import check_execution
-from dasktune.run.feed import FedWindow
+from dasktune.run.feed import FedWindow, Feed
 from tests.clusters import local_client
+from tests.dying import always_dies_at_seven, die_once_at_seven
+from tests.waiting import async_poll_until, poll_until
 
 SPACE = {"x": Float(0.0, 1.0)}
 
@@ -49,12 +52,13 @@ def _feed_keys(s) -> list[str]:
     return [k for k in s.tasks if str(k).startswith("feed-")]
 
 
-async def _until_released(s, timeout: float = 10.0) -> None:
+async def _until_released(s) -> None:
     """The feed's actors and server tasks leave the scheduler."""
-    deadline = time.monotonic() + timeout
-    while _feed_keys(s):
-        assert time.monotonic() < deadline, _feed_keys(s)
-        await asyncio.sleep(0.05)
+    await async_poll_until(
+        lambda: not _feed_keys(s),
+        what="the feed's actors and servers to be released",
+        state=lambda: _feed_keys(s),
+    )
 
 
 @gen_cluster(client=True)
@@ -145,8 +149,18 @@ class SlowAsker(Optimizer):
 
     def _ask(self):
         if len(self.todo) == 2:
-            time.sleep(self.pause)  # every trial sent so far is done by now
-            self.profiled = [len(w.active_threads) for w in self.workers]
+            time.sleep(self.pause)  # a slow sampler: longer than the servers' poll
+
+            def active():
+                return [len(w.active_threads) for w in self.workers]
+
+            # every trial sent so far finishes; then the idle servers are hidden
+            poll_until(
+                lambda: active() == [0, 0],
+                what="the servers, idle, to leave the profilers",
+                state=active,
+            )
+            self.profiled = active()
         return self.todo.pop(0) if self.todo else None
 
     def _tell(self, number, params, value):
@@ -206,13 +220,11 @@ async def test_a_failing_trial_is_recorded_and_the_rest_goes_on(c, s, a, b):
 @gen_cluster(client=True, timeout=60)
 async def test_the_timeout_stops_the_run_and_the_servers(c, s, a, b):
     search = Search("timeout", sleepy, "sqlite://", client=c, space=SPACE)
-    started = time.monotonic()
     report = await call(
         search.run, None, n_trials=1000, seed=0, progress=False, timeout=1.5,
         execution="feed",
     )  # fmt: skip
     assert report.stopped == "timeout"
-    assert time.monotonic() - started < 15
     await _until_released(s)
     frame = await call(search.trials)
     assert 0 < (frame["status"] == "done").sum() < 1000
@@ -230,18 +242,31 @@ def logged_sleepy(params):
 @gen_cluster(client=True, timeout=60)
 async def test_payloads_still_queued_at_the_timeout_never_run(c, s, a, b):
     _starts.clear()
+    stops: list[float] = []  # when each feed's stop took effect
+    real_stop = Feed.stop
+
+    async def timed_stop(self, servers):
+        await real_stop(self, servers)
+        stops.append(time.monotonic())
+
     search = Search("queued", logged_sleepy, "sqlite://", client=c, space=SPACE)
-    report = await call(
-        search.run, None, n_trials=1000, seed=0, progress=False, timeout=1.0,
-        execution="feed", max_in_flight=12,
-    )  # fmt: skip
-    ended = time.monotonic()
-    assert report.stopped == "timeout"
-    await _until_released(s)
-    await asyncio.sleep(0.5)  # a queued payload would have started by now
-    # the stop reaches the servers on the loop, moments after run() returns
-    late = [t - ended for t in _starts if t > ended + 0.05]
-    assert late == [], f"{len(late)} payloads started after the run ended"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Feed, "stop", timed_stop)
+        report = await call(
+            search.run, None, n_trials=1000, seed=0, progress=False, timeout=1.0,
+            execution="feed", max_in_flight=12,
+        )  # fmt: skip
+        assert report.stopped == "timeout"
+        await _until_released(s)
+        # the servers have returned: no payload can start any more
+        await async_poll_until(
+            lambda: not a.state.tasks and not b.state.tasks,
+            what="the servers to return",
+            state=lambda: [list(w.state.tasks) for w in (a, b)],
+        )
+    assert len(stops) == 2  # one feed per worker
+    late = [t - min(stops) for t in _starts if t > min(stops)]
+    assert late == [], f"{len(late)} payloads started after the feeds stopped"
 
 
 class StopAfterTwo(Pruner):
@@ -252,9 +277,14 @@ class StopAfterTwo(Pruner):
 
 
 def reports(params, trial):
-    # long enough (3 s) that a stop reaches the trial on a loaded machine
     for step in range(300):
         trial.report(step, params["x"])
+        if step == 1:  # StopAfterTwo's decision: wait for it to arrive
+            poll_until(
+                trial.should_prune,
+                what=f"the stop of trial {trial.number} at step 1",
+                timeout=20,
+            )
         if trial.should_prune():
             raise dasktune.TrialPruned
         time.sleep(0.01)
@@ -271,7 +301,7 @@ async def test_a_pruner_stops_fed_trials(c, s, a, b):
     assert report.pruned == 6
     frame = await call(search.trials)
     assert set(frame["status"]) == {"pruned"}
-    assert (frame["step"] < 299).all()  # stopped early, not run to the end
+    assert (frame["step"] == 1).all()  # stopped at the decision
 
 
 def test_bad_execution_is_refused_before_anything_is_written():
@@ -299,29 +329,16 @@ async def test_the_window_refuses_pinned_or_resource_tasks(c, s, a, b):
 # -- a lost worker (real processes) ------------------------------------------
 
 
-def die_once_at_seven(params):
-    """Kill the worker process the first time x == 0.7 runs."""
-    marker = params["marker"]
-    if params["x"] == 0.7 and not os.path.exists(marker):
-        open(marker, "w").close()
-        time.sleep(0.3)  # the trials before it have reported
-        os._exit(1)
-    time.sleep(0.05)
-    return params["x"]
-
-
-def always_dies_at_seven(params):
-    if params["x"] == 0.7:
-        time.sleep(0.3)  # the trials before it have reported
-        os._exit(1)
-    time.sleep(0.05)
-    return params["x"]
-
-
 def test_a_lost_worker_s_trials_run_elsewhere_or_fail_past_the_allowed(tmp_path):
     marker = str(tmp_path / "killed")
     grid = [{"x": x / 10, "marker": marker} for x in range(10)]
-    with local_client(2, 1) as client:
+    # one failure allowed: the workers killed by trial 0.7 twice fail it; each
+    # further death would wait for a nanny's restart (tens of seconds on a
+    # loaded machine)
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        local_client(2, 1) as client,
+    ):
         # one thread a worker: a lost worker was running one trial, the one
         # that killed it (the others it held were queued: no failure counted;
         # as Dask's scheduler does, the window counts a failure for as many
@@ -332,9 +349,13 @@ def test_a_lost_worker_s_trials_run_elsewhere_or_fail_past_the_allowed(tmp_path)
             assert (report.evaluated, report.failed) == (10, 0)
             frame = search.trials()
             assert sorted(frame["value"]) == [x / 10 for x in range(10)]
+        # both workers again (the one killed restarted), and trial 0.7 last:
+        # it kills both, and no trial is left waiting for a restart
+        client.wait_for_workers(2, timeout=60)
+        last = sorted(grid, key=lambda params: params["x"] == 0.7)
         with Search("always", always_dies_at_seven, "sqlite://",
                     client=client) as search:  # fmt: skip
-            report = search.run(grid, progress=False, execution="feed", timeout=120)
+            report = search.run(last, progress=False, execution="feed", timeout=120)
             assert (report.evaluated, report.failed) == (9, 1)
             frame = search.trials()
             error = frame.loc[frame["x"] == 0.7, "error"].item()

@@ -18,6 +18,7 @@ from scipy.optimize import differential_evolution, rosen
 
 from dasktune import async_apply, async_map
 from dasktune.run.mapping import ClientMap
+from tests.waiting import async_poll_until, poll_until
 
 # -- objectives at module level, so they pickle across processes ---------------
 
@@ -41,6 +42,12 @@ def count_and_sleep(x: int) -> int:
     with _lock:
         _calls["done"] = _calls.get("done", 0) + 1
     return x
+
+
+def nap_and_count(seconds: float) -> None:
+    time.sleep(seconds)
+    with _lock:
+        _calls["napped"] = _calls.get("napped", 0) + 1
 
 
 def fail_on_three(x: int) -> int:
@@ -167,7 +174,7 @@ async def test_bounded_window_counts_futures_in_flight(c, s, a, b):
     in_flight: list[int] = []
 
     def elements():
-        for i in range(60):
+        for i in range(20):
             # what was drawn before this element minus what finished
             in_flight.append(i - _calls.get("done", 0))
             yield i
@@ -175,7 +182,7 @@ async def test_bounded_window_counts_futures_in_flight(c, s, a, b):
     out = await asyncio.to_thread(
         async_map, count_and_sleep, elements(), 3, client=c, chunksize=1
     )
-    assert out == list(range(60))
+    assert out == list(range(20))
     assert max(in_flight) <= 3
     assert max(in_flight) >= 2  # the window was actually used
 
@@ -219,10 +226,13 @@ async def test_exception_type_note_and_cancellation(c, s, a, b):
             async_map, fail_on_three, range(12), client=c, chunksize=1
         )
     assert any("element 3 of args: 3" in note for note in info.value.__notes__)
-    await asyncio.sleep(0.3)
     # the rest was cancelled and released; only the failed one is still referenced
     # (by the traceback that pytest keeps)
-    assert [state.status for state in c.futures.values()] == ["error"]
+    await async_poll_until(
+        lambda: [state.status for state in c.futures.values()] == ["error"],
+        what="the other futures to be released",
+        state=lambda: {k: st.status for k, st in c.futures.items()},
+    )
     out = await asyncio.to_thread(async_map, square, range(5), client=c)
     assert out == [0, 1, 4, 9, 16]  # the cluster is still usable
 
@@ -265,21 +275,26 @@ def test_a_timeout_after_some_chunks_finished_holds_none_of_them(inproc_client):
         frames.append(tb.tb_frame.f_code.co_name)
         tb = tb.tb_next
     assert "run" in frames  # the mapper's frame is held
-    time.sleep(0.3)
-    assert {k: st.status for k, st in inproc_client.futures.items()} == {}
+    poll_until(
+        lambda: not inproc_client.futures,
+        what="every future to be released",
+        state=lambda: {k: st.status for k, st in inproc_client.futures.items()},
+    )
 
 
 @gen_cluster(client=True)
 async def test_timeout_raises_and_cancels(c, s, a, b):
-    started = time.perf_counter()
     with pytest.raises(TimeoutError, match="did not finish within timeout=0.3"):
         await asyncio.to_thread(
-            async_map, time.sleep, [1.0] * 6, client=c, chunksize=1, timeout=0.3
+            async_map, nap_and_count, [1.0] * 6, client=c, chunksize=1, timeout=0.3
         )
-    # before the six 1 s sleeps on three threads could have finished (2 s)
-    assert time.perf_counter() - started < 1.8
-    await asyncio.sleep(0.2)
-    assert not c.futures
+    # raised before the six 1 s naps on three threads could all have finished
+    assert _calls.get("napped", 0) < 6
+    await async_poll_until(
+        lambda: not c.futures,
+        what="every future to be released",
+        state=lambda: {k: st.status for k, st in c.futures.items()},
+    )
 
 
 def test_progress_bar_is_shown(client, capsys):

@@ -12,10 +12,13 @@ import time
 
 import numpy as np
 import pytest
+from distributed import Worker
 from distributed.utils_test import gen_cluster
 
 from dasktune import SPSA, ProducerConsumer, Search, minimize
 from tests.clusters import local_client
+from tests.dying import held_times, load
+from tests.waiting import async_poll_until, poll_until
 
 _lock = threading.Lock()
 _inits: list[int] = []
@@ -34,11 +37,6 @@ def slow_load(x):
 
 
 def times(params, loaded):
-    return params * loaded
-
-
-def slow_times(params, loaded):
-    time.sleep(0.3)
     return params * loaded
 
 
@@ -170,11 +168,11 @@ async def test_close_frees_the_actors(c, s, a, b):
     pc = await call(ProducerConsumer, slow_load, [1, 2, 3], times, client=c)
     assert sum(len(w.state.actors) for w in (a, b)) == 2  # one per worker
     await call(pc.close)
-    for _ in range(50):
-        if not any(w.state.actors for w in (a, b)):
-            break
-        await asyncio.sleep(0.05)
-    assert not any(w.state.actors for w in (a, b))
+    await async_poll_until(
+        lambda: not any(w.state.actors for w in (a, b)),
+        what="the workers to release the actors",
+        state=lambda: [list(w.state.actors) for w in (a, b)],
+    )
     with pytest.raises(RuntimeError, match="closed"):
         await call(pc.run, 1)
 
@@ -190,6 +188,8 @@ def test_bad_input():
         ProducerConsumer(slow_load, (i for i in range(3)), times)
     with pytest.raises(ValueError, match="n_cores must be an integer >= 1"):
         ProducerConsumer(slow_load, [1], times, n_cores=0)
+    with pytest.raises(ValueError, match="rebuild_timeout must be a positive"):
+        ProducerConsumer(slow_load, [1], times, rebuild_timeout=0)
     assert not _inits  # nothing ran
 
 
@@ -291,34 +291,89 @@ def _holder(client, pc, shard):
 
 
 @pytest.mark.parametrize("visible", [False, True])
-def test_worker_killed_between_and_during_runs(visible):
-
+def test_worker_killed_between_and_during_runs(visible, tmp_path):
+    params = (3, str(tmp_path))
+    expected = [3 * x for x in range(8)]
     # nannies bring killed workers back, as an HPC cluster brings new jobs
     with (
         local_client(2, 2) as client,
         ProducerConsumer(
-            slow_load,
+            load,
             list(range(8)),
-            slow_times,
+            held_times,
             n_cores=4,
             client=client,
             visible=visible,
         ) as pc,
     ):
-        expected = [3 * x for x in range(8)]
-        assert pc.run(3) == expected
+        assert pc.run(params) == expected
         _kill(client, _holder(client, pc, 0))  # between runs
-        assert pc.run(3) == expected
+        assert pc.run(params) == expected
         assert pc.rebuilds >= 1
         rebuilt = pc.rebuilds
-        killer = threading.Timer(0.15, _kill, (client, _holder(client, pc, 1)))
-        killer.start()  # during the next run (each shard takes 0.6 s)
+        # during the next run: once the holder of shard 1 (perhaps of every
+        # shard, its peer not back yet) runs it
+        victim = _holder(client, pc, 1)
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        (tmp_path / f"{pid}.hold").touch()
+        errors: list[BaseException] = []
+
+        def kill_when_running() -> None:
+            try:
+                poll_until(
+                    (tmp_path / f"{pid}.running").exists,
+                    what=f"worker {victim} to run its shards",
+                )
+                os.kill(pid, signal.SIGKILL)
+            except BaseException as err:
+                errors.append(err)
+
+        killer = threading.Thread(target=kill_when_running)
+        killer.start()
         try:
-            result = pc.run(3)
+            result = pc.run(params)
         finally:
             killer.join()
+        assert not errors, errors
         assert result == expected
         assert pc.rebuilds > rebuilt
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_rebuild_waits_for_a_worker_to_join(c, s, a, b):
+    # every worker gone: the rebuild waits for one, and a task pinned to a
+    # worker that left would never reach the one that joins (Dask leaves it
+    # in no-worker)
+    pc = await call(ProducerConsumer, slow_load, [1, 2, 3], times, client=c)
+    try:
+        assert await call(pc.run, 2) == [2, 4, 6]
+        await a.close()
+        await b.close()
+        running = asyncio.ensure_future(call(pc.run, 3))
+        await async_poll_until(lambda: pc.rebuilds > 0, what="the rebuild to start")
+        async with Worker(s.address, nthreads=1):
+            assert await running == [3, 6, 9]
+            await call(pc.close)
+        assert pc.rebuilds == 2
+    finally:
+        pc.close()
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_a_rebuild_with_no_worker_raises_within_its_bound(c, s, a, b):
+    with await call(
+        ProducerConsumer, slow_load, [1, 2, 3], times, client=c, name="orphan",
+        rebuild_timeout=0.5,
+    ) as pc:  # fmt: skip
+        assert await call(pc.run, 2) == [2, 4, 6]
+        await a.close()
+        await b.close()
+        with pytest.raises(TimeoutError) as info:
+            await call(pc.run, 2)
+    text = str(info.value)
+    assert "rebuilding 2 of the 2 shard groups of ProducerConsumer('orphan'" in text
+    assert "(rebuild_timeout=0.5 s): 0 of 2 shard groups loaded, 0 workers" in text
+    assert "raise rebuild_timeout" in text
 
 
 @gen_cluster(client=True, timeout=60)

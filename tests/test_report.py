@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 
@@ -11,16 +10,25 @@ from distributed.utils_test import gen_cluster
 
 from dasktune.exceptions import TrialPruned
 from dasktune.optim.pruners import Pruner, SuccessiveHalvingPruner, Verdict
-from dasktune.run.report import ReportChannel, TrialHandle, wants_trial
+from dasktune.run.report import ReportChannel, TrialHandle, stop_topic, wants_trial
+from tests.waiting import async_poll_until, poll_until
 
 MAX_EPOCHS = 400
 
 
 def train(params, trial):
-    """A training loop that reports every epoch and stops when told."""
+    """A training loop that reports every epoch and stops when told; at the
+    step ``params["hold_at"]``, if any, it waits for the pruner's decision to
+    stop it (however long the decision takes to arrive)."""
     for epoch in range(MAX_EPOCHS):
         loss = params["rate"] * 10.0 / (epoch + 1)
         trial.report(epoch, loss)
+        if epoch == params.get("hold_at"):
+            poll_until(
+                trial.should_prune,
+                what=f"the decision to stop trial {trial.number} at step {epoch}",
+                timeout=20,
+            )
         if trial.should_prune():
             raise TrialPruned
         if epoch >= params.get("epochs", MAX_EPOCHS) - 1:
@@ -52,13 +60,6 @@ class StopOdd(Pruner):
 
     def _decide(self, number, step):
         return Verdict(number % 2 == 1 and step >= 3, f"trial {number} step {step}")
-
-
-async def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 def test_wants_trial_finds_the_argument():
@@ -95,21 +96,26 @@ def test_a_handle_without_a_run_checks_and_keeps_reports():
 @gen_cluster(client=True)
 async def test_pruned_trials_stop_early_and_the_others_run_whole(c, s, a, b):
     with ReportChannel(c, StopOdd()) as channel:
-        params = [{"rate": 1.0 + n, "epochs": 40} for n in range(4)]
+        # the odd ones wait at step 3 for their stop
+        params = [
+            {"rate": 1.0 + n, "epochs": 40, "hold_at": 3 if n % 2 else None}
+            for n in range(4)
+        ]
         futures = [
             c.submit(run_trial, n, p, channel.key, pure=False)
             for n, p in enumerate(params)
         ]
         results = await c.gather(futures)
-        await wait_for(
-            lambda: all(channel.last(n) == (r[1], r[2]) for n, r in enumerate(results))
+        await async_poll_until(
+            lambda: all(channel.last(n) == (r[1], r[2]) for n, r in enumerate(results)),
+            what="every trial's last report",
         )
         reports = channel.drain()
     for number, (status, last_step, value) in enumerate(results):
         if number % 2:
             assert status == "pruned"
-            # stopped soon after the decision at step 3, long before the end
-            assert 3 <= last_step < 39
+            # stopped at the decision at step 3, before the end
+            assert last_step == 3
             assert channel.verdict(number).reason.startswith(f"trial {number} step")
         else:
             assert (status, last_step) == ("done", 39)
@@ -124,10 +130,16 @@ async def test_pruned_trials_stop_early_and_the_others_run_whole(c, s, a, b):
 async def test_asha_prunes_through_the_channel(c, s, a, b):
     with ReportChannel(c, SuccessiveHalvingPruner(2, 2)) as channel:
         # trial 0 sets the rung first; the worse ones are stopped at step 2
+        # (they wait there for the decision)
         first = await c.submit(run_trial, 0, {"rate": 0.1, "epochs": 20}, channel.key)
         rest = await c.gather(
             [
-                c.submit(run_trial, n, {"rate": 1.0 + n, "epochs": 20}, channel.key)
+                c.submit(
+                    run_trial,
+                    n,
+                    {"rate": 1.0 + n, "epochs": 20, "hold_at": 2},
+                    channel.key,
+                )
                 for n in (1, 2)
             ]
         )
@@ -142,7 +154,10 @@ async def test_a_trial_stopped_before_it_listens_is_told_at_its_next_report(c, s
     # race a fast pruner can win), or the trial is a re-run on another worker
     with ReportChannel(c) as channel:
         channel.stop(5, "stopped by hand")
-        await asyncio.sleep(0.1)
+        await async_poll_until(
+            lambda: s.get_events(stop_topic(channel.key)),
+            what="the scheduler to have the decision",
+        )
         status, last_step, _ = await c.submit(run_trial, 5, {"rate": 1.0}, channel.key)
     assert status == "pruned"
     assert last_step < MAX_EPOCHS - 1
@@ -155,7 +170,9 @@ async def test_a_rerun_reports_its_steps_again_and_they_count_once(c, s, a, b):
         # the same trial twice, as when Dask re-runs it after a lost worker
         await c.submit(run_trial, 2, {"rate": 1.0, "epochs": 5}, channel.key)
         await c.submit(run_trial, 2, {"rate": 1.0, "epochs": 8}, channel.key)
-        await wait_for(lambda: channel.last(2) == (7, 10.0 / 8))
+        await async_poll_until(
+            lambda: channel.last(2) == (7, 10.0 / 8), what="trial 2's last report"
+        )
         reports = channel.drain()
     assert [step for _, step, _, _ in reports] == list(range(8))
     assert channel.reports == 5 + 8
@@ -179,6 +196,6 @@ class Raising(Pruner):
 async def test_a_pruner_error_reaches_the_driver(c, s, a, b):
     with ReportChannel(c, Raising()) as channel:
         await c.submit(run_trial, 0, {"rate": 1.0, "epochs": 2}, channel.key)
-        await wait_for(lambda: channel.reports >= 1)
+        await async_poll_until(lambda: channel.reports >= 1, what="a report")
         with pytest.raises(RuntimeError, match="the pruner broke"):
             channel.drain()

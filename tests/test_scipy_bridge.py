@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from distributed.utils_test import poll_for
 from scipy import optimize
 from scipy.optimize import rosen
 
@@ -404,3 +405,33 @@ def test_cotengra_searches_again_after_its_cleanup_pauses_the_pool():
     finally:
         selector.close()
     assert [t for t in threading.enumerate() if t not in before] == []
+
+
+def test_close_bounds_its_wait_for_a_thread_stuck_in_a_callback(monkeypatch):
+    import dasktune.optim.scipy_bridge as bridge
+
+    monkeypatch.setattr(bridge, "_JOIN_SECONDS", 0.2)
+    release, called = threading.Event(), threading.Event()
+
+    def stuck(*args, **kwargs):
+        called.set()
+        release.wait(30)
+
+    opt = ScipyAskTell(
+        "differential_evolution", [(-1, 1)] * 2, rng=0, popsize=3, callback=stuck
+    )
+    # ask() waits while scipy is busy: here in the stuck callback, which holds
+    # it until release (30 s); a short wait lets the loop see the call
+    opt.ask_wait = 0.05
+    try:
+        while not called.is_set():
+            trials = []
+            while (t := opt.ask()) is not None:
+                trials.append(t)
+            for t in trials:
+                opt.tell(t, float(np.sum(t.params**2)))
+        with pytest.raises(TimeoutError, match="did not stop within 0.2 s of close"):
+            opt.close()
+    finally:
+        release.set()
+    poll_for(lambda: not scipy_threads(), timeout=30)

@@ -31,6 +31,7 @@ from dasktune.optim.selector import LCBSelector
 from dasktune.records import Claim, Outcome, TrialStatus, canonical
 from dasktune.space import Dimension, Space
 from dasktune.store.sql import TrialStore
+from tests.waiting import poll_until
 
 _lock = threading.Lock()
 _evaluated: collections.Counter = collections.Counter()
@@ -318,10 +319,12 @@ def test_three_drivers_never_evaluate_a_parameter_set_twice(tmp_path, shared_url
 def test_resume_after_sigkill_skips_done_trials(tmp_path, shared_url):
     url, log = shared_url, tmp_path / "evaluations.log"
     proc = _launch(url, log, 0.1)
-    deadline = time.monotonic() + 60
-    while len(_done_params(url)) < 6:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    poll_until(
+        lambda: len(_done_params(url)) >= 6 or proc.poll() is not None,
+        what="6 trials done by the driver",
+        timeout=60,
+    )
+    assert proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     done_before = _done_params(url)
@@ -607,11 +610,16 @@ def test_survivor_takes_over_a_killed_drivers_trials(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     logs = [tmp_path / "killed.log", tmp_path / "survivor.log"]
     killed, survivor = (_launch(url, log, 0.1, stale_after=3.0) for log in logs)
-    deadline = time.monotonic() + 60
     # midway: both drivers evaluating, most trials still to do
-    while not all(log.exists() and len(log.read_text().split()) >= 3 for log in logs):
-        assert time.monotonic() < deadline and killed.poll() is None
-        time.sleep(0.05)
+    poll_until(
+        lambda: (
+            killed.poll() is not None
+            or all(log.exists() and len(log.read_text().split()) >= 3 for log in logs)
+        ),
+        what="both drivers to have evaluated 3 trials",
+        timeout=60,
+    )
+    assert killed.poll() is None
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=30)
     done_before = _done_params(url)
@@ -732,3 +740,40 @@ async def test_a_run_with_filters_keeps_its_table_as_the_snapshot(c, s, a, b):
             search.close()
     finally:
         search_module.SNAPSHOT_ROWS = before
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_n_trials_counts_the_trials_taken_over(c, s, a, b):
+    # trials first held by a live driver, then abandoned by it, are taken
+    # over within the run's n_trials: at most n_trials evaluations in all
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/s.db"
+        search = Search("takeover", score, url, client=c, stale_after=1.0)
+        grid = [{"C": float(i), "kernel": "rbf"} for i in range(20)]
+        holder_store = TrialStore(url)
+        sid = holder_store.find_search("takeover")["id"]
+        holder = holder_store.register_driver(sid)
+        held = [Claim(*reversed(canonical(p))) for p in grid[:10]]
+        assert {d.kind for d in holder_store.sync(sid, holder, [], held)} == {
+            "evaluate"
+        }
+        stop = threading.Event()
+
+        def beat() -> None:
+            # alive until the run, having met its trials held, claims others
+            while not stop.wait(0.05) and len(holder_store.trials(sid)) == 10:
+                holder_store.heartbeat(holder)
+
+        beating = threading.Thread(target=beat)
+        beating.start()
+        try:
+            report = await call(search.run, grid, n_trials=10)
+        finally:
+            stop.set()
+            beating.join(timeout=30)
+            holder_store.close()
+        assert sum(_evaluated.values()) == 10
+        assert report.stopped == "n_trials"
+        done = search.trials(status="done")
+        assert len(done) == 10
+        search.close()

@@ -23,6 +23,8 @@ from dasktune.optim.base import Optimizer
 from dasktune.optim.pruners import Pruner, SuccessiveHalvingPruner, Verdict
 from dasktune.store import TrialStore
 from tests.clusters import local_client
+from tests.dying import kill_once
+from tests.waiting import poll_until
 
 EPOCHS = 30
 SCRIPT = Path(__file__).with_name("prune_script.py")
@@ -32,18 +34,43 @@ _lock = threading.Lock()
 epochs_run: collections.Counter[float] = collections.Counter()
 
 
-def train(params, trial):
-    """A training loop: reports each epoch, stops when the pruner says so."""
+def _epochs(params, trial, *, pause, until=None):
+    """A training loop: reports each epoch, stops when the pruner says so;
+    ``until(params, trial, epoch)`` runs after each report."""
     loss = math.inf
     for epoch in range(EPOCHS):
         with _lock:
             epochs_run[params["rate"]] += 1
         loss = params["rate"] / (epoch + 1)
         trial.report(epoch, loss)
+        if until is not None:
+            until(params, trial, epoch)
         if trial.should_prune():
             raise dasktune.TrialPruned
-        time.sleep(0.01)  # a stop has 10 ms an epoch to arrive, also under load
+        time.sleep(pause)
     return loss
+
+
+def train(params, trial):
+    """A training loop: reports each epoch, stops when the pruner says so."""
+    # a stop has 10 ms an epoch to arrive, also under load
+    return _epochs(params, trial, pause=0.01)
+
+
+def _until_stopped_above_one(params, trial, epoch):
+    """Where :class:`StopAboveOne` stops a trial, wait for its decision to
+    arrive (however long that takes on a loaded machine)."""
+    if epoch == 3 and params["rate"] > 1.0:
+        poll_until(
+            trial.should_prune,
+            what=f"the stop of trial {trial.number} at step 3",
+            timeout=20,
+        )
+
+
+def train_stopped_above_one(params, trial):
+    """:func:`train`, waiting at step 3 for :class:`StopAboveOne`'s stop."""
+    return _epochs(params, trial, pause=0.01, until=_until_stopped_above_one)
 
 
 def train_and_return(params, trial):
@@ -52,9 +79,10 @@ def train_and_return(params, trial):
     for epoch in range(EPOCHS):
         loss = params["rate"] / (epoch + 1)
         trial.report(epoch, loss)
+        _until_stopped_above_one(params, trial, epoch)
         if trial.should_prune():
             return loss
-        time.sleep(0.01)  # a stop has 10 ms an epoch to arrive, also under load
+        time.sleep(0.01)
     return loss
 
 
@@ -106,14 +134,14 @@ async def test_pruned_trials_stop_early_and_are_recorded_with_their_curves(c, s,
     epochs_run.clear()
     rates = [0.5, 0.75, 2.0, 3.0, 4.0]
     pruner = StopAboveOne()
-    search = Search("prune", train, "sqlite://", client=c)
+    search = Search("prune", train_stopped_above_one, "sqlite://", client=c)
     optimizer = Recording([{"rate": r} for r in rates])
     report = await call(search.run, optimizer, pruner=pruner, progress=False)
     assert (report.evaluated, report.pruned, report.failed) == (2, 3, 0)
-    # the good ones ran whole; the bad ones stopped soon after step 3
+    # the good ones ran whole; the bad ones stopped at step 3
     assert epochs_run[0.5] == epochs_run[0.75] == EPOCHS
     for rate in (2.0, 3.0, 4.0):
-        assert 4 <= epochs_run[rate] < EPOCHS // 2
+        assert epochs_run[rate] == 4
     frame = search.trials().set_index("rate")
     curves = search.store.curves(search.search_id)
     for rate in rates:
@@ -148,6 +176,12 @@ def learn(params, trial):
     for epoch in range(EPOCHS):
         score = params["skill"] * (1 - 1 / (epoch + 2))
         trial.report(epoch, score)
+        if epoch == 1 and params["skill"] < 0.5:  # weak: the median stops it here
+            poll_until(
+                trial.should_prune,
+                what=f"the stop of trial {trial.number} at step 1",
+                timeout=20,
+            )
         if trial.should_prune():
             raise dasktune.TrialPruned
         time.sleep(0.01)  # a stop has 10 ms an epoch to arrive, also under load
@@ -323,10 +357,12 @@ def test_a_killed_driver_resumes_without_rerunning_final_trials(tmp_path):
         start_new_session=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
-    deadline = time.monotonic() + 90
-    while len(_final(url)) < 6:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    poll_until(
+        lambda: len(_final(url)) >= 6 or proc.poll() is not None,
+        what="6 trials final in the driver's store",
+        timeout=90,
+    )
+    assert proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     before = _final(url)
@@ -366,18 +402,6 @@ def test_a_killed_driver_resumes_without_rerunning_final_trials(tmp_path):
     for i in before:
         assert again[str(i)] == started[str(i)] == 1
     assert set(_final(url)) == {p["i"] for p in prune_script.GRID}
-
-
-def kill_once(params, trial):
-    """Kills its own worker process at epoch 3, the first time it runs."""
-    marker = Path(params["marker"])
-    for epoch in range(8):
-        trial.report(epoch, 1.0 / (epoch + 1))
-        if epoch == 3 and not marker.exists():
-            marker.write_text(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(0.01)
-    return 1.0 / 8
 
 
 def test_a_worker_killed_mid_trial_loses_no_report(tmp_path):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -459,7 +462,7 @@ def test_an_empty_or_damaged_store_is_refused_by_a_reader(tmp_path):
     with pytest.raises(StoreError, match="no store at"):
         TrialStore(f"sqlite:///{tmp_path}/missing.db", readonly=True)
     assert not (tmp_path / "missing.db").exists()
-    with pytest.raises(StoreError, match="does its directory exist"):
+    with pytest.raises(StoreError, match=r"its folder .*/no/such/dir does not exist"):
         TrialStore(f"sqlite:///{tmp_path}/no/such/dir/x.db")
 
 
@@ -632,8 +635,12 @@ def test_postgresql_url_without_a_driver_name_works(postgres_url):
 
 
 def _as_schema(store: TrialStore, version: int) -> None:
-    """Make ``store`` look as dasktune wrote it at schema ``version`` (2, 3, 4)."""
+    """Make ``store`` look as dasktune wrote it at schema ``version`` (2 to 5)."""
     with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE drivers DROP COLUMN node")
+        if version == 5:
+            conn.exec_driver_sql("UPDATE dasktune_meta SET value='5'")
+            return
         conn.exec_driver_sql("DROP TABLE trial_snapshots")
         if version == 4:
             conn.exec_driver_sql("UPDATE dasktune_meta SET value='4'")
@@ -687,7 +694,7 @@ def test_a_schema_2_store_is_migrated_keeping_its_trials(tmp_path, request, back
         assert reader.trials(sid)[0]["step"] is None
         reader.close()
     store = TrialStore(url)
-    assert store.schema_version == SCHEMA_VERSION == 5
+    assert store.schema_version == SCHEMA_VERSION == 6
     (row,) = store.trials(sid)
     assert (row["status"], row["value"], row["step"]) == ("done", 0.5, None)
     store.add_values(sid, [(0, 3, 0.25, 1.0)])
@@ -866,3 +873,291 @@ def test_read_columns_converts_hand_written_values_as_rows_are(tmp_path):
     with pytest.raises(ValueError):
         TrialTable().update(store.read_trials(sid)[1])
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["file", "postgresql"])
+def test_a_schema_5_store_gains_heartbeats_on_the_database_clock(
+    tmp_path, request, backend
+):
+    url, sid, c = _old_store(request, tmp_path, backend, 5)
+    if backend == "file":
+        reader = TrialStore(url, readonly=True)  # read as it is: no node
+        assert reader.schema_version == 5 and "node" not in reader.runs(sid)[0]
+        reader.close()
+    store = TrialStore(url)
+    assert store.schema_version == SCHEMA_VERSION == 6
+    old_driver = store.runs(sid)[0]
+    assert old_driver["node"] is None  # unknown: judged by its heartbeat alone
+    driver = store.register_driver(sid)
+    assert store.runs(sid)[1]["node"] == store.node
+    assert store.sync(sid, driver, [], [c])[0].kind == "done"
+    store.close()
+
+
+def _password_in_query(url: str) -> str:
+    """``url`` with its password moved from ``user:pw@`` to ``?password=pw``."""
+    assert ":s3cret-pw@" in url
+    return url.replace(":s3cret-pw@", "@") + "?password=s3cret-pw"
+
+
+@pytest.mark.parametrize("form", ["user:pw@", "?password="])
+def test_postgresql_passwords_are_never_shown_whatever_the_url_form(
+    postgres_url, form, caplog
+):
+    import logging
+
+    from dasktune import Search
+
+    caplog.set_level(logging.DEBUG)  # every log line too, SQLAlchemy's included
+    url = postgres_url if form == "user:pw@" else _password_in_query(postgres_url)
+    assert "s3cret-pw" in url
+    store = TrialStore(url)
+    assert "s3cret" not in store.display_url and "***" in store.display_url
+    store.open_search("s", space=None, direction="minimize", metadata={})
+    with pytest.raises(SearchMismatchError) as mismatch:
+        store.open_search("s", space=None, direction="maximize", metadata={})
+    store.close()
+    with pytest.raises(StoreError, match="password authentication failed") as wrong:
+        TrialStore(url.replace("s3cret-pw", "wrong-pw"))
+    with pytest.raises(StoreError) as unparsable:  # a URL SQLAlchemy cannot parse
+        TrialStore(url.replace("@127.0.0.1:", "@127.0.0.1:x"))
+    search = Search("s", None, url)
+    shown = [str(mismatch.value), str(wrong.value), str(unparsable.value),
+             repr(search), caplog.text]  # fmt: skip
+    search.close()
+    for text in shown:
+        assert "s3cret" not in text and "wrong-pw" not in text
+
+
+def test_postgresql_pgpassword_is_used_untouched_and_never_shown(
+    postgres_url, monkeypatch
+):
+    url = postgres_url.replace(":s3cret-pw@", "@")
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")  # libpq reads it: we never do
+    store = TrialStore(url)
+    store.open_search("s", space=None, direction="minimize", metadata={})
+    store.close()
+    assert os.environ["PGPASSWORD"] == "s3cret-pw"
+    monkeypatch.setenv("PGPASSWORD", "wrong-pw")
+    with pytest.raises(StoreError, match="password authentication failed") as wrong:
+        TrialStore(url)
+    assert "wrong-pw" not in str(wrong.value)
+    assert os.environ["PGPASSWORD"] == "wrong-pw"
+
+
+def test_a_store_that_starts_like_a_url_hides_its_password():
+    with pytest.raises(ValueError, match="starts like a database URL") as info:
+        store_url("postgresql:me:s3cret@host/db")
+    assert "s3cret" not in str(info.value)
+
+
+# -- refused before anything is written: foreign, read-only, newer, garbage ----
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_sqlite_file_of_other_tables_is_refused_untouched_by_the_library(
+    tmp_path,
+):
+    from dasktune import Search, minimize
+
+    path = tmp_path / "app.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO customers (name) VALUES ('ada')")
+    con.commit()
+    con.close()
+    before = _sqlite_snapshot(path)
+    refused = r"app\.db is not a dasktune store: .*other tables \(customers\)"
+    with pytest.raises(StoreError, match=refused):
+        TrialStore(path)
+    with pytest.raises(StoreError, match=refused):
+        Search("s", abs, path)
+    with pytest.raises(StoreError, match=refused):
+        # refused before a cluster is looked for: none is given, none starts
+        minimize(sum, [(0, 1)], store=path, client="tcp://127.0.0.1:9")
+    assert _sqlite_snapshot(path) == before  # no table added, still not WAL
+    assert _files(tmp_path) == ["app.db"]
+    # a new, missing or empty file is dasktune's to make
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    TrialStore(empty).close()
+    TrialStore(tmp_path / "new.db").close()
+
+
+def test_a_postgresql_database_of_other_tables_takes_dasktunes(postgres_url):
+    # a database is often shared by several applications: dasktune's tables
+    # go beside the others (a file is one application's, and is refused)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    store = TrialStore(postgres_url)
+    store.open_search("s", space=None, direction="minimize", metadata={})
+    store.close()
+    with engine.connect() as conn:
+        names = set(sa.inspect(conn).get_table_names())
+    engine.dispose()
+    assert {"customers", "trials", "dasktune_meta"} <= names
+
+
+def _as_another_user(call):
+    """``call()``'s error message (or ``None``) as an unprivileged user: run
+    as root (CI is), in a forked child that drops to ``nobody``, since root may
+    write any file; otherwise here."""
+    if os.geteuid() != 0:
+        try:
+            call()
+        except Exception as err:
+            return f"{type(err).__name__}: {err}"
+        return None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery, only the call
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                call()
+                out = "None"
+            except Exception as err:
+                out = f"{type(err).__name__}: {err}"
+            os.write(write, out.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        out = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return None if out == "None" else out
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_store_this_user_may_not_write_is_refused_leaving_no_files(request, what):
+    from dasktune import Float, Search
+
+    # in a folder every user may enter (pytest's tmp_path is root's alone)
+    top = tempfile.mkdtemp(prefix="dasktune-ro-", dir="/tmp")
+    request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
+    os.chmod(top, 0o755)
+    folder = pathlib.Path(top) / "runs"
+    folder.mkdir()
+    path = folder / "t.db"
+    store = TrialStore(path)
+    store.open_search("old", space=None, direction="minimize", metadata={})
+    store.close()
+    before = path.read_bytes()
+    if what == "file":
+        path.chmod(0o444)
+        folder.chmod(0o777)  # -wal and -shm files could be made beside it
+    else:
+        path.chmod(0o666)
+        folder.chmod(0o555)
+
+    def open_it():
+        Search("new", abs, path, space={"x": Float(0, 1)})
+
+    try:
+        message = _as_another_user(open_it)
+    finally:
+        folder.chmod(0o755)
+    problem = "the file is read-only" if what == "file" else "may not write in"
+    assert message is not None
+    assert message.startswith(f"StoreError: cannot write the store sqlite:///{path}")
+    assert problem in message and "dasktune show" in message
+    # one line; no SQL, no parameters (the provenance: cwd, user, host)
+    assert "\n" not in message and "INSERT" not in message and "cwd" not in message
+    assert _files(folder) == ["t.db"] and path.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["newer", "garbage", "version", "foreign"])
+def test_a_refused_store_leaves_no_files_beside_it(tmp_path, damage):
+    path = tmp_path / "t.db"
+    if damage == "garbage":
+        path.write_bytes(b"\x00not SQLite" * 1000)
+    elif damage == "foreign":
+        con = sqlite3.connect(path)
+        con.execute("PRAGMA journal_mode=WAL")  # a WAL file of another program
+        con.execute("CREATE TABLE t (x)")
+        con.close()
+    else:
+        TrialStore(path).close()  # a WAL store: reading it makes -wal, -shm
+        con = sqlite3.connect(path)
+        value = str(SCHEMA_VERSION + 1) if damage == "newer" else "zero"
+        con.execute("UPDATE dasktune_meta SET value=?", (value,))
+        con.commit()
+        con.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as caught:
+        TrialStore(path)
+    message = str(caught.value)
+    assert str(path) in message and "\n" not in message
+    assert _files(tmp_path) == ["t.db"] and path.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "show", "export"])
+def test_the_cli_refuses_a_foreign_store_before_starting_a_cluster(
+    tmp_path, capsys, command
+):
+    from dasktune.cli import main
+
+    path = tmp_path / "app.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    con.close()
+    script = tmp_path / "s.py"
+    script.write_text("from dasktune import Float\nspace = {'x': Float(0, 1)}\n"
+                      "def objective(p):\n    return p['x']\n")  # fmt: skip
+    # an unreachable scheduler: an error about it would mean the cluster came first
+    cluster = ["--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "60"]
+    argv = {
+        "run": ["run", str(script), "--store", str(path), "--n-trials", "2", *cluster],
+        "demo": ["demo", "--store", str(path), *cluster],
+        "show": ["show", str(path)],
+        "export": ["export", str(path), "--to", "optuna-journal", f"{tmp_path}/j"],
+    }[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "StoreError" in err and "app.db is not a dasktune store" in err
+    assert _files(tmp_path) == ["app.db", "s.py"]
+
+
+def test_a_postgres_server_that_never_answers_is_given_up(monkeypatch):
+    # the port accepts connections and says nothing: libpq alone would wait
+    # as long as TCP does
+    import dasktune.store.sql as sql
+
+    monkeypatch.setattr(sql, "_PG_CONNECT", {"connect_timeout": 1})
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        port = silent.getsockname()[1]
+        with pytest.raises(StoreError, match="connection timeout expired"):
+            TrialStore(f"postgresql://someone@127.0.0.1:{port}/db")
+
+
+def test_a_failed_write_when_opening_a_search_is_one_line_without_sql(tmp_path):
+    # another connection holds the write lock past the busy timeout: SQLite's
+    # "database is locked", without the statement or its parameters
+    path = tmp_path / "t.db"
+    store = TrialStore(path)
+    # the store's connection for writes, made now, waits 50 ms, not 60 s
+    store._writer = store.engine.connect()
+    store._writer.connection.dbapi_connection.execute("PRAGMA busy_timeout=50")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.open_search(
+                "s", space=None, direction="minimize", metadata={"cwd": "/secret"}
+            )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+    message = str(caught.value)
+    assert message.startswith(
+        f"cannot use the store sqlite:///{path}: database is locked"
+    )
+    assert "\n" not in message and "INSERT" not in message and "/secret" not in message

@@ -9,6 +9,7 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
+from tests.waiting import async_poll_until
 
 
 def nap(seconds: float) -> float:
@@ -56,8 +57,11 @@ async def test_window_harvests_with_tags_and_cancels_on_exit(c, s, a, b):
 
     got = await asyncio.to_thread(body)
     assert sorted(got) == [("x", 0.0), ("y", 0.01)]
-    await asyncio.sleep(0.2)
-    assert not c.futures  # the one in flight was cancelled and released
+    await async_poll_until(  # the one in flight was cancelled and released
+        lambda: not c.futures,
+        what="the future in flight to be released",
+        state=lambda: list(c.futures),
+    )
 
 
 @gen_cluster(client=True)

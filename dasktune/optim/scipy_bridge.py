@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import inspect
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,9 @@ METHODS = ("differential_evolution", "dual_annealing", "direct", "shgo")
 # evaluation in 11 dimensions, 15-31 s in 12 and over a minute in 13; sobol and
 # halton (a Delaunay triangulation of their samples) took 3-8 s in 7, 12-19 s in 8
 _SHGO_MAX_DIMS = {"simplicial": 11, "sobol": 7, "halton": 7}
+#: seconds close() waits for the scipy thread to stop (it stops at its next
+#: wait for values: only scipy's own arithmetic, or a callback, delays it)
+_JOIN_SECONDS = 30.0
 
 
 class _Stop(BaseException):
@@ -71,6 +75,27 @@ class PointCache:
         return len(self.values)
 
 
+#: the counts each scipy function takes: the least each may be, and its meaning
+_COUNTS: dict[str, dict[str, tuple[int, str]]] = {
+    "differential_evolution": {
+        "popsize": (1, "the population is popsize × the dimensions"),
+        "maxiter": (0, "generations after the first population"),
+    },
+    "dual_annealing": {
+        "maxiter": (1, "global search iterations"),
+        "maxfun": (1, "function evaluations"),
+    },
+    "direct": {
+        "maxiter": (1, "iterations"),
+        "maxfun": (1, "function evaluations"),
+    },
+    "shgo": {
+        "n": (1, "sampling points"),
+        "iters": (1, "iterations"),
+    },
+}
+
+
 def check_kwargs(
     method: str, kwargs: Mapping[str, Any], n_dims: int | None = None
 ) -> None:
@@ -91,7 +116,8 @@ def check_kwargs(
         For keywords the scipy function does not take, ``workers``, or
         ``{"jac": True}`` in ``minimizer_kwargs`` or ``options``.
     ValueError
-        For ``shgo`` in more dimensions than its sampling handles in seconds.
+        For ``shgo`` in more dimensions than its sampling handles in seconds,
+        or a count below what it means (``popsize=-1``, ``maxiter=-3``).
     """
     fun = getattr(scipy.optimize, method)
     allowed = set(inspect.signature(fun).parameters) - {"func", "bounds", "workers"}
@@ -115,6 +141,20 @@ def check_kwargs(
                 "jac(x, *args), or leave it out for finite differences"
             )
             raise TypeError(msg)
+    for name, (minimum, meaning) in _COUNTS.get(method, {}).items():
+        value = kwargs.get(name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or (value < minimum)
+        ):
+            msg = (
+                f"{method}'s {name} must be an integer >= {minimum} ({meaning}), "
+                f"got {value!r}"
+            )
+            raise ValueError(msg)
     if method == "shgo" and n_dims is not None:
         _check_shgo_dims(n_dims, kwargs.get("sampling_method", "simplicial"))
 
@@ -393,8 +433,16 @@ class ScipyAskTell(Optimizer):
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(_JOIN_SECONDS)
         super().close()
+        if self._thread.is_alive():
+            msg = (
+                f"{self.describe()}: its scipy thread did not stop within "
+                f"{_JOIN_SECONDS:g} s of close() (still inside scipy's "
+                f"{self.method}, or in a callback that does not return); it is a "
+                "daemon thread and stops at its next evaluation"
+            )
+            raise TimeoutError(msg)
 
     def describe(self) -> str:
         options = ", ".join(

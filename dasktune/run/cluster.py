@@ -33,11 +33,23 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import dask.config
 import distributed
+from dask.utils import parse_timedelta
 from distributed.deploy.cluster import Cluster
 from distributed.security import Security
 
-__all__ = ["capacity", "check_resources", "close_owned", "connect", "get_client"]
+from dasktune.run.lost import config_seconds
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "capacity",
+    "check_resources",
+    "close_owned",
+    "connect",
+    "connect_timeout",
+    "get_client",
+]
 
 logger = logging.getLogger("dasktune")
 
@@ -88,6 +100,9 @@ def _start_local_cluster(
             f"{_SCRIPT_ADVICE}"
         )
         raise RuntimeError(msg)
+    from dasktune.run.dask_page import register
+
+    register()  # dasktune's page in the cluster's dashboard
     try:
         cluster = distributed.LocalCluster(**options)
     except Exception as err:
@@ -247,7 +262,9 @@ def connect(
     security : distributed.security.Security, optional
         ``None`` uses Dask's TLS configuration (or the cluster's own).
     **client_kwargs
-        More arguments of :class:`distributed.Client` (``timeout``, ...).
+        More arguments of :class:`distributed.Client`. Without ``timeout``,
+        the scheduler must answer within :func:`connect_timeout` seconds (not
+        Dask's 30 s); the client's later waits keep Dask's default.
 
     Returns
     -------
@@ -261,6 +278,8 @@ def connect(
     """
     if security is not None:
         _check_security_files(security)
+    chosen = "timeout" in client_kwargs
+    client_kwargs.setdefault("timeout", connect_timeout())
     client = distributed.Client.__new__(distributed.Client)
     try:
         client.__init__(address, security=security, **client_kwargs)  # type: ignore[misc]
@@ -272,6 +291,14 @@ def connect(
             except Exception as close_err:  # the connect error is the one to raise
                 err.add_note(f"closing the half-made client failed too: {close_err!r}")
         text = address if isinstance(address, str) else address.scheduler_address
+        if isinstance(err, OSError | TimeoutError) and "Timed out" in str(err):
+            err.add_note(
+                f"dasktune: no Dask scheduler answered at {text} within "
+                f"{client_kwargs['timeout']:g} s: check that it runs and that the "
+                "address is right; to wait longer, set Dask's configuration "
+                "dask.config.set({'dasktune.connect-timeout': seconds}) (dasktune "
+                "run: --connect-timeout)"
+            )
         if (
             text.startswith("tls://")
             and security is None
@@ -283,7 +310,37 @@ def connect(
                 "--tls-cert, --tls-key) or set Dask's distributed.comm.tls.* config"
             )
         raise
+    if not chosen:
+        # the client's timeout also bounds its reconnections, scatters and
+        # restarts later: Dask's default for those, the short one only to connect
+        client._timeout = parse_timedelta(
+            dask.config.get("distributed.comm.timeouts.connect"), default="seconds"
+        )
     return client
+
+
+#: seconds to reach a scheduler, by default (``dasktune.connect-timeout``)
+CONNECT_TIMEOUT = 5.0
+
+
+def connect_timeout() -> float:
+    """Seconds :func:`connect` waits for a scheduler to answer: Dask's
+    configuration ``dasktune.connect-timeout`` (seconds or ``"20s"``), else
+    :data:`CONNECT_TIMEOUT`.
+
+    >>> import dask.config
+    >>> with dask.config.set({"dasktune.connect-timeout": "20s"}):
+    ...     connect_timeout()
+    20.0
+    """
+    seconds = config_seconds("dasktune.connect-timeout", CONNECT_TIMEOUT, "'20s'")
+    if seconds is None:  # no wait at all is not a bound
+        msg = (
+            "Dask's configuration dasktune.connect-timeout must be a positive "
+            "number of seconds or a duration such as '20s', got None"
+        )
+        raise ValueError(msg)
+    return seconds
 
 
 def wait_for(

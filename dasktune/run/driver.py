@@ -49,6 +49,12 @@ Objectives
 - With ``resources`` (Dask worker resources, ``{"GPU": 1}``) every trial is a
   task of its own, so that each holds the resource while it runs (a group of
   trials would share one task's resources).
+- With ``trial_timeout``, a trial still running after that many seconds is
+  interrupted on its worker and recorded as failed, "timed out after N s"
+  (told ``+inf``, as any failure); a trial that does not stop (blocked in C
+  code) is left in its thread, and its worker restarted once its task's result
+  is in (:mod:`dasktune.run.timelimit`), on every path: a task per trial,
+  grouped trials, a worker's batch, the feed.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import distributed
 
@@ -81,6 +87,13 @@ from dasktune.records import (
     TrialStatus,
     canonical,
 )
+from dasktune.run.announce import announce
+from dasktune.run.base import (
+    ALL_FAILED_STOP,
+    BatchObjective,
+    RunReport,
+    check_trial_timeout,
+)
 from dasktune.run.cluster import capacity, check_resources
 from dasktune.run.evaluate import (
     Group,
@@ -92,9 +105,12 @@ from dasktune.run.evaluate import (
     outcome_of,
 )
 from dasktune.run.feed import FedWindow
+from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.report import ReportChannel, wants_trial
+from dasktune.run.stop import stop_tasks
 from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
+from dasktune.run.timelimit import free_workers, stuck_worker
 
 __all__ = [
     "BatchObjective",
@@ -103,9 +119,11 @@ __all__ = [
     "check_batch_objective",
     "check_execution",
     "check_pruned_objective",
+    "check_trial_timeout",
 ]
 
 _TARGET_TASK_SECONDS = 0.05
+_ANNOUNCE_SECONDS = 1.0  # between a run's events to the dashboard's page
 _MAX_GROUP = 256
 _GROWTH = 8
 _WAIT_ELSEWHERE_SECONDS = 0.25
@@ -119,7 +137,7 @@ _WAIT_ELSEWHERE_SECONDS = 0.25
 _MAX_REUSE_CLAIMS = 256
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers' threads is trusted
 # minimize/SPSA: stop once this many evaluations (at least two windows) all failed
-_ALL_FAILED_STOP = 64
+_ALL_FAILED_STOP = ALL_FAILED_STOP
 # a source that proposed only known parameter sets this many times in a row is
 # taken to have nothing new to propose
 _MAX_KNOWN_IN_A_ROW = 1000
@@ -127,21 +145,6 @@ _MAX_KNOWN_IN_A_ROW = 1000
 _REPORT_WAIT_SECONDS = 5.0
 # fed trials: the asks of a turn go out after this many seconds of asking
 _ASK_SLICE = 0.025
-
-
-@runtime_checkable
-class BatchObjective(Protocol):
-    """An objective that evaluates a whole batch of parameter sets at once.
-
-    ``evaluate_batch`` blocks until every value is known and returns one raw
-    result per parameter set, in order (a ``ProducerConsumer`` does it in one
-    round trip per shard, rebuilding shards lost with their workers). When it
-    raises, the driver evaluates the sets one by one to record which failed.
-    """
-
-    def evaluate_batch(self, params: Sequence[Any]) -> list[Any]:
-        """One raw result per parameter set."""
-        ...
 
 
 def check_pruned_objective(objective: object, pruner: object) -> None:
@@ -212,39 +215,6 @@ def check_batch_objective(objective: object) -> None:
 
 
 @dataclass
-class RunReport:
-    """What one run of the driver did."""
-
-    evaluated: int = 0
-    failed: int = 0
-    pruned: int = 0
-    reused: int = 0
-    skipped: int = 0
-    #: asks that repeated a trial in flight in this run: told its result, not
-    #: evaluated again (``reused`` counts asks answered from the store)
-    joined: int = 0
-    elapsed: float = 0.0
-    stopped: str = ""
-    #: one objective: this run's best value and its parameters (``inf`` and
-    #: ``None`` when it has none; with several objectives, see ``front``)
-    best_value: float = math.inf
-    best_params: Any = None
-    first_failure: Outcome | None = None
-    #: several objectives: the values of this run's Pareto front (feasible
-    #: done trials, reused ones too), by first objective
-    front: list[tuple[float, ...]] = field(default_factory=list)
-
-    @property
-    def all_failed(self) -> bool:
-        """Whether trials failed and none gave a value."""
-        return (
-            self.first_failure is not None
-            and self.evaluated == 0
-            and self.best_value == math.inf
-        )
-
-
-@dataclass
 class _Pending:
     """A trial claimed by this driver: what was asked, and who waits for it."""
 
@@ -265,6 +235,7 @@ class _Run:
     claimed: dict[str, _Pending] = field(default_factory=dict)  # in flight here
     waiting: list[_Pending] = field(default_factory=list)  # held by another driver
     recheck: list[_Pending] = field(default_factory=list)  # no longer held: claim
+    taking: int = 0  # of those, the ones to evaluate: within n_trials, as new ones
     outcomes: list[Outcome] = field(default_factory=list)  # to write next turn
     last_error: str | None = None  # the last failure's traceback
     submitted: int = 0
@@ -373,6 +344,9 @@ class Driver:
     total : int, optional
         How many trials the source proposes (a grid's length): the progress
         bar's total when ``n_trials`` is not given.
+    trial_timeout : float, optional
+        Seconds one evaluation may run; see the module notes. Not for a batch
+        objective (``ValueError``).
     """
 
     def __init__(
@@ -402,6 +376,7 @@ class Driver:
         space_size: int | None = None,
         total: int | None = None,
         execution: str = "auto",
+        trial_timeout: float | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -438,6 +413,8 @@ class Driver:
         self.execution = check_execution(
             execution, batch=self.batch, vectorized=vectorized, resources=self.resources
         )
+        check_trial_timeout(trial_timeout, batch=self.batch)
+        self.trial_timeout = trial_timeout
         self._channel: ReportChannel | None = None
         self.space_size = space_size
         # the bar counts proposals (reused ones too) when it has their total
@@ -449,6 +426,7 @@ class Driver:
         # and at most this many: the recorder's, for its store
         self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
         self._layout: tuple[float, dict[str, int]] | None = None
+        self._announced = -math.inf  # when the dashboard's page was last told
         if not self.batch:
             evaluate = evaluate_columns if vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
@@ -476,7 +454,7 @@ class Driver:
             self._flying = self._fed_window()
             self._flying.start()  # while the first trials are asked
         else:
-            self._flying = Window(self.client, self.timeout)
+            self._flying = Window(self.client, self.timeout, what=self.name)
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
         state = _Run(report, self._deadline, peeked=time.monotonic())
@@ -504,6 +482,12 @@ class Driver:
                 raised = self._all_failed_error(report, first)
                 if raised is not err:
                     raised.__cause__ = err
+            if isinstance(self._flying, Window) and len(self._flying):
+                # interrupted: its tasks stop at their next trial, and none
+                # runs once this returns
+                running = stop_tasks(self.client, self._flying.futures, self.name)
+                if running is not None:
+                    raised.add_note(f"dasktune: {running}")
             for late in self._clean_up(stop, beat, state.outcomes):
                 raised.add_note(_clean_up_note(self.name, late))
             if raised is err:
@@ -515,6 +499,7 @@ class Driver:
                 errors[0].add_note(_clean_up_note(self.name, late))
             raise errors[0]
         report.elapsed = time.perf_counter() - started
+        self._announce(report, finished=True)
         if self.raise_if_all_failed and report.first_failure and report.all_failed:
             raise self._all_failed_error(report, report.first_failure)
         if report.best_value < math.inf:
@@ -555,8 +540,9 @@ class Driver:
             self._submit(to_run)
         if state.waiting:
             # read-only: claim again only trials their holder gave up
-            state.peeked, state.recheck, state.waiting = self._peek(
-                state.waiting, state.peeked, self._flying
+            left = None if self.n_trials is None else self.n_trials - state.submitted
+            state.peeked, state.recheck, state.waiting, state.taking = self._peek(
+                state.waiting, state.peeked, self._flying, left
             )
             if state.recheck:
                 return False
@@ -582,8 +568,10 @@ class Driver:
         # (its first trials would wait for the last asks, and the workers idle
         # while the driver asks, then the driver while the workers run)
         sliced = time.monotonic() + _ASK_SLICE if self._fed else None
-        while known.why_stop() is None and self._room(
-            state.claimed, fresh, state.submitted
+        while (
+            known.why_stop() is None
+            and self._room(state.claimed, fresh, state.submitted + state.taking)
+            and not self._space_covered(state, fresh)
         ):
             if state.expired():
                 break
@@ -608,7 +596,7 @@ class Driver:
                 known.again(1)  # joined a trial already pending
                 report.joined += 1
         asking = [*fresh.values(), *state.recheck]
-        state.recheck = []
+        state.recheck, state.taking = [], 0
         return asking, asked_any
 
     def _apply(
@@ -680,8 +668,16 @@ class Driver:
             report.stopped = "timeout"
             return True
         channel = self._channel
+        stuck: list[tuple[str, str]] = []
+        carriers: list[distributed.Future] = []
         for future, result, group in batch:
             done = self._outcomes(future, result, group)
+            for pending, outcome in zip(group, done, strict=True):
+                worker = stuck_worker(outcome.exception)
+                if worker is not None:
+                    stuck.append((worker, f"trial {pending.number}"))
+                    if isinstance(future, distributed.Future):
+                        carriers.append(future)
             if channel is not None:
                 # the trials' last reports first: stored, and seen by the
                 # pruner, before the trials are recorded and completed
@@ -694,12 +690,40 @@ class Driver:
                     channel.wait_for(steps, _REPORT_WAIT_SECONDS)
             for pending, outcome in zip(group, done, strict=True):
                 self._record(state, pending, outcome)
+        if stuck:
+            batch = []  # the stuck tasks' futures: released before the restart
+            free_workers(self.client, stuck, self.trial_timeout or 0.0, carriers)
+            carriers = []
         if report.best_value < math.inf:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
         elif self._front:
             self._bar.set_postfix_str(f"Pareto front: {len(self._front)}")
+        finished = report.evaluated + report.pruned + report.failed
+        self._announce(report, running=max(state.submitted - finished, 0))
         self._check_failures(report, state.outcomes, state.last_error)
         return False
+
+    def _announce(
+        self, report: RunReport, running: int = 0, finished: bool = False
+    ) -> None:
+        """Tell the Dask dashboard's dasktune page where the run is (a Dask
+        event, at most once a second, and once at the end)."""
+        now = time.monotonic()
+        if not finished and now - self._announced < _ANNOUNCE_SECONDS:
+            return
+        self._announced = now
+        best = report.best_value
+        state = {
+            "done": report.evaluated + report.reused,
+            "pruned": report.pruned,
+            "failed": report.failed,
+            "running": running,  # submitted by this run, not yet back
+            "total": self.total,
+            "best": None if best == math.inf else self.sign * best,
+            "execution": "feed" if self._fed else "tasks",
+            "finished": finished,
+        }
+        announce(self.client, self.name, self.token, state)
 
     def _clean_up(
         self, stop: threading.Event, beat: threading.Thread, outcomes: list[Outcome]
@@ -731,31 +755,36 @@ class Driver:
         waiting: list[_Pending],
         peeked: float,
         flying: Window[list[_Pending]] | FedWindow[list[_Pending]],
-    ) -> tuple[float, list[_Pending], list[_Pending]]:
+        budget: int | None,
+    ) -> tuple[float, list[_Pending], list[_Pending], int]:
         """Look (read-only) at trials another driver holds, every so often.
 
-        Returns when it looked, the trials to claim again (their holder finished
-        or is gone), and those still held. Waits out the interval first when
-        nothing of this driver's is in flight (there is no event to wait on: the
-        other driver is another process).
+        Returns when it looked, the trials to claim again (their holder finished,
+        or is gone: those come last), those still held, and how many of the
+        former this driver would evaluate. A trial taken over is an evaluation
+        like a new one: no more are taken than the ``budget`` of evaluations
+        left (``None``: no limit); the rest are dropped, never evaluated by this
+        run. Waits out the interval first when nothing of this driver's is in
+        flight (there is no event to wait on: the other driver is another
+        process).
         """
-        left = peeked + _WAIT_ELSEWHERE_SECONDS - time.monotonic()
-        if left > 0:
+        wait = peeked + _WAIT_ELSEWHERE_SECONDS - time.monotonic()
+        if wait > 0:
             if len(flying):
-                return peeked, [], waiting
-            time.sleep(left)
+                return peeked, [], waiting, 0
+            time.sleep(wait)
         decisions = self.recorder.peek([p.param_hash for p in waiting])
-        held = [
-            p
-            for p, d in zip(waiting, decisions, strict=True)
-            if d.kind == DecisionKind.ELSEWHERE
-        ]
-        free = [
-            p
-            for p, d in zip(waiting, decisions, strict=True)
-            if d.kind != DecisionKind.ELSEWHERE
-        ]
-        return time.monotonic(), free, held
+        held, told, taken = [], [], []
+        for pending, decision in zip(waiting, decisions, strict=True):
+            if decision.kind == DecisionKind.ELSEWHERE:
+                held.append(pending)
+            elif decision.kind == DecisionKind.EVALUATE:
+                taken.append(pending)
+            else:
+                told.append(pending)
+        if budget is not None:
+            taken = taken[: max(budget, 0)]
+        return time.monotonic(), [*told, *taken], held, len(taken)
 
     def _grow_reuse(self, decisions: Sequence[Any]) -> None:
         """Claim more per transaction while every claim is reused (a re-run)."""
@@ -909,6 +938,19 @@ class Driver:
         window = self.task_window * self.sizer.size
         return n_flying < max(window, batch, len(claimed) + self.reuse_room)
 
+    def _space_covered(self, state: _Run, fresh: dict[str, _Pending]) -> bool:
+        """Whether every point of a finite space is done or pending: another
+        ask could only repeat one (a join) until results come back, so none is
+        made (a space of 4 points asked for 1,000 trials counted 1,000 joins)."""
+        done, size = self._known.done_hashes, self.space_size
+        if done is None or size is None:
+            return False
+        others = (*state.waiting, *state.recheck)
+        if len(done) + len(state.claimed) + len(fresh) + len(others) < size:
+            return False
+        seen = done | state.claimed.keys() | fresh.keys()
+        return len(seen | {p.param_hash for p in others}) >= size
+
     def _budget_spent(self, count: int) -> bool:
         return self.n_trials is not None and count >= self.n_trials
 
@@ -1050,6 +1092,7 @@ class Driver:
                 numbers=None if channel is None else [p.number for p in g],
                 channel=channel,
                 objectives=self.objectives,
+                limit=self.trial_timeout,
             )
             for g, threads in zip(groups, threads_of, strict=True)
         ]
@@ -1110,6 +1153,7 @@ class Driver:
             exc: BaseException | None = None
             if isinstance(result, tuple) and len(result) == 3:
                 _, exc, tb = result
+                explain_killed(self.client, exc)  # memory, when it was that
                 text = "".join(traceback.format_exception(type(exc), exc, tb))
             else:
                 text = f"task {future.key} ended as {future.status}: {result!r}"

@@ -4,7 +4,9 @@ A plain objective's trials travel to a worker grouped in one opaque object; each
 trial is called, timed, retried and caught on its own there, so one failing trial
 never hides the others, and its traceback is recorded. Whatever the objective
 raises is caught, ``SystemExit`` and ``KeyboardInterrupt`` included: the trial
-fails, the worker lives. A batch objective's raw
+fails, the worker lives. With a ``limit`` (``trial_timeout``) each call runs
+under :func:`dasktune.run.timelimit.call_limited`: past it the trial fails,
+"timed out after N s", and is not retried. A batch objective's raw
 results are normalised the same way on the client.
 """
 
@@ -24,14 +26,19 @@ import distributed
 import numpy as np
 from distributed.protocol import pickle
 from distributed.utils import set_thread_state
-from distributed.worker import thread_state
 from numpy.typing import NDArray
 
 from dasktune._checks import short_repr
-from dasktune._values import as_constraints, as_values
-from dasktune.exceptions import DasktuneError, TrialPruned
+from dasktune._values import (
+    check_not_nan,
+    normalize_result,
+    read_result,
+)
+from dasktune.exceptions import DasktuneError, TrialPruned, TrialTimeoutError
 from dasktune.records import Outcome, TrialStatus, canonical
 from dasktune.run.report import TrialHandle
+from dasktune.run.stop import cancelled_here
+from dasktune.run.timelimit import call_limited, task_thread_state
 
 __all__ = [
     "Group",
@@ -44,88 +51,6 @@ __all__ = [
     "outcome_of",
     "read_result",
 ]
-
-#: the key of an objective's dict (or auxiliary dict) holding its constraint
-#: values, ``c <= 0`` satisfied: stored apart from the auxiliary data
-CONSTRAINTS_KEY = "constraints"
-
-
-def normalize_result(raw: Any) -> tuple[float, dict[str, Any]]:
-    """An objective's return value as ``(value, auxiliary data)``.
-
-    The value is read by :func:`dasktune._values.as_value`: a number, a NumPy
-    scalar or an array of size 1.
-
-    >>> normalize_result(1.5)
-    (1.5, {})
-    >>> normalize_result((2, {"n": 3}))
-    (2.0, {'n': 3})
-    >>> import numpy as np
-    >>> normalize_result({"loss": np.array([0.5]), "acc": 0.9})
-    (0.5, {'acc': 0.9})
-    """
-    values, aux = _split(raw, 1)
-    return values[0], aux
-
-
-def _split(raw: Any, objectives: int) -> tuple[tuple[float, ...], dict[str, Any]]:
-    if isinstance(raw, dict):
-        if "loss" not in raw:
-            msg = f"an objective returning a dict must give a 'loss' key, got {raw!r}"
-            raise TypeError(msg)
-        aux = {k: v for k, v in raw.items() if k != "loss"}
-        return as_values(
-            raw["loss"], objectives, "the 'loss' of the objective's dict"
-        ), aux
-    if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict):
-        values = as_values(
-            raw[0], objectives, "the value in the objective's (value, dict)"
-        )
-        return values, dict(raw[1])
-    what = "the objective's value (or the 'loss' of a dict, or (value, dict))"
-    return as_values(raw, objectives, what), {}
-
-
-def check_not_nan(values: tuple[float, ...], params: Any) -> None:
-    """Refuse a NaN objective value, naming the parameters that gave it."""
-    if any(math.isnan(v) for v in values):
-        shown = values[0] if len(values) == 1 else values
-        msg = (
-            f"the objective returned NaN for {params!r}: {shown!r}; return a "
-            "number (inf ranks a point worst) or raise an error saying why it "
-            "has none (either way the rest of the search goes on)"
-        )
-        raise ValueError(msg)
-
-
-def read_result(
-    raw: Any, objectives: int = 1
-) -> tuple[tuple[float, ...], dict[str, Any], tuple[float, ...] | None]:
-    """An objective's return value as ``(values, auxiliary data, constraints)``.
-
-    ``values`` holds one float per objective: a number (one objective), or a
-    sequence of ``objectives`` numbers — returned as they are, as the
-    ``"loss"`` of a dict, or first in a ``(values, dict)`` pair. Constraint
-    values (``c <= 0`` satisfied) come under the dict's ``"constraints"`` key
-    and are taken out of the auxiliary data.
-
-    Raises
-    ------
-    TypeError
-        For a value that is not ``objectives`` real numbers, or constraints
-        that are not real numbers.
-    ValueError
-        For a NaN constraint (a NaN value is the caller's to refuse, naming
-        the parameters: :func:`check_not_nan`).
-
-    >>> read_result(((1, 2), {"constraints": [0.5], "n": 3}), 2)
-    ((1.0, 2.0), {'n': 3}, (0.5,))
-    """
-    values, aux = _split(raw, objectives)
-    constraints = None
-    if CONSTRAINTS_KEY in aux:
-        constraints = as_constraints(aux.pop(CONSTRAINTS_KEY))
-    return values, aux, constraints
 
 
 def _transient(err: BaseException) -> BaseException:
@@ -181,10 +106,13 @@ class Group:
     Parameter vectors of one length travel as one 2-D array (one pickle for
     the batch, not one per point). With a ``channel`` key (an objective that
     takes ``trial``), ``numbers`` are the trials' numbers, and each trial is
-    called with ``trial=TrialHandle(number, channel)``.
+    called with ``trial=TrialHandle(number, channel)``. ``limit`` is the
+    seconds each call may run (``trial_timeout``; ``None``: no limit).
     """
 
-    __slots__ = ("channel", "items", "numbers", "objectives", "retries", "threads")
+    __slots__ = (
+        "channel", "items", "limit", "numbers", "objectives", "retries", "threads",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -195,6 +123,7 @@ class Group:
         numbers: list[int] | None = None,
         channel: str | None = None,
         objectives: int = 1,
+        limit: float | None = None,
     ) -> None:
         self.items = items
         self.retries = retries
@@ -202,6 +131,7 @@ class Group:
         self.numbers = numbers
         self.channel = channel
         self.objectives = objectives
+        self.limit = limit
 
     def __getstate__(self) -> tuple[Any, ...]:
         hashes = [h for h, _ in self.items]
@@ -223,12 +153,12 @@ class Group:
             stacked, ok = params, False
         return (
             hashes, stacked, ok, self.retries, self.threads, self.numbers,
-            self.channel, self.objectives,
+            self.channel, self.objectives, self.limit,
         )  # fmt: skip
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         hashes, params, stacked, self.retries, self.threads = state[:5]
-        self.numbers, self.channel, self.objectives = state[5:]
+        self.numbers, self.channel, self.objectives, self.limit = state[5:]
         self.items = list(zip(hashes, list(params) if stacked else params, strict=True))
 
 
@@ -269,21 +199,32 @@ def _evaluate_one(
     h: str,
     handle: Callable[[], TrialHandle] | None = None,
     objectives: int = 1,
+    limit: float | None = None,
 ) -> Outcome:
     """One trial, retried; ``handle`` makes each attempt's ``trial`` argument.
 
     A trial that raises :class:`TrialPruned`, or returns once its pruner
     stopped it, is ``pruned``: with its last reported value when it raised,
-    with the value it returned otherwise.
+    with the value it returned otherwise. Past ``limit`` seconds a call fails
+    with :class:`TrialTimeoutError`, not retried (it would most likely run
+    past its limit again).
     """
     attempts = 0
     started = time.time()
+    if cancelled_here():  # its run is over (interrupted): nobody reads it
+        msg = "not run: its task was cancelled (the run is over)"
+        return Outcome(h, TrialStatus.FAILED, error=msg, started=started)
     while True:
         attempts += 1
         t0 = time.perf_counter()
         trial = None if handle is None else handle()
+        call = (
+            partial(objective, params)
+            if trial is None
+            else partial(objective, params, trial=trial)
+        )
         try:
-            raw = objective(params) if trial is None else objective(params, trial=trial)
+            raw = call() if limit is None else call_limited(call, limit)
             values, aux, constraints = read_result(raw, objectives)
             check_not_nan(values, params)
         except TrialPruned:
@@ -301,7 +242,7 @@ def _evaluate_one(
         except BaseException as err:
             # SystemExit, KeyboardInterrupt too: raised out of a task they
             # would kill the worker (and every trial it runs)
-            if attempts <= retries:
+            if attempts <= retries and not _timed_out(err, limit):
                 continue
             return Outcome(
                 h,
@@ -330,6 +271,11 @@ def _evaluate_one(
         )
 
 
+def _timed_out(err: BaseException, limit: float | None) -> bool:
+    """Whether ``err`` is a call's time limit (not the objective's own)."""
+    return limit is not None and isinstance(err, TrialTimeoutError)
+
+
 def _handles(group: Group) -> list[Callable[[], TrialHandle] | None]:
     """Each item's maker of ``trial`` handles (``None``: a plain objective)."""
     if group.channel is None or group.numbers is None:
@@ -352,11 +298,7 @@ def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult
     if threads > 1:
         # the pool's threads see the task's worker and key, as the task does
         # (get_worker(), thread_state.key inside the objective)
-        state = {
-            k: getattr(thread_state, k)
-            for k in ("start_time", "execution_state", "key")
-            if hasattr(thread_state, k)
-        }
+        state = task_thread_state()
 
         def one(
             item: tuple[str, Any],
@@ -366,7 +308,7 @@ def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult
             with set_thread_state(**state):
                 return context.run(
                     _evaluate_one, objective, item[1], group.retries, item[0],
-                    handle, group.objectives,
+                    handle, group.objectives, group.limit,
                 )  # fmt: skip
 
         contexts = [contextvars.copy_context() for _ in group.items]
@@ -374,7 +316,9 @@ def evaluate_group(objective: Callable[[Any], Any], group: Group) -> GroupResult
             outcomes = list(pool.map(one, group.items, _handles(group), contexts))
     else:
         outcomes = [
-            _evaluate_one(objective, p, group.retries, h, handle, group.objectives)
+            _evaluate_one(
+                objective, p, group.retries, h, handle, group.objectives, group.limit
+            )
             for (h, p), handle in zip(group.items, _handles(group), strict=True)
         ]
     return GroupResult(outcomes, worker, socket.gethostname())
@@ -387,7 +331,8 @@ def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResu
     objective returns their ``S`` values (scipy's ``vectorized=True``); each
     point is still recorded on its own, sharing the call's time. A raising call
     is re-run ``retries`` times; when it still raises, or returns the wrong
-    shape, every point of the group fails with that error.
+    shape, every point of the group fails with that error. ``group.limit``
+    bounds the call (the group's points together).
     """
     try:
         worker = distributed.get_worker().address
@@ -401,10 +346,12 @@ def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResu
         attempts += 1
         t0 = time.perf_counter()
         exception: BaseException | None = None
+        call = partial(objective, points.copy())
         try:
-            values = _column_values(objective(points.copy()), points.shape)
+            raw = call() if group.limit is None else call_limited(call, group.limit)
+            values = _column_values(raw, points.shape)
         except BaseException as err:  # SystemExit too: see _evaluate_one
-            if attempts <= group.retries:
+            if attempts <= group.retries and not _timed_out(err, group.limit):
                 continue
             error = traceback.format_exc()
             exception = _transient(err)

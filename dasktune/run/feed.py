@@ -36,7 +36,8 @@ What a task per trial gave for free, the window does itself:
 - **the timeout** counts from the window's creation, as ``Window``'s does;
 - **closing** stops the servers (an idle one returns at once; one running a
   trial returns after it) and releases the actors. A server whose actor is
-  gone (its driver died) returns within a quarter of a second.
+  gone (its driver died), or whose worker is closing (a restart), returns
+  within a quarter of a second.
 
 The price: the server tasks hold every worker thread while the run lasts, so
 other work on the cluster waits for the run, and a worker holding an actor
@@ -69,6 +70,7 @@ from distributed.core import Status
 from distributed.protocol import to_serialize
 
 from dasktune._checks import key_part
+from dasktune.run.lost import NoWorkersClock
 
 __all__ = ["Feed", "FedWindow", "Finished", "serve"]
 
@@ -80,6 +82,7 @@ _TAKE_SECONDS = 1.0  # how long one take() waits on the worker before returning
 _MADE_WAIT_SECONDS = 10.0  # closing waits this long for an actor being made
 _LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers is trusted
 _ERROR = "error"
+_SERVING = (Status.running, Status.paused)  # a worker's states that run tasks
 #: reach a worker of the driver's own process without calls (off: the tests
 #: of the calls' path on in-process workers)
 IN_PROCESS = True
@@ -252,8 +255,14 @@ def serve(key: str, runner: Any) -> int:
             try:
                 item = feed.inbox.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                # gone: told to stop, or an actor its worker released
-                if feed.closed or (not feed.local and key not in worker.state.actors):
+                # gone: told to stop, an actor its worker released, or a
+                # worker closing (its process then exits without waiting
+                # for this thread: a restart needs no kill)
+                if (
+                    feed.closed
+                    or (not feed.local and key not in worker.state.actors)
+                    or worker.status not in _SERVING
+                ):
                     return ran
                 continue
             if item is None or feed.closed:  # a payload taken as it stopped
@@ -360,6 +369,7 @@ class FedWindow(Generic[Tag]):
         self._counter = 0
         self._sent = 0
         self._members_looked = time.monotonic()
+        self._no_workers = NoWorkersClock()
         self._closed = False
         self._lock = threading.Lock()  # stations' outboxes and servers
         self._closing: list[concurrent.futures.Future[None]] = []
@@ -676,6 +686,9 @@ class FedWindow(Generic[Tag]):
             return []
         self._members_looked = now
         members = self.client.nthreads()
+        self._no_workers.look(
+            len(members), lambda: f"the {len(self._flying)} trial(s) fed by {self.name}"
+        )
         out: list[tuple[Any, Any, Tag]] = []
         for station in list(self._stations.values()):
             if not station.lost and station.worker not in members:

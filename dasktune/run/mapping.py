@@ -47,9 +47,11 @@ from typing import Any, TypeVar
 
 import cloudpickle
 import distributed
+from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
 from dasktune._checks import (
+    check_bool,
     check_callable,
     check_int,
     check_timeout,
@@ -58,9 +60,12 @@ from dasktune._checks import (
     short_repr,
 )
 from dasktune._progress import progress_bar
-from dasktune.exceptions import DasktuneError
+from dasktune.exceptions import DasktuneError, TrialTimeoutError
 from dasktune.run.cluster import capacity, check_resources, get_client
+from dasktune.run.lost import explain_killed
+from dasktune.run.stop import cancelled_here
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
+from dasktune.run.timelimit import call_limited, free_workers, stuck_worker
 from dasktune.run.travel import (
     PROCESS,
     first_unpicklable,
@@ -78,14 +83,18 @@ _MAX_GROWTH = 8
 
 
 class _Chunk:
-    """Consecutive elements of ``args`` travelling as one opaque object."""
+    """Consecutive elements of ``args`` travelling as one opaque object;
+    ``limit``: the seconds each call may run (``trial_timeout``)."""
 
-    __slots__ = ("items", "origin", "retries", "start")
+    __slots__ = ("items", "limit", "origin", "retries", "start")
 
-    def __init__(self, start: int, items: list[Any], retries: int) -> None:
+    def __init__(
+        self, start: int, items: list[Any], retries: int, limit: float | None = None
+    ) -> None:
         self.start = start
         self.items = items
         self.retries = retries
+        self.limit = limit
         self.origin = PROCESS
 
 
@@ -100,17 +109,26 @@ class _ChunkResult:
 
 
 def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
-    values = []
+    values: list[Any] = []
     started = time.perf_counter()
+    limit = chunk.limit
     for offset, item in enumerate(chunk.items):
+        if offset and cancelled_here():
+            # its map is over (interrupted, failed): nobody reads the rest
+            return _ChunkResult(values, time.perf_counter() - started)
         attempt = 0
         while True:
             try:
-                values.append(fun(item))
+                values.append(
+                    fun(item)
+                    if limit is None
+                    else call_limited(partial(fun, item), limit)
+                )
                 break
             except BaseException as err:
                 attempt += 1
-                if attempt <= chunk.retries:
+                timed_out = limit is not None and isinstance(err, TrialTimeoutError)
+                if attempt <= chunk.retries and not timed_out:
                     continue
                 where = f"element {chunk.start + offset} of args: {short_repr(item)}"
                 if not isinstance(err, Exception):
@@ -199,6 +217,7 @@ def async_map(
     progress: bool = False,
     timeout: float | None = None,
     resources: Mapping[str, float] | None = None,
+    trial_timeout: float | None = None,
 ) -> list[R]:
     """Apply ``fun`` to every element of ``args`` on the cluster, like ``map()``.
 
@@ -236,6 +255,13 @@ def async_map(
         Dask worker resources each task holds while it runs (``{"GPU": 1}``):
         it runs only on a worker that declared them. Unless ``chunksize`` is
         given, each element is a task of its own, spread over those workers.
+    trial_timeout : float, optional
+        Seconds one call may run. Past it the call is interrupted on its
+        worker and the map raises ``dasktune.exceptions.TrialTimeoutError``
+        (a ``TimeoutError``), "timed out after N s", with a note naming the
+        element (not retried); the rest is cancelled. A call blocked in C code
+        that does not stop within 2 s more is left in its thread and its
+        worker restarted, with a ``RuntimeWarning`` (see ``Search.run``).
 
     Returns
     -------
@@ -247,9 +273,11 @@ def async_map(
     TypeError
         If ``fun`` is not callable or ``args`` not iterable.
     ValueError
-        If ``ncpu``, ``chunksize``, ``retries`` or ``timeout`` is out of range.
+        If ``ncpu``, ``chunksize``, ``retries``, ``timeout`` or
+        ``trial_timeout`` is out of range.
     TimeoutError
-        If ``timeout`` passes first.
+        If ``timeout`` passes first; ``TrialTimeoutError`` (a ``TimeoutError``)
+        if a call runs past ``trial_timeout``.
     Exception
         Whatever ``fun`` raised, with its own type and a note naming the
         element's index and a short repr of it; the rest is cancelled and the
@@ -277,6 +305,8 @@ def async_map(
         check_int("chunksize", chunksize, 1)
     check_int("retries", retries, 0)
     check_timeout(timeout)
+    check_bool("progress", progress)
+    check_timeout(trial_timeout, "trial_timeout")
 
     try:
         n: int | None = len(args)  # type: ignore[arg-type]
@@ -298,7 +328,7 @@ def async_map(
         sizes = iter(split_sizes(n, slots))
     else:
         sizes = None  # adaptive, from the measured cost per element
-    return _Mapper(fun, client, retries, resources).run(
+    return _Mapper(fun, client, retries, resources, trial_timeout).run(
         iterator, n, sizes, window, progress, timeout
     )
 
@@ -312,13 +342,36 @@ class _Mapper:
         client: distributed.Client,
         retries: int,
         resources: Mapping[str, float] | None = None,
+        limit: float | None = None,
     ):
         self.resources = resources
+        self.limit = limit
         self.runner = Shipped(partial(_run_chunk, fun), fun)
         self.client = client
         self.retries = retries
         self.prefix = f"map-{key_part(func_name(fun))}-{uuid.uuid4().hex}"
         self.sizer = ChunkSizer(_TARGET_CHUNK_SECONDS, growth=_MAX_GROWTH)
+        self._lengths: dict[int, int] = {}  # of the chunks in flight, by start
+
+    def _raise(self, future: distributed.Future, result: Any, start: int) -> None:
+        """Re-raise a chunk's failure; a chunk whose workers died
+        (``KilledWorker``) gets notes naming its elements, and memory when
+        that was the likely cause."""
+        try:
+            raise_failed(future, result, "async_map")
+        except KilledWorker as err:
+            count = self._lengths.get(start, 1)
+            where = (
+                f"element {start} of args"
+                if count == 1
+                else f"elements {start} to {start + count - 1} of args (one chunk)"
+            )
+            err.add_note(
+                f"async_map: {where} ran on the workers that died "
+                f"(or waited there to run: task {future.key})"
+            )
+            explain_killed(self.client, err)
+            raise
 
     def run(
         self,
@@ -345,7 +398,8 @@ class _Mapper:
                 if not items:
                     exhausted = True
                     break
-                chunks.append(_Chunk(position, items, self.retries))
+                chunks.append(_Chunk(position, items, self.retries, self.limit))
+                self._lengths[position] = len(items)
                 position += len(items)
             if not chunks:
                 return
@@ -360,7 +414,7 @@ class _Mapper:
             )
 
         try:
-            with Window[int](self.client, timeout) as flying:
+            with Window[int](self.client, timeout, what="async_map") as flying:
                 submit_more(flying)
                 while len(flying):
                     try:
@@ -374,13 +428,15 @@ class _Mapper:
                         )
                         raise TimeoutError(msg) from err
                     failed = next(
-                        ((f, r) for f, r, _ in batch if f.status != "finished"), None
+                        ((f, r, t) for f, r, t in batch if f.status != "finished"),
+                        None,
                     )
                     if failed is not None:
                         # raised with the failed future alone referenced: the
                         # rest of the batch is released with the window
                         batch = []
-                        raise_failed(*failed, "async_map")
+                        self._free(flying, *failed[:2])
+                        self._raise(*failed)
                     self._take(batch, results, bar)
                     batch = []  # the next wait's error must not hold these
                     submit_more(flying)
@@ -390,6 +446,23 @@ class _Mapper:
         for start in sorted(results):
             out.extend(results[start])
         return out
+
+    def _free(
+        self, flying: Window[int], future: distributed.Future, result: Any
+    ) -> None:
+        """A call that ran past ``trial_timeout`` and did not stop: cancel the
+        rest, then restart its worker (:func:`free_workers`)."""
+        exc = result[1] if isinstance(result, tuple) and len(result) == 3 else None
+        worker = stuck_worker(exc)
+        if worker is None:
+            return
+        flying.cancel()
+        notes = getattr(exc, "__notes__", ())
+        what = next(
+            (n.removeprefix("async_map: raised by ") for n in notes if "element" in n),
+            "a call",
+        )
+        free_workers(self.client, [(worker, what)], self.limit or 0.0)
 
     def _take(
         self,
@@ -401,6 +474,7 @@ class _Mapper:
         variable of ``run`` keeps a finished future alive, as a later error's
         traceback would)."""
         for _, result, start in batch:
+            del self._lengths[start]
             results[start] = result.values
             bar.update(len(result.values))
             self.sizer.observe(result.elapsed, len(result.values))

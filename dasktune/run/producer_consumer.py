@@ -12,11 +12,14 @@ elements sent again and ``init_function`` re-run for just those elements — on 
 remaining or new workers, and the call in progress is retried there, so the
 result is the same as without the loss. (Dask actors are not resilient by
 themselves: the scheduler marks a lost actor as erred and never recomputes it.)
+A rebuild waits for a live worker and for the loading at most
+``rebuild_timeout`` seconds, then raises ``TimeoutError`` saying how far it got.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 import uuid
@@ -35,7 +38,7 @@ from dasktune._checks import (
     key_part,
     short_repr,
 )
-from dasktune.run.cluster import capacity, get_client, wait_for
+from dasktune.run.cluster import capacity, get_client
 from dasktune.run.submit import Window, raise_failed, split_sizes
 from dasktune.run.travel import (
     PROCESS,
@@ -49,6 +52,10 @@ __all__ = ["ProducerConsumer"]
 _REBUILD_ATTEMPTS = 3
 _LOSS_CHECK_SECONDS = 2.0  # visible mode: how often a slow call checks for losses
 _LOSS_WAIT_SECONDS = 10.0  # how long an unreachable worker may take to be seen lost
+#: the default bound of a rebuild: far above a worker's restart on a loaded
+#: machine (tens of seconds), below "for ever"
+REBUILD_TIMEOUT = 600.0
+_BUILD_LOOK_SECONDS = 1.0  # how often a build in progress looks at the workers
 
 
 class _Payload:
@@ -240,6 +247,11 @@ class ProducerConsumer:
         TLS certificates for a ``tls://`` address; see :func:`dasktune.get_client`.
     timeout : float, optional
         Seconds a call may take before ``TimeoutError``.
+    rebuild_timeout : float or None, default 600
+        Seconds the rebuild of the shards of a lost worker may take — waiting
+        for a live worker, then re-running ``init_function`` for those shards —
+        before ``TimeoutError`` (``None``: no limit; ``timeout``, if shorter,
+        bounds it too).
     name : str, optional
         Names the shards' tasks on the dashboard (default: the init function's).
     reduce : callable, optional
@@ -257,7 +269,8 @@ class ProducerConsumer:
     TypeError
         If a function is not callable or ``init_data`` is not a sequence.
     ValueError
-        If ``init_data`` is empty or ``n_cores`` < 1.
+        If ``init_data`` is empty, ``n_cores`` < 1, or a timeout is not a
+        positive number of seconds.
     Exception
         Whatever ``init_function`` raised, with a note naming the element.
 
@@ -278,6 +291,7 @@ class ProducerConsumer:
         client: distributed.Client | None = None,
         security: Security | None = None,
         timeout: float | None = None,
+        rebuild_timeout: float | None = REBUILD_TIMEOUT,
         name: str | None = None,
         reduce: Callable[[list[Any]], Any] | None = None,
         visible: bool = False,
@@ -297,10 +311,12 @@ class ProducerConsumer:
             raise ValueError(msg)
         check_int("n_cores", n_cores, 1, optional=True)
         check_timeout(timeout)
+        check_timeout(rebuild_timeout, "rebuild_timeout")
         self.client = get_client(client, security=security)
         self.init_function, self.process_function = init_function, process_function
         self.data = list(init_data)
         self.timeout = timeout
+        self.rebuild_timeout = rebuild_timeout
         self.reduce = reduce
         self.visible = bool(visible)
         self.name = name or func_name(init_function)
@@ -331,10 +347,95 @@ class ProducerConsumer:
 
     # -- shards ------------------------------------------------------------------
 
-    def _build(self, indices: list[int]) -> None:
-        """Create (or re-create) the actors ``indices``, and wait for them."""
+    def _build(self, indices: list[int], *, rebuild: bool = False) -> None:
+        """Create (or re-create, ``rebuild``) the actors ``indices``, and wait
+        for them, within ``timeout`` (a rebuild: ``rebuild_timeout`` too).
+
+        Each actor is pinned, loosely, to a live worker. One whose worker
+        leaves before the actor is made is sent again to a live worker: Dask
+        keeps a task restricted to a worker that is gone in ``no-worker`` when
+        no other worker runs, and does not give it to the workers that join
+        later, so that it would wait for ever.
+        """
+        started = time.monotonic()
+        limits = [("timeout", self.timeout)]
+        if rebuild:
+            limits.append(("rebuild_timeout", self.rebuild_timeout))
+        name, bound = min(
+            [(n, b) for n, b in limits if b is not None],
+            key=lambda limit: limit[1],
+            default=("timeout", None),
+        )
+        deadline = None if bound is None else started + bound
+        what = (
+            f"rebuilding {len(indices)} of the {len(self.groups)} shard groups of "
+            f"{self!r} after a lost worker"
+            if rebuild
+            else f"loading the data of {self!r}"
+        )
+
+        def expired(alive: int, done: int) -> TimeoutError:
+            msg = (
+                f"{what} timed out after {time.monotonic() - started:.3g} s "
+                f"({name}={bound} s): {done} of {len(indices)} shard groups "
+                f"loaded, {alive} workers alive; raise {name}, or check on the "
+                "dashboard that the cluster has workers and that they are busy "
+                "with it"
+            )
+            return TimeoutError(msg)
+
         alive = sorted(self.client.nthreads())
+        if rebuild and not alive:
+            # submitted now, an actor would wait in no-worker (which Dask does
+            # not support for actors): wait for a worker first
+            try:
+                self.client.wait_for_workers(1, timeout=_left(deadline))
+            except TimeoutError:
+                raise expired(0, 0) from None
+            alive = sorted(self.client.nthreads())
         token = uuid.uuid4().hex[:8]
+        self._submit(indices, alive, token)
+        pending = list(indices)
+        try:
+            while True:
+                step = _BUILD_LOOK_SECONDS
+                left = _left(deadline)
+                if left is not None:
+                    step = min(step, left)
+                futures = [self._futures[g] for g in pending]
+                with contextlib.suppress(TimeoutError):
+                    distributed.wait(futures, timeout=step)
+                pending = [g for g in pending if not _done(self._futures[g])]
+                if not pending:
+                    break
+                alive = sorted(self.client.nthreads())
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise expired(len(alive), len(indices) - len(pending))
+                gone = [
+                    g
+                    for g in pending
+                    if self._homes[g] is not None and self._homes[g] not in alive
+                ]
+                if gone and alive:  # made nowhere yet: on a live worker now
+                    self.client.cancel([self._futures[g] for g in gone])
+                    self._submit(gone, alive, uuid.uuid4().hex[:8])
+        except BaseException:
+            if rebuild:  # the next call starts them again
+                left_over = [self._futures[g] for g in pending]
+                for g in pending:
+                    self._futures[g] = None
+                self.client.cancel([f for f in left_over if f is not None])
+            raise
+        for g in indices:
+            future = self._futures[g]
+            assert future is not None
+            if future.status == "error":
+                future.result()  # raises init_function's error, with its note
+            self._actors[g] = future.result()
+
+    def _submit(self, indices: list[int], alive: list[str], token: str) -> None:
+        """Send the actors ``indices`` to be made, each on its home worker if
+        that one lives, else on a live one (any, if none is known)."""
         for g in indices:
             home = self._homes[g]
             if home not in alive and alive:  # its worker is gone: another one
@@ -356,19 +457,6 @@ class ProducerConsumer:
                 key=f"pc-load-{key_part(self.name)}-{g}-{token}",
                 **options,
             )
-        futures = [self._futures[g] for g in indices]
-        wait_for(
-            futures,
-            self.timeout,
-            f"loading the data of {self!r}",
-            "shard groups loaded",
-        )
-        for g in indices:
-            future = self._futures[g]
-            assert future is not None
-            if future.status == "error":
-                future.result()  # raises init_function's error, with its note
-            self._actors[g] = future.result()
 
     def _ensure(self, after_error: bool = False) -> None:
         if self._closed:
@@ -381,7 +469,7 @@ class ProducerConsumer:
         ]
         if lost:
             self.rebuilds += len(lost)
-            self._build(lost)
+            self._build(lost, rebuild=True)
 
     # -- evaluation ----------------------------------------------------------------
 
@@ -607,6 +695,10 @@ class _ReducedObjective:
     def evaluate_batch(self, params: Sequence[Any]) -> list[Any]:
         """One value per parameter set; one round trip per shard for them all."""
         return self.pc.map(params, reduce=self.reduce)
+
+
+def _done(future: distributed.Future | None) -> bool:
+    return future is None or future.done()
 
 
 def _left(deadline: float | None) -> float | None:

@@ -17,18 +17,49 @@
 ``retries`` means one thing everywhere: how many times one call that raised is
 run again, on its worker, before its error counts (work lost with a dying worker
 is re-run by Dask, within ``distributed.scheduler.allowed-failures``).
+
+A task sent to one worker (a batch's share, ``allow_other_workers=True``) that
+Dask cannot place once every worker it knew is gone stays ``no-worker`` even
+when new workers join (Dask places such a task only on the workers it names).
+:class:`Window` re-sends it, under a new key, to the workers alive; while no
+worker is alive it waits for one at most ``dasktune.no-workers-timeout``
+seconds (Dask configuration; :mod:`dasktune.run.lost`), then raises
+``NoWorkersError`` saying what it waited for. Left by an exception (Ctrl-C,
+an error), it stops its tasks (:func:`dasktune.run.stop.stop_tasks`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
 
 import distributed
 
+from dasktune.run.lost import NoWorkersClock
+from dasktune.run.stop import stop_tasks
+
 __all__ = ["ChunkSizer", "Window", "per_worker", "raise_failed", "split_sizes"]
 
 Tag = TypeVar("Tag")
+logger = logging.getLogger("dasktune")
+
+#: how often a window blocked on pinned tasks looks for workers that left
+_LOST_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class _Pinned:
+    """How a task sent to one worker was made: enough to send it again."""
+
+    runner: Any
+    payload: Any
+    key: str
+    worker: str
+    resources: dict[str, float] | None
+    sends: int = 1
 
 
 def split_sizes(n: int, parts: int) -> list[int]:
@@ -126,15 +157,35 @@ class Window(Generic[Tag]):
     flight, whether the block ended normally or by an exception.
     """
 
-    def __init__(self, client: distributed.Client, timeout: float | None = None):
+    def __init__(
+        self,
+        client: distributed.Client,
+        timeout: float | None = None,
+        *,
+        what: str = "the work",
+    ):
         self.client = client
+        self.what = what
         self._harvest = distributed.as_completed(
             loop=client.loop, with_results=True, raise_errors=False, timeout=timeout
         )
+        self._deadline = None if timeout is None else time.monotonic() + timeout
         self._tags: dict[distributed.Future, Tag] = {}
+        # tasks sent to one worker, that others may take: sent again when their
+        # worker is gone and Dask left them unplaced
+        self._pinned: dict[distributed.Future, _Pinned] = {}
+        self._no_workers = NoWorkersClock()
+        self.harvested = 0
+        #: how many tasks were sent again because their worker was gone
+        self.resent = 0
 
     def __len__(self) -> int:
         return len(self._tags)
+
+    @property
+    def futures(self) -> list[distributed.Future]:
+        """The futures in flight (not yet harvested)."""
+        return list(self._tags)
 
     def add(self, futures: Iterable[distributed.Future], tags: Iterable[Tag]) -> None:
         """Put futures in flight, one tag each."""
@@ -157,7 +208,8 @@ class Window(Generic[Tag]):
 
         With ``workers``, payload ``i`` goes to ``workers[i]`` (an address or
         several; others may take it if they leave, unless
-        ``allow_other_workers`` is false); otherwise one ``client.map`` sends
+        ``allow_other_workers`` is false: then it is sent again, to the workers
+        alive, if Dask cannot place it); otherwise one ``client.map`` sends
         them all. ``resources`` (Dask worker resources, ``{"GPU": 1}``) are
         held by each task while it runs.
         """
@@ -179,6 +231,14 @@ class Window(Generic[Tag]):
                 )
                 for payload, key, worker in zip(payloads, keys, workers, strict=True)
             ]
+            if allow_other_workers:
+                for future, payload, key, worker in zip(
+                    futures, payloads, keys, workers, strict=True
+                ):
+                    if isinstance(worker, str):
+                        self._pinned[future] = _Pinned(
+                            runner, payload, key, worker, resources
+                        )
         self.add(futures, tags)
 
     def wait(self, timeout: float | None) -> bool:
@@ -203,16 +263,93 @@ class Window(Generic[Tag]):
 
         Each entry is ``(future, result, tag)``; for a future that did not
         finish, ``result`` is what ``as_completed`` gives (``(type, exception,
-        traceback)`` for an error). Raises ``TimeoutError`` past the timeout.
+        traceback)`` for an error). Raises ``TimeoutError`` past the timeout,
+        and :class:`~dasktune.exceptions.NoWorkersError` once no worker was
+        alive for ``dasktune.no-workers-timeout`` seconds.
         """
-        batch = self._harvest.next_batch(block=block)
-        return [(f, result, self._tags.pop(f)) for f, result in batch]
+        while True:
+            if block:
+                self._await_arrival()
+            batch = self._harvest.next_batch(block=block)
+            # a task sent again: its first future's cancellation is not news
+            taken = [(f, r, self._tags.pop(f)) for f, r in batch if f in self._tags]
+            for future, _, _ in taken:
+                self._pinned.pop(future, None)
+            self.harvested += len(taken)
+            if taken or not block:
+                return taken
+
+    def _await_arrival(self) -> None:
+        """Wait until a future completed (or the timeout passed), looking every
+        second or so for workers that left (:meth:`_check_workers`)."""
+        check = time.monotonic() + _LOST_CHECK_SECONDS
+        condition = self._harvest.thread_condition
+        while not self._harvest.has_ready():
+            now = time.monotonic()
+            if self._deadline is not None and now >= self._deadline:
+                return  # as_completed raises the TimeoutError
+            with condition:
+                condition.wait(timeout=0.1)
+            if time.monotonic() >= check and not self._harvest.has_ready():
+                self._check_workers()
+                check = time.monotonic() + _LOST_CHECK_SECONDS
+
+    def _check_workers(self) -> None:
+        """Send again the pinned tasks Dask cannot place (their worker gone),
+        to the workers alive; raise once none was alive for too long."""
+        alive = sorted(self.client.nthreads())
+        self._no_workers.look(len(alive), self._waiting)
+        if not alive:
+            return
+        lost = [f for f, pin in self._pinned.items() if pin.worker not in alive]
+        if not lost:
+            return
+        scheduler = self.client.scheduler
+        assert scheduler is not None  # a connected client
+        states = self.client.sync(scheduler.get_task_status, keys=[f.key for f in lost])
+        stuck = [f for f in lost if states.get(f.key) == "no-worker"]
+        for i, old in enumerate(stuck):
+            self._send_again(old, alive[i % len(alive)])
+        if stuck:
+            logger.warning(
+                "dasktune: %s: sent %d task(s) again, to the workers alive: the "
+                "workers they were sent to are gone",
+                self.what,
+                len(stuck),
+            )
+
+    def _send_again(self, old: distributed.Future, worker: str) -> None:
+        """``old``'s task under a new key, to ``worker`` (or any other)."""
+        pin = self._pinned.pop(old)
+        tag = self._tags.pop(old)
+        pin.sends += 1
+        pin.worker = worker
+        future = self.client.submit(
+            pin.runner,
+            pin.payload,
+            key=f"{pin.key}-sent-{pin.sends}",
+            pure=False,
+            workers=[worker],
+            allow_other_workers=True,
+            resources=pin.resources,
+        )
+        self._pinned[future] = pin
+        self.add([future], [tag])
+        self.client.cancel([old])
+        self.resent += 1
+
+    def _waiting(self) -> str:
+        return (
+            f"the {len(self._tags)} task(s) in flight of {self.what} "
+            f"({self.harvested} finished before)"
+        )
 
     def cancel(self) -> None:
         """Cancel the futures still in flight, and drop every reference to them:
         ``as_completed`` keeps those completed and not yet harvested (a window
         kept alive by an error's traceback would keep them alive)."""
         self._harvest.clear()
+        self._pinned.clear()
         if self._tags:
             futures = list(self._tags)
             self._tags.clear()
@@ -222,6 +359,12 @@ class Window(Generic[Tag]):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self._tags:
+            # interrupted, or an error: none of its tasks runs on once it is left
+            late = stop_tasks(self.client, self.futures, self.what)
+            self._tags.clear()
+            if late is not None and isinstance(exc[1], BaseException):
+                exc[1].add_note(f"dasktune: {late}")
         self.cancel()
 
 

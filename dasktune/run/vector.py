@@ -6,42 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import distributed
-import numpy as np
 
-from dasktune._checks import func_name
 from dasktune.optim.base import AskTell
-from dasktune.optim.spsa import SPSAPoint
 from dasktune.records import MemoryRecorder
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
-
-
-class VectorObjective:
-    """``fun(x, *args)`` called with a parameter vector (and a pair's ``seed``)."""
-
-    def __init__(self, fun: Callable[..., Any], args: tuple[Any, ...], paired: bool):
-        self.fun, self.args, self.paired = fun, tuple(args), paired
-        self.__name__ = func_name(fun)
-
-    def __call__(self, point: Any) -> Any:
-        if isinstance(point, SPSAPoint):
-            x = np.array(point.x, dtype=float)
-            if self.paired:
-                return self.fun(x, *self.args, seed=point.seed)
-            return self.fun(x, *self.args)
-        return self.fun(np.array(point, dtype=float), *self.args)
-
-
-def point_record(point: Any) -> dict[str, Any]:
-    """The JSON record of a point: its vector, and its seed and tag if any."""
-    if isinstance(point, SPSAPoint):
-        return {"x": np.asarray(point.x).tolist(), "seed": point.seed, "tag": point.tag}
-    return {"x": np.asarray(point, dtype=float).tolist()}
-
-
-def point_vector(point: Any) -> Any:
-    """What a batch objective receives: the bare vector."""
-    return np.asarray(point.x if isinstance(point, SPSAPoint) else point, dtype=float)
+from dasktune.run.points import VectorObjective, point_record, point_vector
 
 
 def run_vector(

@@ -17,16 +17,23 @@ The contract (what :class:`TrialStore` guarantees):
   in one transaction;
 - a trial left ``running`` by a driver that died is taken over once that
   driver's heartbeat is older than ``stale_after`` (30 s by default; drivers beat
-  every 5 s), and at once when the driver ran on this host and its process is
-  gone; trials that a driver releases on exit (timeout, Ctrl-C) go back to
-  ``queued`` and are taken over at once;
+  every 5 s), both read on the database's own clock (no host's clock is
+  compared with another's), and at once when the driver's process is missing
+  from this process's own PID namespace on this boot of this machine
+  (:mod:`dasktune.store.liveness`); trials that a driver releases on exit
+  (timeout, Ctrl-C) go back to ``queued`` and are taken over at once;
 - claims are serialised per search: SQLite's ``BEGIN IMMEDIATE`` holds the write
   lock, PostgreSQL locks the search's row (``SELECT ... FOR UPDATE``);
 - the schema is created inside a write transaction (on PostgreSQL under an
   advisory lock), so drivers starting together do not race; a database with
-  tables dasktune did not make, a damaged schema or a newer one is refused
-  before anything is written; ``readonly=True`` (``dasktune show``) never
+  tables dasktune did not make under its names, a damaged schema or a newer
+  one is refused before anything is written, as are a SQLite file holding
+  only other tables (a file is one application's; a PostgreSQL database is
+  shared, and takes dasktune's tables beside others) and a file or folder
+  this user may not write; ``readonly=True`` (``dasktune show``) never
   writes, and refuses a database without dasktune's tables;
+- a row damaged or written by hand is a :class:`StoreError` naming the trial
+  (:mod:`dasktune.store.rows`), not a decoding error from deep in a read;
 - the values a trial reports as it learns (its curve) are kept in a table of
   ``(search, trial number, step, value, time)``, written in batches
   (:meth:`TrialStore.add_values`); the first value stored for a step is kept
@@ -54,8 +61,9 @@ is replaced only by a later one.
 
 Schema versions: 2 added a change sequence per search; 3 the table of
 reported values and the ``pruned`` status; 4 several objectives and
-constraints; 5 the snapshots of trials tables. Older stores are migrated when
-opened for writing.
+constraints; 5 the snapshots of trials tables; 6 the drivers' heartbeats on
+the database's clock, and their machine and PID namespace (``node``). Older
+stores are migrated when opened for writing.
 """
 
 from __future__ import annotations
@@ -84,7 +92,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from dasktune._checks import store_url
+from dasktune._checks import redact, store_url
 from dasktune._pareto import pareto_front
 from dasktune._values import violation
 from dasktune.exceptions import SchemaVersionError, SearchMismatchError, StoreError
@@ -99,6 +107,8 @@ from dasktune.records import (
     decide,
     unclaimed_message,
 )
+from dasktune.store.liveness import DbEpoch, node, owner_gone
+from dasktune.store.rows import DECODING_ERRORS, damaged_search, damaged_trial
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -108,10 +118,11 @@ __all__ = [
     "TRIAL_DTYPE",
     "TrialStore",
     "search_directions",
+    "search_metric_names",
     "trial_columns",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 30.0
 _WAL_PAGES = 20_000  # pages of the WAL a SQLite writer lets grow between checkpoints
@@ -139,14 +150,9 @@ TRIAL_DTYPE = np.dtype(
 )  # fmt: skip
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _real(x: Any) -> bool:
+    """Whether a stored value is a number (JSON's null: a missing one)."""
+    return x is None or type(x) in (float, int)
 
 
 class TrialStore:
@@ -167,11 +173,12 @@ class TrialStore:
         self.readonly = readonly
         try:
             parsed = sa.engine.make_url(url)
-        except sa.exc.ArgumentError as err:
-            msg = f"cannot open the store {url!r}: {err}"
+        except (sa.exc.ArgumentError, ValueError) as err:  # ValueError: a bad port
+            msg = redact(f"cannot open the store {url!r}: {err}")
             raise StoreError(msg) from err
-        #: the URL with its password hidden: what messages show
-        self.display_url = parsed.render_as_string(hide_password=True)
+        #: the URL with its passwords hidden (``user:***@``, ``?password=***``):
+        #: what messages, reprs and hints show
+        self.display_url = redact(parsed.render_as_string(hide_password=True))
         try:
             self.engine = _make_engine(parsed, self.display_url, readonly)
         except sa.exc.ArgumentError as err:  # a URL its dialect refuses
@@ -192,9 +199,10 @@ class TrialStore:
             else:
                 self._create_schema()
         except BaseException:
-            self.engine.dispose()
+            self.close()  # the writer too: SQLite removes its -wal and -shm
             raise
         self.host = socket.gethostname()
+        self.node = node()  # this boot and PID namespace: see owner_gone
 
     # -- schema ----------------------------------------------------------------
 
@@ -228,9 +236,12 @@ class TrialStore:
             sa.Column("host", sa.String(255), nullable=False),
             sa.Column("pid", sa.Integer, nullable=False),
             sa.Column("started", sa.Float, nullable=False),
+            # started, heartbeat and ended: the database's clock (schema 6)
             sa.Column("heartbeat", sa.Float, nullable=False),
             sa.Column("ended", sa.Float),
             sa.Column("info", sa.Text),
+            # the driver's boot and PID namespace, where its pid means it (schema 6)
+            sa.Column("node", sa.String(255)),
         )
         self.trials_table = sa.Table(
             "trials",
@@ -302,6 +313,15 @@ class TrialStore:
                 )
             elif version < SCHEMA_VERSION:
                 self._migrate(conn, version)
+            else:
+                # a write that changes nothing: a store this user may not
+                # write (a read-only file system, a database role that may only
+                # read) is refused now, not at the run's first write
+                conn.execute(
+                    self.meta.update()
+                    .where(self.meta.c.key == "schema_version")
+                    .values(value=self.meta.c.value)
+                )
         if self.engine.dialect.name == "sqlite" and not self._in_memory:
             try:
                 _wal(self.engine)
@@ -337,6 +357,12 @@ class TrialStore:
         if version < 5:
             # schema 5: snapshots of the trials tables, for new readers
             self.snapshots_table.create(conn)
+        if version < 6:
+            # schema 6: heartbeats on the database's clock, and where a
+            # driver's pid means it; the bump keeps an older dasktune, which
+            # compares heartbeats with its own clock, off this store
+            kind = self.drivers.c.node.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE drivers ADD COLUMN node {kind}")
         conn.execute(
             self.meta.update()
             .where(self.meta.c.key == "schema_version")
@@ -363,6 +389,18 @@ class TrialStore:
         names = set(sa.inspect(conn).get_table_names())
         ours = set(self.metadata.tables)
         if not names & ours:
+            # SQLite's own tables (sqlite_sequence, sqlite_stat1) aside
+            foreign = sorted(n for n in names if not n.startswith("sqlite_"))
+            if foreign and not self.readonly and conn.dialect.name == "sqlite":
+                # a file is one application's: dasktune adds its tables (and
+                # switches the journal to WAL) only to a new or empty file
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                msg = (
+                    f"{self.display_url} is not a dasktune store: it is a SQLite "
+                    f"database of other tables ({shown}), left as it is; give "
+                    "dasktune a new file (say trials.db) for its store"
+                )
+                raise StoreError(msg)
             return None
         if self.meta.name not in names:
             clash = sorted(names & ours)
@@ -396,6 +434,8 @@ class TrialStore:
         added_later = {"seq"} if version < 2 else set()
         if version < 4:
             added_later |= {column for _, column in _ADDED_IN_4}
+        if version < 6:
+            added_later.add("node")
         tables_added_later = {self.values_table.name} if version < 3 else set()
         if version < 5:
             tables_added_later.add(self.snapshots_table.name)
@@ -427,6 +467,11 @@ class TrialStore:
             msg = f"cannot use the store {self.display_url}: {reason}"
             if reason == "unable to open database file":  # SQLite's only word
                 msg += " (does its directory exist, and may this user write there?)"
+            elif "readonly database" in reason:
+                msg += (
+                    " (may this user write the file and its folder? dasktune "
+                    "show reads a store without writing)"
+                )
             raise StoreError(msg) from err
         except sa.exc.DatabaseError as err:
             reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
@@ -616,7 +661,7 @@ class TrialStore:
         wanted = list(directions) if directions is not None else [direction]
         s = self.searches
         space_json = None if space is None else json.dumps(space, sort_keys=True)
-        with self._tx() as conn:
+        with self._connection_errors(), self._tx() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             row = conn.execute(sa.select(s).where(s.c.name == name)).first()
@@ -660,11 +705,19 @@ class TrialStore:
 
     def find_search(self, name: str) -> dict[str, Any] | None:
         """The stored row of search ``name`` (a dict), or ``None``."""
-        with self._read() as conn:
+        with self._connection_errors(), self._read() as conn:
             row = conn.execute(
                 sa.select(self.searches).where(self.searches.c.name == name)
             ).first()
-        return None if row is None else dict(row._mapping)
+        return None if row is None else self._search_row(row)
+
+    def _search_row(self, row: Any) -> dict[str, Any]:
+        """A stored search row as a dict, checked: a damaged one is refused."""
+        entry = dict(row._mapping)
+        damaged = damaged_search(self.display_url, entry)
+        if damaged is not None:
+            raise damaged
+        return entry
 
     def list_searches(self) -> list[dict[str, Any]]:
         """Every search, with its number of trials per status."""
@@ -674,12 +727,12 @@ class TrialStore:
             .group_by(t.c.search_id, t.c.status)
             .subquery()
         )
-        with self._read() as conn:
+        with self._connection_errors(), self._read() as conn:
             rows = conn.execute(sa.select(s).order_by(s.c.id)).all()
             tally = conn.execute(sa.select(counts)).all()
         out = []
         for row in rows:
-            entry = dict(row._mapping)
+            entry = self._search_row(row)
             for status in TrialStatus:
                 entry[status.value] = 0
             out.append(entry)
@@ -696,7 +749,6 @@ class TrialStore:
         ``info`` (JSON) describes the run: the optimizer, its seed, the options.
         """
         driver_id = uuid.uuid4().hex
-        now = time.time()
         with self._tx() as conn:
             conn.execute(
                 self.drivers.insert().values(
@@ -704,20 +756,21 @@ class TrialStore:
                     search_id=search_id,
                     host=self.host,
                     pid=os.getpid(),
-                    started=now,
-                    heartbeat=now,
+                    node=self.node,
+                    started=DbEpoch(),
+                    heartbeat=DbEpoch(),
                     info=json.dumps(info or {}, sort_keys=True, default=repr),
                 )
             )
         return driver_id
 
     def heartbeat(self, driver_id: str) -> None:
-        """Tell other drivers that ``driver_id`` is alive."""
+        """Tell other drivers that ``driver_id`` is alive, on the database's clock."""
         with self._tx() as conn:
             conn.execute(
                 self.drivers.update()
                 .where(self.drivers.c.id == driver_id)
-                .values(heartbeat=time.time())
+                .values(heartbeat=DbEpoch())
             )
 
     def release(self, search_id: int, driver_id: str) -> None:
@@ -737,7 +790,7 @@ class TrialStore:
             conn.execute(
                 self.drivers.update()
                 .where(self.drivers.c.id == driver_id)
-                .values(ended=time.time())
+                .values(ended=DbEpoch())
             )
 
     # -- trials -------------------------------------------------------------------
@@ -769,7 +822,7 @@ class TrialStore:
                 )
                 decisions = self._decide_all(
                     [c.param_hash for c in claims], existing, driver_id,
-                    retry_failed, stale_after, now,
+                    retry_failed, stale_after,
                 )  # fmt: skip
                 if all(
                     d.kind in (DecisionKind.DONE, DecisionKind.FAILED)
@@ -795,14 +848,13 @@ class TrialStore:
         driver_id: str,
         retry_failed: bool,
         stale_after: float,
-        now: float,
     ) -> list[Decision]:
         """Decisions for claims of ``hashes`` from their ``existing`` rows, as if
         nothing were inserted: a hash with no row is ``evaluate``, number -1."""
         return [
             Decision(DecisionKind.EVALUATE, -1)
             if (row := existing.get(h)) is None
-            else self._decide(row, driver_id, retry_failed, stale_after, now)
+            else self._decide(row, driver_id, retry_failed, stale_after)
             for h in hashes
         ]
 
@@ -846,7 +898,7 @@ class TrialStore:
                 )
                 decision = Decision(DecisionKind.EVALUATE, next_number)
             else:
-                decision = self._decide(row, driver_id, retry_failed, stale_after, now)
+                decision = self._decide(row, driver_id, retry_failed, stale_after)
                 if decision.kind == DecisionKind.EVALUATE:
                     takeovers.append(claim.param_hash)
             decisions.append(decision)
@@ -893,10 +945,9 @@ class TrialStore:
         only those whose holder finished or is gone. A hash with no row is
         decided ``evaluate`` with number ``-1``.
         """
-        now = time.time()
         with self._connection_errors(), self._read() as conn:
             rows = self._rows_for(conn, search_id, hashes)
-        return self._decide_all(hashes, rows, driver_id, retry_failed, stale_after, now)
+        return self._decide_all(hashes, rows, driver_id, retry_failed, stale_after)
 
     def _write_outcomes(
         self, conn: Connection, search_id: int, outcomes: Sequence[Outcome], seq: int
@@ -972,9 +1023,10 @@ class TrialStore:
     def _rows_for(
         self, conn: Connection, search_id: int, hashes: Iterable[str]
     ) -> dict[str, tuple[Any, ...]]:
-        """By hash: (number, status, value, aux, owner, owner_host, owner_pid,
-        owner_heartbeat, objectives, constraints) of the recorded trials among
-        ``hashes``."""
+        """By hash: (number, status, value, aux, owner, owner_node, owner_pid,
+        owner_silence, objectives, constraints) of the recorded trials among
+        ``hashes`` (``owner_silence``: the seconds since the owner's heartbeat,
+        by the database's clock)."""
         unique = list(dict.fromkeys(hashes))
         rows: dict[str, tuple[Any, ...]] = {}
         for i in range(0, len(unique), _IN_CHUNK):
@@ -1027,9 +1079,11 @@ class TrialStore:
                 t.c.value,
                 t.c.aux,
                 t.c.driver_id.label("owner"),
-                d.c.host.label("owner_host"),
+                (d.c.node if self.schema_version >= 6 else sa.null()).label(
+                    "owner_node"
+                ),
                 d.c.pid.label("owner_pid"),
-                d.c.heartbeat.label("owner_heartbeat"),
+                (DbEpoch() - d.c.heartbeat).label("owner_silence"),
                 *(
                     (t.c.objectives, t.c.constraints)
                     if self.schema_version >= 4
@@ -1050,53 +1104,100 @@ class TrialStore:
         driver_id: str,
         retry_failed: bool,
         stale_after: float,
-        now: float,
     ) -> Decision:
         number, status, value, aux, owner = row[:5]
         objectives, constraints = row[8:10]
         held = owner is not None and (
-            owner == driver_id or not self._owner_gone(row, stale_after, now)
+            owner == driver_id or not self._owner_gone(row, stale_after)
         )
-        return decide(
-            _STATUS.get(status) or TrialStatus(status), int(number), value=value,
-            aux=json.loads(aux) if aux else None,
-            values=json.loads(objectives) if objectives else None,
-            constraints=json.loads(constraints) if constraints else None,
-            held=held, retry_failed=retry_failed,
-        )  # fmt: skip
+        try:
+            if status not in _STATUS or not (
+                value is None or type(value) in (float, int)
+            ):
+                raise ValueError(status)
+            values = json.loads(objectives) if objectives else None
+            limits = json.loads(constraints) if constraints else None
+            for numbers in (values, limits):
+                if numbers is not None and not all(map(_real, numbers)):
+                    raise TypeError(numbers)
+            return decide(
+                _STATUS[status], int(number), value=value,
+                aux=json.loads(aux) if aux else None,
+                values=values, constraints=limits,
+                held=held, retry_failed=retry_failed,
+            )  # fmt: skip
+        except DECODING_ERRORS as err:
+            # a row written by hand or damaged: named, with what is wrong
+            fields = dict.fromkeys(TRIAL_FIELDS)
+            fields.update(
+                number=number, params="{}", value=value, status=status, aux=aux,
+                objectives=objectives, constraints=constraints,
+            )  # fmt: skip
+            raise damaged_trial(
+                self.display_url, [tuple(fields.values())], err
+            ) from err
 
-    def _owner_gone(self, row: tuple[Any, ...], stale_after: float, now: float) -> bool:
-        """Whether the driver holding a trial is silent or, on this host, dead."""
-        host, pid, heartbeat = row[5:8]
-        dead_here = host == self.host and pid is not None and not _pid_alive(int(pid))
-        return heartbeat is None or now - heartbeat > stale_after or dead_here
+    def _owner_gone(self, row: tuple[Any, ...], stale_after: float) -> bool:
+        """Whether the driver holding a trial is gone (see :func:`owner_gone`)."""
+        owner_node, pid, silence = row[5:8]
+        return owner_gone(owner_node, pid, silence, stale_after, self.node)
 
     def runs(self, search_id: int) -> list[dict[str, Any]]:
         """Every driver that ran the search, oldest first (``info`` decoded)."""
         d = self.drivers
+        columns = [c for c in d.c if self.schema_version >= 6 or c.name != "node"]
         with self._read() as conn:
             rows = conn.execute(
-                sa.select(d).where(d.c.search_id == search_id).order_by(d.c.started)
+                sa.select(*columns)
+                .where(d.c.search_id == search_id)
+                .order_by(d.c.started)
             ).all()
         out = []
         for row in rows:
             entry = dict(row._mapping)
-            entry["info"] = json.loads(entry["info"]) if entry["info"] else {}
+            try:
+                entry["info"] = json.loads(entry["info"]) if entry["info"] else {}
+            except DECODING_ERRORS as err:  # written by hand, or damaged
+                msg = (
+                    f"the store {self.display_url} holds a damaged run (driver "
+                    f"{entry['id']!r:.40}): its info is not JSON ({err!r:.100}); "
+                    "repair or delete that row"
+                )
+                raise StoreError(msg) from err
             out.append(entry)
         return out
 
     def trials(self, search_id: int) -> list[dict[str, Any]]:
         """Every trial of a search as dicts (``params`` and ``aux`` decoded)."""
         _, rows = self.read_trials(search_id)
-        out = []
-        for row in rows:
+        return [self.decode_trial(row) for row in rows]
+
+    def decode_trial(self, row: Sequence[Any]) -> dict[str, Any]:
+        """A raw row of :meth:`read_trials` as a dict, its JSON fields decoded;
+        a damaged row, or one written by hand, is a :class:`StoreError` naming
+        the trial."""
+        try:
             entry = dict(zip(TRIAL_FIELDS, row, strict=True))
             entry["params"] = json.loads(entry["params"])
             entry["aux"] = json.loads(entry["aux"]) if entry["aux"] else {}
             for key in ("objectives", "constraints"):
-                entry[key] = None if entry[key] is None else json.loads(entry[key])
-            out.append(entry)
-        return out
+                text = entry[key]
+                entry[key] = None if text is None else json.loads(text)
+                if text is not None and not (
+                    type(entry[key]) is list and all(map(_real, entry[key]))
+                ):
+                    raise TypeError(key)
+            if not (
+                type(entry["number"]) is int
+                and _real(entry["value"])
+                and entry["status"] in _STATUS
+                and type(entry["params"]) is dict
+                and type(entry["aux"]) is dict
+            ):
+                raise TypeError(entry["number"])
+        except DECODING_ERRORS as err:  # damaged, or written by hand: named
+            raise damaged_trial(self.display_url, [row], err) from err
+        return entry
 
     def read_trials(
         self,
@@ -1139,8 +1240,11 @@ class TrialStore:
                 if steps or not self._has_values(conn, search_id):
                     break
                 steps = True
-        seq_at = max(map(operator.itemgetter(-1), rows), default=since or 0)
-        return int(seq_at), rows
+        try:
+            seq_at = int(max(map(operator.itemgetter(-1), rows), default=since or 0))
+        except DECODING_ERRORS as err:  # a seq written by hand: named
+            raise damaged_trial(self.display_url, rows, err) from err
+        return seq_at, rows
 
     def read_columns(
         self, search_id: int, *, since: int | None = None
@@ -1243,6 +1347,23 @@ class TrialStore:
                 sa.select(sn.c.seq, sn.c.data).where(sn.c.search_id == search_id)
             ).first()
         return None if row is None else (int(row.seq), bytes(row.data))
+
+    def trial_span(self, search_id: int) -> int:
+        """The most trials a snapshot of the search can hold: the span of its
+        stored numbers (two lookups in the index of numbers, not a count)."""
+        t = self.trials_table
+        # one aggregate per statement: SQLite answers each from the index
+        low, high = (
+            sa.select(f(t.c.number)).where(t.c.search_id == search_id).scalar_subquery()
+            for f in (sa.func.min, sa.func.max)
+        )
+        query = sa.select(low, high)
+        with self._connection_errors(), self._read() as conn:
+            low, high = conn.execute(query).one()
+        try:
+            return max(int(high) - int(low) + 1, 0)
+        except (TypeError, ValueError, OverflowError):
+            return 0  # no trial, or numbers written by hand: no snapshot fits
 
     def _has_values(self, conn: Connection, search_id: int) -> bool:
         """Whether any trial of the search has reported a value."""
@@ -1401,11 +1522,26 @@ class TrialStore:
         if self.schema_version >= 4:
             query = query.where(self._feasible)
             query = query.add_columns(t.c.constraints)
-        with self._read() as conn:
+        with self._connection_errors(), self._read() as conn:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return _decoded(row)
+        return self._decoded(row)
+
+    def _decoded(self, row: Any) -> dict[str, Any]:
+        """A best or front trial's row, decoded; a damaged one is named."""
+        try:
+            return _decoded(row)
+        except DECODING_ERRORS as err:
+            raise self._damaged(row.number, err) from err
+
+    def _damaged(self, number: Any, err: BaseException) -> StoreError:
+        msg = (
+            f"the store {self.display_url} holds a damaged trial {number!r:.40}: "
+            f"{type(err).__name__}: {str(err)[:200]}; dasktune did not write "
+            "it so: repair or delete that row"
+        )
+        return StoreError(msg)
 
     @property
     def _feasible(self) -> sa.ColumnElement[bool]:
@@ -1445,13 +1581,23 @@ class TrialStore:
         )
         with self._connection_errors(), self._read() as conn:
             rows = conn.execute(query).all()
-        values = [json.loads(row.objectives) for row in rows]
+        values = []
+        for row in rows:
+            try:
+                values.append(
+                    [
+                        np.nan if v is None else float(v)
+                        for v in json.loads(row.objectives)
+                    ]
+                )
+            except DECODING_ERRORS as err:
+                raise self._damaged(row.number, err) from err
         good = [i for i, v in enumerate(values) if len(v) == len(directions)]
         if not good:
             return []
         points = np.array([values[i] for i in good], dtype=float)
         on_front = [good[i] for i in pareto_front(points, directions)]
-        trials = [_decoded(rows[i]) for i in on_front]
+        trials = [self._decoded(rows[i]) for i in on_front]
         first = -1.0 if directions[0] == "maximize" else 1.0
         trials.sort(key=lambda trial: (first * trial["values"][0], trial["number"]))
         return trials
@@ -1522,6 +1668,15 @@ def search_directions(row: dict[str, Any]) -> list[str]:
     return list(json.loads(stored)) if stored else [row["direction"]]
 
 
+def search_metric_names(row: dict[str, Any] | None) -> list[str] | None:
+    """The objectives' names stored with a search (``Search(metric_names=...)``,
+    kept in its metadata), or ``None``."""
+    if row is None or not row.get("metadata"):
+        return None
+    names = json.loads(row["metadata"]).get("metric_names")
+    return None if names is None else [str(n) for n in names]
+
+
 def _postgres_driver(parsed: sa.engine.URL, display: str) -> sa.engine.URL:
     """``postgresql://`` with an installed driver: psycopg 3, else psycopg2."""
     if parsed.drivername != "postgresql":
@@ -1545,11 +1700,18 @@ _COMPILED: dict[
 ] = {}
 
 
+#: how long a PostgreSQL connection may take (the URL's ``?connect_timeout=``
+#: overrides it)
+_PG_CONNECT = {"connect_timeout": 10}
+
+
 def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         parsed = _postgres_driver(parsed, display)
         try:
-            engine = sa.create_engine(parsed, pool_pre_ping=True)
+            # libpq waits for an unanswering server as long as TCP does
+            waits = {} if "connect_timeout" in parsed.query else _PG_CONNECT
+            engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=waits)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
             msg = f"cannot open the store {display}: {err}"
             raise StoreError(msg) from err
@@ -1593,6 +1755,7 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
                 poolclass=NullPool,
             )
         else:
+            _check_writable(path, display)
             engine = sa.create_engine(parsed, connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")
@@ -1626,6 +1789,33 @@ def _make_engine(parsed: sa.engine.URL, display: str, readonly: bool) -> Engine:
             raise sa.exc.DBAPIError.instance(sql, (), err, sqlite3.Error) from err
 
     return engine
+
+
+def _check_writable(path: str, display: str) -> None:
+    """Refuse a SQLite file (or its folder) this user may not write, before
+    SQLite opens it: it would open the file read-only, fail at the first
+    write, and leave ``-wal``/``-shm`` files it cannot remove."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        msg = (
+            f"cannot open the store {display}: its folder {folder} does not "
+            "exist (or this user may not enter it); make it first, or give a "
+            "path in an existing folder"
+        )
+        raise StoreError(msg)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        problem = "the file is read-only for this user"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        # SQLite writes its journal (and WAL) beside the file
+        problem = f"this user may not write in its folder {folder}"
+    else:
+        return
+    msg = (
+        f"cannot write the store {display}: {problem}; a search writes its "
+        "store: give a file this user may write (dasktune show reads one "
+        "without writing)"
+    )
+    raise StoreError(msg)
 
 
 class _CursorResult:
