@@ -7,6 +7,7 @@ the kill test drives its own cluster in a subprocess.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
 import os
 import pickle
@@ -17,10 +18,12 @@ import time
 from pathlib import Path
 
 import cloudpickle
+import dask
 import dask.array as da
 import numpy as np
 import pytest
 from clusters import local_client
+from distributed.diagnostics.plugin import SchedulerPlugin
 from scipy.stats import loguniform
 from sklearn import model_selection as skms
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -34,6 +37,7 @@ from sklearn.svm import SVC
 
 import dasktune.sklearn.base as base_module
 from dasktune.sklearn import GridSearchCV, RandomizedSearchCV
+from dasktune.sklearn.folds import FoldFit
 from dasktune.store.sql import TrialStore
 
 # scikit-learn's fits on a shared 2-core machine: slower than the default bound
@@ -196,12 +200,86 @@ def test_dask_arrays_are_computed_once_and_placed(client, digits, monkeypatch):
     assert [len(test) for _, test in placed[0].splits] == [100, 100, 100]
 
 
-def test_a_fits_task_carries_the_datas_key_not_the_data(client, digits):
-    from dasktune.sklearn.folds import FoldFit
+class _FitDependencies(SchedulerPlugin):
+    """The keys each fit task depended on when it started (in-process)."""
 
-    X, _ = digits
-    objective = FoldFit("resident-key", SVC(), {"{}": {}}, None, None, False, np.nan)
-    assert len(cloudpickle.dumps(objective)) < X.nbytes / 50
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+        self.seen: dict[str, list[str]] = {}
+
+    def transition(self, key, start, finish, *args, **kwargs) -> None:
+        if finish == "processing" and str(key).startswith("fit-"):
+            task = self.scheduler.tasks[key]
+            self.seen[str(key)] = [str(d.key) for d in task.dependencies]
+
+
+def test_each_fit_task_depends_on_the_placed_data(client, digits):
+    X, y = digits
+    scheduler = client.cluster.scheduler  # in-process: this very plugin sees
+    plugin = _FitDependencies(scheduler)
+    scheduler.add_plugin(plugin, name="fit-dependencies")
+    try:
+        GridSearchCV(SVC(), GRID, cv=3, client=client).fit(X, y)
+    finally:
+        scheduler.remove_plugin(name="fit-dependencies")
+    # 6 candidates x 3 splits, each a task given the one scattered Resident
+    assert len(plugin.seen) == 18
+    data_keys = {key for deps in plugin.seen.values() for key in deps}
+    assert len(data_keys) == 1 and next(iter(data_keys)).startswith("Resident-")
+    assert all(len(deps) == 1 for deps in plugin.seen.values())
+    # what a task carries besides: the estimator and scorers, not the data
+    fit = FoldFit(SVC(), None, None, False, np.nan)
+    assert len(cloudpickle.dumps(fit)) < X.nbytes / 50
+
+
+def test_scikit_learn_is_left_as_it_was(client, digits):
+    import sklearn.model_selection._search as sk_search
+    import sklearn.model_selection._validation as sk_validation
+
+    X, y = digits
+    fit, function = sk_search.BaseSearchCV.fit, sk_search._fit_and_score
+    assert function is sk_validation._fit_and_score
+    ours = GridSearchCV(SVC(), GRID, cv=3, client=client).fit(X, y)
+    # nothing of scikit-learn replaced, for any other code in the process
+    assert sk_search._fit_and_score is function
+    assert sk_validation._fit_and_score is function
+    assert sk_search.BaseSearchCV.fit is fit
+    theirs = skms.GridSearchCV(SVC(), GRID, cv=3).fit(X, y)
+    np.testing.assert_array_equal(
+        ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"]
+    )
+
+
+def _fit_three_times(client, X, y) -> list[float]:
+    scores = []
+    for C in (1.0, 2.0, 4.0):  # three searches, each its own placed data
+        search = GridSearchCV(SVC(C=C), GRID, cv=3, client=client).fit(X, y)
+        scores.append(search.best_score_)
+    return scores
+
+
+@pytest.mark.timeout(400)
+def test_fits_in_a_row_on_worker_processes_finish(digits):
+    """Real worker processes, Dask's active memory manager running often: it
+    drops the broadcast copies of the data between fits, and the fits still
+    get it (as a task dependency, copied by the scheduler)."""
+    X, y = digits
+    amm = {"distributed.scheduler.active-memory-manager.interval": "20ms"}
+    with (
+        dask.config.set(amm),
+        local_client(2, 1) as c,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        running = pool.submit(_fit_three_times, c, X, y)
+        try:
+            scores = running.result(timeout=240)
+        except concurrent.futures.TimeoutError:
+            c.cancel(list(c.futures))  # let the thread end, then say what hung
+            pytest.fail(
+                "three GridSearchCV fits on 2 worker processes: not done in 240 s"
+            )
+    theirs = skms.GridSearchCV(SVC(), GRID, cv=3).fit(X, y).best_score_
+    assert scores[0] == theirs and len(scores) == 3
 
 
 # -- the store: resume, and fingerprints -------------------------------------

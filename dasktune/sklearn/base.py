@@ -7,18 +7,19 @@ that fits each (candidate, split) with ``_fit_and_score`` through joblib.
 :class:`DaskSearchMixin` keeps all of it and moves only the fits: its
 ``evaluate_candidates`` runs them as the trials of a dasktune
 :class:`~dasktune.Search` (on the Dask cluster, recorded in a store), then
-lets scikit-learn's own run over the results. For that run, scikit-learn's
-``_fit_and_score`` answers the calls made on behalf of this search from the
-results (an answer table per search object; any other caller gets the
-original function), so the dicts scikit-learn reads are the ones
-``_fit_and_score`` returned on the workers.
+lets scikit-learn's own run over the results.
+
+For that run, the mixin's ``fit`` is a copy of ``BaseSearchCV.fit`` (the same
+code) whose ``_fit_and_score`` is :func:`_answer`: it gives back the dict the
+worker's fit returned, so the dicts scikit-learn reads are exactly those of
+its own function. Nothing of scikit-learn is changed: its module, its class
+and every other caller keep the original function.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import threading
+import types
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
@@ -26,14 +27,14 @@ from typing import Any
 import cloudpickle
 import distributed
 import sklearn.model_selection._search as _sk_search
-from sklearn.base import clone
+from sklearn.base import _fit_context, clone
 from sklearn.utils.validation import indexable
 
 from dasktune.records import TrialStatus
-from dasktune.run.cluster import get_client
+from dasktune.run.cluster import capacity, get_client
 from dasktune.run.evaluate import failure_exception
 from dasktune.search import Search
-from dasktune.sklearn.folds import SPLIT, FoldFit, candidate_key, trial_params
+from dasktune.sklearn.folds import SPLIT, FoldFit, FoldFits, candidate_key, trial_params
 from dasktune.sklearn.placement import Resident, computed, fingerprint, place
 from dasktune.store.sql import TrialStore
 
@@ -47,36 +48,57 @@ if tuple(int(p) for p in _SKLEARN.split(".")[:2]) < (1, 9):  # pragma: no cover
     )
     raise ImportError(_msg)
 
-#: results of the fits of a search being evaluated, by ``id`` of the search:
-#: ``{(candidate index, split index): _fit_and_score's dict}``
-_ANSWERS: dict[int, dict[tuple[int, int], dict[str, Any]]] = {}
-_LOCK = threading.Lock()
-_ORIGINAL: Callable[..., Any] = _sk_search._fit_and_score
 
-
-def _answer(*args: Any, caller: Any = None, **kwargs: Any) -> Any:
-    """scikit-learn's ``_fit_and_score`` for the searches evaluated here: the
-    result of the worker's fit; for any other caller, the original."""
-    table = _ANSWERS.get(id(caller)) if caller is not None else None
-    if table is None:
-        return _ORIGINAL(*args, caller=caller, **kwargs)
+def _answer(*args: Any, caller: Any, **kwargs: Any) -> Any:
+    """``_fit_and_score`` in the mixin's copy of ``BaseSearchCV.fit``: the
+    dict the worker's fit of this (candidate, split) returned."""
     key = (kwargs["candidate_progress"][0], kwargs["split_progress"][0])
-    return copy.deepcopy(table[key])  # scikit-learn may fill in error scores
+    return copy.deepcopy(caller._dasktune_answers[key])  # sklearn fills in errors
 
 
-@contextlib.contextmanager
-def _answered(
-    search: object, table: dict[tuple[int, int], dict[str, Any]]
-) -> Iterator[None]:
-    with _LOCK:
-        if _sk_search._fit_and_score is not _answer:
-            _sk_search._fit_and_score = _answer
-        _ANSWERS[id(search)] = table
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _ANSWERS.pop(id(search), None)
+def _answered_fit() -> Callable[..., Any]:
+    """``BaseSearchCV.fit``, the same code and decorator, its globals a copy of
+    its module's with ``_fit_and_score`` answered by :func:`_answer`."""
+    original = _sk_search.BaseSearchCV.fit
+    inner = getattr(original, "__wrapped__", None)
+    if inner is None or "_fit_and_score" not in _names(inner.__code__):
+        msg = (  # pragma: no cover - a scikit-learn whose fit is made otherwise
+            f"dasktune.sklearn does not know this scikit-learn's search fit "
+            f"({_SKLEARN}): BaseSearchCV.fit no longer calls _fit_and_score "
+            "itself; use the scikit-learn version dasktune[sklearn] names"
+        )
+        raise ImportError(msg)
+    namespace = dict(inner.__globals__, _fit_and_score=_answer)
+    fit = types.FunctionType(
+        inner.__code__, namespace, inner.__name__, inner.__defaults__, inner.__closure__
+    )
+    fit.__kwdefaults__ = inner.__kwdefaults__
+    fit.__doc__ = inner.__doc__
+    return _fit_context(prefer_skip_nested_validation=False)(fit)  # as sklearn's
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global names ``code`` and the functions defined in it use."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+_FIT = _answered_fit()
+
+
+def _window(n_fits: int, threads: int) -> int:
+    """How many fits are claimed and sent together: a quarter of them, at
+    least four per worker thread. Each group is recorded once all its fits
+    are back (a fit interrupted then fits again only the group in flight),
+    and the cluster's threads idle only at a group's end.
+
+    >>> _window(60, 2), _window(1000, 16), _window(6, 2)
+    (15, 250, 8)
+    """
+    return max(4 * threads, -(-n_fits // 4))
 
 
 class _Fixed:
@@ -166,14 +188,19 @@ class _Fit:
         assert self.data is not None and self.store is not None
         scorers, refit_metric = owner._get_scorers()
         keys = [candidate_key(c) for c in candidates]
-        objective = FoldFit(
-            self.data.key,  # what the tasks carry: the data stay put
+        fit = FoldFit(
             self.estimator,
-            dict(zip(keys, candidates, strict=True)),
             scorers,
             refit_metric if isinstance(refit_metric, str) else None,
             owner.return_train_score,
             owner.error_score,
+        )
+        objective = FoldFits(
+            self.client,
+            self.data,
+            fit,
+            dict(zip(keys, candidates, strict=True)),
+            self.name,
         )
         trials = [
             trial_params(k, s)
@@ -190,7 +217,7 @@ class _Fit:
         report = search.run(
             trials,
             progress=False,
-            execution="tasks",
+            max_in_flight=_window(len(trials), capacity(self.client)),
             max_failures=None,
             retry_failed=True,
         )
@@ -253,7 +280,7 @@ class DaskSearchMixin:
         # scikit-learn's own loop over the results stays in this thread
         n_jobs, self.n_jobs = self.n_jobs, None
         try:
-            super().fit(X, y, **params)  # type: ignore[misc]
+            _FIT(self, X, y, **params)
         finally:
             self.n_jobs = n_jobs
             state.close()
@@ -275,13 +302,16 @@ class DaskSearchMixin:
             state = self._dasktune_fit
             state.prepare(cv)
             table = state.fits(candidates) if candidates and state.n_splits else {}
-            with _answered(self, table):
+            self._dasktune_answers = table  # read by _answer
+            try:
                 return evaluate_candidates(
                     candidates,
                     cv=_Fixed(state.splits),  # the splits fitted (a one-shot cv too)
                     more_results=more_results,
                     callback_ctx=callback_ctx,
                 )
+            finally:
+                del self._dasktune_answers
 
         return evaluate
 

@@ -6,23 +6,33 @@ a candidate asked again (by a later ``fit`` on the same data, or by another
 driver) is answered from the store. The fit itself is scikit-learn's own
 ``_fit_and_score``, so its scores are exactly scikit-learn's; its result dict
 travels back as the trial's auxiliary data.
+
+The trials a search claims are evaluated together (:class:`FoldFits` is a
+batch objective): one task per fit, each given the future of the fit's
+:class:`~dasktune.sklearn.placement.Resident` data as an argument, so the
+data is a dependency the scheduler knows: it keeps it while fits need it and
+copies it to a worker that lacks it (none fetches it itself).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Hashable, Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import distributed
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection._validation import _fit_and_score
 
 from dasktune.records import canonical
-from dasktune.sklearn.placement import resident
+from dasktune.run.mapping import Shipped
+from dasktune.run.submit import Window
+from dasktune.sklearn.placement import Resident
 
-__all__ = ["FoldFit", "candidate_key", "trial_params"]
+__all__ = ["FoldFit", "FoldFits", "candidate_key", "trial_params"]
 
 #: the trial parameter naming the split (the candidate's is ``candidate``)
 SPLIT = "cv_split"
@@ -52,17 +62,12 @@ def _plain(value: Any) -> Any:
 
 
 class FoldFit:
-    """The objective of a search's trials: fit one candidate on one split.
+    """The fit of one candidate on one split, run on a worker.
 
     Parameters
     ----------
-    data_key : hashable
-        The key of the fit's :class:`~dasktune.sklearn.placement.Resident`
-        data, scattered to every worker.
     estimator : estimator
         The unfitted base estimator (cloned for each fit).
-    candidates : dict
-        Each candidate's parameters by :func:`candidate_key`.
     scorer : callable or dict
         scikit-learn's scorer, or a dict of them (several metrics).
     primary : str or None
@@ -73,25 +78,23 @@ class FoldFit:
 
     def __init__(
         self,
-        data_key: Hashable,
         estimator: Any,
-        candidates: dict[str, dict[str, Any]],
         scorer: Any,
         primary: str | None,
         return_train_score: bool,
         error_score: Any,
     ) -> None:
-        self.data_key = data_key
         self.estimator = estimator
-        self.candidates = candidates
         self.scorer = scorer
         self.primary = primary
         self.return_train_score = return_train_score
         self.error_score = error_score
 
-    def __call__(self, params: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        data = resident(self.data_key)
-        split = int(params[SPLIT])
+    def __call__(
+        self, parameters: dict[str, Any], split: int, data: Resident
+    ) -> tuple[float, dict[str, Any]]:
+        """Fit ``parameters`` on split ``split`` of ``data`` (given by Dask,
+        from the worker's memory): the trial's value and its auxiliary data."""
         train, test = data.splits[split]
         out = _fit_and_score(
             clone(self.estimator),
@@ -101,7 +104,7 @@ class FoldFit:
             train=train,
             test=test,
             verbose=0,
-            parameters=self.candidates[params["candidate"]],
+            parameters=parameters,
             fit_params=data.fit_params,
             score_params=data.score_params,
             return_train_score=self.return_train_score,
@@ -119,3 +122,82 @@ class FoldFit:
         if not isinstance(value, int | float) or math.isnan(value):
             value = -math.inf  # a failed fit: the worst, never the best
         return float(value), {"out": out}
+
+
+class FoldFits:
+    """The batch objective of a search's trials: one task per fit.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    data : distributed.Future
+        The fit's :class:`~dasktune.sklearn.placement.Resident` data; every
+        task takes it as an argument (a dependency the scheduler knows).
+    fit : FoldFit
+        What each task runs.
+    candidates : dict
+        Each candidate's parameters by :func:`candidate_key`.
+    name : str
+        The search's name, in the tasks' keys (the dashboard shows them).
+    """
+
+    def __init__(
+        self,
+        client: distributed.Client,
+        data: distributed.Future,
+        fit: FoldFit,
+        candidates: dict[str, dict[str, Any]],
+        name: str,
+    ) -> None:
+        self.client, self.data = client, data
+        # pickled once here, unpickled once per worker process: the fits on a
+        # worker share one estimator and scorer, as joblib's sequential
+        # fits do (a scorer that counts its calls counts them all)
+        self.fit = Shipped(fit)
+        self.candidates = candidates
+        self.name = name.split("@")[0]
+        #: the outcomes of a batch in which a fit raised, by trial: the driver
+        #: then asks for each trial alone, and is answered from here
+        self._kept: dict[tuple[str, int], Any] = {}
+
+    def evaluate_batch(self, params: Sequence[dict[str, Any]]) -> list[Any]:
+        """Fit every trial of ``params`` on the cluster; their raw results in
+        order. Raises the first fit's error if one raised (each trial asked
+        again alone then gets its own outcome, without fitting again)."""
+        trials = [(p["candidate"], int(p[SPLIT])) for p in params]
+        outcomes = {t: self._kept.pop(t) for t in trials if t in self._kept}
+        todo = [t for t in trials if t not in outcomes]
+        if todo:
+            outcomes.update(self._run(todo))
+        failed = [t for t in trials if isinstance(outcomes[t], BaseException)]
+        if failed:
+            if len(trials) > 1:
+                self._kept.update(outcomes)
+            raise outcomes[failed[0]]
+        return [outcomes[t] for t in trials]
+
+    def _run(self, trials: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+        token = uuid.uuid4().hex[:8]
+        futures = self.client.map(
+            self.fit,
+            [self.candidates[c] for c, _ in trials],
+            [s for _, s in trials],
+            [self.data] * len(trials),  # a dependency of each task
+            key=[f"fit-{self.name}-{s}-{token}-{i}" for i, (_, s) in enumerate(trials)],
+            pure=False,
+        )
+        outcomes: dict[tuple[str, int], Any] = {}
+        what = f"the fits of {self.name} ({len(trials)} sent together)"
+        with Window[tuple[str, int]](self.client, what=what) as window:
+            window.add(futures, trials)
+            while len(window):
+                for future, result, trial in window.next_batch():
+                    if future.status == "finished":
+                        outcomes[trial] = result
+                    elif future.status == "error":
+                        outcomes[trial] = result[1].with_traceback(result[2])
+                    else:
+                        outcomes[trial] = distributed.client.FutureCancelledError(
+                            future.key, reason=f"cancelled before {what} ended"
+                        )
+        return outcomes

@@ -2,10 +2,12 @@
 
 ``X``, ``y`` and the sample-aligned fit and score parameters travel to the
 workers in one ``scatter(..., broadcast=True, hash=False)`` together with the
-cross-validation splits as index arrays; each (candidate, split) task carries
-only the key of that object, and reads it from the memory of the worker it
-runs on. A fold is an index into the resident data, never a copy sent with a
-fit.
+cross-validation splits as index arrays. Each (candidate, split) task takes
+the future of that object as an argument: a dependency the scheduler keeps
+for as long as fits need it, and copies to any worker without it (one that
+joined later, or whose copy Dask's active memory manager dropped); the
+worker's task reads it from its memory. A fold is an index into the resident
+data, never a copy sent with a fit.
 
 Dask collections given to ``fit`` (a ``dask.array`` or ``dask.dataframe``) are
 computed once, on the cluster, and the result is placed as above: a
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import cloudpickle
 import dask
@@ -24,7 +26,7 @@ import distributed
 import joblib  # type: ignore[import-untyped]
 import numpy as np
 
-__all__ = ["Resident", "computed", "fingerprint", "place", "resident"]
+__all__ = ["Resident", "computed", "fingerprint", "place"]
 
 
 class Resident:
@@ -70,17 +72,6 @@ def computed(X: Any, y: Any, client: distributed.Client) -> tuple[Any, Any]:
 def place(client: distributed.Client, data: Resident) -> distributed.Future:
     """Send ``data`` to every worker once; the future keeps it there."""
     return client.scatter(data, broadcast=True, hash=False)
-
-
-def resident(key: Any) -> Resident:
-    """The fit's data on this worker: read from its memory (a worker that
-    joined after the scatter fetches it once, from a peer)."""
-    worker = distributed.get_worker()
-    try:
-        return cast(Resident, worker.data[key])
-    except KeyError:
-        future: Any = distributed.Future(key, client=distributed.get_client())
-        return cast(Resident, future.result())
 
 
 def _digest(value: Any) -> str:
