@@ -424,6 +424,12 @@ class Holding(ClassifierMixin, BaseEstimator):
             id="unpicklable-estimator",
         ),
         pytest.param(
+            lambda: GridSearchCV(Holding(), {"connection": [Connection()]}, cv=2),
+            TypeError,
+            r"a candidate's parameters \(connection\) cannot be pickled to be sent",
+            id="unpicklable-candidate",
+        ),
+        pytest.param(
             lambda: GridSearchCV(SVC(), GRID, scoring="acuracy", cv=2),
             ValueError,
             "The 'scoring' parameter of GridSearchCV must be a str among",

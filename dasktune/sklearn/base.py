@@ -89,6 +89,22 @@ def _names(code: types.CodeType) -> set[str]:
 _FIT = _answered_fit()
 
 
+def _check_picklable(candidates: list[dict[str, Any]]) -> None:
+    """Raise ``TypeError`` naming the first candidate that cannot be pickled
+    to the workers (before any of them is sent)."""
+    for candidate in candidates:
+        try:
+            cloudpickle.dumps(candidate)
+        except Exception as err:
+            names = ", ".join(sorted(candidate))
+            msg = (
+                f"a candidate's parameters ({names}) cannot be pickled to be sent "
+                f"to the Dask workers: {err}; give values that can (numbers, "
+                "strings, estimators), and make unpicklable ones on the workers"
+            )
+            raise TypeError(msg) from err
+
+
 def _window(n_fits: int, threads: int) -> int:
     """How many fits are claimed and sent together: a quarter of them, at
     least four per worker thread. Each group is recorded once all its fits
@@ -188,6 +204,7 @@ class _Fit:
         assert self.data is not None and self.store is not None
         scorers, refit_metric = owner._get_scorers()
         keys = [candidate_key(c) for c in candidates]
+        _check_picklable(candidates)
         fit = FoldFit(
             self.estimator,
             scorers,
