@@ -105,15 +105,21 @@ def _check_picklable(candidates: list[dict[str, Any]]) -> None:
             raise TypeError(msg) from err
 
 
-def _window(n_fits: int, threads: int) -> int:
-    """How many fits are claimed and sent together: a quarter of them, at
-    least four per worker thread. Each group is recorded once all its fits
-    are back (a fit interrupted then fits again only the group in flight),
-    and the cluster's threads idle only at a group's end.
+def _window(n_fits: int, threads: int, durable: bool) -> int:
+    """How many fits are claimed and sent together. Without a store of the
+    user's (nothing to resume), all of them: Dask schedules them with no
+    pause. With one, a quarter of them, at least four per worker thread:
+    each group is recorded once all its fits are back (a fit interrupted then
+    fits again only the group in flight), and the cluster's threads idle only
+    at a group's end.
 
-    >>> _window(60, 2), _window(1000, 16), _window(6, 2)
+    >>> _window(60, 2, True), _window(1000, 16, True), _window(6, 2, True)
     (15, 250, 8)
+    >>> _window(60, 2, False)
+    60
     """
+    if not durable:
+        return max(1, n_fits)
     return max(4 * threads, -(-n_fits // 4))
 
 
@@ -234,7 +240,9 @@ class _Fit:
         report = search.run(
             trials,
             progress=False,
-            max_in_flight=_window(len(trials), capacity(self.client)),
+            max_in_flight=_window(
+                len(trials), capacity(self.client), owner.store is not None
+            ),
             max_failures=None,
             retry_failed=True,
         )
