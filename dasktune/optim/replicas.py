@@ -338,6 +338,9 @@ class HyperScipySampler(ReplicaPool):
     def _params(self, x: NDArray[np.float64]) -> dict[str, Any]:
         return self.space.decode(x)
 
+    def spaces(self) -> list[tuple[Space, Optimizer]]:
+        return [(self.space, self)]
+
     def _key(self, params: Any) -> Hashable:
         """Box points decoding to the same parameter dict are the same trial."""
         return self._canonical(params)[1]
