@@ -26,18 +26,18 @@ class Flaky:
 
 def test_a_raising_call_runs_again_retries_times_then_its_error_counts():
     done = retried(Flaky(ValueError("a"), ValueError("b")), retries=2)
-    assert (done.value, done.error, done.count) == (3, None, 3)
+    assert (done.value, done.error, done.calls) == (3, None, 3)
     flaky = Flaky(ValueError("a"), ValueError("b"))
     failed = retried(flaky, retries=1)
-    assert failed.value is None and failed.count == 2 == flaky.calls
+    assert failed.value is None and failed.calls == 2 == flaky.calls
     assert isinstance(failed.error, ValueError) and str(failed.error) == "b"
-    assert retried(Flaky(ValueError("a")), retries=0).count == 1
+    assert retried(Flaky(ValueError("a")), retries=0).calls == 1
 
 
 def test_system_exit_and_keyboard_interrupt_are_retried_and_caught():
     # raised out of a task they would kill the worker: the caller decides
     done = retried(Flaky(SystemExit(3), KeyboardInterrupt()), retries=2)
-    assert (done.value, done.count) == (3, 3)
+    assert (done.value, done.calls) == (3, 3)
     failed = retried(Flaky(KeyboardInterrupt()), retries=0)
     assert isinstance(failed.error, KeyboardInterrupt)
 

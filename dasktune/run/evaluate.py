@@ -232,7 +232,7 @@ def _evaluate_one(
         check_not_nan(values, params)
         return values, aux, constraints
 
-    done = retried(call, retries, limit, before=new_trial)
+    done = retried(call, retries, limit, before=None if handle is None else new_trial)
     reported = None if trial is None else trial.last_step
     if done.error is not None:
         return Outcome(
@@ -240,7 +240,7 @@ def _evaluate_one(
             TrialStatus.FAILED,
             error="".join(traceback.format_exception(done.error)),
             exception=_transient(done.error),
-            attempts=done.count,
+            attempts=done.calls,
             started=started,
             finished=time.time(),
             duration=done.seconds,
@@ -252,7 +252,7 @@ def _evaluate_one(
             h,
             TrialStatus.PRUNED,
             value=trial.last_value,
-            attempts=done.count,
+            attempts=done.calls,
             started=started,
             finished=time.time(),
             duration=done.seconds,
@@ -266,7 +266,7 @@ def _evaluate_one(
         TrialStatus.PRUNED if stopped else TrialStatus.DONE,
         value=values[0],
         aux=canonical(aux)[0] if aux else {},
-        attempts=done.count,
+        attempts=done.calls,
         started=started,
         finished=time.time(),
         duration=done.seconds,
@@ -347,7 +347,7 @@ def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResu
 
     done = retried(call, group.retries, group.limit)
     values = done.value
-    attempts = done.count
+    attempts = done.calls
     exception = None if done.error is None else _transient(done.error)
     error = (
         "" if done.error is None else "".join(traceback.format_exception(done.error))

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from dasktune.exceptions import TrialTimeoutError
 from dasktune.run.timelimit import call_limited
@@ -28,9 +27,9 @@ __all__ = ["Attempts", "retried"]
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
-class Attempts(Generic[R]):
-    """How a call went: its value or its last error, after ``count`` calls.
+class Attempts(NamedTuple, Generic[R]):
+    """How a call went: its value or its last error, after ``calls`` calls
+    (a named tuple: made on every trial, it costs next to nothing).
 
     Attributes
     ----------
@@ -38,7 +37,7 @@ class Attempts(Generic[R]):
         What the last call returned (``None`` when it raised).
     error : BaseException or None
         What the last call raised, once no retry was left.
-    count : int
+    calls : int
         How many calls were made (1 + the retries used).
     seconds : float
         How long the last call took.
@@ -46,7 +45,7 @@ class Attempts(Generic[R]):
 
     value: R | None
     error: BaseException | None
-    count: int
+    calls: int
     seconds: float
 
 
@@ -67,11 +66,11 @@ def retried(
     ...         raise ValueError(f"call {len(calls)}")
     ...     return "ok"
     >>> done = retried(flaky, retries=2)
-    >>> (done.value, done.error, done.count)
+    >>> (done.value, done.error, done.calls)
     ('ok', None, 3)
     >>> calls.clear()
     >>> failed = retried(flaky, retries=1)
-    >>> (failed.value, repr(failed.error), failed.count)
+    >>> (failed.value, repr(failed.error), failed.calls)
     (None, "ValueError('call 2')", 2)
     """
     count = 0
