@@ -19,108 +19,62 @@ modules that trial needs. The package is layered, dependencies running one way::
 
 from __future__ import annotations
 
-import importlib
 from importlib import metadata as _metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+from dasktune._lazy import attach
+
+if TYPE_CHECKING:  # the public names, listed once (dasktune._lazy)
     from dasktune.exceptions import (
-        DasktuneError,
-        SearchMismatchError,
-        StoreError,
-        TooManyFailuresError,
-        TrialPruned,
+        DasktuneError as DasktuneError,
     )
-    from dasktune.minimize import minimize
-    from dasktune.optim.nevergrad import NevergradOptimizer
-    from dasktune.optim.optuna import OptunaSampler
-    from dasktune.optim.replicas import HyperScipySampler
-    from dasktune.optim.scipy_bridge import ScipyAskTell
-    from dasktune.optim.selector import LCBSelector
-    from dasktune.records import Trial
-    from dasktune.run.cluster import get_client
-    from dasktune.run.mapping import async_apply, async_map
-    from dasktune.run.producer_consumer import ProducerConsumer
-    from dasktune.search import Search
-    from dasktune.serve import optuna_storage
-    from dasktune.space import Bool, Categorical, Float, Int, Space
-    from dasktune.spsa import SPSA
-    from dasktune.store.sql import TrialStore
+    from dasktune.exceptions import (
+        SearchMismatchError as SearchMismatchError,
+    )
+    from dasktune.exceptions import (
+        StoreError as StoreError,
+    )
+    from dasktune.exceptions import (
+        TooManyFailuresError as TooManyFailuresError,
+    )
+    from dasktune.exceptions import (
+        TrialPruned as TrialPruned,
+    )
+    from dasktune.minimize import minimize as minimize
+    from dasktune.optim.nevergrad import NevergradOptimizer as NevergradOptimizer
+    from dasktune.optim.optuna import OptunaSampler as OptunaSampler
+    from dasktune.optim.replicas import HyperScipySampler as HyperScipySampler
+    from dasktune.optim.scipy_bridge import ScipyAskTell as ScipyAskTell
+    from dasktune.optim.selector import LCBSelector as LCBSelector
+    from dasktune.records import Trial as Trial
+    from dasktune.run.cluster import get_client as get_client
+    from dasktune.run.mapping import async_apply as async_apply
+    from dasktune.run.mapping import async_map as async_map
+    from dasktune.run.producer_consumer import ProducerConsumer as ProducerConsumer
+    from dasktune.search import Search as Search
+    from dasktune.serve import optuna_storage as optuna_storage
+    from dasktune.space import (
+        Bool as Bool,
+    )
+    from dasktune.space import (
+        Categorical as Categorical,
+    )
+    from dasktune.space import (
+        Float as Float,
+    )
+    from dasktune.space import (
+        Int as Int,
+    )
+    from dasktune.space import (
+        Space as Space,
+    )
+    from dasktune.spsa import SPSA as SPSA
+    from dasktune.store.sql import TrialStore as TrialStore
 
 try:
     __version__ = _metadata.version("dasktune")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-# public name -> the module defining it (imported on first use)
-_EXPORTS = {
-    "Bool": "dasktune.space",
-    "Categorical": "dasktune.space",
-    "DasktuneError": "dasktune.exceptions",
-    "Float": "dasktune.space",
-    "HyperScipySampler": "dasktune.optim.replicas",
-    "Int": "dasktune.space",
-    "LCBSelector": "dasktune.optim.selector",
-    "NevergradOptimizer": "dasktune.optim.nevergrad",
-    "OptunaSampler": "dasktune.optim.optuna",
-    "ProducerConsumer": "dasktune.run.producer_consumer",
-    "SPSA": "dasktune.spsa",
-    "ScipyAskTell": "dasktune.optim.scipy_bridge",
-    "Search": "dasktune.search",
-    "SearchMismatchError": "dasktune.exceptions",
-    "Space": "dasktune.space",
-    "StoreError": "dasktune.exceptions",
-    "TooManyFailuresError": "dasktune.exceptions",
-    "Trial": "dasktune.records",
-    "TrialPruned": "dasktune.exceptions",
-    "TrialStore": "dasktune.store.sql",
-    "async_apply": "dasktune.run.mapping",
-    "async_map": "dasktune.run.mapping",
-    "get_client": "dasktune.run.cluster",
-    "minimize": "dasktune.minimize",
-    "optuna_storage": "dasktune.serve",
-}
-
-__all__ = [
-    "Bool",
-    "Categorical",
-    "DasktuneError",
-    "Float",
-    "HyperScipySampler",
-    "Int",
-    "LCBSelector",
-    "NevergradOptimizer",
-    "OptunaSampler",
-    "ProducerConsumer",
-    "SPSA",
-    "ScipyAskTell",
-    "Search",
-    "SearchMismatchError",
-    "Space",
-    "StoreError",
-    "TooManyFailuresError",
-    "Trial",
-    "TrialPruned",
-    "TrialStore",
-    "async_apply",
-    "async_map",
-    "get_client",
-    "minimize",
-    "optuna_storage",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        msg = f"module 'dasktune' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    # the public names (and the dunders), not this module's own helpers
-    dunders = [name for name in globals() if name.startswith("__")]
-    return sorted({*dunders, *_EXPORTS, "__version__"})
+__getattr__, __dir__, _EXPORTS = attach(__name__)
+__all__ = sorted(_EXPORTS)

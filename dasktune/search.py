@@ -12,7 +12,6 @@ interrupted ones re-run.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import hashlib
 import inspect
@@ -560,14 +559,14 @@ class Search:
         space (an ``OptunaSampler``'s ``adopt_directions``/``adopt_space``),
         then refuse, before anything runs, one that cannot take this search's
         objectives or proposes points outside its space."""
-        adopt = getattr(optimizer, "adopt_directions", None)
-        if callable(adopt):  # an OptunaSampler made without directions
-            adopt(self.directions)
-        adopt = getattr(optimizer, "adopt_space", None)
-        if callable(adopt):  # an OptunaSampler made without a space
-            adopt(self.space)
-        if self.space is not None:
-            for space, owner in _spaces(optimizer):
+        # the hooks beyond AskTell's members are an Optimizer's (declared on
+        # the base class); an object of the user's takes their defaults
+        declared = optimizer if isinstance(optimizer, Optimizer) else None
+        if declared is not None:
+            declared.adopt_directions(self.directions)  # an OptunaSampler's
+            declared.adopt_space(self.space)  # one made without a space
+        if self.space is not None and declared is not None:
+            for space, owner in declared.spaces():
                 why = space.outside_of(self.space)
                 if why is not None:
                     msg = (
@@ -591,9 +590,10 @@ class Search:
                 + (f"use {several}" if k > 1 else "give the search as many directions")
             )
             raise ValueError(msg)
-        theirs = getattr(optimizer, "directions", None)
+        theirs = None if declared is None else declared.directions
         if wants and theirs is not None and list(theirs) != self.directions:
-            if getattr(optimizer, "directions_given", True):
+            assert declared is not None  # only an Optimizer has directions
+            if declared.directions_given:
                 advice = "give both the same directions"
             else:  # made without directions, but already in use
                 advice = (
@@ -1030,21 +1030,6 @@ def _wrap_hint(source: Any) -> str:
             "space, budget=N)"
         )
     return ""
-
-
-def _spaces(optimizer: Any) -> Iterator[tuple[Space, Any]]:
-    """The spaces an optimizer proposes points from, with the optimizer that
-    holds each: its own, and its samplers' (an ``LCBSelector``)."""
-    space = getattr(optimizer, "space", None)
-    if isinstance(space, Mapping):  # an optimizer of the user's, with a dict
-        with contextlib.suppress(ValueError):
-            space = Space(space)
-    if isinstance(space, Space):
-        yield space, optimizer
-    samplers = getattr(optimizer, "samplers", None)
-    if isinstance(samplers, Mapping):
-        for sampler in samplers.values():
-            yield from _spaces(sampler)
 
 
 def _check_metric_names(names: Sequence[str], directions: Sequence[str]) -> list[str]:

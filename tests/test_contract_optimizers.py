@@ -2,7 +2,8 @@
 
 As optuna runs one storage test class on every backend, :class:`TestOptimizerContract`
 runs on every optimizer dasktune ships, each made by a factory small enough to
-finish in a moment. An optimizer added to ``dasktune.optim`` gets a factory here.
+finish in a moment. An optimizer added to ``dasktune.optim`` gets a factory here,
+and so do the adapters of other libraries (Optuna, Nevergrad).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dasktune import Bool, Float, Int, Trial
+from dasktune import Bool, Float, Int, Space, Trial
 from dasktune.optim.base import AskTell, IterableSource, Optimizer, RandomSampler
+from dasktune.optim.nevergrad import NevergradOptimizer
+from dasktune.optim.optuna import OptunaSampler
 from dasktune.optim.replicas import HyperScipySampler, ReplicaPool
 from dasktune.optim.scipy_bridge import ScipyAskTell
 from dasktune.optim.selector import LCBSelector
@@ -29,6 +32,7 @@ BOX = [(-1.0, 1.0), (-1.0, 1.0)]
 SPACE = {"x": Float(-1.0, 1.0), "n": Int(0, 3)}
 DISCRETE = {"n": Int(0, 3), "flag": Bool()}
 MAX_TRIALS = 2000  # a run that asks more than this never finishes
+WINDOW = 4  # what a driver's window would hold of an unbounded sampler's asks
 
 
 @dataclass
@@ -91,6 +95,21 @@ CASES: dict[str, Case] = {
         ),
         seed=9,
     ),
+    "OptunaSampler": Case(
+        lambda: OptunaSampler(None, SPACE, seed=10, n_trials=6), seed=10
+    ),
+    "OptunaSampler-directions": Case(
+        lambda: OptunaSampler(
+            None, DISCRETE, directions=["maximize"], seed=12, n_trials=5
+        ),
+        seed=12,
+    ),
+    "NevergradOptimizer": Case(
+        lambda: NevergradOptimizer(
+            "TwoPointsDE", SPACE, budget=6, num_workers=2, seed=11
+        ),
+        seed=11,
+    ),
 }
 
 
@@ -119,10 +138,14 @@ def key(params: Any) -> Any:
 
 
 def ask_all(opt: Optimizer) -> list[Trial]:
-    """Every trial the optimizer proposes before it needs a value."""
+    """Every trial the optimizer proposes before it needs a value, as a driver
+    asks: a batch whole, an unbounded sampler's (``batch_size`` 0) up to a
+    window."""
     batch = []
     while (trial := opt.ask()) is not None:
         batch.append(trial)
+        if opt.batch_size == 0 and len(batch) >= WINDOW:
+            break  # the asker bounds an unbounded sampler
         assert len(batch) < MAX_TRIALS, "ask() keeps proposing without a value"
     return batch
 
@@ -271,6 +294,52 @@ class TestOptimizerContract:
             assert all(type(s) is int and s >= 0 for s in sizes), sizes
             # finished: no batch is left to send
             assert opt.batch_size == 0
+
+    def test_asks_without_values_stop_or_leave_the_bound_to_the_asker(
+        self, case: Case
+    ) -> None:
+        # asked again and again, told nothing: ask() returns None (a batch is
+        # out, or as many trials as it plans for), or the optimizer is
+        # unbounded and says so with batch_size 0 after every ask, for the
+        # driver's window to bound what is in flight
+        with case.make() as opt:
+            sizes = []
+            while opt.ask() is not None:
+                sizes.append(opt.batch_size)
+                assert len(sizes) <= MAX_TRIALS, (
+                    "ask() keeps proposing without a value: return None, or keep "
+                    "batch_size 0 and take a budget (n_trials=)"
+                )
+            assert sizes
+            assert opt.ask() is None  # told nothing: still nothing to propose
+            if len(sizes) > WINDOW and all(s == 0 for s in sizes):
+                # unbounded: it stopped only because its budget is spent
+                assert opt.finished
+
+    def test_declared_hooks(self, case: Case) -> None:
+        # everything a search reads of an optimizer is declared on the base
+        # class with a default, so no optimizer lacks it
+        with case.make() as opt:
+            assert opt.directions is None or (
+                isinstance(opt.directions, list)
+                and all(d in ("minimize", "maximize") for d in opt.directions)
+                and len(opt.directions) == opt.n_objectives
+            )
+            assert isinstance(opt.directions_given, bool)
+            spaces = opt.spaces()
+            assert isinstance(spaces, list)
+            for space, owner in spaces:
+                assert isinstance(space, Space) and isinstance(owner, Optimizer)
+            own = [s for s, o in spaces]
+            opt.adopt_space(Space({"other": Float(0.0, 1.0)}))  # its own is kept
+            opt.adopt_directions(["minimize"] * opt.n_objectives)
+            assert [s for s, _ in opt.spaces()] == own
+            assert opt.requeue([]) == 0 and opt.warm_start([]) == 0
+            trial = opt.ask()
+            assert trial is not None
+            if own and isinstance(trial.params, dict):
+                assert any(s.contains(trial.params) for s in own), trial.params
+            opt.tell(trial, objective(trial.params))
 
     def test_a_seeded_optimizer_proposes_the_same_trials_twice(
         self, case: Case

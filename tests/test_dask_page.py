@@ -24,7 +24,7 @@ from dasktune.run.dask_page import PATH, latest, render
 
 def objective(params, trial):
     """Module level, so that it pickles to the workers."""
-    trial.report(0, params["x"])
+    trial.report(step=0, value=params["x"])  # an integer value: by keyword
     if params["x"] == 3:
         raise TrialPruned
     if params["x"] == 4:

@@ -164,6 +164,24 @@ def test_bad_input():
     two.tell(trial, (1.0, 2.0))
 
 
+def test_unbounded_it_proposes_with_batch_size_0_and_n_trials_finishes_it():
+    # the contract for an unbounded sampler (dasktune.optim.base): asked without
+    # values told it keeps proposing, each trial RUNNING in the study, and says
+    # so with batch_size 0 for the asker's window to bound; n_trials ends it
+    free = OptunaSampler(tpe(), SPACE)
+    asked = [free.ask() for _ in range(50)]
+    assert None not in asked and not free.finished and free.batch_size == 0
+    assert len(free.study.get_trials(states=[optuna.trial.TrialState.RUNNING])) == 50
+    budget = OptunaSampler(tpe(), SPACE, n_trials=3)
+    trials = [budget.ask() for _ in range(3)]
+    assert budget.finished and budget.ask() is None and None not in trials
+    for trial in trials:  # told after the end: accepted
+        budget.tell(trial, 1.0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=r"n_trials must be an integer >= 1, got"):
+            OptunaSampler(tpe(), SPACE, n_trials=bad)
+
+
 def test_missing_optuna_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install optuna \(or dasktune's extra"):

@@ -10,20 +10,46 @@ import pytest
 import yaml
 
 import dasktune
+import dasktune.optim
+from dasktune._lazy import exports
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_all_is_sorted_and_complete():
-    assert dasktune.__all__ == sorted(dasktune.__all__)
-    assert set(dasktune.__all__) == set(dasktune._EXPORTS)
-    for name in dasktune.__all__:  # each loads, from the module named
-        value = getattr(dasktune, name)
-        assert value.__module__ == dasktune._EXPORTS[name], name
-    public = [name for name in dir(dasktune) if not name.startswith("_")]
-    assert public == dasktune.__all__  # no typing or importlib helpers
+@pytest.mark.parametrize("package", [dasktune, dasktune.optim])
+def test_all_is_sorted_and_complete(package):
+    assert package.__all__ == sorted(package.__all__)
+    assert set(package.__all__) == set(package._EXPORTS)
+    for name in package.__all__:  # each loads, from the module named
+        value = getattr(package, name)
+        assert value.__module__ == package._EXPORTS[name], name
+    public = [name for name in dir(package) if not name.startswith("_")]
+    assert public == package.__all__  # no typing or importlib helpers
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        dasktune.nope  # noqa: B018
+        package.nope  # noqa: B018
+
+
+def test_the_public_names_are_listed_once_as_type_checkers_read_them():
+    # the TYPE_CHECKING block is the one list: `Name as Name` re-exports
+    source = (ROOT / "dasktune" / "__init__.py").read_text()
+    assert exports(source, "dasktune") == dasktune._EXPORTS
+    assert len(dasktune.__all__) == 25 and "Search" in dasktune.__all__
+    assert source.count('"Search"') == 0  # not written again as a string
+    with pytest.raises(ImportError, match="written 'Float as Float'"):
+        exports("if TYPE_CHECKING:\n    from m import Float\n", "pkg")
+    with pytest.raises(ImportError, match="'from module import Name as Name'"):
+        exports("if TYPE_CHECKING:\n    import m\n", "pkg")
+
+
+def test_dasktune_optim_exports_its_optimizers_and_pruners():
+    from dasktune.optim.pruners import MedianPruner
+    from dasktune.optim.spsa import SPSAOptimizer
+
+    assert dasktune.optim.MedianPruner is MedianPruner
+    assert dasktune.optim.SPSAOptimizer is SPSAOptimizer
+    assert {"Optimizer", "Pruner", "OptunaSampler", "HyperbandPruner"} <= set(
+        dasktune.optim.__all__
+    )
 
 
 def test_version():

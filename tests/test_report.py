@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import pytest
 from distributed.utils_test import gen_cluster
 
@@ -91,6 +92,31 @@ def test_a_handle_without_a_run_checks_and_keeps_reports():
         handle.report(5, 1.0)
     with pytest.raises(TypeError, match="step must be an integer"):
         handle.report("6", 1.0)
+
+
+def test_report_takes_optunas_keywords_and_never_swaps_two_integers():
+    handle = TrialHandle(3)
+    handle.report(0, 2.5)  # dasktune's positional order: step first
+    handle.report(value=2.0, step=1)  # Optuna users' keywords, either order
+    handle.report(step=2, value=1.5)
+    handle.report(1.25, step=3)  # Optuna's report(loss, step=epoch)
+    handle.report(4, value=1)
+    assert (handle.last_step, handle.last_value) == (4, 1.0)
+    # an integer value and its step, positionally: which is which? refused
+    with pytest.raises(TypeError, match=r"report\(7, 5\): two integers given"):
+        handle.report(7, 5)
+    with pytest.raises(TypeError, match=r"say which with report\(step=7, value=5\)"):
+        handle.report(np.int64(7), 5)
+    # Optuna's positional order with a float loss: the step must be an integer
+    with pytest.raises(TypeError, match="the step comes first"):
+        handle.report(0.5, 5)
+    with pytest.raises(TypeError, match="value missing"):
+        handle.report(5)
+    with pytest.raises(TypeError, match="step missing"):
+        handle.report(value=0.5)
+    with pytest.raises(TypeError, match=r"got 2 positional argument\(s\).*step="):
+        handle.report(5, 0.5, step=5)
+    assert handle.last_step == 4  # refused reports leave it as it was
 
 
 @gen_cluster(client=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -131,6 +132,21 @@ def test_bad_construction():
         HyperScipySampler({"x": Float(0, 1)}, n_workers=0)
     with pytest.raises(TypeError, match="each replica derives its own rng"):
         HyperScipySampler({"x": Float(0, 1)}, rng=3)
+    assert not scipy_threads()
+
+
+@pytest.mark.parametrize("make", [ScipyAskTell, ReplicaPool])
+def test_one_check_of_method_bounds_and_keywords_for_every_scipy_optimizer(make):
+    # check_problem: the same refusals, with the same words, before any thread
+    for args, kwargs, kind, match in [
+        (("bfgs", [(0, 1)]), {}, ValueError, "method must be one of"),
+        (("direct", [(1, 0)]), {}, ValueError, "low < high"),
+        (("direct", [(0, math.inf)]), {}, ValueError, "finite"),
+        (("shgo", [(0, 1)]), {"workers": 2}, TypeError, "managed by dasktune"),
+        (("dual_annealing", [(0, 1)]), {"maxfunn": 3}, TypeError, "'maxfunn'"),
+    ]:
+        with pytest.raises(kind, match=match):
+            make(*args, **kwargs)
     assert not scipy_threads()
 
 

@@ -28,7 +28,7 @@ from dasktune import SPSA, Bool, Categorical, DasktuneError, Float, Int, Search
 from dasktune.exceptions import SearchMismatchError, TooManyFailuresError
 from dasktune.optim.base import RandomSampler
 from dasktune.optim.selector import LCBSelector
-from dasktune.records import Claim, Outcome, TrialStatus, canonical
+from dasktune.records import Claim, Outcome, Trial, TrialStatus, canonical
 from dasktune.space import Dimension, Space
 from dasktune.store.sql import TrialStore
 from tests.waiting import poll_until
@@ -490,6 +490,50 @@ def test_an_optimizer_with_a_dict_space_is_checked_too():
         wide = _DictSpaceSampler({"x": Float(0, 2), "c": Categorical(["a", "b"])})
         with pytest.raises(ValueError, match="searches a space whose points"):
             search.run(wide, progress=False)
+
+
+class _OwnAskTell:
+    """A user's ask/tell object, no Optimizer: AskTell's members only."""
+
+    seed = None
+    wants_values = True
+    n_objectives = 1
+    batch_size = 0
+
+    def __init__(self, points):
+        self.points, self.told, self.closed = list(points), {}, False
+        self.asked = 0
+
+    def ask(self):
+        if self.asked >= len(self.points):
+            return None
+        self.asked += 1
+        return Trial(self.asked - 1, self.points[self.asked - 1])
+
+    def tell(self, trial, value, constraints=None):
+        number = trial.number if isinstance(trial, Trial) else trial
+        self.told[number] = value
+
+    @property
+    def finished(self):
+        return len(self.told) == len(self.points)
+
+    def describe(self):
+        return "own"
+
+    def close(self):
+        self.closed = True
+
+
+@gen_cluster(client=True)
+async def test_a_users_ask_tell_object_runs_with_the_hooks_defaults(c, s, a, b):
+    # the hooks beyond AskTell's members (adopt_space, spaces, directions, ...)
+    # are an Optimizer's; an object without them takes their defaults
+    own = _OwnAskTell([{"a": 1.0}, {"a": 2.0}])
+    with Search("own", constant, "sqlite://", client=c, direction="maximize") as s_:
+        report = await call(s_.run, own, progress=False)
+    assert (report.evaluated, report.stopped) == (2, "finished")
+    assert own.told == {0: -1.0, 1: -2.0} and not own.closed  # the user's to close
 
 
 def test_best_says_why_there_is_none():

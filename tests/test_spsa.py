@@ -554,3 +554,16 @@ async def test_an_infinite_value_returned_is_named_with_its_point(c, s, a, b):
     with pytest.raises(ValueError, match=r"value at x = \[.*\] is inf") as info:
         await spsa(inf_beyond_half, [0.0], c, a_par=1.0, c_par=0.1, maxiter=50)
     assert info.value.__cause__ is None  # returned, not failed
+
+
+def test_a_new_optimizer_starts_from_spsa_states_defaults():
+    # SPSAState is the one list of what a run learns: a new optimizer's
+    # progress is its defaults, whatever field it gains
+    opt = SPSAOptimizer([0.5, -0.5], a=0.1, seed=3)
+    start = json.loads(SPSAState.of(opt).to_json())
+    fresh = json.loads(SPSAState(opt.x, a=0.1, phase=opt.phase).to_json())
+    assert {k: v for k, v in start.items() if k != "rng"} == {
+        k: v for k, v in fresh.items() if k != "rng"
+    }
+    assert start["rng"] == opt.rng.bit_generator.state  # untouched by the start
+    assert start["phase"] == "iterate" and start["k"] == 0 == start["nfev"]

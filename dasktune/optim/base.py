@@ -41,13 +41,36 @@ and nowhere read by guesswork:
   as recorded and the value minimised (``+inf`` for a failed trial), or
   ``(params, value, constraints)`` for a trial that returned constraints. Model-based
   samplers (the Optuna and Nevergrad adapters) learn from them; the rest
-  ignore them, since a trial they propose again is answered from the store.
+  ignore them, since a trial they propose again is answered from the store;
+- ``requeue(points)`` (ignores them, returns 0): propose a resumed search's
+  interrupted trials first;
+- ``directions`` (None) and ``directions_given`` (True): the directions of the
+  optimizer's own study, if it keeps one (the Optuna adapter), which a search
+  compares with its own; ``adopt_directions(directions)`` (ignores them) takes
+  a search's directions when none were given;
+- ``adopt_space(space)`` (ignores it): take a search's space when none was
+  given; ``spaces()`` (none): the named spaces the optimizer proposes points
+  of, each with the optimizer holding it, which a search checks against its
+  own before anything runs.
+
+How many trials ``ask()`` proposes before it needs a value is the optimizer's
+to say, and one of two things:
+
+- it returns ``None`` until it is told some (a batch: an SPSA iteration, a DE
+  generation; Nevergrad's ``num_workers``), keeping ``batch_size`` > 0 while a
+  batch the driver should send whole is out;
+- or it is *unbounded*: a sampler that can always propose another point (an
+  Optuna sampler, a ``RandomSampler``) keeps proposing, and keeps
+  ``batch_size`` at 0 — whoever asks bounds what is in flight (the driver's
+  window, ``max_in_flight``) — and it is ``finished`` only once a budget it was
+  given (``n_trials=``) is spent.
 
 Subclasses implement ``_ask()`` (return the parameters, or ``None``) and
 ``_tell(number, params, value)``, and may override ``finished``,
-``batch_size`` and ``describe``. An object of your own that is not an
-:class:`Optimizer` works anywhere an optimizer does if it has all of
-:class:`AskTell`'s members.
+``batch_size`` and ``describe``, and the hooks above. An object of your own
+that is not an :class:`Optimizer` works anywhere an optimizer does if it has
+all of :class:`AskTell`'s members; the hooks beyond them are read only from an
+:class:`Optimizer`, and take their defaults for such an object.
 """
 
 from __future__ import annotations
@@ -130,11 +153,19 @@ class Optimizer:
     n_objectives : int
         How many values ``tell`` takes per trial (1; more for a sampler of
         several objectives).
+    directions : list of str or None
+        The directions of the optimizer's own study (None: it keeps none, and
+        minimises what it is told).
+    directions_given : bool
+        Whether ``directions`` were given when it was made (else a search may
+        give its own, through :meth:`adopt_directions`).
     """
 
     seed: int | None = None
     wants_values: bool = True
     n_objectives: int = 1
+    directions: Sequence[str] | None = None
+    directions_given: bool = True
 
     def __init__(self) -> None:
         self._pending: dict[int, Any] = {}
@@ -275,6 +306,22 @@ class Optimizer:
         """
         return 0
 
+    def adopt_directions(self, directions: Sequence[str]) -> None:
+        """Take a search's directions when none were given (an Optuna
+        adapter's study); by default the optimizer keeps no directions and
+        ignores them."""
+
+    def adopt_space(self, space: Space | None) -> None:
+        """Take a search's space when none was given (an Optuna adapter made
+        without one); by default the optimizer ignores it."""
+
+    def spaces(self) -> list[tuple[Space, Optimizer]]:
+        """The named spaces this optimizer proposes points of, each with the
+        optimizer holding it (its own; a selector's samplers'), which a search
+        checks against its own before anything runs. By default none: it
+        proposes vectors, or points of no declared space."""
+        return []
+
     # -- for subclasses --------------------------------------------------------
 
     def _ask(self) -> Any | None:
@@ -364,6 +411,9 @@ class RandomSampler(Optimizer):
     @property
     def finished(self) -> bool:
         return self.n_trials is not None and self._next_number >= self.n_trials
+
+    def spaces(self) -> list[tuple[Space, Optimizer]]:
+        return [(Space(self.space), self)]
 
     def describe(self) -> str:
         return f"RandomSampler(seed={self.seed})"

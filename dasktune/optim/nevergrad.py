@@ -290,6 +290,9 @@ class NevergradOptimizer(Optimizer):
             told += 1
         return told
 
+    def spaces(self) -> list[tuple[Space, Optimizer]]:
+        return [(self.space, self)]
+
     def describe(self) -> str:
         return (
             f"NevergradOptimizer({self._name}, budget={self.budget}, "

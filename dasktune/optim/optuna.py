@@ -38,6 +38,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dasktune._checks import check_int
 from dasktune.direction import Direction, parse_directions
 from dasktune.optim.base import Optimizer, is_failure
 from dasktune.space import Bool, Categorical, Dimension, Float, Int, Space
@@ -149,6 +150,12 @@ class OptunaSampler(Optimizer):
         sampler its seed (``TPESampler(seed=0)``) for reproducible trials, and
         the same ``seed=`` here to have it recorded: Optuna does not expose a
         sampler's seed, so a run records ``None`` otherwise.
+    n_trials : int, optional
+        Finished after this many asks (default: never, as an Optuna study
+        asked in a loop). The sampler is unbounded (see
+        :mod:`dasktune.optim.base`): it proposes as many trials as it is
+        asked before any value is told, each ``RUNNING`` in the study, and the
+        asker bounds them (a search's window, its ``n_trials``).
 
     Attributes
     ----------
@@ -179,14 +186,17 @@ class OptunaSampler(Optimizer):
         *,
         directions: Sequence[str] | str | None = None,
         seed: int | None = None,
+        n_trials: int | None = None,
     ) -> None:
         super().__init__()
+        check_int("n_trials", n_trials, 1, optional=True)
         optuna = import_optuna()
         #: ``None`` until a search gives its own
         self.space: Space | None = None if space is None else Space(space)
         #: whether directions were given (else a search may set its own)
         self.directions_given = directions is not None
-        self.directions = _check_directions(directions)
+        checked = _check_directions(directions)
+        self.directions = checked
         if sampler is None:
             sampler = optuna.samplers.TPESampler(constant_liar=True, seed=seed)
         elif not isinstance(sampler, optuna.samplers.BaseSampler):
@@ -213,12 +223,13 @@ class OptunaSampler(Optimizer):
             )
         self.sampler = sampler
         self.seed = seed
+        self.n_trials = n_trials
         self._optuna = optuna
         self._distributions: dict[str, Any] = (
             {} if self.space is None else distributions(self.space)
         )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._make_study(self.directions)
+        self._make_study(checked)
         self._asked: dict[int, Any] = {}  # dasktune number -> optuna Trial
         self._warned_constraints = False
         self._named_constraints = hasattr(optuna.trial.Trial, "set_constraint")
@@ -258,11 +269,21 @@ class OptunaSampler(Optimizer):
             self.space = _needs_space(space)
             self._distributions = distributions(self.space)
 
+    def spaces(self) -> list[tuple[Space, Optimizer]]:
+        return [] if self.space is None else [(self.space, self)]
+
     def _the_space(self) -> Space:
         """The space asked in: the sampler's, or the search's it took."""
         return _needs_space(self.space)
 
-    def _ask(self) -> dict[str, Any]:
+    @property
+    def finished(self) -> bool:
+        """True once ``n_trials`` trials were asked (never without it)."""
+        return self.n_trials is not None and self._next_number >= self.n_trials
+
+    def _ask(self) -> dict[str, Any] | None:
+        if self.finished:
+            return None
         space = self._the_space()
         trial = self.study.ask(self._distributions)
         self._asked[self._next_number] = trial

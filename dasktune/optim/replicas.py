@@ -17,15 +17,9 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
-from dasktune._bounds import as_pairs
 from dasktune._checks import check_int
 from dasktune.optim.base import Optimizer
-from dasktune.optim.scipy_bridge import (
-    METHODS,
-    PointCache,
-    ScipyAskTell,
-    check_kwargs,
-)
+from dasktune.optim.scipy_bridge import PointCache, ScipyAskTell, check_problem
 from dasktune.records import canonical
 from dasktune.space import Bool, Categorical, Int, Space
 
@@ -122,16 +116,8 @@ class ReplicaPool(Optimizer):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if method not in METHODS:
-            msg = f"method must be one of {list(METHODS)}, got {method!r}"
-            raise ValueError(msg)
+        self.bounds = check_problem(method, bounds, kwargs)
         check_int("n_workers", n_workers, 1)
-        self.bounds = as_pairs(
-            bounds,
-            finite=f"{method} (scipy)",
-            fixed=method == "differential_evolution",  # a parameter held fixed
-        )
-        check_kwargs(method, kwargs, len(self.bounds))
         if "rng" in kwargs or "seed" in kwargs:
             msg = f"give {type(self).__name__}(seed=...); each replica derives its own rng"
             raise TypeError(msg)
@@ -337,6 +323,9 @@ class HyperScipySampler(ReplicaPool):
 
     def _params(self, x: NDArray[np.float64]) -> dict[str, Any]:
         return self.space.decode(x)
+
+    def spaces(self) -> list[tuple[Space, Optimizer]]:
+        return [(self.space, self)]
 
     def _key(self, params: Any) -> Hashable:
         """Box points decoding to the same parameter dict are the same trial."""

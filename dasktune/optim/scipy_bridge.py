@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from dasktune._bounds import as_pairs
 from dasktune.optim.base import Optimizer
 
-__all__ = ["METHODS", "PointCache", "ScipyAskTell", "check_kwargs"]
+__all__ = ["METHODS", "PointCache", "ScipyAskTell", "check_kwargs", "check_problem"]
 
 METHODS = ("differential_evolution", "dual_annealing", "direct", "shgo")
 # the most dimensions in which shgo's sampling posts its first point within
@@ -94,6 +94,42 @@ _COUNTS: dict[str, dict[str, tuple[int, str]]] = {
         "iters": (1, "iterations"),
     },
 }
+
+
+def check_problem(
+    method: str, bounds: Any, kwargs: Mapping[str, Any]
+) -> NDArray[np.float64]:
+    """``bounds`` as ``(low, high)`` pairs, once ``method``, the bounds and
+    the keywords are what scipy's ``method`` takes (the check of every
+    optimizer running scipy's methods, before anything starts).
+
+    >>> check_problem("direct", [(0, 1), (-1, 1)], {}).tolist()
+    [[0.0, 1.0], [-1.0, 1.0]]
+    >>> check_problem("nelder-mead", [(0, 1)], {})
+    Traceback (most recent call last):
+    ...
+    ValueError: method must be one of ['differential_evolution', 'dual_annealing', 'direct', 'shgo'], got 'nelder-mead'
+
+    Raises
+    ------
+    ValueError
+        For a method scipy's global optimizers do not have, bounds that are
+        not finite (a low equal to its high only for
+        ``differential_evolution``, which holds that parameter fixed), or
+        counts below what they mean (:func:`check_kwargs`).
+    TypeError
+        For keywords the method does not take (:func:`check_kwargs`).
+    """
+    if method not in METHODS:
+        msg = f"method must be one of {list(METHODS)}, got {method!r}"
+        raise ValueError(msg)
+    pairs = as_pairs(
+        bounds,
+        finite=f"{method} (scipy)",
+        fixed=method == "differential_evolution",  # a parameter held fixed
+    )
+    check_kwargs(method, kwargs, len(pairs))
+    return pairs
 
 
 def check_kwargs(
@@ -233,15 +269,7 @@ class ScipyAskTell(Optimizer):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if method not in METHODS:
-            msg = f"method must be one of {list(METHODS)}, got {method!r}"
-            raise ValueError(msg)
-        self.bounds = as_pairs(
-            bounds,
-            finite=f"{method} (scipy)",
-            fixed=method == "differential_evolution",  # a parameter held fixed
-        )
-        check_kwargs(method, kwargs, len(self.bounds))
+        self.bounds = check_problem(method, bounds, kwargs)
         self.method = method
         self.kwargs = dict(kwargs)
         given = kwargs.get("rng", kwargs.get("seed"))

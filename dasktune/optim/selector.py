@@ -169,17 +169,24 @@ class LCBSelector(Optimizer):
         """Give the search's space to the samplers made without one (an
         ``OptunaSampler(sampler)``), as a search gives its own optimizer."""
         for sampler in self.samplers.values():
-            adopt = getattr(sampler, "adopt_space", None)
-            if callable(adopt):
-                adopt(space)
+            if isinstance(sampler, Optimizer):  # others take the default
+                sampler.adopt_space(space)
+
+    def spaces(self) -> list[tuple[Space, Optimizer]]:
+        """The samplers' spaces, each with the sampler holding it."""
+        return [
+            pair
+            for sampler in self.samplers.values()
+            if isinstance(sampler, Optimizer)
+            for pair in sampler.spaces()
+        ]
 
     def pause(self) -> None:
         """Pause every sampler (see :meth:`Optimizer.pause`); trials asked and
         not told are given up, and no longer count as visits."""
         for name, sampler in self.samplers.items():
-            pause = getattr(sampler, "pause", None)
-            if pause is not None:
-                pause()
+            if isinstance(sampler, Optimizer):  # others take the default
+                sampler.pause()
             self.pending[name] = 0
         self._given_up.update(self._owner)
 

@@ -293,6 +293,23 @@ class SPSAOptimizer(Optimizer):
     #: the steps of the line search, in multiples of Spall's first step a_0 ĝ
     probe_factors: tuple[float, ...] = tuple(2.0**j for j in range(-2, 6))
 
+    # what the run learns: SPSAState's fields, set from an SPSAState (its
+    # defaults at the start, a checkpoint's when resumed); declared for typing
+    k: int
+    nfev: int
+    small_steps: int
+    rejections: int
+    prev: tuple[NDArray[np.float64], float] | None
+    history_x: list[list[float]]
+    history_f: list[float]
+    phase: Phase
+    message: str
+    success: bool
+    sign_changes: int  # Kesten's counter
+    momentum: NDArray[np.float64] | None
+    probe: tuple[NDArray[np.float64], float] | None
+    trust_radius: float | None  # max_step's default (adaptive)
+
     def __init__(
         self,
         x0: Any,
@@ -372,23 +389,16 @@ class SPSAOptimizer(Optimizer):
         )
         self.callback, self.print_iters = callback, print_iters
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-        # progress
-        self.k = 0
-        self.nfev = 0
-        self.small_steps = 0
-        self.rejections = 0
-        self.prev: tuple[NDArray[np.float64], float] | None = None
-        self.history_x: list[list[float]] = []
-        self.history_f: list[float] = []
-        self.sign_changes = 0  # Kesten's counter
-        self.momentum: NDArray[np.float64] | None = None
-        self.probe: tuple[NDArray[np.float64], float] | None = None
-        self.trust_radius: float | None = None  # max_step's default (adaptive)
-        self.phase = (
-            Phase.INIT if (self.a is None or self._needs_noise()) else Phase.ITERATE
-        )
-        self.message = ""
-        self.success = False
+        # progress: SPSAState's defaults, the one list of what a run learns
+        SPSAState(
+            self.x,
+            a=self.a,
+            allowed_increase=self.allowed_increase,
+            phase=(
+                Phase.INIT if (self.a is None or self._needs_noise()) else Phase.ITERATE
+            ),
+            rng=dict(self.rng.bit_generator.state),
+        ).restore(self)
         self.fun = math.nan
         self._batch: list[tuple[NDArray[np.float64], int | None, tuple[Any, ...]]] = []
         self._values: list[float | None] = []

@@ -110,8 +110,13 @@ from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.policy import ExecutionDecision, FeedChoice, cluster_scales
 from dasktune.run.report import ReportChannel, wants_trial
-from dasktune.run.stop import stop_tasks
-from dasktune.run.submit import ChunkSizer, Window, per_worker, split_sizes
+from dasktune.run.submit import (
+    ChunkSizer,
+    Submitter,
+    Window,
+    per_worker,
+    split_sizes,
+)
 from dasktune.run.timelimit import free_workers, stuck_worker
 
 logger = logging.getLogger("dasktune")
@@ -460,12 +465,14 @@ class Driver:
             # submissions in order from one stream, so no report can reach it
             # first and be dropped as no one's
             self._channel = ReportChannel(self.client, self.pruner)
-        self._flying: Window[list[_Pending]] | FedWindow[list[_Pending]]
+        self._flying: Submitter[list[_Pending]]
         if self._fed:
             self._flying = self._fed_window()
             self._flying.start()  # while the first trials are asked
         else:
-            self._flying = Window(self.client, self.timeout, what=self.name)
+            self._flying = Window[list[_Pending]](
+                self.client, self.timeout, what=self.name
+            )
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
         state = _Run(report, self._deadline, peeked=time.monotonic())
@@ -493,12 +500,11 @@ class Driver:
                 raised = self._all_failed_error(report, first)
                 if raised is not err:
                     raised.__cause__ = err
-            if isinstance(self._flying, Window) and len(self._flying):
-                # interrupted: its tasks stop at their next trial, and none
-                # runs once this returns
-                running = stop_tasks(self.client, self._flying.futures, self.name)
-                if running is not None:
-                    raised.add_note(f"dasktune: {running}")
+            # interrupted: its tasks stop at their next trial, and none runs
+            # once this returns
+            running = self._flying.interrupt()
+            if running is not None:
+                raised.add_note(f"dasktune: {running}")
             for late in self._clean_up(stop, beat, state.outcomes):
                 raised.add_note(_clean_up_note(self.name, late))
             if raised is err:
@@ -775,7 +781,7 @@ class Driver:
         self,
         waiting: list[_Pending],
         peeked: float,
-        flying: Window[list[_Pending]] | FedWindow[list[_Pending]],
+        flying: Submitter[list[_Pending]],
         budget: int | None,
     ) -> tuple[float, list[_Pending], list[_Pending], int]:
         """Look (read-only) at trials another driver holds, every so often.

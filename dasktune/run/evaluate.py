@@ -34,11 +34,12 @@ from dasktune._values import (
     normalize_result,
     read_result,
 )
-from dasktune.exceptions import DasktuneError, TrialPruned, TrialTimeoutError
+from dasktune.exceptions import DasktuneError, TrialPruned
 from dasktune.records import Outcome, TrialStatus, canonical
 from dasktune.run.report import TrialHandle
+from dasktune.run.retry import retried
 from dasktune.run.stop import cancelled_here
-from dasktune.run.timelimit import call_limited, task_thread_state
+from dasktune.run.timelimit import task_thread_state
 
 __all__ = [
     "Group",
@@ -162,6 +163,9 @@ class Group:
         self.items = list(zip(hashes, list(params) if stacked else params, strict=True))
 
 
+#: what an attempt returns when its objective raised TrialPruned
+_PRUNED = object()
+
 _OUTCOME_COLUMNS = (
     "param_hash", "status", "value", "aux", "error", "attempts", "started",
     "finished", "duration", "exception", "values", "constraints", "reported",
@@ -209,71 +213,67 @@ def _evaluate_one(
     with :class:`TrialTimeoutError`, not retried (it would most likely run
     past its limit again).
     """
-    attempts = 0
     started = time.time()
     if cancelled_here():  # its run is over (interrupted): nobody reads it
         msg = "not run: its task was cancelled (the run is over)"
         return Outcome(h, TrialStatus.FAILED, error=msg, started=started)
-    while True:
-        attempts += 1
-        t0 = time.perf_counter()
+    trial: TrialHandle | None = None
+
+    def new_trial() -> None:  # each attempt reports afresh
+        nonlocal trial
         trial = None if handle is None else handle()
-        call = (
-            partial(objective, params)
-            if trial is None
-            else partial(objective, params, trial=trial)
-        )
+
+    def call() -> Any:
         try:
-            raw = call() if limit is None else call_limited(call, limit)
-            values, aux, constraints = read_result(raw, objectives)
-            check_not_nan(values, params)
+            raw = objective(params) if trial is None else objective(params, trial=trial)
         except TrialPruned:
-            assert trial is not None  # only a trial's objective is told to stop
-            return Outcome(
-                h,
-                TrialStatus.PRUNED,
-                value=trial.last_value,
-                attempts=attempts,
-                started=started,
-                finished=time.time(),
-                duration=time.perf_counter() - t0,
-                reported=trial.last_step,
-            )
-        except BaseException as err:
-            # SystemExit, KeyboardInterrupt too: raised out of a task they
-            # would kill the worker (and every trial it runs)
-            if attempts <= retries and not _timed_out(err, limit):
-                continue
-            return Outcome(
-                h,
-                TrialStatus.FAILED,
-                error=traceback.format_exc(),
-                exception=_transient(err),
-                attempts=attempts,
-                started=started,
-                finished=time.time(),
-                duration=time.perf_counter() - t0,
-                reported=None if trial is None else trial.last_step,
-            )
-        stopped = trial is not None and trial.should_prune()
+            return _PRUNED  # told to stop: a result, never retried
+        values, aux, constraints = read_result(raw, objectives)
+        check_not_nan(values, params)
+        return values, aux, constraints
+
+    done = retried(call, retries, limit, before=None if handle is None else new_trial)
+    reported = None if trial is None else trial.last_step
+    if done.error is not None:
         return Outcome(
             h,
-            TrialStatus.PRUNED if stopped else TrialStatus.DONE,
-            value=values[0],
-            aux=canonical(aux)[0] if aux else {},
-            attempts=attempts,
+            TrialStatus.FAILED,
+            error="".join(traceback.format_exception(done.error)),
+            exception=_transient(done.error),
+            attempts=done.calls,
             started=started,
             finished=time.time(),
-            duration=time.perf_counter() - t0,
-            values=values if objectives > 1 else None,
-            constraints=constraints,
-            reported=None if trial is None else trial.last_step,
+            duration=done.seconds,
+            reported=reported,
         )
-
-
-def _timed_out(err: BaseException, limit: float | None) -> bool:
-    """Whether ``err`` is a call's time limit (not the objective's own)."""
-    return limit is not None and isinstance(err, TrialTimeoutError)
+    if done.value is _PRUNED:
+        assert trial is not None  # only a trial's objective is told to stop
+        return Outcome(
+            h,
+            TrialStatus.PRUNED,
+            value=trial.last_value,
+            attempts=done.calls,
+            started=started,
+            finished=time.time(),
+            duration=done.seconds,
+            reported=reported,
+        )
+    assert done.value is not None  # no error: what call() returned
+    values, aux, constraints = done.value
+    stopped = trial is not None and trial.should_prune()
+    return Outcome(
+        h,
+        TrialStatus.PRUNED if stopped else TrialStatus.DONE,
+        value=values[0],
+        aux=canonical(aux)[0] if aux else {},
+        attempts=done.calls,
+        started=started,
+        finished=time.time(),
+        duration=done.seconds,
+        values=values if objectives > 1 else None,
+        constraints=constraints,
+        reported=reported,
+    )
 
 
 def _handles(group: Group) -> list[Callable[[], TrialHandle] | None]:
@@ -340,24 +340,19 @@ def evaluate_columns(objective: Callable[[Any], Any], group: Group) -> GroupResu
         worker = None
     hashes = [h for h, _ in group.items]
     points = np.column_stack([np.asarray(p, dtype=float) for _, p in group.items])
-    attempts = 0
     started = time.time()
-    while True:
-        attempts += 1
-        t0 = time.perf_counter()
-        exception: BaseException | None = None
-        call = partial(objective, points.copy())
-        try:
-            raw = call() if group.limit is None else call_limited(call, group.limit)
-            values = _column_values(raw, points.shape)
-        except BaseException as err:  # SystemExit too: see _evaluate_one
-            if attempts <= group.retries and not _timed_out(err, group.limit):
-                continue
-            error = traceback.format_exc()
-            exception = _transient(err)
-            values = None
-        share = (time.perf_counter() - t0) / len(hashes)
-        break
+
+    def call() -> NDArray[np.float64]:
+        return _column_values(objective(points.copy()), points.shape)
+
+    done = retried(call, group.retries, group.limit)
+    values = done.value
+    attempts = done.calls
+    exception = None if done.error is None else _transient(done.error)
+    error = (
+        "" if done.error is None else "".join(traceback.format_exception(done.error))
+    )
+    share = done.seconds / len(hashes)
     finished = time.time()
     outcomes = []
     for j, h in enumerate(hashes):

@@ -60,6 +60,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, cast
 
 import cloudpickle
@@ -71,6 +72,7 @@ from distributed.protocol import to_serialize
 
 from dasktune._checks import key_part
 from dasktune.run.lost import NoWorkersClock
+from dasktune.run.submit import check_map
 
 __all__ = ["Feed", "FedWindow", "Finished", "serve"]
 
@@ -227,6 +229,16 @@ def _pickled(number: int, result: Any) -> bytes:
         return pickle.dumps((False, msg))
 
 
+def _pickled_error(err: BaseException) -> bytes:
+    """The runner's error and its traceback here, pickled (the text alone if
+    the error does not pickle), as :class:`FedWindow` gives it back."""
+    text = "".join(traceback.format_exception(err))
+    try:
+        return cloudpickle.dumps((False, (err, text)))
+    except Exception:
+        return pickle.dumps((False, text))
+
+
 def serve(key: str, runner: Any) -> int:
     """A server task: run the payloads the worker's :class:`Feed` ``key``
     queues until told to stop (or the feed is gone); return how many ran."""
@@ -274,8 +286,7 @@ def serve(key: str, runner: Any) -> int:
                     payload = pickle.loads(payload.blob)
                 result = runner(payload)
             except BaseException as err:
-                text = "".join(traceback.format_exception(err))
-                blob = pickle.dumps((False, text))
+                blob = _pickled_error(err)
             else:
                 blob = _pickled(number, result)
             ran += 1
@@ -564,6 +575,7 @@ class FedWindow(Generic[Tag]):
                 "resources; use Window for pinned or resource-holding tasks"
             )
             raise ValueError(msg)
+        tags = check_map(payloads, tags, keys)
         numbers = []
         for payload, tag, key in zip(payloads, tags, keys, strict=True):
             self._counter += 1
@@ -664,6 +676,12 @@ class FedWindow(Generic[Tag]):
                     result = f"the result of {item.key} could not be read:\n{text}"
                 if ok:
                     out.append((Finished(item.key, "finished"), result, item.tag))
+                elif isinstance(result, tuple):  # the runner's own error
+                    raised, text = result
+                    raised.add_note(f"dasktune: its traceback on the worker:\n{text}")
+                    out.append(
+                        (Finished(item.key), (type(raised), raised, None), item.tag)
+                    )
                 else:
                     out.append((Finished(item.key), self._error(result), item.tag))
             return out
@@ -795,8 +813,18 @@ class FedWindow(Generic[Tag]):
             for future in [*station.servers, *_actor(station)]:
                 future.release()
 
+    def interrupt(self) -> str | None:
+        """Nothing to wait for: :meth:`cancel` stops the servers (a busy one
+        after its payload)."""
+        return None
+
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.cancel()

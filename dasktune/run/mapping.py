@@ -60,14 +60,15 @@ from dasktune._checks import (
     short_repr,
 )
 from dasktune._progress import progress_bar
-from dasktune.exceptions import DasktuneError, TrialTimeoutError
+from dasktune.exceptions import DasktuneError
 from dasktune.run.cluster import capacity, check_resources, get_client
 from dasktune.run.lost import explain_killed
 from dasktune.run.map_here import map_here
 from dasktune.run.policy import ExecutionPolicy
+from dasktune.run.retry import retried
 from dasktune.run.stop import cancelled_here
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes
-from dasktune.run.timelimit import call_limited, free_workers, stuck_worker
+from dasktune.run.timelimit import free_workers, stuck_worker
 from dasktune.run.travel import (
     PROCESS,
     first_unpicklable,
@@ -118,31 +119,21 @@ def _run_chunk(fun: Callable[[Any], Any], chunk: _Chunk) -> _ChunkResult:
         if offset and cancelled_here():
             # its map is over (interrupted, failed): nobody reads the rest
             return _ChunkResult(values, time.perf_counter() - started)
-        attempt = 0
-        while True:
-            try:
-                values.append(
-                    fun(item)
-                    if limit is None
-                    else call_limited(partial(fun, item), limit)
+        done = retried(partial(fun, item), chunk.retries, limit)
+        err = done.error
+        if err is not None:
+            where = f"element {chunk.start + offset} of args: {short_repr(item)}"
+            if not isinstance(err, Exception):
+                # raised out of the task, SystemExit or KeyboardInterrupt
+                # would kill the worker; raised again here, the caller
+                msg = (
+                    f"async_map: {where} raised {type(err).__qualname__}: "
+                    f"{err}; caught on the worker so that the worker lives"
                 )
-                break
-            except BaseException as err:
-                attempt += 1
-                timed_out = limit is not None and isinstance(err, TrialTimeoutError)
-                if attempt <= chunk.retries and not timed_out:
-                    continue
-                where = f"element {chunk.start + offset} of args: {short_repr(item)}"
-                if not isinstance(err, Exception):
-                    # raised out of the task, SystemExit or KeyboardInterrupt
-                    # would kill the worker; raised again here, the caller
-                    msg = (
-                        f"async_map: {where} raised {type(err).__qualname__}: "
-                        f"{err}; caught on the worker so that the worker lives"
-                    )
-                    raise DasktuneError(msg) from err
-                err.add_note(f"async_map: raised by {where}")
-                raise
+                raise DasktuneError(msg) from err
+            err.add_note(f"async_map: raised by {where}")
+            raise err
+        values.append(done.value)
     if must_check(chunk.origin):  # they will be pickled: check first
         bad = first_unpicklable(values, enumerate(values))
         if bad is not None:

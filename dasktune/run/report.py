@@ -49,6 +49,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 import distributed
+import numpy as np
 
 from dasktune.optim.pruners import Pruner, Verdict, check_report
 
@@ -155,6 +156,56 @@ def _subscribe(key: str) -> None:
     client.subscribe_topic(stop_topic(key), _on_stop(key))
 
 
+def report_arguments(
+    args: tuple[object, ...], step: object, value: object
+) -> tuple[object, object]:
+    """The ``(step, value)`` of a call ``report(*args, step=step,
+    value=value)`` (``None``: not given), never swapping two integers.
+
+    >>> report_arguments((3, 0.5), None, None)
+    (3, 0.5)
+    >>> report_arguments((0.5,), 3, None)  # Optuna's report(loss, step=epoch)
+    (3, 0.5)
+    >>> report_arguments((), 3, 7)
+    (3, 7)
+    >>> report_arguments((3, 7), None, None)
+    Traceback (most recent call last):
+    ...
+    TypeError: report(3, 7): two integers given positionally; the order is report(step, value) here, report(value, step) in Optuna: say which with report(step=3, value=7)
+    """
+    given = {"step": step, "value": value}
+    free = [name for name, v in given.items() if v is None]
+    if len(args) > len(free):
+        keywords = "".join(f", {k}=..." for k in given if k not in free)
+        msg = (
+            f"report() takes a step and a value, got {len(args)} positional "
+            f"argument(s) {args!r}{keywords}; write report(step, value) or "
+            "report(step=..., value=...)"
+        )
+        raise TypeError(msg)
+    if len(args) == 2 and all(_integer(a) for a in args):
+        first, second = (int(a) for a in args)  # type: ignore[call-overload]
+        msg = (
+            f"report({first}, {second}): two integers given positionally; the "
+            "order is report(step, value) here, report(value, step) in Optuna: "
+            f"say which with report(step={first}, value={second})"
+        )
+        raise TypeError(msg)
+    given.update(zip(free, args, strict=False))
+    missing = [name for name, v in given.items() if v is None]
+    if missing:
+        msg = (
+            f"report() needs a step and a value; {' and '.join(missing)} missing: "
+            "write report(step, value) or report(step=..., value=...)"
+        )
+        raise TypeError(msg)
+    return given["step"], given["value"]
+
+
+def _integer(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
 class TrialHandle:
     """What an objective's ``trial`` argument is: report, and ask whether to stop.
 
@@ -183,9 +234,19 @@ class TrialHandle:
             self._worker = distributed.get_worker()
             _subscribe(key)
 
-    def report(self, step: int, value: float) -> None:
+    def report(
+        self,
+        *args: float,
+        step: int | None = None,
+        value: float | None = None,
+    ) -> None:
         """Report ``value`` (a loss, a score) after ``step`` (an epoch count).
 
+        ``report(step, value)`` positionally, the step first; with keywords in
+        either order, as Optuna users write ``report(value=loss, step=epoch)``;
+        and Optuna's ``report(loss, step=epoch)`` or ``report(epoch,
+        value=loss)``. Two integers given positionally are refused: an
+        integer value and its step would swap silently in Optuna's order.
         Steps must increase from one report to the next, and values be finite.
 
         Raises
@@ -194,9 +255,11 @@ class TrialHandle:
             For a non-finite value, a negative step, or a step that does not
             come after the last one reported.
         TypeError
-            For a step that is not an integer or a value that is not a number.
+            For a step that is not an integer, a value that is not a number,
+            two integers given positionally, or a step or value missing or
+            given twice.
         """
-        step, value = check_report(step, value)
+        step, value = check_report(*report_arguments(args, step, value))
         if self.last_step is not None and step <= self.last_step:
             msg = (
                 f"trial {self.number} reported step {step} after step "

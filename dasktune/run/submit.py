@@ -3,6 +3,11 @@
 ``async_map``, the :class:`~dasktune.run.driver.Driver` and ``ProducerConsumer``
 (its visible, task-based calls) all send work the same way:
 
+- :class:`Submitter` is what a run sends its work through, whatever carries
+  it: :class:`Window` (a task each) and
+  :class:`~dasktune.run.feed.FedWindow` (long-lived tasks fed through
+  actors) implement it, and one contract suite
+  (``tests/test_submitter_contract.py``) runs on each;
 - :class:`Window` keeps the futures in flight with a tag each (what they
   carry), harvests them with ``distributed.as_completed(..., with_results=True)``
   (never by polling), raises ``TimeoutError`` once the ``timeout`` given at its
@@ -34,14 +39,23 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import distributed
 
 from dasktune.run.lost import NoWorkersClock
 from dasktune.run.stop import stop_tasks
 
-__all__ = ["ChunkSizer", "Window", "per_worker", "raise_failed", "split_sizes"]
+__all__ = [
+    "ChunkSizer",
+    "Submitter",
+    "Window",
+    "check_map",
+    "per_worker",
+    "raise_failed",
+    "split_sizes",
+]
 
 Tag = TypeVar("Tag")
 logger = logging.getLogger("dasktune")
@@ -60,6 +74,86 @@ class _Pinned:
     worker: str
     resources: dict[str, float] | None
     sends: int = 1
+
+
+@runtime_checkable
+class Submitter(Protocol[Tag]):
+    """What a run sends its work through: payloads in flight, one tag each,
+    harvested as they finish, stopped when it is left.
+
+    The contract, for every implementation:
+
+    - ``map(runner, payloads, tags, keys=...)`` sends ``runner(payload)`` for
+      each payload; payloads, tags and keys of different lengths raise
+      ``ValueError`` before anything is sent;
+    - ``len(window)`` is how many are in flight, not yet harvested;
+    - ``next_batch()`` blocks until at least one finished and returns every
+      finished one as ``(finished, result, tag)``: ``finished.status`` is
+      ``"finished"`` with the runner's result, or ``"error"`` with a
+      ``(type, exception, traceback)`` result, the exception the runner's own;
+      ``next_batch(block=False)`` returns those finished now, perhaps none.
+      Each tag comes back once. Past the ``timeout`` the window was made with,
+      it raises ``TimeoutError``;
+    - ``arrived()`` says whether ``next_batch`` would return something now;
+    - ``interrupt()`` (a run ended by an error or Ctrl-C) makes the work
+      running stop, and returns ``None`` or a sentence naming what still runs;
+    - ``cancel()``, and leaving a ``with`` block, drops what is in flight and
+      stops it (idempotent).
+    """
+
+    def __len__(self) -> int: ...
+
+    def map(
+        self,
+        runner: Any,
+        payloads: Sequence[Any],
+        tags: Iterable[Tag],
+        *,
+        keys: Sequence[str],
+        workers: Sequence[Any] | None = None,
+        allow_other_workers: bool = True,
+        resources: Mapping[str, float] | None = None,
+    ) -> None: ...
+
+    def next_batch(self, block: bool = True) -> list[tuple[Any, Any, Tag]]: ...
+
+    def arrived(self) -> bool: ...
+
+    def interrupt(self) -> str | None: ...
+
+    def cancel(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def check_map(
+    payloads: Sequence[Any], tags: Iterable[Tag], keys: Sequence[str]
+) -> list[Tag]:
+    """``tags`` as a list, once payloads, tags and keys are as many each
+    (:meth:`Submitter.map`'s check, before anything is sent).
+
+    >>> check_map([1, 2], "ab", ["k1", "k2"])
+    ['a', 'b']
+    >>> check_map([1, 2], ["a"], ["k1", "k2"])
+    Traceback (most recent call last):
+    ...
+    ValueError: map() takes one tag and one key per payload, got 2 payloads, 1 tags and 2 keys
+    """
+    tags = list(tags)
+    if not len(payloads) == len(tags) == len(keys):
+        msg = (
+            f"map() takes one tag and one key per payload, got {len(payloads)} "
+            f"payloads, {len(tags)} tags and {len(keys)} keys"
+        )
+        raise ValueError(msg)
+    return tags
 
 
 def split_sizes(n: int, parts: int) -> list[int]:
@@ -213,6 +307,7 @@ class Window(Generic[Tag]):
         them all. ``resources`` (Dask worker resources, ``{"GPU": 1}``) are
         held by each task while it runs.
         """
+        tags = check_map(payloads, tags, keys)
         resources = None if resources is None else dict(resources)
         if workers is None:
             futures = self.client.map(
@@ -355,16 +450,29 @@ class Window(Generic[Tag]):
             self._tags.clear()
             self.client.cancel(futures)
 
+    def interrupt(self) -> str | None:
+        """Stop the tasks in flight, waiting a moment until none runs (an
+        error or Ctrl-C ended the run); ``None``, or a sentence naming those
+        still running."""
+        if not self._tags:
+            return None
+        return stop_tasks(self.client, self.futures, self.what)
+
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None and self._tags:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and self._tags:
             # interrupted, or an error: none of its tasks runs on once it is left
-            late = stop_tasks(self.client, self.futures, self.what)
+            late = self.interrupt()
             self._tags.clear()
-            if late is not None and isinstance(exc[1], BaseException):
-                exc[1].add_note(f"dasktune: {late}")
+            if late is not None and exc is not None:
+                exc.add_note(f"dasktune: {late}")
         self.cancel()
 
 
