@@ -87,7 +87,7 @@ from dasktune.records import (
     TrialStatus,
     canonical,
 )
-from dasktune.run.announce import announce
+from dasktune.run.announce import Announcer
 from dasktune.run.base import (
     ALL_FAILED_STOP,
     BatchObjective,
@@ -426,7 +426,8 @@ class Driver:
         # and at most this many: the recorder's, for its store
         self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
         self._layout: tuple[float, dict[str, int]] | None = None
-        self._announced = -math.inf  # when the dashboard's page was last told
+        # what tells the Dask dashboard's dasktune page where the run is
+        self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
         if not self.batch:
             evaluate = evaluate_columns if vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
@@ -538,6 +539,7 @@ class Driver:
             return False
         if to_run:
             self._submit(to_run)
+            self._announce(report, state)  # the new trials: the page draws them
         if state.waiting:
             # read-only: claim again only trials their holder gave up
             left = None if self.n_trials is None else self.n_trials - state.submitted
@@ -698,32 +700,41 @@ class Driver:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
         elif self._front:
             self._bar.set_postfix_str(f"Pareto front: {len(self._front)}")
-        finished = report.evaluated + report.pruned + report.failed
-        self._announce(report, running=max(state.submitted - finished, 0))
+        self._announce(report, state)
         self._check_failures(report, state.outcomes, state.last_error)
         return False
 
     def _announce(
-        self, report: RunReport, running: int = 0, finished: bool = False
+        self,
+        report: RunReport,
+        state: _Run | None = None,
+        finished: bool = False,
     ) -> None:
         """Tell the Dask dashboard's dasktune page where the run is (a Dask
-        event, at most once a second, and once at the end)."""
-        now = time.monotonic()
-        if not finished and now - self._announced < _ANNOUNCE_SECONDS:
-            return
-        self._announced = now
+        event, at most once a second, and once at the end); for trials that
+        report, with the numbers of those in flight and the topic key their
+        reports travel on, so the page draws their curves."""
+        channel = self._channel
+        running, trials = 0, []
+        if state is not None:  # submitted by this run, not yet back
+            ended = report.evaluated + report.pruned + report.failed
+            running = max(state.submitted - ended, 0)
+            if channel is not None:
+                trials = [p.number for p in state.claimed.values()]
         best = report.best_value
-        state = {
+        message = {
             "done": report.evaluated + report.reused,
             "pruned": report.pruned,
             "failed": report.failed,
-            "running": running,  # submitted by this run, not yet back
+            "running": running,
             "total": self.total,
             "best": None if best == math.inf else self.sign * best,
             "execution": "feed" if self._fed else "tasks",
             "finished": finished,
+            "reports": None if channel is None else channel.key,
+            "trials": trials,
         }
-        announce(self.client, self.name, self.token, state)
+        self._announcer.send(message, final=finished)
 
     def _clean_up(
         self, stop: threading.Event, beat: threading.Thread, outcomes: list[Outcome]
