@@ -92,14 +92,19 @@ class ReadOnlyStorage(BaseStorage):
 
     # -- writes: refused ---------------------------------------------------------
 
-    def _refuse(self, what: str) -> NoReturn:
-        msg = (
+    def refusal(self, what: str) -> str:
+        """The message a write (``what``: "saving a note") is refused with:
+        what every write method raises, and ``dasktune serve`` answers an
+        edit in optuna-dashboard with (HTTP 403)."""
+        return (
             f"read-only: dasktune's store is written by its drivers; {what} is "
             f"refused on {self._store.display_url} (run the search with "
             "dasktune to add trials, or copy it into an Optuna storage with "
             "`dasktune export` to write there)"
         )
-        raise StoreError(msg)
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise StoreError(self.refusal(what))
 
     def create_new_study(
         self, directions: Sequence[StudyDirection], study_name: str | None = None
