@@ -68,7 +68,7 @@ def _refuse_writes(app: Any, storage: Any) -> None:
     that would write with HTTP 403 and ``{"reason": ...}`` (what the dashboard
     shows), before it reaches the storage (whose refusal would be an HTTP 500
     with "internal server error")."""
-    from bottle import HTTPResponse, request
+    from bottle import HTTPResponse, request  # type: ignore[import-untyped]
 
     def refuse() -> None:
         if request.method in ("GET", "HEAD", "OPTIONS"):
