@@ -99,6 +99,7 @@ def page(scheduler: Any, extra: Any, doc: Any) -> None:
     """The Bokeh document of the page (Dask calls it per browser session)."""
     from bokeh.layouts import column
     from bokeh.models.widgets import Div
+    from distributed.dashboard.components.scheduler import BOKEH_THEME
 
     state = watch(scheduler)
     div = Div(text="", sizing_mode="stretch_width")
@@ -124,6 +125,7 @@ def page(scheduler: Any, extra: Any, doc: Any) -> None:
     doc.add_periodic_callback(update, _REFRESH_MS)
     doc.add_root(root)
     doc.title = "dasktune"
+    doc.theme = BOKEH_THEME  # Dask's own pages' look
 
 
 register()  # on import: what ``dask scheduler --preload`` relies on

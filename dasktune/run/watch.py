@@ -26,7 +26,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from dasktune.run.announce import TOPIC
 from dasktune.run.report import report_topic
 
-__all__ = ["NAME", "Curve", "Watch", "latest", "watch"]
+__all__ = ["NAME", "Curve", "Watch", "fill", "latest", "watch"]
 
 #: the plugin's name on the scheduler
 NAME = "dasktune-page"
@@ -147,14 +147,9 @@ class Watch(SchedulerPlugin):
         return dict(sorted(out.items()))
 
 
-def watch(scheduler: Any) -> Watch:
-    """The scheduler's :class:`Watch`, added on first use and filled from the
-    events the scheduler already holds (its bounded log)."""
-    plugin = scheduler.plugins.get(NAME)
-    if isinstance(plugin, Watch):
-        return plugin
-    plugin = Watch()
-    events = scheduler.get_events()  # every topic: {topic: ((time, msg), ...)}
+def fill(plugin: Watch, events: dict[str, Any]) -> None:
+    """Give ``plugin`` the events of a scheduler's log (``get_events()``:
+    topic → ``(time, message)`` pairs), as if they had just come."""
     for stamp, message in events.get(TOPIC, ()):
         plugin._announced(message, stamp)
     for topic, pairs in events.items():
@@ -163,5 +158,16 @@ def watch(scheduler: Any) -> Watch:
                 plugin._reported(topic[len(_REPORTS) :], message)
     for row in list(plugin.rows.values()):  # the finished runs' curves go
         plugin._announced(dict(row), row["time"])
+
+
+def watch(scheduler: Any) -> Watch:
+    """The scheduler's :class:`Watch`, added on first use and filled from the
+    events the scheduler already holds (its log keeps the last
+    ``distributed.admin.low-level-log-length`` of each topic)."""
+    plugin = scheduler.plugins.get(NAME)
+    if isinstance(plugin, Watch):
+        return plugin
+    plugin = Watch()
+    fill(plugin, scheduler.get_events())
     scheduler.add_plugin(plugin, name=NAME)
     return plugin
