@@ -143,6 +143,47 @@ async def test_the_page_draws_the_running_trials_reported_curves(c, s, a, b):
     assert (await asyncio.to_thread(read_page, port))["curves"] == {}
 
 
+OWN_CLUSTER = """
+import json, subprocess, sys
+import dasktune
+from dasktune.run.cluster import close_owned
+
+
+def objective(params):
+    return params["x"]
+
+
+client = dasktune.get_client(n_workers=1, processes=False,
+                             dashboard_address="127.0.0.1:0")
+try:
+    with dasktune.Search("own", objective, "sqlite://", client=client) as search:
+        search.run([{"x": x} for x in range(4)], progress=False)
+    port = client.dashboard_link.split(":")[2].split("/")[0]
+    read = subprocess.run([sys.executable, "-c", sys.argv[1], f"http://127.0.0.1:{port}",
+                           sys.argv[2]], capture_output=True, text=True, timeout=60)
+    print(read.stdout if read.returncode == 0 else read.stderr)
+finally:
+    close_owned()
+"""
+
+
+def test_the_page_is_on_the_local_cluster_dasktune_starts(tmp_path):
+    # a fresh interpreter, where nothing imported the page: starting the
+    # cluster registers it
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_CLUSTER, READ, PATH], capture_output=True,
+        text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["plots"]["Individual Dasktune"] == PATH
+    assert "own" in got["text"] and "finished" in got["text"]
+    cells = "".join(f"<td style='{CELL}'>{n}</td>" for n in (4, 0, 0, 0, 4))
+    assert cells in got["text"]
+
+
 def test_the_table_escapes_names_and_marks_the_finished():
     rows = [{"search": "<b>x</b>", "driver": "d", "host": "h", "pid": 1, "done": 2,
              "pruned": 0, "failed": 0, "running": 1, "total": None, "best": 0.5,
