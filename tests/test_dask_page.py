@@ -193,6 +193,27 @@ def test_the_table_escapes_names_and_marks_the_finished():
     assert "finished" in render([{**rows[0], "finished": True}], now=103.0)
 
 
+def two(params):
+    return params["x"], -(params["x"] ** 2)
+
+
+@gen_cluster(client=True, timeout=120)
+async def test_the_page_names_the_metrics_and_counts_a_pareto_front(c, s, a, b):
+    with Search("named", objective, "sqlite://", client=c,
+                metric_names=["val_loss"]) as search:  # fmt: skip
+        await asyncio.to_thread(search.run, [{"x": 1}, {"x": 2}], progress=False)
+    with Search("pareto", two, "sqlite://", client=c,
+                directions=["minimize", "minimize"],
+                metric_names=["loss", "size"]) as search:  # fmt: skip
+        await asyncio.to_thread(
+            search.run, [{"x": x} for x in (1, 2, 5)], progress=False
+        )
+    text = render(latest(s.get_events("dasktune")), now=0.0)
+    assert f"<td style='{CELL}'>val_loss = 1</td>" in text
+    # x = 1 and 2 are on the front of (x, -x²) minimised, 5 too: 3 points
+    assert f"<td style='{CELL}'>Pareto front: 3 (loss, size)</td>" in text
+
+
 def test_a_scheduler_started_apart_shows_the_page_with_preload(tmp_path):
     # the recipe the README gives: dask scheduler --preload dasktune.run.dask_page
     from distributed import Client

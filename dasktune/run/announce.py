@@ -30,7 +30,9 @@ def announce(client: Any, search: str, driver: str, state: dict[str, Any]) -> No
         ``done``, ``pruned``, ``failed``, ``running`` (counts), ``total`` (or
         ``None``), ``best`` (or ``None``), ``execution``, ``finished`` (bool),
         ``reports`` (the run's report topic key, or ``None`` when its trials
-        do not report) and ``trials`` (the numbers of the trials in flight).
+        do not report), ``trials`` (the numbers of the trials in flight),
+        ``metrics`` (the objectives' names, or ``None``) and ``front`` (the
+        size of the Pareto front of several objectives, else ``None``).
     """
     client.log_event(TOPIC, _message(search, driver, state))
 

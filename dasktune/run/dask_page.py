@@ -55,7 +55,7 @@ def render(rows: list[dict[str, Any]], now: float) -> str:
     out.append("</tr>")
     for row in rows:
         total = "?" if row.get("total") is None else str(row["total"])
-        best = "" if row.get("best") is None else f"{row['best']:.6g}"
+        best = _best(row)
         seen = "finished" if row.get("finished") else f"{now - row['time']:.0f} s ago"
         cells = [row["search"], *(str(row.get(s, 0)) for s in _STATUSES), total,
                  best, row.get("execution", ""), f"{row['host']}:{row['pid']}",
@@ -65,6 +65,18 @@ def render(rows: list[dict[str, Any]], now: float) -> str:
         out.append("</tr>")
     out.append("</table>")
     return "".join(out)
+
+
+def _best(row: dict[str, Any]) -> str:
+    """A row's best value, named by its metric; for several objectives, the
+    size of the Pareto front and the metrics' names."""
+    metrics = row.get("metrics") or []
+    if row.get("front") is not None:
+        names = f" ({', '.join(metrics)})" if metrics else ""
+        return f"Pareto front: {row['front']}{names}"
+    if row.get("best") is None:
+        return ""
+    return f"{metrics[0]} = {row['best']:.6g}" if metrics else f"{row['best']:.6g}"
 
 
 def lines(curves: dict[int, Curve]) -> dict[str, list[Any]]:

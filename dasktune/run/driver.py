@@ -377,6 +377,7 @@ class Driver:
         total: int | None = None,
         execution: str = "auto",
         trial_timeout: float | None = None,
+        metric_names: Sequence[str] | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -396,6 +397,7 @@ class Driver:
         self.sign = sign
         self.signs = None if signs is None or len(signs) < 2 else tuple(signs)
         self.objectives = 1 if self.signs is None else len(self.signs)
+        self.metric_names = None if metric_names is None else list(metric_names)
         # this run's Pareto front (minimised), by trial: a trial told again (a
         # repeat, a reused result) is on it once, as search.best counts it
         self._front: dict[str, tuple[float, ...]] = {}
@@ -733,6 +735,8 @@ class Driver:
             "finished": finished,
             "reports": None if channel is None else channel.key,
             "trials": trials,
+            "metrics": self.metric_names,
+            "front": None if self.signs is None else len(self._front),
         }
         self._announcer.send(message, final=finished)
 
