@@ -63,6 +63,8 @@ class _Study:
     frozen: dict[int, FrozenTrial] = field(default_factory=dict)  # by number
     unfinished: set[int] = field(default_factory=set)  # whose curve may grow
     ordered: list[FrozenTrial] = field(default_factory=list)  # by number
+    # the best complete trial of a one-objective study, kept as trials change
+    best: FrozenTrial | None = None
 
 
 class ReadOnlyStorage(BaseStorage):
@@ -92,14 +94,19 @@ class ReadOnlyStorage(BaseStorage):
 
     # -- writes: refused ---------------------------------------------------------
 
-    def _refuse(self, what: str) -> NoReturn:
-        msg = (
+    def refusal(self, what: str) -> str:
+        """The message a write (``what``: "saving a note") is refused with:
+        what every write method raises, and ``dasktune serve`` answers an
+        edit in optuna-dashboard with (HTTP 403)."""
+        return (
             f"read-only: dasktune's store is written by its drivers; {what} is "
             f"refused on {self._store.display_url} (run the search with "
             "dasktune to add trials, or copy it into an Optuna storage with "
             "`dasktune export` to write there)"
         )
-        raise StoreError(msg)
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise StoreError(self.refusal(what))
 
     def create_new_study(
         self, directions: Sequence[StudyDirection], study_name: str | None = None
@@ -257,6 +264,7 @@ class ReadOnlyStorage(BaseStorage):
             for number in stale:
                 study.frozen[number] = self._convert(study, study.rows[number])
             study.ordered = [study.frozen[n] for n in sorted(study.frozen)]
+            _update_best(study, stale)
             return study
 
     def _convert(self, study: _Study, t: dict[str, Any]) -> FrozenTrial:
@@ -312,6 +320,21 @@ class ReadOnlyStorage(BaseStorage):
             raise KeyError(msg)
         return int(trial._trial_id)
 
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        """The complete trial of the best value (the lowest number among
+        equals), as Optuna's base method finds it, kept as trials arrive
+        rather than found again over every trial at each call (the dashboard
+        asks at each poll)."""
+        study = self._refresh(study_id)
+        if len(study.directions) > 1:
+            msg = "Best trial can be obtained only for single-objective optimization."
+            raise RuntimeError(msg)
+        with self._lock:
+            best = study.best
+        if best is None:
+            raise ValueError("No trials are completed yet.")
+        return best
+
     def get_all_trials(
         self,
         study_id: int,
@@ -322,6 +345,26 @@ class ReadOnlyStorage(BaseStorage):
         if states is not None:
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else list(trials)
+
+
+def _update_best(study: _Study, stale: set[int]) -> None:
+    """Keep ``study.best`` after the trials ``stale`` were converted again:
+    they are compared with it (or every trial is, if it was among them)."""
+    if len(study.directions) != 1:
+        return
+    best = study.best
+    if best is not None and best.number in stale:
+        best, stale = None, set(study.frozen)
+    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+    key = None if best is None else (sign * best.values[0], best.number)
+    for number in stale:
+        trial = study.frozen[number]
+        if trial.state != TrialState.COMPLETE or not trial.values:
+            continue
+        mine = (sign * trial.values[0], number)
+        if key is None or mine < key:
+            best, key = trial, mine
+    study.best = best
 
 
 def _holds(dist: Any, value: Any) -> bool:

@@ -520,6 +520,7 @@ class Search:
             trial_timeout=trial_timeout,
             space_size=self._space_size(source),
             total=_length(source),
+            metric_names=self.metric_names,
         )
         try:
             report = driver.run()

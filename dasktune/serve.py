@@ -8,12 +8,17 @@ parallel coordinates, parameter importances, the Pareto front of several
 objectives, the trial table with each failure's error (a user attribute).
 Nothing is hand-written here: optuna-dashboard shows what the old live page
 showed, and more. Its editing features (notes, renames, deletion, telling a
-trial) are refused by the storage; the store is never written.
+trial) are refused before they reach the storage, with an HTTP 403 whose
+reason (the storage's own refusal, which the dashboard shows in its error
+banner) says why; the storage refuses any other write; the store is never
+written.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socketserver
 import threading
 from typing import Any
@@ -83,6 +88,48 @@ def _import_dashboard() -> Any:
         )
         raise ImportError(msg) from err
     return optuna_dashboard
+
+
+# optuna-dashboard's routes that write (optuna_dashboard/_app.py and
+# artifact/_backend.py; its other POSTs, /api/llm/..., only read), by what a
+# user did, as the refusal names it
+_WRITES = (
+    (r"PUT /api/studies/\d+(/\d+)?/note", "saving a note"),
+    (r"POST /api/trials/\d+/user-attrs", "editing a trial's user attributes"),
+    (r"POST /api/trials/\d+/tell", "marking a trial complete or failed"),
+    (r"POST /api/studies/\d+/rename", "renaming a study"),
+    (r"DELETE /api/studies/\d+", "deleting a study"),
+    (r"POST /api/studies", "creating a study"),
+    (
+        r"(POST|PUT|DELETE) /api/studies/\d+/(preference.*|\d+/skip)",
+        "recording a preference",
+    ),
+    (r"(POST|DELETE) /api/artifacts/.*", "uploading or deleting an artifact"),
+)
+_READ_POSTS = re.compile(r"POST /api/llm/")
+
+
+def _refuse_writes(app: Any, storage: Any) -> None:
+    """Answer every request of ``app`` (optuna-dashboard's Bottle application)
+    that would write with HTTP 403 and ``{"reason": ...}`` (what the dashboard
+    shows), before it reaches the storage (whose refusal would be an HTTP 500
+    with "internal server error")."""
+    from bottle import HTTPResponse, request  # type: ignore[import-untyped]
+
+    def refuse() -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        line = f"{request.method} {request.path.rstrip('/')}"
+        if _READ_POSTS.match(line):
+            return
+        what = next(
+            (w for pattern, w in _WRITES if re.fullmatch(pattern, line)),
+            f"{request.method} {request.path}",
+        )
+        reason = json.dumps({"reason": storage.refusal(what)})
+        raise HTTPResponse(reason, 403, {"Content-Type": "application/json"})
+
+    app.add_hook("before_request", refuse)
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -183,6 +230,7 @@ def make_server(
     storage = optuna_storage(store)
     try:
         app = dashboard.wsgi(storage)
+        _refuse_writes(app, storage)
         handler = _QuietHandler if quiet else WSGIRequestHandler
         server = _wsgi("127.0.0.1", port, app, server_class=_Server,
                        handler_class=handler)  # fmt: skip

@@ -298,3 +298,26 @@ def test_a_value_outside_the_searchs_space_is_kept_beside_it(tmp_path):
 def test_bad_stores_are_one_clear_error(tmp_path):
     with pytest.raises(StoreError, match="no store at|unable to open"):
         dasktune.optuna_storage(tmp_path / "missing.db")
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_the_best_trial_is_optunas_as_trials_arrive(tmp_path, direction):
+    # kept as trials arrive (the dashboard asks at every poll): always the one
+    # Optuna's own method finds over every trial, ties to the lowest number
+    store = TrialStore(tmp_path / "b.db")
+    sid = store.open_search("b", space=None, direction=direction, metadata={})
+    driver = store.register_driver(sid)
+    storage = dasktune.optuna_storage(store)
+    with pytest.raises(ValueError, match="No trials are completed yet"):
+        storage.get_best_trial(sid)
+    values = [3.0, 1.0, 5.0, 1.0, 5.0, -2.0, 7.0, -2.0]
+    for i, value in enumerate(values):
+        (claim,) = claims_of([{"x": i}])
+        store.sync(sid, driver, [], [claim])
+        status = TrialStatus.PRUNED if i == 6 else TrialStatus.DONE  # not COMPLETE
+        store.sync(sid, driver, [Outcome(claim.param_hash, status, value=value)], [])
+        mine = storage.get_best_trial(sid)
+        theirs = optuna.storages.BaseStorage.get_best_trial(storage, sid)
+        assert mine is theirs, (i, mine.number, theirs.number)
+    assert mine.number == (5 if direction == "minimize" else 2)
+    store.close()

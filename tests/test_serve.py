@@ -24,6 +24,7 @@ from distributed import Event
 from distributed.utils_test import poll_for
 
 import dasktune
+from dasktune.records import Claim, canonical
 from dasktune.search import Search
 from dasktune.serve import make_server
 from dasktune.store.sql import TrialStore
@@ -133,25 +134,55 @@ def test_a_running_search_reads_the_same_in_optuna_and_the_dashboard(client, url
         search.close()
 
 
-def test_the_dashboard_refuses_writes_and_binds_to_localhost(tmp_path):
+def test_the_dashboard_refuses_edits_with_a_403_naming_them(tmp_path):
+    # what a user clicks in optuna-dashboard, as its frontend sends it: each
+    # answered 403 with the reason its error banner shows (not a 500 with
+    # "internal server error"), and the store's files stay byte for byte
     store = TrialStore(tmp_path / "s.db")
-    store.open_search("s", space=None, direction="minimize", metadata={})
+    sid = store.open_search("s", space=None, direction="minimize", metadata={})
+    driver = store.register_driver(sid)
+    store.sync(sid, driver, [], [Claim(*reversed(canonical({"x": 1})))])  # running
     store.close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with make_server(tmp_path / "s.db", 0) as server:
         server.start()
         assert server._server.server_address[0] == "127.0.0.1"
-        request = urllib.request.Request(
-            server.url + "api/studies",
-            data=json.dumps({"study_name": "new", "directions": ["minimize"]}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with pytest.raises(urllib.error.HTTPError) as failed:
-            urllib.request.urlopen(request, timeout=30)
-        assert failed.value.code == 500
-        failed.value.close()
+        (study,) = get(server.url + "api/studies")["study_summaries"]
+        trial_id = get(server.url + f"api/studies/{study['study_id']}")["trials"][0][
+            "trial_id"
+        ]
+        edits = [
+            ("PUT", f"api/studies/{sid}/note", {"version": 1, "body": "hi"},
+             "saving a note"),
+            ("PUT", f"api/studies/{sid}/{trial_id}/note", {"version": 1, "body": "x"},
+             "saving a note"),
+            ("POST", f"api/trials/{trial_id}/user-attrs", {"user_attrs": {"k": 1}},
+             "editing a trial's user attributes"),
+            ("POST", f"api/trials/{trial_id}/tell", {"state": "Fail"},
+             "marking a trial complete or failed"),
+            ("POST", f"api/studies/{sid}/rename", {"study_name": "t"},
+             "renaming a study"),
+            ("DELETE", f"api/studies/{sid}", {}, "deleting a study"),
+            ("POST", "api/studies", {"study_name": "new", "directions": ["minimize"]},
+             "creating a study"),
+        ]  # fmt: skip
+        for method, path, body, what in edits:
+            request = urllib.request.Request(
+                server.url + path, data=json.dumps(body).encode(), method=method,
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            with pytest.raises(urllib.error.HTTPError) as failed:
+                urllib.request.urlopen(request, timeout=30)
+            assert failed.value.code == 403, (method, path)
+            reason = json.loads(failed.value.read())["reason"]
+            failed.value.close()
+            assert reason.startswith("read-only: dasktune's store is written by its")
+            assert f"{what} is refused on sqlite:///" in reason
+            assert "dasktune export" in reason
         assert [s["study_name"] for s in get(server.url + "api/studies")[
             "study_summaries"]] == ["s"]  # fmt: skip
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before
 
 
 def free_port():

@@ -1,4 +1,4 @@
-"""What a driver tells the Dask dashboard's dasktune page: a Dask event.
+"""What a driver tells the Dask dashboard's dasktune page: Dask events.
 
 Light on purpose (the page itself, :mod:`dasktune.run.dask_page`, imports
 Bokeh and Dask's dashboard): a driver only sends.
@@ -6,11 +6,16 @@ Bokeh and Dask's dashboard): a driver only sends.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+import time
 from typing import Any
 
-__all__ = ["TOPIC", "announce"]
+__all__ = ["TOPIC", "Announcer", "announce"]
+
+logger = logging.getLogger(__name__)
 
 #: the Dask event topic the drivers send on and the page reads
 TOPIC = "dasktune"
@@ -23,8 +28,78 @@ def announce(client: Any, search: str, driver: str, state: dict[str, Any]) -> No
     ----------
     state : dict
         ``done``, ``pruned``, ``failed``, ``running`` (counts), ``total`` (or
-        ``None``), ``best`` (or ``None``), ``execution``, ``finished`` (bool).
+        ``None``), ``best`` (or ``None``), ``execution``, ``finished`` (bool),
+        ``reports`` (the run's report topic key, or ``None`` when its trials
+        do not report), ``trials`` (the numbers of the trials in flight),
+        ``metrics`` (the objectives' names, or ``None``) and ``front`` (the
+        size of the Pareto front of several objectives, else ``None``).
     """
-    message = {"search": search, "driver": driver, "host": socket.gethostname(),
-               "pid": os.getpid(), **state}  # fmt: skip
-    client.log_event(TOPIC, message)
+    client.log_event(TOPIC, _message(search, driver, state))
+
+
+def _message(search: str, driver: str, state: dict[str, Any]) -> dict[str, Any]:
+    return {"search": search, "driver": driver, "host": socket.gethostname(),
+            "pid": os.getpid(), **state}  # fmt: skip
+
+
+class Announcer:
+    """A driver's messages to the page, at most one every ``every`` seconds.
+
+    A message held back by that limit is not lost: it leaves from the
+    client's event loop when its time comes, unless a newer one replaced it.
+    So the page learns of trials submitted just after a message even when the
+    driver then waits minutes for a result (it sends nothing while it waits).
+
+    Parameters
+    ----------
+    client : distributed.Client
+    search, driver : str
+        The search's name and this driver's token, in every message.
+    every : float
+        Seconds between two messages.
+    """
+
+    def __init__(self, client: Any, search: str, driver: str, every: float) -> None:
+        self.client, self.search, self.driver = client, search, driver
+        self.every = every
+        self._lock = threading.Lock()
+        self._sent = -float("inf")  # time.monotonic() of the last message
+        self._held: dict[str, Any] | None = None  # the message waiting its turn
+        self._timer = False  # whether a send of the held message is scheduled
+
+    def send(self, state: dict[str, Any], *, final: bool = False) -> None:
+        """Send ``state`` (see :func:`announce`) now, or hold it until
+        ``every`` seconds have passed since the last message; ``final``
+        sends it now, replacing a held one."""
+        with self._lock:
+            wait = self._sent + self.every - time.monotonic()
+            if not final and wait > 0:
+                self._held = state
+                if not self._timer:
+                    self._timer = True
+                    self.client.loop.add_callback(self._later, wait)
+                return
+            self._held = None
+            self._sent = time.monotonic()
+        announce(self.client, self.search, self.driver, state)
+
+    def _later(self, wait: float) -> None:
+        self.client.loop.call_later(wait, self._flush)
+
+    async def _flush(self) -> None:
+        with self._lock:
+            self._timer = False
+            state, self._held = self._held, None
+            if state is None:  # sent since, or the run is over
+                return
+            self._sent = time.monotonic()
+        scheduler = self.client.scheduler
+        message = _message(self.search, self.driver, state)
+        try:
+            await scheduler.log_event(topic=TOPIC, msg=message)
+        except OSError as err:  # the scheduler is gone (CommClosedError)
+            logger.warning(
+                "dasktune: the Dask dashboard's page was not told of search %r: %r",
+                self.search,
+                err,
+            )

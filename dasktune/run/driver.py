@@ -88,7 +88,7 @@ from dasktune.records import (
     TrialStatus,
     canonical,
 )
-from dasktune.run.announce import announce
+from dasktune.run.announce import Announcer
 from dasktune.run.base import (
     ALL_FAILED_STOP,
     BatchObjective,
@@ -386,6 +386,7 @@ class Driver:
         total: int | None = None,
         execution: str = "auto",
         trial_timeout: float | None = None,
+        metric_names: Sequence[str] | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -405,6 +406,7 @@ class Driver:
         self.sign = sign
         self.signs = None if signs is None or len(signs) < 2 else tuple(signs)
         self.objectives = 1 if self.signs is None else len(self.signs)
+        self.metric_names = None if metric_names is None else list(metric_names)
         # this run's Pareto front (minimised), by trial: a trial told again (a
         # repeat, a reused result) is on it once, as search.best counts it
         self._front: dict[str, tuple[float, ...]] = {}
@@ -435,7 +437,8 @@ class Driver:
         # and at most this many: the recorder's, for its store
         self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
         self._layout: tuple[float, dict[str, int]] | None = None
-        self._announced = -math.inf  # when the dashboard's page was last told
+        # what tells the Dask dashboard's dasktune page where the run is
+        self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
         if not self.batch:
             evaluate = evaluate_columns if vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
@@ -556,6 +559,7 @@ class Driver:
             return False
         if to_run:
             self._submit(to_run)
+            self._announce(report, state)  # the new trials: the page draws them
         if state.waiting:
             # read-only: claim again only trials their holder gave up
             left = None if self.n_trials is None else self.n_trials - state.submitted
@@ -725,32 +729,43 @@ class Driver:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
         elif self._front:
             self._bar.set_postfix_str(f"Pareto front: {len(self._front)}")
-        finished = report.evaluated + report.pruned + report.failed
-        self._announce(report, running=max(state.submitted - finished, 0))
+        self._announce(report, state)
         self._check_failures(report, state.outcomes, state.last_error)
         return False
 
     def _announce(
-        self, report: RunReport, running: int = 0, finished: bool = False
+        self,
+        report: RunReport,
+        state: _Run | None = None,
+        finished: bool = False,
     ) -> None:
         """Tell the Dask dashboard's dasktune page where the run is (a Dask
-        event, at most once a second, and once at the end)."""
-        now = time.monotonic()
-        if not finished and now - self._announced < _ANNOUNCE_SECONDS:
-            return
-        self._announced = now
+        event, at most once a second, and once at the end); for trials that
+        report, with the numbers of those in flight and the topic key their
+        reports travel on, so the page draws their curves."""
+        channel = self._channel
+        running, trials = 0, []
+        if state is not None:  # submitted by this run, not yet back
+            ended = report.evaluated + report.pruned + report.failed
+            running = max(state.submitted - ended, 0)
+            if channel is not None:
+                trials = [p.number for p in state.claimed.values()]
         best = report.best_value
-        state = {
+        message = {
             "done": report.evaluated + report.reused,
             "pruned": report.pruned,
             "failed": report.failed,
-            "running": running,  # submitted by this run, not yet back
+            "running": running,
             "total": self.total,
             "best": None if best == math.inf else self.sign * best,
             "execution": "feed" if self._fed else "tasks",
             "finished": finished,
+            "reports": None if channel is None else channel.key,
+            "trials": trials,
+            "metrics": self.metric_names,
+            "front": None if self.signs is None else len(self._front),
         }
-        announce(self.client, self.name, self.token, state)
+        self._announcer.send(message, final=finished)
 
     def _clean_up(
         self, stop: threading.Event, beat: threading.Thread, outcomes: list[Outcome]
