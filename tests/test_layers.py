@@ -89,7 +89,7 @@ LAYERS = {
         "dasktune.records", "dasktune.direction", "dasktune.exceptions",
         "dasktune.space", "dasktune._checks", "dasktune._values",
         "dasktune._pareto", "dasktune._bounds", "dasktune._progress",
-        "dasktune._quiet",
+        "dasktune._quiet", "dasktune._lazy",
     ),
     "optim": ("dasktune.optim",),
     "store": ("dasktune.store",),
