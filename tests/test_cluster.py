@@ -200,8 +200,13 @@ def test_no_hang_at_exit_after_a_failed_connect(tls_cluster):
 def test_script_without_main_guard_is_told_what_to_do(tmp_path):
     # spawn imports the script again in the new worker process: its own call
     # there refuses to start a cluster, and the parent's failure says why
+    # (execution="tasks": a function as cheap as abs is otherwise mapped in
+    # the caller's process, with no cluster to start)
     script = tmp_path / "no_guard.py"
-    script.write_text("import dasktune\nprint(dasktune.async_map(abs, [-1], ncpu=1))\n")
+    script.write_text(
+        "import dasktune\n"
+        "print(dasktune.async_map(abs, [-1], ncpu=1, execution='tasks'))\n"
+    )
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120,
         cwd=tmp_path,
