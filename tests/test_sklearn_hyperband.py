@@ -1,0 +1,122 @@
+"""dasktune.sklearn's SuccessiveHalvingSearchCV and HyperbandSearchCV."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from distributed.utils_test import async_poll_for, gen_cluster
+from scipy.stats import loguniform
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.linear_model import SGDClassifier
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import ParameterSampler, train_test_split
+from sklearn.svm import SVC
+
+from dasktune.sklearn import HyperbandSearchCV, SuccessiveHalvingSearchCV
+
+X, Y = load_digits(return_X_y=True)
+PARAMS = {"alpha": loguniform(1e-6, 1e0), "penalty": ["l2", "l1"]}
+
+
+def _sgd() -> SGDClassifier:
+    return SGDClassifier(tol=None, random_state=0)
+
+
+def _held_out_accuracy(search, model) -> float:
+    """The model's accuracy on the split the search scored on."""
+    _, test = train_test_split(
+        np.arange(len(X)), test_size=search.test_size, random_state=search.random_state
+    )
+    return accuracy_score(Y[test], model.predict(X[test]))
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_successive_halving_on_digits_is_a_search_estimator(c, s, a, b):
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), PARAMS, n_initial_parameters=20, max_iter=27, random_state=0, client=c
+    )
+    await asyncio.to_thread(search.fit, X, Y)
+    results = search.cv_results_
+    # the candidates are scikit-learn's ParameterSampler's
+    assert results["params"] == list(ParameterSampler(PARAMS, 20, random_state=0))
+    assert list(results["param_penalty"]) == [p["penalty"] for p in results["params"]]
+    # ASHA's rungs at 1, 3, 9 calls, then max_iter; most models stop at the first
+    calls = results["partial_fit_calls"]
+    assert set(calls) <= {1, 3, 9, 27} and 27 in calls
+    assert (calls == 1).sum() >= 10
+    assert search.n_partial_fit_calls_ == calls.sum() < 20 * 27 / 3
+    # best_* are the best final score's; the model is the one scored
+    assert search.best_score_ == results["test_score"].max()
+    assert results["rank_test_score"][search.best_index_] == 1
+    assert search.best_params_ == results["params"][search.best_index_]
+    model = search.best_estimator_
+    assert (
+        isinstance(model, SGDClassifier) and model.alpha == search.best_params_["alpha"]
+    )
+    assert _held_out_accuracy(search, model) == search.best_score_ > 0.9
+    assert search.score(X, Y) == accuracy_score(Y, search.predict(X))
+    assert search.decision_function(X).shape == (len(X), 10)
+    # every score recorded; each model's history ends where its calls ended
+    assert len(search.history_) == sum(len(h) for h in search.model_history_.values())
+    for i, history in search.model_history_.items():
+        assert history[-1]["partial_fit_calls"] == calls[i]
+        assert search.decisions_[i]
+    # nothing left on the cluster: the data and the models are released
+    await async_poll_for(lambda: not s.tasks, timeout=10)
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_hyperband_runs_dask_mls_brackets(c, s, a, b):
+    search = HyperbandSearchCV(_sgd(), PARAMS, max_iter=27, random_state=0, client=c)
+    assert search.bracket_sizes() == [27, 12, 6, 4]
+    await asyncio.to_thread(search.fit, X, Y)
+    results = search.cv_results_
+    assert len(results["params"]) == 49
+    brackets = results["bracket"]
+    assert set(brackets) == {0, 1, 2, 3}
+    for bracket, calls in zip(brackets, results["partial_fit_calls"], strict=True):
+        # bracket b's rungs are at 3**b, 3**(b+1), ... below 27
+        assert calls in [3**k for k in range(bracket, 3)] + [27]
+    # the last bracket prunes nothing: its models all train to max_iter
+    assert (results["partial_fit_calls"][brackets == 3] == 27).all()
+    assert search.n_partial_fit_calls_ < 49 * 27 / 3
+    assert _held_out_accuracy(search, search.best_estimator_) == search.best_score_
+    assert search.best_score_ > 0.9
+
+
+@gen_cluster(client=True)
+async def test_an_estimator_without_partial_fit_is_refused_before_any_fit(c, s, a, b):
+    for cls in (SuccessiveHalvingSearchCV, HyperbandSearchCV):
+        search = cls(SVC(), {"C": [1, 10]}, client=c)
+        with pytest.raises(TypeError, match="SVC has none; give an estimator"):
+            await asyncio.to_thread(search.fit, X, Y)
+    assert not s.tasks and not s.task_prefixes  # nothing was sent
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"parameters": {"nope": loguniform(1, 2)}}, ValueError, "nope"),
+        ({"parameters": {"alpha": []}}, ValueError, "alpha"),
+        ({"parameters": {}}, ValueError, "parameters is empty"),
+        ({"aggressiveness": 1}, ValueError, "aggressiveness must be an int >= 2"),
+        ({"max_iter": 0}, ValueError, "max_iter must be an int >= 1"),
+        ({"test_size": 2}, ValueError, r"test_size must be a float in \(0, 1\)"),
+        ({"n_initial_iter": 50}, ValueError, "beyond max_iter=27"),
+        ({"scoring": "no-such-scorer"}, ValueError, "no-such-scorer"),
+    ],
+)
+def test_bad_input_is_refused_before_any_cluster(kwargs, error, match):
+    arguments = {"parameters": PARAMS, "max_iter": 27, **kwargs}
+    search = SuccessiveHalvingSearchCV(_sgd(), client="tcp://127.0.0.1:1", **arguments)
+    with pytest.raises(error, match=match):
+        search.fit(X, Y)  # raised before it tries to reach the (absent) scheduler
+
+
+def test_clone_keeps_the_parameters():
+    search = HyperbandSearchCV(_sgd(), PARAMS, max_iter=9, random_state=3)
+    copy = clone(search)
+    assert copy.get_params()["max_iter"] == 9 and copy.random_state == 3
