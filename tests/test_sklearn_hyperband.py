@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import accuracy_score
-from sklearn.model_selection import ParameterSampler, train_test_split
+from sklearn.model_selection import ParameterGrid, ParameterSampler, train_test_split
 from sklearn.svm import SVC
 
 from dasktune.sklearn import HyperbandSearchCV, SuccessiveHalvingSearchCV
@@ -120,3 +120,33 @@ def test_clone_keeps_the_parameters():
     search = HyperbandSearchCV(_sgd(), PARAMS, max_iter=9, random_state=3)
     copy = clone(search)
     assert copy.get_params()["max_iter"] == 9 and copy.random_state == 3
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_an_error_in_partial_fit_is_raised_as_it_is(c, s, a, b):
+    # scikit-learn checks alpha in partial_fit, on the worker: its error comes back
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), {"alpha": [1e-4, -1.0]}, n_initial_parameters="grid", client=c
+    )
+    with pytest.raises(ValueError, match="'alpha' parameter of SGDClassifier"):
+        await asyncio.to_thread(search.fit, X, Y)
+    await async_poll_for(lambda: not s.tasks, timeout=10)
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_a_grid_pandas_data_and_sample_weight(c, s, a, b):
+    pd = pytest.importorskip("pandas")
+    frame, labels = pd.DataFrame(X), pd.Series(Y)
+    weights = np.where(Y == 0, 0.0, 1.0)  # class 0 ignored: never predicted
+    grid = {"alpha": [1e-4, 1e-3], "penalty": ["l2", "l1"]}
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), grid, n_initial_parameters="grid", max_iter=9, random_state=0, client=c
+    )
+    await asyncio.to_thread(search.fit, frame, labels, sample_weight=weights)
+    assert search.cv_results_["params"] == list(ParameterGrid(grid))
+    assert (search.predict(X) != 0).all()
+    unweighted = SuccessiveHalvingSearchCV(
+        _sgd(), grid, n_initial_parameters="grid", max_iter=9, random_state=0, client=c
+    )
+    await asyncio.to_thread(unweighted.fit, frame, labels)
+    assert (unweighted.predict(X) == 0).any()

@@ -31,7 +31,7 @@ from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterGrid, ParameterSampler, train_test_split
 from sklearn.utils import _safe_indexing
 from sklearn.utils._available_if import available_if
-from sklearn.utils.validation import indexable
+from sklearn.utils.validation import _check_method_params, indexable
 
 from dasktune.optim.pruners import HyperbandPruner, Pruner, SuccessiveHalvingPruner
 from dasktune.run.cluster import get_client
@@ -70,9 +70,11 @@ def _train(previous: Any, data: Resident, calls: int) -> _Trained:
         previous.model if isinstance(previous, _Trained) else previous
     )
     X, y = _part(data, 0)
+    # sample-aligned parameters (sample_weight) indexed as X; others as given
+    params = _check_method_params(data.X, data.fit_params, data.splits[0][0])
     start = time.perf_counter()
     for _ in range(calls):
-        model.partial_fit(X, y, **data.fit_params)
+        model.partial_fit(X, y, **params)
     return _Trained(model, done + calls, time.perf_counter() - start)
 
 
@@ -166,8 +168,9 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         """Train the candidates rung by rung on the Dask cluster.
 
-        ``fit_params`` go to every ``partial_fit`` call; for a classifier,
-        ``classes`` defaults to the labels in ``y``.
+        ``fit_params`` go to every ``partial_fit`` call (those aligned with
+        the samples, such as ``sample_weight``, indexed as the training part of
+        ``X``); for a classifier, ``classes`` defaults to the labels in ``y``.
         """
         candidates, pruner, scorer = self._check()
         client = get_client(self.client)
