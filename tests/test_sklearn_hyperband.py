@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -107,6 +108,7 @@ async def test_an_estimator_without_partial_fit_is_refused_before_any_fit(c, s, 
         ({"test_size": 2}, ValueError, r"test_size must be a float in \(0, 1\)"),
         ({"n_initial_iter": 50}, ValueError, "beyond max_iter=27"),
         ({"scoring": "no-such-scorer"}, ValueError, "no-such-scorer"),
+        ({"scoring": ["accuracy", "f1_macro"]}, ValueError, "give one scorer"),
     ],
 )
 def test_bad_input_is_refused_before_any_cluster(kwargs, error, match):
@@ -150,3 +152,29 @@ async def test_a_grid_pandas_data_and_sample_weight(c, s, a, b):
     )
     await asyncio.to_thread(unweighted.fit, frame, labels)
     assert (unweighted.predict(X) == 0).any()
+
+
+class _Locked(SGDClassifier):
+    """An SGDClassifier holding a lock: it cannot be pickled."""
+
+    def __init__(self, lock=None, alpha=1e-4):
+        super().__init__(alpha=alpha)
+        self.lock = lock
+
+
+def test_an_estimator_that_cannot_be_pickled_is_refused_before_any_cluster():
+    search = SuccessiveHalvingSearchCV(
+        _Locked(lock=threading.Lock()), PARAMS, client="tcp://127.0.0.1:1"
+    )
+    with pytest.raises(TypeError, match="_Locked cannot be pickled to be sent"):
+        search.fit(X, Y)
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_a_dask_array_is_computed_once_and_searched(c, s, a, b):
+    da = pytest.importorskip("dask.array")
+    search = HyperbandSearchCV(_sgd(), PARAMS, max_iter=9, random_state=0, client=c)
+    await asyncio.to_thread(
+        search.fit, da.from_array(X, chunks=500), da.from_array(Y, chunks=500)
+    )
+    assert _held_out_accuracy(search, search.best_estimator_) == search.best_score_

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import cloudpickle
 import distributed
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
@@ -152,6 +153,21 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "once"
             )
             raise TypeError(msg)
+        try:
+            cloudpickle.dumps(clone(self.estimator))
+        except Exception as err:
+            msg = (
+                f"the estimator {name} cannot be pickled to be sent to the Dask "
+                f"workers: {err}; keep what it holds (locks, open files, clients) "
+                "out of its parameters, or make it picklable"
+            )
+            raise TypeError(msg) from err
+        if isinstance(self.scoring, list | tuple | set | dict):
+            msg = (
+                f"{type(self).__name__} ranks its models by one score; give one "
+                f"scorer (a name or a callable), got scoring={self.scoring!r}"
+            )
+            raise ValueError(msg)
         _positive("max_iter", self.max_iter)
         _positive("aggressiveness", self.aggressiveness, 2)
         if not isinstance(self.test_size, float) or not 0 < self.test_size < 1:
