@@ -183,3 +183,22 @@ async def test_a_dask_array_is_computed_once_and_searched(c, s, a, b):
         search.fit, da.from_array(X, chunks=500), da.from_array(Y, chunks=500)
     )
     assert _held_out_accuracy(search, search.best_estimator_) == search.best_score_
+
+
+@gen_cluster(client=True, timeout=180, nthreads=[("127.0.0.1", 1)] * 3)
+async def test_models_on_a_lost_worker_are_trained_again(c, s, a, b, w3):
+    # the models held by worker a are lost with it; Dask recomputes each from
+    # its steps (each trains a copy, so a step run again gives the same model)
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), PARAMS, n_initial_parameters=30, max_iter=81, random_state=0, client=c
+    )
+    fit = asyncio.create_task(asyncio.to_thread(search.fit, X, Y))
+    await async_poll_for(
+        lambda: sum(k.startswith("partial_fit") for k in a.data) >= 3, timeout=60
+    )
+    await a.close()
+    await fit
+    assert len(s.workers) == 2
+    assert 81 in search.cv_results_["partial_fit_calls"]
+    assert _held_out_accuracy(search, search.best_estimator_) == search.best_score_
+    await async_poll_for(lambda: not s.tasks, timeout=10)
