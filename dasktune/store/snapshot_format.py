@@ -28,15 +28,8 @@ MAGIC = b"dasktune-trials-1\n"
 
 
 def dumps(table: TrialTable) -> bytes:
-    """The table as a snapshot: bytes that :meth:`loads` turns back into it.
-
-    A new reader of a large search loads this instead of converting every
-    row the store holds (16 cells and a JSON parse per trial): numeric
-    columns travel as their arrays' bytes, text columns as codes into
-    their distinct values, and decoded values (auxiliary data, constraint
-    tuples, parameters that are not numbers) as JSON. No pickle: a
-    snapshot read from a shared database runs no code.
-    """
+    """:meth:`TrialTable.dumps <dasktune.store.table.TrialTable.dumps>`
+    (documented there)."""
     n = table.n
     arrays: list[tuple[str, np.ndarray]] = []
     header: dict[str, Any] = {
@@ -112,28 +105,8 @@ def loads(
     objectives: int = 1,
     max_rows: int | None = None,
 ) -> TrialTable:
-    """The table a snapshot (:meth:`dumps`) holds.
-
-    Parameters
-    ----------
-    data : bytes
-        The snapshot.
-    names : sequence of str
-        Parameter names to put first, in this order (a search's space), as
-        ``TrialTable(names)`` would.
-    objectives : int
-        The search's objective count; a snapshot of another is refused.
-    max_rows : int, optional
-        The most trials the snapshot can hold (the search's trials in the
-        store): a snapshot claiming more is refused before anything is
-        allocated for it.
-
-    Raises
-    ------
-    ValueError
-        If ``data`` is not a snapshot this version reads, does not fit
-        ``objectives``, or claims more than ``max_rows`` trials.
-    """
+    """:meth:`TrialTable.loads <dasktune.store.table.TrialTable.loads>`
+    (documented there), for ``cls``."""
     try:
         return _loads(cls, memoryview(data), list(names), objectives, max_rows)
     except (
