@@ -11,6 +11,7 @@ from dasktune.optim.base import AskTell
 from dasktune.records import MemoryRecorder
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
+from dasktune.run.options import RunOptions
 from dasktune.run.points import VectorObjective, point_record, point_vector
 
 
@@ -38,15 +39,11 @@ def run_vector(
         to_call: Callable[[Any], Any] = point_vector
     else:
         objective, to_call = VectorObjective(fun, args, paired), lambda p: p
-    driver = Driver(
-        optimizer,
-        objective,
-        client,
-        recorder,
+    options = RunOptions(
         name=name,
         to_call=to_call,
         to_record=point_record,
         raise_if_all_failed=True,
         **driver_kwargs,
     )
-    return driver.run(), recorder
+    return Driver(optimizer, objective, client, recorder, options).run(), recorder
