@@ -282,9 +282,15 @@ def minimize(
         "%s: execution cluster: %s", label, policy.forced.reason
     )  # fmt: skip
     from dasktune.run.cluster import capacity, get_client
+    from dasktune.run.options import RunOptions
     from dasktune.run.vector import run_vector
     from dasktune.store.sql import TrialStore, check_store
 
+    run_options = RunOptions(
+        name=label, n_trials=maxfev, progress=progress, vectorized=vectorized,
+        resources=resources, execution=policy.driver_execution, timeout=timeout,
+        trial_timeout=trial_timeout,
+    )  # fmt: skip
     # a store given as a URL or path is opened before the cluster starts: a
     # store that cannot be used (foreign, read-only, newer) fails first
     owned = None
@@ -335,11 +341,8 @@ def minimize(
     try:
         recorder = _recorder(store, label, fun)
         report, _ = run_vector(
-            optimizer, fun, args, client=client, name=label, recorder=recorder,
-            n_trials=maxfev, progress=progress, vectorized=vectorized,
-            resources=resources, execution=policy.driver_execution,
-            timeout=timeout, trial_timeout=trial_timeout,
-        )  # fmt: skip
+            optimizer, fun, args, run_options, client=client, recorder=recorder
+        )
     finally:
         optimizer.close()
         if owned is not None:

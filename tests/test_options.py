@@ -26,6 +26,11 @@ def square(params):
         ({"timeout": float("inf")}, ValueError, r"timeout must be a positive, finite"),
         ({"execution": "fast"}, ValueError, r"execution must be one of 'auto', "),
         ({"progress": "yes"}, TypeError, r"progress must be True or False"),
+        (
+            {"execution": "feed", "resources": {"GPU": 1}},
+            ValueError,
+            r"execution='feed' cannot run resources",
+        ),
         ({"trial_timeout": 0}, ValueError, r"trial_timeout must be a positive"),
         ({"heartbeat_seconds": -1}, ValueError, r"heartbeat_seconds must be a pos"),
     ],

@@ -1,12 +1,12 @@
 """How one run of the driver goes: :class:`RunOptions`, checked once when made.
 
 ``Search.run``, ``minimize`` and ``SPSA`` each build one and hand it to the
-:class:`~dasktune.run.driver.Driver`, which takes it as it is: every value that
-can be checked on its own is checked here, in the order ``Search.run``
-documents, before any work is submitted. What needs the objective or the
-cluster (a pruner's ``trial`` argument, ``resources`` no worker declared,
-``execution="feed"`` or ``trial_timeout`` with a batch objective) the driver
-checks when it is made.
+:class:`~dasktune.run.driver.Driver`, which takes it as it is. Every value
+that can be checked without the objective or the cluster is checked here, in
+the order ``Search.run`` has always raised in, before any work is submitted;
+what needs the objective or the cluster (a pruner's ``trial`` argument,
+``resources`` no worker declared, ``execution="feed"`` or ``trial_timeout``
+with a batch objective) the driver checks when it is made.
 
 This module imports neither Dask nor the store: the options can be made (and
 their errors raised) before a cluster is started.
@@ -131,7 +131,8 @@ class RunOptions:
     ------
     ValueError
         For a count, a timeout or an ``execution`` out of its range, each
-        naming the argument and the value given.
+        naming the argument and the value given; for ``execution="feed"``
+        with ``resources`` or ``vectorized``.
     TypeError
         For a ``progress`` other than ``True`` or ``False``.
 
@@ -175,7 +176,9 @@ class RunOptions:
         check_int("retries", self.retries, 0)
         check_int("max_failures", self.max_failures, 1, optional=True)
         check_timeout(self.timeout)
-        check_execution(self.execution)
+        check_execution(
+            self.execution, vectorized=self.vectorized, resources=self.resources
+        )
         check_bool("progress", self.progress)
         check_timeout(self.trial_timeout, "trial_timeout")
         check_timeout(self.heartbeat_seconds, "heartbeat_seconds")
