@@ -282,9 +282,15 @@ def minimize(
         "%s: execution cluster: %s", label, policy.forced.reason
     )  # fmt: skip
     from dasktune.run.cluster import capacity, get_client
+    from dasktune.run.options import RunOptions
     from dasktune.run.vector import run_vector
     from dasktune.store.sql import TrialStore, check_store
 
+    run_options = RunOptions(
+        name=label, n_trials=maxfev, progress=progress, vectorized=vectorized,
+        resources=resources, execution=policy.driver_execution, timeout=timeout,
+        trial_timeout=trial_timeout,
+    )  # fmt: skip
     # a store given as a URL or path is opened before the cluster starts: a
     # store that cannot be used (foreign, read-only, newer) fails first
     owned = None
@@ -335,11 +341,8 @@ def minimize(
     try:
         recorder = _recorder(store, label, fun)
         report, _ = run_vector(
-            optimizer, fun, args, client=client, name=label, recorder=recorder,
-            n_trials=maxfev, progress=progress, vectorized=vectorized,
-            resources=resources, execution=policy.driver_execution,
-            timeout=timeout, trial_timeout=trial_timeout,
-        )  # fmt: skip
+            optimizer, fun, args, run_options, client=client, recorder=recorder
+        )
     finally:
         optimizer.close()
         if owned is not None:
@@ -446,8 +449,7 @@ def _replicas_as_tasks(
     from dasktune.run.cluster import check_resources
     from dasktune.run.lost import explain_killed
     from dasktune.run.mapping import Shipped
-    from dasktune.run.stop import stop_tasks
-    from dasktune.run.submit import Window, raise_failed
+    from dasktune.run.submit import Submitter, Window, raise_failed
 
     if resources:
         check_resources(client, resources)
@@ -456,28 +458,25 @@ def _replicas_as_tasks(
     runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args), fun)
     token = uuid.uuid4().hex[:8]
     keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
-    # harvested by a Window: bounded while the cluster has no worker
-    flying = Window[int](client, what=f"minimize({method!r})'s {n} replicas")
-    flying.map(runner, specs, range(n), keys=keys, resources=resources)
+    # harvested by a Window: bounded while the cluster has no worker; left by
+    # an error (a replica's, or Ctrl-C), it stops the others before their next
+    # evaluation, and none runs once this returns (the Submitter contract)
+    flying: Submitter[int] = Window[int](
+        client, what=f"minimize({method!r})'s {n} replicas"
+    )
     results: list[OptimizeResult] = [None] * n
-    try:
-        while len(flying):
-            for future, result, i in flying.next_batch():
-                raise_failed(future, result, f"minimize({method!r})")
-                results[i] = result
-    except BaseException as err:
-        if isinstance(err, Exception):
+    with flying:
+        flying.map(runner, specs, range(n), keys=keys, resources=resources)
+        try:
+            while len(flying):
+                for future, result, i in flying.next_batch():
+                    raise_failed(future, result, f"minimize({method!r})")
+                    results[i] = result
+        except Exception as err:
             explain_killed(client, err)  # memory, when it was that
             text = "".join(traceback.format_exception(err))
             err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
-        # interrupted, or a replica failed: the others stop before their next
-        # evaluation, and none runs once this returns
-        late = stop_tasks(client, flying.futures, f"minimize({method!r})")
-        if late is not None:
-            err.add_note(f"dasktune: {late}")
-        raise
-    finally:
-        flying.cancel()
+            raise
     return _best_of(results, sum(r.nfev for r in results))
 
 

@@ -24,7 +24,7 @@ import socket
 import subprocess
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, Self
 
@@ -35,8 +35,6 @@ from distributed.security import Security
 from dasktune._checks import (
     check_bool,
     check_callable,
-    check_int,
-    check_timeout,
     func_name,
     short_repr,
 )
@@ -61,6 +59,7 @@ from dasktune.run.driver import (
     check_pruned_objective,
     check_trial_timeout,
 )
+from dasktune.run.options import RunOptions
 from dasktune.run.report import check_trial_first
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
@@ -451,18 +450,33 @@ class Search:
             pruner.for_search(self.name, self.directions[0])
         optimizer = self._optimizer(source, n_trials, seed)
         self._check_objectives(optimizer)
-        check_int("n_trials", n_trials, 1, optional=True)
-        check_int("max_in_flight", max_in_flight, 1, optional=True)
-        check_int("retries", retries, 0)
-        check_int("max_failures", max_failures, 1, optional=True)
-        check_timeout(timeout)
+        # checked here, before any work; the filters' keeper is added below
+        options = RunOptions(
+            name=self.name,
+            n_trials=n_trials,
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            retries=retries,
+            max_failures=max_failures,
+            progress=progress,
+            to_call=self._params,
+            to_record=self._params,
+            sign=Direction(self.direction).sign,
+            signs=self._signs,
+            pruner=pruner,
+            resources=resources,
+            execution=execution,
+            trial_timeout=trial_timeout,
+            space_size=self._space_size(source),
+            total=_length(source),
+            metric_names=self.metric_names,
+        )
         check_execution(
             execution,
             batch=isinstance(self.objective, BatchObjective),
             resources=resources,
         )
         check_bool("retry_failed", retry_failed)
-        check_bool("progress", progress)
         if callable(filters):  # one filter: a list of it
             filters = [filters]
         if isinstance(filters, str | bytes) or not isinstance(filters, Iterable):
@@ -497,31 +511,9 @@ class Search:
         recorder = StoreRecorder(
             self.store, self.search_id, driver_id, retry_failed, self.stale_after
         )
-        driver = Driver(
-            optimizer,
-            self.objective,
-            client,
-            recorder,
-            name=self.name,
-            n_trials=n_trials,
-            max_in_flight=max_in_flight,
-            timeout=timeout,
-            retries=retries,
-            max_failures=max_failures,
-            progress=progress,
-            to_call=self._params,
-            to_record=self._params,
-            sign=Direction(self.direction).sign,
-            signs=self._signs if len(self.directions) > 1 else None,
-            keep=self._keeper(filters, recorder) if filters else None,
-            pruner=pruner,
-            resources=resources,
-            execution=execution,
-            trial_timeout=trial_timeout,
-            space_size=self._space_size(source),
-            total=_length(source),
-            metric_names=self.metric_names,
-        )
+        if filters:
+            options = replace(options, keep=self._keeper(filters, recorder))
+        driver = Driver(optimizer, self.objective, client, recorder, options)
         try:
             report = driver.run()
         except BaseException as err:

@@ -202,13 +202,17 @@ def SPSA(
         where, reason = report.execution, report.execution_reason
     else:
         from dasktune.run.cluster import get_client
+        from dasktune.run.options import RunOptions
         from dasktune.run.vector import run_vector
 
         logger.debug("%s: execution cluster: %s", name, policy.forced.reason)
-        run_vector(
-            optimizer, fnc, args, client=get_client(client, security=security),
-            name=name, paired=paired, progress=progress, resources=resources,
+        options = RunOptions(
+            name=name, progress=progress, resources=resources,
             trial_timeout=trial_timeout, execution=policy.driver_execution,
+        )  # fmt: skip
+        run_vector(
+            optimizer, fnc, args, options, paired=paired,
+            client=get_client(client, security=security),
         )  # fmt: skip
         where, reason = "cluster", policy.forced.reason
     result = optimizer.result

@@ -20,6 +20,7 @@ from dasktune.records import (
     canonical,
 )
 from dasktune.run.driver import BatchObjective, Driver
+from dasktune.run.options import RunOptions
 from dasktune.search import Search
 from dasktune.store.recorder import StoreRecorder
 from dasktune.store.sql import TrialStore
@@ -62,7 +63,7 @@ def flaky(p):
 
 def run(c, optimizer, objective, **kwargs):
     recorder = kwargs.pop("recorder", None) or MemoryRecorder()
-    driver = Driver(optimizer, objective, c, recorder, name="t", **kwargs)
+    driver = Driver(optimizer, objective, c, recorder, RunOptions(name="t", **kwargs))
     return driver, recorder, driver.run()
 
 

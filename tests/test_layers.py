@@ -69,6 +69,8 @@ def loaded_after(code: str) -> set[str]:
         # the objective's trial handle: what a reporting trial adds on a worker
         ("import dasktune.run.report", {"distributed", "dask"}),
         ("import dasktune.run.submit", {"distributed", "dask"}),
+        # a run's options are made (and checked) before a cluster is started
+        ("import dasktune.run.options", set()),
     ],
 )
 def test_each_layer_imports_only_what_it_may(code, allowed):

@@ -65,7 +65,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -77,7 +77,6 @@ from dasktune._progress import progress_bar
 from dasktune._values import feasible
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
-from dasktune.optim.pruners import Pruner
 from dasktune.records import (
     Claim,
     Decision,
@@ -108,6 +107,7 @@ from dasktune.run.evaluate import (
 from dasktune.run.feed import FedWindow
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
+from dasktune.run.options import RunOptions, check_execution
 from dasktune.run.policy import ExecutionDecision, FeedChoice, cluster_scales
 from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.submit import (
@@ -167,47 +167,6 @@ def check_pruned_objective(objective: object, pruner: object) -> None:
             "or run without pruner="
         )
         raise TypeError(msg)
-
-
-EXECUTIONS = ("auto", "tasks", "feed")
-
-
-def check_execution(
-    execution: object,
-    *,
-    batch: bool = False,
-    vectorized: bool = False,
-    resources: Mapping[str, float] | None = None,
-) -> str:
-    """Check ``execution`` (how trials reach the workers) against the run;
-    return it.
-
-    Raises
-    ------
-    ValueError
-        For a name other than ``"auto"``, ``"tasks"`` and ``"feed"``, or
-        ``"feed"`` with what needs a task per call (``resources``, a
-        vectorized or a batch objective).
-    """
-    if execution not in EXECUTIONS:
-        msg = (
-            f"execution must be one of {', '.join(map(repr, EXECUTIONS))}; got "
-            f"{execution!r}"
-        )
-        raise ValueError(msg)
-    if execution == "feed":
-        why = (
-            "resources" if resources else
-            "a vectorized objective" if vectorized else
-            "a batch objective (a ProducerConsumer)" if batch else None
-        )  # fmt: skip
-        if why is not None:
-            msg = (
-                f"execution='feed' cannot run {why}: each call must be a task of "
-                "its own; use execution='tasks' (or 'auto')"
-            )
-            raise ValueError(msg)
-    return str(execution)
 
 
 def check_batch_objective(objective: object) -> None:
@@ -313,49 +272,17 @@ class Driver:
     objective : callable or BatchObjective
     client : distributed.Client
     recorder : Recorder
-    name : str
-        Names the tasks on the dashboard (``trial-<name>-<number>-...``).
-    to_call, to_record : callable, optional
-        Map an asked ``params`` to what the objective receives, and to the JSON
-        dict that is recorded and hashed (default: both the identity).
-    sign : float
-        ``1`` to minimise, ``-1`` to maximise (the optimizer always minimises).
-    signs : sequence of float, optional
-        For several objectives: each one's sign, as ``sign``. The objective
-        then returns that many values, the optimizer is told them as a tuple
-        (each minimised), and the report's best stays unset (a search's best is
-        its Pareto front).
-    keep : callable, optional
-        ``keep(record) -> bool``; a trial for which it is false is skipped.
-    vectorized : bool, default False
-        The objective takes a task's points at once, as the columns of one
-        ``(N, S)`` array, and returns their ``S`` values (scipy's
-        ``vectorized=True``): one call per task, each point recorded on its own.
-    raise_if_all_failed : bool
-        Raise the first failed trial's own exception (its traceback text in a
-        note) when the run ends, or stops on an error, with trials failed and
-        none evaluated: ``minimize`` and ``SPSA`` never return a silent ``inf``.
-    pruner : Pruner, optional
-        Stops trials early from what they report; needs an objective taking
-        ``trial``.
-    resources : mapping, optional
-        Dask worker resources each trial holds while it runs (one task each).
+    options : RunOptions
+        Everything else the run is told (its name, limits, signs, pruner,
+        resources, ...), checked when it was made.
 
     Raises
     ------
     TypeError
         For a ``pruner`` with an objective that takes no ``trial`` argument.
     ValueError
-        For ``resources`` that no worker of the cluster declared.
-    space_size : int, optional
-        How many distinct parameter sets the source can propose (an
-        all-discrete space's size): once that many are done, the run stops.
-    total : int, optional
-        How many trials the source proposes (a grid's length): the progress
-        bar's total when ``n_trials`` is not given.
-    trial_timeout : float, optional
-        Seconds one evaluation may run; see the module notes. Not for a batch
-        objective (``ValueError``).
+        For ``resources`` that no worker of the cluster declared, or an
+        ``execution`` or ``trial_timeout`` the objective cannot run with.
     """
 
     def __init__(
@@ -364,73 +291,62 @@ class Driver:
         objective: Callable[[Any], Any] | BatchObjective,
         client: distributed.Client,
         recorder: Recorder,
-        *,
-        name: str,
-        n_trials: int | None = None,
-        max_in_flight: int | None = None,
-        timeout: float | None = None,
-        retries: int = 0,
-        max_failures: int | None = None,
-        progress: bool = False,
-        to_call: Callable[[Any], Any] | None = None,
-        to_record: Callable[[Any], dict[str, Any]] | None = None,
-        sign: float = 1.0,
-        signs: Sequence[float] | None = None,
-        keep: Callable[[dict[str, Any]], bool] | None = None,
-        heartbeat_seconds: float = 5.0,
-        vectorized: bool = False,
-        raise_if_all_failed: bool = False,
-        pruner: Pruner | None = None,
-        resources: Mapping[str, float] | None = None,
-        space_size: int | None = None,
-        total: int | None = None,
-        execution: str = "auto",
-        trial_timeout: float | None = None,
-        metric_names: Sequence[str] | None = None,
+        options: RunOptions,
     ) -> None:
+        if not isinstance(options, RunOptions):
+            msg = (
+                "options must be a dasktune.run.options.RunOptions, got "
+                f"{type(options).__name__}: {options!r:.60}"
+            )
+            raise TypeError(msg)
+        self.options = options
+        o = options
         self.optimizer = optimizer
         self.objective = objective
         self.batch = isinstance(objective, BatchObjective)
         self.client = client
         self.recorder = recorder
-        self.name = name
-        self.n_trials = n_trials
-        self.max_in_flight = max_in_flight
-        self.timeout = timeout
-        self.retries = retries
-        self.max_failures = max_failures
-        self.progress = progress
-        self.to_call = to_call or (lambda p: p)
-        self.to_record = to_record or (lambda p: p)
-        self._call_is_record = to_call is not None and to_call == to_record
-        self.sign = sign
-        self.signs = None if signs is None or len(signs) < 2 else tuple(signs)
+        self.name = o.name
+        self.n_trials = o.n_trials
+        self.max_in_flight = o.max_in_flight
+        self.timeout = o.timeout
+        self.retries = o.retries
+        self.max_failures = o.max_failures
+        self.progress = o.progress
+        self.to_call = o.to_call or (lambda p: p)
+        self.to_record = o.to_record or (lambda p: p)
+        self._call_is_record = o.to_call is not None and o.to_call == o.to_record
+        self.sign = o.sign
+        self.signs = o.signs
         self.objectives = 1 if self.signs is None else len(self.signs)
-        self.metric_names = None if metric_names is None else list(metric_names)
+        self.metric_names = None if o.metric_names is None else list(o.metric_names)
         # this run's Pareto front (minimised), by trial: a trial told again (a
         # repeat, a reused result) is on it once, as search.best counts it
         self._front: dict[str, tuple[float, ...]] = {}
-        self.keep = keep
-        self.heartbeat_seconds = heartbeat_seconds
-        self.raise_if_all_failed = raise_if_all_failed
-        self.vectorized = vectorized
-        self.reports = not self.batch and not vectorized and wants_trial(objective)  # type: ignore[arg-type]
-        if pruner is not None and not self.reports:
-            check_pruned_objective(objective, pruner)
-        self.pruner = pruner
-        self.resources = dict(resources) if resources else None
+        self.keep = o.keep
+        self.heartbeat_seconds = o.heartbeat_seconds
+        self.raise_if_all_failed = o.raise_if_all_failed
+        self.vectorized = o.vectorized
+        self.reports = not self.batch and not o.vectorized and wants_trial(objective)  # type: ignore[arg-type]
+        if o.pruner is not None and not self.reports:
+            check_pruned_objective(objective, o.pruner)
+        self.pruner = o.pruner
+        self.resources = None if o.resources is None else dict(o.resources)
         if self.resources:
             check_resources(client, self.resources)
         self.execution = check_execution(
-            execution, batch=self.batch, vectorized=vectorized, resources=self.resources
+            o.execution,
+            batch=self.batch,
+            vectorized=o.vectorized,
+            resources=self.resources,
         )
-        check_trial_timeout(trial_timeout, batch=self.batch)
-        self.trial_timeout = trial_timeout
+        check_trial_timeout(o.trial_timeout, batch=self.batch)
+        self.trial_timeout = o.trial_timeout
         self._channel: ReportChannel | None = None
-        self.space_size = space_size
+        self.space_size = o.space_size
         # the bar counts proposals (reused ones too) when it has their total
-        self.total = n_trials if n_trials is not None else total
-        self._count_proposals = n_trials is None and total is not None
+        self.total = o.n_trials if o.n_trials is not None else o.total
+        self._count_proposals = o.n_trials is None and o.total is not None
         self.token = uuid.uuid4().hex[:8]
         self.sizer = ChunkSizer(_TARGET_TASK_SECONDS, growth=_GROWTH, limit=_MAX_GROUP)
         self.reuse_room = 0  # extra claims per turn while every claim is reused
@@ -440,7 +356,7 @@ class Driver:
         # what tells the Dask dashboard's dasktune page where the run is
         self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
         if not self.batch:
-            evaluate = evaluate_columns if vectorized else evaluate_group
+            evaluate = evaluate_columns if o.vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
 
     # -- the loop --------------------------------------------------------------

@@ -380,6 +380,7 @@ def run_here_first(
         report.stopped = report.stopped or "n_trials"
         return report
     from dasktune.run.cluster import get_client
+    from dasktune.run.options import RunOptions
     from dasktune.run.vector import run_vector
 
     client = (
@@ -387,11 +388,14 @@ def run_here_first(
         if local.starting is None
         else local.starting.client()
     )
-    rest, _ = run_vector(
-        cast(AskTell, Handover(optimizer, handed)), fun, args,
-        client=client, name=name, paired=paired,
-        n_trials=None if n_trials is None else max(n_trials - done, 0),
+    options = RunOptions(
+        name=name,
+        n_trials=None if n_trials is None else n_trials - done,  # done < n_trials
         timeout=None if timeout is None else max(timeout - report.elapsed, 1e-3),
         execution=policy.driver_execution,
+    )
+    rest, _ = run_vector(
+        cast(AskTell, Handover(optimizer, handed)), fun, args, options,
+        client=client, paired=paired,
     )  # fmt: skip
     return continued(report, rest, local.overlapped)

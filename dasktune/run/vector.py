@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import distributed
@@ -11,6 +12,7 @@ from dasktune.optim.base import AskTell
 from dasktune.records import MemoryRecorder
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
+from dasktune.run.options import RunOptions
 from dasktune.run.points import VectorObjective, point_record, point_vector
 
 
@@ -18,14 +20,15 @@ def run_vector(
     optimizer: AskTell,
     fun: Callable[..., Any] | BatchObjective,
     args: tuple[Any, ...],
+    options: RunOptions,
     *,
     client: distributed.Client | None,
-    name: str,
     paired: bool = False,
     recorder: Any = None,
-    **driver_kwargs: Any,
 ) -> tuple[RunReport, Any]:
-    """Drive ``optimizer`` on the cluster; return the report and the recorder.
+    """Drive ``optimizer`` on the cluster as ``options`` say; return the report
+    and the recorder. The points are recorded as vectors (``to_call`` and
+    ``to_record`` are set here, so are any in ``options``).
 
     When trials failed and none gave a value, the first failure's own
     exception is raised (its traceback in a note), never a silent ``inf``.
@@ -38,15 +41,7 @@ def run_vector(
         to_call: Callable[[Any], Any] = point_vector
     else:
         objective, to_call = VectorObjective(fun, args, paired), lambda p: p
-    driver = Driver(
-        optimizer,
-        objective,
-        client,
-        recorder,
-        name=name,
-        to_call=to_call,
-        to_record=point_record,
-        raise_if_all_failed=True,
-        **driver_kwargs,
+    options = replace(
+        options, to_call=to_call, to_record=point_record, raise_if_all_failed=True
     )
-    return driver.run(), recorder
+    return Driver(optimizer, objective, client, recorder, options).run(), recorder
