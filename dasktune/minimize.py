@@ -40,7 +40,7 @@ from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
 from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
 from dasktune.run.local import run_here_first
-from dasktune.run.policy import ExecutionPolicy
+from dasktune.run.policy import ExecutionPolicy, with_trials
 from dasktune.spsa import SPSA
 
 if TYPE_CHECKING:
@@ -347,7 +347,10 @@ def minimize(
         optimizer.close()
         if owned is not None:
             owned.close()  # opened here, from a URL or a path
-    return _reported(_result(optimizer, report), "cluster", policy.forced.reason)
+    reason = with_trials(
+        policy.forced.reason, report.execution, report.execution_reason
+    )
+    return _reported(_result(optimizer, report), "cluster", reason)
 
 
 def _cluster_only(method: str, vectorized: bool) -> str | None:

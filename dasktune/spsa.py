@@ -20,7 +20,7 @@ from dasktune._checks import check_bool, check_callable, func_name
 from dasktune.optim.spsa import SPSAOptimizer
 from dasktune.run.base import BatchObjective, check_trial_timeout
 from dasktune.run.local import run_here_first
-from dasktune.run.policy import ExecutionPolicy
+from dasktune.run.policy import ExecutionPolicy, with_trials
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -210,11 +210,12 @@ def SPSA(
             name=name, progress=progress, resources=resources,
             trial_timeout=trial_timeout, execution=policy.driver_execution,
         )  # fmt: skip
-        run_vector(
+        ran, _ = run_vector(
             optimizer, fnc, args, options, paired=paired,
             client=get_client(client, security=security),
         )  # fmt: skip
-        where, reason = "cluster", policy.forced.reason
+        where = "cluster"
+        reason = with_trials(policy.forced.reason, ran.execution, ran.execution_reason)
     result = optimizer.result
     result.execution, result.execution_reason = where, reason
     return result

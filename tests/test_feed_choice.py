@@ -1,19 +1,22 @@
 """execution="auto" on a cluster: a sequential sampler's trials are fed only
-when they are short, and never on a cluster that scales (run/policy.py)."""
+when they are short, and never on a cluster that scales (run/policy.py); so
+are a batch-synchronous optimizer's short evaluations."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import pytest
 from distributed.utils_test import gen_cluster
+from scipy.optimize import differential_evolution
 
-from dasktune import Float, Search
+from dasktune import Float, Search, minimize
 from dasktune.optim.base import Optimizer
 from dasktune.run.feed import FedWindow
-from dasktune.run.policy import FEED_BELOW, FEED_PROBE, cluster_scales
+from dasktune.run.policy import FEED_BELOW, FEED_PROBE, FeedChoice, cluster_scales
 from tests.clusters import local_client
 
 SPACE = {"x": Float(0.0, 1.0)}
@@ -110,3 +113,63 @@ def test_an_adaptive_cluster_is_never_fed(feeds):
     assert (report.evaluated, report.execution) == (8, "tasks")
     assert "the cluster scales adaptively" in report.execution_reason
     assert feeds == []
+
+
+# -- a batch-synchronous optimizer (DE's generations, SPSA's iterations) --------
+
+
+def quick_sphere(x):
+    time.sleep(0.002)  # the objective's cost
+    return float(sum(v * v for v in x))
+
+
+def test_batches_are_fed_when_their_evaluations_are_short():
+    timed = FeedChoice("auto", sequential=False, batched=True, scales=None)
+    assert timed.decision is None  # the first batch goes as tasks, timed
+    assert timed.observe([0.01] * FEED_PROBE).where == "feed"
+    assert "a batch-synchronous optimizer" in timed.decision.reason
+    assert FeedChoice(
+        "auto", sequential=False, batched=True, scales=None
+    ).observe([FEED_BELOW]).where == "tasks"  # fmt: skip
+    # timed before the run (in the caller's process): decided at once
+    known = FeedChoice("auto", sequential=False, batched=True, scales=None, cost=0.01)
+    assert known.decision.where == "feed"
+    assert "an evaluation took 10.0 ms in the caller's process" in known.decision.reason
+    long = FeedChoice("auto", sequential=False, batched=True, scales=None, cost=0.3)
+    assert long.decision.where == "tasks"
+    # never on a cluster that scales, nor when tasks are asked for, nor for a
+    # source that does not learn from results
+    scaling = FeedChoice(
+        "auto", sequential=False, batched=True, scales="adapts", cost=0
+    )
+    assert scaling.decision.where == "tasks" and "adapts" in scaling.decision.reason
+    assert FeedChoice("tasks", sequential=False, batched=True, scales=None,
+                      cost=0.0).decision.where == "tasks"  # fmt: skip
+    grid = FeedChoice("auto", sequential=False, batched=False, scales=None, cost=0.0)
+    assert grid.decision.where == "tasks"
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_short_de_generations_are_fed_exactly_as_scipy(c, s, a, b, feeds):
+    kw = {"maxiter": 4, "popsize": 4, "polish": False, "tol": 0.0}
+    res = await asyncio.to_thread(
+        minimize, quick_sphere, [(-1, 1)] * 2, seed=3, client=c, name="de", **kw
+    )
+    assert res.execution == "cluster"
+    # the first generation's tasks, timed (a task's trials arrive together)
+    said = r"a client given \(client=\); trials fed: fed to long-lived tasks: the "
+    assert re.search(said + r"first \d+ trials took at most", res.execution_reason)
+    assert feeds == ["de"]  # after the first generation, as tasks
+    serial = differential_evolution(
+        quick_sphere, [(-1, 1)] * 2, rng=3, updating="deferred", **kw
+    )
+    assert (res.x.tolist(), res.fun, res.nfev) == (
+        serial.x.tolist(), serial.fun, serial.nfev,
+    )  # fmt: skip
+    # execution="tasks": never fed, said once
+    res = await asyncio.to_thread(
+        minimize, quick_sphere, [(-1, 1)] * 2, seed=3, client=c, name="t",
+        execution="tasks", **kw,
+    )  # fmt: skip
+    assert res.execution_reason == "execution='tasks' was asked for"
+    assert feeds == ["de"]

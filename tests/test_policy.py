@@ -176,6 +176,10 @@ def test_a_current_client_is_used_only_when_the_work_pays(client):
     # to pay for (the first evaluations, timed here, are not on a worker)
     res = minimize(slow_sphere, [(-1, 1)] * 2, seed=0, maxiter=2, popsize=3)
     assert res.execution == "cluster", res.execution_reason
+    # timed here at 5 ms, far below a quarter second: fed from the first
+    # generation on, no batch paying a round trip through the scheduler
+    fed = "trials fed: fed to long-lived tasks: an evaluation took"
+    assert fed in res.execution_reason, res.execution_reason
     policy = ExecutionPolicy(what="f", expected=10)
     assert policy._too_short(5e-3, 0) is None
     assert policy.after_probe([5e-3]).where == "cluster"  # one decides

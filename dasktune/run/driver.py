@@ -1090,21 +1090,25 @@ class Driver:
 
     def _decide_feed(self) -> None:
         """``execution="auto"``, at the first ask (made, so a batch-synchronous
-        optimizer has declared its batch), by :class:`FeedChoice`: a
-        sequential sampler (its next ask waits on a result: Optuna's TPE, a
-        Gaussian process, Nevergrad) on a cluster that does not scale sends
-        its first trials as tasks, timed, and feeds the rest when they are
-        short (:meth:`_timed`); sources that do not learn (grids, random) and
-        known batches keep a task each, on the dashboard's task stream."""
-        sequential = (
-            bool(self.optimizer.wants_values) and self.optimizer.batch_size == 0
-        )
+        optimizer has declared its batch), by :class:`FeedChoice`: an
+        optimizer that waits on its results (a sequential sampler: Optuna's
+        TPE, a Gaussian process, Nevergrad; or a batch-synchronous one: DE,
+        SPSA) on a cluster that does not scale sends its first trials as
+        tasks, timed, and feeds the rest when they are short (:meth:`_timed`),
+        or is fed at once when its evaluations were timed before the run
+        (``options.cost``); sources that do not learn (grids, random) keep a
+        task each, on the dashboard's task stream."""
+        learns = bool(self.optimizer.wants_values)
+        batched = self.optimizer.batch_size > 0
         choice = FeedChoice(
-            "auto", sequential=sequential, scales=cluster_scales(self.client)
-        )
+            "auto", sequential=learns and not batched, batched=learns and batched,
+            scales=cluster_scales(self.client), cost=self.options.cost,
+        )  # fmt: skip
         self._fed = False  # the first trials go as tasks, if undecided
         if choice.decision is not None:
             self._decided(choice.decision)
+            if choice.decision.where == "feed":
+                self._start_feed()  # nothing sent yet
         else:
             self._choice = choice  # timed: _timed
 

@@ -30,7 +30,12 @@ from dasktune.optim.base import AskTell
 from dasktune.records import Outcome, Trial, TrialStatus
 from dasktune.run.base import ALL_FAILED_STOP, RunReport
 from dasktune.run.points import VectorObjective, point_key, point_record
-from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, seconds_text
+from dasktune.run.policy import (
+    ExecutionDecision,
+    ExecutionPolicy,
+    seconds_text,
+    with_trials,
+)
 from dasktune.run.startup import BackgroundStart
 
 __all__ = ["Handover", "LocalRun", "continued", "run_here_first"]
@@ -95,6 +100,13 @@ class LocalRun:
         self.decision: ExecutionDecision | None = policy.forced
         self._cache: dict[Hashable, float | None] = {}  # by hash: value, None failed
         self._probe: list[float] = []
+        self._timed = (0, 0.0)  # evaluations made here, and their seconds
+
+    @property
+    def cost(self) -> float | None:
+        """Seconds an evaluation took here on average (``None``: none made)."""
+        count, seconds = self._timed
+        return seconds / count if count else None
 
     def run(self) -> tuple[RunReport, list[Trial]]:
         """Run until the optimizer finishes, ``n_trials``, the timeout, or the
@@ -140,6 +152,7 @@ class LocalRun:
                 trial = asked.popleft()
                 seconds = self._evaluate(trial, report)
                 if seconds is not None:
+                    self._timed = (self._timed[0] + 1, self._timed[1] + seconds)
                     batch_seconds += seconds
                     batch_evaluated += 1
                     if self.decision is None:
@@ -317,6 +330,7 @@ def continued(local: RunReport, rest: RunReport, overlapped: int = 0) -> RunRepo
             f"; {overlapped} evaluation(s) ran in the caller's process while "
             "the cluster started"
         )
+    reason = with_trials(reason, rest.execution, rest.execution_reason)
     return RunReport(
         evaluated=local.evaluated + rest.evaluated,
         failed=local.failed + rest.failed,
@@ -393,6 +407,7 @@ def run_here_first(
         n_trials=None if n_trials is None else n_trials - done,  # done < n_trials
         timeout=None if timeout is None else max(timeout - report.elapsed, 1e-3),
         execution=policy.driver_execution,
+        cost=local.cost,  # timed here: how trials go is decided at once
     )
     rest, _ = run_vector(
         cast(AskTell, Handover(optimizer, handed)), fun, args, options,

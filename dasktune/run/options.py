@@ -126,6 +126,11 @@ class RunOptions:
         objective (the driver raises ``ValueError``).
     metric_names : sequence of str, optional
         The objectives' names, for several objectives.
+    cost : float, optional
+        Seconds one evaluation took where it was timed before the run (in the
+        caller's process, by the execution policy): with ``execution="auto"``
+        whether trials are fed is then decided at once
+        (:class:`~dasktune.run.policy.FeedChoice`).
 
     Raises
     ------
@@ -168,6 +173,7 @@ class RunOptions:
     execution: str = "auto"
     trial_timeout: float | None = None
     metric_names: Sequence[str] | None = None
+    cost: float | None = None
 
     def __post_init__(self) -> None:
         # the order Search.run has always raised in

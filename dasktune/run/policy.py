@@ -31,13 +31,19 @@ How it decides
 
 On the cluster, how a run's trials reach the workers (:class:`FeedChoice`):
 a task per trial (or a group of fast ones), or fed to long-lived tasks
-(``dasktune.run.feed``), which saves a sequential sampler Dask's per-task
-latency but hides its trials from the dashboard's task stream and holds every
-worker thread and, through its actors, every worker. With ``execution="auto"``
-a sequential sampler's first :data:`FEED_PROBE` trials go as tasks and are
-timed on their workers; when all took less than :data:`FEED_BELOW`, the rest
-are fed. Never on a cluster that scales (adaptive, or dask-jobqueue's batch
-jobs): a worker holding the feed's actor cannot be retired.
+(``dasktune.run.feed``), which saves Dask's per-task latency but hides the
+trials from the dashboard's task stream and holds every worker thread and,
+through its actors, every worker. It pays for an optimizer that waits on its
+results: a sequential sampler (each trial waits on the last result) and a
+batch-synchronous one (DE's generations, SPSA's iterations: each batch waits
+on the last, and a batch of tasks pays a round trip through the scheduler,
+20-40 ms here, that a fed batch does not). With ``execution="auto"`` such a
+run's first :data:`FEED_PROBE` trials go as tasks and are timed on their
+workers; when all took less than :data:`FEED_BELOW`, the rest are fed. A run
+whose evaluations were timed already, in the caller's process, is decided at
+once from that time. Never on a cluster that scales (adaptive, or
+dask-jobqueue's batch jobs): a worker holding the feed's actor cannot be
+retired.
 
 The choice never changes a result: the same ask/tell optimizer is told the
 same values in the same order, wherever they were computed.
@@ -66,11 +72,12 @@ __all__ = [
     "FeedChoice",
     "cluster_scales",
     "seconds_text",
+    "with_trials",
 ]
 
 #: the choices of ``execution=``: measure ("auto"), the caller's process
 #: ("local"), a task per trial or grouped tasks ("tasks"), long-lived tasks fed
-#: trials ("feed"; a batch-synchronous optimizer's batches still go as tasks)
+#: trials ("feed")
 EXECUTIONS = ("auto", "local", "tasks", "feed")
 #: one task's dispatch cost on a Dask cluster, seconds (``client.map`` of a
 #: no-op, measured: DASK-FACTS.md)
@@ -108,6 +115,22 @@ def seconds_text(seconds: float) -> str:
     if seconds < 1.0:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.2f} s"
+
+
+def with_trials(reason: str, where: str, trials: str) -> str:
+    """A run's execution ``reason`` with what its cluster driver's report says
+    of how the trials reached the workers (``where``: "feed" or "tasks", and
+    why: ``trials``); said once when both are the same request.
+
+    >>> with_trials("the run has a client given (client=)", "feed", "short")
+    'the run has a client given (client=); trials fed: short'
+    >>> with_trials("execution='tasks' was asked for", "tasks",
+    ...             "execution='tasks' was asked for")
+    "execution='tasks' was asked for"
+    """
+    if not trials or trials == reason:
+        return reason
+    return f"{reason}; trials {'fed' if where == 'feed' else 'as tasks'}: {trials}"
 
 
 @dataclass(frozen=True)
@@ -334,9 +357,16 @@ class FeedChoice:
     execution : {"auto", "tasks", "feed"}
     sequential : bool
         The optimizer is a sequential sampler (it learns from each result and
-        has no known batch): the only kind "auto" may feed.
+        has no known batch).
     scales : str, optional
         Why the cluster scales (:func:`cluster_scales`), or ``None``.
+    batched : bool, default False
+        The optimizer is batch-synchronous (it learns from results, in known
+        batches: DE's generations, SPSA's iterations). With ``sequential``,
+        the only kinds "auto" may feed.
+    cost : float, optional
+        Seconds an evaluation took where it was timed before the run (the
+        caller's process): "auto" decides at once from it.
 
     Attributes
     ----------
@@ -351,20 +381,37 @@ class FeedChoice:
     'feed'
     >>> FeedChoice("auto", sequential=True, scales=None).observe([1.5]).where
     'tasks'
+    >>> FeedChoice("auto", sequential=False, scales=None, batched=True,
+    ...            cost=0.01).decision.where
+    'feed'
     """
 
-    def __init__(self, execution: str, *, sequential: bool, scales: str | None):
+    def __init__(
+        self,
+        execution: str,
+        *,
+        sequential: bool,
+        scales: str | None,
+        batched: bool = False,
+        cost: float | None = None,
+    ):
         self._durations: list[float] = []
         self.decision: ExecutionDecision | None = None
+        self._waits = (
+            "a sequential sampler (each trial waits on the last result)"
+            if sequential
+            else "a batch-synchronous optimizer (each batch waits on the last, "
+            "and a batch of tasks pays a round trip through the scheduler)"
+        )
         if execution in ("tasks", "feed"):
             self.decision = ExecutionDecision(
                 execution, f"execution={execution!r} was asked for"
             )
-        elif not sequential:
+        elif not sequential and not batched:
             reason = (
                 "a task per trial (or per group of fast trials): the optimizer "
-                "is not a sequential sampler (its batches are known, or it does "
-                "not learn from results), so no trial waits on another's latency"
+                "does not learn from results (a grid, a random source), so no "
+                "trial waits on another's latency"
             )
             self.decision = ExecutionDecision("tasks", reason)
         elif scales is not None:
@@ -373,6 +420,26 @@ class FeedChoice:
                 "actor could not be retired"
             )
             self.decision = ExecutionDecision("tasks", reason)
+        elif cost is not None:
+            self.decision = self._from(
+                cost, f"an evaluation took {seconds_text(cost)} in the caller's process"
+            )
+
+    def _from(self, longest: float, timed: str) -> ExecutionDecision:
+        """The decision from the longest trial timed (``timed`` says how)."""
+        if longest >= FEED_BELOW:
+            reason = (
+                f"a task per trial: {timed}, at least "
+                f"{seconds_text(FEED_BELOW)}, where a task's overhead hardly "
+                "matters (and each trial shows on the dashboard)"
+            )
+            return ExecutionDecision("tasks", reason)
+        reason = (
+            f"fed to long-lived tasks: {timed}, less than "
+            f"{seconds_text(FEED_BELOW)}, so Dask's latency per task would cost "
+            f"{self._waits} a good share of its time"
+        )
+        return ExecutionDecision("feed", reason)
 
     def observe(self, durations: Sequence[float]) -> ExecutionDecision | None:
         """Take the durations (seconds, on the workers) of trials done while
@@ -382,20 +449,13 @@ class FeedChoice:
         self._durations.extend(durations)
         longest = max(self._durations, default=0.0)
         if longest >= FEED_BELOW:
-            reason = (
-                f"a task per trial: a trial took {seconds_text(longest)}, at "
-                f"least {seconds_text(FEED_BELOW)}, where a task's overhead "
-                "hardly matters (and each trial shows on the dashboard)"
-            )
-            self.decision = ExecutionDecision("tasks", reason)
+            self.decision = self._from(longest, f"a trial took {seconds_text(longest)}")
         elif len(self._durations) >= FEED_PROBE:
-            reason = (
-                f"fed to long-lived tasks: the first {len(self._durations)} trials "
-                f"took at most {seconds_text(longest)}, less than "
-                f"{seconds_text(FEED_BELOW)}, so a task per trial would cost a "
-                "sequential sampler a good share of its time"
+            timed = (
+                f"the first {len(self._durations)} trials took at most "
+                f"{seconds_text(longest)}"
             )
-            self.decision = ExecutionDecision("feed", reason)
+            self.decision = self._from(longest, timed)
         return self.decision
 
 
