@@ -49,10 +49,10 @@ from dasktune.optim.base import (
 )
 from dasktune.optim.pruners import Pruner
 from dasktune.records import FIELD, DecisionKind, TrialStatus, canonical, error_line
+from dasktune.run import entry
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import (
     BatchObjective,
-    Driver,
     RunReport,
     check_batch_objective,
     check_execution,
@@ -513,9 +513,10 @@ class Search:
         )
         if filters:
             options = replace(options, keep=self._keeper(filters, recorder))
-        driver = Driver(optimizer, self.objective, client, recorder, options)
         try:
-            report = driver.run()
+            report = entry.run(
+                optimizer, self.objective, recorder, options, client=client
+            )
         except BaseException as err:
             # the run's error wins; closing the optimizer's goes in a note
             if source is None or not isinstance(source, AskTell):
