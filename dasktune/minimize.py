@@ -61,7 +61,7 @@ def _recorder(
 ) -> Any:
     if store is None:
         return MemoryRecorder()
-    from dasktune.search import provenance
+    from dasktune.provenance import provenance
     from dasktune.store.recorder import StoreRecorder
     from dasktune.store.sql import TrialStore, check_store
 

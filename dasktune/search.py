@@ -12,20 +12,13 @@ interrupted ones re-run.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import inspect
 import json
 import math
 import os
-import platform
 import re
-import socket
-import subprocess
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from typing import Any, Self
 
 import distributed
@@ -48,6 +41,7 @@ from dasktune.optim.base import (
     missing_members,
 )
 from dasktune.optim.pruners import Pruner
+from dasktune.provenance import provenance
 from dasktune.records import FIELD, DecisionKind, TrialStatus, canonical, error_line
 from dasktune.run import entry
 from dasktune.run.cluster import get_client
@@ -99,55 +93,6 @@ class BestTrial:
     aux: dict[str, Any] = field(default_factory=dict)
     values: tuple[float, ...] = ()
     constraints: tuple[float, ...] | None = None
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
-
-
-def provenance(objective: object) -> dict[str, Any]:
-    """What makes a search defensible: versions, host, user, git, objective."""
-    target = getattr(objective, "process_function", objective)
-    try:
-        source = inspect.getsource(target)  # type: ignore[arg-type]
-        source_hash: str | None = hashlib.sha256(source.encode()).hexdigest()
-    except (OSError, TypeError):
-        source_hash = None
-    commit = _git("rev-parse", "HEAD")
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = None
-    module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", type(target).__qualname__)
-    return {
-        "dasktune": _version("dasktune"),
-        "python": platform.python_version(),
-        "packages": {
-            name: _version(name)
-            for name in ("numpy", "scipy", "pandas", "dask", "distributed")
-        },
-        "host": socket.gethostname(),
-        "user": user,
-        "cwd": os.getcwd(),
-        "git_commit": commit,
-        "git_dirty": None if commit is None else bool(_git("status", "--porcelain")),
-        "objective": f"{module}.{qualname}" if module else qualname,
-        "objective_source_sha256": source_hash,
-    }
 
 
 class Search:
