@@ -61,7 +61,7 @@ def _recorder(
 ) -> Any:
     if store is None:
         return MemoryRecorder()
-    from dasktune.search import provenance
+    from dasktune.provenance import provenance
     from dasktune.store.recorder import StoreRecorder
     from dasktune.store.sql import TrialStore, check_store
 
@@ -201,51 +201,22 @@ def minimize(
     >>> res = minimize(loss, [(-5, 5)] * 4, seed=0, maxiter=200)  # doctest: +SKIP
     >>> res.x, res.fun, res.nfev  # doctest: +SKIP
     """
-    if not isinstance(fun, BatchObjective):
-        check_callable("fun", fun)
-    if method not in (*METHODS, "spsa"):
-        msg = f"method must be one of {[*METHODS, 'spsa']}, got {method!r}"
-        raise ValueError(msg)
-    if not isinstance(args, tuple):
-        msg = f"args must be a tuple of extra arguments, got {type(args).__name__}"
-        raise TypeError(msg)
-    pairs = as_pairs(
-        bounds,
-        finite=f"minimize(method={method!r})",
-        fixed=method == "differential_evolution",  # scipy's DE takes low == high
-    )
-    check_int("maxfev", maxfev, 1, optional=True)
-    check_int("n_workers", n_workers, 1, optional=True)
-    check_timeout(timeout)
-    check_bool("progress", progress)
-    check_trial_timeout(trial_timeout, batch=isinstance(fun, BatchObjective))
-    if seed is not None and options.get("rng") is not None:
-        msg = f"minimize({method!r}) takes seed= or scipy's rng=, not both"
-        raise TypeError(msg)
-    if callback is not None:
-        check_callable("callback", callback)
+    pairs = _check_arguments(
+        fun, bounds, method, args, maxfev=maxfev, n_workers=n_workers,
+        timeout=timeout, progress=progress, trial_timeout=trial_timeout,
+        seed=seed, rng=options.get("rng"), callback=callback,
+    )  # fmt: skip
     vectorized = _check_vectorized(method, fun, options.pop("vectorized", False))
     label = (
         name or f"minimize-{func_name(fun) if callable(fun) else type(fun).__name__}"
     )
-
     if method == "spsa":
-        x0 = options.pop("x0", pairs.mean(axis=1))
-        check_bounds(pairs, np.asarray(x0, dtype=float))
-        if maxfev is not None:
-            options.setdefault("maxiter", max(1, (maxfev - 17) // 2))
-        options.setdefault("print_iters", None)
-        if timeout is not None:
-            msg = (
-                "minimize(method='spsa') takes no timeout; bound it with maxiter "
-                "or maxfev, or use another method"
-            )
-            raise TypeError(msg)
-        return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
-                    security=security, callback=callback, progress=progress,
-                    resources=resources, trial_timeout=trial_timeout,
-                    execution=execution, **options)  # fmt: skip
-
+        return _spsa(
+            fun, pairs, args, options, maxfev=maxfev, timeout=timeout, seed=seed,
+            client=client, security=security, callback=callback,
+            progress=progress, resources=resources, trial_timeout=trial_timeout,
+            execution=execution,
+        )  # fmt: skip
     kwargs = dict(options)
     if vectorized:
         kwargs["vectorized"] = True
@@ -267,17 +238,151 @@ def minimize(
     if method in ("differential_evolution", "dual_annealing") and seed is not None:
         kwargs["rng"] = seed
     if policy.forced is None or policy.forced.where == "local":
-        local = ScipyAskTell(method, pairs, **_with_args(kwargs, args))
-        try:
-            report = run_here_first(
-                local, cast(Callable[..., Any], fun), args, policy=policy, name=label, n_trials=maxfev,
-                timeout=timeout, security=security,
-            )  # fmt: skip
-        finally:
-            local.close()
-        return _reported(
-            _result(local, report), report.execution, report.execution_reason
+        return _here_first(
+            method, pairs, kwargs, fun, args, policy=policy, label=label,
+            maxfev=maxfev, timeout=timeout, security=security,
+        )  # fmt: skip
+    return _on_cluster(
+        method, pairs, kwargs, fun, args, policy=policy, label=label,
+        client=client, security=security, seed=seed, n_workers=n_workers,
+        maxfev=maxfev, callback=callback, store=store, progress=progress,
+        resources=resources, timeout=timeout, trial_timeout=trial_timeout,
+        vectorized=vectorized,
+    )  # fmt: skip
+
+
+def _check_arguments(
+    fun: Any,
+    bounds: Any,
+    method: str,
+    args: Any,
+    *,
+    maxfev: int | None,
+    n_workers: int | None,
+    timeout: float | None,
+    progress: bool,
+    trial_timeout: float | None,
+    seed: int | None,
+    rng: Any,
+    callback: Callable[..., Any] | None,
+) -> np.ndarray:
+    """Check ``minimize``'s arguments before any work; the bounds as
+    ``(low, high)`` pairs."""
+    if not isinstance(fun, BatchObjective):
+        check_callable("fun", fun)
+    if method not in (*METHODS, "spsa"):
+        msg = f"method must be one of {[*METHODS, 'spsa']}, got {method!r}"
+        raise ValueError(msg)
+    if not isinstance(args, tuple):
+        msg = f"args must be a tuple of extra arguments, got {type(args).__name__}"
+        raise TypeError(msg)
+    pairs = as_pairs(
+        bounds,
+        finite=f"minimize(method={method!r})",
+        fixed=method == "differential_evolution",  # scipy's DE takes low == high
+    )
+    check_int("maxfev", maxfev, 1, optional=True)
+    check_int("n_workers", n_workers, 1, optional=True)
+    check_timeout(timeout)
+    check_bool("progress", progress)
+    check_trial_timeout(trial_timeout, batch=isinstance(fun, BatchObjective))
+    if seed is not None and rng is not None:
+        msg = f"minimize({method!r}) takes seed= or scipy's rng=, not both"
+        raise TypeError(msg)
+    if callback is not None:
+        check_callable("callback", callback)
+    return pairs
+
+
+def _spsa(
+    fun: Any,
+    pairs: np.ndarray,
+    args: tuple[Any, ...],
+    options: dict[str, Any],
+    *,
+    maxfev: int | None,
+    timeout: float | None,
+    seed: int | None,
+    client: distributed.Client | None,
+    security: Security | None,
+    callback: Callable[..., Any] | None,
+    progress: bool,
+    resources: Mapping[str, float] | None,
+    trial_timeout: float | None,
+    execution: str,
+) -> OptimizeResult:
+    """``method="spsa"``: :func:`dasktune.SPSA`, started from the bounds'
+    middle unless ``x0`` is given, its ``maxiter`` from ``maxfev``."""
+    x0 = options.pop("x0", pairs.mean(axis=1))
+    check_bounds(pairs, np.asarray(x0, dtype=float))
+    if maxfev is not None:
+        options.setdefault("maxiter", max(1, (maxfev - 17) // 2))
+    options.setdefault("print_iters", None)
+    if timeout is not None:
+        msg = (
+            "minimize(method='spsa') takes no timeout; bound it with maxiter "
+            "or maxfev, or use another method"
         )
+        raise TypeError(msg)
+    return SPSA(fun, x0, args=args, bounds=pairs, seed=seed, client=client,
+                security=security, callback=callback, progress=progress,
+                resources=resources, trial_timeout=trial_timeout,
+                execution=execution, **options)  # fmt: skip
+
+
+def _here_first(
+    method: str,
+    pairs: np.ndarray,
+    kwargs: dict[str, Any],
+    fun: Any,
+    args: tuple[Any, ...],
+    *,
+    policy: ExecutionPolicy,
+    label: str,
+    maxfev: int | None,
+    timeout: float | None,
+    security: Security | None,
+) -> OptimizeResult:
+    """One scipy method run in this process first, handed over to the
+    cluster when its evaluations are worth a task (:mod:`dasktune.run.local`)."""
+    local = ScipyAskTell(method, pairs, **_with_args(kwargs, args))
+    try:
+        report = run_here_first(
+            local, cast(Callable[..., Any], fun), args, policy=policy, name=label, n_trials=maxfev,
+            timeout=timeout, security=security,
+        )  # fmt: skip
+    finally:
+        local.close()
+    return _reported(_result(local, report), report.execution, report.execution_reason)
+
+
+def _on_cluster(
+    method: str,
+    pairs: np.ndarray,
+    kwargs: dict[str, Any],
+    fun: Any,
+    args: tuple[Any, ...],
+    *,
+    policy: ExecutionPolicy,
+    label: str,
+    client: distributed.Client | None,
+    security: Security | None,
+    seed: int | None,
+    n_workers: int | None,
+    maxfev: int | None,
+    callback: Callable[..., Any] | None,
+    store: str | os.PathLike[str] | TrialStore | None,
+    progress: bool,
+    resources: Mapping[str, float] | None,
+    timeout: float | None,
+    trial_timeout: float | None,
+    vectorized: bool,
+) -> OptimizeResult:
+    """A run on the cluster: DE and shgo through the driver; the replicas of
+    ``dual_annealing`` and ``direct`` as whole tasks, or through the driver
+    when each evaluation must be a trial (a store, ``maxfev``, a callback, a
+    timeout, a batch objective)."""
+    assert policy.forced is not None  # decided: the cluster
     logger.debug(
         "%s: execution cluster: %s", label, policy.forced.reason
     )  # fmt: skip

@@ -12,20 +12,11 @@ interrupted ones re-run.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import inspect
 import json
-import math
 import os
-import platform
-import re
-import socket
-import subprocess
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from typing import Any, Self
 
 import distributed
@@ -34,33 +25,41 @@ from distributed.security import Security
 
 from dasktune._checks import (
     check_bool,
-    check_callable,
     func_name,
     short_repr,
 )
-from dasktune.direction import Direction, parse_directions
+from dasktune.direction import Direction
 from dasktune.exceptions import DasktuneError, SearchMismatchError, StoreError
 from dasktune.optim.base import (
     AskTell,
-    IterableSource,
-    Optimizer,
-    RandomSampler,
-    missing_members,
 )
 from dasktune.optim.pruners import Pruner
-from dasktune.records import FIELD, DecisionKind, TrialStatus, canonical, error_line
+from dasktune.provenance import provenance
+from dasktune.records import TrialStatus, error_line
+from dasktune.resume import requeue, restore, warm_start
+from dasktune.run import entry
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import (
     BatchObjective,
-    Driver,
     RunReport,
-    check_batch_objective,
     check_execution,
-    check_pruned_objective,
     check_trial_timeout,
 )
 from dasktune.run.options import RunOptions
-from dasktune.run.report import check_trial_first
+from dasktune.search_checks import (
+    RESERVED,
+    RESERVED_COLUMNS,
+    check_directions,
+    check_filters,
+    check_metric_names,
+    check_objective,
+    check_objectives,
+    check_pruner,
+    check_reserved,
+    check_runnable,
+    check_stale_after,
+)
+from dasktune.search_source import length, optimizer_of, space_size
 from dasktune.space import Space
 from dasktune.store.recorder import StoreRecorder
 from dasktune.store.rows import DECODING_ERRORS, damaged_trial
@@ -71,13 +70,10 @@ from dasktune.store.sql import (
     search_directions,
     search_metric_names,
 )
-from dasktune.store.table import COLUMNS, TrialTable
+from dasktune.store.table import TrialTable
 
 __all__ = ["RESERVED_COLUMNS", "BestTrial", "Search", "provenance"]
 
-#: the trials table's own columns (``step`` once trials report): not parameters
-RESERVED_COLUMNS = ("number", *COLUMNS, "step", "constraints", "feasible")
-_RESERVED = frozenset(RESERVED_COLUMNS)
 DEFAULT_MAX_FAILURES = 1000
 #: rows a search's table reads before it is kept as the store's snapshot (and
 #: at least a tenth of the table): a new reader of fewer rows reads them fast
@@ -99,55 +95,6 @@ class BestTrial:
     aux: dict[str, Any] = field(default_factory=dict)
     values: tuple[float, ...] = ()
     constraints: tuple[float, ...] | None = None
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
-
-
-def provenance(objective: object) -> dict[str, Any]:
-    """What makes a search defensible: versions, host, user, git, objective."""
-    target = getattr(objective, "process_function", objective)
-    try:
-        source = inspect.getsource(target)  # type: ignore[arg-type]
-        source_hash: str | None = hashlib.sha256(source.encode()).hexdigest()
-    except (OSError, TypeError):
-        source_hash = None
-    commit = _git("rev-parse", "HEAD")
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = None
-    module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", type(target).__qualname__)
-    return {
-        "dasktune": _version("dasktune"),
-        "python": platform.python_version(),
-        "packages": {
-            name: _version(name)
-            for name in ("numpy", "scipy", "pandas", "dask", "distributed")
-        },
-        "host": socket.gethostname(),
-        "user": user,
-        "cwd": os.getcwd(),
-        "git_commit": commit,
-        "git_dirty": None if commit is None else bool(_git("status", "--porcelain")),
-        "objective": f"{module}.{qualname}" if module else qualname,
-        "objective_source_sha256": source_hash,
-    }
 
 
 class Search:
@@ -229,38 +176,22 @@ class Search:
         stale_after: float = STALE_AFTER_SECONDS,
         metric_names: Sequence[str] | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            msg = f"name must be a non-empty string, got {name!r}"
-            raise ValueError(msg)
-        if objective is not None:  # None: a search opened to be read
-            if not isinstance(objective, BatchObjective):
-                check_callable("objective", objective)
-            check_batch_objective(objective)
+        check_objective(name, objective)
         # neither given: the stored search's, or "minimize" for a new one
         stored_directions = direction is None and directions is None
         direction = Direction.parse(
             Direction.MINIMIZE if direction is None else direction
         )
-        self.directions = _check_directions(directions, direction)
+        self.directions = check_directions(directions, direction)
         direction = self.directions[0]
-        if (
-            isinstance(stale_after, bool)
-            or not isinstance(stale_after, int | float)
-            or not 0 < stale_after < math.inf  # NaN too
-        ):
-            msg = (
-                "stale_after must be a positive, finite number of seconds (after "
-                "which a silent driver's trials are taken over), got "
-                f"{stale_after!r}"
-            )
-            raise ValueError(msg)
+        stale_after = check_stale_after(stale_after)
         self.name = name
         self.objective = objective
         self.space = None if space is None else Space(space)
         if self.space is not None:
-            _check_reserved(self.space.names)
+            check_reserved(self.space.names)
         self.direction = direction
-        self.stale_after = float(stale_after)
+        self.stale_after = stale_after
         self._client_arg, self._security = client, security
         check_store(store)
         self._owns_store = not isinstance(store, TrialStore)
@@ -293,7 +224,7 @@ class Search:
                 self.directions = search_directions(found)
                 self.direction = direction = self.directions[0]
             if metric_names is not None:  # one per direction, the stored ones too
-                metric_names = _check_metric_names(metric_names, self.directions)
+                metric_names = check_metric_names(metric_names, self.directions)
             info = {} if made else provenance(objective)
             if metric_names is not None and not made:
                 info["metric_names"] = metric_names
@@ -423,33 +354,12 @@ class Search:
             stopped (``stopped``), the best value and parameters of this run,
             and, for several objectives, its Pareto front (``front``).
         """
-        if self.objective is None:
-            msg = (
-                f"search {self.name!r} was opened without an objective: it can be "
-                "read (trials, best, plot), not run; give Search(name, objective, ...)"
-            )
-            raise TypeError(msg)
-        if not isinstance(self.objective, BatchObjective):
-            check_trial_first(self.objective)  # Optuna's objective(trial)
-        if pruner is not None and len(self.directions) > 1:
-            msg = (
-                f"search {self.name!r} has {len(self.directions)} objectives; "
-                "pruners compare one objective's curves (as Optuna's do): run it "
-                "without a pruner"
-            )
-            raise ValueError(msg)
+        check_runnable(self.objective, self.name)
+        check_pruner(pruner, self.objective, self.name, self.directions)
         if pruner is not None:
-            if not isinstance(pruner, Pruner):
-                msg = (
-                    "pruner must be a dasktune.optim.pruners.Pruner (MedianPruner, "
-                    "SuccessiveHalvingPruner, ... or a subclass), got "
-                    f"{type(pruner).__name__}: {pruner!r}"
-                )
-                raise TypeError(msg)
-            check_pruned_objective(self.objective, pruner)
             pruner.for_search(self.name, self.directions[0])
-        optimizer = self._optimizer(source, n_trials, seed)
-        self._check_objectives(optimizer)
+        optimizer = optimizer_of(source, self.space, self.name, n_trials, seed)
+        check_objectives(optimizer, self.space, self.directions, self.name)
         # checked here, before any work; the filters' keeper is added below
         options = RunOptions(
             name=self.name,
@@ -467,58 +377,83 @@ class Search:
             resources=resources,
             execution=execution,
             trial_timeout=trial_timeout,
-            space_size=self._space_size(source),
-            total=_length(source),
+            space_size=space_size(self.space, source),
+            total=length(source),
             metric_names=self.metric_names,
         )
-        check_execution(
-            execution,
-            batch=isinstance(self.objective, BatchObjective),
-            resources=resources,
-        )
+        batch = isinstance(self.objective, BatchObjective)
+        check_execution(execution, batch=batch, resources=resources)
         check_bool("retry_failed", retry_failed)
-        if callable(filters):  # one filter: a list of it
-            filters = [filters]
-        if isinstance(filters, str | bytes) or not isinstance(filters, Iterable):
-            msg = (
-                "filters must be a list of functions (record, trials) -> bool, or "
-                f"one such function, got {type(filters).__name__}: {filters!r:.60}"
-            )
-            raise TypeError(msg)
-        filters = list(filters)
-        check_trial_timeout(
-            trial_timeout, batch=isinstance(self.objective, BatchObjective)
-        )
-        for f in filters:
-            check_callable("each filter", f)
-        self._warm_start(optimizer)
-        self._requeue(optimizer)
-        if pruner is not None:
-            self._restore(pruner)
+        filters = check_filters(filters)
+        check_trial_timeout(trial_timeout, batch=batch)
+        self._resume(optimizer, pruner)
         client = get_client(self._client_arg, security=self._security)
+        recorder = self._recorder(optimizer, client, options, seed, retry_failed)
+        if filters:
+            options = replace(options, keep=self._keeper(filters, recorder))
+        owned = source is None or not isinstance(source, AskTell)
+        report = self._drive(optimizer, recorder, options, client, owned)
+        if self._table is not None:  # the filters kept it: a snapshot is cheap
+            self._refresh(save=True)
+        self._warn_all_failed(report)
+        return report
+
+    @property
+    def _signs(self) -> tuple[float, ...]:
+        return tuple(Direction(d).sign for d in self.directions)
+
+    def _resume(self, optimizer: AskTell, pruner: Pruner | None) -> None:
+        """Hand the optimizer and the pruner what the store holds
+        (:mod:`dasktune.resume`)."""
+        warm_start(optimizer, self.store, self.search_id, self._signs, self.name)
+        requeue(optimizer, self.store, self.search_id, self.stale_after, self.name)
+        if pruner is not None:
+            restore(pruner, self.store, self.search_id)
+
+    def _recorder(
+        self,
+        optimizer: AskTell,
+        client: distributed.Client,
+        options: RunOptions,
+        seed: int | None,
+        retry_failed: bool,
+    ) -> StoreRecorder:
+        """Register this run as a driver of the search; its recorder."""
+        pruner, resources = options.pruner, options.resources
         driver_id = self.store.register_driver(
             self.search_id,
             {
                 "optimizer": optimizer.describe(),
                 "seed": optimizer.seed if optimizer.seed is not None else seed,
-                "n_trials": n_trials,
-                "retries": retries,
+                "n_trials": options.n_trials,
+                "retries": options.retries,
                 "pruner": None if pruner is None else pruner.describe(),
                 "resources": None if resources is None else dict(resources),
                 "scheduler": getattr(client.scheduler, "address", None),
             },
         )
-        recorder = StoreRecorder(
+        return StoreRecorder(
             self.store, self.search_id, driver_id, retry_failed, self.stale_after
         )
-        if filters:
-            options = replace(options, keep=self._keeper(filters, recorder))
-        driver = Driver(optimizer, self.objective, client, recorder, options)
+
+    def _drive(
+        self,
+        optimizer: AskTell,
+        recorder: StoreRecorder,
+        options: RunOptions,
+        client: distributed.Client,
+        owned: bool,
+    ) -> RunReport:
+        """Run through :func:`dasktune.run.entry.run`; close the optimizer
+        when the search made it (``owned``), also when the run raises."""
+        assert self.objective is not None  # check_runnable
         try:
-            report = driver.run()
+            report = entry.run(
+                optimizer, self.objective, recorder, options, client=client
+            )
         except BaseException as err:
             # the run's error wins; closing the optimizer's goes in a note
-            if source is None or not isinstance(source, AskTell):
+            if owned:
                 try:
                     optimizer.close()
                 except Exception as late:
@@ -527,10 +462,12 @@ class Search:
                         f"error, {type(late).__qualname__}: {late}"
                     )
             raise
-        if source is None or not isinstance(source, AskTell):
+        if owned:
             optimizer.close()
-        if self._table is not None:  # the filters kept it: a snapshot is cheap
-            self._refresh(save=True)
+        return report
+
+    def _warn_all_failed(self, report: RunReport) -> None:
+        """Warn when every trial of this run failed (none evaluated or pruned)."""
         if report.failed and not report.evaluated and not report.pruned:
             first = report.first_failure
             error = error_line(first.error) if first is not None else None
@@ -539,234 +476,13 @@ class Search:
                 f"({report.failed}); the first: {error or '(no message)'}; "
                 "search.trials(status='failed') has their tracebacks",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return report
-
-    @property
-    def _signs(self) -> tuple[float, ...]:
-        return tuple(Direction(d).sign for d in self.directions)
-
-    def _check_objectives(self, optimizer: AskTell) -> None:
-        """Give an optimizer made without them the search's directions and
-        space (an ``OptunaSampler``'s ``adopt_directions``/``adopt_space``),
-        then refuse, before anything runs, one that cannot take this search's
-        objectives or proposes points outside its space."""
-        # the hooks beyond AskTell's members are an Optimizer's (declared on
-        # the base class); an object of the user's takes their defaults
-        declared = optimizer if isinstance(optimizer, Optimizer) else None
-        if declared is not None:
-            declared.adopt_directions(self.directions)  # an OptunaSampler's
-            declared.adopt_space(self.space)  # one made without a space
-        if self.space is not None and declared is not None:
-            for space, owner in declared.spaces():
-                why = space.outside_of(self.space)
-                if why is not None:
-                    msg = (
-                        f"{owner.describe()} searches a space whose points are not "
-                        f"all points of search {self.name!r}'s space: {why}; give it "
-                        "the search's space (an OptunaSampler made without one "
-                        "takes it), or run it in a search of its own"
-                    )
-                    raise ValueError(msg)
-        k = len(self.directions)
-        wants, n = bool(optimizer.wants_values), int(optimizer.n_objectives)
-        if wants and n != k:
-            several = (
-                "a sampler of several objectives such as OptunaSampler("
-                f"optuna.samplers.NSGAIISampler(), space, directions={self.directions})"
-                ", or a source that ignores values (a grid, random sampling)"
-            )
-            msg = (
-                f"search {self.name!r} has {k} objective(s) (directions="
-                f"{self.directions}) but {optimizer.describe()} takes {n}; "
-                + (f"use {several}" if k > 1 else "give the search as many directions")
-            )
-            raise ValueError(msg)
-        theirs = None if declared is None else declared.directions
-        if wants and theirs is not None and list(theirs) != self.directions:
-            assert declared is not None  # only an Optimizer has directions
-            if declared.directions_given:
-                advice = "give both the same directions"
-            else:  # made without directions, but already in use
-                advice = (
-                    "it was made without directions but its study already holds "
-                    "trials (enqueued, or of another search), so it cannot take the "
-                    f"search's: make it with directions={self.directions}"
-                )
-            msg = (
-                f"search {self.name!r} has directions={self.directions} but "
-                f"{optimizer.describe()} has directions={list(theirs)}; {advice}"
-            )
-            raise ValueError(msg)
-
-    def _space_size(
-        self, source: Iterable[Mapping[str, Any]] | AskTell | None
-    ) -> int | None:
-        """How many distinct parameter sets the source can propose, if known:
-        the search's all-discrete space, sampled or searched by an optimizer
-        (an iterable of dicts may hold sets outside the space)."""
-        if self.space is None or not (source is None or isinstance(source, AskTell)):
-            return None
-        return self.space.size
-
-    def _warm_start(self, optimizer: AskTell) -> int:
-        """Teach an optimizer that learns from others' results what the store
-        holds (a resumed search, or several drivers): its ``warm_start``."""
-        if not isinstance(optimizer, Optimizer) or not optimizer.wants_values:
-            return 0
-        if type(optimizer).warm_start is Optimizer.warm_start:
-            return 0  # it ignores them: do not read the store for nothing
-        signs = self._signs
-        _, rows = self.store.read_trials(
-            self.search_id, status=[TrialStatus.DONE, TrialStatus.FAILED]
-        )
-        try:
-            results = _told(rows, signs)
-        except DECODING_ERRORS as err:  # a row damaged or written by hand: named
-            raise damaged_trial(
-                self.store.display_url, rows, err, repr(self.name)
-            ) from err
-        return optimizer.warm_start(results) if results else 0
-
-    def _requeue(self, optimizer: AskTell) -> int:
-        """Hand an optimizer that proposes given points first (its ``requeue``)
-        this search's interrupted trials: queued (a run stopped by a timeout
-        or Ctrl-C), or running under a driver that is gone (killed)."""
-        if not isinstance(optimizer, Optimizer):
-            return 0
-        if type(optimizer).requeue is Optimizer.requeue:
-            return 0  # it ignores them: do not read the store for nothing
-        _, rows = self.store.read_trials(
-            self.search_id, status=[TrialStatus.QUEUED, TrialStatus.RUNNING]
-        )
-        if not rows:
-            return 0
-        try:
-            points = [json.loads(row[FIELD["params"]]) for row in rows]
-        except DECODING_ERRORS as err:  # a row damaged or written by hand: named
-            raise damaged_trial(
-                self.store.display_url, rows, err, repr(self.name)
-            ) from err
-        # who may evaluate them now: not a trial a live driver runs
-        decisions = self.store.peek(
-            self.search_id,
-            "",
-            [canonical(p)[1] for p in points],
-            stale_after=self.stale_after,
-        )
-        left = [
-            p
-            for p, d in zip(points, decisions, strict=True)
-            if d.kind == DecisionKind.EVALUATE
-        ]
-        return optimizer.requeue(left) if left else 0
-
-    def _restore(self, pruner: Pruner) -> None:
-        """Rebuild ``pruner`` from the store: the curves of the trials that are
-        final (done, pruned), replayed in the order reported, and the done ones
-        completed. Unfinished trials' reports are left out: they run again and
-        report their steps again."""
-        _, rows = self.store.read_trials(
-            self.search_id, status=[TrialStatus.DONE, TrialStatus.PRUNED]
-        )
-        final = {int(row[FIELD["number"]]) for row in rows}
-        done = [
-            int(row[FIELD["number"]])
-            for row in rows
-            if row[FIELD["status"]] == TrialStatus.DONE
-        ]
-        reports = [
-            (n, step, value)
-            for n, step, value, _ in self.store.read_values(self.search_id)
-            if n in final
-        ]
-        if reports or done:
-            pruner.restore(reports, completed=done)
-
-    def _optimizer(
-        self,
-        source: Iterable[Mapping[str, Any]] | AskTell | None,
-        n_trials: int | None,
-        seed: int | None,
-    ) -> AskTell:
-        if source is None:
-            if self.space is None or n_trials is None:
-                msg = (
-                    "run() without a source samples the search's space at random: "
-                    "give Search(space=...) and run(n_trials=...), or pass a source"
-                )
-                raise ValueError(msg)
-            return RandomSampler(self.space, seed=seed)
-        if isinstance(source, AskTell):
-            return source
-        wrap = _wrap_hint(source)
-        if hasattr(source, "ask") and hasattr(source, "tell"):
-            missing = missing_members(source)
-            msg = f"{type(source).__name__} has ask() and tell() but lacks {missing} "
-            if wrap:
-                msg += f"of dasktune's ask/tell contract{wrap}"
-            else:
-                msg += (
-                    "of the ask/tell contract; subclass dasktune.optim.base.Optimizer "
-                    "(which declares them all with defaults) or define them"
-                )
-            raise TypeError(msg)
-        if isinstance(source, str | bytes | Mapping) or not isinstance(
-            source, Iterable
-        ):
-            msg = (
-                "source must be an iterable of parameter dicts (a ParameterGrid, a "
-                "list, a generator) or an ask/tell optimizer, got "
-                f"{type(source).__name__}: {source!r}"
-            )
-            if wrap:
-                msg += wrap
-            elif callable(source):
-                msg += (
-                    "; a function is not a source (dasktune.SPSA and minimize run "
-                    "on their own): pass an optimizer object, such as "
-                    "dasktune.optim.spsa.SPSAOptimizer(space.encode(start), "
-                    "bounds=space.bounds)"
-                )
-            raise TypeError(msg)
-        grid = getattr(source, "param_grid", None) or getattr(
-            source, "param_distributions", None
-        )
-        for part in grid if isinstance(grid, list) else [grid] if grid else []:
-            _check_reserved(part)
-        if self.space is not None:
-            if isinstance(source, Sequence) or hasattr(source, "param_grid"):
-                for params in source:  # a list, a grid: before any work
-                    self._check_point(params)
-            else:  # a generator, a sampler: each point as it comes
-                source = self._checked(source)
-        return IterableSource(source)
-
-    def _check_point(self, params: Any) -> None:
-        """Refuse a parameter dict of the source that is not a point of the
-        search's space (a vector is decoded by the space, so always is)."""
-        if not isinstance(params, Mapping):
-            return
-        assert self.space is not None  # checked only for a search with a space
-        why = self.space.outside(params)
-        if why is not None:
-            msg = (
-                f"the source's parameter set {short_repr(params)} is not a point of "
-                f"search {self.name!r}'s space: {why}; give points of the space "
-                "(or run them in a search of their own)"
-            )
-            raise ValueError(msg)
-
-    def _checked(self, source: Iterable[Any]) -> Iterator[Any]:
-        for params in source:
-            self._check_point(params)
-            yield params
 
     def _params(self, params: Any) -> dict[str, Any]:
         if type(params) is dict or isinstance(params, Mapping):  # the cheap test first
-            if not _RESERVED.isdisjoint(params):  # per trial: the cheap test first
-                _check_reserved(params)
+            if not RESERVED.isdisjoint(params):  # per trial: the cheap test first
+                check_reserved(params)
             return dict(params)
         if self.space is None:
             msg = (
@@ -996,102 +712,3 @@ class Search:
 
     def __repr__(self) -> str:
         return f"Search({self.name!r}, store={self.store.display_url!r})"
-
-
-def _length(source: object) -> int | None:
-    """How many parameter sets an iterable source holds, if it says (a
-    ``ParameterGrid``, a list)."""
-    if source is None or isinstance(source, AskTell):
-        return None
-    try:
-        return len(source)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def _wrap_hint(source: Any) -> str:
-    """How to make an Optuna or Nevergrad object a source, or ``""``."""
-    kind = source if isinstance(source, type) else type(source)
-    module = kind.__module__.split(".")[0]
-    if module == "optuna":
-        if hasattr(source, "sampler") and hasattr(source, "optimize"):  # a study
-            return "; wrap its sampler: dasktune.OptunaSampler(study.sampler, space)"
-        return "; wrap optuna's in dasktune.OptunaSampler(sampler, space)"
-    if module == "nevergrad":
-        return (
-            "; wrap nevergrad's in dasktune.NevergradOptimizer(name or optimizer, "
-            "space, budget=N)"
-        )
-    return ""
-
-
-def _check_metric_names(names: Sequence[str], directions: Sequence[str]) -> list[str]:
-    """``names`` as a list of distinct, non-empty strings, one per objective."""
-    if isinstance(names, str) or not isinstance(names, Sequence):
-        msg = (
-            f"metric_names must be a list of strings, one per objective, got {names!r}"
-        )
-        raise TypeError(msg)
-    names = list(names)
-    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
-    if bad or len(set(names)) != len(names) or len(names) != len(directions):
-        msg = (
-            f"metric_names must be {len(directions)} distinct non-empty strings, "
-            f"one per objective (directions={directions}), got {names!r}"
-        )
-        raise ValueError(msg)
-    return names
-
-
-def _check_directions(
-    directions: Sequence[str] | None, direction: Direction
-) -> list[Direction]:
-    """Every objective's direction, from ``directions`` or the one ``direction``."""
-    if directions is None:
-        return [direction]
-    wanted = parse_directions(directions)
-    if direction is not Direction.MINIMIZE and direction != wanted[0]:
-        msg = (
-            f"give direction= or directions=, not both: direction={direction!r} "
-            f"but directions={wanted!r}"
-        )
-        raise ValueError(msg)
-    return wanted
-
-
-def _check_reserved(names: Iterable[str]) -> None:
-    clash = sorted(
-        n for n in names if n in _RESERVED or re.fullmatch(r"values_\d+", str(n))
-    )
-    if clash:
-        msg = (
-            f"parameter names {clash} are reserved for the trials table's columns "
-            f"{list(RESERVED_COLUMNS)} and values_0, values_1, ...; rename them"
-        )
-        raise ValueError(msg)
-
-
-def _told(
-    rows: Sequence[Sequence[Any]], signs: Sequence[float]
-) -> list[tuple[Any, ...]]:
-    """What a warm start tells: each done or failed row's parameters and
-    value (minimised; ``inf`` for a failure), with its constraints if any."""
-    results: list[tuple[Any, ...]] = []
-    for row in rows:
-        params = json.loads(row[FIELD["params"]])
-        value, objectives = row[FIELD["value"]], row[FIELD["objectives"]]
-        told: Any = math.inf
-        if row[FIELD["status"]] != TrialStatus.DONE or value is None:
-            pass
-        elif len(signs) == 1:
-            told = signs[0] * float(value)
-        elif objectives is not None:
-            told = tuple(
-                s * float(v) for s, v in zip(signs, json.loads(objectives), strict=True)
-            )
-        constraints = row[FIELD["constraints"]]
-        if constraints is None:
-            results.append((params, told))
-        else:
-            results.append((params, told, tuple(json.loads(constraints))))
-    return results

@@ -18,7 +18,7 @@ from scipy.optimize import OptimizeResult
 
 from dasktune._checks import check_bool, check_callable, func_name
 from dasktune.optim.spsa import SPSAOptimizer
-from dasktune.run.base import BatchObjective, check_trial_timeout
+from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy, with_trials
 
@@ -146,15 +146,7 @@ def SPSA(
     >>> res = SPSA(loglike, [0.0, 1.0], bounds=[(-5, 5), (0.1, 10)], seed=1)  # doctest: +SKIP
     >>> res.x, res.fun  # doctest: +SKIP
     """
-    if not isinstance(fnc, BatchObjective):
-        check_callable("fnc", fnc)
-    if not isinstance(args, tuple):
-        msg = f"args must be a tuple of extra arguments, got {type(args).__name__}"
-        raise TypeError(msg)
-    if callback is not None:
-        check_callable("callback", callback)
-    check_bool("progress", progress)
-    check_trial_timeout(trial_timeout, batch=isinstance(fnc, BatchObjective))
+    _check_arguments(fnc, args, callback, progress, trial_timeout)
     if paired is None:
         paired = not isinstance(fnc, BatchObjective) and _takes_seed(fnc)
     policy = ExecutionPolicy(
@@ -201,24 +193,68 @@ def SPSA(
         )  # fmt: skip
         where, reason = report.execution, report.execution_reason
     else:
-        from dasktune.run.cluster import get_client
-        from dasktune.run.options import RunOptions
-        from dasktune.run.vector import run_vector
-
-        logger.debug("%s: execution cluster: %s", name, policy.forced.reason)
-        options = RunOptions(
-            name=name, progress=progress, resources=resources,
-            trial_timeout=trial_timeout, execution=policy.driver_execution,
-        )  # fmt: skip
-        ran, _ = run_vector(
-            optimizer, fnc, args, options, paired=paired,
-            client=get_client(client, security=security),
+        ran = _on_cluster(
+            optimizer, fnc, args, name=name, policy=policy, paired=paired,
+            client=client, security=security, progress=progress,
+            resources=resources, trial_timeout=trial_timeout,
         )  # fmt: skip
         where = "cluster"
         reason = with_trials(policy.forced.reason, ran.execution, ran.execution_reason)
     result = optimizer.result
     result.execution, result.execution_reason = where, reason
     return result
+
+
+def _check_arguments(
+    fnc: Any,
+    args: Any,
+    callback: Any,
+    progress: Any,
+    trial_timeout: Any,
+) -> None:
+    """Check ``SPSA``'s arguments that are not the optimizer's, before any work
+    (:class:`SPSAOptimizer` checks its own when made)."""
+    if not isinstance(fnc, BatchObjective):
+        check_callable("fnc", fnc)
+    if not isinstance(args, tuple):
+        msg = f"args must be a tuple of extra arguments, got {type(args).__name__}"
+        raise TypeError(msg)
+    if callback is not None:
+        check_callable("callback", callback)
+    check_bool("progress", progress)
+    check_trial_timeout(trial_timeout, batch=isinstance(fnc, BatchObjective))
+
+
+def _on_cluster(
+    optimizer: SPSAOptimizer,
+    fnc: Callable[..., float] | BatchObjective,
+    args: tuple[Any, ...],
+    *,
+    name: str,
+    policy: ExecutionPolicy,
+    paired: bool,
+    client: Any,
+    security: Security | None,
+    progress: bool,
+    resources: Mapping[str, float] | None,
+    trial_timeout: float | None,
+) -> RunReport:
+    """Run ``optimizer`` on the cluster, through the driver; its report."""
+    from dasktune.run.cluster import get_client
+    from dasktune.run.options import RunOptions
+    from dasktune.run.vector import run_vector
+
+    assert policy.forced is not None  # decided: the cluster
+    logger.debug("%s: execution cluster: %s", name, policy.forced.reason)
+    options = RunOptions(
+        name=name, progress=progress, resources=resources,
+        trial_timeout=trial_timeout, execution=policy.driver_execution,
+    )  # fmt: skip
+    ran, _ = run_vector(
+        optimizer, fnc, args, options, paired=paired,
+        client=get_client(client, security=security),
+    )  # fmt: skip
+    return ran
 
 
 def _takes_seed(fnc: Callable[..., Any]) -> bool:

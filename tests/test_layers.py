@@ -206,3 +206,35 @@ def test_no_layer_imports_one_above_it():
         if layer(target) not in MAY_IMPORT[mine]
     )
     assert wrong == []
+
+
+def driver_calls(path: pathlib.Path) -> list[int]:
+    """The lines of ``path`` that call ``Driver(...)`` (by name or attribute)."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Name) and node.func.id == "Driver")
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == "Driver")
+        )
+    ]
+
+
+def test_only_run_makes_a_driver():
+    # one typed way into run/: Search, minimize, SPSA and the scikit-learn
+    # searches go through dasktune.run.entry.run, never Driver(...) themselves
+    outside = sorted(
+        f"{name}:{line}"
+        for name, path in modules().items()
+        if layer(name) != "run"
+        for line in driver_calls(path)
+    )
+    assert outside == []
+
+
+def test_the_driver_check_sees_a_call(tmp_path):
+    path = tmp_path / "front.py"
+    path.write_text("from x import driver\nd = driver.Driver(1)\nDriver(2)\n")
+    assert driver_calls(path) == [2, 3]
+    assert driver_calls(PACKAGE / "run" / "entry.py") != []

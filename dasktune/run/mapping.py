@@ -4,6 +4,11 @@
 cluster and returns the results in input order; :func:`async_apply` submits one
 call; :class:`ClientMap` is the map-like callable scipy's ``workers=`` takes.
 
+``async_map`` is the map primitive of ``run/``, beside its ask/tell entry
+(:func:`dasktune.run.entry.run`): work whose elements are all known, sent as
+Dask futures and returned in input order, with no optimizer to tell and no
+trial store to record in.
+
 How ``async_map`` chunks its work
 ---------------------------------
 A Dask task costs about a millisecond of overhead, so one task per element would

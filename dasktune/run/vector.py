@@ -10,8 +10,10 @@ import distributed
 
 from dasktune.optim.base import AskTell
 from dasktune.records import MemoryRecorder
+from dasktune.run.base import BatchObjective, RunReport
 from dasktune.run.cluster import get_client
-from dasktune.run.driver import BatchObjective, Driver, RunReport, check_batch_objective
+from dasktune.run.driver import check_batch_objective
+from dasktune.run.entry import run
 from dasktune.run.options import RunOptions
 from dasktune.run.points import VectorObjective, point_record, point_vector
 
@@ -44,4 +46,4 @@ def run_vector(
     options = replace(
         options, to_call=to_call, to_record=point_record, raise_if_all_failed=True
     )
-    return Driver(optimizer, objective, client, recorder, options).run(), recorder
+    return run(optimizer, objective, recorder, options, client=client), recorder
