@@ -45,7 +45,9 @@ from dasktune.run.driver import (
     check_execution,
     check_trial_timeout,
 )
+from dasktune.run.here import HereWindow, runs_here, search_policy
 from dasktune.run.options import RunOptions
+from dasktune.run.report import wants_trial
 from dasktune.search_checks import (
     RESERVED,
     RESERVED_COLUMNS,
@@ -318,8 +320,15 @@ class Search:
             Dask worker resources each trial holds while it runs
             (``{"GPU": 1}``): a trial runs only on a worker that declared them,
             and one trial per task.
-        execution : {"auto", "tasks", "feed"}, default "auto"
-            How trials reach the workers. ``"tasks"``: one Dask task per trial
+        execution : {"auto", "local", "tasks", "feed"}, default "auto"
+            Where trials run and how they reach the workers. With no client
+            given and none current, ``"auto"`` first runs them in this
+            process, timed: a cheap objective's run stays here, starting no
+            cluster; an expensive one moves to the cluster started meanwhile
+            (``dasktune.run.here``); ``"local"`` keeps it here. What needs a
+            worker (``resources``, ``trial_timeout``, a ``ProducerConsumer``,
+            a pruner or an objective taking ``trial``) runs on the cluster.
+            ``"tasks"``: one Dask task per trial
             (or per group of fast trials), each on the dashboard's task
             stream. ``"feed"``: one long-lived task per worker thread takes
             trials from a worker-pinned actor, with no task per trial — for a
@@ -330,9 +339,10 @@ class Search:
             and asks one trial at a time: Optuna, Nevergrad, ``LCBSelector``)
             when its first trials, sent as tasks and timed, are short
             (``dasktune.run.policy.FeedChoice``), unless ``resources`` are
-            given or the cluster scales (adaptive, dask-jobqueue); everything
-            else (grids, random sources, a batch-synchronous method's known
-            batches, longer trials) goes as tasks. The report's
+            given or the cluster scales (adaptive, dask-jobqueue), and so
+            the short trials of a batch-synchronous method; everything
+            else (grids, random sources, longer trials) goes as tasks. The
+            report's
             ``execution`` and ``execution_reason`` say which and why. Lost
             workers, retries, timeouts and pruning work the same either way.
         trial_timeout : float, optional
@@ -360,6 +370,13 @@ class Search:
             pruner.for_search(self.name, self.directions[0])
         optimizer = optimizer_of(source, self.space, self.name, n_trials, seed)
         check_objectives(optimizer, self.space, self.directions, self.name)
+        batch = isinstance(self.objective, BatchObjective)
+        policy = search_policy(
+            execution, name=self.name, client=self._client_arg, resources=resources,
+            batch=batch, trial_timeout=trial_timeout, n_trials=n_trials,
+            reports=pruner is not None
+            or (not batch and wants_trial(self.objective)),  # type: ignore[arg-type]
+        )  # fmt: skip
         # checked here, before any work; the filters' keeper is added below
         options = RunOptions(
             name=self.name,
@@ -375,24 +392,30 @@ class Search:
             signs=self._signs,
             pruner=pruner,
             resources=resources,
-            execution=execution,
+            execution=policy.driver_execution,
             trial_timeout=trial_timeout,
             space_size=space_size(self.space, source),
             total=length(source),
             metric_names=self.metric_names,
         )
-        batch = isinstance(self.objective, BatchObjective)
-        check_execution(execution, batch=batch, resources=resources)
+        check_execution(policy.driver_execution, batch=batch, resources=resources)
         check_bool("retry_failed", retry_failed)
         filters = check_filters(filters)
         check_trial_timeout(trial_timeout, batch=batch)
         self._resume(optimizer, pruner)
-        client = get_client(self._client_arg, security=self._security)
+        here = None  # the caller's process first, when the policy says so
+        if runs_here(policy):
+            here = HereWindow[Any](
+                policy, name=self.name, timeout=timeout, security=self._security
+            )
+        client = None
+        if here is None:
+            client = get_client(self._client_arg, security=self._security)
         recorder = self._recorder(optimizer, client, options, seed, retry_failed)
         if filters:
             options = replace(options, keep=self._keeper(filters, recorder))
         owned = source is None or not isinstance(source, AskTell)
-        report = self._drive(optimizer, recorder, options, client, owned)
+        report = self._drive(optimizer, recorder, options, client, owned, here)
         if self._table is not None:  # the filters kept it: a snapshot is cheap
             self._refresh(save=True)
         self._warn_all_failed(report)
@@ -413,7 +436,7 @@ class Search:
     def _recorder(
         self,
         optimizer: AskTell,
-        client: distributed.Client,
+        client: distributed.Client | None,
         options: RunOptions,
         seed: int | None,
         retry_failed: bool,
@@ -429,7 +452,9 @@ class Search:
                 "retries": options.retries,
                 "pruner": None if pruner is None else pruner.describe(),
                 "resources": None if resources is None else dict(resources),
-                "scheduler": getattr(client.scheduler, "address", None),
+                "scheduler": None
+                if client is None  # the caller's process first
+                else getattr(client.scheduler, "address", None),
             },
         )
         return StoreRecorder(
@@ -441,15 +466,16 @@ class Search:
         optimizer: AskTell,
         recorder: StoreRecorder,
         options: RunOptions,
-        client: distributed.Client,
+        client: distributed.Client | None,
         owned: bool,
+        here: HereWindow[Any] | None = None,
     ) -> RunReport:
         """Run through :func:`dasktune.run.entry.run`; close the optimizer
         when the search made it (``owned``), also when the run raises."""
         assert self.objective is not None  # check_runnable
         try:
             report = entry.run(
-                optimizer, self.objective, recorder, options, client=client
+                optimizer, self.objective, recorder, options, client=client, here=here
             )
         except BaseException as err:
             # the run's error wins; closing the optimizer's goes in a note

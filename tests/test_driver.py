@@ -320,8 +320,11 @@ class Generations(Optimizer):
 
 @gen_cluster(client=True)
 async def test_a_known_batch_goes_as_one_task_per_worker_on_its_threads(c, s, a, b):
-    # gen_cluster: worker a has 1 thread, b has 2
-    _, recorder, report = await asyncio.to_thread(run, c, Generations(3, 12), nap_where)
+    # gen_cluster: worker a has 1 thread, b has 2; as tasks ("auto" feeds
+    # batches of trials this short: test_feed_choice.py)
+    _, recorder, report = await asyncio.to_thread(
+        run, c, Generations(3, 12), nap_where, execution="tasks"
+    )
     assert report.evaluated == 36 and len(recorder.records) == 36
     assert len(_keys) == 3 * 2  # one task per worker and generation
     assert _at_once[a.address][1] == 1  # never more at once than its threads

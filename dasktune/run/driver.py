@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import traceback
@@ -105,6 +106,7 @@ from dasktune.run.evaluate import (
     outcome_of,
 )
 from dasktune.run.feed import FedWindow
+from dasktune.run.here import HereWindow
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.options import RunOptions, check_execution
@@ -270,11 +272,17 @@ class Driver:
     ----------
     optimizer : AskTell
     objective : callable or BatchObjective
-    client : distributed.Client
+    client : distributed.Client or None
+        ``None``: the trials run in the caller's process first, through
+        ``here``, which gives the driver its client if it moves the run to
+        the cluster (:meth:`_moved`).
     recorder : Recorder
     options : RunOptions
         Everything else the run is told (its name, limits, signs, pruner,
         resources, ...), checked when it was made.
+    here : HereWindow, optional
+        With ``client=None``: runs the trials here while the execution
+        policy keeps them here (:mod:`dasktune.run.here`).
 
     Raises
     ------
@@ -289,9 +297,10 @@ class Driver:
         self,
         optimizer: AskTell,
         objective: Callable[[Any], Any] | BatchObjective,
-        client: distributed.Client,
+        client: distributed.Client | None,
         recorder: Recorder,
         options: RunOptions,
+        here: HereWindow[list[_Pending]] | None = None,
     ) -> None:
         if not isinstance(options, RunOptions):
             msg = (
@@ -305,6 +314,9 @@ class Driver:
         self.objective = objective
         self.batch = isinstance(objective, BatchObjective)
         self.client = client
+        self._here = here
+        if here is not None:
+            here.on_move = self._moved
         self.recorder = recorder
         self.name = o.name
         self.n_trials = o.n_trials
@@ -332,7 +344,7 @@ class Driver:
             check_pruned_objective(objective, o.pruner)
         self.pruner = o.pruner
         self.resources = None if o.resources is None else dict(o.resources)
-        if self.resources:
+        if self.resources and client is not None:  # forced to a cluster else
             check_resources(client, self.resources)
         self.execution = check_execution(
             o.execution,
@@ -354,7 +366,11 @@ class Driver:
         self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
         self._layout: tuple[float, dict[str, int]] | None = None
         # what tells the Dask dashboard's dasktune page where the run is
-        self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
+        self._announcer = (
+            None
+            if client is None
+            else Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
+        )
         if not self.batch:
             evaluate = evaluate_columns if o.vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
@@ -365,8 +381,11 @@ class Driver:
         """Drive the optimizer to the end; see the module notes."""
         report = RunReport()
         started = time.perf_counter()
-        threads = self.threads = capacity(self.client, max_age=2.0)
-        self.task_window = threads + max(2, threads // 4)
+        if self.client is None:  # here first: as many as the cluster it starts
+            self.threads = os.cpu_count() or 1
+        else:
+            self.threads = capacity(self.client, max_age=2.0)
+        self.task_window = self.threads + max(2, self.threads // 4)
         self._fed = self._feeds()
         # "auto": how trials go is decided at the first ask, maybe from the
         # first trials' times (FeedChoice); trials wait while tasks drain
@@ -383,14 +402,16 @@ class Driver:
             # the first trials): the scheduler takes the subscription and the
             # submissions in order from one stream, so no report can reach it
             # first and be dropped as no one's
-            self._channel = ReportChannel(self.client, self.pruner)
+            self._channel = ReportChannel(self._cluster, self.pruner)
         self._flying: Submitter[list[_Pending]]
-        if self._fed:
+        if self._here is not None:
+            self._flying = self._here
+        elif self._fed:
             self._flying = self._fed_window()
             self._flying.start()  # while the first trials are asked
         else:
             self._flying = Window[list[_Pending]](
-                self.client, self.timeout, what=self.name
+                self._cluster, self.timeout, what=self.name
             )
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
@@ -436,6 +457,8 @@ class Driver:
             raise errors[0]
         report.elapsed = time.perf_counter() - started
         self._report_execution(report)
+        if self._here is not None:
+            report.execution, report.execution_reason = self._here.execution()
         self._announce(report, finished=True)
         if self.raise_if_all_failed and report.first_failure and report.all_failed:
             raise self._all_failed_error(report, report.first_failure)
@@ -639,7 +662,7 @@ class Driver:
                 self._record(state, pending, outcome)
         if stuck:
             batch = []  # the stuck tasks' futures: released before the restart
-            free_workers(self.client, stuck, self.trial_timeout or 0.0, carriers)
+            free_workers(self._cluster, stuck, self.trial_timeout or 0.0, carriers)
             carriers = []
         if report.best_value < math.inf:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
@@ -659,6 +682,8 @@ class Driver:
         event, at most once a second, and once at the end); for trials that
         report, with the numbers of those in flight and the topic key their
         reports travel on, so the page draws their curves."""
+        if self._announcer is None:  # begun in the caller's process: no page
+            return
         channel = self._channel
         running, trials = 0, []
         if state is not None:  # submitted by this run, not yet back
@@ -1069,6 +1094,8 @@ class Driver:
         at the first ask (:meth:`_decide_feed`)."""
         if self.execution == "tasks" or self.batch or self.vectorized:
             return False
+        if self._here is not None:  # a task each once moved: said by it
+            return False
         if self.resources:  # each trial holds them: a task each
             return False
         return True if self.execution == "feed" else None
@@ -1141,6 +1168,22 @@ class Driver:
         self._flying = window
         self._fed, self._draining = True, False
 
+    @property
+    def _cluster(self) -> distributed.Client:
+        """The client, where only a run on the cluster gets (the execution
+        policy sends a run that needs one there)."""
+        assert self.client is not None, "a run in the caller's process"
+        return self.client
+
+    def _moved(self, client: distributed.Client) -> None:
+        """The run begun in the caller's process moved to ``client``'s
+        cluster (told by ``here``): its layout and the page are its."""
+        self.client = client
+        self._layout = None
+        self.threads = capacity(client, max_age=2.0)
+        self.task_window = self.threads + max(2, self.threads // 4)
+        self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
+
     def _report_execution(self, report: RunReport) -> None:
         """Say on ``report`` how the trials went, and why."""
         decision = self._decision
@@ -1157,10 +1200,12 @@ class Driver:
         left = None
         if self._deadline is not None:
             left = max(0.0, self._deadline - time.monotonic())
-        return FedWindow(self.client, self._runner, left, name=self.name)
+        return FedWindow(self._cluster, self._runner, left, name=self.name)
 
     def _nthreads(self) -> dict[str, int]:
         """The workers and their threads, read at most every couple of seconds."""
+        if self.client is None:  # run here, one at a time
+            return {"": 1}
         now = time.monotonic()
         if self._layout is None or now - self._layout[0] > _LAYOUT_MAX_AGE:
             nthreads = dict(self.client.nthreads()) or {"": self.threads}
@@ -1176,7 +1221,7 @@ class Driver:
             exc: BaseException | None = None
             if isinstance(result, tuple) and len(result) == 3:
                 _, exc, tb = result
-                explain_killed(self.client, exc)  # memory, when it was that
+                explain_killed(self._cluster, exc)  # memory, when it was that
                 text = "".join(traceback.format_exception(type(exc), exc, tb))
             else:
                 text = f"task {future.key} ended as {future.status}: {result!r}"

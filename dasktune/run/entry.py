@@ -24,6 +24,7 @@ from dasktune.optim.base import AskTell
 from dasktune.records import Recorder
 from dasktune.run.base import BatchObjective, RunReport
 from dasktune.run.driver import Driver
+from dasktune.run.here import HereWindow
 from dasktune.run.options import RunOptions
 
 __all__ = ["run"]
@@ -35,7 +36,8 @@ def run(
     recorder: Recorder,
     options: RunOptions,
     *,
-    client: distributed.Client,
+    client: distributed.Client | None,
+    here: HereWindow[Any] | None = None,
 ) -> RunReport:
     """Drive ``optimizer`` against ``objective`` on ``client`` to the end.
 
@@ -50,8 +52,11 @@ def run(
         ``StoreRecorder``, or a ``MemoryRecorder``).
     options : RunOptions
         Everything else the run is told, checked when it was made.
-    client : distributed.Client
-        Where the trials run.
+    client : distributed.Client or None
+        Where the trials run; ``None`` with ``here``.
+    here : HereWindow, optional
+        Runs the trials in the caller's process first, while the execution
+        policy keeps them there (:mod:`dasktune.run.here`).
 
     Returns
     -------
@@ -81,4 +86,4 @@ def run(
     >>> report.best_value  # doctest: +SKIP
     1.0
     """
-    return Driver(optimizer, objective, client, recorder, options).run()
+    return Driver(optimizer, objective, client, recorder, options, here).run()

@@ -1,0 +1,155 @@
+"""Search.run in the caller's process (dasktune.run.here): a cheap objective
+starts no cluster and every trial is recorded as on a cluster; what needs a
+worker goes there; an expensive objective moves to the cluster, no trial lost
+or run twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from distributed.utils_test import gen_cluster
+
+from dasktune import Float, Search
+from dasktune.run.here import runs_here, search_policy
+from tests.test_local import _group_alive
+from tests.waiting import poll_until
+
+SPACE = {"x": Float(0.0, 1.0)}
+
+
+def cheap(params):
+    return (params["x"] - 0.3) ** 2
+
+
+def reporting(params, trial):
+    trial.report(1, params["x"])
+    return params["x"]
+
+
+def policy(**kwargs):
+    args = {
+        "execution": "auto", "name": "s", "client": None, "resources": None,
+        "batch": False, "trial_timeout": None, "reports": False, "n_trials": None,
+    }  # fmt: skip
+    args.update(kwargs)
+    return search_policy(args.pop("execution"), **args)
+
+
+def test_what_needs_a_worker_sends_a_search_to_the_cluster():
+    assert policy().forced is None  # measured: the first trials are timed here
+    needs = {
+        "resources": ({"resources": {"GPU": 1}}, "only a worker has them"),
+        "trial_timeout": ({"trial_timeout": 5.0}, "interrupted on a worker"),
+        "batch": ({"batch": True}, "its data lives on workers"),
+        "reports": ({"reports": True}, "its reports travel through the cluster"),
+        "client": ({"client": "tcp://127.0.0.1:8786"}, "a client given"),
+        "tasks": ({"execution": "tasks"}, "execution='tasks' was asked for"),
+        "feed": ({"execution": "feed"}, "execution='feed' was asked for"),
+    }
+    for name, (kwargs, says) in needs.items():
+        made = policy(**kwargs)
+        assert not runs_here(made), name
+        assert made.forced.where == "cluster" and says in made.forced.reason, name
+    assert runs_here(policy(execution="local"))
+    with pytest.raises(ValueError, match=r"execution='local' cannot run with resou"):
+        policy(execution="local", resources={"GPU": 1})
+
+
+def test_a_cheap_search_runs_here_and_records_every_trial(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    with Search("cheap", cheap, url, space=SPACE) as search:
+        report = search.run(None, n_trials=40, seed=0, progress=False)
+        assert (report.evaluated, report.execution) == (40, "local")
+        assert "no cluster started" in report.execution_reason
+        trials = search.trials()
+        assert (trials["status"] == "done").all() and len(trials) == 40
+        assert trials["worker"].isna().all()  # none ran on a worker
+        # a second run goes on from the store: the same 40 points reused, as
+        # on a cluster, and 40 new ones evaluated
+        again = search.run(None, n_trials=40, seed=0, progress=False)
+        assert (again.evaluated, again.reused, again.execution) == (40, 40, "local")
+        assert len(search.trials()) == 80
+    from dasktune.run import cluster
+
+    assert cluster._owned_cluster is None  # no LocalCluster started
+
+
+def test_execution_local_refuses_what_needs_a_worker_before_any_work(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    with Search("r", reporting, url, space=SPACE) as search:
+        with pytest.raises(ValueError, match="execution='local' cannot run with an"):
+            search.run(None, n_trials=2, seed=0, execution="local")
+        with pytest.raises(ValueError, match="execution='local' cannot run with re"):
+            search.run(
+                None, n_trials=2, seed=0, execution="local", resources={"GPU": 1}
+            )
+        assert search.trials().empty
+    with pytest.raises(ValueError, match="execution must be one of 'auto', 'local'"):
+        Search("c", cheap, url, space=SPACE).run(None, n_trials=2, execution="here")
+
+
+@gen_cluster(client=True)
+async def test_a_current_client_runs_the_search_unless_local_is_asked(c, s, a, b):
+    search = Search("current", cheap, "sqlite://", space=SPACE)
+    # a client current (not given): its cluster runs the search, on its dashboard
+    report = await asyncio.to_thread(search.run, None, n_trials=6, seed=0)
+    assert report.execution in ("tasks", "feed"), report.execution_reason
+    report = await asyncio.to_thread(
+        search.run, None, n_trials=6, seed=1, execution="local", progress=False
+    )
+    assert report.execution == "local", report.execution_reason
+    assert "execution='local' was asked for" in report.execution_reason
+    trials = await asyncio.to_thread(search.trials)
+    search.close()
+    assert trials["worker"].notna().sum() == 6 and trials["worker"].isna().sum() == 6
+
+
+@pytest.mark.timeout(300)  # a cluster of worker processes, on a busy machine
+def test_an_expensive_search_moves_to_the_cluster_started_meanwhile(tmp_path):
+    # a fresh interpreter: the cluster dasktune starts is its own
+    code = textwrap.dedent(
+        f"""
+        import json, time
+        from dasktune import Float, Search
+
+        def slow(params):
+            time.sleep(0.05)  # the objective's cost, not a synchronisation
+            return params["x"]
+
+        if __name__ == "__main__":
+            with Search("slow", slow, "sqlite:///{tmp_path}/m.db",
+                        space={{"x": Float(0, 1)}}) as search:
+                report = search.run(None, n_trials=120, seed=0, progress=False)
+                trials = search.trials()
+                print(json.dumps({{
+                    "where": report.execution, "reason": report.execution_reason,
+                    "evaluated": report.evaluated, "n": len(trials),
+                    "numbers": trials["number"].nunique(),
+                    "done": int((trials["status"] == "done").sum()),
+                    "on_workers": int(trials["worker"].notna().sum()),
+                }}))
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    ) as proc:  # fmt: skip
+        out, err = proc.communicate(timeout=280)
+    assert proc.returncode == 0, err
+    seen = json.loads(out.strip().splitlines()[-1])
+    # every trial once, done, wherever it ran
+    assert seen["evaluated"] == seen["n"] == seen["numbers"] == seen["done"] == 120
+    assert "took" in seen["reason"], seen
+    if seen["where"] == "tasks":  # moved once the cluster was up
+        assert (
+            "trial(s) ran in the caller's process while the cluster" in (seen["reason"])
+        )
+        assert 0 < seen["on_workers"] < 120, seen
+    else:  # a slow start: the run ended here first
+        assert "the run ended in the caller's process" in seen["reason"], seen
+    poll_until(lambda: not _group_alive(proc.pid), what="the script's processes to end")
