@@ -19,7 +19,11 @@ And warm (``python benchmarks/bench_adaptive.py warm``, one interpreter, a
 before any clock): the same DE at costs of 1 us .. 100 ms, dasktune's
 ``execution="auto"`` against the best of scipy serial, scipy with
 ``workers=Pool(2).map`` and dasktune's cluster path (``execution="tasks"``,
-what it did before it chose), target >= 0.9x at every cost.
+what it did before it chose), target >= 0.9x at every cost; then two short
+DE runs: ~1 s of CPU-bound 5 ms calls against ``Pool(2).map`` (target >=
+0.9x) and ~0.3 s of 10 ms sleeps on 16 threads against ``Pool(16).map``
+(target >= 1.0x). ``warm --costs 0.01 --short cpu`` runs only those rows
+(``--costs ''``: no sweep row; ``--short ''``: no short run).
 
 Run: ``python benchmarks/bench_adaptive.py`` (a few minutes).
 """
@@ -35,6 +39,7 @@ import numpy as np
 
 COSTS = (1e-6, 1e-4, 1e-3, 1e-2)
 WARM_COSTS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)
+SHORTS = ("cpu", "sleep")
 
 
 def busy(x, cost=0.0):
@@ -174,8 +179,11 @@ def _warm_maxiter(cost: float) -> int:
     return int(min(200, max(5, 1.0 / (max(cost, 1e-6) * 10))))
 
 
-def warm() -> None:
-    """The cost sweep on a warm cluster (see the module notes)."""
+def warm(
+    costs: tuple[float, ...] = WARM_COSTS, shorts: tuple[str, ...] = SHORTS
+) -> None:
+    """The cost sweep on a warm cluster (see the module notes), at ``costs``,
+    then the short runs named in ``shorts`` ("cpu", "sleep")."""
     import os
     from functools import partial
     from multiprocessing import Pool
@@ -199,7 +207,7 @@ def warm() -> None:
         Pool(2) as pool,
     ):  # fmt: skip
         pool.map(abs, range(4))  # its workers up
-        for cost in WARM_COSTS:
+        for cost in costs:
             fun = partial(busy, cost=cost)
             kw = {"maxiter": _warm_maxiter(cost), "popsize": 5, "polish": False,
                   "tol": 0.0}  # fmt: skip
@@ -223,10 +231,14 @@ def warm() -> None:
             print(
                 f"{cost * 1e3:>6.3f}ms {res.nfev:>6} {times['serial']:>9.3f} "
                 f"{times['pool']:>10.3f} {times['tasks']:>8.3f} {times['auto']:>7.3f} "
-                f"{res.execution:>8} {best / times['auto']:>7.2f}x"
+                f"{_where(res):>8} {best / times['auto']:>7.2f}x"
             )
         # a short run on the same warm cluster: ~1 s of CPU-bound 5 ms calls
-        short_run("CPU-bound 5 ms, 2 processes x 1 thread", pool, busy_5ms, 10, 9)
+        if "cpu" in shorts:
+            short_run("CPU-bound 5 ms, 2 processes x 1 thread", pool, busy_5ms, 10, 9)
+    if "sleep" not in shorts:
+        print(f"load {os.getloadavg()[0]:.1f}")
+        return
     # and ~0.3 s of 10 ms sleeps on 16 threads (2 processes x 8)
     with (
         LocalCluster(
@@ -238,6 +250,7 @@ def warm() -> None:
     ):  # fmt: skip
         pool.map(abs, range(32))
         short_run("10 ms sleeps, 16 threads", pool, sleep_10ms, 8, 1, peer="Pool(16)")
+    print(f"load {os.getloadavg()[0]:.1f}")
 
 
 def busy_5ms(x):
@@ -273,15 +286,41 @@ def short_run(
         nfev = res.nfev
     print(
         f"short run, {what}, {nfev} evaluations: {peer}.map {min(theirs):.3f} s, "
-        f"dasktune {min(ours):.3f} s ({res.execution}): "
+        f"dasktune {min(ours):.3f} s ({_where(res)}): "
         f"{min(theirs) / min(ours):.2f}x"
     )
+
+
+def _where(res) -> str:
+    """Where a result's evaluations ran: "local", "cluster", "fed" (on the
+    cluster, fed to long-lived tasks)."""
+    if res.execution == "cluster" and "trials fed" in res.execution_reason:
+        return "fed"
+    return res.execution
+
+
+def _warm_args(argv: list[str]):
+    """``warm``'s rows: ``--costs 0.01,0.1`` (seconds; the sweep's rows,
+    none with ``--costs ''``) and ``--short cpu,sleep`` (the short runs)."""
+    import argparse
+
+    def floats(text: str) -> tuple[float, ...]:
+        return tuple(float(v) for v in text.split(",") if v)
+
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(v for v in text.split(",") if v)
+
+    parser = argparse.ArgumentParser(prog="bench_adaptive.py warm")
+    parser.add_argument("--costs", type=floats, default=WARM_COSTS)
+    parser.add_argument("--short", type=names, default=SHORTS)
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--case":
         print(json.dumps(_case(sys.argv[2], float(sys.argv[3]))))
-    elif sys.argv[1:] == ["warm"]:
-        warm()
+    elif sys.argv[1:2] == ["warm"]:
+        args = _warm_args(sys.argv[2:])
+        warm(args.costs, args.short)
     else:
         main()
