@@ -15,7 +15,8 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune import Float, Search
-from dasktune.run.here import runs_here, search_policy
+from dasktune.run.here import HereWindow, runs_here, search_policy
+from dasktune.run.policy import ExecutionPolicy
 from tests.test_local import _group_alive
 from tests.waiting import poll_until
 
@@ -58,6 +59,17 @@ def test_what_needs_a_worker_sends_a_search_to_the_cluster():
     assert runs_here(policy(execution="local"))
     with pytest.raises(ValueError, match=r"execution='local' cannot run with resou"):
         policy(execution="local", resources={"GPU": 1})
+
+
+def test_past_its_timeout_a_window_here_runs_nothing_more():
+    ran = []
+    local = ExecutionPolicy("local", what="t")
+    with HereWindow[int](local, name="t", timeout=0.0) as win:
+        win.map(ran.append, [1, 2], [1, 2], keys=["a", "b"])
+        with pytest.raises(TimeoutError, match="t: the timeout of 0.0 s passed"):
+            win.next_batch()
+        assert ran == [] and len(win) == 2
+    assert len(win) == 0  # left: dropped
 
 
 def test_a_cheap_search_runs_here_and_records_every_trial(tmp_path):

@@ -1,8 +1,10 @@
 """The submitter contract (``dasktune.run.submit.Submitter``), run on every window.
 
 As the optimizer contract runs on every optimizer, these tests run on each way a
-run sends its work: :class:`Window` (a task each) and :class:`FedWindow`
-(long-lived tasks fed through actors). A new submitter gets a factory here.
+run sends its work: :class:`Window` (a task each), :class:`FedWindow`
+(long-lived tasks fed through actors) and :class:`HereWindow` (the caller's
+process, kept there by ``execution="local"``). A new submitter gets a factory
+here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 from distributed.utils_test import gen_cluster
 
 from dasktune.run.feed import FedWindow
+from dasktune.run.here import HereWindow
+from dasktune.run.policy import ExecutionPolicy
 from dasktune.run.submit import Submitter, Window
 from tests.waiting import poll_until
 
@@ -46,6 +50,9 @@ def held(gate: str) -> str:
 def window(kind: str, client: Any, runner: Callable[..., Any], **kw: Any) -> Any:
     if kind == "Window":
         return Window[int](client, kw.get("timeout"), what="contract")
+    if kind == "HereWindow":
+        local = ExecutionPolicy("local", what="contract")
+        return HereWindow[int](local, name="contract", timeout=kw.get("timeout"))
     return FedWindow[int](client, runner, kw.get("timeout"), name="contract")
 
 
@@ -62,7 +69,7 @@ def harvest(win: Submitter[int]) -> list[tuple[Any, Any, int]]:
     return got
 
 
-KINDS = ["Window", "FedWindow"]
+KINDS = ["Window", "FedWindow", "HereWindow"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -137,6 +144,8 @@ async def test_next_batch_without_blocking_and_arrived(c, s, a, b, kind):
 @pytest.mark.parametrize("kind", KINDS)
 @gen_cluster(client=True, timeout=60)
 async def test_past_its_timeout_next_batch_raises_timeout_error(c, s, a, b, kind):
+    if kind == "HereWindow":
+        pytest.skip("a call here is never interrupted: test_here.py checks the timeout")
     gate = uuid.uuid4().hex
     _GATES[gate] = threading.Event()
 

@@ -159,10 +159,14 @@ class HereWindow(Generic[Tag]):
         return [(_Ran(key, "finished"), result, tag)]
 
     def _timed(self, result: Any) -> None:
-        """Take the durations of the trials of ``result`` (a ``GroupResult``)
-        run here to the policy, while it has not decided or keeps them here."""
-        durations = [o.duration for o in result.outcomes if o.duration is not None]
-        self._done += len(result.outcomes)
+        """Take the durations of the trials of ``result`` (a ``GroupResult``;
+        anything else times nothing) run here to the policy, while it has not
+        decided or keeps them here."""
+        outcomes = getattr(result, "outcomes", None)
+        if outcomes is None:
+            return
+        durations = [o.duration for o in outcomes if o.duration is not None]
+        self._done += len(outcomes)
         if self.decision is None:
             self._durations.extend(durations)
             if self._durations:
@@ -172,7 +176,7 @@ class HereWindow(Generic[Tag]):
                 self.policy.revisit(len(durations), sum(durations), self._done)
             )
         else:
-            self.overlapped += len(result.outcomes)
+            self.overlapped += len(outcomes)
 
     def _decide(self, decision: ExecutionDecision | None) -> None:
         if decision is None:
