@@ -394,7 +394,7 @@ def _on_cluster(
     run_options = RunOptions(
         name=label, n_trials=maxfev, progress=progress, vectorized=vectorized,
         resources=resources, execution=policy.driver_execution, timeout=timeout,
-        trial_timeout=trial_timeout,
+        trial_timeout=trial_timeout, expected=policy.expected,
     )  # fmt: skip
     # a store given as a URL or path is opened before the cluster starts: a
     # store that cannot be used (foreign, read-only, newer) fails first

@@ -249,6 +249,7 @@ def _on_cluster(
     options = RunOptions(
         name=name, progress=progress, resources=resources,
         trial_timeout=trial_timeout, execution=policy.driver_execution,
+        expected=policy.expected,
     )  # fmt: skip
     ran, _ = run_vector(
         optimizer, fnc, args, options, paired=paired,

@@ -16,7 +16,13 @@ from scipy.optimize import differential_evolution
 from dasktune import Float, Search, minimize
 from dasktune.optim.base import Optimizer
 from dasktune.run.feed import FedWindow
-from dasktune.run.policy import FEED_BELOW, FEED_PROBE, FeedChoice, cluster_scales
+from dasktune.run.policy import (
+    FEED_BELOW,
+    FEED_MIN_BATCHES,
+    FEED_PROBE,
+    FeedChoice,
+    cluster_scales,
+)
 from tests.clusters import local_client
 
 SPACE = {"x": Float(0.0, 1.0)}
@@ -147,6 +153,28 @@ def test_batches_are_fed_when_their_evaluations_are_short():
                       cost=0.0).decision.where == "tasks"  # fmt: skip
     grid = FeedChoice("auto", sequential=False, batched=False, scales=None, cost=0.0)
     assert grid.decision.where == "tasks"
+    # too few batches left to pay for the feed's start
+    few = FeedChoice(
+        "auto", sequential=False, batched=True, scales=None, cost=0.01,
+        batches=FEED_MIN_BATCHES - 1,
+    )  # fmt: skip
+    assert few.decision.where == "tasks"
+    assert f"the run has {FEED_MIN_BATCHES - 1} batch(es) left" in few.decision.reason
+    enough = FeedChoice(
+        "auto", sequential=False, batched=True, scales=None, cost=0.01,
+        batches=FEED_MIN_BATCHES,
+    )  # fmt: skip
+    assert enough.decision.where == "feed"
+    # timed on the workers: the first batch goes as tasks, the rest fed
+    timed = FeedChoice(
+        "auto", sequential=False, batched=True, scales=None, batches=FEED_MIN_BATCHES
+    )
+    assert timed.decision.where == "tasks"
+    timed = FeedChoice(
+        "auto", sequential=False, batched=True, scales=None,
+        batches=FEED_MIN_BATCHES + 1,
+    )  # fmt: skip
+    assert timed.decision is None
 
 
 @gen_cluster(client=True, timeout=60)
@@ -172,4 +200,12 @@ async def test_short_de_generations_are_fed_exactly_as_scipy(c, s, a, b, feeds):
         execution="tasks", **kw,
     )  # fmt: skip
     assert res.execution_reason == "execution='tasks' was asked for"
+    # two generations: too few to pay for the feed's start
+    short = {**kw, "maxiter": 1}
+    res = await asyncio.to_thread(
+        minimize, quick_sphere, [(-1, 1)] * 2, seed=3, client=c, name="s", **short
+    )
+    assert "trials as tasks: a task per worker and batch: the run has 2 batch" in (
+        res.execution_reason
+    )
     assert feeds == ["de"]

@@ -1126,10 +1126,12 @@ class Driver:
         (``options.cost``); sources that do not learn (grids, random) keep a
         task each, on the dashboard's task stream."""
         learns = bool(self.optimizer.wants_values)
-        batched = self.optimizer.batch_size > 0
+        size = self.optimizer.batch_size
+        expected = self.options.expected
         choice = FeedChoice(
-            "auto", sequential=learns and not batched, batched=learns and batched,
-            scales=cluster_scales(self.client), cost=self.options.cost,
+            "auto", sequential=learns and not size, batched=learns and size > 0,
+            scales=cluster_scales(self._cluster), cost=self.options.cost,
+            batches=None if expected is None or not size else expected // size,
         )  # fmt: skip
         self._fed = False  # the first trials go as tasks, if undecided
         if choice.decision is not None:

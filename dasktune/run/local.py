@@ -408,6 +408,7 @@ def run_here_first(
         timeout=None if timeout is None else max(timeout - report.elapsed, 1e-3),
         execution=policy.driver_execution,
         cost=local.cost,  # timed here: how trials go is decided at once
+        expected=None if policy.expected is None else max(policy.expected - done, 0),
     )
     rest, _ = run_vector(
         cast(AskTell, Handover(optimizer, handed)), fun, args, options,

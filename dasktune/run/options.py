@@ -131,6 +131,10 @@ class RunOptions:
         caller's process, by the execution policy): with ``execution="auto"``
         whether trials are fed is then decided at once
         (:class:`~dasktune.run.policy.FeedChoice`).
+    expected : int, optional
+        How many evaluations the run makes at most, when known (DE's
+        population times its generations): a batch-synchronous run with few
+        batches left is not fed (:class:`~dasktune.run.policy.FeedChoice`).
 
     Raises
     ------
@@ -174,6 +178,7 @@ class RunOptions:
     trial_timeout: float | None = None
     metric_names: Sequence[str] | None = None
     cost: float | None = None
+    expected: int | None = None
 
     def __post_init__(self) -> None:
         # the order Search.run has always raised in

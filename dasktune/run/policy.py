@@ -41,7 +41,9 @@ on the last, and a batch of tasks pays a round trip through the scheduler,
 run's first :data:`FEED_PROBE` trials go as tasks and are timed on their
 workers; when all took less than :data:`FEED_BELOW`, the rest are fed. A run
 whose evaluations were timed already, in the caller's process, is decided at
-once from that time. Never on a cluster that scales (adaptive, or
+once from that time; a batch-synchronous run with fewer than
+:data:`FEED_MIN_BATCHES` batches left to feed keeps its tasks (the feed's
+start would cost what it saves). Never on a cluster that scales (adaptive, or
 dask-jobqueue's batch jobs): a worker holding the feed's actor cannot be
 retired.
 
@@ -62,6 +64,7 @@ __all__ = [
     "DISPATCH_SECONDS",
     "EXECUTIONS",
     "FEED_BELOW",
+    "FEED_MIN_BATCHES",
     "FEED_PROBE",
     "LOCAL_BELOW",
     "PROBE_EVALUATIONS",
@@ -102,6 +105,10 @@ STARTUP_SECONDS = 1.5
 FEED_BELOW = 0.25
 #: trials timed as tasks before an "auto" run feeds the rest
 FEED_PROBE = 3
+#: a batch-synchronous run is fed only with at least this many batches left:
+#: starting the feed (an actor and a long-lived task per worker thread) took
+#: ~50 ms here, about what two batches' round trips as tasks cost
+FEED_MIN_BATCHES = 3
 
 
 def seconds_text(seconds: float) -> str:
@@ -367,6 +374,8 @@ class FeedChoice:
     cost : float, optional
         Seconds an evaluation took where it was timed before the run (the
         caller's process): "auto" decides at once from it.
+    batches : int, optional
+        How many batches the run has left, when known (``batched``).
 
     Attributes
     ----------
@@ -394,6 +403,7 @@ class FeedChoice:
         scales: str | None,
         batched: bool = False,
         cost: float | None = None,
+        batches: int | None = None,
     ):
         self._durations: list[float] = []
         self.decision: ExecutionDecision | None = None
@@ -418,6 +428,19 @@ class FeedChoice:
             reason = (
                 f"a task per trial: {scales}, and a worker holding the feed's "
                 "actor could not be retired"
+            )
+            self.decision = ExecutionDecision("tasks", reason)
+        elif (
+            batched
+            and batches is not None
+            and (
+                batches - (cost is None) < FEED_MIN_BATCHES  # the first, timed as tasks
+            )
+        ):
+            reason = (
+                f"a task per worker and batch: the run has {batches} batch(es) "
+                f"left, too few to feed (the feed's start costs about what "
+                f"{FEED_MIN_BATCHES - 1} batches' round trips do)"
             )
             self.decision = ExecutionDecision("tasks", reason)
         elif cost is not None:
