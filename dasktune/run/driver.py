@@ -1223,7 +1223,8 @@ class Driver:
             exc: BaseException | None = None
             if isinstance(result, tuple) and len(result) == 3:
                 _, exc, tb = result
-                explain_killed(self._cluster, exc)  # memory, when it was that
+                if self.client is not None:  # a worker's: memory, if it was that
+                    explain_killed(self.client, exc)
                 text = "".join(traceback.format_exception(type(exc), exc, tb))
             else:
                 text = f"task {future.key} ended as {future.status}: {result!r}"
