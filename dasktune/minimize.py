@@ -41,7 +41,7 @@ from dasktune.records import MemoryRecorder
 from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy
-from dasktune.spsa import SPSA
+from dasktune.spsa_run import SPSA
 
 if TYPE_CHECKING:
     # imported when a run needs them: a run kept in this process never
