@@ -38,9 +38,10 @@ from dasktune.optim.replicas import ReplicaPool, replica_spec
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
-from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
+from dasktune.run.base import BatchObjective, check_trial_timeout
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy
+from dasktune.run.summary import RunReport
 from dasktune.spsa_run import SPSA
 
 if TYPE_CHECKING:

@@ -41,11 +41,11 @@ from dasktune.run import entry
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import (
     BatchObjective,
-    RunReport,
     check_execution,
     check_trial_timeout,
 )
 from dasktune.run.options import RunOptions
+from dasktune.run.summary import RunReport
 from dasktune.search_checks import (
     RESERVED,
     RESERVED_COLUMNS,

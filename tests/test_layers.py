@@ -71,6 +71,8 @@ def loaded_after(code: str) -> set[str]:
         ("import dasktune.run.submit", {"distributed", "dask"}),
         # a run's options are made (and checked) before a cluster is started
         ("import dasktune.run.options", set()),
+        # and its summary, in the caller's process too (dasktune.run.local)
+        ("import dasktune.run.summary, dasktune.run.base", set()),
     ],
 )
 def test_each_layer_imports_only_what_it_may(code, allowed):

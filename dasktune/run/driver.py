@@ -89,7 +89,6 @@ from dasktune.run.announce import Announcer
 from dasktune.run.base import (
     ALL_FAILED_STOP,
     BatchObjective,
-    RunReport,
     check_trial_timeout,
 )
 from dasktune.run.cluster import capacity, check_resources
@@ -112,6 +111,7 @@ from dasktune.run.submit import (
     Submitter,
     Window,
 )
+from dasktune.run.summary import RunReport
 from dasktune.run.tell import Teller
 from dasktune.run.timelimit import free_workers, stuck_worker
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 import distributed
 
 from dasktune.optim.base import AskTell
-from dasktune.run.base import RunReport
 from dasktune.run.policy import ExecutionDecision, FeedChoice, cluster_scales
+from dasktune.run.summary import RunReport
 
 __all__ = ["Routing"]
 

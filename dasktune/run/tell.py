@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from dasktune._values import feasible
 from dasktune.optim.base import AskTell
 from dasktune.records import Trial
-from dasktune.run.base import RunReport
+from dasktune.run.summary import RunReport
 
 __all__ = ["Teller"]
 
