@@ -131,14 +131,6 @@ _TARGET_TASK_SECONDS = 0.05
 _ANNOUNCE_SECONDS = 1.0  # between a run's events to the dashboard's page
 _MAX_GROUP = 256
 _GROWTH = 8
-# re-runs over done trials: claims per transaction grow up to this many (a
-# recorder may say otherwise: ``reuse_burst``, 1024 on PostgreSQL). Not
-# more: a turn's objects (~6 per claim) live through it, and past ~1,000 claims
-# they outlive the garbage collector's young generations, filling the old one
-# until a full collection (0.1-0.15 s with Dask and pandas loaded) runs in most
-# re-runs of 10^4 points; at 256 none did (16 runs against 1024, interleaved:
-# 25.5k against 21.6k points/s, medians)
-_MAX_REUSE_CLAIMS = 256
 # minimize/SPSA: stop once this many evaluations (at least two windows) all failed
 _ALL_FAILED_STOP = ALL_FAILED_STOP
 # a source that proposed only known parameter sets this many times in a row is
@@ -343,7 +335,7 @@ class Driver:
         self.sizer = ChunkSizer(_TARGET_TASK_SECONDS, growth=_GROWTH, limit=_MAX_GROUP)
         self.reuse_room = 0  # extra claims per turn while every claim is reused
         # and at most this many: the recorder's, for its store
-        self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
+        self.reuse_burst = recorder.reuse_burst
         self._layout: tuple[float, dict[str, int]] | None = None
         # what tells the Dask dashboard's dasktune page where the run is
         self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
