@@ -336,7 +336,6 @@ class Driver:
         self.reuse_room = 0  # extra claims per turn while every claim is reused
         # and at most this many: the recorder's, for its store
         self.reuse_burst = recorder.reuse_burst
-        self._layout: tuple[float, dict[str, int]] | None = None
         # what tells the Dask dashboard's dasktune page where the run is
         self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
         self._runner: Any = None  # a batch objective is evaluated here, whole
