@@ -14,7 +14,7 @@ modules that trial needs. The package is layered, dependencies running one way::
       ^
     run/               everything that imports distributed
       ^
-    search, minimize, spsa, cli, plot                            (front doors)
+    search, minimize, spsa_run, cli, plot                        (front doors)
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # the public names, listed once (dasktune._lazy)
     from dasktune.space import (
         Space as Space,
     )
-    from dasktune.spsa import SPSA as SPSA
+    from dasktune.spsa_run import SPSA as SPSA
     from dasktune.store.sql import TrialStore as TrialStore
 
 try:

@@ -38,10 +38,11 @@ from dasktune.optim.replicas import ReplicaPool, replica_spec
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
-from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
+from dasktune.run.base import BatchObjective, check_trial_timeout
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy, with_trials
-from dasktune.spsa import SPSA
+from dasktune.run.summary import RunReport
+from dasktune.spsa_run import SPSA
 
 if TYPE_CHECKING:
     # imported when a run needs them: a run kept in this process never

@@ -41,13 +41,13 @@ from dasktune.run import entry
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import (
     BatchObjective,
-    RunReport,
     check_execution,
     check_trial_timeout,
 )
 from dasktune.run.here import HereWindow, runs_here, search_policy
 from dasktune.run.options import RunOptions
 from dasktune.run.report import wants_trial
+from dasktune.run.summary import RunReport
 from dasktune.search_checks import (
     RESERVED,
     RESERVED_COLUMNS,

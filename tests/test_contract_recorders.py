@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from dasktune.records import (
+    REUSE_BURST,
     Claim,
     Decision,
     DecisionKind,
@@ -76,6 +77,14 @@ def make_recorder(request: pytest.FixtureRequest, tmp_path) -> Iterator[MakeReco
 
 class TestRecorderContract:
     """What the Recorder protocol promises, for every recorder."""
+
+    def test_every_hook_the_driver_reads_is_declared(self, make_recorder):
+        # the driver reads reuse_burst as declared, not with getattr: every
+        # recorder is a Recorder and says how many claims a burst may hold
+        recorder = make_recorder()
+        assert Recorder in type(recorder).__mro__
+        assert isinstance(recorder.reuse_burst, int)
+        assert recorder.reuse_burst >= 1
 
     def test_new_claims_are_numbered_from_zero_and_evaluated(
         self, make_recorder: MakeRecorder
@@ -258,3 +267,10 @@ class TestRecorderContract:
             (1, 0, 5.0, 12.0),
             (0, 2, 1.0, 22.0),
         ]
+
+
+def test_a_recorder_that_says_nothing_takes_the_declared_defaults():
+    class Quiet(Recorder):
+        pass
+
+    assert Quiet().reuse_burst == REUSE_BURST == MemoryRecorder().reuse_burst

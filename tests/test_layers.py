@@ -71,6 +71,8 @@ def loaded_after(code: str) -> set[str]:
         ("import dasktune.run.submit", {"distributed", "dask"}),
         # a run's options are made (and checked) before a cluster is started
         ("import dasktune.run.options", set()),
+        # and its summary, in the caller's process too (dasktune.run.local)
+        ("import dasktune.run.summary, dasktune.run.base", set()),
     ],
 )
 def test_each_layer_imports_only_what_it_may(code, allowed):
@@ -238,3 +240,13 @@ def test_the_driver_check_sees_a_call(tmp_path):
     path.write_text("from x import driver\nd = driver.Driver(1)\nDriver(2)\n")
     assert driver_calls(path) == [2, 3]
     assert driver_calls(PACKAGE / "run" / "entry.py") != []
+
+
+def test_no_two_modules_share_a_name_but_the_known_ones():
+    # two modules named spsa (the front door, the optimizer) were mistaken for
+    # each other; each layer's base.py and the README's table.py are meant
+    names: dict[str, list[str]] = {}
+    for module in modules():
+        names.setdefault(module.rsplit(".", 1)[-1], []).append(module)
+    shared = {n for n, found in names.items() if len(found) > 1}
+    assert shared <= {"base", "table"}, {n: names[n] for n in shared}

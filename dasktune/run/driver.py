@@ -73,9 +73,7 @@ from typing import Any
 
 import distributed
 
-from dasktune._checks import key_part
 from dasktune._progress import progress_bar
-from dasktune._values import feasible
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
 from dasktune.records import (
@@ -92,13 +90,11 @@ from dasktune.run.announce import Announcer
 from dasktune.run.base import (
     ALL_FAILED_STOP,
     BatchObjective,
-    RunReport,
     check_trial_timeout,
 )
 from dasktune.run.cluster import capacity, check_resources
+from dasktune.run.elsewhere import peek_elsewhere
 from dasktune.run.evaluate import (
-    Group,
-    GroupResult,
     evaluate_columns,
     evaluate_group,
     failure,
@@ -107,18 +103,18 @@ from dasktune.run.evaluate import (
 )
 from dasktune.run.feed import FedWindow
 from dasktune.run.here import HereWindow
-from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.options import RunOptions, check_execution
-from dasktune.run.policy import ExecutionDecision, FeedChoice, cluster_scales
 from dasktune.run.report import ReportChannel, wants_trial
+from dasktune.run.routing import Routing
+from dasktune.run.sending import Sender
 from dasktune.run.submit import (
     ChunkSizer,
     Submitter,
     Window,
-    per_worker,
-    split_sizes,
 )
+from dasktune.run.summary import RunReport
+from dasktune.run.tell import Teller
 from dasktune.run.timelimit import free_workers, stuck_worker
 
 logger = logging.getLogger("dasktune")
@@ -137,16 +133,6 @@ _TARGET_TASK_SECONDS = 0.05
 _ANNOUNCE_SECONDS = 1.0  # between a run's events to the dashboard's page
 _MAX_GROUP = 256
 _GROWTH = 8
-_WAIT_ELSEWHERE_SECONDS = 0.25
-# re-runs over done trials: claims per transaction grow up to this many (a
-# recorder may say otherwise: ``reuse_burst``, 1024 on PostgreSQL). Not
-# more: a turn's objects (~6 per claim) live through it, and past ~1,000 claims
-# they outlive the garbage collector's young generations, filling the old one
-# until a full collection (0.1-0.15 s with Dask and pandas loaded) runs in most
-# re-runs of 10^4 points; at 256 none did (16 runs against 1024, interleaved:
-# 25.5k against 21.6k points/s, medians)
-_MAX_REUSE_CLAIMS = 256
-_LAYOUT_MAX_AGE = 2.0  # seconds a read of the workers' threads is trusted
 # minimize/SPSA: stop once this many evaluations (at least two windows) all failed
 _ALL_FAILED_STOP = ALL_FAILED_STOP
 # a source that proposed only known parameter sets this many times in a row is
@@ -258,6 +244,47 @@ class _Known:
         return None
 
 
+def _threads(client: distributed.Client | None) -> int:
+    """The cluster's threads; with no client (the run begins in the caller's
+    process), as many as the cluster dasktune starts: one per core."""
+    if client is None:
+        return os.cpu_count() or 1
+    return capacity(client, max_age=2.0)
+
+
+class _Unheard:
+    """The page's announcer of a run in the caller's process: no cluster, no
+    page, nothing sent."""
+
+    def send(self, state: dict[str, Any], *, final: bool = False) -> None:
+        pass
+
+
+def _announcer(
+    client: distributed.Client | None, name: str, token: str
+) -> Announcer | _Unheard:
+    """What tells the Dask dashboard's page where the run is."""
+    if client is None:
+        return _Unheard()
+    return Announcer(client, name, token, _ANNOUNCE_SECONDS)
+
+
+def _cluster(driver: Driver) -> distributed.Client:
+    """The driver's client, where only a run on the cluster gets (the
+    execution policy sends a run that needs one there)."""
+    assert driver.client is not None, "a run in the caller's process"
+    return driver.client
+
+
+def _moved(driver: Driver, client: distributed.Client) -> None:
+    """The run begun in the caller's process moved to ``client``'s cluster
+    (told by its :class:`HereWindow`): its layout and the page are its."""
+    driver.client = driver._sender.client = client
+    threads = driver.threads = driver._sender.threads = _threads(client)
+    driver.task_window = driver._sender.task_window = threads + max(2, threads // 4)
+    driver._announcer = _announcer(client, driver.name, driver.token)
+
+
 def _clean_up_note(name: str, err: BaseException) -> str:
     return (
         f"dasktune: {name}: while cleaning up after this error, "
@@ -315,8 +342,6 @@ class Driver:
         self.batch = isinstance(objective, BatchObjective)
         self.client = client
         self._here = here
-        if here is not None:
-            here.on_move = self._moved
         self.recorder = recorder
         self.name = o.name
         self.n_trials = o.n_trials
@@ -332,9 +357,7 @@ class Driver:
         self.signs = o.signs
         self.objectives = 1 if self.signs is None else len(self.signs)
         self.metric_names = None if o.metric_names is None else list(o.metric_names)
-        # this run's Pareto front (minimised), by trial: a trial told again (a
-        # repeat, a reused result) is on it once, as search.best counts it
-        self._front: dict[str, tuple[float, ...]] = {}
+        self._teller = Teller(optimizer, self.sign, self.signs)
         self.keep = o.keep
         self.heartbeat_seconds = o.heartbeat_seconds
         self.raise_if_all_failed = o.raise_if_all_failed
@@ -363,14 +386,10 @@ class Driver:
         self.sizer = ChunkSizer(_TARGET_TASK_SECONDS, growth=_GROWTH, limit=_MAX_GROUP)
         self.reuse_room = 0  # extra claims per turn while every claim is reused
         # and at most this many: the recorder's, for its store
-        self.reuse_burst = getattr(recorder, "reuse_burst", _MAX_REUSE_CLAIMS)
-        self._layout: tuple[float, dict[str, int]] | None = None
+        self.reuse_burst = recorder.reuse_burst
         # what tells the Dask dashboard's dasktune page where the run is
-        self._announcer = (
-            None
-            if client is None
-            else Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
-        )
+        self._announcer = _announcer(client, self.name, self.token)
+        self._runner: Any = None  # a batch objective is evaluated here, whole
         if not self.batch:
             evaluate = evaluate_columns if o.vectorized else evaluate_group
             self._runner = Shipped(partial(evaluate, objective), objective)  # type: ignore[arg-type]
@@ -381,19 +400,20 @@ class Driver:
         """Drive the optimizer to the end; see the module notes."""
         report = RunReport()
         started = time.perf_counter()
-        if self.client is None:  # here first: as many as the cluster it starts
-            self.threads = os.cpu_count() or 1
-        else:
-            self.threads = capacity(self.client, max_age=2.0)
-        self.task_window = self.threads + max(2, self.threads // 4)
-        self._fed = self._feeds()
-        # "auto": how trials go is decided at the first ask, maybe from the
-        # first trials' times (FeedChoice); trials wait while tasks drain
-        self._decision: ExecutionDecision | None = None
-        self._choice: FeedChoice | None = None  # while the first trials are timed
-        self._draining = False
-        if self._fed is not None:
-            self._decided(self._fixed_choice())
+        threads = self.threads = _threads(self.client)
+        self.task_window = threads + max(2, threads // 4)
+        self._sender = Sender(
+            self.client, name=self.name, token=self.token, runner=self._runner,
+            sizer=self.sizer, threads=threads, task_window=self.task_window,
+            max_in_flight=self.max_in_flight, resources=self.resources,
+            vectorized=self.vectorized, retries=self.retries,
+            objectives=self.objectives, trial_timeout=self.trial_timeout,
+        )  # fmt: skip
+        self._routing = Routing(
+            self.name, self.execution, batch=self.batch,
+            vectorized=self.vectorized, resources=self.resources,
+            here=self._here is not None,
+        )  # fmt: skip
         self._deadline = (
             None if self.timeout is None else time.monotonic() + self.timeout
         )
@@ -402,16 +422,16 @@ class Driver:
             # the first trials): the scheduler takes the subscription and the
             # submissions in order from one stream, so no report can reach it
             # first and be dropped as no one's
-            self._channel = ReportChannel(self._cluster, self.pruner)
+            self._channel = ReportChannel(_cluster(self), self.pruner)
         self._flying: Submitter[list[_Pending]]
         if self._here is not None:
-            self._flying = self._here
-        elif self._fed:
+            self._flying, self._here.on_move = self._here, partial(_moved, self)
+        elif self._routing.fed:
             self._flying = self._fed_window()
             self._flying.start()  # while the first trials are asked
         else:
             self._flying = Window[list[_Pending]](
-                self._cluster, self.timeout, what=self.name
+                _cluster(self), self.timeout, what=self.name
             )
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
@@ -456,9 +476,7 @@ class Driver:
                 errors[0].add_note(_clean_up_note(self.name, late))
             raise errors[0]
         report.elapsed = time.perf_counter() - started
-        self._report_execution(report)
-        if self._here is not None:
-            report.execution, report.execution_reason = self._here.execution()
+        self._routing.report(report, self._here)
         self._announce(report, finished=True)
         if self.raise_if_all_failed and report.first_failure and report.all_failed:
             raise self._all_failed_error(report, report.first_failure)
@@ -468,7 +486,7 @@ class Driver:
             signs = self.signs
             report.front = sorted(
                 tuple(s * v for s, v in zip(signs, point, strict=True))
-                for point in self._front.values()
+                for point in self._teller.front.values()
             )
         return report
 
@@ -502,8 +520,8 @@ class Driver:
         if state.waiting:
             # read-only: claim again only trials their holder gave up
             left = None if self.n_trials is None else self.n_trials - state.submitted
-            state.peeked, state.recheck, state.waiting, state.taking = self._peek(
-                state.waiting, state.peeked, self._flying, left
+            state.peeked, state.recheck, state.waiting, state.taking = peek_elsewhere(
+                self.recorder, state.waiting, state.peeked, self._flying, left
             )
             if state.recheck:
                 return False
@@ -528,14 +546,14 @@ class Driver:
         # go out every _ASK_SLICE seconds, not once the whole window is asked
         # (its first trials would wait for the last asks, and the workers idle
         # while the driver asks, then the driver while the workers run)
-        if self._draining:
+        if self._routing.draining:
             if len(self._flying):
                 return [], False  # no trial asked until the tasks are back
             if self.optimizer.finished or self._budget_spent(state.submitted):
-                self._draining = False  # nothing left to feed
+                self._routing.draining = False  # nothing left to feed
             else:
                 self._start_feed()
-        sliced = time.monotonic() + _ASK_SLICE if self._fed else None
+        sliced = time.monotonic() + _ASK_SLICE if self._routing.fed else None
         while (
             known.why_stop() is None
             and self._room(state.claimed, fresh, state.submitted + state.taking)
@@ -553,8 +571,10 @@ class Driver:
             trial = self.optimizer.ask()
             if trial is None:
                 break
-            if self._fed is None:
-                self._decide_feed()  # the feed starts while the others are asked
+            if self._routing.fed is None and self._routing.decide(
+                self.optimizer, _cluster(self), self.options
+            ):
+                self._start_feed()  # decided at once: nothing sent yet
             asked_any = True
             skipped = report.skipped
             pending = self._admit(trial, state.claimed, fresh, held, report)
@@ -589,7 +609,7 @@ class Driver:
             else:
                 # a pruned trial's value is the last one it reported
                 final = kind in (DecisionKind.DONE, DecisionKind.PRUNED)
-                self._tell(
+                self._teller.tell(
                     pending,
                     decision.value if final else None,
                     state.report,
@@ -639,9 +659,11 @@ class Driver:
         stuck: list[tuple[str, str]] = []
         carriers: list[distributed.Future] = []
         for future, result, group in batch:
-            done = self._outcomes(future, result, group)
-            if self._choice is not None:
-                self._timed([o.duration for o in done if o.duration is not None])
+            done = self._sender.outcomes(future, result, group)
+            if self._routing.choice is not None:
+                self._routing.timed(
+                    [o.duration for o in done if o.duration is not None]
+                )
             for pending, outcome in zip(group, done, strict=True):
                 worker = stuck_worker(outcome.exception)
                 if worker is not None:
@@ -662,12 +684,12 @@ class Driver:
                 self._record(state, pending, outcome)
         if stuck:
             batch = []  # the stuck tasks' futures: released before the restart
-            free_workers(self._cluster, stuck, self.trial_timeout or 0.0, carriers)
+            free_workers(_cluster(self), stuck, self.trial_timeout or 0.0, carriers)
             carriers = []
         if report.best_value < math.inf:
             self._bar.set_postfix_str(f"best={self.sign * report.best_value:.6g}")
-        elif self._front:
-            self._bar.set_postfix_str(f"Pareto front: {len(self._front)}")
+        elif self._teller.front:
+            self._bar.set_postfix_str(f"Pareto front: {len(self._teller.front)}")
         self._announce(report, state)
         self._check_failures(report, state.outcomes, state.last_error)
         return False
@@ -682,8 +704,6 @@ class Driver:
         event, at most once a second, and once at the end); for trials that
         report, with the numbers of those in flight and the topic key their
         reports travel on, so the page draws their curves."""
-        if self._announcer is None:  # begun in the caller's process: no page
-            return
         channel = self._channel
         running, trials = 0, []
         if state is not None:  # submitted by this run, not yet back
@@ -699,12 +719,12 @@ class Driver:
             "running": running,
             "total": self.total,
             "best": None if best == math.inf else self.sign * best,
-            "execution": "feed" if self._fed else "tasks",
+            "execution": "feed" if self._routing.fed else "tasks",
             "finished": finished,
             "reports": None if channel is None else channel.key,
             "trials": trials,
             "metrics": self.metric_names,
-            "front": None if self.signs is None else len(self._front),
+            "front": None if self.signs is None else len(self._teller.front),
         }
         self._announcer.send(message, final=finished)
 
@@ -732,42 +752,6 @@ class Driver:
             except Exception as err:
                 errors.append(err)
         return errors
-
-    def _peek(
-        self,
-        waiting: list[_Pending],
-        peeked: float,
-        flying: Submitter[list[_Pending]],
-        budget: int | None,
-    ) -> tuple[float, list[_Pending], list[_Pending], int]:
-        """Look (read-only) at trials another driver holds, every so often.
-
-        Returns when it looked, the trials to claim again (their holder finished,
-        or is gone: those come last), those still held, and how many of the
-        former this driver would evaluate. A trial taken over is an evaluation
-        like a new one: no more are taken than the ``budget`` of evaluations
-        left (``None``: no limit); the rest are dropped, never evaluated by this
-        run. Waits out the interval first when nothing of this driver's is in
-        flight (there is no event to wait on: the other driver is another
-        process).
-        """
-        wait = peeked + _WAIT_ELSEWHERE_SECONDS - time.monotonic()
-        if wait > 0:
-            if len(flying):
-                return peeked, [], waiting, 0
-            time.sleep(wait)
-        decisions = self.recorder.peek([p.param_hash for p in waiting])
-        held, told, taken = [], [], []
-        for pending, decision in zip(waiting, decisions, strict=True):
-            if decision.kind == DecisionKind.ELSEWHERE:
-                held.append(pending)
-            elif decision.kind == DecisionKind.EVALUATE:
-                taken.append(pending)
-            else:
-                told.append(pending)
-        if budget is not None:
-            taken = taken[: max(budget, 0)]
-        return time.monotonic(), [*told, *taken], held, len(taken)
 
     def _grow_reuse(self, decisions: Sequence[Any]) -> None:
         """Claim more per transaction while every claim is reused (a re-run)."""
@@ -801,7 +785,7 @@ class Driver:
                 else "the objective raised TrialPruned (no pruner decision)"
             )
             report.pruned += 1
-            self._tell(
+            self._teller.tell(
                 pending, outcome.value, report, best=False,
                 values=outcome.values, constraints=outcome.constraints,
             )  # fmt: skip
@@ -810,7 +794,7 @@ class Driver:
             report.evaluated += 1
             if channel is not None:
                 channel.complete(pending.number, outcome.value)
-            self._tell(
+            self._teller.tell(
                 pending, outcome.value, report,
                 values=outcome.values, constraints=outcome.constraints,
             )  # fmt: skip
@@ -819,7 +803,7 @@ class Driver:
         if report.first_failure is None:
             report.first_failure = outcome
         try:
-            self._tell(pending, None, report)
+            self._teller.tell(pending, None, report)
         except Exception as err:
             # the optimizer stopped on the +inf of a failure: say which
             if self.raise_if_all_failed and report.all_failed:
@@ -963,203 +947,24 @@ class Driver:
         call = source if self._call_is_record else self.to_call(trial.params)
         return _Pending(h, record, call, [trial])
 
-    def _tell(
-        self,
-        pending: _Pending,
-        value: float | None,
-        report: RunReport,
-        *,
-        best: bool = True,
-        values: tuple[float, ...] | None = None,
-        constraints: tuple[float, ...] | None = None,
-    ) -> None:
-        """Tell the optimizer a trial's value (``None``: failed, told ``+inf``):
-        each objective's, minimised, as a tuple when there are several; with
-        the constraints when the objective returned some. Only a feasible
-        trial of one objective can be the run's best."""
-        told: Any
-        satisfied = feasible(constraints)
-        if value is None:
-            told = math.inf
-        elif self.signs is None:
-            told = self.sign * value
-            if best and satisfied and told < report.best_value:
-                report.best_value, report.best_params = told, pending.record
-        elif values is None or len(values) != len(self.signs):
-            told = math.inf  # a pruned trial of several objectives: no values
-        else:
-            told = tuple(s * v for s, v in zip(self.signs, values, strict=True))
-            if best and satisfied:
-                self._on_front(pending.param_hash, told)
-            if self.optimizer.n_objectives == 1:
-                # a source that ignores values (a grid): the first objective's
-                told = told[0]
-        for trial in pending.trials:
-            if constraints is None:
-                self.optimizer.tell(trial, told)
-            else:
-                self.optimizer.tell(trial, told, constraints=constraints)
-
-    def _on_front(self, key: str, point: tuple[float, ...]) -> None:
-        """Keep this run's Pareto front (for the progress bar and the report)
-        with trial ``key``'s ``point``."""
-        if key in self._front or any(
-            all(a <= b for a, b in zip(q, point, strict=True)) and q != point
-            for q in self._front.values()
-        ):
-            return
-        self._front = {
-            k: q
-            for k, q in self._front.items()
-            if not all(a <= b for a, b in zip(point, q, strict=True)) or q == point
-        }
-        self._front[key] = point
-
     # -- submission and results --------------------------------------------------
 
     def _submit(self, to_run: list[_Pending]) -> None:
-        """Send ``to_run`` as tasks into the window.
-
-        A batch-synchronous optimizer's batch (its size known: a DE generation,
-        an SPSA iteration) goes as one task per worker, each running its share
-        on that worker's threads (a vectorized objective's: one call per
-        thread). Other trials go in whole rounds of the
-        cluster's threads, each task about ``sizer.size`` trials (rounded: a
-        task may run up to 1.5 times the target, which beats a second round of
-        tasks that would each pay Dask's overhead again).
-        """
-        if self._fed is None:
-            self._decide_feed()
-        n = len(to_run)
-        workers: list[str | None] | None = None
-        threads_of: list[int]
+        """Send ``to_run`` as tasks into the window (:class:`Sender`): a
+        batch-synchronous optimizer's batch as one task per worker, unless
+        fed (fed trials pay no task each: grouped as others)."""
+        if self._routing.fed is None and self._routing.decide(
+            self.optimizer, _cluster(self), self.options
+        ):
+            self._start_feed()  # decided at once: nothing sent yet
         whole_batch = (
             self.max_in_flight is None
             and self.optimizer.batch_size > 0
-            and not self._fed  # fed trials pay no task each: grouped as others
+            and not self._routing.fed
         )
-        if self.resources:
-            # each trial holds the resources while it runs: one task each
-            sizes = [1] * n
-            threads_of = sizes
-        elif whole_batch and not self.vectorized:
-            layout = per_worker(n, self._nthreads())
-            sizes = [count for _, count in layout]
-            workers = [w or None for w, _ in layout]
-            threads_of = [self._nthreads()[w] for w, _ in layout]
-        elif whole_batch:
-            # one vectorized call per thread
-            sizes = split_sizes(n, self.threads)
-            threads_of = [1] * len(sizes)
-        else:
-            size = self.sizer.size
-            rounds = max(1, math.floor(n / (self.threads * size) + 0.5))
-            # more claimed than the window holds (the end of a re-run over
-            # done trials): no more tasks than two windows
-            sizes = split_sizes(n, min(rounds * self.threads, 2 * self.task_window))
-            threads_of = [1] * len(sizes)
-        groups: list[list[_Pending]] = []
-        start = 0
-        for size in sizes:
-            groups.append(to_run[start : start + size])
-            start += size
-        keys = [
-            f"trial-{key_part(self.name)}-{g[0].number}-{self.token}" for g in groups
-        ]
         channel = None if self._channel is None else self._channel.key
-        payloads = [
-            Group(
-                [(p.param_hash, p.call) for p in g],
-                self.retries,
-                threads,
-                numbers=None if channel is None else [p.number for p in g],
-                channel=channel,
-                objectives=self.objectives,
-                limit=self.trial_timeout,
-            )
-            for g, threads in zip(groups, threads_of, strict=True)
-        ]
-        self._flying.map(
-            self._runner,
-            payloads,
-            groups,
-            keys=keys,
-            workers=workers,
-            resources=self.resources,
-        )
-
-    def _feeds(self) -> bool | None:
-        """Whether this run's trials are fed to long-lived tasks
-        (:mod:`dasktune.run.feed`) rather than sent as tasks; ``None``: decided
-        at the first ask (:meth:`_decide_feed`)."""
-        if self.execution == "tasks" or self.batch or self.vectorized:
-            return False
-        if self._here is not None:  # a task each once moved: said by it
-            return False
-        if self.resources:  # each trial holds them: a task each
-            return False
-        return True if self.execution == "feed" else None
-
-    def _fixed_choice(self) -> ExecutionDecision:
-        """How trials go when the run's arguments decided it (:meth:`_feeds`)."""
-        if self.execution in ("tasks", "feed"):
-            return ExecutionDecision(
-                self.execution, f"execution={self.execution!r} was asked for"
-            )
-        why = (
-            "a batch objective, evaluated whole"
-            if self.batch
-            else "a vectorized objective, called once per group"
-            if self.vectorized
-            else f"resources={self.resources!r}, held by each trial's task"
-        )
-        return ExecutionDecision("tasks", f"a task per trial or group: {why}")
-
-    def _decide_feed(self) -> None:
-        """``execution="auto"``, at the first ask (made, so a batch-synchronous
-        optimizer has declared its batch), by :class:`FeedChoice`: an
-        optimizer that waits on its results (a sequential sampler: Optuna's
-        TPE, a Gaussian process, Nevergrad; or a batch-synchronous one: DE,
-        SPSA) on a cluster that does not scale sends its first trials as
-        tasks, timed, and feeds the rest when they are short (:meth:`_timed`),
-        or is fed at once when its evaluations were timed before the run
-        (``options.cost``); sources that do not learn (grids, random) keep a
-        task each, on the dashboard's task stream."""
-        learns = bool(self.optimizer.wants_values)
-        size = self.optimizer.batch_size
-        expected = self.options.expected
-        choice = FeedChoice(
-            "auto", sequential=learns and not size, batched=learns and size > 0,
-            scales=cluster_scales(self._cluster), cost=self.options.cost,
-            batches=None if expected is None or not size else expected // size,
-        )  # fmt: skip
-        self._fed = False  # the first trials go as tasks, if undecided
-        if choice.decision is not None:
-            self._decided(choice.decision)
-            if choice.decision.where == "feed":
-                self._start_feed()  # nothing sent yet
-        else:
-            self._choice = choice  # timed: _timed
-
-    def _timed(self, durations: list[float]) -> None:
-        """Trials sent as tasks while undecided took ``durations``: decide,
-        once they say; to feed, the tasks in flight drain first."""
-        assert self._choice is not None
-        decision = self._choice.observe(durations)
-        if decision is None:
-            return
-        self._choice = None
-        self._decided(decision)
-        if decision.where == "feed":
-            self._draining = True
-
-    def _decided(self, decision: ExecutionDecision) -> None:
-        self._decision = decision
-        logger.debug(
-            "%s: trials %s: %s",
-            self.name,
-            "fed" if decision.where == "feed" else "as tasks",
-            decision.reason,
+        self._sender.submit(
+            self._flying, to_run, whole_batch=whole_batch, channel=channel
         )
 
     def _start_feed(self) -> None:
@@ -1168,74 +973,11 @@ class Driver:
         window = self._fed_window()
         window.start()
         self._flying = window
-        self._fed, self._draining = True, False
-
-    @property
-    def _cluster(self) -> distributed.Client:
-        """The client, where only a run on the cluster gets (the execution
-        policy sends a run that needs one there)."""
-        assert self.client is not None, "a run in the caller's process"
-        return self.client
-
-    def _moved(self, client: distributed.Client) -> None:
-        """The run begun in the caller's process moved to ``client``'s
-        cluster (told by ``here``): its layout and the page are its."""
-        self.client = client
-        self._layout = None
-        self.threads = capacity(client, max_age=2.0)
-        self.task_window = self.threads + max(2, self.threads // 4)
-        self._announcer = Announcer(client, self.name, self.token, _ANNOUNCE_SECONDS)
-
-    def _report_execution(self, report: RunReport) -> None:
-        """Say on ``report`` how the trials went, and why."""
-        decision = self._decision
-        if decision is None:
-            decision = ExecutionDecision(
-                "tasks",
-                "a task per trial: the run ended within its first trials (sent "
-                "as tasks and timed, to decide whether to feed the rest)",
-            )
-        report.execution, report.execution_reason = decision.where, decision.reason
+        self._routing.started_feed()
 
     def _fed_window(self) -> FedWindow[list[_Pending]]:
         """A window feeding this run's trials, timed out at the run's deadline."""
         left = None
         if self._deadline is not None:
             left = max(0.0, self._deadline - time.monotonic())
-        return FedWindow(self._cluster, self._runner, left, name=self.name)
-
-    def _nthreads(self) -> dict[str, int]:
-        """The workers and their threads, read at most every couple of seconds."""
-        if self.client is None:  # run here, one at a time
-            return {"": 1}
-        now = time.monotonic()
-        if self._layout is None or now - self._layout[0] > _LAYOUT_MAX_AGE:
-            nthreads = dict(self.client.nthreads()) or {"": self.threads}
-            self._layout = (now, nthreads)
-        return self._layout[1]
-
-    def _outcomes(
-        self, future: distributed.Future, result: Any, group: list[_Pending]
-    ) -> list[Outcome]:
-        if future.status != "finished":
-            # the task itself failed (its workers lost beyond allowed-failures):
-            # every trial in it failed with that error
-            exc: BaseException | None = None
-            if isinstance(result, tuple) and len(result) == 3:
-                _, exc, tb = result
-                if self.client is not None:  # a worker's: memory, if it was that
-                    explain_killed(self.client, exc)
-                text = "".join(traceback.format_exception(type(exc), exc, tb))
-            else:
-                text = f"task {future.key} ended as {future.status}: {result!r}"
-            return [
-                Outcome(p.param_hash, TrialStatus.FAILED, error=text, exception=exc)
-                for p in group
-            ]
-        assert isinstance(result, GroupResult)
-        if self.max_in_flight is None:
-            durations = sum(o.duration or 0.0 for o in result.outcomes)
-            self.sizer.observe(durations, len(result.outcomes))
-        for outcome in result.outcomes:
-            outcome.worker, outcome.host = result.worker, result.host
-        return result.outcomes
+        return FedWindow(_cluster(self), self._runner, left, name=self.name)

@@ -22,10 +22,11 @@ import distributed
 
 from dasktune.optim.base import AskTell
 from dasktune.records import Recorder
-from dasktune.run.base import BatchObjective, RunReport
+from dasktune.run.base import BatchObjective
 from dasktune.run.driver import Driver
 from dasktune.run.here import HereWindow
 from dasktune.run.options import RunOptions
+from dasktune.run.summary import RunReport
 
 __all__ = ["run"]
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 from dasktune._values import check_not_nan, read_result
 from dasktune.optim.base import AskTell
 from dasktune.records import Outcome, Trial, TrialStatus
-from dasktune.run.base import ALL_FAILED_STOP, RunReport
+from dasktune.run.base import ALL_FAILED_STOP
 from dasktune.run.points import VectorObjective, point_key, point_record
 from dasktune.run.policy import (
     ExecutionDecision,
@@ -37,6 +37,7 @@ from dasktune.run.policy import (
     with_trials,
 )
 from dasktune.run.startup import BackgroundStart
+from dasktune.run.summary import RunReport
 
 __all__ = ["Handover", "LocalRun", "continued", "run_here_first"]
 

@@ -10,12 +10,13 @@ import distributed
 
 from dasktune.optim.base import AskTell
 from dasktune.records import MemoryRecorder
-from dasktune.run.base import BatchObjective, RunReport
+from dasktune.run.base import BatchObjective
 from dasktune.run.cluster import get_client
 from dasktune.run.driver import check_batch_objective
 from dasktune.run.entry import run
 from dasktune.run.options import RunOptions
 from dasktune.run.points import VectorObjective, point_record, point_vector
+from dasktune.run.summary import RunReport
 
 
 def run_vector(

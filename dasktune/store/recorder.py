@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dasktune.records import Claim, Decision, Outcome
+from dasktune.records import Claim, Decision, Outcome, Recorder
 from dasktune.store.sql import TrialStore
 
 __all__ = ["StoreRecorder"]
 
 
-class StoreRecorder:
+class StoreRecorder(Recorder):
     """The driver's recorder for one run: a search's rows in the store."""
 
     def __init__(

@@ -1,8 +1,9 @@
 """``SPSA``: OptimTools' function, each iteration one batch of futures.
 
 The algorithm is :class:`dasktune.optim.spsa.SPSAOptimizer` (pure ask/tell);
-this front door runs it on the cluster with the driver and returns scipy's
-``OptimizeResult``.
+this front door runs it (in this process or on the cluster, through the
+driver) and returns scipy's ``OptimizeResult``. Named ``spsa_run`` so that
+it is not mistaken for the optimizer's module, :mod:`dasktune.optim.spsa`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from scipy.optimize import OptimizeResult
 
 from dasktune._checks import check_bool, check_callable, func_name
 from dasktune.optim.spsa import SPSAOptimizer
-from dasktune.run.base import BatchObjective, RunReport, check_trial_timeout
+from dasktune.run.base import BatchObjective, check_trial_timeout
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy, with_trials
+from dasktune.run.summary import RunReport
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -66,7 +68,7 @@ def SPSA(
 ) -> OptimizeResult:
     """Minimise ``fnc(x, *args)`` by SPSA, each iteration one batch of futures.
 
-    OptimTools' signature on Dask; see :mod:`dasktune.spsa` for the algorithm and
+    OptimTools' signature on Dask; see :mod:`dasktune.optim.spsa` for the algorithm and
     :class:`SPSAOptimizer` for every option.
 
     Parameters
