@@ -14,14 +14,10 @@ import logging
 import math
 import os
 import threading
-import traceback
-import uuid
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import scipy.optimize
 from scipy.optimize import OptimizeResult
 
 from dasktune._bounds import as_pairs
@@ -31,10 +27,8 @@ from dasktune._checks import (
     check_int,
     check_timeout,
     func_name,
-    key_part,
 )
-from dasktune._values import as_value
-from dasktune.optim.replicas import ReplicaPool, replica_spec
+from dasktune.optim.replicas import ReplicaPool
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
 from dasktune.records import MemoryRecorder
@@ -427,10 +421,13 @@ def _on_cluster(
         ):
             # serial by design: each replica runs whole as one task, its
             # evaluations on the worker, free of per-evaluation round trips
-            whole = _replicas_as_tasks(
+            from dasktune.run.replica_tasks import replicas_as_tasks
+
+            results = replicas_as_tasks(
                 method, pairs, replicas, seed, kwargs, fun, args, client, label,
                 resources,
             )  # fmt: skip
+            whole = _best_of(results, sum(r.nfev for r in results))
             return _reported(whole, "cluster", policy.forced.reason)
         if callback is not None:
             # the replicas run on this process, so the callback's side effects
@@ -512,81 +509,6 @@ def _replica_seed(rng: Any, method: str) -> int:
             f"every replica), got {type(rng).__name__}: {rng!r}"
         )
         raise TypeError(msg) from err
-
-
-def _run_replica(
-    spec: tuple[Any, dict[str, Any]],
-    method: str,
-    fun: Callable[..., float],
-    args: tuple[Any, ...],
-) -> OptimizeResult:
-    """On a worker: one whole scipy run."""
-    box, kwargs = spec
-    bounds = [tuple(pair) for pair in np.asarray(box).tolist()]
-    scalar = partial(_scalar_value, fun)
-    return getattr(scipy.optimize, method)(scalar, bounds, args=args, **kwargs)
-
-
-class _ReplicaCancelled(Exception):
-    """Raised on a worker inside a replica whose task was cancelled: the run
-    that started it is over (interrupted, or another replica failed)."""
-
-
-def _scalar_value(fun: Callable[..., Any], x: Any, *args: Any) -> float:
-    """``fun(x, *args)`` read as the driver reads values (arrays of size 1 too);
-    a replica whose task was cancelled stops here, before its next call."""
-    from dasktune.run.stop import cancelled_here
-
-    if cancelled_here():
-        msg = "the replica's task was cancelled: its run is over"
-        raise _ReplicaCancelled(msg)
-    return as_value(fun(x, *args))
-
-
-def _replicas_as_tasks(
-    method: str,
-    bounds: Any,
-    n: int,
-    seed: int | None,
-    kwargs: dict[str, Any],
-    fun: Callable[..., float],
-    args: tuple[Any, ...],
-    client: distributed.Client,
-    label: str,
-    resources: Mapping[str, float] | None = None,
-) -> OptimizeResult:
-    from dasktune.run.cluster import check_resources
-    from dasktune.run.lost import explain_killed
-    from dasktune.run.mapping import Shipped
-    from dasktune.run.submit import Submitter, Window, raise_failed
-
-    if resources:
-        check_resources(client, resources)
-    rng = np.random.default_rng(seed)
-    specs = [replica_spec(method, bounds, i, n, seed, kwargs, rng) for i in range(n)]
-    runner = Shipped(partial(_run_replica, method=method, fun=fun, args=args), fun)
-    token = uuid.uuid4().hex[:8]
-    keys = [f"replica-{key_part(label)}-{i}-{token}" for i in range(n)]
-    # harvested by a Window: bounded while the cluster has no worker; left by
-    # an error (a replica's, or Ctrl-C), it stops the others before their next
-    # evaluation, and none runs once this returns (the Submitter contract)
-    flying: Submitter[int] = Window[int](
-        client, what=f"minimize({method!r})'s {n} replicas"
-    )
-    results: list[OptimizeResult] = [None] * n
-    with flying:
-        flying.map(runner, specs, range(n), keys=keys, resources=resources)
-        try:
-            while len(flying):
-                for future, result, i in flying.next_batch():
-                    raise_failed(future, result, f"minimize({method!r})")
-                    results[i] = result
-        except Exception as err:
-            explain_killed(client, err)  # memory, when it was that
-            text = "".join(traceback.format_exception(err))
-            err.add_note(f"dasktune: raised in a {method} replica on a worker:\n{text}")
-            raise
-    return _best_of(results, sum(r.nfev for r in results))
 
 
 def _best_of(results: list[OptimizeResult], evaluated: int) -> OptimizeResult:
