@@ -73,6 +73,9 @@ def test_past_its_timeout_a_window_here_runs_nothing_more():
 
 
 def test_a_cheap_search_runs_here_and_records_every_trial(tmp_path):
+    from dasktune.run import cluster
+
+    owned = cluster._owned_cluster  # what an earlier test left, if anything
     url = f"sqlite:///{tmp_path}/s.db"
     with Search("cheap", cheap, url, space=SPACE) as search:
         report = search.run(None, n_trials=40, seed=0, progress=False)
@@ -86,9 +89,7 @@ def test_a_cheap_search_runs_here_and_records_every_trial(tmp_path):
         again = search.run(None, n_trials=40, seed=0, progress=False)
         assert (again.evaluated, again.reused, again.execution) == (40, 40, "local")
         assert len(search.trials()) == 80
-    from dasktune.run import cluster
-
-    assert cluster._owned_cluster is None  # no LocalCluster started
+    assert cluster._owned_cluster is owned  # no LocalCluster started
 
 
 def test_execution_local_refuses_what_needs_a_worker_before_any_work(tmp_path):
