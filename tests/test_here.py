@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from distributed.utils_test import gen_cluster
@@ -166,3 +167,28 @@ def test_an_expensive_search_moves_to_the_cluster_started_meanwhile(tmp_path):
     else:  # a slow start: the run ended here first
         assert "the run ended in the caller's process" in seen["reason"], seen
     poll_until(lambda: not _group_alive(proc.pid), what="the script's processes to end")
+
+
+def napping(params):
+    time.sleep(0.02)  # the objective's cost
+    return params["x"]
+
+
+def test_a_run_here_past_its_timeout_puts_back_what_it_claimed(tmp_path):
+    url = f"sqlite:///{tmp_path}/t.db"
+    with Search("t", napping, url, space=SPACE) as search:
+        report = search.run(
+            None, n_trials=1000, seed=0, progress=False, timeout=0.2,
+            execution="local",
+        )  # fmt: skip
+        assert (report.stopped, report.execution) == ("timeout", "local")
+        statuses = search.trials()["status"]
+        # claimed ahead and not run: queued again, for a later run
+        assert set(statuses) <= {"done", "queued"}, statuses.value_counts()
+        queued = int((statuses == "queued").sum())
+        # proposed again (the same seed), they are evaluated, the done reused
+        later = search.run(
+            None, n_trials=queued, seed=0, progress=False, execution="local"
+        )
+        assert later.evaluated == queued
+        assert (search.trials()["status"] == "done").all()
