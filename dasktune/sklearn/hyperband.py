@@ -9,6 +9,7 @@ candidates and its dasktune pruner.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import distributed
@@ -16,6 +17,7 @@ import numpy as np
 
 from dasktune.optim.pruners import HyperbandPruner, Pruner, SuccessiveHalvingPruner
 from dasktune.sklearn.incremental import _IncrementalSearchCV, _positive
+from dasktune.store.sql import TrialStore
 
 __all__ = ["HyperbandSearchCV", "SuccessiveHalvingSearchCV"]
 
@@ -38,6 +40,19 @@ _COMMON_DOC = """
         A scikit-learn scorer (default: the estimator's ``score``).
     client : distributed.Client, optional
         The cluster (see :func:`dasktune.get_client`).
+    store : str, path-like or TrialStore, optional
+        A dasktune store (``"sqlite:///search.db"``, a path, a PostgreSQL
+        URL) recording each model's scores (its curve: step = its
+        ``partial_fit`` calls) and its end: a ``fit`` run again after a crash
+        or an interruption reuses the models that ended, and trains the
+        others again from step 0 to the rung they had reached (models are not
+        stored). The search's name carries a fingerprint of the data, the
+        split, the scoring, the estimator, the candidates and the pruner, so
+        other data never reuses these scores. Default: an in-memory store,
+        for this fit only.
+    name : str, optional
+        The start of the search's name in the store (default: the
+        estimator's class name); ``@`` and the fingerprint follow it.
 
     Attributes (after ``fit``): ``cv_results_`` (``params``, ``param_<name>``,
     ``test_score`` = ``mean_test_score`` (the model's last score),
@@ -46,7 +61,10 @@ _COMMON_DOC = """
     ``best_params_``, ``best_estimator_`` (the best model as trained, not
     refitted), ``scorer_``, ``history_`` (one record per score),
     ``model_history_`` (by model), ``decisions_`` (the pruner's reason for
-    each model's end), ``n_partial_fit_calls_``.
+    each model's end), ``n_partial_fit_calls_`` (the models' calls, as
+    decided), ``n_partial_fit_calls_run_`` (the calls this ``fit`` made:
+    models reused from the store made none, models trained again made theirs
+    again), ``n_models_reused_``, ``search_name_``.
 """
 
 
@@ -76,6 +94,8 @@ class SuccessiveHalvingSearchCV(_IncrementalSearchCV):
         random_state: int | None = None,
         scoring: Any = None,
         client: distributed.Client | None = None,
+        store: str | os.PathLike[str] | TrialStore | None = None,
+        name: str | None = None,
     ) -> None:
         self.estimator = estimator
         self.parameters = parameters
@@ -87,6 +107,8 @@ class SuccessiveHalvingSearchCV(_IncrementalSearchCV):
         self.random_state = random_state
         self.scoring = scoring
         self.client = client
+        self.store = store
+        self.name = name
 
     def _n_candidates(self) -> int | str:
         return self.n_initial_parameters
@@ -129,6 +151,8 @@ class HyperbandSearchCV(_IncrementalSearchCV):
         random_state: int | None = None,
         scoring: Any = None,
         client: distributed.Client | None = None,
+        store: str | os.PathLike[str] | TrialStore | None = None,
+        name: str | None = None,
     ) -> None:
         self.estimator = estimator
         self.parameters = parameters
@@ -138,6 +162,8 @@ class HyperbandSearchCV(_IncrementalSearchCV):
         self.random_state = random_state
         self.scoring = scoring
         self.client = client
+        self.store = store
+        self.name = name
 
     def _n_candidates(self) -> int | str:
         return sum(self.bracket_sizes())
