@@ -22,7 +22,11 @@ Run: ``python benchmarks/bench_stop_latency.py`` (about half a minute).
     decision by construction. Printed: the time from the end of the scoring
     task that triggered a stop (the worker's clock, from Dask's task stream)
     to the driver's decision, and, for a model promoted, to the start of its
-    next step on a worker.
+    next step on a worker (which includes waiting for a free thread). The
+    time to the decision is Dask's: the score task's end reaches the driver
+    through the scheduler (as ``as_completed`` tells it), and its result is
+    fetched; with ``partial_fit`` busy in the worker's threads, the worker's
+    event loop waits for the GIL and a core before it reports the end.
 
 Both clocks are this machine's (``time.time()`` in every process).
 """
@@ -201,7 +205,10 @@ def hyperband_latency(client: Client) -> None:
         f"{search.n_partial_fit_calls_} partial_fit calls: {len(stops)} stopped"
     )
     print(f"    score ends -> stop decided:     {_ms(stops)}")
-    print(f"    score ends -> next step starts: {_ms(next_steps)}")
+    print(
+        f"    score ends -> next step starts: {_ms(next_steps)} (with the wait "
+        "for a free thread)"
+    )
     print("    steps past the decision: 0 by construction (sent after it)")
 
 

@@ -23,10 +23,14 @@ How reports travel (``benchmarks/bench_report.py`` measured the options on a
   objective — and the scheduler pushes it to the driver's client, subscribed
   to the run's report topic (``Client.subscribe_topic``), where
   :class:`ReportChannel` hands it to the pruner at once;
-- a decision to stop goes back as an event on the run's stop topic; each
+- a decision to stop goes straight from the driver's client to the worker
+  that reported (one hop: Dask's ``run`` on that worker; through the
+  scheduler when the client cannot reach the workers, or was made with
+  ``direct_to_workers=False``), and as an event on the run's stop topic; each
   worker process subscribes its worker client to that topic once per run and
   keeps the stopped trial numbers in memory, so ``should_prune()`` is a set
-  lookup, never a round trip. A stopped trial that reports again is told
+  lookup, never a round trip (``benchmarks/bench_stop_latency.py`` measures
+  report -> stop). A stopped trial that reports again is told
   again (its subscription may have started after the decision, or it may be
   a re-run on another worker), so no decision is lost to a race;
 - a lost worker loses nothing already reported: the events are at the
