@@ -114,6 +114,9 @@ async def test_an_estimator_without_partial_fit_is_refused_before_any_fit(c, s, 
         ({"n_initial_iter": 50}, ValueError, "beyond max_iter=27"),
         ({"scoring": "no-such-scorer"}, ValueError, "no-such-scorer"),
         ({"scoring": ["accuracy", "f1_macro"]}, ValueError, "give one scorer"),
+        ({"patience": 1}, ValueError, "patience must be an int >= 2"),
+        ({"patience": "3"}, TypeError, "patience must be an int >= 2, True or"),
+        ({"patience": 3, "tol": "0.1"}, TypeError, "tol must be a finite number"),
     ],
 )
 def test_bad_input_is_refused_before_any_cluster(kwargs, error, match):
@@ -202,3 +205,61 @@ async def test_models_on_a_lost_worker_are_trained_again(c, s, a, b, w3):
     assert 81 in search.cv_results_["partial_fit_calls"]
     assert _held_out_accuracy(search, search.best_estimator_) == search.best_score_
     await async_poll_for(lambda: not s.tasks, timeout=10)
+
+
+# -- patience and tol, as dask-ml's ----------------------------------------------
+
+
+def _dask_ml_stops(records, patience, tol) -> bool:
+    """Whether dask-ml's rule stops a model with these records (its last call)."""
+    dask_ml = pytest.importorskip("dask_ml.model_selection")
+    rule = dask_ml.IncrementalSearchCV(_sgd(), PARAMS, patience=patience, tol=tol)
+    rule.max_iter = None  # the plateau alone
+    return rule._stop_on_plateau({0: 1}, {0: records})[0] == 0
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_patience_stops_a_plateau_by_dask_mls_rule(c, s, a, b):
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), PARAMS, n_initial_parameters=20, max_iter=27, patience=2,
+        tol=0.002, random_state=0, client=c,
+    )  # fmt: skip
+    await asyncio.to_thread(search.fit, X, Y)
+    plateaus = 0
+    for i, history in search.model_history_.items():
+        calls = [r["partial_fit_calls"] for r in history]
+        # scored at least every 2 calls
+        assert np.diff([0, *calls]).max() <= 2
+        # every score: stopped here by a plateau exactly when dask-ml's rule says
+        for k, record in enumerate(history):
+            if record["partial_fit_calls"] == 27:
+                continue
+            ends = k == len(history) - 1
+            flat = ends and search.decisions_[i].endswith("plateau")
+            plateaus += flat
+            if not ends or flat:  # (a model stopped by ASHA is not asked)
+                assert flat == _dask_ml_stops(history[: k + 1], 2, 0.002), (i, k)
+    assert plateaus >= 1
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_patience_with_tol_none_only_scores_more_often(c, s, a, b):
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), PARAMS, n_initial_parameters=10, max_iter=9, patience=2, tol=None,
+        random_state=0, client=c,
+    )  # fmt: skip
+    await asyncio.to_thread(search.fit, X, Y)
+    assert not any(d.endswith("plateau") for d in search.decisions_.values())
+    reached = [
+        h for h in search.model_history_.values() if h[-1]["partial_fit_calls"] == 9
+    ]
+    assert reached and all(
+        [r["partial_fit_calls"] for r in h] == [1, 3, 5, 7, 9] for h in reached
+    )
+
+
+def test_patience_true_is_dask_mls_choice():
+    search = HyperbandSearchCV(_sgd(), PARAMS, max_iter=81, patience=True)
+    assert search._patience() == 27
+    assert HyperbandSearchCV(_sgd(), PARAMS, max_iter=3, patience=True)._patience() == 2
+    assert HyperbandSearchCV(_sgd(), PARAMS, patience=False)._patience() == 0

@@ -31,6 +31,15 @@ _COMMON_DOC = """
         The ``partial_fit`` calls of a model trained to the end.
     aggressiveness : int, default 3
         ``eta``: one model in ``eta`` goes on from each rung.
+    patience : int or bool, default False
+        As dask-ml's: a model is scored at least every ``patience``
+        ``partial_fit`` calls, and stops once no score in its last
+        ``patience`` calls is more than ``tol`` above the first of them (a
+        plateau; recorded as pruned, with that reason). ``True``:
+        ``max_iter // aggressiveness`` (at least 2). Off by default.
+    tol : float or None, default 0.001
+        The gain that counts under ``patience`` (``None``: never a plateau,
+        the models are only scored more often).
     test_size : float, default 0.15
         The share of ``X`` held out to score the models (one split, drawn
         with ``random_state``).
@@ -91,12 +100,16 @@ class SuccessiveHalvingSearchCV(_IncrementalSearchCV):
         max_iter: int = 81,
         aggressiveness: int = 3,
         test_size: float = 0.15,
+        patience: int | bool = False,
+        tol: float | None = 0.001,
         random_state: int | None = None,
         scoring: Any = None,
         client: distributed.Client | None = None,
         store: str | os.PathLike[str] | TrialStore | None = None,
         name: str | None = None,
     ) -> None:
+        self.patience = patience
+        self.tol = tol
         self.estimator = estimator
         self.parameters = parameters
         self.n_initial_parameters = n_initial_parameters
@@ -147,6 +160,8 @@ class HyperbandSearchCV(_IncrementalSearchCV):
         parameters: Any,
         max_iter: int = 81,
         aggressiveness: int = 3,
+        patience: int | bool = False,
+        tol: float | None = 0.001,
         test_size: float = 0.15,
         random_state: int | None = None,
         scoring: Any = None,
@@ -154,6 +169,8 @@ class HyperbandSearchCV(_IncrementalSearchCV):
         store: str | os.PathLike[str] | TrialStore | None = None,
         name: str | None = None,
     ) -> None:
+        self.patience = patience
+        self.tol = tol
         self.estimator = estimator
         self.parameters = parameters
         self.max_iter = max_iter

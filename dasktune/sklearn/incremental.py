@@ -81,6 +81,8 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
     random_state: Any
     scoring: Any
     client: Any
+    patience: int | bool
+    tol: float | None
     store: str | os.PathLike[str] | TrialStore | None
     name: str | None
 
@@ -101,6 +103,38 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
                 random_state=self.random_state,
             )
         )
+
+    def _patience(self) -> int:
+        """``patience`` as a number of calls (0: off), checked as dask-ml does.
+
+        ``True`` is dask-ml's Hyperband choice, ``max_iter // aggressiveness``
+        (at least 2).
+        """
+        patience, tol = self.patience, self.tol
+        if tol is not None and (
+            isinstance(tol, bool)
+            or not isinstance(tol, int | float | np.number)
+            or not math.isfinite(tol)
+        ):
+            msg = f"tol must be a finite number or None, got {tol!r}"
+            raise TypeError(msg)
+        if isinstance(patience, bool):
+            if not patience:
+                return 0
+            return max(int(self.max_iter) // int(self.aggressiveness), 2)
+        if not isinstance(patience, int | np.integer):
+            msg = (
+                f"patience must be an int >= 2, True or False, got "
+                f"{type(patience).__name__}: {patience!r}"
+            )
+            raise TypeError(msg)
+        if patience == 1 or patience < 0:
+            msg = (
+                f"patience must be an int >= 2 (or False: off), got {patience} "
+                "(with 1, every model would stop at its second score)"
+            )
+            raise ValueError(msg)
+        return int(patience)
 
     def _check(self) -> tuple[list[dict[str, Any]], Pruner, Any]:
         """Everything refused before any fit: the candidates, the pruner, the scorer."""
@@ -136,6 +170,7 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
             raise TypeError(msg)
         _positive("max_iter", self.max_iter)
         _positive("aggressiveness", self.aggressiveness, 2)
+        self._patience()
         if not isinstance(self.test_size, float) or not 0 < self.test_size < 1:
             msg = f"test_size must be a float in (0, 1), got {self.test_size!r}"
             raise ValueError(msg)
@@ -176,6 +211,8 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
             type(self).__name__,
             pruner.describe(),
             candidates,
+            self._patience(),
+            self.tol if self._patience() else None,
         )
         name = f"{self.name or type(self.estimator).__name__}@{key}"
         info = {
@@ -183,12 +220,17 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
             "estimator": repr(self.estimator),
             "pruner": pruner.describe(),
             "max_iter": self.max_iter,
+            "patience": self._patience(),
+            "tol": self.tol,
         }
         ledger = Ledger(self.store, name, candidates, info)
         try:
             data = place(client, Resident(X, y, fit_params, {}, [split]))
             try:
-                run = Run(self, client, data, scorer, pruner, candidates, ledger)
+                run = Run(
+                    self, client, data, scorer, pruner, candidates, ledger,
+                    self._patience(),
+                )  # fmt: skip
                 run.go()
             finally:
                 data.release()

@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import distributed
+import numpy as np
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _check_method_params
@@ -96,6 +97,35 @@ def _next_target(pruner: Pruner, number: int, calls: int, max_iter: int) -> int:
     return max_iter
 
 
+def plateau(
+    records: list[dict[str, Any]], calls: int, patience: int, tol: float | None
+) -> str | None:
+    """dask-ml's stop on a plateau: why the model whose ``records`` reach
+    ``calls`` stops (no score in the last ``patience`` calls more than ``tol``
+    above the first of them), or ``None``.
+
+    >>> scores = [(1, 0.5), (3, 0.6), (5, 0.6005)]
+    >>> records = [{"partial_fit_calls": c, "score": s} for c, s in scores]
+    >>> plateau(records, 3, 2, 1e-3) is None, plateau(records, 5, 2, 1e-3)[:20]
+    (True, 'no score in the last')
+    """
+    if not patience or tol is None or calls < patience:
+        return None
+    window = [
+        r["score"]
+        for r in records
+        if r["partial_fit_calls"] <= calls
+        and calls - r["partial_fit_calls"] <= patience
+    ]
+    gains = np.array(window[1:]) - window[0]
+    if not len(gains) or gains.max() > tol:
+        return None
+    return (
+        f"no score in the last {patience} calls (step {calls}) more than "
+        f"tol={tol:g} above {window[0]:.6g}: plateau"
+    )
+
+
 def _key(score: float, number: int) -> tuple[float, int]:
     """How models rank: the higher score, then the lower id (as
     ``rank_test_score``'s stable sort); a score that is not finite last."""
@@ -120,11 +150,13 @@ class Run:
         pruner: Pruner,
         candidates: list[dict[str, Any]],
         ledger: Ledger,
+        patience: int,
     ) -> None:
         self.owner, self.client, self.data = owner, client, data
         self.scorer, self.pruner = scorer, pruner
         self.candidates, self.ledger = candidates, ledger
         self.max_iter = int(owner.max_iter)
+        self.patience, self.tol = patience, owner.tol
         self.token = uuid.uuid4().hex[:8]
         self.name = type(owner.estimator).__name__
         self.models: dict[int, list[dict[str, Any]]] = {}
@@ -150,7 +182,12 @@ class Run:
         if not math.isfinite(score):
             return True, False, f"score {score} after {calls} calls: stopped"
         verdict = self.pruner.report(number, calls, score)
-        return bool(verdict), False, verdict.reason
+        if verdict:
+            return True, False, verdict.reason
+        flat = plateau(self.models[number], calls, self.patience, self.tol)
+        if flat is not None:
+            return True, False, flat
+        return False, False, verdict.reason
 
     def _end(self, number: int, done: bool, reason: str) -> None:
         self.decisions[number] = reason
@@ -181,8 +218,8 @@ class Run:
         for i, calls, score, _ in self.ledger.reports():
             if i not in ended and i not in training:
                 continue  # ended below: no later score
-            final, done, reason = self._judge(i, calls, score)  # as it was judged
             if i in ended:
+                self._judge(i, calls, score)  # as it was judged: its records known
                 self.history.append(stored[i].pop(calls))
                 continue
             record = {
@@ -196,6 +233,7 @@ class Run:
             }
             self.models.setdefault(i, []).append(record)
             self.history.append(record)
+            final, done, reason = self._judge(i, calls, score)  # as it was judged
             if final:  # decided, not yet recorded when the fit stopped
                 self._end(i, done, reason)
                 training.remove(i)
@@ -209,6 +247,8 @@ class Run:
         records = self.models.get(number)
         reached = records[-1]["partial_fit_calls"] if records else 0
         target = _next_target(self.pruner, number, reached, self.max_iter)
+        if self.patience:  # scored at least every patience calls, as dask-ml's
+            target = min(target, reached + self.patience)
         key = f"{self.name}-{number}-{target}-{self.token}"
         trained = self.client.submit(
             _train,
