@@ -45,8 +45,16 @@ _COMMON_DOC = """
         with ``random_state``).
     random_state : int, optional
         Seeds the candidates, the split (and Hyperband's brackets).
-    scoring : str or callable, optional
-        A scikit-learn scorer (default: the estimator's ``score``).
+    scoring : str, callable, list or dict, optional
+        A scikit-learn scorer (default: the estimator's ``score``), or
+        several (names, or a dict of names to scorers): then ``refit`` names
+        the one that ranks the models and that the pruner decides by, and
+        ``cv_results_`` has ``test_<name>``, ``mean_test_<name>`` and
+        ``rank_test_<name>`` for each, as scikit-learn's.
+    refit : bool or str, default True
+        With several scorers, the name of the one that ranks (required, as
+        in scikit-learn). ``False``: no ``best_estimator_`` (the best model
+        is not fetched, nor trained again when it came from a store).
     client : distributed.Client, optional
         The cluster (see :func:`dasktune.get_client`).
     store : str, path-like or TrialStore, optional
@@ -104,12 +112,14 @@ class SuccessiveHalvingSearchCV(_IncrementalSearchCV):
         tol: float | None = 0.001,
         random_state: int | None = None,
         scoring: Any = None,
+        refit: bool | str = True,
         client: distributed.Client | None = None,
         store: str | os.PathLike[str] | TrialStore | None = None,
         name: str | None = None,
     ) -> None:
         self.patience = patience
         self.tol = tol
+        self.refit = refit
         self.estimator = estimator
         self.parameters = parameters
         self.n_initial_parameters = n_initial_parameters
@@ -165,12 +175,14 @@ class HyperbandSearchCV(_IncrementalSearchCV):
         test_size: float = 0.15,
         random_state: int | None = None,
         scoring: Any = None,
+        refit: bool | str = True,
         client: distributed.Client | None = None,
         store: str | os.PathLike[str] | TrialStore | None = None,
         name: str | None = None,
     ) -> None:
         self.patience = patience
         self.tol = tol
+        self.refit = refit
         self.estimator = estimator
         self.parameters = parameters
         self.max_iter = max_iter

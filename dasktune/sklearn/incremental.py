@@ -27,6 +27,7 @@ import cloudpickle
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.metrics import check_scoring
+from sklearn.metrics._scorer import _check_multimetric_scoring, _MultimetricScorer
 from sklearn.model_selection import ParameterGrid, ParameterSampler, train_test_split
 from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import indexable
@@ -35,7 +36,7 @@ from dasktune.optim.pruners import HyperbandPruner, Pruner
 from dasktune.run.cluster import get_client
 from dasktune.sklearn.ledger import Ledger
 from dasktune.sklearn.placement import Resident, computed, fingerprint, place
-from dasktune.sklearn.steps import Run
+from dasktune.sklearn.steps import Run, Scoring
 from dasktune.store.sql import TrialStore, check_store
 
 __all__ = ["_IncrementalSearchCV"]
@@ -62,6 +63,21 @@ def _mean(values: Any) -> float:
     return float(np.mean(known)) if known else math.nan
 
 
+def _rank(scores: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``rank_test_*``: 1 for the best, ties share a rank.
+
+    >>> _rank(np.array([0.5, 0.9, 0.5])).tolist()
+    [2, 1, 2]
+    """
+    order = np.argsort(-scores, kind="stable")
+    rank = np.empty(len(scores), dtype=np.int32)
+    for position, i in enumerate(order):
+        ahead = order[position - 1] if position else None
+        same = ahead is not None and scores[ahead] == scores[i]
+        rank[i] = rank[ahead] if same else position + 1
+    return rank
+
+
 def _best_has(attr: str) -> Any:
     def check(self: Any) -> bool:
         model = getattr(self, "best_estimator_", self.estimator)
@@ -83,6 +99,7 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
     client: Any
     patience: int | bool
     tol: float | None
+    refit: bool | str
     store: str | os.PathLike[str] | TrialStore | None
     name: str | None
 
@@ -136,7 +153,7 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(msg)
         return int(patience)
 
-    def _check(self) -> tuple[list[dict[str, Any]], Pruner, Any]:
+    def _check(self) -> tuple[list[dict[str, Any]], Pruner, Scoring]:
         """Everything refused before any fit: the candidates, the pruner, the scorer."""
         name = type(self.estimator).__name__
         if not callable(getattr(self.estimator, "partial_fit", None)):
@@ -157,12 +174,6 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "out of its parameters, or make it picklable"
             )
             raise TypeError(msg) from err
-        if isinstance(self.scoring, list | tuple | set | dict):
-            msg = (
-                f"{type(self).__name__} ranks its models by one score; give one "
-                f"scorer (a name or a callable), got scoring={self.scoring!r}"
-            )
-            raise ValueError(msg)
         if self.store is not None:
             check_store(self.store)
         if self.name is not None and not isinstance(self.name, str):
@@ -180,7 +191,30 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
         candidates = self._candidates()  # scikit-learn's errors for empty lists
         for candidate in candidates:
             clone(self.estimator).set_params(**candidate)  # an unknown name raises
-        return candidates, self._pruner(), check_scoring(self.estimator, self.scoring)
+        return candidates, self._pruner(), self._scoring()
+
+    def _scoring(self) -> Scoring:
+        """The scorer(s), and the one that ranks and prunes (``refit``), as
+        scikit-learn's searches take them."""
+        name, refit = type(self).__name__, self.refit
+        if not isinstance(self.scoring, list | tuple | set | dict):
+            if not isinstance(refit, bool):
+                msg = (
+                    f"refit={refit!r} names a scorer, and {name} has one "
+                    f"(scoring={self.scoring!r}); give refit=True or False, or "
+                    "several scorers (scoring=['accuracy', 'f1_macro'])"
+                )
+                raise ValueError(msg)
+            return Scoring(check_scoring(self.estimator, self.scoring), None)
+        scorers = _check_multimetric_scoring(self.estimator, self.scoring)
+        if not isinstance(refit, str) or refit not in scorers:
+            msg = (
+                f"{name} ranks and prunes its models by one score: with several "
+                f"scorers ({', '.join(scorers)}), give refit= the name of one of "
+                f"them, got refit={refit!r}"
+            )
+            raise ValueError(msg)
+        return Scoring(_MultimetricScorer(scorers=scorers, raise_exc=True), refit)
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         """Train the candidates rung by rung on the Dask cluster.
@@ -208,6 +242,7 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
             split,
             clone(self.estimator),
             self.scoring,
+            self.refit if isinstance(self.refit, str) else None,
             type(self).__name__,
             pruner.describe(),
             candidates,
@@ -229,24 +264,29 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
             try:
                 run = Run(
                     self, client, data, scorer, pruner, candidates, ledger,
-                    self._patience(),
+                    self._patience(), keep_best=self.refit is not False,
                 )  # fmt: skip
                 run.go()
             finally:
                 data.release()
         finally:
             ledger.close()
-        self._results(run, candidates)
-        self.scorer_ = scorer
+        self._results(run, candidates, scorer)
+        if scorer.primary is None:
+            self.scorer_ = scorer.scorer
+        else:
+            self.scorer_ = dict(scorer.scorer._scorers)
         self.n_splits_ = 1
-        self.multimetric_ = False
+        self.multimetric_ = scorer.primary is not None
         self.search_name_ = name
         self.n_models_reused_ = run.reused
         self.n_partial_fit_calls_run_ = run.calls_run
         return self
 
-    def _results(self, run: Run, candidates: list[dict[str, Any]]) -> None:
-        n = len(candidates)
+    def _results(
+        self, run: Run, candidates: list[dict[str, Any]], scoring: Scoring
+    ) -> None:
+        n, primary = len(candidates), scoring.primary
         last = [run.models[i][-1] for i in range(n)]
         scores = np.array([r["score"] for r in last])
         calls = np.array([r["partial_fit_calls"] for r in last])
@@ -260,22 +300,23 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
         score_time = np.array(
             [_mean(r["score_time"] for r in run.models[i]) for i in range(n)]
         )
-        order = np.argsort(-scores, kind="stable")
-        rank = np.empty(n, dtype=np.int32)
-        for position, i in enumerate(order):
-            ahead = order[position - 1] if position else None
-            same = ahead is not None and scores[ahead] == scores[i]
-            rank[i] = rank[ahead] if same else position + 1
-        results: dict[str, Any] = {
-            "params": candidates,
-            "model_id": np.arange(n),
-            "test_score": scores,
-            "mean_test_score": scores,
-            "rank_test_score": rank,
-            "partial_fit_calls": calls,
-            "mean_partial_fit_time": fit_time / np.maximum(calls, 1),
-            "mean_score_time": score_time,
-        }
+        results: dict[str, Any] = {"params": candidates, "model_id": np.arange(n)}
+        if primary is None:
+            results["test_score"] = results["mean_test_score"] = scores
+            results["rank_test_score"] = _rank(scores)
+        else:  # each scorer's, as scikit-learn names them (a record replayed
+            # from an interrupted fit keeps only the ranking score: NaN)
+            for metric in scoring.scorer._scorers:
+                column = np.array(
+                    [r.get("scores", {}).get(metric, math.nan) for r in last]
+                )
+                if metric == primary:
+                    column = scores
+                results[f"test_{metric}"] = results[f"mean_test_{metric}"] = column
+                results[f"rank_test_{metric}"] = _rank(column)
+        results["partial_fit_calls"] = calls
+        results["mean_partial_fit_time"] = fit_time / np.maximum(calls, 1)
+        results["mean_score_time"] = score_time
         if isinstance(run.pruner, HyperbandPruner):
             results["bracket"] = np.array([run.pruner.bracket_of(i) for i in range(n)])
         for key in sorted({k for c in candidates for k in c}):
@@ -288,7 +329,8 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.best_index_ = run.best_index
         self.best_score_ = float(scores[self.best_index_])
         self.best_params_ = candidates[self.best_index_]
-        self.best_estimator_ = run.best_model
+        if run.keep_best:
+            self.best_estimator_ = run.best_model
         self.history_ = run.history
         self.model_history_ = {i: run.models[i] for i in range(n)}
         self.decisions_ = run.decisions
@@ -315,8 +357,10 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self.best_estimator_.transform(X)
 
     def score(self, X: Any, y: Any = None) -> float:
-        """The best model's score on ``X``, ``y`` by the search's scorer."""
-        return float(self.scorer_(self.best_estimator_, X, y))
+        """The best model's score on ``X``, ``y`` by the search's scorer
+        (with several, ``refit``'s)."""
+        scorer = self.scorer_[self.refit] if self.multimetric_ else self.scorer_
+        return float(scorer(self.best_estimator_, X, y))
 
     @property
     def classes_(self) -> Any:

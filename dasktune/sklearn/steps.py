@@ -29,7 +29,7 @@ from dasktune.run.submit import Window
 from dasktune.sklearn.ledger import Ledger
 from dasktune.sklearn.placement import Resident
 
-__all__ = ["Run"]
+__all__ = ["Run", "Scoring", "plateau"]
 
 
 class _Trained:
@@ -69,17 +69,46 @@ def _train(previous: Any, data: Resident, calls: int) -> _Trained:
     return _Trained(model, done + calls, time.perf_counter() - start)
 
 
-def _score(trained: _Trained, data: Resident, scorer: Any) -> dict[str, Any]:
+class Scoring:
+    """The search's scorer on a worker: the score models are ranked and
+    pruned by, and with several scorers each one's (scikit-learn's
+    ``_MultimetricScorer`` computes them from one prediction).
+
+    Parameters
+    ----------
+    scorer : callable
+        scikit-learn's scorer (several: a ``_MultimetricScorer``).
+    primary : str or None
+        With several scorers, the one that ranks (``refit``).
+    """
+
+    def __init__(self, scorer: Any, primary: str | None) -> None:
+        self.scorer, self.primary = scorer, primary
+
+    def __call__(
+        self, model: Any, X: Any, y: Any
+    ) -> tuple[float, dict[str, float] | None]:
+        value = self.scorer(model, X, y)
+        if self.primary is None:
+            return float(value), None
+        scores = {str(k): float(v) for k, v in value.items()}
+        return scores[self.primary], scores
+
+
+def _score(trained: _Trained, data: Resident, scoring: Scoring) -> dict[str, Any]:
     """The score of ``trained`` on the held-out part, and what it cost."""
     X, y = _part(data, 1)
     start = time.perf_counter()
-    score = float(scorer(trained.model, X, y))
-    return {
+    score, scores = scoring(trained.model, X, y)
+    out: dict[str, Any] = {
         "score": score,
         "partial_fit_calls": trained.calls,
         "partial_fit_time": trained.fit_time,
         "score_time": time.perf_counter() - start,
     }
+    if scores is not None:
+        out["scores"] = scores
+    return out
 
 
 def _next_target(pruner: Pruner, number: int, calls: int, max_iter: int) -> int:
@@ -146,17 +175,19 @@ class Run:
         owner: Any,
         client: distributed.Client,
         data: distributed.Future,
-        scorer: Any,
+        scorer: Scoring,
         pruner: Pruner,
         candidates: list[dict[str, Any]],
         ledger: Ledger,
         patience: int,
+        keep_best: bool = True,
     ) -> None:
         self.owner, self.client, self.data = owner, client, data
         self.scorer, self.pruner = scorer, pruner
         self.candidates, self.ledger = candidates, ledger
         self.max_iter = int(owner.max_iter)
         self.patience, self.tol = patience, owner.tol
+        self.keep_best = keep_best
         self.token = uuid.uuid4().hex[:8]
         self.name = type(owner.estimator).__name__
         self.models: dict[int, list[dict[str, Any]]] = {}
@@ -311,6 +342,8 @@ class Run:
         from the store: models are not stored)."""
         last = {i: records[-1]["score"] for i, records in self.models.items()}
         self.best_index = max(last, key=lambda i: _key(last[i], i))
+        if not self.keep_best:  # refit=False
+            return
         if self.best is not None and self.best[1] == self.best_index:
             self.best_model = self.best[2].result().model
             return
