@@ -24,6 +24,7 @@ from sklearn.linear_model import SGDClassifier
 
 from dasktune.optim.pruners import SuccessiveHalvingPruner
 from dasktune.sklearn import HyperbandSearchCV, SuccessiveHalvingSearchCV
+from dasktune.sklearn.ledger import Ledger
 from dasktune.store.sql import TrialStore
 
 X, Y = load_digits(return_X_y=True)
@@ -210,3 +211,53 @@ def test_a_killed_fit_reuses_the_models_that_ended(tmp_path):
     }
     # the best model is the one scored (trained again the same, if reused)
     assert result["held_out"] == result["best_score"]
+
+
+@gen_cluster(client=True, timeout=240)
+async def test_scores_stored_without_their_ends_are_decided_again_the_same(
+    c, s, a, b, tmp_path_factory
+):
+    # a driver that died after storing every score but before any end: the
+    # stored scores, replayed through a new pruner in their order, decide
+    # every end as it was decided, and no model is trained again
+    folder = tmp_path_factory.mktemp("stores")
+    full, cut = f"sqlite:///{folder}/full.db", f"sqlite:///{folder}/cut.db"
+
+    def search(url):
+        return SuccessiveHalvingSearchCV(
+            _sgd(), PARAMS, n_initial_parameters=20, max_iter=27,
+            random_state=0, store=url, client=c,
+        )  # fmt: skip
+
+    first = await asyncio.to_thread(search(full).fit, X, Y)
+    candidates = first.cv_results_["params"]
+    store = TrialStore(cut)
+    try:
+        ledger = Ledger(store, first.search_name_, candidates, {})
+        ledger.claim()
+        order = [
+            (r["model_id"], r["partial_fit_calls"], r["score"]) for r in first.history_
+        ]
+        ledger.write([ledger.report(*report) for report in order], [])
+        ledger.close()  # the models go back to queued, their ends unknown
+    finally:
+        store.close()
+    again = await asyncio.to_thread(search(cut).fit, X, Y)
+    assert again.search_name_ == first.search_name_
+    assert again.n_models_reused_ == 0  # none had ended in the store
+    assert again.decisions_ == first.decisions_
+    best_calls = first.cv_results_["partial_fit_calls"][first.best_index_]
+    assert again.n_partial_fit_calls_run_ == best_calls  # only the best, for its model
+    np.testing.assert_array_equal(
+        again.cv_results_["test_score"], first.cv_results_["test_score"]
+    )
+    # the ends are recorded now
+    store = TrialStore(cut)
+    try:
+        statuses = {
+            t["status"]
+            for t in store.trials(store.find_search(again.search_name_)["id"])
+        }
+    finally:
+        store.close()
+    assert statuses <= {"done", "pruned"}
