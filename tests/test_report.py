@@ -225,3 +225,44 @@ async def test_a_pruner_error_reaches_the_driver(c, s, a, b):
         await async_poll_until(lambda: channel.reports >= 1, what="a report")
         with pytest.raises(RuntimeError, match="the pruner broke"):
             channel.drain()
+
+
+async def _nothing(*args, **kwargs):
+    """A scheduler handler that does nothing (a route closed for the test)."""
+    return {}
+
+
+@gen_cluster(client=True)
+async def test_a_stop_goes_straight_to_the_worker_not_through_the_scheduler(c, s, a, b):
+    # the scheduler forwards nothing: neither the client's broadcast to a
+    # worker nor the stop event; trial 1 waits at step 3 for its stop
+    s.handlers["broadcast"] = s.handlers["log_event"] = _nothing
+    with ReportChannel(c, StopOdd()) as channel:
+        status, last_step, _ = await c.submit(
+            run_trial, 1, {"rate": 1.0, "epochs": 40, "hold_at": 3}, channel.key
+        )
+    assert (status, last_step) == ("pruned", 3)
+
+
+@gen_cluster(client=True)
+async def test_a_worker_the_client_cannot_reach_is_told_through_the_scheduler(
+    c, s, a, b
+):
+    def unreachable(address):
+        raise OSError(f"no route to {address} (closed for the test)")
+
+    reachable, c.rpc = c.rpc, unreachable  # only the scheduler's connection works
+    s.handlers["log_event"] = _nothing  # and no stop event: the scheduler's run
+    try:
+        with ReportChannel(c, StopOdd()) as channel:
+            first = c.submit(
+                run_trial, 1, {"rate": 1.0, "epochs": 40, "hold_at": 3}, channel.key
+            )
+            assert (await first)[:2] == ("pruned", 3)
+            assert not channel._direct  # later stops: through the scheduler at once
+            second = c.submit(
+                run_trial, 3, {"rate": 1.0, "epochs": 40, "hold_at": 3}, channel.key
+            )
+            assert (await second)[:2] == ("pruned", 3)
+    finally:
+        c.rpc = reachable

@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import ParameterGrid, ParameterSampler, train_test_split
 from sklearn.svm import SVC
 
+from dasktune.optim.pruners import SuccessiveHalvingPruner
 from dasktune.sklearn import HyperbandSearchCV, SuccessiveHalvingSearchCV
 
 X, Y = load_digits(return_X_y=True)
@@ -113,7 +114,21 @@ async def test_an_estimator_without_partial_fit_is_refused_before_any_fit(c, s, 
         ({"test_size": 2}, ValueError, r"test_size must be a float in \(0, 1\)"),
         ({"n_initial_iter": 50}, ValueError, "beyond max_iter=27"),
         ({"scoring": "no-such-scorer"}, ValueError, "no-such-scorer"),
-        ({"scoring": ["accuracy", "f1_macro"]}, ValueError, "give one scorer"),
+        (
+            {"scoring": ["accuracy", "f1_macro"]},
+            ValueError,
+            r"several scorers \(accuracy, f1_macro\), give refit= the name",
+        ),
+        ({"scoring": ["accuracy"], "refit": "nope"}, ValueError, "refit='nope'"),
+        (
+            {"scoring": ["accuracy", "no-such"], "refit": "accuracy"},
+            ValueError,
+            "no-such",
+        ),
+        ({"refit": "accuracy"}, ValueError, "refit='accuracy' names a scorer"),
+        ({"patience": 1}, ValueError, "patience must be an int >= 2"),
+        ({"patience": "3"}, TypeError, "patience must be an int >= 2, True or"),
+        ({"patience": 3, "tol": "0.1"}, TypeError, "tol must be a finite number"),
     ],
 )
 def test_bad_input_is_refused_before_any_cluster(kwargs, error, match):
@@ -202,3 +217,136 @@ async def test_models_on_a_lost_worker_are_trained_again(c, s, a, b, w3):
     assert 81 in search.cv_results_["partial_fit_calls"]
     assert _held_out_accuracy(search, search.best_estimator_) == search.best_score_
     await async_poll_for(lambda: not s.tasks, timeout=10)
+
+
+# -- patience and tol, as dask-ml's ----------------------------------------------
+
+
+def _dask_ml_stops(records, patience, tol) -> bool:
+    """Whether dask-ml's rule stops a model with these records (its last call)."""
+    dask_ml = pytest.importorskip("dask_ml.model_selection")
+    rule = dask_ml.IncrementalSearchCV(_sgd(), PARAMS, patience=patience, tol=tol)
+    rule.max_iter = None  # the plateau alone
+    return rule._stop_on_plateau({0: 1}, {0: records})[0] == 0
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_patience_stops_a_plateau_by_dask_mls_rule(c, s, a, b):
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), PARAMS, n_initial_parameters=20, max_iter=27, patience=2,
+        tol=0.002, random_state=0, client=c,
+    )  # fmt: skip
+    await asyncio.to_thread(search.fit, X, Y)
+    plateaus = 0
+    for i, history in search.model_history_.items():
+        calls = [r["partial_fit_calls"] for r in history]
+        # scored at least every 2 calls
+        assert np.diff([0, *calls]).max() <= 2
+        # every score: stopped here by a plateau exactly when dask-ml's rule says
+        for k, record in enumerate(history):
+            if record["partial_fit_calls"] == 27:
+                continue
+            ends = k == len(history) - 1
+            flat = ends and search.decisions_[i].endswith("plateau")
+            plateaus += flat
+            if not ends or flat:  # (a model stopped by ASHA is not asked)
+                assert flat == _dask_ml_stops(history[: k + 1], 2, 0.002), (i, k)
+    assert plateaus >= 1
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_patience_with_tol_none_only_scores_more_often(c, s, a, b):
+    search = SuccessiveHalvingSearchCV(
+        _sgd(), PARAMS, n_initial_parameters=10, max_iter=9, patience=2, tol=None,
+        random_state=0, client=c,
+    )  # fmt: skip
+    await asyncio.to_thread(search.fit, X, Y)
+    assert not any(d.endswith("plateau") for d in search.decisions_.values())
+    reached = [
+        h for h in search.model_history_.values() if h[-1]["partial_fit_calls"] == 9
+    ]
+    assert reached and all(
+        [r["partial_fit_calls"] for r in h] == [1, 3, 5, 7, 9] for h in reached
+    )
+
+
+def test_patience_true_is_dask_mls_choice():
+    search = HyperbandSearchCV(_sgd(), PARAMS, max_iter=81, patience=True)
+    assert search._patience() == 27
+    assert HyperbandSearchCV(_sgd(), PARAMS, max_iter=3, patience=True)._patience() == 2
+    assert HyperbandSearchCV(_sgd(), PARAMS, patience=False)._patience() == 0
+
+
+# -- several scorers, refit="name" -------------------------------------------------
+
+
+@gen_cluster(client=True, timeout=240)
+async def test_several_scorers_rank_and_prune_by_refit(c, s, a, b, tmp_path_factory):
+    from sklearn.metrics import f1_score
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('store')}/multi.db"
+
+    def search():
+        return SuccessiveHalvingSearchCV(
+            _sgd(), PARAMS, n_initial_parameters=20, max_iter=27, random_state=0,
+            scoring=["accuracy", "f1_macro"], refit="f1_macro", store=url, client=c,
+        )  # fmt: skip
+
+    first = await asyncio.to_thread(search().fit, X, Y)
+    results = first.cv_results_
+    assert "mean_test_score" not in results and first.multimetric_
+    for metric in ("accuracy", "f1_macro"):
+        assert len(results[f"mean_test_{metric}"]) == 20
+        best = results[f"mean_test_{metric}"].max()
+        assert (
+            results[f"rank_test_{metric}"][results[f"mean_test_{metric}"] == best][0]
+            == 1
+        )
+    # best_* by f1_macro, the model's f1 on the held-out split
+    f1 = results["mean_test_f1_macro"]
+    assert first.best_score_ == f1.max() == f1[first.best_index_]
+    assert results["rank_test_f1_macro"][first.best_index_] == 1
+    _, test = train_test_split(np.arange(len(X)), test_size=0.15, random_state=0)
+    model = first.best_estimator_
+    assert (
+        f1_score(Y[test], model.predict(X[test]), average="macro") == first.best_score_
+    )
+    assert first.score(X[test], Y[test]) == first.best_score_  # refit's scorer
+    assert set(first.scorer_) == {"accuracy", "f1_macro"}
+    # each record's accuracy too; the pruner decided by f1_macro: ASHA on the
+    # f1 scores, in the order they came, takes every decision taken
+    for record in first.history_:
+        assert set(record["scores"]) == {"accuracy", "f1_macro"}
+        assert record["score"] == record["scores"]["f1_macro"]
+    asha = SuccessiveHalvingPruner(1, 3, max_resource=27, direction="maximize")
+    for record in first.history_:
+        i, calls = record["model_id"], record["partial_fit_calls"]
+        if calls < 27:
+            verdict = asha.report(i, calls, record["score"])
+            if verdict:
+                assert first.decisions_[i] == verdict.reason
+    # from the store: every scorer's column comes back
+    again = await asyncio.to_thread(search().fit, X, Y)
+    assert again.n_models_reused_ == 20
+    for key in ("mean_test_accuracy", "mean_test_f1_macro", "rank_test_accuracy"):
+        np.testing.assert_array_equal(again.cv_results_[key], results[key])
+
+
+@gen_cluster(client=True, timeout=180)
+async def test_a_dict_of_scorers_and_refit_false(c, s, a, b):
+    search = HyperbandSearchCV(
+        _sgd(), PARAMS, max_iter=9, random_state=0, client=c,
+        scoring={"acc": "accuracy", "bal": "balanced_accuracy"}, refit=False,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="give refit= the name"):
+        await asyncio.to_thread(search.fit, X, Y)
+    search.set_params(refit="acc")
+    await asyncio.to_thread(search.fit, X, Y)
+    assert search.best_score_ == search.cv_results_["mean_test_acc"].max()
+    assert "mean_test_bal" in search.cv_results_
+    single = HyperbandSearchCV(
+        _sgd(), PARAMS, max_iter=9, random_state=0, client=c, refit=False
+    )
+    await asyncio.to_thread(single.fit, X, Y)
+    assert not hasattr(single, "best_estimator_")
+    assert single.best_score_ == single.cv_results_["mean_test_score"].max()

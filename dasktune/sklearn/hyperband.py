@@ -9,6 +9,7 @@ candidates and its dasktune pruner.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import distributed
@@ -16,6 +17,7 @@ import numpy as np
 
 from dasktune.optim.pruners import HyperbandPruner, Pruner, SuccessiveHalvingPruner
 from dasktune.sklearn.incremental import _IncrementalSearchCV, _positive
+from dasktune.store.sql import TrialStore
 
 __all__ = ["HyperbandSearchCV", "SuccessiveHalvingSearchCV"]
 
@@ -29,15 +31,45 @@ _COMMON_DOC = """
         The ``partial_fit`` calls of a model trained to the end.
     aggressiveness : int, default 3
         ``eta``: one model in ``eta`` goes on from each rung.
+    patience : int or bool, default False
+        As dask-ml's: a model is scored at least every ``patience``
+        ``partial_fit`` calls, and stops once no score in its last
+        ``patience`` calls is more than ``tol`` above the first of them (a
+        plateau; recorded as pruned, with that reason). ``True``:
+        ``max_iter // aggressiveness`` (at least 2). Off by default.
+    tol : float or None, default 0.001
+        The gain that counts under ``patience`` (``None``: never a plateau,
+        the models are only scored more often).
     test_size : float, default 0.15
         The share of ``X`` held out to score the models (one split, drawn
         with ``random_state``).
     random_state : int, optional
         Seeds the candidates, the split (and Hyperband's brackets).
-    scoring : str or callable, optional
-        A scikit-learn scorer (default: the estimator's ``score``).
+    scoring : str, callable, list or dict, optional
+        A scikit-learn scorer (default: the estimator's ``score``), or
+        several (names, or a dict of names to scorers): then ``refit`` names
+        the one that ranks the models and that the pruner decides by, and
+        ``cv_results_`` has ``test_<name>``, ``mean_test_<name>`` and
+        ``rank_test_<name>`` for each, as scikit-learn's.
+    refit : bool or str, default True
+        With several scorers, the name of the one that ranks (required, as
+        in scikit-learn). ``False``: no ``best_estimator_`` (the best model
+        is not fetched, nor trained again when it came from a store).
     client : distributed.Client, optional
         The cluster (see :func:`dasktune.get_client`).
+    store : str, path-like or TrialStore, optional
+        A dasktune store (``"sqlite:///search.db"``, a path, a PostgreSQL
+        URL) recording each model's scores (its curve: step = its
+        ``partial_fit`` calls) and its end: a ``fit`` run again after a crash
+        or an interruption reuses the models that ended, and trains the
+        others again from step 0 to the rung they had reached (models are not
+        stored). The search's name carries a fingerprint of the data, the
+        split, the scoring, the estimator, the candidates and the pruner, so
+        other data never reuses these scores. Default: an in-memory store,
+        for this fit only.
+    name : str, optional
+        The start of the search's name in the store (default: the
+        estimator's class name); ``@`` and the fingerprint follow it.
 
     Attributes (after ``fit``): ``cv_results_`` (``params``, ``param_<name>``,
     ``test_score`` = ``mean_test_score`` (the model's last score),
@@ -46,7 +78,10 @@ _COMMON_DOC = """
     ``best_params_``, ``best_estimator_`` (the best model as trained, not
     refitted), ``scorer_``, ``history_`` (one record per score),
     ``model_history_`` (by model), ``decisions_`` (the pruner's reason for
-    each model's end), ``n_partial_fit_calls_``.
+    each model's end), ``n_partial_fit_calls_`` (the models' calls, as
+    decided), ``n_partial_fit_calls_run_`` (the calls this ``fit`` made:
+    models reused from the store made none, models trained again made theirs
+    again), ``n_models_reused_``, ``search_name_``.
 """
 
 
@@ -73,10 +108,18 @@ class SuccessiveHalvingSearchCV(_IncrementalSearchCV):
         max_iter: int = 81,
         aggressiveness: int = 3,
         test_size: float = 0.15,
+        patience: int | bool = False,
+        tol: float | None = 0.001,
         random_state: int | None = None,
         scoring: Any = None,
+        refit: bool | str = True,
         client: distributed.Client | None = None,
+        store: str | os.PathLike[str] | TrialStore | None = None,
+        name: str | None = None,
     ) -> None:
+        self.patience = patience
+        self.tol = tol
+        self.refit = refit
         self.estimator = estimator
         self.parameters = parameters
         self.n_initial_parameters = n_initial_parameters
@@ -87,6 +130,8 @@ class SuccessiveHalvingSearchCV(_IncrementalSearchCV):
         self.random_state = random_state
         self.scoring = scoring
         self.client = client
+        self.store = store
+        self.name = name
 
     def _n_candidates(self) -> int | str:
         return self.n_initial_parameters
@@ -125,11 +170,19 @@ class HyperbandSearchCV(_IncrementalSearchCV):
         parameters: Any,
         max_iter: int = 81,
         aggressiveness: int = 3,
+        patience: int | bool = False,
+        tol: float | None = 0.001,
         test_size: float = 0.15,
         random_state: int | None = None,
         scoring: Any = None,
+        refit: bool | str = True,
         client: distributed.Client | None = None,
+        store: str | os.PathLike[str] | TrialStore | None = None,
+        name: str | None = None,
     ) -> None:
+        self.patience = patience
+        self.tol = tol
+        self.refit = refit
         self.estimator = estimator
         self.parameters = parameters
         self.max_iter = max_iter
@@ -138,6 +191,8 @@ class HyperbandSearchCV(_IncrementalSearchCV):
         self.random_state = random_state
         self.scoring = scoring
         self.client = client
+        self.store = store
+        self.name = name
 
     def _n_candidates(self) -> int | str:
         return sum(self.bracket_sizes())

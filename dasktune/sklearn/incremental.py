@@ -10,86 +10,36 @@ once, never waiting for a rung to fill) or
 :class:`~dasktune.optim.pruners.HyperbandPruner` (its brackets).
 
 The data go to every worker once (as the other search estimators'); the
-models stay on the workers between steps, a step being a task that takes the
-model's future (a copy is trained, so a task run again gives the same model);
-only scores travel to the driver, and the best model at the end.
+models stay on the workers between steps (:mod:`dasktune.sklearn.steps`);
+only scores travel to the driver, and the best model at the end. Every score
+and every model's end is recorded in a dasktune store, so that a fit
+interrupted resumes (:mod:`dasktune.sklearn.ledger`).
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import time
-import uuid
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import cloudpickle
-import distributed
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.metrics import check_scoring
+from sklearn.metrics._scorer import _check_multimetric_scoring, _MultimetricScorer
 from sklearn.model_selection import ParameterGrid, ParameterSampler, train_test_split
-from sklearn.utils import _safe_indexing
 from sklearn.utils._available_if import available_if
-from sklearn.utils.validation import _check_method_params, indexable
+from sklearn.utils.validation import indexable
 
-from dasktune.optim.pruners import HyperbandPruner, Pruner, SuccessiveHalvingPruner
+from dasktune.optim.pruners import HyperbandPruner, Pruner
 from dasktune.run.cluster import get_client
-from dasktune.run.submit import Window
-from dasktune.sklearn.placement import Resident, computed, place
+from dasktune.sklearn.ledger import Ledger
+from dasktune.sklearn.placement import Resident, computed, fingerprint, place
+from dasktune.sklearn.steps import Run, Scoring
+from dasktune.store.sql import TrialStore, check_store
 
 __all__ = ["_IncrementalSearchCV"]
-
-
-class _Trained:
-    """A model on a worker, with the ``partial_fit`` calls and time it took."""
-
-    __slots__ = ("calls", "fit_time", "model")
-
-    def __init__(self, model: Any, calls: int, fit_time: float) -> None:
-        self.model, self.calls, self.fit_time = model, calls, fit_time
-
-    def __getstate__(self) -> tuple[Any, int, float]:
-        return self.model, self.calls, self.fit_time
-
-    def __setstate__(self, state: tuple[Any, int, float]) -> None:
-        self.model, self.calls, self.fit_time = state
-
-
-def _part(data: Resident, which: int) -> tuple[Any, Any]:
-    index = data.splits[0][which]
-    y = None if data.y is None else _safe_indexing(data.y, index)
-    return _safe_indexing(data.X, index), y
-
-
-def _train(previous: Any, data: Resident, calls: int) -> _Trained:
-    """``calls`` more ``partial_fit`` calls on the training part, on a copy
-    of the previous model (an unfitted estimator, or a :class:`_Trained`)."""
-    done = previous.calls if isinstance(previous, _Trained) else 0
-    model = copy.deepcopy(
-        previous.model if isinstance(previous, _Trained) else previous
-    )
-    X, y = _part(data, 0)
-    # sample-aligned parameters (sample_weight) indexed as X; others as given
-    params = _check_method_params(data.X, data.fit_params, data.splits[0][0])
-    start = time.perf_counter()
-    for _ in range(calls):
-        model.partial_fit(X, y, **params)
-    return _Trained(model, done + calls, time.perf_counter() - start)
-
-
-def _score(trained: _Trained, data: Resident, scorer: Any) -> dict[str, Any]:
-    """The score of ``trained`` on the held-out part, and what it cost."""
-    X, y = _part(data, 1)
-    start = time.perf_counter()
-    score = float(scorer(trained.model, X, y))
-    return {
-        "score": score,
-        "partial_fit_calls": trained.calls,
-        "partial_fit_time": trained.fit_time,
-        "score_time": time.perf_counter() - start,
-    }
 
 
 def _positive(label: str, value: Any, low: int = 1) -> int:
@@ -101,6 +51,31 @@ def _positive(label: str, value: Any, low: int = 1) -> int:
         msg = f"{label} must be an int >= {low}, got {value!r}"
         raise ValueError(msg)
     return int(value)
+
+
+def _mean(values: Any) -> float:
+    """The mean of the finite ``values`` (NaN: none known).
+
+    >>> _mean([1.0, float("nan"), 3.0])
+    2.0
+    """
+    known = [v for v in values if math.isfinite(v)]
+    return float(np.mean(known)) if known else math.nan
+
+
+def _rank(scores: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``rank_test_*``: 1 for the best, ties share a rank.
+
+    >>> _rank(np.array([0.5, 0.9, 0.5])).tolist()
+    [2, 1, 2]
+    """
+    order = np.argsort(-scores, kind="stable")
+    rank = np.empty(len(scores), dtype=np.int32)
+    for position, i in enumerate(order):
+        ahead = order[position - 1] if position else None
+        same = ahead is not None and scores[ahead] == scores[i]
+        rank[i] = rank[ahead] if same else position + 1
+    return rank
 
 
 def _best_has(attr: str) -> Any:
@@ -122,6 +97,11 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
     random_state: Any
     scoring: Any
     client: Any
+    patience: int | bool
+    tol: float | None
+    refit: bool | str
+    store: str | os.PathLike[str] | TrialStore | None
+    name: str | None
 
     def _n_candidates(self) -> int | str:
         raise NotImplementedError
@@ -141,7 +121,39 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
             )
         )
 
-    def _check(self) -> tuple[list[dict[str, Any]], Pruner, Any]:
+    def _patience(self) -> int:
+        """``patience`` as a number of calls (0: off), checked as dask-ml does.
+
+        ``True`` is dask-ml's Hyperband choice, ``max_iter // aggressiveness``
+        (at least 2).
+        """
+        patience, tol = self.patience, self.tol
+        if tol is not None and (
+            isinstance(tol, bool)
+            or not isinstance(tol, int | float | np.number)
+            or not math.isfinite(tol)
+        ):
+            msg = f"tol must be a finite number or None, got {tol!r}"
+            raise TypeError(msg)
+        if isinstance(patience, bool):
+            if not patience:
+                return 0
+            return max(int(self.max_iter) // int(self.aggressiveness), 2)
+        if not isinstance(patience, int | np.integer):
+            msg = (
+                f"patience must be an int >= 2, True or False, got "
+                f"{type(patience).__name__}: {patience!r}"
+            )
+            raise TypeError(msg)
+        if patience == 1 or patience < 0:
+            msg = (
+                f"patience must be an int >= 2 (or False: off), got {patience} "
+                "(with 1, every model would stop at its second score)"
+            )
+            raise ValueError(msg)
+        return int(patience)
+
+    def _check(self) -> tuple[list[dict[str, Any]], Pruner, Scoring]:
         """Everything refused before any fit: the candidates, the pruner, the scorer."""
         name = type(self.estimator).__name__
         if not callable(getattr(self.estimator, "partial_fit", None)):
@@ -162,14 +174,14 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "out of its parameters, or make it picklable"
             )
             raise TypeError(msg) from err
-        if isinstance(self.scoring, list | tuple | set | dict):
-            msg = (
-                f"{type(self).__name__} ranks its models by one score; give one "
-                f"scorer (a name or a callable), got scoring={self.scoring!r}"
-            )
-            raise ValueError(msg)
+        if self.store is not None:
+            check_store(self.store)
+        if self.name is not None and not isinstance(self.name, str):
+            msg = f"name must be a str (or None), got {type(self.name).__name__}"
+            raise TypeError(msg)
         _positive("max_iter", self.max_iter)
         _positive("aggressiveness", self.aggressiveness, 2)
+        self._patience()
         if not isinstance(self.test_size, float) or not 0 < self.test_size < 1:
             msg = f"test_size must be a float in (0, 1), got {self.test_size!r}"
             raise ValueError(msg)
@@ -179,7 +191,30 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
         candidates = self._candidates()  # scikit-learn's errors for empty lists
         for candidate in candidates:
             clone(self.estimator).set_params(**candidate)  # an unknown name raises
-        return candidates, self._pruner(), check_scoring(self.estimator, self.scoring)
+        return candidates, self._pruner(), self._scoring()
+
+    def _scoring(self) -> Scoring:
+        """The scorer(s), and the one that ranks and prunes (``refit``), as
+        scikit-learn's searches take them."""
+        name, refit = type(self).__name__, self.refit
+        if not isinstance(self.scoring, list | tuple | set | dict):
+            if not isinstance(refit, bool):
+                msg = (
+                    f"refit={refit!r} names a scorer, and {name} has one "
+                    f"(scoring={self.scoring!r}); give refit=True or False, or "
+                    "several scorers (scoring=['accuracy', 'f1_macro'])"
+                )
+                raise ValueError(msg)
+            return Scoring(check_scoring(self.estimator, self.scoring), None)
+        scorers = _check_multimetric_scoring(self.estimator, self.scoring)
+        if not isinstance(refit, str) or refit not in scorers:
+            msg = (
+                f"{name} ranks and prunes its models by one score: with several "
+                f"scorers ({', '.join(scorers)}), give refit= the name of one of "
+                f"them, got refit={refit!r}"
+            )
+            raise ValueError(msg)
+        return Scoring(_MultimetricScorer(scorers=scorers, raise_exc=True), refit)
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         """Train the candidates rung by rung on the Dask cluster.
@@ -193,50 +228,95 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
         X, y = indexable(*computed(X, y, client))
         if is_classifier(self.estimator) and "classes" not in fit_params:
             fit_params = {**fit_params, "classes": np.unique(y)}
-        split = train_test_split(
-            np.arange(len(X)),
-            test_size=self.test_size,
-            random_state=self.random_state,
+        split = tuple(
+            train_test_split(
+                np.arange(len(X)),
+                test_size=self.test_size,
+                random_state=self.random_state,
+            )
         )
-        data = place(client, Resident(X, y, fit_params, {}, [tuple(split)]))
+        key = fingerprint(
+            X,
+            y,
+            fit_params,
+            split,
+            clone(self.estimator),
+            self.scoring,
+            self.refit if isinstance(self.refit, str) else None,
+            type(self).__name__,
+            pruner.describe(),
+            candidates,
+            self._patience(),
+            self.tol if self._patience() else None,
+        )
+        name = f"{self.name or type(self.estimator).__name__}@{key}"
+        info = {
+            "search": type(self).__name__,
+            "estimator": repr(self.estimator),
+            "pruner": pruner.describe(),
+            "max_iter": self.max_iter,
+            "patience": self._patience(),
+            "tol": self.tol,
+        }
+        ledger = Ledger(self.store, name, candidates, info)
         try:
-            run = _Run(self, client, data, scorer, pruner, candidates)
-            run.go()
+            data = place(client, Resident(X, y, fit_params, {}, [split]))
+            try:
+                run = Run(
+                    self, client, data, scorer, pruner, candidates, ledger,
+                    self._patience(), keep_best=self.refit is not False,
+                )  # fmt: skip
+                run.go()
+            finally:
+                data.release()
         finally:
-            data.release()
-        self._results(run, candidates)
-        self.scorer_ = scorer
+            ledger.close()
+        self._results(run, candidates, scorer)
+        if scorer.primary is None:
+            self.scorer_ = scorer.scorer
+        else:
+            self.scorer_ = dict(scorer.scorer._scorers)
         self.n_splits_ = 1
-        self.multimetric_ = False
+        self.multimetric_ = scorer.primary is not None
+        self.search_name_ = name
+        self.n_models_reused_ = run.reused
+        self.n_partial_fit_calls_run_ = run.calls_run
         return self
 
-    def _results(self, run: _Run, candidates: list[dict[str, Any]]) -> None:
-        n = len(candidates)
+    def _results(
+        self, run: Run, candidates: list[dict[str, Any]], scoring: Scoring
+    ) -> None:
+        n, primary = len(candidates), scoring.primary
         last = [run.models[i][-1] for i in range(n)]
         scores = np.array([r["score"] for r in last])
         calls = np.array([r["partial_fit_calls"] for r in last])
+        # times lost with an interrupted fit are NaN: the others count
         fit_time = np.array(
-            [sum(r["partial_fit_time"] for r in run.models[i]) for i in range(n)]
+            [
+                np.nansum([r["partial_fit_time"] for r in run.models[i]])
+                for i in range(n)
+            ]
         )
         score_time = np.array(
-            [np.mean([r["score_time"] for r in run.models[i]]) for i in range(n)]
+            [_mean(r["score_time"] for r in run.models[i]) for i in range(n)]
         )
-        order = np.argsort(-scores, kind="stable")
-        rank = np.empty(n, dtype=np.int32)
-        for position, i in enumerate(order):
-            ahead = order[position - 1] if position else None
-            same = ahead is not None and scores[ahead] == scores[i]
-            rank[i] = rank[ahead] if same else position + 1
-        results: dict[str, Any] = {
-            "params": candidates,
-            "model_id": np.arange(n),
-            "test_score": scores,
-            "mean_test_score": scores,
-            "rank_test_score": rank,
-            "partial_fit_calls": calls,
-            "mean_partial_fit_time": fit_time / np.maximum(calls, 1),
-            "mean_score_time": score_time,
-        }
+        results: dict[str, Any] = {"params": candidates, "model_id": np.arange(n)}
+        if primary is None:
+            results["test_score"] = results["mean_test_score"] = scores
+            results["rank_test_score"] = _rank(scores)
+        else:  # each scorer's, as scikit-learn names them (a record replayed
+            # from an interrupted fit keeps only the ranking score: NaN)
+            for metric in scoring.scorer._scorers:
+                column = np.array(
+                    [r.get("scores", {}).get(metric, math.nan) for r in last]
+                )
+                if metric == primary:
+                    column = scores
+                results[f"test_{metric}"] = results[f"mean_test_{metric}"] = column
+                results[f"rank_test_{metric}"] = _rank(column)
+        results["partial_fit_calls"] = calls
+        results["mean_partial_fit_time"] = fit_time / np.maximum(calls, 1)
+        results["mean_score_time"] = score_time
         if isinstance(run.pruner, HyperbandPruner):
             results["bracket"] = np.array([run.pruner.bracket_of(i) for i in range(n)])
         for key in sorted({k for c in candidates for k in c}):
@@ -246,10 +326,11 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
                     column[i] = c[key]
             results[f"param_{key}"] = column
         self.cv_results_ = results
-        self.best_index_ = int(order[0])
+        self.best_index_ = run.best_index
         self.best_score_ = float(scores[self.best_index_])
         self.best_params_ = candidates[self.best_index_]
-        self.best_estimator_ = run.best_model
+        if run.keep_best:
+            self.best_estimator_ = run.best_model
         self.history_ = run.history
         self.model_history_ = {i: run.models[i] for i in range(n)}
         self.decisions_ = run.decisions
@@ -276,127 +357,11 @@ class _IncrementalSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self.best_estimator_.transform(X)
 
     def score(self, X: Any, y: Any = None) -> float:
-        """The best model's score on ``X``, ``y`` by the search's scorer."""
-        return float(self.scorer_(self.best_estimator_, X, y))
+        """The best model's score on ``X``, ``y`` by the search's scorer
+        (with several, ``refit``'s)."""
+        scorer = self.scorer_[self.refit] if self.multimetric_ else self.scorer_
+        return float(scorer(self.best_estimator_, X, y))
 
     @property
     def classes_(self) -> Any:
         return self.best_estimator_.classes_
-
-
-def _next_target(pruner: Pruner, number: int, calls: int, max_iter: int) -> int:
-    """The ``partial_fit`` calls model ``number`` trains to next: its next
-    rung (of its bracket under Hyperband), else ``max_iter``."""
-    rungs = pruner
-    if isinstance(pruner, HyperbandPruner):
-        rungs = pruner.brackets[pruner.bracket_of(number)]
-    assert isinstance(rungs, SuccessiveHalvingPruner)
-    k = 0
-    while (resource := rungs.rung_resource(k)) < max_iter:
-        if resource > calls:
-            return resource
-        k += 1
-    return max_iter
-
-
-class _Run:
-    """One ``fit``'s loop: models stepped to their rungs as scores come back."""
-
-    def __init__(
-        self,
-        owner: _IncrementalSearchCV,
-        client: distributed.Client,
-        data: distributed.Future,
-        scorer: Any,
-        pruner: Pruner,
-        candidates: list[dict[str, Any]],
-    ) -> None:
-        self.owner, self.client, self.data = owner, client, data
-        self.scorer, self.pruner = scorer, pruner
-        self.candidates = candidates
-        self.max_iter = int(owner.max_iter)
-        self.token = uuid.uuid4().hex[:8]
-        self.name = type(owner.estimator).__name__
-        self.models: dict[int, list[dict[str, Any]]] = {}
-        self.history: list[dict[str, Any]] = []
-        self.decisions: dict[int, str] = {}
-        self.trained: dict[int, distributed.Future] = {}
-        self.best: tuple[float, int, distributed.Future] | None = None
-        self.best_model: Any = None
-        self.start = time.monotonic()
-
-    def _step(self, window: Window[int], number: int, previous: Any) -> None:
-        done = (
-            self.models[number][-1]["partial_fit_calls"] if number in self.models else 0
-        )
-        target = _next_target(self.pruner, number, done, self.max_iter)
-        key = f"{self.name}-{number}-{target}-{self.token}"
-        trained = self.client.submit(
-            _train,
-            previous,
-            self.data,
-            target - done,
-            key=f"partial_fit-{key}",
-            pure=False,
-        )
-        scored = self.client.submit(
-            _score, trained, self.data, self.scorer, key=f"score-{key}", pure=False
-        )
-        self.trained[number] = trained
-        window.add([scored], [number])
-
-    def _finish(self, number: int, score: float) -> None:
-        """Model ``number`` trains no more: kept if it is the best so far."""
-        trained = self.trained.pop(number)
-        if self.best is None or score > self.best[0]:
-            if self.best is not None:
-                self.best[2].release()
-            self.best = (score, number, trained)
-        else:
-            trained.release()
-
-    def go(self) -> None:
-        what = f"the partial_fit steps of {len(self.candidates)} {self.name} models"
-        try:
-            with Window[int](self.client, what=what) as window:
-                for number, params in enumerate(self.candidates):
-                    model = clone(self.owner.estimator).set_params(**params)
-                    self._step(window, number, model)
-                while len(window):
-                    for future, result, number in window.next_batch():
-                        if future.status != "finished":
-                            raise result[1].with_traceback(result[2])
-                        self._record(window, number, result)
-            assert self.best is not None
-            self.best_model = self.best[2].result().model
-        finally:
-            for future in self.trained.values():
-                future.release()
-            if self.best is not None:
-                self.best[2].release()
-
-    def _record(self, window: Window[int], number: int, result: dict[str, Any]) -> None:
-        calls, score = result["partial_fit_calls"], result["score"]
-        record = {
-            "model_id": number,
-            "params": self.candidates[number],
-            **result,
-            "elapsed_wall_time": time.monotonic() - self.start,
-        }
-        self.models.setdefault(number, []).append(record)
-        self.history.append(record)
-        if calls >= self.max_iter:
-            self.pruner.complete(number, score)
-            self.decisions[number] = f"trained to max_iter={self.max_iter}"
-            self._finish(number, score)
-            return
-        if not math.isfinite(score):
-            self.decisions[number] = f"score {score} after {calls} calls: stopped"
-            self._finish(number, -math.inf)
-            return
-        verdict = self.pruner.report(number, calls, score)
-        if verdict:
-            self.decisions[number] = verdict.reason
-            self._finish(number, score)
-        else:
-            self._step(window, number, self.trained[number])
