@@ -35,7 +35,7 @@ from dasktune.sklearn.ledger import Ledger
 from dasktune.sklearn.placement import Resident
 from dasktune.sklearn.pushed import Pushed, push
 
-__all__ = ["Run", "Scoring", "plateau"]
+__all__ = ["Run", "Scoring", "fetch", "plateau"]
 
 
 class _Trained:
@@ -124,6 +124,17 @@ def _score(
     if key is not None:
         push(key, number, out)
     return out
+
+
+def fetch(client: distributed.Client, future: distributed.Future, what: str) -> Any:
+    """``future``'s result, waited for as the steps are: past
+    ``dasktune.no-workers-timeout`` with no worker alive, ``NoWorkersError``
+    naming ``what``; the task's error raised as it is."""
+    with Window[int](client, what=what) as window:
+        window.add([future], [0])
+        ((done, result, _),) = window.next_batch()
+    raise_failed(done, result, what)
+    return result
 
 
 def _next_target(pruner: Pruner, number: int, calls: int, max_iter: int) -> int:
@@ -373,7 +384,7 @@ class Run:
         if not self.keep_best:  # refit=False
             return
         if self.best is not None and self.best[1] == self.best_index:
-            self.best_model = self._fetch(self.best[2], "the best model").model
+            self.best_model = self._fetch(self.best[2], "the best model")
             return
         calls = self.models[self.best_index][-1]["partial_fit_calls"]
         model = clone(self.owner.estimator)
@@ -388,20 +399,9 @@ class Run:
         )
         self.calls_run += calls
         try:
-            self.best_model = self._fetch(again, "the best model trained again").model
+            self.best_model = self._fetch(again, "the best model trained again")
         finally:
             again.release()
-
-    def _fetch(self, future: distributed.Future, what: str) -> Any:
-        """``future``'s result, waited for as every step is: past
-        ``dasktune.no-workers-timeout`` without a worker, ``NoWorkersError``
-        naming ``what``."""
-        what = f"{what} ({self.name} {self.best_index})"
-        with Window[int](self.client, what=what) as window:
-            window.add([future], [self.best_index])
-            ((done, result, _),) = window.next_batch()
-        raise_failed(done, result, what)
-        return result
 
     @staticmethod
     def _arrivals(
@@ -413,6 +413,10 @@ class Run:
         for number, result in pushed.take():
             yield None, result, number
         yield from harvested
+
+    def _fetch(self, future: distributed.Future, what: str) -> Any:
+        what = f"{what} ({self.name} {self.best_index})"
+        return fetch(self.client, future, what).model
 
     def _scored(self, window: Window[int], number: int, result: dict[str, Any]) -> None:
         """A score pushed or returned: judged the first time it comes."""
