@@ -220,7 +220,7 @@ class Run:
         self.history: list[dict[str, Any]] = []
         self.decisions: dict[int, str] = {}
         self.trained: dict[int, distributed.Future] = {}
-        self.judged: set[tuple[int, int]] = set()  # (model, calls) scored
+        self._judged: set[tuple[int, int]] = set()  # (model, calls) scored
         self._pushed: str | None = None  # the key scores are pushed to
         self.best: tuple[tuple[float, int], int, distributed.Future] | None = None
         self.best_index = -1
@@ -421,8 +421,8 @@ class Run:
     def _scored(self, window: Window[int], number: int, result: dict[str, Any]) -> None:
         """A score pushed or returned: judged the first time it comes."""
         calls = result["partial_fit_calls"]
-        if (number, calls) not in self.judged:
-            self.judged.add((number, calls))
+        if (number, calls) not in self._judged:
+            self._judged.add((number, calls))
             self._record(window, number, result)
 
     def _record(self, window: Window[int], number: int, result: dict[str, Any]) -> None:
