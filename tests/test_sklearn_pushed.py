@@ -73,7 +73,6 @@ async def test_a_score_is_decided_before_its_result_reaches_the_driver(c, s, a):
     # a model promoted past rung 1 (ASHA promotes the first score at a rung):
     # its next step is sent, though no score task's result came back
     await async_poll_for(lambda: any(c > 1 for _, c in _steps(s)), timeout=60)
-    assert a.in_get_data.is_set()  # the client asked for results: it waits
     assert not fit.done()
     a.block_get_data.set()
     await fit
@@ -103,16 +102,26 @@ async def test_a_score_never_pushed_is_judged_from_its_result(c, s, a, b):
     client=True, Worker=BlockedGetData, nthreads=[("127.0.0.1", 1)] * 2, timeout=180
 )
 async def test_a_score_pushed_again_by_a_task_run_again_is_judged_once(c, s, a, b):
-    # worker a keeps its results (and models) to itself: its scores come
-    # pushed only; once it leaves, Dask runs its held score tasks again on b,
-    # which push them again, then return them
+    # once the data are on both workers, worker a keeps its results (and
+    # models) to itself: its scores come pushed only; once it leaves, Dask
+    # runs its held score tasks again on b, which push them again, then
+    # return them
+    a.block_get_data.set()  # the data go to both (replicated from either)
     b.block_get_data.set()
-    search = _search(c, n=12, max_iter=27)
+    search = _search(c, n=20, max_iter=27)
     fit = asyncio.create_task(asyncio.to_thread(search.fit, X, Y))
-    # a score on a: the fit cannot end without its result, which a keeps
+
+    def scores() -> set[str]:
+        return {str(k) for k in a.data if str(k).startswith("score-")}
+
     await async_poll_for(
-        lambda: any(str(k).startswith("score-") for k in a.data), timeout=60
+        lambda: sum(str(k).startswith("Resident") for w in (a, b) for k in w.data) == 2,
+        timeout=60,
     )
+    a.block_get_data.clear()
+    before = scores()
+    # a score on a since: the fit cannot end without its result, which a keeps
+    await async_poll_for(lambda: scores() - before, timeout=60)
     await a.close()
     await fit
     _judged_once(search)

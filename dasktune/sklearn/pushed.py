@@ -101,7 +101,9 @@ class Pushed:
         results come back through Dask)."""
         if not self.closed:
             self.closed = True
-            self.client.unsubscribe_topic(report_topic(self.key))
+            # a client closed (the error being raised) took its topics with it
+            if self.client.status not in ("closing", "closed"):
+                self.client.unsubscribe_topic(report_topic(self.key))
 
     def __enter__(self) -> Self:
         return self
