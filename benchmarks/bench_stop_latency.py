@@ -23,10 +23,11 @@ Run: ``python benchmarks/bench_stop_latency.py`` (about half a minute).
     task that triggered a stop (the worker's clock, from Dask's task stream)
     to the driver's decision, and, for a model promoted, to the start of its
     next step on a worker (which includes waiting for a free thread). The
-    time to the decision is Dask's: the score task's end reaches the driver
-    through the scheduler (as ``as_completed`` tells it), and its result is
-    fetched; with ``partial_fit`` busy in the worker's threads, the worker's
-    event loop waits for the GIL and a core before it reports the end.
+    score task pushes its score as an event (as ``Search``'s reports travel:
+    worker -> scheduler -> the driver's client), and the driver decides on
+    it; the task's end and result, which ``as_completed`` waited for before,
+    come later. With ``partial_fit`` busy in the worker's threads, the
+    worker's event loop waits for the GIL and a core before the event leaves.
 
 Both clocks are this machine's (``time.time()`` in every process).
 """
@@ -213,6 +214,7 @@ def hyperband_latency(client: Client) -> None:
 
 
 def main() -> None:
+    print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as folder:
         os.environ["STOP_LOG"] = str(Path(folder) / "stops.jsonl")
         with (
@@ -238,6 +240,7 @@ def main() -> None:
                 f"{ratio:.2f}x at the median"
             )
             hyperband_latency(client)
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -73,3 +74,47 @@ async def test_window_deadline_raises_timeout(c, s, a, b):
 
     with pytest.raises(TimeoutError):
         await asyncio.to_thread(body)
+
+
+_GATE = threading.Event()  # gen_cluster's workers run in this process
+
+
+def _held(_: object) -> int:
+    """A task that runs until the test opens the gate."""
+    _GATE.wait(60)
+    return 1
+
+
+@gen_cluster(client=True, timeout=60)
+async def test_next_batch_returns_once_until_holds_when_woken(c, s, a, b):
+    # one wait for two sources: a future completing, or news from elsewhere
+    # (a score pushed) that another thread announces with wake()
+    news: list[str] = []
+    made: dict[str, Window[int]] = {}
+    first = threading.Event()
+
+    def body() -> tuple[list, list]:
+        with Window[int](c) as window:
+            made["window"] = window
+            window.map(_held, [None], [0], keys=["held"])
+            woken = window.next_batch(until=lambda: bool(news))
+            first.set()
+            done = window.next_batch(until=lambda: False)
+        return woken, done
+
+    _GATE.clear()
+    task = asyncio.create_task(asyncio.to_thread(body))
+    await async_poll_until(
+        lambda: "held" in s.tasks, what="the held task on the scheduler", timeout=10
+    )
+
+    def announce() -> None:  # as the client's event handler does
+        news.append("pushed")
+        made["window"].wake()
+
+    await asyncio.to_thread(announce)
+    assert await asyncio.to_thread(first.wait, 30)
+    _GATE.set()
+    woken, done = await task
+    assert woken == []  # back with nothing: the task still ran
+    assert [tag for _, _, tag in done] == [0]

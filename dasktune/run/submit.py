@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -351,7 +351,7 @@ class Window(Generic[Tag]):
         return bool(self._harvest.has_ready())
 
     def next_batch(
-        self, block: bool = True
+        self, block: bool = True, *, until: Callable[[], bool] | None = None
     ) -> list[tuple[distributed.Future, Any, Tag]]:
         """Block until at least one future completes; return every completed one
         (``block=False``: those completed now, perhaps none).
@@ -361,33 +361,47 @@ class Window(Generic[Tag]):
         traceback)`` for an error). Raises ``TimeoutError`` past the timeout,
         and :class:`~dasktune.exceptions.NoWorkersError` once no worker was
         alive for ``dasktune.no-workers-timeout`` seconds.
+
+        With ``until``, a blocking call also returns, perhaps with nothing,
+        once ``until()`` is true: news from elsewhere the caller waits for as
+        well (whoever makes it true calls :meth:`wake`).
         """
         while True:
-            if block:
-                self._await_arrival()
-            batch = self._harvest.next_batch(block=block)
+            woken = block and self._await_arrival(until)
+            batch = self._harvest.next_batch(block=block and not woken)
             # a task sent again: its first future's cancellation is not news
             taken = [(f, r, self._tags.pop(f)) for f, r in batch if f in self._tags]
             for future, _, _ in taken:
                 self._pinned.pop(future, None)
             self.harvested += len(taken)
-            if taken or not block:
+            if taken or not block or woken:
                 return taken
 
-    def _await_arrival(self) -> None:
-        """Wait until a future completed (or the timeout passed), looking every
-        second or so for workers that left (:meth:`_check_workers`)."""
+    def wake(self) -> None:
+        """Wake a :meth:`next_batch` blocked in another thread, to look at its
+        ``until`` again (from any thread, the client's event loop's too)."""
+        condition = self._harvest.thread_condition
+        with condition:
+            condition.notify_all()
+
+    def _await_arrival(self, until: Callable[[], bool] | None = None) -> bool:
+        """Wait until a future completed or the timeout passed (False), or
+        ``until()`` is true (True), looking every second or so for workers
+        that left (:meth:`_check_workers`)."""
         check = time.monotonic() + _LOST_CHECK_SECONDS
         condition = self._harvest.thread_condition
         while not self._harvest.has_ready():
             now = time.monotonic()
             if self._deadline is not None and now >= self._deadline:
-                return  # as_completed raises the TimeoutError
-            with condition:
+                return False  # as_completed raises the TimeoutError
+            with condition:  # wake() notifies under it: no wake-up is lost
+                if until is not None and until():
+                    return True
                 condition.wait(timeout=0.1)
             if time.monotonic() >= check and not self._harvest.has_ready():
                 self._check_workers()
                 check = time.monotonic() + _LOST_CHECK_SECONDS
+        return False
 
     def _check_workers(self) -> None:
         """Send again the pinned tasks Dask cannot place (their worker gone),

@@ -4,7 +4,11 @@ Each model stays on a worker between steps: a step is a task that takes the
 model's future and trains a copy of it (so a task run again gives the same
 model) up to the model's next rung, then a task scores it on the held-out
 part; only the score travels to the driver, where the pruner decides whether
-the model trains on. Every score and every end is recorded in the search's
+the model trains on. The score task pushes its score to the driver as an
+event the moment it has it (:mod:`dasktune.sklearn.pushed`), and the driver
+decides and sends the next step at once; the task's result, which comes
+later through Dask, is judged only if its score was not pushed (each ``(model,
+calls)`` is judged once). Every score and every end is recorded in the search's
 :class:`~dasktune.sklearn.ledger.Ledger`; a fit run again replays what was
 recorded (see there) and trains only what was not decided.
 """
@@ -15,6 +19,7 @@ import copy
 import math
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import distributed
@@ -25,11 +30,12 @@ from sklearn.utils.validation import _check_method_params
 
 from dasktune.optim.pruners import HyperbandPruner, Pruner, SuccessiveHalvingPruner
 from dasktune.records import DecisionKind, Outcome
-from dasktune.run.submit import Window
+from dasktune.run.submit import Window, raise_failed
 from dasktune.sklearn.ledger import Ledger
 from dasktune.sklearn.placement import Resident
+from dasktune.sklearn.pushed import Pushed, push
 
-__all__ = ["Run", "Scoring", "plateau"]
+__all__ = ["Run", "Scoring", "fetch", "plateau"]
 
 
 class _Trained:
@@ -95,8 +101,15 @@ class Scoring:
         return scores[self.primary], scores
 
 
-def _score(trained: _Trained, data: Resident, scoring: Scoring) -> dict[str, Any]:
-    """The score of ``trained`` on the held-out part, and what it cost."""
+def _score(
+    trained: _Trained,
+    data: Resident,
+    scoring: Scoring,
+    key: str | None = None,
+    number: int = 0,
+) -> dict[str, Any]:
+    """The score of ``trained`` on the held-out part, and what it cost; with
+    ``key``, pushed to the driver as model ``number``'s at once."""
     X, y = _part(data, 1)
     start = time.perf_counter()
     score, scores = scoring(trained.model, X, y)
@@ -108,7 +121,20 @@ def _score(trained: _Trained, data: Resident, scoring: Scoring) -> dict[str, Any
     }
     if scores is not None:
         out["scores"] = scores
+    if key is not None:
+        push(key, number, out)
     return out
+
+
+def fetch(client: distributed.Client, future: distributed.Future, what: str) -> Any:
+    """``future``'s result, waited for as the steps are: past
+    ``dasktune.no-workers-timeout`` with no worker alive, ``NoWorkersError``
+    naming ``what``; the task's error raised as it is."""
+    with Window[int](client, what=what) as window:
+        window.add([future], [0])
+        ((done, result, _),) = window.next_batch()
+    raise_failed(done, result, what)
+    return result
 
 
 def _next_target(pruner: Pruner, number: int, calls: int, max_iter: int) -> int:
@@ -194,6 +220,8 @@ class Run:
         self.history: list[dict[str, Any]] = []
         self.decisions: dict[int, str] = {}
         self.trained: dict[int, distributed.Future] = {}
+        self._judged: set[tuple[int, int]] = set()  # (model, calls) scored
+        self._pushed: str | None = None  # the key scores are pushed to
         self.best: tuple[tuple[float, int], int, distributed.Future] | None = None
         self.best_index = -1
         self.best_model: Any = None
@@ -290,7 +318,14 @@ class Run:
             pure=False,
         )
         scored = self.client.submit(
-            _score, trained, self.data, self.scorer, key=f"score-{key}", pure=False
+            _score,
+            trained,
+            self.data,
+            self.scorer,
+            self._pushed,
+            number,
+            key=f"score-{key}",
+            pure=False,
         )
         self.calls_run += target - have
         self.trained[number] = trained
@@ -316,19 +351,23 @@ class Run:
         try:
             training = self._resume()
             self._flush()
-            with Window[int](self.client, what=what) as window:
+            with (
+                Window[int](self.client, what=what) as window,
+                Pushed(self.client, window) as pushed,
+            ):
+                self._pushed = pushed.key
                 for number in training:
                     model = clone(self.owner.estimator)
                     model.set_params(**self.candidates[number])
                     self._step(window, number, model, 0)
                 while len(window):
-                    for future, result, number in window.next_batch():
-                        if future.status != "finished":
+                    for future, result, number in self._arrivals(window, pushed):
+                        if future is not None and future.status != "finished":
                             error = result[1].with_traceback(result[2])
                             self._flush()
                             self.ledger.write([], [self.ledger.failure(number, error)])
                             raise error
-                        self._record(window, number, result)
+                        self._scored(window, number, result)
                     self._flush()
             self._best()
         finally:
@@ -345,7 +384,7 @@ class Run:
         if not self.keep_best:  # refit=False
             return
         if self.best is not None and self.best[1] == self.best_index:
-            self.best_model = self.best[2].result().model
+            self.best_model = self._fetch(self.best[2], "the best model")
             return
         calls = self.models[self.best_index][-1]["partial_fit_calls"]
         model = clone(self.owner.estimator)
@@ -360,9 +399,31 @@ class Run:
         )
         self.calls_run += calls
         try:
-            self.best_model = again.result().model
+            self.best_model = self._fetch(again, "the best model trained again")
         finally:
             again.release()
+
+    @staticmethod
+    def _arrivals(
+        window: Window[int], pushed: Pushed
+    ) -> Iterator[tuple[distributed.Future | None, Any, int]]:
+        """What came, waiting for both at once: the scores pushed (without a
+        future), then the score tasks' results (``(future, result, model)``)."""
+        harvested = window.next_batch(until=pushed.waiting)
+        for number, result in pushed.take():
+            yield None, result, number
+        yield from harvested
+
+    def _fetch(self, future: distributed.Future, what: str) -> Any:
+        what = f"{what} ({self.name} {self.best_index})"
+        return fetch(self.client, future, what).model
+
+    def _scored(self, window: Window[int], number: int, result: dict[str, Any]) -> None:
+        """A score pushed or returned: judged the first time it comes."""
+        calls = result["partial_fit_calls"]
+        if (number, calls) not in self._judged:
+            self._judged.add((number, calls))
+            self._record(window, number, result)
 
     def _record(self, window: Window[int], number: int, result: dict[str, Any]) -> None:
         calls, score = result["partial_fit_calls"], result["score"]
