@@ -113,7 +113,7 @@ from dasktune.run.submit import (
     Submitter,
     Window,
 )
-from dasktune.run.summary import RunReport
+from dasktune.run.summary import RunReport, all_failed_error
 from dasktune.run.tell import Teller
 from dasktune.run.timelimit import free_workers, stuck_worker
 
@@ -813,16 +813,7 @@ class Driver:
             state.last_error = outcome.error
 
     def _all_failed_error(self, report: RunReport, first: Outcome) -> BaseException:
-        exc = failure_exception(first)
-        note = (
-            f"dasktune: {self.name}: every evaluation failed ({report.failed} so "
-            "far); this is the first failure"
-        )
-        if not any(
-            "every evaluation failed" in n for n in getattr(exc, "__notes__", ())
-        ):
-            exc.add_note(note)
-        return exc
+        return all_failed_error(failure_exception(first), self.name, report.failed)
 
     def _check_failures(
         self, report: RunReport, outcomes: list[Outcome], last_error: str | None

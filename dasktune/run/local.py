@@ -37,7 +37,7 @@ from dasktune.run.policy import (
     with_trials,
 )
 from dasktune.run.startup import BackgroundStart
-from dasktune.run.summary import RunReport
+from dasktune.run.summary import RunReport, all_failed_error
 
 __all__ = ["Handover", "LocalRun", "continued", "run_here_first"]
 
@@ -293,13 +293,7 @@ class LocalRun:
     def _all_failed_error(self, report: RunReport, first: Outcome) -> BaseException:
         exc = first.exception
         assert exc is not None  # kept with every local failure
-        note = (
-            f"dasktune: {self.name}: every evaluation failed ({report.failed} so "
-            "far; run in the caller's process); this is the first failure"
-        )
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
-        return exc
+        return all_failed_error(exc, self.name, report.failed, "the caller's process")
 
 
 class Handover:

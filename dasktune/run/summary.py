@@ -56,3 +56,21 @@ class RunReport:
             and self.evaluated == 0
             and self.best_value == math.inf
         )
+
+
+def all_failed_error(
+    exc: BaseException, name: str, failed: int, where: str = ""
+) -> BaseException:
+    """``exc``, the first failure of a run whose every evaluation failed, noted
+    once as such (``where``: the caller's process, when the run was there).
+
+    The driver and the caller's-process run raise it the same way: one rule.
+    """
+    place = f"; run in {where}" if where else ""
+    note = (
+        f"dasktune: {name}: every evaluation failed ({failed} so far{place}); "
+        "this is the first failure"
+    )
+    if not any("every evaluation failed" in n for n in getattr(exc, "__notes__", ())):
+        exc.add_note(note)
+    return exc
