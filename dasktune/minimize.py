@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from dasktune._bounds import as_pairs
 from dasktune._checks import (
     check_bool,
     check_callable,
@@ -28,6 +27,7 @@ from dasktune._checks import (
     check_timeout,
     func_name,
 )
+from dasktune.optim.bounds import as_pairs
 from dasktune.optim.replicas import ReplicaPool
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
