@@ -91,15 +91,19 @@ class HereCalls:
         self.cache = PointCache()
         self.decision: ExecutionDecision | None = policy.forced
         self._probe: list[float] = []
-        self.batch = (0, 0.0)  # evaluations of the current generation, seconds
+        #: evaluations of the current generation, and their seconds
+        self.batch_count, self.batch_seconds = 0, 0.0
 
     def __call__(self, x: Any, *args: Any) -> float:
         # args: scipy's, the run's own (the objective gets self.args)
-        key = PointCache.key(x)
-        known = self.cache.values.get(key)
-        if known is not None:
+        if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous:
+            key = x.tobytes()  # PointCache.key's bytes, without its copy
+        else:
+            key = PointCache.key(x)
+        values = self.cache.values
+        if key in values:
             self.report.reused += 1
-            return known
+            return values[key]
         report = self.report
         if self.maxfev is not None and report.evaluated + report.failed >= self.maxfev:
             report.stopped = "n_trials"
@@ -107,19 +111,19 @@ class HereCalls:
         if self.deadline is not None and time.perf_counter() > self.deadline:
             report.stopped = "timeout"
             raise _Stopped
-        started = time.time()
         t0 = time.perf_counter()
         try:
-            raw = self.fun(np.array(x, dtype=float), *self.args)
+            # x as scipy gives it, as in scipy's serial run
+            raw = self.fun(x, *self.args)
             if type(raw) is float and raw == raw:  # a number, not NaN: as read
                 value = raw
             else:
-                values, _, _ = read_result(raw)
-                check_not_nan(values, {"x": np.asarray(x).tolist()})
-                value = values[0]
+                read, _, _ = read_result(raw)
+                check_not_nan(read, {"x": np.asarray(x).tolist()})
+                value = read[0]
         except Exception as err:
             seconds = time.perf_counter() - t0
-            self._failed(err, started, seconds)
+            self._failed(err, seconds)
             value = math.inf
         else:
             seconds = time.perf_counter() - t0
@@ -127,8 +131,9 @@ class HereCalls:
             if value < report.best_value:
                 report.best_value = value
                 report.best_params = {"x": np.asarray(x, dtype=float).tolist()}
-        self.cache.values[key] = value
-        self.batch = (self.batch[0] + 1, self.batch[1] + seconds)
+        values[key] = value
+        self.batch_count += 1
+        self.batch_seconds += seconds
         if self.decision is None:
             self._probe.append(seconds)
             self._decide(
@@ -136,7 +141,7 @@ class HereCalls:
             )
         return value
 
-    def _failed(self, err: Exception, started: float, seconds: float) -> None:
+    def _failed(self, err: Exception, seconds: float) -> None:
         report = self.report
         report.failed += 1
         if report.first_failure is None:
@@ -145,7 +150,7 @@ class HereCalls:
                 TrialStatus.FAILED,
                 error="".join(traceback.format_exception(err)),
                 exception=err,
-                started=started,
+                started=time.time() - seconds,
                 finished=time.time(),
                 duration=seconds,
             )
@@ -156,8 +161,8 @@ class HereCalls:
     def generation_done(self) -> None:
         """Show the generation just evaluated to the policy (a local run whose
         evaluations grew expensive moves)."""
-        count, seconds = self.batch
-        self.batch = (0, 0.0)
+        count, seconds = self.batch_count, self.batch_seconds
+        self.batch_count, self.batch_seconds = 0, 0.0
         if self.decision is not None and self.decision.where == "local":
             done = self.report.evaluated + self.report.failed
             self._decide(self.policy.revisit(count, seconds, done))
