@@ -73,7 +73,8 @@ def test_timeout_and_maxfev_stop_a_run_here():
     res = minimize(rosen, BOUNDS, seed=0, maxfev=25, maxiter=50, execution="local")
     assert not res.success and res.nfev_evaluated == 25 and res.nfev == 25
     assert "maxfev=25" in res.message and res.execution == "local"
-    res = minimize(turns_slow_always, BOUNDS, seed=0, timeout=0.05, maxiter=50,
+    # 15 s of evaluations without the timeout
+    res = minimize(turns_slow_always, BOUNDS, seed=0, timeout=1.0, maxiter=50,
                    execution="local")  # fmt: skip
     assert not res.success and "timeout" in res.message and res.x is not None
 
@@ -121,3 +122,11 @@ async def test_a_run_moved_mid_way_is_replayed_with_the_same_result(
     assert generations == list(range(1, len(generations) + 1)), generations
     np.testing.assert_array_equal(res.x, ref.x)
     assert res.fun == ref.fun and res.nfev == ref.nfev
+
+
+def test_a_raising_callback_raises_its_own_error_here():
+    def callback(intermediate_result):
+        raise LookupError("the callback's own")
+
+    with pytest.raises(LookupError, match="the callback's own"):
+        minimize(rosen, BOUNDS, seed=0, maxiter=5, callback=callback)
