@@ -38,7 +38,7 @@ from dasktune.optim.scipy_bridge import PointCache
 from dasktune.records import Outcome, TrialStatus
 from dasktune.run.base import ALL_FAILED_STOP
 from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, seconds_text
-from dasktune.run.summary import RunReport
+from dasktune.run.summary import RunReport, all_failed_error
 
 __all__ = [
     "CountedCallback",
@@ -179,14 +179,9 @@ class HereCalls:
         """The first failure's own exception, noted as every evaluation's."""
         first = self.report.first_failure
         assert first is not None and first.exception is not None
-        exc = first.exception
-        note = (
-            f"dasktune: {self.name}: every evaluation failed ({self.report.failed} "
-            "so far; run in the caller's process); this is the first failure"
+        return all_failed_error(
+            first.exception, self.name, self.report.failed, "the caller's process"
         )
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
-        return exc
 
 
 class HereMap:
