@@ -15,7 +15,6 @@ __all__ = [
     "check_int",
     "check_timeout",
     "func_name",
-    "key_part",
     "redact",
     "short_repr",
 ]
@@ -119,18 +118,3 @@ def func_name(fun: Callable[..., Any]) -> str:
         fun = fun.func
     name = getattr(fun, "__name__", None) or type(fun).__name__
     return "lambda" if name == "<lambda>" else name
-
-
-def key_part(name: str) -> str:
-    """``name`` as it survives in a Dask task group's name.
-
-    Dask names a task group by ``dask.utils.key_split``, which keeps the words of a
-    key up to the first one that is not purely alphabetic: ``map-neg_loglike-...``
-    would show as ``map``. Runs of other characters become one ``-``.
-
-    >>> key_part("neg_loglike")
-    'neg-loglike'
-    >>> key_part("svm grid 2")
-    'svm-grid'
-    """
-    return re.sub(r"[^A-Za-z]+", "-", name).strip("-") or "x"

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from dasktune._bounds import as_pairs
 from dasktune._checks import (
     check_bool,
     check_callable,
@@ -28,6 +27,7 @@ from dasktune._checks import (
     check_timeout,
     func_name,
 )
+from dasktune.optim.bounds import as_pairs
 from dasktune.optim.replicas import ReplicaPool
 from dasktune.optim.scipy_bridge import METHODS, ScipyAskTell, check_kwargs
 from dasktune.optim.spsa import check_bounds
@@ -35,6 +35,14 @@ from dasktune.records import MemoryRecorder
 from dasktune.run.base import BatchObjective, check_trial_timeout
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy, with_trials
+from dasktune.run.scipy_here import (
+    HereCalls,
+    Moved,
+    moved_policy,
+    replay_kwargs,
+    run_scipy_here,
+    skip_callbacks,
+)
 from dasktune.run.summary import RunReport
 from dasktune.spsa_run import SPSA
 
@@ -339,16 +347,71 @@ def _here_first(
     security: Security | None,
 ) -> OptimizeResult:
     """One scipy method run in this process first, handed over to the
-    cluster when its evaluations are worth a task (:mod:`dasktune.run.local`)."""
-    local = ScipyAskTell(method, pairs, **_with_args(kwargs, args))
+    cluster when its evaluations are worth a task: scipy's own function in
+    this thread first (:mod:`dasktune.run.scipy_here`); once the policy moves
+    the run, the same run replayed on the ask/tell path
+    (:mod:`dasktune.run.local`), its evaluations answered from the cache."""
+    calls = HereCalls(
+        cast(Callable[..., Any], fun), args, policy=policy, name=label,
+        maxfev=maxfev, timeout=timeout,
+    )  # fmt: skip
+    replay = replay_kwargs(method, kwargs)
+    try:
+        result = run_scipy_here(method, pairs, kwargs, calls)
+    except Moved as moved:
+        return _replayed(
+            method, pairs, replay, fun, args, calls, moved, policy=policy,
+            label=label, maxfev=maxfev, timeout=timeout, security=security,
+        )  # fmt: skip
+    report = calls.report
+    assert calls.decision is not None
+    if result is None:  # maxfev or the timeout
+        result = _stopped(method, report, report.evaluated + report.failed)
+    return _reported(result, "local", calls.decision.reason)
+
+
+def _replayed(
+    method: str,
+    pairs: np.ndarray,
+    kwargs: dict[str, Any],
+    fun: Any,
+    args: tuple[Any, ...],
+    calls: HereCalls,
+    moved: Moved,
+    *,
+    policy: ExecutionPolicy,
+    label: str,
+    maxfev: int | None,
+    timeout: float | None,
+    security: Security | None,
+) -> OptimizeResult:
+    """The run the policy moved to the cluster, replayed from its start on
+    the ask/tell path: the points evaluated here answered from ``calls``'
+    cache, the callback's calls made here not made again."""
+    here = calls.report
+    done = here.evaluated + here.failed
+    replay = skip_callbacks(kwargs, moved.callbacks)
+    local = ScipyAskTell(method, pairs, cache=calls.cache, **_with_args(replay, args))
     try:
         report = run_here_first(
-            local, cast(Callable[..., Any], fun), args, policy=policy, name=label, n_trials=maxfev,
-            timeout=timeout, security=security,
+            local, cast(Callable[..., Any], fun), args,
+            policy=moved_policy(policy, moved.decision), name=label,
+            n_trials=None if maxfev is None else maxfev - done,
+            timeout=None if timeout is None else max(timeout - here.elapsed, 1e-3),
+            security=security,
         )  # fmt: skip
     finally:
         local.close()
-    return _reported(_result(local, report), report.execution, report.execution_reason)
+    report.evaluated += here.evaluated
+    report.failed += here.failed
+    if here.best_value < report.best_value:
+        report.best_value, report.best_params = here.best_value, here.best_params
+    if local.result is None:
+        result = _stopped(method, report, local.evaluations + done)
+    else:
+        result = local.result
+        result.nfev_evaluated = report.evaluated
+    return _reported(result, report.execution, report.execution_reason)
 
 
 def _on_cluster(
@@ -587,7 +650,12 @@ def _result(optimizer: ScipyAskTell | ReplicaPool, report: RunReport) -> Optimiz
         if results and optimizer.finished:
             return _best_of(results, report.evaluated)
         evaluated = report.evaluated
-    # stopped early (maxfev, timeout): the best point evaluated
+    return _stopped(optimizer.method, report, evaluated)
+
+
+def _stopped(method: str, report: RunReport, evaluated: int) -> OptimizeResult:
+    """The result of a run stopped early (maxfev, timeout): the best point
+    evaluated, ``evaluated`` points asked."""
     x = None if report.best_params is None else np.asarray(report.best_params["x"])
     if report.stopped == "timeout":
         how_far = (
@@ -596,7 +664,7 @@ def _result(optimizer: ScipyAskTell | ReplicaPool, report: RunReport) -> Optimiz
         )
         if x is None:
             msg = (
-                f"minimize({optimizer.method!r}) reached its timeout with no "
+                f"minimize({method!r}) reached its timeout with no "
                 f"evaluation done: {how_far}; the evaluations in flight were "
                 "cancelled. Give a larger timeout, or check that the workers run"
             )

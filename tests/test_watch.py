@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import distributed
 from distributed.utils_test import async_poll_for, gen_cluster
 
 from dasktune.run import watch as watch_module
@@ -92,3 +93,17 @@ async def test_a_message_held_back_is_sent_when_its_time_comes(c, s, a, b):
         await send(slow, done)
     await send(slow, 6, final=True)
     await async_poll_for(lambda: sent("d2") == [3, 6], timeout=10)
+
+
+@gen_cluster(client=True)
+async def test_a_message_held_when_its_client_closes_is_dropped_quietly(c, s, a, b):
+    # Ctrl-C: the driver's client closes while a message waits its turn; its
+    # send must not raise from the event loop (it printed a traceback)
+    async with distributed.Client(s.address, asynchronous=True) as other:
+        announcer = Announcer(other, "closing", "d3", every=600.0)
+        for done in (1, 2):  # the second is held
+            await asyncio.to_thread(announcer.send, {"done": done, "finished": False})
+        assert announcer._held is not None
+    await announcer._flush()  # its timer fires after the close
+    assert announcer._held is None
+    assert [m["done"] for _, m in s.get_events(TOPIC) if m["driver"] == "d3"] == [1]

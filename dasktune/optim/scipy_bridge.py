@@ -27,8 +27,8 @@ import numpy as np
 import scipy.optimize
 from numpy.typing import NDArray
 
-from dasktune._bounds import as_pairs
 from dasktune.optim.base import Optimizer
+from dasktune.optim.bounds import as_pairs
 
 __all__ = ["METHODS", "PointCache", "ScipyAskTell", "check_kwargs", "check_problem"]
 

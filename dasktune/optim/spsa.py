@@ -61,10 +61,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import OptimizeResult
 
-from dasktune._bounds import as_pairs
 from dasktune._checks import check_int
 from dasktune.optim._signs import SIGNS, SignStream
 from dasktune.optim.base import Optimizer
+from dasktune.optim.bounds import as_pairs
 
 __all__ = ["Phase", "SPSAOptimizer", "SPSAPoint", "SPSAState", "check_bounds"]
 

@@ -94,6 +94,8 @@ class Announcer:
                 return
             self._sent = time.monotonic()
         scheduler = self.client.scheduler
+        if scheduler is None or self.client.status != "running":
+            return  # the client closed while the message waited (Ctrl-C): nobody to tell
         message = _message(self.search, self.driver, state)
         try:
             await scheduler.log_event(topic=TOPIC, msg=message)

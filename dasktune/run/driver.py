@@ -73,7 +73,6 @@ from typing import Any
 
 import distributed
 
-from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
 from dasktune.records import (
@@ -105,6 +104,7 @@ from dasktune.run.feed import FedWindow
 from dasktune.run.here import HereWindow
 from dasktune.run.mapping import Shipped
 from dasktune.run.options import RunOptions, check_execution
+from dasktune.run.progress import progress_bar
 from dasktune.run.report import ReportChannel, wants_trial
 from dasktune.run.routing import Routing
 from dasktune.run.sending import Sender

@@ -70,7 +70,7 @@ from distributed import get_worker
 from distributed.core import Status
 from distributed.protocol import to_serialize
 
-from dasktune._checks import key_part
+from dasktune.run.keys import key_part
 from dasktune.run.lost import NoWorkersClock
 from dasktune.run.submit import check_map
 

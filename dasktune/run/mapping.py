@@ -61,15 +61,15 @@ from dasktune._checks import (
     check_int,
     check_timeout,
     func_name,
-    key_part,
     short_repr,
 )
-from dasktune._progress import progress_bar
 from dasktune.exceptions import DasktuneError
 from dasktune.run.cluster import capacity, check_resources, get_client
+from dasktune.run.keys import key_part
 from dasktune.run.lost import explain_killed
 from dasktune.run.map_here import map_here
 from dasktune.run.policy import ExecutionPolicy
+from dasktune.run.progress import progress_bar
 from dasktune.run.retry import retried
 from dasktune.run.stop import cancelled_here
 from dasktune.run.submit import ChunkSizer, Window, raise_failed, split_sizes

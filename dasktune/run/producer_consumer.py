@@ -35,10 +35,10 @@ from dasktune._checks import (
     check_int,
     check_timeout,
     func_name,
-    key_part,
     short_repr,
 )
 from dasktune.run.cluster import capacity, get_client
+from dasktune.run.keys import key_part
 from dasktune.run.submit import Window, raise_failed, split_sizes
 from dasktune.run.travel import (
     PROCESS,

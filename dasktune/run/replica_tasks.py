@@ -23,10 +23,10 @@ import numpy as np
 import scipy.optimize
 from scipy.optimize import OptimizeResult
 
-from dasktune._checks import key_part
 from dasktune._values import as_value
 from dasktune.optim.replicas import replica_spec
 from dasktune.run.cluster import check_resources
+from dasktune.run.keys import key_part
 from dasktune.run.lost import explain_killed
 from dasktune.run.mapping import Shipped
 from dasktune.run.stop import cancelled_here

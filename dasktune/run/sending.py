@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 import distributed
 
-from dasktune._checks import key_part
 from dasktune.records import Outcome, TrialStatus
 from dasktune.run.evaluate import Group, GroupResult
+from dasktune.run.keys import key_part
 from dasktune.run.lost import explain_killed
 from dasktune.run.submit import ChunkSizer, Submitter, per_worker, split_sizes
 

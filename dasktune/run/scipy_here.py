@@ -1,0 +1,313 @@
+"""A scipy method run whole in the caller's thread, while the policy keeps it here.
+
+:func:`run_scipy_here` calls scipy's own function (``differential_evolution``,
+``shgo``) in the caller's thread, on the objective wrapped by :class:`HereCalls`,
+and DE's or shgo's ``workers=`` a map of dasktune's (:class:`HereMap`) that
+evaluates each generation here: no ask/tell thread, no driver turn per
+evaluation. It keeps the rules of :class:`~dasktune.run.local.LocalRun` where
+they bear on a result: a value is read by :func:`dasktune._values.read_result`
+and a NaN refused; a failing call is told ``+inf`` and the run goes on, and when
+every evaluation failed the first failure's own exception is raised; a point
+proposed again is answered from this run's cache; ``maxfev`` and the timeout are
+checked before each evaluation.
+
+The first evaluations are timed for the
+:class:`~dasktune.run.policy.ExecutionPolicy` ("auto"), and each generation
+is shown to it again; when it sends the run to the cluster, the run stops here
+(:class:`Moved`) with its evaluations kept in a
+:class:`~dasktune.optim.scipy_bridge.PointCache`: the caller replays the same
+seeded run on the ask/tell path, which answers these points from the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+
+from dasktune._values import check_not_nan, read_result
+from dasktune.optim.scipy_bridge import PointCache
+from dasktune.records import Outcome, TrialStatus
+from dasktune.run.base import ALL_FAILED_STOP
+from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, seconds_text
+from dasktune.run.summary import RunReport, all_failed_error
+
+__all__ = [
+    "CountedCallback",
+    "HereCalls",
+    "HereMap",
+    "Moved",
+    "moved_policy",
+    "replay_kwargs",
+    "run_scipy_here",
+    "skip_callbacks",
+]
+
+logger = logging.getLogger("dasktune")
+
+
+class Moved(BaseException):
+    """Raised inside scipy to stop a run the policy moved to the cluster
+    (a ``BaseException``: scipy lets it through)."""
+
+    def __init__(self, decision: ExecutionDecision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+        #: the user's callback's calls made here (set by ``run_scipy_here``)
+        self.callbacks = 0
+
+
+class _Stopped(BaseException):
+    """Raised inside scipy at ``maxfev`` or the timeout."""
+
+
+class HereCalls:
+    """``fun(x, *args)`` as scipy calls it in the caller's thread (see the
+    module notes); ``report`` and ``cache`` fill as it runs."""
+
+    def __init__(
+        self,
+        fun: Callable[..., Any],
+        args: tuple[Any, ...],
+        *,
+        policy: ExecutionPolicy,
+        name: str,
+        maxfev: int | None,
+        timeout: float | None,
+    ) -> None:
+        self.fun, self.args, self.policy, self.name = fun, args, policy, name
+        self.maxfev = maxfev
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.perf_counter() + timeout
+        self.report = RunReport(execution="local")
+        self.cache = PointCache()
+        self.decision: ExecutionDecision | None = policy.forced
+        self._probe: list[float] = []
+        #: evaluations of the current generation, and their seconds
+        self.batch_count, self.batch_seconds = 0, 0.0
+
+    def __call__(self, x: Any, *args: Any) -> float:
+        # args: scipy's, the run's own (the objective gets self.args)
+        if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous:
+            key = x.tobytes()  # PointCache.key's bytes, without its copy
+        else:
+            key = PointCache.key(x)
+        values = self.cache.values
+        if key in values:
+            self.report.reused += 1
+            return values[key]
+        report = self.report
+        if self.maxfev is not None and report.evaluated + report.failed >= self.maxfev:
+            report.stopped = "n_trials"
+            raise _Stopped
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            report.stopped = "timeout"
+            raise _Stopped
+        t0 = time.perf_counter()
+        try:
+            # x as scipy gives it, as in scipy's serial run
+            raw = self.fun(x, *self.args)
+            if type(raw) is float and raw == raw:  # a number, not NaN: as read
+                value = raw
+            else:
+                read, _, _ = read_result(raw)
+                check_not_nan(read, {"x": np.asarray(x).tolist()})
+                value = read[0]
+        except Exception as err:
+            seconds = time.perf_counter() - t0
+            self._failed(err, seconds)
+            value = math.inf
+        else:
+            seconds = time.perf_counter() - t0
+            report.evaluated += 1
+            if value < report.best_value:
+                report.best_value = value
+                report.best_params = {"x": np.asarray(x, dtype=float).tolist()}
+        values[key] = value
+        self.batch_count += 1
+        self.batch_seconds += seconds
+        if self.decision is None:
+            self._probe.append(seconds)
+            self._decide(
+                self.policy.after_probe(self._probe, report.evaluated + report.failed)
+            )
+        return value
+
+    def _failed(self, err: Exception, seconds: float) -> None:
+        report = self.report
+        report.failed += 1
+        if report.first_failure is None:
+            report.first_failure = Outcome(
+                "",  # not recorded: no store
+                TrialStatus.FAILED,
+                error="".join(traceback.format_exception(err)),
+                exception=err,
+                started=time.time() - seconds,
+                finished=time.time(),
+                duration=seconds,
+            )
+        if report.all_failed and report.failed >= ALL_FAILED_STOP:
+            # nothing has ever worked: stop now, not after maxiter generations
+            raise self.all_failed_error()
+
+    def generation_done(self) -> None:
+        """Show the generation just evaluated to the policy (a local run whose
+        evaluations grew expensive moves)."""
+        count, seconds = self.batch_count, self.batch_seconds
+        self.batch_count, self.batch_seconds = 0, 0.0
+        if self.decision is not None and self.decision.where == "local":
+            done = self.report.evaluated + self.report.failed
+            self._decide(self.policy.revisit(count, seconds, done))
+
+    def _decide(self, decision: ExecutionDecision | None) -> None:
+        if decision is None:
+            return
+        self.decision = decision
+        logger.debug("%s: execution %s: %s", self.name, decision.where, decision.reason)
+        if decision.where != "local":
+            raise Moved(decision)
+
+    def all_failed_error(self) -> BaseException:
+        """The first failure's own exception, noted as every evaluation's."""
+        first = self.report.first_failure
+        assert first is not None and first.exception is not None
+        return all_failed_error(
+            first.exception, self.name, self.report.failed, "the caller's process"
+        )
+
+
+class HereMap:
+    """scipy's ``workers=``: ``workers(func, iterable)`` evaluates a generation
+    in the caller's thread, then shows it to the policy."""
+
+    def __init__(self, calls: HereCalls) -> None:
+        self.calls = calls
+
+    def __call__(
+        self, func: Callable[[Any], Any], iterable: Iterable[Any]
+    ) -> list[Any]:
+        values = [func(x) for x in iterable]
+        self.calls.generation_done()
+        return values
+
+
+def run_scipy_here(
+    method: str,
+    pairs: np.ndarray,
+    kwargs: dict[str, Any],
+    calls: HereCalls,
+) -> scipy.optimize.OptimizeResult | None:
+    """scipy's ``method`` on ``calls`` in this thread: its result, or ``None``
+    when stopped at ``maxfev`` or the timeout (``calls.report`` says which).
+
+    Raises
+    ------
+    Moved
+        When the policy sent the run to the cluster.
+    Exception
+        The first failure's, when every evaluation failed; scipy's own.
+    """
+    kwargs = dict(kwargs)
+    counted = None
+    if kwargs.get("callback") is not None:
+        counted = kwargs["callback"] = CountedCallback(kwargs["callback"])
+    if method == "differential_evolution":
+        if kwargs.setdefault("updating", "deferred") == "deferred":
+            kwargs["workers"] = HereMap(calls)
+    else:  # shgo
+        kwargs["workers"] = HereMap(calls)
+    bounds = [tuple(pair) for pair in pairs.tolist()]
+    started = time.perf_counter()
+    report = calls.report
+    try:
+        result = getattr(scipy.optimize, method)(calls, bounds, **kwargs)
+    except _Stopped:
+        return None
+    except Moved as moved:
+        moved.callbacks = 0 if counted is None else counted.calls
+        raise
+    except Exception as err:
+        if report.all_failed and report.first_failure is not None:
+            exc = calls.all_failed_error()
+            if exc is err:
+                raise
+            raise exc from err
+        raise
+    finally:
+        report.elapsed = time.perf_counter() - started
+    if report.all_failed and report.first_failure is not None:
+        raise calls.all_failed_error()
+    report.stopped = "finished"
+    if calls.decision is None:  # finished while still timing
+        fastest = seconds_text(min(calls._probe, default=0.0))
+        calls.decision = ExecutionDecision(
+            "local",
+            "the run ended within the evaluations timed to decide (the fastest "
+            f"took {fastest}), in the caller's process",
+        )
+    result.nfev_evaluated = report.evaluated
+    return result
+
+
+class CountedCallback:
+    """The user's callback, counting its calls (scipy reads its signature)."""
+
+    def __init__(self, callback: Callable[..., Any], skip: int = 0) -> None:
+        self.callback = callback
+        self.calls = 0
+        self.skip = skip
+        functools.update_wrapper(self, callback)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.skip:  # made already, before a replay
+            return None
+        return self.callback(*args, **kwargs)
+
+
+def replay_kwargs(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """scipy's keywords for replaying from its start a run begun with
+    ``kwargs``: its ``rng``/``seed`` as it was before the run (a copy of a
+    Generator; numpy's global state, which scipy's DE draws from without one,
+    restored by :func:`skip_callbacks` then)."""
+    replay = dict(kwargs)
+    for name in ("rng", "seed"):
+        given = kwargs.get(name)
+        if given is not None and not isinstance(given, int | np.integer):
+            replay[name] = copy.deepcopy(given)
+    if method == "differential_evolution" and all(
+        kwargs.get(name) is None for name in ("rng", "seed")
+    ):
+        replay["_global_state"] = np.random.get_state()
+    return replay
+
+
+def skip_callbacks(replay: dict[str, Any], made: int) -> dict[str, Any]:
+    """``replay`` (from :func:`replay_kwargs`) ready for the replay: the
+    callback's first ``made`` calls skipped (made before), numpy's global
+    random state as the run found it."""
+    replay = dict(replay)
+    state = replay.pop("_global_state", None)
+    if state is not None:
+        np.random.set_state(state)
+    if replay.get("callback") is not None:
+        replay["callback"] = CountedCallback(replay["callback"], skip=made)
+    return replay
+
+
+def moved_policy(
+    policy: ExecutionPolicy, decision: ExecutionDecision
+) -> ExecutionPolicy:
+    """``policy`` with its decision taken: the replay's ask/tell run starts the
+    cluster at once, going on here until it is up."""
+    moved = copy.copy(policy)
+    moved.forced = decision
+    return moved
