@@ -398,7 +398,7 @@ def _replayed(
             policy=moved_policy(policy, moved.decision), name=label,
             n_trials=None if maxfev is None else maxfev - done,
             timeout=None if timeout is None else max(timeout - here.elapsed, 1e-3),
-            security=security,
+            security=security, timed=calls.timed,
         )  # fmt: skip
     finally:
         local.close()

@@ -84,6 +84,7 @@ class LocalRun:
         n_trials: int | None = None,
         timeout: float | None = None,
         start: Callable[[], BackgroundStart] | None = None,
+        timed: tuple[int, float] = (0, 0.0),
     ) -> None:
         self.optimizer = optimizer
         self.objective = objective
@@ -101,7 +102,7 @@ class LocalRun:
         self.decision: ExecutionDecision | None = policy.forced
         self._cache: dict[Hashable, float | None] = {}  # by hash: value, None failed
         self._probe: list[float] = []
-        self._timed = (0, 0.0)  # evaluations made here, and their seconds
+        self._timed = timed  # evaluations made here (before too), their seconds
 
     @property
     def cost(self) -> float | None:
@@ -355,6 +356,7 @@ def run_here_first(
     n_trials: int | None = None,
     timeout: float | None = None,
     security: Any = None,
+    timed: tuple[int, float] = (0, 0.0),
 ) -> RunReport:
     """Run ``fun(x, *args)`` on ``optimizer`` in this process while the policy
     keeps it local; when it moves the run to the cluster, go on there: on the
@@ -362,6 +364,9 @@ def run_here_first(
     the run goes on here (``distributed`` is imported only then).
 
     The policy must not have forced the cluster (the caller runs it there).
+    ``timed``: evaluations made here before this run and their seconds (a
+    run replayed after scipy ran in this thread), so that the cluster part
+    knows their cost.
     """
     objective = VectorObjective(fun, args, paired)
     start = None
@@ -370,6 +375,7 @@ def run_here_first(
     local = LocalRun(
         optimizer, objective, policy=policy, name=name, to_record=point_record,
         to_key=point_key, n_trials=n_trials, timeout=timeout, start=start,
+        timed=timed,
     )  # fmt: skip
     report, handed = local.run()
     done = report.evaluated + report.failed

@@ -93,6 +93,9 @@ class HereCalls:
         self._probe: list[float] = []
         #: evaluations of the current generation, and their seconds
         self.batch_count, self.batch_seconds = 0, 0.0
+        #: every evaluation made here and their seconds: a replay moved to the
+        #: cluster is handed them, its cost known (how trials go decided at once)
+        self.timed = (0, 0.0)
 
     def __call__(self, x: Any, *args: Any) -> float:
         # args: scipy's, the run's own (the objective gets self.args)
@@ -134,6 +137,7 @@ class HereCalls:
         values[key] = value
         self.batch_count += 1
         self.batch_seconds += seconds
+        self.timed = (self.timed[0] + 1, self.timed[1] + seconds)
         if self.decision is None:
             self._probe.append(seconds)
             self._decide(
