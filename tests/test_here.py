@@ -6,9 +6,6 @@ or run twice."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -18,6 +15,7 @@ from distributed.utils_test import gen_cluster
 from dasktune import Float, Search
 from dasktune.run.here import HereWindow, runs_here, search_policy
 from dasktune.run.policy import ExecutionPolicy
+from tests.subprocesses import last_json
 from tests.test_local import _group_alive
 from tests.waiting import poll_until
 
@@ -149,13 +147,7 @@ def test_an_expensive_search_moves_to_the_cluster_started_meanwhile(tmp_path):
                 }}))
         """
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    ) as proc:  # fmt: skip
-        out, err = proc.communicate(timeout=280)
-    assert proc.returncode == 0, err
-    seen = json.loads(out.strip().splitlines()[-1])
+    seen, pid = last_json(code)
     # every trial once, done, wherever it ran
     assert seen["evaluated"] == seen["n"] == seen["numbers"] == seen["done"] == 120
     assert "took" in seen["reason"], seen
@@ -166,7 +158,7 @@ def test_an_expensive_search_moves_to_the_cluster_started_meanwhile(tmp_path):
         assert 0 < seen["on_workers"] < 120, seen
     else:  # a slow start: the run ended here first
         assert "the run ended in the caller's process" in seen["reason"], seen
-    poll_until(lambda: not _group_alive(proc.pid), what="the script's processes to end")
+    poll_until(lambda: not _group_alive(pid), what="the script's processes to end")
 
 
 def napping(params):

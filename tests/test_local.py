@@ -21,6 +21,7 @@ from dasktune.optim.scipy_bridge import ScipyAskTell
 from dasktune.run.base import ALL_FAILED_STOP
 from dasktune.run.local import run_here_first
 from dasktune.run.policy import ExecutionPolicy
+from tests.subprocesses import last_json
 from tests.waiting import poll_until
 
 BOUNDS = [(-5.0, 5.0)] * 3
@@ -191,17 +192,11 @@ def test_an_expensive_objective_moves_to_the_cluster_started_meanwhile():
             }))
         """
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    ) as proc:  # fmt: skip
-        out, err = proc.communicate(timeout=280)
-    assert proc.returncode == 0, err
-    seen = json.loads(out.strip().splitlines()[-1])
+    seen, pid = last_json(code)
     assert seen["same"] and seen["distributed"] and "took" in seen["reason"], seen
     # nothing of the cluster outlives the script, though its start was under
     # way when the run ended (exit waits for it, then closes it)
-    poll_until(lambda: not _group_alive(proc.pid), what="the script's processes to end")
+    poll_until(lambda: not _group_alive(pid), what="the script's processes to end")
     # the cluster started in the background while the run went on here: it
     # moved there once the cluster was up, or ended here first (a slow start)
     overlap = {

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from dasktune.optim.pruners import SuccessiveHalvingPruner
 from dasktune.sklearn import HyperbandSearchCV, SuccessiveHalvingSearchCV
 from dasktune.sklearn.ledger import Ledger
 from dasktune.store.sql import TrialStore
+from tests.subprocesses import launch
 
 X, Y = load_digits(return_X_y=True)
 PARAMS = {"alpha": loguniform(1e-6, 1e0), "penalty": ["l2", "l1"]}
@@ -150,20 +150,7 @@ def _stored(url: str) -> dict[int, dict]:
 
 
 def _launch(url: str, log: Path, sleep: float) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([os.getcwd(), str(SCRIPT.parent)]),
-        "FIT_LOG": str(log),
-        "STEP_SLEEP": str(sleep),
-    }
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-        env=env,
-    )
+    return launch(SCRIPT, url, env={"FIT_LOG": str(log), "STEP_SLEEP": str(sleep)})
 
 
 @pytest.mark.timeout(600)  # two driver processes starting scikit-learn and Dask

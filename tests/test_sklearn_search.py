@@ -13,7 +13,6 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import dasktune.sklearn.base as base_module
 from dasktune.sklearn import GridSearchCV, RandomizedSearchCV
 from dasktune.sklearn.folds import FoldFit
 from dasktune.store.sql import TrialStore
+from tests.subprocesses import launch
 
 # scikit-learn's fits on a shared 2-core machine: slower than the default bound
 pytestmark = pytest.mark.timeout(300)
@@ -305,20 +305,7 @@ def _cv_fits(log: Path) -> collections.Counter[str]:
 
 
 def _launch(url: str, log: Path, sleep: float) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([os.getcwd(), str(SCRIPT.parent)]),
-        "FIT_LOG": str(log),
-        "FIT_SLEEP": str(sleep),
-    }
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-        env=env,
-    )
+    return launch(SCRIPT, url, env={"FIT_LOG": str(log), "FIT_SLEEP": str(sleep)})
 
 
 @pytest.mark.timeout(600)  # two driver processes starting scikit-learn and Dask
