@@ -93,9 +93,7 @@ class HereCalls:
         self._probe: list[float] = []
         #: evaluations of the current generation, and their seconds
         self.batch_count, self.batch_seconds = 0, 0.0
-        #: every evaluation made here and their seconds: a replay moved to the
-        #: cluster is handed them, its cost known (how trials go decided at once)
-        self.timed = (0, 0.0)
+        self.seconds = 0.0  # of every evaluation made here
 
     def __call__(self, x: Any, *args: Any) -> float:
         # args: scipy's, the run's own (the objective gets self.args)
@@ -137,7 +135,7 @@ class HereCalls:
         values[key] = value
         self.batch_count += 1
         self.batch_seconds += seconds
-        self.timed = (self.timed[0] + 1, self.timed[1] + seconds)
+        self.seconds += seconds
         if self.decision is None:
             self._probe.append(seconds)
             self._decide(
@@ -161,6 +159,12 @@ class HereCalls:
         if report.all_failed and report.failed >= ALL_FAILED_STOP:
             # nothing has ever worked: stop now, not after maxiter generations
             raise self.all_failed_error()
+
+    @property
+    def timed(self) -> tuple[int, float]:
+        """Evaluations made here and their seconds: handed to a replay moved
+        to the cluster, so that it knows their cost at once."""
+        return self.report.evaluated + self.report.failed, self.seconds
 
     def generation_done(self) -> None:
         """Show the generation just evaluated to the policy (a local run whose
