@@ -92,7 +92,7 @@ LAYERS = {
     "base": (
         "dasktune.records", "dasktune.direction", "dasktune.exceptions",
         "dasktune.space", "dasktune._checks", "dasktune._values",
-        "dasktune._pareto", "dasktune._quiet", "dasktune._lazy",
+        "dasktune._pareto", "dasktune._quiet", "dasktune._lazy", "dasktune._heartbeat",
     ),
     "optim": ("dasktune.optim",),
     "store": ("dasktune.store",),

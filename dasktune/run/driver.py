@@ -62,7 +62,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 import time
 import traceback
 import uuid
@@ -73,6 +72,7 @@ from typing import Any
 
 import distributed
 
+from dasktune._heartbeat import Heartbeat
 from dasktune.exceptions import DasktuneError, TooManyFailuresError
 from dasktune.optim.base import AskTell
 from dasktune.records import (
@@ -436,10 +436,7 @@ class Driver:
         self._known = _Known(self.space_size)
         self._bar = progress_bar(self.progress, total=self.total, desc=self.name)
         state = _Run(report, self._deadline, peeked=time.monotonic())
-        stop = threading.Event()
-        beat = threading.Thread(
-            target=self._beat, args=(stop,), name=f"dasktune-heartbeat-{self.name}"
-        )
+        beat = Heartbeat(self.recorder.heartbeat, self.heartbeat_seconds, self.name)
         beat.start()
         try:
             while not self._turn(state):
@@ -465,12 +462,12 @@ class Driver:
             running = self._flying.interrupt()
             if running is not None:
                 raised.add_note(f"dasktune: {running}")
-            for late in self._clean_up(stop, beat, state.outcomes):
+            for late in self._clean_up(beat, state.outcomes):
                 raised.add_note(_clean_up_note(self.name, late))
             if raised is err:
                 raise
             raise raised from err
-        errors = self._clean_up(stop, beat, state.outcomes)
+        errors = self._clean_up(beat, state.outcomes)
         if errors:
             for late in errors[1:]:
                 errors[0].add_note(_clean_up_note(self.name, late))
@@ -728,15 +725,12 @@ class Driver:
         }
         self._announcer.send(message, final=finished)
 
-    def _clean_up(
-        self, stop: threading.Event, beat: threading.Thread, outcomes: list[Outcome]
-    ) -> list[Exception]:
+    def _clean_up(self, beat: Heartbeat, outcomes: list[Outcome]) -> list[Exception]:
         """End the run: every step is tried; return the errors of those that
         raised (the caller decides which error wins)."""
         errors: list[Exception] = []
         steps: list[Callable[[], Any]] = [
-            stop.set,
-            beat.join,
+            beat.stop,
             self._bar.close,
             self._flying.cancel,
         ]
@@ -876,10 +870,6 @@ class Driver:
     @property
     def optimizer_wants_values(self) -> bool:
         return bool(self.optimizer.wants_values)
-
-    def _beat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat_seconds):
-            self.recorder.heartbeat()
 
     def _room(
         self, claimed: dict[str, _Pending], fresh: dict[str, _Pending], submitted: int

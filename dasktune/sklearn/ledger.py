@@ -24,8 +24,10 @@ import math
 import os
 import time
 import traceback
+from functools import partial
 from typing import Any
 
+from dasktune._heartbeat import Heartbeat
 from dasktune.records import (
     Claim,
     Decision,
@@ -58,6 +60,9 @@ class Ledger:
         The models' parameters, by model id.
     info : dict
         What the search was run with (JSON, recorded with the run).
+    heartbeat_seconds : float, optional
+        How often the fit tells other drivers it is alive, from its own
+        thread (a ``partial_fit`` step may outlast ``stale_after``).
     """
 
     def __init__(
@@ -66,6 +71,8 @@ class Ledger:
         name: str,
         candidates: list[dict[str, Any]],
         info: dict[str, Any],
+        *,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.owns_store = not isinstance(store, TrialStore)
         self.store: TrialStore = (
@@ -90,7 +97,10 @@ class Ledger:
         self.candidates = candidates
         self.model_of: dict[int, int] = {}  # trial number -> model id
         self.number_of: dict[int, int] = {}  # model id -> trial number
-        self._beat = time.monotonic()
+        # on its own thread: a partial_fit step may outlast stale_after
+        self.heartbeat = Heartbeat(
+            partial(self.store.heartbeat, self.driver), heartbeat_seconds, name
+        ).start()
 
     def claim(self) -> list[Decision]:
         """Claim every model: each one's decision, by model id.
@@ -159,19 +169,19 @@ class Ledger:
     def write(
         self, reports: list[tuple[int, int, float, float]], outcomes: list[Outcome]
     ) -> None:
-        """Store scores, then the ends they decided (and beat when due)."""
+        """Store scores, then the ends they decided."""
         if reports:
             self.store.add_values(self.search_id, reports)
         if outcomes:
             self.store.sync(self.search_id, self.driver, outcomes, [])
-        if time.monotonic() - self._beat >= HEARTBEAT_SECONDS:
-            self.store.heartbeat(self.driver)
-            self._beat = time.monotonic()
 
     def close(self) -> None:
         """Give back the models still held (a fit interrupted), end the run."""
         try:
-            self.store.release(self.search_id, self.driver)
+            try:
+                self.heartbeat.stop()
+            finally:
+                self.store.release(self.search_id, self.driver)
         finally:
             if self.owns_store:
                 self.store.close()
