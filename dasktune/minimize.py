@@ -38,6 +38,7 @@ from dasktune.run.policy import ExecutionPolicy, with_trials
 from dasktune.run.scipy_here import (
     HereCalls,
     Moved,
+    hand_back_random_state,
     moved_policy,
     replay_kwargs,
     run_scipy_here,
@@ -359,10 +360,13 @@ def _here_first(
     try:
         result = run_scipy_here(method, pairs, kwargs, calls)
     except Moved as moved:
-        return _replayed(
-            method, pairs, replay, fun, args, calls, moved, policy=policy,
-            label=label, maxfev=maxfev, timeout=timeout, security=security,
-        )  # fmt: skip
+        try:
+            return _replayed(
+                method, pairs, replay, fun, args, calls, moved, policy=policy,
+                label=label, maxfev=maxfev, timeout=timeout, security=security,
+            )  # fmt: skip
+        finally:
+            hand_back_random_state(kwargs, replay)
     report = calls.report
     assert calls.decision is not None
     if result is None:  # maxfev or the timeout

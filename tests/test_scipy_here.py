@@ -98,11 +98,14 @@ async def test_a_run_moved_mid_way_is_replayed_with_the_same_result(
     if seeding == "global":
         np.random.seed(7)  # scipy's DE draws from numpy's global state
         ref = differential_evolution(rosen, BOUNDS, updating="deferred", **kw)
+        after = np.random.random()  # what the next draw is after scipy's run
         np.random.seed(7)
     else:
+        generator = np.random.default_rng(7)
         ref = differential_evolution(
-            rosen, BOUNDS, updating="deferred", rng=np.random.default_rng(7), **kw
+            rosen, BOUNDS, updating="deferred", rng=generator, **kw
         )
+        after = generator.random()
         kw["rng"] = np.random.default_rng(7)
     generations: list[int] = []
 
@@ -122,6 +125,10 @@ async def test_a_run_moved_mid_way_is_replayed_with_the_same_result(
     assert generations == list(range(1, len(generations) + 1)), generations
     np.testing.assert_array_equal(res.x, ref.x)
     assert res.fun == ref.fun and res.nfev == ref.nfev
+    # the random state is left where scipy leaves it: a second call goes on
+    # as it would after scipy's (the replay drew from a copy of the Generator)
+    draw = np.random.random() if seeding == "global" else kw["rng"].random()
+    assert draw == after
 
 
 def test_a_raising_callback_raises_its_own_error_here():

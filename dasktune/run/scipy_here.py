@@ -298,6 +298,24 @@ def replay_kwargs(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     return replay
 
 
+def hand_back_random_state(kwargs: dict[str, Any], replay: dict[str, Any]) -> None:
+    """Leave the ``rng``/``seed`` the user gave in ``kwargs`` where the
+    replay left its copy (from :func:`replay_kwargs`): where scipy's own run
+    would have left it, so a second call with it goes on as after scipy's."""
+    for name in ("rng", "seed"):
+        given, copied = kwargs.get(name), replay.get(name)
+        if given is copied:
+            continue
+        if isinstance(given, np.random.Generator) and isinstance(
+            copied, np.random.Generator
+        ):
+            given.bit_generator.state = copied.bit_generator.state
+        elif isinstance(given, np.random.RandomState) and isinstance(
+            copied, np.random.RandomState
+        ):
+            given.set_state(copied.get_state())
+
+
 def skip_callbacks(replay: dict[str, Any], made: int) -> dict[str, Any]:
     """``replay`` (from :func:`replay_kwargs`) ready for the replay: the
     callback's first ``made`` calls skipped (made before), numpy's global
