@@ -80,6 +80,18 @@ async def test_reports_and_stops_travel_on_the_line_alone(c, s, a, b):
     assert channel.verdict(1).reason == "trial 1 step 3"
 
 
+def test_the_line_reaches_worker_processes(client):
+    # the trial runs in a worker process: its reports reach this process's
+    # channel on the line, and it waits at step 3 for the stop
+    with ReportChannel(client, StopOdd()) as channel:
+        params = {"rate": 1.0, "epochs": 40, "hold_at": 3}
+        trial = client.submit(run_trial, 1, params, channel.route, pure=False)
+        status, last_step, _ = trial.result(timeout=60)
+        poll_until(lambda: channel.last(1) == (3, 2.5), what="trial 1's step 3")
+    assert (status, last_step) == ("pruned", 3)
+    assert channel.line_reports == 4
+
+
 @gen_cluster(client=True)
 async def test_a_report_on_the_line_is_also_an_event_counted_once(c, s, a, b):
     # the event copy draws the dashboard page's curves

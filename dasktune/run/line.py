@@ -219,8 +219,12 @@ class WorkerEnd:
                 break
             body = bytes(buffer[_HEADER.size : _HEADER.size + size])
             del buffer[: _HEADER.size + size]
-            message = decode(body)  # the driver's own frames: a list of ints
-            numbers.extend(int(n) for n in message)
+            try:  # the driver's frames: lists of trial numbers
+                numbers.extend(int(n) for n in decode(body))
+            except (ValueError, TypeError) as err:
+                self._give_up(f"the driver sent a frame that is not a stop ({err})")
+                buffer.clear()
+                break
         return numbers
 
     def _connect(self) -> bool:

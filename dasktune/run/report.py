@@ -520,10 +520,11 @@ class ReportChannel:
         self._spawn(scheduler.log_event(topic=stop_topic(self.key), msg=[number]))
 
     async def _tell_worker(self, where: str, number: int) -> None:
-        """Mark trial ``number`` stopped in the process of worker ``where``:
-        straight from this client (one hop: ``benchmarks/bench_stop_latency.py``
-        measured it ~1.5 ms sooner at the median than through the scheduler,
-        and half the p90), else through the scheduler (a client told
+        """Mark trial ``number`` stopped in the process of worker ``where``
+        (a trial without the line): straight from this client (one hop:
+        ``benchmarks/bench_stop_latency.py`` measured it, before the line,
+        ~1.5 ms sooner at the median than through the scheduler, and half the
+        p90), else through the scheduler (a client told
         ``direct_to_workers=False``, or that cannot reach the workers: then
         every later stop goes that way at once)."""
         message = {
