@@ -18,8 +18,8 @@ from distributed.security import Security
 from distributed.utils_test import BlockedGetData, async_poll_for, gen_cluster
 
 from dasktune.optim.pruners import SuccessiveHalvingPruner
-from dasktune.run import line as line_module
-from dasktune.run.line import Line, decode, encode, line_host, worker_end
+from dasktune.run.line import MAX_FRAME, Line, decode, encode, worker_end
+from dasktune.run.line_server import line_host
 from dasktune.run.report import ReportChannel, TrialHandle, report_topic
 from tests.test_report import MAX_EPOCHS, StopOdd, run_trial
 from tests.test_sklearn_pushed import X, Y, _judged_once, _search, _steps
@@ -187,7 +187,7 @@ async def test_wrong_tokens_and_bad_frames_are_refused_and_the_line_serves_on(
             [token, encode({"number": 1})],  # not a report
             [token, encode([1, 0, float("nan"), 0.0, "w"])],
             [token, encode([1, 0, "0.5", 0.0, "w"])],
-            [token, struct.pack("!I", line_module.MAX_FRAME + 1)],
+            [token, struct.pack("!I", MAX_FRAME + 1)],
         ]
         for frames in refused:
             assert await _exchange(line, *frames) == b""  # closed at once

@@ -72,7 +72,8 @@ import numpy as np
 from distributed.protocol import pickle as _pickle
 
 from dasktune.optim.pruners import Pruner, Verdict, check_report
-from dasktune.run.line import Connection, Line, LineServer, WorkerEnd, worker_end
+from dasktune.run.line import Line, WorkerEnd, worker_end
+from dasktune.run.line_server import Connection, LineServer
 
 __all__ = ["ReportChannel", "TrialHandle", "report_topic", "stop_topic", "wants_trial"]
 
@@ -431,7 +432,7 @@ class ReportChannel:
     @property
     def line(self) -> Line | None:
         """Where the trials reach this channel directly (``None``: no line,
-        :func:`~dasktune.run.line.line_host`)."""
+        :func:`~dasktune.run.line_server.line_host`)."""
         return self._server.line
 
     @property

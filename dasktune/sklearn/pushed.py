@@ -29,7 +29,8 @@ from typing import Any, Self
 
 import distributed
 
-from dasktune.run.line import Connection, Line, LineServer, worker_end
+from dasktune.run.line import Line, worker_end
+from dasktune.run.line_server import Connection, LineServer
 from dasktune.run.report import report_topic
 from dasktune.run.submit import Window
 
