@@ -95,7 +95,8 @@ class Connection:
 
 
 class _Refused(Exception):
-    """A frame the line does not accept (too large, or not msgpack)."""
+    """What closes a connection: a wrong token, or a frame too large, not
+    msgpack, or of the wrong shape."""
 
 
 async def _read(reader: asyncio.StreamReader) -> Any:
