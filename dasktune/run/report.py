@@ -27,8 +27,8 @@ stop):
   the connection the trial reported on; ``should_prune()`` reads what came
   without blocking, then is a set lookup. Neither Dask's batched streams nor
   the worker's event loop (which waits for the GIL while the objective
-  computes) are on the way: report -> the trial knows, median 2.6 ms with
-  20 ms epochs, against 30 ms through Dask alone;
+  computes) are on the way: report -> the trial knows, median 2-5 ms with
+  20 ms epochs, against 6-30 ms through Dask alone;
 - every report is also a Dask *event*: ``Worker.log_event`` puts it on the
   worker's batched stream to the scheduler, which pushes it to the driver's
   client, subscribed to the run's report topic. It draws the dashboard page's
