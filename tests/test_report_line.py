@@ -12,6 +12,7 @@ import struct
 from types import SimpleNamespace
 
 import dask.config
+import psutil
 import pytest
 from distributed import Worker
 from distributed.security import Security
@@ -216,6 +217,21 @@ async def test_the_line_closes_with_the_channel_and_the_workers_sockets_too(c, s
         assert worker_end(second.line).connected
     await c.submit(run_trial, 0, {"rate": 1.0, "epochs": 2}, _dead_line(second.line))
     assert not worker_end(second.line).connected
+    # no socket of either line is left open in this process (the workers'
+    # ends and the driver's, here one process): no file descriptor leaks
+    ports = {first.line.port, second.line.port}
+    await async_poll_until(
+        lambda: not _sockets_on(ports), what="the lines' sockets to close",
+        state=lambda: _sockets_on(ports),
+    )  # fmt: skip
+
+
+def _sockets_on(ports: set[int]) -> list:
+    """This process's TCP sockets from or to one of ``ports``."""
+    return [
+        c for c in psutil.Process().net_connections("tcp")
+        if c.laddr.port in ports or (c.raddr and c.raddr.port in ports)
+    ]  # fmt: skip
 
 
 def test_the_line_is_plain_tcp_off_under_tls_and_on_inproc_at_home():
