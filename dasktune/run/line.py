@@ -10,7 +10,7 @@ and each worker process opens one connection per run (:func:`worker_end`),
 from the objective's own thread, on its first report. This module holds what
 the worker needs; the driver's end is in :mod:`dasktune.run.line_server`.
 
-- A report is one frame sent with a blocking ``sendall`` (microseconds), a stop
+- A report is one frame sent with a blocking ``sendall`` (tens of µs), a stop
   one frame back on the same connection; the trial's ``should_prune()`` reads
   it without blocking (:meth:`WorkerEnd.drain`). No thread runs on the worker.
 - A frame is a 4-byte big-endian length and a msgpack body of plain values

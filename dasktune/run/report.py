@@ -22,7 +22,7 @@ stop):
 - on the run's direct line (:mod:`dasktune.run.line`): the driver's channel
   listens on a TCP port of its own, and each worker process opens one
   connection per run on its first report, from the objective's thread. A
-  report is one small frame (``sendall``, microseconds); the channel hands it
+  report is one small frame (``sendall``, tens of µs); the channel hands it
   to the pruner on the client's event loop at once, and writes a stop back on
   the connection the trial reported on; ``should_prune()`` reads what came
   without blocking, then is a set lookup. Neither Dask's batched streams nor
