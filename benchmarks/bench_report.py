@@ -5,17 +5,23 @@ Run: ``python benchmarks/bench_report.py`` (about half a minute).
 A LocalCluster of 2 single-threaded worker processes. One trial on a worker
 reports ``N`` values, asking after each whether to stop, through:
 
-(a) dasktune's channel (``dasktune.run.report``): ``Worker.log_event`` on the
-    worker's batched stream, decisions pushed back as events the worker
-    process subscribed to, ``should_prune()`` a set lookup;
+(a) dasktune's channel (``dasktune.run.report``): each report on the direct
+    line (``dasktune.run.line``: a frame on the worker process's TCP
+    connection to the driver, the stop back on it, read by ``should_prune()``
+    without blocking) and as an event (``Worker.log_event``, for the
+    dashboard's page);
+(a') the same channel without the line (``TrialHandle`` given the key only):
+    events on the worker's batched stream, decisions pushed back by ``run``
+    on the worker and as events the worker process subscribed to,
+    ``should_prune()`` a set lookup;
 (b) ``log_event`` for the report, a ``distributed.Variable`` of stopped trials
     read at each check;
 (c) a ``distributed.Queue`` put per report, the same Variable read per check;
 (d) a Dask actor on the other worker whose ``report`` returns the decision.
 
 Printed: the cost per report on the worker (report + check), the time until the
-driver has received all ``N``, and for (a) the delay from the driver's decision
-to the worker seeing it. What survives a lost worker is argued in the module
+driver has received all ``N``, and for (a) and (a') the delay from the
+driver's decision to the worker seeing it. What survives a lost worker is argued in the module
 notes of ``dasktune/run/report.py``: events and the Queue live on the scheduler,
 an actor dies with its worker.
 """
@@ -135,12 +141,14 @@ def main() -> None:
     ):  # fmt: skip
         rows = []
 
-        with ReportChannel(client) as channel:
-            started = time.perf_counter()
-            per = client.submit(via_channel, channel.key, pure=False).result()
-            wait_until(lambda: channel.last(0) == (N - 1, 1.0 / N))
-            rows.append(("(a) events both ways (dasktune)", per,
-                         time.perf_counter() - started))  # fmt: skip
+        for name, line in (("(a) the line + an event (dasktune)", True),
+                           ("(a') events both ways (no line)", False)):  # fmt: skip
+            with ReportChannel(client) as channel:
+                started = time.perf_counter()
+                route = channel.route if line else channel.key
+                per = client.submit(via_channel, route, pure=False).result()
+                wait_until(lambda: channel.last(0) == (N - 1, 1.0 / N))
+                rows.append((name, per, time.perf_counter() - started))
 
         Variable("stopped-b", client=client).set([])
         seen: list[object] = []
@@ -172,15 +180,18 @@ def main() -> None:
         per = client.submit(via_actor, sink, workers=[workers[0]], pure=False).result()
         rows.append(("(d) actor call", per, time.perf_counter() - started))
 
-        pruner = StopAt()
-        with ReportChannel(client, pruner) as channel:
-            seen_at = client.gather(
-                [
-                    client.submit(until_stopped, n, channel.key, pure=False)
-                    for n in range(6)
-                ]
-            )
-        delays = [seen_at[n] - pruner.decided[n] for n in range(6)]
+        delays = {}
+        for name, line in (("(a)", True), ("(a')", False)):
+            pruner = StopAt()
+            with ReportChannel(client, pruner) as channel:
+                route = channel.route if line else channel.key
+                seen_at = client.gather(
+                    [
+                        client.submit(until_stopped, n, route, pure=False)
+                        for n in range(6)
+                    ]
+                )
+            delays[name] = [seen_at[n] - pruner.decided[n] for n in range(6)]
 
     print(f"{N} reports from one trial, each followed by a check; 2 worker processes")
     print(f"{'transport':40s} {'per report':>12s} {'all received':>14s}")
@@ -190,10 +201,11 @@ def main() -> None:
             f"{name:40s} {per * 1e6:9.1f} µs {total * 1e3:11.1f} ms"
             f"   {per / floor:7.1f}× (a)"
         )
-    print(
-        f"(a) decision to worker: median {statistics.median(delays) * 1e3:.1f} ms "
-        f"(max {max(delays) * 1e3:.1f} ms) over 6 trials reporting every ~1 ms"
-    )
+    for name, delay in delays.items():
+        print(
+            f"{name} decision to worker: median {statistics.median(delay) * 1e3:.1f}"
+            f" ms (max {max(delay) * 1e3:.1f} ms) over 6 trials reporting every ~1 ms"
+        )
 
 
 if __name__ == "__main__":

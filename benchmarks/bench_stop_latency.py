@@ -1,6 +1,13 @@
 """Report -> stop latency: how soon a running trial learns the pruner stopped it.
 
-Run: ``python benchmarks/bench_stop_latency.py`` (about half a minute).
+Run: ``python benchmarks/bench_stop_latency.py`` (about a minute).
+
+Every measure is taken twice in the same run: through the direct line
+(:mod:`dasktune.run.line`: reports and scores on a TCP connection from the
+trial's thread to the driver, stops back on it) and, the peer, through Dask
+alone (``dask.config.set({"dasktune.report-line": False})``: reports and
+scores as events, worker -> scheduler -> the driver's client, stops by
+``run`` on the worker, as every report travelled before the line).
 
 (a) dasktune's ``Search`` with ASHA (``SuccessiveHalvingPruner(1, 3,
     max_resource=27)``) on a 2-process ``LocalCluster`` (2 threads each): 60
@@ -13,9 +20,6 @@ Run: ``python benchmarks/bench_stop_latency.py`` (about half a minute).
     driver's decision, and how many steps trials reported past the step their
     stop was decided at. The issue's target: median <= 10 ms, and no step past
     the decision with epochs >= 20 ms.
-    The peer, in the same run: the same 20 ms search through a client made
-    with ``direct_to_workers=False``, whose stops travel through the
-    scheduler (as every stop did before they went straight to the worker).
 (b) ``HyperbandSearchCV`` (``SGDClassifier`` on ``load_digits``, ``max_iter=27``)
     on the same cluster: a model's step is a task the driver sends only once
     the previous score is decided, so a stopped model runs no step past its
@@ -27,7 +31,8 @@ Run: ``python benchmarks/bench_stop_latency.py`` (about half a minute).
     worker -> scheduler -> the driver's client), and the driver decides on
     it; the task's end and result, which ``as_completed`` waited for before,
     come later. With ``partial_fit`` busy in the worker's threads, the
-    worker's event loop waits for the GIL and a core before the event leaves.
+    worker's event loop waits for the GIL and a core before an event leaves;
+    the line's frame leaves from the task's own thread.
 
 Both clocks are this machine's (``time.time()`` in every process).
 """
@@ -42,6 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import dask.config
 import numpy as np
 from distributed import Client, LocalCluster, get_task_stream
 
@@ -155,7 +161,7 @@ def _print(label: str, measured) -> None:
     )
 
 
-def hyperband_latency(client: Client) -> None:
+def hyperband_latency(client: Client, label: str) -> list[float]:
     from sklearn.datasets import load_digits
     from sklearn.linear_model import SGDClassifier
 
@@ -190,10 +196,11 @@ def hyperband_latency(client: Client) -> None:
             ends[where] = compute[-1]["stop"]
         elif prefix.startswith("partial_fit"):
             starts[where] = compute[0]["start"]
-    stops, next_steps = [], []
+    stops, next_steps, decisions = [], [], []
     for (number, calls), (prune, decided) in search.timed.decided.items():
         if (number, calls) not in ends:
             continue
+        decisions.append(decided - ends[number, calls])
         if prune:
             stops.append(decided - ends[number, calls])
         else:
@@ -202,19 +209,33 @@ def hyperband_latency(client: Client) -> None:
                 next_steps.append(starts[number, min(later)] - ends[number, calls])
     history = search.cv_results_["partial_fit_calls"]
     print(
-        f"(b) HyperbandSearchCV, {len(history)} models, "
+        f"(b) HyperbandSearchCV, {label}: {len(history)} models, "
         f"{search.n_partial_fit_calls_} partial_fit calls: {len(stops)} stopped"
     )
+    print(f"    score ends -> decided (all):    {_ms(decisions)}")
     print(f"    score ends -> stop decided:     {_ms(stops)}")
     print(
         f"    score ends -> next step starts: {_ms(next_steps)} (with the wait "
         "for a free thread)"
     )
     print("    steps past the decision: 0 by construction (sent after it)")
+    return decisions
+
+
+#: the two ways reports travel, measured in turn in the same run
+LINE, EVENTS = "the line", "events (the peer)"
+PATHS = {LINE: True, EVENTS: False}
+
+
+def _ratio(what: str, peer: list[float], line: list[float]) -> None:
+    if peer and line:
+        ratio = statistics.median(peer) / statistics.median(line)
+        print(f"    {what}, events / line: {ratio:.2f}x at the median")
 
 
 def main() -> None:
     print(f"load average before: {os.getloadavg()}")
+    measured: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         os.environ["STOP_LOG"] = str(Path(folder) / "stops.jsonl")
         with (
@@ -225,21 +246,25 @@ def main() -> None:
             Client(cluster) as client,
         ):  # fmt: skip
             for epoch in (0.002, 0.02):
-                label = f"Search + ASHA, {epoch * 1e3:g} ms epochs"
-                _print(label, search_latency(client, epoch))
-            direct = search_latency(client, 0.02)
-            _print("the same again, 20 ms epochs", direct)
-            # the peer: stops through the scheduler, as a client that does
-            # not reach the workers sends them
-            with Client(cluster, direct_to_workers=False) as relayed:
-                peer = search_latency(relayed, 0.02)
-            _print("20 ms, Client(direct_to_workers=False): via the scheduler", peer)
-            ratio = statistics.median(peer[1]) / statistics.median(direct[1])
-            print(
-                f"    decision -> trial knows, via the scheduler / straight: "
-                f"{ratio:.2f}x at the median"
+                for path, line in PATHS.items():
+                    with dask.config.set({"dasktune.report-line": line}):
+                        found = search_latency(client, epoch)
+                    _print(f"Search + ASHA, {epoch * 1e3:g} ms epochs, {path}", found)
+                    measured[f"{epoch * 1e3:g} ms", path] = found[0]
+                ms = f"{epoch * 1e3:g} ms"
+                _ratio(
+                    f"report -> trial knows ({ms})",
+                    measured[ms, EVENTS],
+                    measured[ms, LINE],
+                )
+            for path, line in PATHS.items():
+                with dask.config.set({"dasktune.report-line": line}):
+                    measured["hyperband", path] = hyperband_latency(client, path)
+            _ratio(
+                "score ends -> decided (Hyperband)",
+                measured["hyperband", EVENTS],
+                measured["hyperband", LINE],
             )
-            hyperband_latency(client)
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -376,7 +376,8 @@ def reports_then_returns(params, trial):
 @gen_cluster(client=True, timeout=60)
 async def test_a_fed_trial_s_last_report_is_stored_with_it(c, s, a, b, wait):
     # a fed result comes straight from its worker, its reports through the
-    # scheduler: the driver waits for the last one before recording the trial.
+    # scheduler (without the direct line, dasktune.run.line, as on a TLS
+    # cluster): the driver waits for the last one before recording the trial.
     # The workers' streams to the scheduler made slow, reports come late
     for worker in (a, b):
         worker.batched_stream.interval = 0.1
@@ -386,9 +387,11 @@ async def test_a_fed_trial_s_last_report_is_stored_with_it(c, s, a, b, wait):
     if not wait:  # what happens without the wait
         driver_module._REPORT_WAIT_SECONDS = 0.0
     try:
-        await call(
-            search.run, None, n_trials=20, seed=0, progress=False, execution="feed"
-        )
+        with dask.config.set({"dasktune.report-line": False}):
+            await call(
+                search.run, None, n_trials=20, seed=0, progress=False,
+                execution="feed",
+            )  # fmt: skip
     finally:
         driver_module._REPORT_WAIT_SECONDS = saved
     curves = search.store.curves(search.search_id)

@@ -943,7 +943,7 @@ class Driver:
             and self.optimizer.batch_size > 0
             and not self._routing.fed
         )
-        channel = None if self._channel is None else self._channel.key
+        channel = None if self._channel is None else self._channel.route
         self._sender.submit(
             self._flying, to_run, whole_batch=whole_batch, channel=channel
         )

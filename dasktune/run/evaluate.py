@@ -36,6 +36,7 @@ from dasktune._values import (
 )
 from dasktune.exceptions import DasktuneError, TrialPruned
 from dasktune.records import Outcome, TrialStatus, canonical
+from dasktune.run.line import Line
 from dasktune.run.report import TrialHandle
 from dasktune.run.retry import retried
 from dasktune.run.stop import cancelled_here
@@ -107,7 +108,8 @@ class Group:
     Parameter vectors of one length travel as one 2-D array (one pickle for
     the batch, not one per point). With a ``channel`` key (an objective that
     takes ``trial``), ``numbers`` are the trials' numbers, and each trial is
-    called with ``trial=TrialHandle(number, channel)``. ``limit`` is the
+    called with ``trial=TrialHandle(number, channel)`` (``channel``: a
+    :class:`~dasktune.run.line.Line`, or a key). ``limit`` is the
     seconds each call may run (``trial_timeout``; ``None``: no limit).
     """
 
@@ -122,7 +124,7 @@ class Group:
         threads: int = 1,
         *,
         numbers: list[int] | None = None,
-        channel: str | None = None,
+        channel: str | Line | None = None,
         objectives: int = 1,
         limit: float | None = None,
     ) -> None:

@@ -16,23 +16,36 @@ it as Optuna's trial::
 Plain objectives, without a ``trial`` argument, are called as before.
 
 How reports travel (``benchmarks/bench_report.py`` measured the options on a
-2-process ``LocalCluster``):
+2-process ``LocalCluster``, ``benchmarks/bench_stop_latency.py`` report ->
+stop):
 
-- a report is a Dask *event*: ``Worker.log_event`` puts it on the worker's
-  batched stream to the scheduler — no round trip, microseconds in the
-  objective — and the scheduler pushes it to the driver's client, subscribed
-  to the run's report topic (``Client.subscribe_topic``), where
-  :class:`ReportChannel` hands it to the pruner at once;
-- a decision to stop goes straight from the driver's client to the worker
-  that reported (one hop: Dask's ``run`` on that worker; through the
-  scheduler when the client cannot reach the workers, or was made with
-  ``direct_to_workers=False``), and as an event on the run's stop topic; each
-  worker process subscribes its worker client to that topic once per run and
-  keeps the stopped trial numbers in memory, so ``should_prune()`` is a set
-  lookup, never a round trip (``benchmarks/bench_stop_latency.py`` measures
-  report -> stop). A stopped trial that reports again is told
-  again (its subscription may have started after the decision, or it may be
-  a re-run on another worker), so no decision is lost to a race;
+- on the run's direct line (:mod:`dasktune.run.line`): the driver's channel
+  listens on a TCP port of its own, and each worker process opens one
+  connection per run on its first report, from the objective's thread. A
+  report is one small frame (``sendall``, tens of µs); the channel hands it
+  to the pruner on the client's event loop at once, and writes a stop back on
+  the connection the trial reported on; ``should_prune()`` reads what came
+  without blocking, then is a set lookup. Neither Dask's batched streams nor
+  the worker's event loop (which waits for the GIL while the objective
+  computes) are on the way: report -> the trial knows, median 2-5 ms with
+  20 ms epochs, against 6-30 ms through Dask alone;
+- every report is also a Dask *event*: ``Worker.log_event`` puts it on the
+  worker's batched stream to the scheduler, which pushes it to the driver's
+  client, subscribed to the run's report topic. It draws the dashboard page's
+  curves, and it is the report itself when the line is down: under TLS (the
+  line is plain TCP), with ``dask.config.set({"dasktune.report-line":
+  False})``, in a worker process that could not connect within a second (it
+  does not retry in that run), or once a send failed (the driver gone). The
+  channel counts a report that came both ways once;
+- a decision to stop goes on the line when the trial reported on it, else
+  straight from the driver's client to the worker that reported (Dask's
+  ``run`` on that worker; through the scheduler when the client cannot reach
+  the workers, or was made with ``direct_to_workers=False``), and always as
+  an event on the run's stop topic; each worker process subscribes its worker
+  client to that topic once per run and keeps the stopped trial numbers in
+  memory. A stopped trial that reports again is told again (its subscription
+  may have started after the decision, or it may be a re-run on another
+  worker), so no decision is lost to a race;
 - a lost worker loses nothing already reported: the events are at the
   scheduler. Dask re-runs the trial elsewhere; the channel ignores the steps
   it already has, and a trial stopped before is stopped at its first report.
@@ -46,10 +59,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Self
 
 import distributed
@@ -57,6 +72,8 @@ import numpy as np
 from distributed.protocol import pickle as _pickle
 
 from dasktune.optim.pruners import Pruner, Verdict, check_report
+from dasktune.run.line import Line, WorkerEnd, worker_end
+from dasktune.run.line_server import Connection, LineServer
 
 __all__ = ["ReportChannel", "TrialHandle", "report_topic", "stop_topic", "wants_trial"]
 
@@ -144,10 +161,14 @@ def _on_stop(key: str) -> Callable[[tuple[float, Any]], None]:
     return handler
 
 
-async def _mark_stopped(key: str, numbers: list[int]) -> None:
-    """On a worker, told directly by the driver: these trials are stopped."""
+def _note_stopped(key: str, numbers: list[int]) -> None:
     with _lock:
         _stopped.setdefault(key, set()).update(int(n) for n in numbers)
+
+
+async def _mark_stopped(key: str, numbers: list[int]) -> None:
+    """On a worker, told directly by the driver: these trials are stopped."""
+    _note_stopped(key, numbers)
 
 
 #: the fields of a worker's ``run`` call
@@ -222,10 +243,12 @@ class TrialHandle:
     ----------
     number : int
         The trial's number in its search.
-    key : str, optional
-        The run's channel key (:attr:`ReportChannel.key`). Without one (the
-        objective called by hand) reports are checked and kept, and
-        ``should_prune()`` is always False.
+    key : str or Line, optional
+        Where the run's channel listens (:attr:`ReportChannel.route`): its
+        :class:`~dasktune.run.line.Line`, or its key alone (then reports
+        travel as Dask events only). Without one (the objective called by
+        hand) reports are checked and kept, and ``should_prune()`` is always
+        False.
 
     Attributes
     ----------
@@ -233,15 +256,19 @@ class TrialHandle:
         The last report: what a pruned trial is recorded with.
     """
 
-    def __init__(self, number: int, key: str | None = None) -> None:
+    def __init__(self, number: int, key: str | Line | None = None) -> None:
         self.number = int(number)
-        self.key = key
+        line = key if isinstance(key, Line) else None
+        self.key = key.key if isinstance(key, Line) else key
         self.last_step: int | None = None
         self.last_value: float | None = None
         self._worker = None
-        if key is not None:
+        self._end: WorkerEnd | None = None
+        if self.key is not None:
             self._worker = distributed.get_worker()
-            _subscribe(key)
+            _subscribe(self.key)
+        if line is not None:  # connected on the first report
+            self._end = worker_end(line, partial(_note_stopped, line.key))
 
     def report(
         self,
@@ -278,16 +305,20 @@ class TrialHandle:
             raise ValueError(msg)
         self.last_step, self.last_value = step, value
         if self._worker is not None and self.key is not None:
-            self._worker.log_event(
-                report_topic(self.key),
-                [self.number, step, value, time.time(), self._worker.address],
-            )
+            message = [self.number, step, value, time.time(), self._worker.address]
+            if self._end is not None:
+                self._end.send(message)  # to the pruner at once, when up
+            # and as an event: the dashboard page's curves, and the report
+            # itself when the line is down (the channel counts it once)
+            self._worker.log_event(report_topic(self.key), message)
 
     def should_prune(self) -> bool:
         """Whether the search's pruner has stopped this trial (then raise
         ``dasktune.TrialPruned``, or return)."""
         if self.key is None:
             return False
+        if self._end is not None:
+            self._end.drain()  # the stops on the line, without waiting
         with _lock:
             return self.number in _stopped.get(self.key, ())
 
@@ -296,6 +327,38 @@ class TrialHandle:
 
 
 # -- the driver's half ---------------------------------------------------------
+
+#: reports from the line whose event copies are awaited, at most
+_MAX_TWINS = 65536
+
+
+def _report_frame(message: Any) -> tuple[int, int, float, float, str]:
+    """A report from the line, ``[number, step, value, time, worker]``, checked.
+
+    >>> _report_frame([3, 1, 0.5, 1.7e9, "tcp://w:1"])
+    (3, 1, 0.5, 1700000000.0, 'tcp://w:1')
+    >>> _report_frame([3, 1, "0.5", 0.0, "w"])
+    Traceback (most recent call last):
+    ...
+    ValueError: not a report [number, step, value, time, worker]: [3, 1, '0.5', 0.0, 'w']
+    """
+    number, step, value, when, where = message
+    if not (
+        _count(number)
+        and _count(step)
+        and isinstance(value, float | int)
+        and isinstance(when, float | int)
+        and isinstance(where, str)
+        and math.isfinite(value)
+        and math.isfinite(when)
+    ):
+        msg = f"not a report [number, step, value, time, worker]: {message!r:.200}"
+        raise ValueError(msg)
+    return number, step, float(value), float(when), where
+
+
+def _count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 class ReportChannel:
@@ -313,13 +376,25 @@ class ReportChannel:
     pruner : Pruner, optional
         Without one, reports are only collected.
     key : str, optional
-        The topics' key (a new random one by default); pass it to the trials'
-        :class:`TrialHandle`.
+        The topics' key (a new random one by default).
+
+    Attributes
+    ----------
+    key : str
+        The run's event topics' key.
+    route : Line or str
+        What to give the trials' :class:`TrialHandle`: the channel's line, or
+        its key when it has none (then reports travel as events only).
+    reports : int
+        Reports received, repeats included (a report that came both on the
+        line and as an event counts once).
+    line_reports : int
+        Of those, the ones that came on the line.
 
     Examples
     --------
     >>> with ReportChannel(client, MedianPruner()) as channel:  # doctest: +SKIP
-    ...     futures = client.map(run_trial, numbers, key=channel.key)
+    ...     futures = client.map(run_trial, numbers, key=channel.route)
     ...     store.add_values(search_id, channel.drain())
     """
 
@@ -339,20 +414,69 @@ class ReportChannel:
         self._last: dict[int, tuple[int, float]] = {}
         self._verdicts: dict[int, Verdict] = {}
         self._where: dict[int, str] = {}  # the worker each trial last reported from
+        # the connection each trial last reported on (on the event loop only)
+        self._lines: dict[int, Connection] = {}
+        # reports that came on the line, by (number, step, time): their event
+        # copies, still to come, are not counted again
+        self._twins: dict[tuple[int, int, float], bool] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         # stops go straight to the workers unless told not to reach them
         self._direct = client.direct_to_workers is not False
         self._error: BaseException | None = None
-        self.reports = 0  # reports received, repeats included
+        self.reports = 0
+        self.line_reports = 0
         self.closed = False
         client.subscribe_topic(report_topic(self.key), self._on_report)
+        self._server = LineServer(client, self.key, _report_frame, self._on_line)
+
+    @property
+    def line(self) -> Line | None:
+        """Where the trials reach this channel directly (``None``: no line,
+        :func:`~dasktune.run.line_server.line_host`)."""
+        return self._server.line
+
+    @property
+    def route(self) -> Line | str:
+        """What the trials' handles are given (:class:`TrialHandle`)."""
+        return self._server.line or self.key
 
     async def _on_report(self, event: tuple[float, Any]) -> None:
         _, (number, step, value, when, *where) = event
-        number, step = int(number), int(step)
+        self._receive(
+            int(number), int(step), float(value), float(when),
+            where[0] if where else None, None,
+        )  # fmt: skip
+
+    def _on_line(
+        self, report: tuple[int, int, float, float, str], connection: Connection
+    ) -> None:
+        self._receive(*report, connection)
+
+    def _receive(
+        self,
+        number: int,
+        step: int,
+        value: float,
+        when: float,
+        where: str | None,
+        connection: Connection | None,
+    ) -> None:
+        """A report, from the line (``connection``) or as an event; on the
+        client's event loop."""
+        twin = (number, step, when)
         with self._lock:
-            if where:
-                self._where[number] = where[0]
+            if self._twins.pop(twin, False):
+                return  # the event copy of a report the line brought
+            if connection is not None:
+                self.line_reports += 1
+                self._lines[number] = connection
+                self._twins[twin] = True
+                if len(self._twins) > _MAX_TWINS:  # copies lost: the oldest go
+                    del self._twins[next(iter(self._twins))]
+            else:  # reporting without the line: told through Dask
+                self._lines.pop(number, None)
+            if where is not None:
+                self._where[number] = where
             self.reports += 1
             last = self._last.get(number)
             stopped = number in self._verdicts
@@ -378,13 +502,16 @@ class ReportChannel:
                         self._verdicts[number] = verdict
                         tell = True
         if tell:
-            await self._tell(number)
+            self._tell(number)
 
-    async def _tell(self, number: int) -> None:
+    def _tell(self, number: int) -> None:
         # fire and forget: the report handler never waits on a round trip, so
         # reports keep flowing to the pruner while decisions travel
+        # on the line the trial reported on, read at its next check; else
+        connection = self._lines.get(number)
+        on_line = connection is not None and connection.send([number])
         where = self._where.get(number)
-        if where is not None:
+        if not on_line and where is not None:
             # to the worker that reported, not batched: the stop arrives within
             # milliseconds (the event below reaches every worker process a
             # stream's batching later: a re-run elsewhere, a late subscription)
@@ -394,10 +521,11 @@ class ReportChannel:
         self._spawn(scheduler.log_event(topic=stop_topic(self.key), msg=[number]))
 
     async def _tell_worker(self, where: str, number: int) -> None:
-        """Mark trial ``number`` stopped in the process of worker ``where``:
-        straight from this client (one hop: ``benchmarks/bench_stop_latency.py``
-        measured it ~1.5 ms sooner at the median than through the scheduler,
-        and half the p90), else through the scheduler (a client told
+        """Mark trial ``number`` stopped in the process of worker ``where``
+        (a trial without the line): straight from this client (one hop:
+        ``benchmarks/bench_stop_latency.py`` measured it, before the line,
+        ~1.5 ms sooner at the median than through the scheduler, and half the
+        p90), else through the scheduler (a client told
         ``direct_to_workers=False``, or that cannot reach the workers: then
         every later stop goes that way at once)."""
         message = {
@@ -506,10 +634,12 @@ class ReportChannel:
             return self._last.get(number)
 
     def close(self) -> None:
-        """Stop listening (reports still in flight are dropped)."""
+        """Stop listening, close the line (reports still in flight are
+        dropped)."""
         if not self.closed:
             self.closed = True
             self.client.unsubscribe_topic(report_topic(self.key))
+            self._server.close()
 
     def __enter__(self) -> Self:
         return self

@@ -28,6 +28,7 @@ import distributed
 from dasktune.records import Outcome, TrialStatus
 from dasktune.run.evaluate import Group, GroupResult
 from dasktune.run.keys import key_part
+from dasktune.run.line import Line
 from dasktune.run.lost import explain_killed
 from dasktune.run.submit import ChunkSizer, Submitter, per_worker, split_sizes
 
@@ -104,7 +105,7 @@ class Sender:
         to_run: Sequence[Claimed],
         *,
         whole_batch: bool,
-        channel: str | None,
+        channel: str | Line | None,
     ) -> None:
         """Send ``to_run`` as tasks into ``flying``.
 
@@ -114,8 +115,8 @@ class Sender:
         go in whole rounds of the cluster's threads, each task about
         ``sizer.size`` trials (rounded: a task may run up to 1.5 times the
         target, which beats a second round of tasks that would each pay
-        Dask's overhead again). ``channel``: the run's report topic, for
-        objectives that report.
+        Dask's overhead again). ``channel``: where the run's reports go
+        (:attr:`ReportChannel.route`), for objectives that report.
         """
         n = len(to_run)
         workers: list[str | None] | None = None

@@ -30,6 +30,7 @@ from sklearn.utils.validation import _check_method_params
 
 from dasktune.optim.pruners import HyperbandPruner, Pruner, SuccessiveHalvingPruner
 from dasktune.records import DecisionKind, Outcome
+from dasktune.run.line import Line
 from dasktune.run.submit import Window, raise_failed
 from dasktune.sklearn.ledger import Ledger
 from dasktune.sklearn.placement import Resident
@@ -105,7 +106,7 @@ def _score(
     trained: _Trained,
     data: Resident,
     scoring: Scoring,
-    key: str | None = None,
+    key: str | Line | None = None,
     number: int = 0,
 ) -> dict[str, Any]:
     """The score of ``trained`` on the held-out part, and what it cost; with
@@ -221,7 +222,7 @@ class Run:
         self.decisions: dict[int, str] = {}
         self.trained: dict[int, distributed.Future] = {}
         self._judged: set[tuple[int, int]] = set()  # (model, calls) scored
-        self._pushed: str | None = None  # the key scores are pushed to
+        self._pushed: str | Line | None = None  # where scores are pushed to
         self.best: tuple[tuple[float, int], int, distributed.Future] | None = None
         self.best_index = -1
         self.best_model: Any = None
@@ -355,7 +356,7 @@ class Run:
                 Window[int](self.client, what=what) as window,
                 Pushed(self.client, window) as pushed,
             ):
-                self._pushed = pushed.key
+                self._pushed = pushed.route
                 for number in training:
                     model = clone(self.owner.estimator)
                     model.set_params(**self.candidates[number])
