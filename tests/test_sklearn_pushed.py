@@ -92,7 +92,10 @@ class LosesReports(Worker):
 @gen_cluster(client=True, Worker=LosesReports, timeout=180)
 async def test_a_score_never_pushed_is_judged_from_its_result(c, s, a, b):
     search = _search(c)
-    await asyncio.to_thread(search.fit, X, Y)
+    # scores go on the driver's line when it is on (test_report_line.py):
+    # with it off, the events are the only push, and these workers lose them
+    with dask.config.set({"dasktune.report-line": False}):
+        await asyncio.to_thread(search.fit, X, Y)
     _judged_once(search)
     assert 9 in search.cv_results_["partial_fit_calls"]
     await async_poll_for(lambda: not s.tasks, timeout=10)
