@@ -60,11 +60,16 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
 
 
+#: PyPI names that conda-forge spells otherwise
+CONDA_NAMES = {"msgpack": "msgpack-python"}
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
     for extra in project["optional-dependencies"].values():
         wanted |= {_name(r) for r in extra}
+    wanted = {CONDA_NAMES.get(name, name) for name in wanted}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
     conda -= {"python", "pip"}
