@@ -1,0 +1,211 @@
+"""Evaluations that wait, run in threads of the caller's process.
+
+An evaluation that mostly waits (a sleep, I/O, native code releasing the GIL)
+runs side by side in threads as well as in processes. When the
+:class:`~dasktune.run.policy.ExecutionPolicy` finds such evaluations in a short
+run that would otherwise go to the current client's cluster, and that cluster's
+workers already run the objective in threads, on this host
+(:func:`here_threads`), the run stays in the caller's process and
+:class:`HereThreads` evaluates each batch's points ahead, on as many threads
+as the cluster's workers have: no scheduler round trip per batch, no feed to
+start. The caller still reads every result in order, in its own thread, and
+keeps its own rules (the cache, ``maxfev``, failures): only the objective's
+calls move to the threads. No Dask here.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+__all__ = ["Evaluated", "HereThreads", "evaluate", "here_threads"]
+
+
+class Evaluated(NamedTuple):
+    """One call of the objective: what it returned or raised, its wall
+    seconds and its thread's CPU seconds; ``skipped`` when it was not made
+    (the run's deadline passed before its turn)."""
+
+    raw: Any
+    error: Exception | None
+    seconds: float
+    cpu: float
+    skipped: bool = False
+
+
+def evaluate(
+    fun: Callable[..., Any],
+    x: Any,
+    args: tuple[Any, ...],
+    deadline: float | None = None,
+) -> Evaluated:
+    """``fun(x, *args)``, timed (wall and this thread's CPU); an exception is
+    handed back, not raised, for the caller to record as a failure.
+
+    >>> evaluate(abs, -2.0, ()).raw
+    2.0
+    >>> type(evaluate(abs, "x", ()).error).__name__
+    'TypeError'
+    """
+    if deadline is not None and time.perf_counter() > deadline:
+        return Evaluated(None, None, 0.0, 0.0, skipped=True)
+    cpu = time.thread_time()
+    started = time.perf_counter()
+    try:
+        raw = fun(x, *args)
+    except Exception as err:
+        seconds = time.perf_counter() - started
+        return Evaluated(None, err, seconds, time.thread_time() - cpu)
+    seconds = time.perf_counter() - started
+    return Evaluated(raw, None, seconds, time.thread_time() - cpu)
+
+
+class HereThreads:
+    """A pool of ``width`` threads in this process, created for one run,
+    evaluating the points of a batch ahead of the caller (see the module
+    notes); :meth:`close` cancels what has not started and joins the threads.
+
+    Parameters
+    ----------
+    width : int
+    fun : callable
+        Called as ``fun(x, *args)``.
+    args : tuple
+    deadline : float, optional
+        ``time.perf_counter()`` past which a call not started is skipped.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        fun: Callable[..., Any],
+        args: tuple[Any, ...],
+        deadline: float | None = None,
+    ) -> None:
+        self.width = width
+        self._fun, self._args, self._deadline = fun, args, deadline
+        self._pool = ThreadPoolExecutor(width, thread_name_prefix="dasktune-here")
+        self._ahead: dict[Hashable, Future[Evaluated]] = {}
+        #: a call watched by :meth:`waits`: its thread, wall and CPU clocks
+        self._watched: dict[Hashable, tuple[int, float, float]] = {}
+
+    def ahead(self, points: Iterable[tuple[Hashable, Any]], room: float) -> None:
+        """Start evaluating ``points`` (key, x), at most ``room`` of them: each
+        key once, none already started."""
+        for key, x in points:
+            if len(self._ahead) >= room:
+                break
+            if key not in self._ahead:
+                self._ahead[key] = self._pool.submit(self._call, key, x, False)
+
+    def watch(self, key: Hashable, x: Any) -> None:
+        """Start evaluating ``x`` (``key``), its thread's clocks noted for
+        :meth:`waits`."""
+        self._ahead[key] = self._pool.submit(self._call, key, x, True)
+
+    def _call(self, key: Hashable, x: Any, watched: bool) -> Evaluated:
+        if watched:
+            ident = threading.get_ident()
+            self._watched[key] = (ident, time.perf_counter(), time.thread_time())
+        return evaluate(self._fun, x, self._args, self._deadline)
+
+    def waits(self, key: Hashable, within: float) -> float | None:
+        """Wait up to ``within`` seconds for the watched call of ``key``:
+        ``None`` when it ended by then, else the share of its time so far
+        its thread spent on the CPU (1.0 where a thread's CPU clock cannot
+        be read)."""
+        future = self._ahead[key]
+        try:
+            future.result(timeout=within)
+        except TimeoutError:
+            pass
+        else:
+            return None
+        watched = self._watched.get(key)
+        if watched is None or not hasattr(time, "pthread_getcpuclockid"):
+            return 1.0  # not started, or no per-thread clock here
+        ident, wall, cpu = watched
+        try:
+            used = time.clock_gettime(time.pthread_getcpuclockid(ident)) - cpu
+        except OSError:
+            return None if future.done() else 1.0
+        return used / max(time.perf_counter() - wall, 1e-9)
+
+    def take(self, key: Hashable) -> Evaluated | None:
+        """The evaluation of ``key`` started ahead, once it is done (``None``:
+        not started ahead). Its exception, for a call that raised, is on
+        :attr:`Evaluated.error`; what ``evaluate`` itself raised is raised."""
+        future = self._ahead.pop(key, None)
+        return None if future is None else future.result()
+
+    def close(self) -> None:
+        """Cancel the calls not started, wait for the running ones, join the
+        threads."""
+        self._ahead.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def here_threads(client: Any) -> int | None:
+    """How many threads the cluster of ``client`` runs the objective on,
+    when every worker runs on this host with more than one thread (the user
+    accepts concurrent calls, and what they wait on is here); else ``None``.
+
+    A ``LocalCluster``'s own view of its workers is read (no round trip);
+    otherwise the scheduler is asked once.
+    """
+    if client is None:
+        return None
+    info = getattr(getattr(client, "cluster", None), "scheduler_info", None)
+    workers = info.get("workers") if isinstance(info, dict) else None
+    if not workers:
+        if not _here(_host(str(getattr(client.scheduler, "address", "")))):
+            return None  # a scheduler elsewhere: its workers are, too
+        workers = client.scheduler_info(n_workers=-1).get("workers") or {}
+    if not workers:
+        return None
+    nthreads = [int(worker.get("nthreads", 1)) for worker in workers.values()]
+    if min(nthreads) < 2:
+        return None
+    if not all(_here(str(worker.get("host", ""))) for worker in workers.values()):
+        return None
+    return sum(nthreads)
+
+
+def _host(address: str) -> str:
+    """The host of a Dask address.
+
+    >>> _host("tcp://127.0.0.1:8786"), _host("tls://[::1]:8786")
+    ('127.0.0.1', '::1')
+    """
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
+    return host.strip("[]")
+
+
+def _here(host: str) -> bool:
+    """Whether ``host`` (a worker's address) is this machine."""
+    if host in ("localhost", socket.gethostname()):
+        return True
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        return False
+    return host in _own_addresses()
+
+
+@functools.cache
+def _own_addresses() -> frozenset[str]:
+    """This machine's network addresses."""
+    import psutil
+
+    return frozenset(
+        address.address.split("%")[0]
+        for addresses in psutil.net_if_addrs().values()
+        for address in addresses
+    )
