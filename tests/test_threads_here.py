@@ -238,3 +238,20 @@ def test_the_pool_evaluates_ahead_within_room_and_joins():
         pool.close()
     assert len(CALLS) == 3
     assert _here_threads() == []
+
+
+@pytest.mark.parametrize("objective, goes", [(waits, True), (spins, False)])
+def test_the_first_call_lets_the_rest_go_only_when_it_waits(objective, goes):
+    """The rest of a batch is held while the first call is watched: let go
+    when that call waits, else skipped (the caller evaluates those itself)."""
+    points = [(i, np.array([0.1 * i, 0.0])) for i in range(4)]
+    pool = HereThreads(4, objective, ())
+    try:
+        assert pool.first(0, points[0][1], points, room=4, waits_below=0.25) is goes
+        done = [pool.take(i) for i in range(4)]
+    finally:
+        pool.close()
+    assert done[0] is not None and not done[0].skipped
+    made = [d for d in done[1:] if d is not None and not d.skipped]
+    assert len(made) == (3 if goes else 0), done
+    assert _here_threads() == []

@@ -25,9 +25,22 @@ How it decides
    SPSA's iterations) also stays when the time the machine's cores could save
    on what is left is less than a cluster takes to start
    (:data:`STARTUP_SECONDS`; nothing with a client current).
-3. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
+3. An evaluation that waits goes to threads here instead of the cluster
+   (DE's generations, ``dasktune.run.threads_here``): when the probe's thread
+   spent less than :data:`WAITS_BELOW` of its time on the CPU (a sleep, I/O,
+   native code releasing the GIL), the current client's workers all run on
+   this host with more than one thread each (the user accepts concurrent
+   calls; what they wait on is here), and the rest of the run would last less
+   than :data:`THREADS_WITHIN` on as many threads, it runs on those in the
+   caller's process: no round trip per generation, no feed to start. Only
+   "auto" with nothing forcing the cluster, a client current (none given)
+   and the run's length known. The first evaluation then runs in one of
+   those threads: past :data:`LOCAL_BELOW`, when its thread has mostly
+   waited, the rest of its generation starts at once.
+4. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
    looked at again: when its evaluations average more than
-   :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster.
+   :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster; a run in
+   threads moves when its rest would last :data:`THREADS_WITHIN` or more.
 
 On the cluster, how a run's trials reach the workers (:class:`FeedChoice`):
 a task per trial (or a group of fast ones), or fed to long-lived tasks

@@ -38,7 +38,6 @@ from dasktune.optim.scipy_bridge import PointCache
 from dasktune.records import Outcome, TrialStatus
 from dasktune.run.base import ALL_FAILED_STOP
 from dasktune.run.policy import (
-    LOCAL_BELOW,
     WAITS_BELOW,
     ExecutionDecision,
     ExecutionPolicy,
@@ -154,19 +153,19 @@ class HereCalls:
 
     def _first(self, key: bytes, x: Any) -> Evaluated | None:
         """The run's first evaluation, in a thread of the run's when the
-        policy may choose threads for it (else ``None``: made here). Past
-        :data:`~dasktune.run.policy.LOCAL_BELOW`, when its thread has mostly
-        waited, the rest of its generation starts in the other threads at
-        once, not after it: a short run saves a round of its evaluations."""
+        policy may choose threads for it (else ``None``: made here). When
+        its thread has mostly waited so far, a millisecond into it, the rest
+        of its generation starts in the other threads at once, not after it
+        (:meth:`HereThreads.first`): a short run saves a round of its
+        evaluations."""
         width = self.policy.threads_width()
         if width is None:
             return None
         self._check_room()
         self.threads = HereThreads(width, self.fun, self.args, self.deadline)
-        self.threads.watch(key, x)
-        share = self.threads.waits(key, LOCAL_BELOW)
-        if share is not None and share < WAITS_BELOW:
-            self.ahead(self.generation)
+        self.threads.first(
+            key, x, self._ahead_of(self.generation), self._room, WAITS_BELOW
+        )
         return self.threads.take(key)
 
     @property
@@ -216,17 +215,21 @@ class HereCalls:
     def ahead(self, points: list[Any]) -> None:
         """Start evaluating ``points`` (the rest of a generation) in the run's
         threads, when it has them; each is read in order by ``__call__``."""
-        if self.threads is None:
-            return
-        report = self.report
-        room = (
-            math.inf
-            if self.maxfev is None
-            else self.maxfev - report.evaluated - report.failed
-        )
+        if self.threads is not None:
+            self.threads.ahead(self._ahead_of(points), self._room)
+
+    def _ahead_of(self, points: list[Any]) -> list[tuple[bytes, Any]]:
+        """``points`` not known yet, keyed."""
         values = self.cache.values
         keyed = ((self._key(x), x) for x in points)
-        self.threads.ahead(((k, x) for k, x in keyed if k not in values), room)
+        return [(key, x) for key, x in keyed if key not in values]
+
+    @property
+    def _room(self) -> float:
+        """How many evaluations ``maxfev`` leaves."""
+        if self.maxfev is None:
+            return math.inf
+        return self.maxfev - self.report.evaluated - self.report.failed
 
     def close(self) -> None:
         """Join the run's threads, if it has them (the run ended or stops)."""

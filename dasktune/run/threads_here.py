@@ -20,11 +20,27 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-__all__ = ["Evaluated", "HereThreads", "evaluate", "here_threads"]
+__all__ = [
+    "HELD_AT_MOST",
+    "WATCH_SECONDS",
+    "Evaluated",
+    "HereThreads",
+    "evaluate",
+    "here_threads",
+]
+
+#: how long a run's first evaluation is watched before its thread's CPU share
+#: decides whether the rest of its batch starts at once, seconds: half the
+#: policy's LOCAL_BELOW, long enough that a waiting call's own start (~20 µs
+#: of CPU) is a small share of it
+WATCH_SECONDS = 1e-3
+#: a call held ahead that is never released is skipped after this long,
+#: seconds (the release comes WATCH_SECONDS after the hold began)
+HELD_AT_MOST = 10.0
 
 
 class Evaluated(NamedTuple):
@@ -92,7 +108,7 @@ class HereThreads:
         self._fun, self._args, self._deadline = fun, args, deadline
         self._pool = ThreadPoolExecutor(width, thread_name_prefix="dasktune-here")
         self._ahead: dict[Hashable, Future[Evaluated]] = {}
-        #: a call watched by :meth:`waits`: its thread, wall and CPU clocks
+        #: the call watched by :meth:`first`: its thread, wall and CPU clocks
         self._watched: dict[Hashable, tuple[int, float, float]] = {}
 
     def ahead(self, points: Iterable[tuple[Hashable, Any]], room: float) -> None:
@@ -102,20 +118,54 @@ class HereThreads:
             if len(self._ahead) >= room:
                 break
             if key not in self._ahead:
-                self._ahead[key] = self._pool.submit(self._call, key, x, False)
+                self._ahead[key] = self._pool.submit(self._call, key, x, _GO)
 
-    def watch(self, key: Hashable, x: Any) -> None:
-        """Start evaluating ``x`` (``key``), its thread's clocks noted for
-        :meth:`waits`."""
-        self._ahead[key] = self._pool.submit(self._call, key, x, True)
+    def first(
+        self,
+        key: Hashable,
+        x: Any,
+        rest: Sequence[tuple[Hashable, Any]],
+        room: float,
+        waits_below: float,
+    ) -> bool:
+        """Evaluate a run's first point ``x`` (``key``) in a thread and decide,
+        :data:`WATCH_SECONDS` into it, whether ``rest`` (its batch's other
+        points) starts at once in the other threads: when its thread has so
+        far spent less than ``waits_below`` of its time on the CPU (it waits).
 
-    def _call(self, key: Hashable, x: Any, watched: bool) -> Evaluated:
-        if watched:
+        While it is watched, threads are started for ``rest`` (while within
+        ``room``), each held before its call: let go when it waits, else each
+        hands back a ``skipped`` evaluation (the caller makes it). Returns
+        whether ``rest`` was started.
+        """
+        self._ahead[key] = future = self._pool.submit(self._call, key, x, None)
+        held, go = _Held(), False
+        try:
+            end = time.perf_counter() + WATCH_SECONDS
+            for other, point in rest:  # a thread's start costs ~0.2 ms here
+                if future.done() or time.perf_counter() >= end:
+                    break
+                if len(self._ahead) < room and other not in self._ahead:
+                    self._ahead[other] = self._pool.submit(
+                        self._call, other, point, held
+                    )
+            share = self._share(key, max(end - time.perf_counter(), 0.0))
+            go = share is not None and share < waits_below
+        finally:
+            held.release(go)  # also when the watched call raised
+        if go:
+            self.ahead(rest, room)
+        return go
+
+    def _call(self, key: Hashable, x: Any, held: _Held | None) -> Evaluated:
+        if held is None:  # the watched call
             ident = threading.get_ident()
             self._watched[key] = (ident, time.perf_counter(), time.thread_time())
+        elif not held.wait():
+            return Evaluated(None, None, 0.0, 0.0, skipped=True)
         return evaluate(self._fun, x, self._args, self._deadline)
 
-    def waits(self, key: Hashable, within: float) -> float | None:
+    def _share(self, key: Hashable, within: float) -> float | None:
         """Wait up to ``within`` seconds for the watched call of ``key``:
         ``None`` when it ended by then, else the share of its time so far
         its thread spent on the CPU (1.0 where a thread's CPU clock cannot
@@ -149,6 +199,28 @@ class HereThreads:
         threads."""
         self._ahead.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Held:
+    """Calls started ahead, held until released: to go, or to be skipped."""
+
+    def __init__(self) -> None:
+        self._released = threading.Event()
+        self._go = False
+
+    def release(self, go: bool) -> None:
+        self._go = go
+        self._released.set()
+
+    def wait(self) -> bool:
+        """Whether to go, once released (at most :data:`WATCH_SECONDS` after
+        the hold began, but bounded: a release never made skips the call)."""
+        return self._released.wait(HELD_AT_MOST) and self._go
+
+
+#: calls started ahead, to go at once
+_GO = _Held()
+_GO.release(True)
 
 
 def here_threads(client: Any) -> int | None:
