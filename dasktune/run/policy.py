@@ -35,8 +35,8 @@ How it decides
    caller's process: no round trip per generation, no feed to start. Only
    "auto" with nothing forcing the cluster, a client current (none given)
    and the run's length known. The first evaluation then runs in one of
-   those threads: past :data:`LOCAL_BELOW`, when its thread has mostly
-   waited, the rest of its generation starts at once.
+   those threads: a millisecond into it, when its thread has mostly waited,
+   the rest of its generation starts at once.
 4. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
    looked at again: when its evaluations average more than
    :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster; a run in
