@@ -13,7 +13,12 @@ checked before each evaluation.
 
 The first evaluations are timed for the
 :class:`~dasktune.run.policy.ExecutionPolicy` ("auto"), and each generation
-is shown to it again; when it sends the run to the cluster, the run stops here
+is shown to it again. When it keeps a run of waiting evaluations here on
+several threads (DE), a :class:`~dasktune.run.threads_here.HereThreads`
+created for the run evaluates each generation's points ahead, and
+:class:`HereCalls` reads them in order, with the rules above; the threads are
+joined when the run ends, however it ends. When the policy sends the run to
+the cluster, the run stops here
 (:class:`Moved`) with its evaluations kept in a
 :class:`~dasktune.optim.scipy_bridge.PointCache`: the caller replays the same
 seeded run on the ask/tell path, which answers these points from the cache.
