@@ -9,16 +9,17 @@ the threads are joined at the end of the run, also on an error."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
 
 import numpy as np
 import pytest
-from distributed.utils_test import gen_cluster
+from distributed.utils_test import captured_logger, gen_cluster
 from scipy.optimize import differential_evolution
 
-from dasktune import minimize
+from dasktune import async_map, minimize
 from dasktune.run.policy import THREADS_WITHIN, ExecutionPolicy
 from dasktune.run.threads_here import HereThreads, here_threads
 
@@ -254,4 +255,44 @@ def test_the_first_call_lets_the_rest_go_only_when_it_waits(objective, goes):
     assert done[0] is not None and not done[0].skipped
     made = [d for d in done[1:] if d is not None and not d.skipped]
     assert len(made) == (3 if goes else 0), done
+    assert _here_threads() == []
+
+
+def waits_item(i):
+    """``waits`` for async_map: 10 ms asleep, then ``i * i``; fails at 13."""
+    if i == 13:
+        time.sleep(0.01)  # the objective's cost
+        raise KeyError("thirteen")
+    waits(np.array([float(i), 0.0]))
+    return i * i
+
+
+def spins_item(i):
+    spins(np.array([float(i), 0.0]))
+    return i * i
+
+
+@gen_cluster(client=True, nthreads=EIGHT)
+async def test_async_map_maps_a_waiting_function_in_threads_here(c, s, a, b):
+    _reset()
+    with captured_logger("dasktune", level=logging.DEBUG) as log:
+        values = await asyncio.to_thread(async_map, waits_item, range(1, 13))
+    assert values == [i * i for i in range(1, 13)]  # in order
+    assert "execution local: evaluations wait (CPU" in log.getvalue(), log.getvalue()
+    assert PEAK[0] > 1 and len(CALLS) == 12, (PEAK, len(CALLS))
+    assert NAMES - {threading.main_thread().name} and not s.task_prefixes
+    # the first failure in order raises, with its element named; threads joined
+    with pytest.raises(KeyError, match="thirteen") as info:
+        await asyncio.to_thread(async_map, waits_item, range(1, 30))
+    assert any("element 12 of args" in note for note in info.value.__notes__)
+    with pytest.raises(TimeoutError, match="timeout=0.015 s"):
+        await asyncio.to_thread(async_map, waits_item, range(1, 12), timeout=0.015)
+    assert _here_threads() == []
+
+
+@gen_cluster(client=True, nthreads=EIGHT)
+async def test_async_map_sends_a_cpu_bound_function_to_the_workers(c, s, a, b):
+    values = await asyncio.to_thread(async_map, spins_item, range(8))
+    assert values == [i * i for i in range(8)]
+    assert s.task_prefixes  # the rest went as tasks
     assert _here_threads() == []
