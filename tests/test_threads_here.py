@@ -296,3 +296,27 @@ async def test_async_map_sends_a_cpu_bound_function_to_the_workers(c, s, a, b):
     assert values == [i * i for i in range(8)]
     assert s.task_prefixes  # the rest went as tasks
     assert _here_threads() == []
+
+
+class _SeenCluster:
+    """A cluster's own view of its workers, as a LocalCluster keeps it (a
+    remote worker cannot be started in a test)."""
+
+    def __init__(self, *hosts: str) -> None:
+        self.scheduler_info = {
+            "workers": {
+                f"tcp://{host}:{port}": {"host": host, "nthreads": 4}
+                for port, host in enumerate(hosts, 9000)
+            }
+        }
+
+
+class _Client:
+    def __init__(self, cluster: _SeenCluster) -> None:
+        self.cluster = cluster
+
+
+def test_a_worker_on_another_host_keeps_the_run_off_this_process():
+    assert here_threads(_Client(_SeenCluster("127.0.0.1", "127.0.0.1"))) == 8
+    # 203.0.113.0/24 is for documentation: never this machine's
+    assert here_threads(_Client(_SeenCluster("127.0.0.1", "203.0.113.7"))) is None

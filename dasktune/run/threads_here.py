@@ -273,11 +273,12 @@ def _here(host: str) -> bool:
 
 @functools.cache
 def _own_addresses() -> frozenset[str]:
-    """This machine's network addresses."""
-    import psutil
+    """This machine's addresses: its host name's, and the one Dask's workers
+    take by default on it (``distributed.utils.get_ip``)."""
+    from distributed.utils import get_ip
 
-    return frozenset(
-        address.address.split("%")[0]
-        for addresses in psutil.net_if_addrs().values()
-        for address in addresses
-    )
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except OSError:  # a host name that does not resolve: no address of its own
+        infos = []
+    return frozenset({get_ip(), *(str(info[4][0]) for info in infos)})
