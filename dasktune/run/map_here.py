@@ -22,6 +22,7 @@ from typing import Any
 
 from dasktune._checks import short_repr
 from dasktune.run.policy import ExecutionDecision, ExecutionPolicy
+from dasktune.run.threads_here import cpu_seconds, sched_clock
 
 __all__ = ["map_here"]
 
@@ -61,12 +62,12 @@ def map_here(
     for index, item in enumerate(iterator):
         if deadline is not None and time.perf_counter() > deadline:
             raise _timed_out(timeout, index, n)
-        cpu = time.thread_time() if decision is None else 0.0
+        clock = sched_clock() if decision is None else (0.0, 0.0)
         started = time.perf_counter()
         results.append(_call(fun, item, index, retries))
         if decision is None:
             durations.append(time.perf_counter() - started)
-            cpus.append(time.thread_time() - cpu)
+            cpus.append(cpu_seconds(durations[-1], clock, sched_clock()))
             decision = policy.after_probe(durations, len(results), cpu=cpus)
             if decision is not None and decision.where != "local":
                 break

@@ -112,9 +112,11 @@ PROBE_SECONDS = 0.1
 #: what starting dasktune's cluster costs, seconds: ``import distributed``
 #: (~0.65 s) and a 2-process ``LocalCluster`` (0.6-0.9 s), DASK-FACTS.md
 STARTUP_SECONDS = 1.5
-#: an evaluation whose thread's CPU time is less than this share of its wall
-#: time mostly waits (a sleep, I/O, native code releasing the GIL): threads
-#: run such evaluations side by side as well as processes do
+#: an evaluation whose CPU time is less than this share of its wall time
+#: mostly waits (a sleep, I/O, native code releasing the GIL): threads run
+#: such evaluations side by side as well as processes do. Its CPU time is
+#: counted as if it had never waited for a core (``threads_here.cpu_seconds``):
+#: on a busy machine a CPU-bound call's own CPU time is a small share of it
 WAITS_BELOW = 0.25
 #: a waiting run goes to threads in the caller's process only when what is
 #: left of it would last less than this there, seconds: a run that short is

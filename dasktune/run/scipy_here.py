@@ -49,7 +49,12 @@ from dasktune.run.policy import (
     seconds_text,
 )
 from dasktune.run.summary import RunReport, all_failed_error
-from dasktune.run.threads_here import Evaluated, HereThreads
+from dasktune.run.threads_here import (
+    Evaluated,
+    HereThreads,
+    cpu_seconds,
+    sched_clock,
+)
 
 __all__ = [
     "CountedCallback",
@@ -127,7 +132,7 @@ class HereCalls:
         if done is None or done.skipped:
             self._check_room()  # a point evaluated ahead was within both
             probing = self.decision is None
-            cpu = time.thread_time() if probing else 0.0
+            clock = sched_clock() if probing else (0.0, 0.0)
             t0 = time.perf_counter()
             err: Exception | None = None
             try:
@@ -136,7 +141,7 @@ class HereCalls:
             except Exception as raised:
                 raw, err = None, raised
             seconds = time.perf_counter() - t0
-            cpu = time.thread_time() - cpu if probing else 0.0
+            cpu = cpu_seconds(seconds, clock, sched_clock()) if probing else 0.0
         else:
             raw, err, seconds, cpu = done.raw, done.error, done.seconds, done.cpu
         value = self._value(x, raw, err, seconds)

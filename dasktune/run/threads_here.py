@@ -29,6 +29,8 @@ __all__ = [
     "WATCH_SECONDS",
     "Evaluated",
     "HereThreads",
+    "cpu_seconds",
+    "sched_clock",
     "evaluate",
     "here_threads",
 ]
@@ -60,9 +62,12 @@ def evaluate(
     x: Any,
     args: tuple[Any, ...],
     deadline: float | None = None,
+    measure: bool = False,
 ) -> Evaluated:
-    """``fun(x, *args)``, timed (wall and this thread's CPU); an exception is
-    handed back, not raised, for the caller to record as a failure.
+    """``fun(x, *args)``, timed: its wall seconds and, when ``measure``, its
+    CPU seconds as :func:`cpu_seconds` counts them (else this thread's CPU
+    time); an exception is handed back, not raised, for the caller to record
+    as a failure.
 
     >>> evaluate(abs, -2.0, ()).raw
     2.0
@@ -71,15 +76,60 @@ def evaluate(
     """
     if deadline is not None and time.perf_counter() > deadline:
         return Evaluated(None, None, 0.0, 0.0, skipped=True)
-    cpu = time.thread_time()
+    clock = sched_clock() if measure else (time.thread_time(), 0.0)
     started = time.perf_counter()
+    raw, error = None, None
     try:
         raw = fun(x, *args)
     except Exception as err:
-        seconds = time.perf_counter() - started
-        return Evaluated(None, err, seconds, time.thread_time() - cpu)
+        error = err
     seconds = time.perf_counter() - started
-    return Evaluated(raw, None, seconds, time.thread_time() - cpu)
+    if measure:
+        cpu = cpu_seconds(seconds, clock, sched_clock())
+    else:
+        cpu = time.thread_time() - clock[0]
+    return Evaluated(raw, error, seconds, cpu)
+
+
+def sched_clock() -> tuple[float, float]:
+    """This thread's seconds on a CPU and ready to run but waiting for one
+    (Linux's ``schedstat``); elsewhere, its CPU time and 0.
+
+    >>> on, queued = sched_clock()
+    >>> on > 0.0 and queued >= 0.0
+    True
+    """
+    clock = _schedstat("/proc/thread-self/schedstat")
+    return (time.thread_time(), 0.0) if clock is None else clock
+
+
+def _schedstat(path: str) -> tuple[float, float] | None:
+    """A thread's seconds on a CPU and waiting for one, from its
+    ``schedstat`` file (``None`` where it cannot be read)."""
+    try:
+        with open(path, "rb") as file:
+            on, queued, _ = file.read().split()
+    except (OSError, ValueError):  # not Linux, no statistics, or thread gone
+        return None
+    return int(on) / 1e9, int(queued) / 1e9
+
+
+def cpu_seconds(
+    seconds: float, before: tuple[float, float], after: tuple[float, float]
+) -> float:
+    """The CPU seconds of a call lasting ``seconds`` between two
+    :func:`sched_clock` readings, as if it had never waited for a core: on a
+    busy machine a CPU-bound call waits for one, and its CPU time alone would
+    look like a call that waits on something else.
+
+    >>> cpu_seconds(0.012, (0.0, 0.0), (0.002, 0.0095))  # a spin, kept waiting
+    0.0096
+    >>> cpu_seconds(0.015, (0.0, 0.0), (5e-5, 0.005))  # a sleep, woken late
+    7.5e-05
+    """
+    on, queued = after[0] - before[0], after[1] - before[1]
+    ready = max(seconds - queued, on, 1e-9)  # the time it could have run
+    return round(on * seconds / ready, 12)
 
 
 class HereThreads:
@@ -109,7 +159,9 @@ class HereThreads:
         self._pool = ThreadPoolExecutor(width, thread_name_prefix="dasktune-here")
         self._ahead: dict[Hashable, Future[Evaluated]] = {}
         #: the call watched by :meth:`first`: its thread, wall and CPU clocks
-        self._watched: dict[Hashable, tuple[int, float, float]] = {}
+        self._watched: dict[
+            Hashable, tuple[str, float, tuple[float, float] | None]
+        ] = {}
 
     def ahead(self, points: Iterable[tuple[Hashable, Any]], room: float) -> None:
         """Start evaluating ``points`` (key, x), at most ``room`` of them: each
@@ -159,17 +211,19 @@ class HereThreads:
 
     def _call(self, key: Hashable, x: Any, held: _Held | None) -> Evaluated:
         if held is None:  # the watched call
-            ident = threading.get_ident()
-            self._watched[key] = (ident, time.perf_counter(), time.thread_time())
-        elif not held.wait():
+            path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+            self._watched[key] = (path, time.perf_counter(), _schedstat(path))
+            return evaluate(self._fun, x, self._args, self._deadline, measure=True)
+        if not held.wait():
             return Evaluated(None, None, 0.0, 0.0, skipped=True)
         return evaluate(self._fun, x, self._args, self._deadline)
 
     def _share(self, key: Hashable, within: float) -> float | None:
         """Wait up to ``within`` seconds for the watched call of ``key``:
-        ``None`` when it ended by then, else the share of its time so far
-        its thread spent on the CPU (1.0 where a thread's CPU clock cannot
-        be read)."""
+        ``None`` when it ended by then, else the share of its time so far it
+        spent on the CPU (:func:`cpu_seconds`; 1.0 where its thread's
+        statistics cannot be read, or it has not started: nothing says it
+        waits)."""
         future = self._ahead[key]
         try:
             future.result(timeout=within)
@@ -177,15 +231,14 @@ class HereThreads:
             pass
         else:
             return None
-        watched = self._watched.get(key)
-        if watched is None or not hasattr(time, "pthread_getcpuclockid"):
-            return 1.0  # not started, or no per-thread clock here
-        ident, wall, cpu = watched
-        try:
-            used = time.clock_gettime(time.pthread_getcpuclockid(ident)) - cpu
-        except OSError:
+        path, wall, before = self._watched.get(key, ("", 0.0, None))
+        if before is None:
+            return 1.0
+        after = _schedstat(path)
+        if after is None:
             return None if future.done() else 1.0
-        return used / max(time.perf_counter() - wall, 1e-9)
+        seconds = max(time.perf_counter() - wall, 1e-9)
+        return cpu_seconds(seconds, before, after) / seconds
 
     def take(self, key: Hashable) -> Evaluated | None:
         """The evaluation of ``key`` started ahead, once it is done (``None``:
