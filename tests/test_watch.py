@@ -4,6 +4,7 @@ driver's side of it (messages held back, not lost)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import distributed
 from distributed.utils_test import async_poll_for, gen_cluster
@@ -104,6 +105,41 @@ async def test_a_message_held_when_its_client_closes_is_dropped_quietly(c, s, a,
         for done in (1, 2):  # the second is held
             await asyncio.to_thread(announcer.send, {"done": done, "finished": False})
         assert announcer._held is not None
+        # the first leaves from the event loop (the driver does not wait)
+        await async_poll_for(lambda: sent(s, "d3") == [1], timeout=10)
     await announcer._flush()  # its timer fires after the close
     assert announcer._held is None
-    assert [m["done"] for _, m in s.get_events(TOPIC) if m["driver"] == "d3"] == [1]
+    assert sent(s, "d3") == [1]
+
+
+def sent(s, driver):
+    """The ``done`` of each message ``driver`` sent, in the scheduler's order."""
+    return [m["done"] for _, m in s.get_events(TOPIC) if m["driver"] == driver]
+
+
+@gen_cluster(client=True)
+async def test_a_driver_never_waits_on_a_round_trip_but_for_its_last_message(
+    c, s, a, b
+):
+    """A message leaves from the client's event loop: sent from a driver's
+    thread while that loop is busy, ``send`` returns at once (it waited on a
+    round trip to the scheduler: 2-85 ms, which a short run felt); the final
+    one arrives after those before it, before ``send`` returns."""
+    announcer = Announcer(c, "quick", "d4", every=0.0)
+    returned = threading.Event()
+
+    def driver() -> None:
+        announcer.send({"done": 1, "finished": False})
+        returned.set()
+
+    thread = threading.Thread(target=driver)
+    thread.start()
+    try:
+        # this blocks the event loop: a send waiting on it would time out
+        assert returned.wait(5), "send() waited on the client's event loop"
+    finally:
+        thread.join(5)
+    await asyncio.to_thread(announcer.send, {"done": 2, "finished": False})
+    await asyncio.to_thread(announcer.send, {"done": 3, "finished": True}, final=True)
+    assert sent(s, "d4")[-1] == 3  # the final one is there when send returns
+    await async_poll_for(lambda: sent(s, "d4") == [1, 2, 3], timeout=10)

@@ -25,9 +25,22 @@ How it decides
    SPSA's iterations) also stays when the time the machine's cores could save
    on what is left is less than a cluster takes to start
    (:data:`STARTUP_SECONDS`; nothing with a client current).
-3. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
+3. An evaluation that waits goes to threads here instead of the cluster
+   (DE's generations, ``dasktune.run.threads_here``): when the probe's thread
+   spent less than :data:`WAITS_BELOW` of its time on the CPU (a sleep, I/O,
+   native code releasing the GIL), the current client's workers all run on
+   this host with more than one thread each (the user accepts concurrent
+   calls; what they wait on is here), and the rest of the run would last less
+   than :data:`THREADS_WITHIN` on as many threads, it runs on those in the
+   caller's process: no round trip per generation, no feed to start. Only
+   "auto" with nothing forcing the cluster, a client current (none given)
+   and the run's length known. The first evaluation then runs in one of
+   those threads: a millisecond into it, when its thread has mostly waited,
+   the rest of its generation starts at once.
+4. As a local run goes on, each batch (a DE generation, an SPSA iteration) is
    looked at again: when its evaluations average more than
-   :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster.
+   :data:`CLUSTER_ABOVE`, the rest of the run moves to the cluster; a run in
+   threads moves when its rest would last :data:`THREADS_WITHIN` or more.
 
 On the cluster, how a run's trials reach the workers (:class:`FeedChoice`):
 a task per trial (or a group of fast ones), or fed to long-lived tasks
@@ -70,6 +83,8 @@ __all__ = [
     "PROBE_EVALUATIONS",
     "PROBE_SECONDS",
     "STARTUP_SECONDS",
+    "THREADS_WITHIN",
+    "WAITS_BELOW",
     "ExecutionDecision",
     "ExecutionPolicy",
     "FeedChoice",
@@ -97,6 +112,20 @@ PROBE_SECONDS = 0.1
 #: what starting dasktune's cluster costs, seconds: ``import distributed``
 #: (~0.65 s) and a 2-process ``LocalCluster`` (0.6-0.9 s), DASK-FACTS.md
 STARTUP_SECONDS = 1.5
+#: an evaluation whose CPU time is less than this share of its wall time
+#: mostly waits (a sleep, I/O, native code releasing the GIL): threads run
+#: such evaluations side by side as well as processes do. Its CPU time is
+#: counted as if it had never waited for a core (``threads_here.cpu_seconds``):
+#: on a busy machine a CPU-bound call's own CPU time is a small share of it
+WAITS_BELOW = 0.25
+#: a waiting run goes to threads in the caller's process only when what is
+#: left of it would last less than this there, seconds: a run that short is
+#: over before the dashboard shows much of it, while a longer one is worth
+#: watching there (issue #24: never hidden from the dashboard). The price of
+#: being seen was measured, not a fixed cost: the cluster took ~45% longer at
+#: every length from 0.05 to 3 s (10 ms sleeps on 16 threads: a generation's
+#: round trip, ~10 ms; benchmarks/bench_threads_here.py)
+THREADS_WITHIN = 1.0
 #: a sequential sampler's trials shorter than this are fed ("auto"): sent as
 #: tasks one at a time, each pays about a client round trip (~10 ms,
 #: DASK-FACTS.md) and the scheduler's work, tens of ms on a small machine; a
@@ -150,10 +179,14 @@ class ExecutionDecision:
     reason : str
         One sentence a user can read (it goes on the result and in a debug log
         line of the ``dasktune`` logger).
+    threads : int
+        How many threads of the caller's process evaluate a "local" run (1:
+        the caller's own thread, one evaluation at a time).
     """
 
     where: str
     reason: str
+    threads: int = 1
 
 
 class ExecutionPolicy:
@@ -237,6 +270,9 @@ class ExecutionPolicy:
         self.startup = STARTUP_SECONDS
         if self.forced is None and _current_client() is not None:
             self.startup = 0.0
+        #: the current cluster's threads here (:meth:`threads_width`), read
+        #: once; False: not read yet
+        self._width: int | bool | None = False
 
     @property
     def driver_execution(self) -> str:
@@ -244,11 +280,15 @@ class ExecutionPolicy:
         return self.execution if self.execution in ("tasks", "feed") else "auto"
 
     def after_probe(
-        self, durations: Sequence[float], done: int | None = None
+        self,
+        durations: Sequence[float],
+        done: int | None = None,
+        cpu: Sequence[float] | None = None,
     ) -> ExecutionDecision | None:
         """The decision from the first evaluations' ``durations`` (seconds, in
         the caller's process; ``done`` evaluations made so far, default as
-        many), or ``None`` to time one more.
+        many; ``cpu``, their thread's CPU seconds, when taken), or ``None`` to
+        time one more.
 
         >>> p = ExecutionPolicy(what="f")
         >>> p.after_probe([4e-6]).where
@@ -268,9 +308,13 @@ class ExecutionPolicy:
         # that misleads it costs tasks on running workers, not a start
         needed = 1 if self.startup == 0.0 else PROBE_EVALUATIONS
         if len(durations) >= needed or sum(durations) >= PROBE_SECONDS:
-            short = self._too_short(fastest, len(durations) if done is None else done)
+            done = len(durations) if done is None else done
+            short = self._too_short(fastest, done)
             if short is not None:
                 return ExecutionDecision("local", short)
+            threads = None if cpu is None else self._in_threads(durations, cpu, done)
+            if threads is not None:
+                return threads
             reason = (
                 f"{len(durations)} evaluation(s) took {seconds_text(fastest)} or "
                 f"more, above {seconds_text(LOCAL_BELOW)} (one task's dispatch "
@@ -280,11 +324,12 @@ class ExecutionPolicy:
         return None
 
     def revisit(
-        self, evaluated: int, seconds: float, done: int = 0
+        self, evaluated: int, seconds: float, done: int = 0, threads: int = 1
     ) -> ExecutionDecision | None:
         """Look again at a local run after a batch of ``evaluated`` evaluations
-        that took ``seconds`` (``done`` made so far): the cluster when they
-        grew expensive, else ``None`` (stay). Only an "auto" run moves.
+        that took ``seconds`` (``done`` made so far; on ``threads`` threads):
+        the cluster when they grew expensive, else ``None`` (stay). Only an
+        "auto" run moves.
 
         >>> ExecutionPolicy(what="f").revisit(10, 1.0).where
         'cluster'
@@ -294,6 +339,16 @@ class ExecutionPolicy:
         if self.execution != "auto" or evaluated == 0:
             return None
         mean = seconds / evaluated
+        if threads > 1:  # waiting evaluations, in threads while the run is short
+            lasts = self._threads_last(mean, done, threads)
+            if lasts < THREADS_WITHIN:
+                return None
+            reason = (
+                f"evaluations grew to {seconds_text(mean)} on average in "
+                f"{threads} threads of the caller's process: the rest of the run "
+                f"(~{seconds_text(lasts)} there) moved to the cluster"
+            )
+            return ExecutionDecision("cluster", reason)
         if mean <= CLUSTER_ABOVE or self._too_short(mean, done) is not None:
             return None
         reason = (
@@ -302,6 +357,61 @@ class ExecutionPolicy:
             "moved to the cluster"
         )
         return ExecutionDecision("cluster", reason)
+
+    def _in_threads(
+        self, durations: Sequence[float], cpu: Sequence[float], done: int
+    ) -> ExecutionDecision | None:
+        """Threads in the caller's process for a run that would go to the
+        current client's cluster, when its evaluations wait (see
+        :meth:`threads_width`)."""
+        wall = sum(durations)
+        if wall <= 0 or sum(cpu) >= WAITS_BELOW * wall:
+            return None  # CPU-bound: processes, on the workers
+        cost = wall / len(durations)
+        width = self.threads_width(cost, done)
+        if width is None:
+            return None
+        reason = (
+            f"evaluations wait (CPU {sum(cpu) / wall:.0%} of "
+            f"{seconds_text(cost)}): {width} threads in this process, as many as "
+            f"the current cluster's workers run on this host; the rest of the run "
+            f"takes ~{seconds_text(self._threads_last(cost, done, width))} there, "
+            f"less than {seconds_text(THREADS_WITHIN)}"
+        )
+        return ExecutionDecision("local", reason, threads=width)
+
+    def threads_width(self, cost: float = LOCAL_BELOW, done: int = 0) -> int | None:
+        """How many threads of the caller's process may evaluate this run's
+        waiting evaluations of ``cost`` seconds (``done`` made so far), or
+        ``None``: an "auto" run of known length, nothing forcing the cluster,
+        whose current client's workers all run on this host in threads (the
+        user accepts concurrent calls; what they wait on is here), and whose
+        rest lasts less than :data:`THREADS_WITHIN` on them.
+
+        >>> ExecutionPolicy(what="f", expected=32).threads_width() is None
+        True
+        """
+        if (
+            self.execution != "auto"
+            or self.forced is not None
+            or self.expected is None
+            or self.startup > 0  # no client current: nothing to size threads on
+        ):
+            return None
+        if self._width is False:
+            from dasktune.run.threads_here import here_threads
+
+            self._width = here_threads(_current_client())
+        if self._width is None or self._width is False:
+            return None
+        if self._threads_last(cost, done, self._width) >= THREADS_WITHIN:
+            return None  # long enough to be worth watching on the dashboard
+        return self._width
+
+    def _threads_last(self, cost: float, done: int, width: int) -> float:
+        """Seconds what is left of the run lasts on ``width`` threads."""
+        left = max((self.expected or 0) - done, 0)
+        return -(-left // width) * cost
 
     def _too_short(self, cost: float, done: int) -> str | None:
         """Why what is left of the run is too short to pay for starting a

@@ -13,7 +13,12 @@ checked before each evaluation.
 
 The first evaluations are timed for the
 :class:`~dasktune.run.policy.ExecutionPolicy` ("auto"), and each generation
-is shown to it again; when it sends the run to the cluster, the run stops here
+is shown to it again. When it keeps a run of waiting evaluations here on
+several threads (DE), a :class:`~dasktune.run.threads_here.HereThreads`
+created for the run evaluates each generation's points ahead, and
+:class:`HereCalls` reads them in order, with the rules above; the threads are
+joined when the run ends, however it ends. When the policy sends the run to
+the cluster, the run stops here
 (:class:`Moved`) with its evaluations kept in a
 :class:`~dasktune.optim.scipy_bridge.PointCache`: the caller replays the same
 seeded run on the ask/tell path, which answers these points from the cache.
@@ -37,8 +42,19 @@ from dasktune._values import check_not_nan, read_result
 from dasktune.optim.scipy_bridge import PointCache
 from dasktune.records import Outcome, TrialStatus
 from dasktune.run.base import ALL_FAILED_STOP
-from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, seconds_text
+from dasktune.run.policy import (
+    WAITS_BELOW,
+    ExecutionDecision,
+    ExecutionPolicy,
+    seconds_text,
+)
 from dasktune.run.summary import RunReport, all_failed_error
+from dasktune.run.threads_here import (
+    Evaluated,
+    HereThreads,
+    cpu_seconds,
+    sched_clock,
+)
 
 __all__ = [
     "CountedCallback",
@@ -91,20 +107,90 @@ class HereCalls:
         self.cache = PointCache()
         self.decision: ExecutionDecision | None = policy.forced
         self._probe: list[float] = []
+        self._cpu: list[float] = []  # the probe's CPU seconds
+        #: the threads evaluating a waiting run ahead, when the policy chose them
+        self.threads: HereThreads | None = None
+        #: scipy maps each generation through ``HereMap`` (DE): threads may
+        #: evaluate it; the points of the one being mapped
+        self.mapped = False
+        self.generation: list[Any] = []
         #: evaluations of the current generation, and their seconds
         self.batch_count, self.batch_seconds = 0, 0.0
         self.seconds = 0.0  # of every evaluation made here
 
     def __call__(self, x: Any, *args: Any) -> float:
         # args: scipy's, the run's own (the objective gets self.args)
-        if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous:
-            key = x.tobytes()  # PointCache.key's bytes, without its copy
-        else:
-            key = PointCache.key(x)
+        key = self._key(x)
         values = self.cache.values
         if key in values:
             self.report.reused += 1
             return values[key]
+        report = self.report
+        done = self.threads.take(key) if self.threads is not None else None
+        if done is None and self.decision is None and not self._probe and self.mapped:
+            done = self._first(key, x)
+        if done is None or done.skipped:
+            self._check_room()  # a point evaluated ahead was within both
+            probing = self.decision is None
+            clock = sched_clock() if probing else (0.0, 0.0)
+            t0 = time.perf_counter()
+            err: Exception | None = None
+            try:
+                # x as scipy gives it, as in scipy's serial run
+                raw = self.fun(x, *self.args)
+            except Exception as raised:
+                raw, err = None, raised
+            seconds = time.perf_counter() - t0
+            cpu = cpu_seconds(seconds, clock, sched_clock()) if probing else 0.0
+        else:
+            raw, err, seconds, cpu = done.raw, done.error, done.seconds, done.cpu
+        value = self._value(x, raw, err, seconds)
+        values[key] = value
+        self.batch_count += 1
+        self.batch_seconds += seconds
+        self.seconds += seconds
+        if self.decision is None:
+            self._probe.append(seconds)
+            self._cpu.append(cpu)
+            self._decide(
+                self.policy.after_probe(
+                    self._probe,
+                    report.evaluated + report.failed,
+                    cpu=self._cpu if self.mapped else None,
+                )
+            )
+        return value
+
+    def _first(self, key: bytes, x: Any) -> Evaluated | None:
+        """The run's first evaluation, in a thread of the run's when the
+        policy may choose threads for it (else ``None``: made here). When
+        its thread has mostly waited so far, a millisecond into it, the rest
+        of its generation starts in the other threads at once, not after it
+        (:meth:`HereThreads.first`): a short run saves a round of its
+        evaluations."""
+        width = self.policy.threads_width()
+        if width is None:
+            return None
+        self._check_room()
+        self.threads = HereThreads(width, self.fun, self.args, self.deadline)
+        self.threads.first(
+            key, x, self._ahead_of(self.generation), self._room, WAITS_BELOW
+        )
+        return self.threads.take(key)
+
+    @property
+    def in_threads(self) -> bool:
+        """Whether the policy chose threads for the run's evaluations."""
+        return self.decision is not None and self.decision.threads > 1
+
+    @staticmethod
+    def _key(x: Any) -> bytes:
+        if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous:
+            return x.tobytes()  # PointCache.key's bytes, without its copy
+        return PointCache.key(x)
+
+    def _check_room(self) -> None:
+        """Stop the run at ``maxfev`` or past the timeout (before a call)."""
         report = self.report
         if self.maxfev is not None and report.evaluated + report.failed >= self.maxfev:
             report.stopped = "n_trials"
@@ -112,36 +198,54 @@ class HereCalls:
         if self.deadline is not None and time.perf_counter() > self.deadline:
             report.stopped = "timeout"
             raise _Stopped
-        t0 = time.perf_counter()
-        try:
-            # x as scipy gives it, as in scipy's serial run
-            raw = self.fun(x, *self.args)
+
+    def _value(self, x: Any, raw: Any, err: Exception | None, seconds: float) -> float:
+        """The value of a call that returned ``raw`` or raised ``err``,
+        recorded: read and checked, ``+inf`` for a failure."""
+        report = self.report
+        if err is None:
             if type(raw) is float and raw == raw:  # a number, not NaN: as read
                 value = raw
             else:
-                read, _, _ = read_result(raw)
-                check_not_nan(read, {"x": np.asarray(x).tolist()})
-                value = read[0]
-        except Exception as err:
-            seconds = time.perf_counter() - t0
+                try:
+                    read, _, _ = read_result(raw)
+                    check_not_nan(read, {"x": np.asarray(x).tolist()})
+                    value = read[0]
+                except Exception as refused:
+                    err = refused
+        if err is not None:
             self._failed(err, seconds)
-            value = math.inf
-        else:
-            seconds = time.perf_counter() - t0
-            report.evaluated += 1
-            if value < report.best_value:
-                report.best_value = value
-                report.best_params = {"x": np.asarray(x, dtype=float).tolist()}
-        values[key] = value
-        self.batch_count += 1
-        self.batch_seconds += seconds
-        self.seconds += seconds
-        if self.decision is None:
-            self._probe.append(seconds)
-            self._decide(
-                self.policy.after_probe(self._probe, report.evaluated + report.failed)
-            )
+            return math.inf
+        report.evaluated += 1
+        if value < report.best_value:
+            report.best_value = value
+            report.best_params = {"x": np.asarray(x, dtype=float).tolist()}
         return value
+
+    def ahead(self, points: list[Any]) -> None:
+        """Start evaluating ``points`` (the rest of a generation) in the run's
+        threads, when it has them; each is read in order by ``__call__``."""
+        if self.threads is not None:
+            self.threads.ahead(self._ahead_of(points), self._room)
+
+    def _ahead_of(self, points: list[Any]) -> list[tuple[bytes, Any]]:
+        """``points`` not known yet, keyed."""
+        values = self.cache.values
+        keyed = ((self._key(x), x) for x in points)
+        return [(key, x) for key, x in keyed if key not in values]
+
+    @property
+    def _room(self) -> float:
+        """How many evaluations ``maxfev`` leaves."""
+        if self.maxfev is None:
+            return math.inf
+        return self.maxfev - self.report.evaluated - self.report.failed
+
+    def close(self) -> None:
+        """Join the run's threads, if it has them (the run ended or stops)."""
+        if self.threads is not None:
+            self.threads.close()
+            self.threads = None
 
     def _failed(self, err: Exception, seconds: float) -> None:
         report = self.report
@@ -173,13 +277,18 @@ class HereCalls:
         self.batch_count, self.batch_seconds = 0, 0.0
         if self.decision is not None and self.decision.where == "local":
             done = self.report.evaluated + self.report.failed
-            self._decide(self.policy.revisit(count, seconds, done))
+            threads = self.decision.threads
+            self._decide(self.policy.revisit(count, seconds, done, threads))
 
     def _decide(self, decision: ExecutionDecision | None) -> None:
         if decision is None:
             return
         self.decision = decision
         logger.debug("%s: execution %s: %s", self.name, decision.where, decision.reason)
+        if decision.threads > 1 and self.threads is None:
+            self.threads = HereThreads(
+                decision.threads, self.fun, self.args, self.deadline
+            )
         if decision.where != "local":
             raise Moved(decision)
 
@@ -194,7 +303,9 @@ class HereCalls:
 
 class HereMap:
     """scipy's ``workers=``: ``workers(func, iterable)`` evaluates a generation
-    in the caller's thread, then shows it to the policy."""
+    in the caller's thread (its points evaluated ahead in the run's threads,
+    when the policy chose them; read in order all the same), then shows it
+    to the policy."""
 
     def __init__(self, calls: HereCalls) -> None:
         self.calls = calls
@@ -202,8 +313,16 @@ class HereMap:
     def __call__(
         self, func: Callable[[Any], Any], iterable: Iterable[Any]
     ) -> list[Any]:
-        values = [func(x) for x in iterable]
-        self.calls.generation_done()
+        calls = self.calls
+        points = calls.generation = list(iterable)
+        values: list[Any] = []
+        ahead = False
+        for index, x in enumerate(points):
+            if not ahead and calls.in_threads:  # chosen (at the last point)
+                calls.ahead(points[index:])  # the rest, in the run's threads
+                ahead = True
+            values.append(func(x))
+        calls.generation_done()
         return values
 
 
@@ -230,6 +349,7 @@ def run_scipy_here(
     if method == "differential_evolution":
         if kwargs.setdefault("updating", "deferred") == "deferred":
             kwargs["workers"] = HereMap(calls)
+            calls.mapped = True  # a waiting run's generations may go to threads
     else:  # shgo
         kwargs["workers"] = HereMap(calls)
     bounds = [tuple(pair) for pair in pairs.tolist()]
@@ -250,6 +370,7 @@ def run_scipy_here(
             raise exc from err
         raise
     finally:
+        calls.close()
         report.elapsed = time.perf_counter() - started
     if report.all_failed and report.first_failure is not None:
         raise calls.all_failed_error()
