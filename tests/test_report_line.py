@@ -18,6 +18,7 @@ from distributed import Worker
 from distributed.security import Security
 from distributed.utils_test import BlockedGetData, async_poll_for, gen_cluster
 
+import dasktune.run.line as line_module
 from dasktune.optim.pruners import SuccessiveHalvingPruner
 from dasktune.run.line import MAX_FRAME, Line, decode, encode, worker_end
 from dasktune.run.line_server import line_host
@@ -211,9 +212,12 @@ async def test_the_line_closes_with_the_channel_and_the_workers_sockets_too(c, s
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection(first.line.host, first.line.port)
     # the next run's line, made in the same process, closes the old socket
+    # and forgets the run over (a long-lived worker keeps no end per run)
+    old_end = worker_end(first.line)
     with ReportChannel(c) as second:
         await c.submit(run_trial, 0, {"rate": 1.0, "epochs": 2}, second.route)
-        assert not worker_end(first.line).connected
+        assert not old_end.connected and old_end.ended
+        assert first.line not in line_module._ends
         assert worker_end(second.line).connected
     await c.submit(run_trial, 0, {"rate": 1.0, "epochs": 2}, _dead_line(second.line))
     assert not worker_end(second.line).connected

@@ -28,6 +28,7 @@ the worker needs; the driver's end is in :mod:`dasktune.run.line_server`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import socket
 import struct
@@ -143,6 +144,7 @@ class WorkerEnd:
         self._buffer = bytearray()
         self._packer = msgpack.Packer(use_bin_type=True)  # used under the lock
         self.down = False  # never connected, or given up: Dask events then
+        self.ended = False  # the driver closed it: the run is over
 
     def send(self, message: Any) -> bool:
         """Send ``message`` as one frame, connecting first if need be;
@@ -171,6 +173,7 @@ class WorkerEnd:
                     data = self._socket.recv(65536, _DONTWAIT)
                     if not data:
                         self._give_up("the driver closed the line")
+                        self.ended = True  # the run is over
                         break
                     self._buffer += data
             except BlockingIOError:
@@ -271,4 +274,19 @@ def worker_end(
         others = [e for e in _ends.values() if e is not end]
     for other in others:  # a run over leaves its socket at EOF: closed here
         other.drain()
+    with _ends_lock:  # and is forgotten (a line down for a run on stays down)
+        for other in others:
+            if other.ended:
+                _ends.pop(other.line, None)
     return end
+
+
+@atexit.register
+def _close_ends() -> None:
+    """Close this process's connections at its exit (no socket left to the
+    garbage collector's warnings)."""
+    with _ends_lock:
+        ends = list(_ends.values())
+        _ends.clear()
+    for end in ends:
+        end.close()
