@@ -79,6 +79,13 @@ def test_timeout_and_maxfev_stop_a_run_here():
     assert not res.success and "timeout" in res.message and res.x is not None
 
 
+def test_a_timeout_before_any_evaluation_returned_says_so():
+    """Stopped while its first evaluations were being timed (no decision
+    taken yet): the timeout's own error, no internal one."""
+    with pytest.raises(TimeoutError, match="reached its timeout with no evaluation"):
+        minimize(rosen, BOUNDS, seed=0, timeout=1e-9)
+
+
 def turns_slow_always(x):
     time.sleep(0.01)  # the objective's cost, not a synchronisation
     return rosen(x)

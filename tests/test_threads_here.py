@@ -214,11 +214,15 @@ async def test_maxfev_and_the_timeout_bound_a_run_in_threads(c, s, a, b):
     # the objective called no more than maxfev times, ahead or not
     assert res.nfev_evaluated == 11 == len(CALLS), (res.nfev_evaluated, len(CALLS))
     assert "maxfev" in res.message
-    res = await asyncio.to_thread(
-        minimize, waits, BOUNDS, seed=1, maxiter=3, timeout=0.015, **KW
-    )
-    assert "timeout" in res.message, res.message
-    assert 1 <= res.nfev_evaluated < 32
+    try:  # 88 evaluations: 0.11 s on 8 threads at the least
+        res = await asyncio.to_thread(
+            minimize, waits, BOUNDS, seed=1, maxiter=10, timeout=0.04, **KW
+        )
+    except TimeoutError as err:  # so busy a machine that none returned in time
+        assert "no evaluation done" in str(err)
+    else:
+        assert "timeout" in res.message, res.message
+        assert 1 <= res.nfev_evaluated < 88
     assert _here_threads() == []
 
 

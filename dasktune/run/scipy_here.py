@@ -357,7 +357,8 @@ def run_scipy_here(
     report = calls.report
     try:
         result = getattr(scipy.optimize, method)(calls, bounds, **kwargs)
-    except _Stopped:
+    except _Stopped:  # maxfev or the timeout, maybe before any decision
+        _decided_at_the_end(calls, f"stopped ({report.stopped})")
         return None
     except Moved as moved:
         moved.callbacks = 0 if counted is None else counted.calls
@@ -375,15 +376,25 @@ def run_scipy_here(
     if report.all_failed and report.first_failure is not None:
         raise calls.all_failed_error()
     report.stopped = "finished"
-    if calls.decision is None:  # finished while still timing
-        fastest = seconds_text(min(calls._probe, default=0.0))
-        calls.decision = ExecutionDecision(
-            "local",
-            "the run ended within the evaluations timed to decide (the fastest "
-            f"took {fastest}), in the caller's process",
-        )
+    _decided_at_the_end(calls, "ended")
     result.nfev_evaluated = report.evaluated
     return result
+
+
+def _decided_at_the_end(calls: HereCalls, how: str) -> None:
+    """The decision of a run that ``how`` (ended, stopped) while its first
+    evaluations were still being timed: it stayed here."""
+    if calls.decision is not None:
+        return
+    if calls._probe:
+        timed = f"the fastest took {seconds_text(min(calls._probe))}"
+    else:
+        timed = "none had returned"
+    calls.decision = ExecutionDecision(
+        "local",
+        f"the run {how} within the evaluations timed to decide ({timed}), in "
+        "the caller's process",
+    )
 
 
 class CountedCallback:
