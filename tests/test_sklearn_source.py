@@ -69,15 +69,19 @@ def _check_scores_are_scikit_learns(search, X, y):
 def test_each_source_is_asked_and_told(client, iris, make):
     X, y = iris
     source = make()
-    search = SearchCV(
-        LogisticRegression(max_iter=300),
-        source,
-        n_trials=6,
-        batch_size=2,
-        cv=CV,
-        random_state=0,
-        client=client,
-    ).fit(X, y)
+    try:
+        search = SearchCV(
+            LogisticRegression(max_iter=300),
+            source,
+            n_trials=6,
+            batch_size=2,
+            cv=CV,
+            random_state=0,
+            client=client,
+        ).fit(X, y)
+    finally:  # given as itself, the source is the caller's to close
+        if hasattr(source, "close"):
+            source.close()
     assert len(search.cv_results_["params"]) == 6
     assert all(1e-3 <= p["C"] <= 1e2 for p in search.cv_results_["params"])
     assert search.best_score_ == max(search.cv_results_["mean_test_score"])

@@ -103,8 +103,24 @@ def aborts(x):
     return sphere(x)
 
 
+#: the threads alive when the running test started (another test's, not ours)
+_BEFORE: set[int | None] = set()
+
+
+@pytest.fixture(autouse=True)
+def _threads_before():
+    _BEFORE.clear()
+    _BEFORE.update(t.ident for t in threading.enumerate())
+    yield
+
+
 def _here_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("dasktune")]
+    """The dasktune threads started since the test began, still alive."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("dasktune") and t.ident not in _BEFORE
+    ]
 
 
 @gen_cluster(client=True, nthreads=EIGHT)
