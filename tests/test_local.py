@@ -206,6 +206,35 @@ def test_an_expensive_objective_moves_to_the_cluster_started_meanwhile():
     assert overlap[seen["where"]] in seen["reason"], seen
 
 
+@pytest.mark.timeout(300)  # a cluster of worker processes, on a busy machine
+def test_a_cpu_bound_objective_does_not_starve_the_cluster_starting():
+    """Pure Python evaluations hold the GIL: evaluated here while the cluster
+    starts in a thread of this process, they starved the start (a 1.5 s start
+    took over 30 s beside a busy loop), so a run worth moving ended here. The
+    run now waits for the start once what it overlaps holds the CPU."""
+    code = textwrap.dedent(
+        """
+        import json, time
+        from dasktune import minimize
+
+        def busy_sphere(x):
+            end = time.perf_counter() + 0.02  # 20 ms of pure Python: its cost
+            while time.perf_counter() < end:
+                pass
+            return float(x[0] ** 2 + x[1] ** 2)
+
+        if __name__ == "__main__":
+            # 186 evaluations of 20 ms: more than a cluster's start-up to save
+            kw = dict(seed=0, maxiter=30, popsize=3, polish=False, tol=0.0)
+            res = minimize(busy_sphere, [(-1, 1)] * 2, **kw)
+            print(json.dumps({"where": res.execution, "reason": res.execution_reason}))
+        """
+    )
+    seen, pid = last_json(code)
+    assert seen["where"] == "cluster", seen
+    poll_until(lambda: not _group_alive(pid), what="the script's processes to end")
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether a process of the group ``pgid`` leads still runs (zombies,
     which only wait to be reaped, do not count)."""

@@ -31,6 +31,7 @@ from dasktune.records import Outcome, Trial, TrialStatus
 from dasktune.run.base import ALL_FAILED_STOP
 from dasktune.run.points import VectorObjective, point_key, point_record
 from dasktune.run.policy import (
+    WAITS_BELOW,
     ExecutionDecision,
     ExecutionPolicy,
     seconds_text,
@@ -99,6 +100,8 @@ class LocalRun:
         #: evaluations made here after the move was decided, while the
         #: cluster started
         self.overlapped = 0
+        #: their wall and CPU seconds (this thread's): whether they hold the GIL
+        self._overlap_seconds, self._overlap_cpu = 0.0, 0.0
         self.decision: ExecutionDecision | None = policy.forced
         self._cache: dict[Hashable, float | None] = {}  # by hash: value, None failed
         self._probe: list[float] = []
@@ -152,7 +155,9 @@ class LocalRun:
                     report.stopped = "timeout"
                     break
                 trial = asked.popleft()
+                cpu = time.thread_time()
                 seconds = self._evaluate(trial, report)
+                cpu = time.thread_time() - cpu
                 if seconds is not None:
                     self._timed = (self._timed[0] + 1, self._timed[1] + seconds)
                     batch_seconds += seconds
@@ -168,6 +173,8 @@ class LocalRun:
                                 break
                     elif self.decision.where != "local":
                         self.overlapped += 1  # while the cluster starts
+                        self._overlap_seconds += seconds
+                        self._overlap_cpu += cpu
         finally:
             report.elapsed = time.perf_counter() - started
         if report.all_failed and report.first_failure is not None:
@@ -195,7 +202,20 @@ class LocalRun:
             return True
         if self.starting is None:
             self.starting = self.start()
+        if not self.starting.ready and self._holds_the_gil():
+            self.starting.client()  # waits, bounded; raises the start's error
         return self.starting.ready
+
+    def _holds_the_gil(self) -> bool:
+        """Whether the evaluations made here while the cluster starts keep
+        this thread on the CPU (pure Python holds the GIL): then they starve
+        the start, which runs in a thread of this process and takes the GIL
+        thousands of times (imports, the scheduler's event loop), each after
+        up to a switch interval (5 ms): a 1.5 s start took over 30 s beside
+        a busy loop. The run waits for the start instead; evaluations that
+        wait (sleeps, I/O, native code releasing the GIL) go on overlapping."""
+        seconds = self._overlap_seconds
+        return seconds > 0 and self._overlap_cpu >= WAITS_BELOW * seconds
 
     def _decide(self, decision: ExecutionDecision) -> None:
         self.decision = decision
