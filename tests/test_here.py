@@ -161,6 +161,39 @@ def test_an_expensive_search_moves_to_the_cluster_started_meanwhile(tmp_path):
     poll_until(lambda: not _group_alive(pid), what="the script's processes to end")
 
 
+def test_a_cpu_bound_search_does_not_starve_the_cluster_starting(tmp_path):
+    """Pure-Python trials hold the GIL: run here while the cluster starts,
+    they starved its start and the whole search ran here; the search now
+    waits for the start once what it overlaps holds the CPU."""
+    code = textwrap.dedent(
+        f"""
+        import json, time
+        from dasktune import Float, Search
+
+        def busy(params):
+            end = time.perf_counter() + 0.02  # 20 ms of pure Python: its cost
+            while time.perf_counter() < end:
+                pass
+            return params["x"]
+
+        if __name__ == "__main__":
+            with Search("busy", busy, "sqlite:///{tmp_path}/b.db",
+                        space={{"x": Float(0, 1)}}) as search:
+                report = search.run(None, n_trials=200, seed=0, progress=False)
+                trials = search.trials()
+                print(json.dumps({{
+                    "where": report.execution, "reason": report.execution_reason,
+                    "done": int((trials["status"] == "done").sum()),
+                    "on_workers": int(trials["worker"].notna().sum()),
+                }}))
+        """
+    )
+    seen, pid = last_json(code)
+    assert seen["done"] == 200, seen
+    assert seen["where"] == "tasks" and seen["on_workers"] > 0, seen
+    poll_until(lambda: not _group_alive(pid), what="the script's processes to end")
+
+
 def napping(params):
     time.sleep(0.02)  # the objective's cost
     return params["x"]

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
-from dasktune.run.policy import ExecutionDecision, ExecutionPolicy
-from dasktune.run.startup import BackgroundStart
+from dasktune.run.policy import WAITS_BELOW, ExecutionDecision, ExecutionPolicy
+from dasktune.run.startup import BackgroundStart, starves_the_start
 from dasktune.run.submit import Window, check_map
 
 __all__ = ["HereWindow"]
@@ -87,6 +87,8 @@ class HereWindow(Generic[Tag]):
         self._durations: list[float] = []
         self._done = 0  # trials run here
         self._starting: BackgroundStart | None = None
+        #: the seconds and CPU seconds of the trials run here while it starts
+        self._overlap_seconds, self._overlap_cpu = 0.0, 0.0
         self._window: Window[Tag] | None = None
         #: trials run here after the move was decided, while the cluster started
         self.overlapped = 0
@@ -151,10 +153,14 @@ class HereWindow(Generic[Tag]):
             )
             raise TimeoutError(msg)
         runner, payload, tag, key = self._queue.popleft()
+        cpu, started = time.thread_time(), time.perf_counter()
         try:
             result = runner(payload)
         except Exception:  # the runner's own failure, as a task's error
             return [(_Ran(key, "error"), sys.exc_info(), tag)]
+        if self._starting is not None:  # made while the cluster starts
+            self._overlap_cpu += time.thread_time() - cpu
+            self._overlap_seconds += time.perf_counter() - started
         self._timed(result)
         return [(_Ran(key, "finished"), result, tag)]
 
@@ -193,6 +199,10 @@ class HereWindow(Generic[Tag]):
             return True
         if self._starting is None:
             self._starting = BackgroundStart(self._security)
+        if not self._starting.ready and starves_the_start(
+            self._overlap_cpu, self._overlap_seconds, WAITS_BELOW
+        ):
+            self._starting.client()  # waits, bounded; raises the start's error
         return self._starting.ready
 
     def _move(self) -> None:

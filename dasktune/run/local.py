@@ -37,7 +37,7 @@ from dasktune.run.policy import (
     seconds_text,
     with_trials,
 )
-from dasktune.run.startup import BackgroundStart
+from dasktune.run.startup import BackgroundStart, starves_the_start
 from dasktune.run.summary import RunReport, all_failed_error
 
 __all__ = ["Handover", "LocalRun", "continued", "run_here_first"]
@@ -202,20 +202,11 @@ class LocalRun:
             return True
         if self.starting is None:
             self.starting = self.start()
-        if not self.starting.ready and self._holds_the_gil():
+        if not self.starting.ready and starves_the_start(
+            self._overlap_cpu, self._overlap_seconds, WAITS_BELOW
+        ):
             self.starting.client()  # waits, bounded; raises the start's error
         return self.starting.ready
-
-    def _holds_the_gil(self) -> bool:
-        """Whether the evaluations made here while the cluster starts keep
-        this thread on the CPU (pure Python holds the GIL): then they starve
-        the start, which runs in a thread of this process and takes the GIL
-        thousands of times (imports, the scheduler's event loop), each after
-        up to a switch interval (5 ms): a 1.5 s start took over 30 s beside
-        a busy loop. The run waits for the start instead; evaluations that
-        wait (sleeps, I/O, native code releasing the GIL) go on overlapping."""
-        seconds = self._overlap_seconds
-        return seconds > 0 and self._overlap_cpu >= WAITS_BELOW * seconds
 
     def _decide(self, decision: ExecutionDecision) -> None:
         self.decision = decision

@@ -109,4 +109,20 @@ class BackgroundStart:
         return self._client
 
 
+def starves_the_start(cpu: float, seconds: float, waits_below: float) -> bool:
+    """Whether evaluations made while a :class:`BackgroundStart` runs, of
+    ``seconds`` in all and ``cpu`` seconds of their thread's CPU, hold the
+    GIL (on the CPU at least ``waits_below`` of their time: pure Python).
+    They starve the start, which runs in a thread of this process and takes
+    the GIL thousands of times (imports, the scheduler's event loop), each
+    after up to a switch interval (5 ms): a 1.5 s start took over 30 s beside
+    a busy loop. Then the run waits for the start rather than overlap it;
+    evaluations that wait (sleeps, I/O, native code releasing the GIL) go on.
+
+    >>> starves_the_start(0.019, 0.020, 0.25), starves_the_start(0.0, 0.02, 0.25)
+    (True, False)
+    """
+    return seconds > 0 and cpu >= waits_below * seconds
+
+
 atexit.register(join_pending)
