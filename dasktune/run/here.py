@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
-from dasktune.run.policy import WAITS_BELOW, ExecutionDecision, ExecutionPolicy
-from dasktune.run.startup import BackgroundStart, starves_the_start
+from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, ended_while_timing
+from dasktune.run.startup import BackgroundStart, Overlap
 from dasktune.run.submit import Window, check_map
 
 __all__ = ["HereWindow"]
@@ -87,8 +87,7 @@ class HereWindow(Generic[Tag]):
         self._durations: list[float] = []
         self._done = 0  # trials run here
         self._starting: BackgroundStart | None = None
-        #: the seconds and CPU seconds of the trials run here while it starts
-        self._overlap_seconds, self._overlap_cpu = 0.0, 0.0
+        self._overlap = Overlap()  # the trials run here while it starts
         self._window: Window[Tag] | None = None
         #: trials run here after the move was decided, while the cluster started
         self.overlapped = 0
@@ -153,14 +152,13 @@ class HereWindow(Generic[Tag]):
             )
             raise TimeoutError(msg)
         runner, payload, tag, key = self._queue.popleft()
-        cpu, started = time.thread_time(), time.perf_counter()
+        mark = None if self._starting is None else self._overlap.mark()
         try:
             result = runner(payload)
         except Exception:  # the runner's own failure, as a task's error
             return [(_Ran(key, "error"), sys.exc_info(), tag)]
-        if self._starting is not None:  # made while the cluster starts
-            self._overlap_cpu += time.thread_time() - cpu
-            self._overlap_seconds += time.perf_counter() - started
+        if mark is not None:  # made while the cluster starts
+            self._overlap.add(mark)
         self._timed(result)
         return [(_Ran(key, "finished"), result, tag)]
 
@@ -199,9 +197,7 @@ class HereWindow(Generic[Tag]):
             return True
         if self._starting is None:
             self._starting = BackgroundStart(self._security)
-        if not self._starting.ready and starves_the_start(
-            self._overlap_cpu, self._overlap_seconds, WAITS_BELOW
-        ):
+        if not self._starting.ready and self._overlap.starves:
             self._starting.client()  # waits, bounded; raises the start's error
         return self._starting.ready
 
@@ -234,12 +230,7 @@ class HereWindow(Generic[Tag]):
         ``("tasks", reason)`` once moved to the cluster."""
         decision = self.decision
         if decision is None:
-            fastest = min(self._durations, default=0.0)
-            decision = ExecutionDecision(
-                "local",
-                "the run ended within the trials timed to decide (the fastest "
-                f"took {fastest * 1e3:.3g} ms), in the caller's process",
-            )
+            decision = ended_while_timing(self._durations, timed="trials")
         if decision.where == "local":
             return "local", decision.reason
         if self._window is None:

@@ -31,13 +31,12 @@ from dasktune.records import Outcome, Trial, TrialStatus
 from dasktune.run.base import ALL_FAILED_STOP
 from dasktune.run.points import VectorObjective, point_key, point_record
 from dasktune.run.policy import (
-    WAITS_BELOW,
     ExecutionDecision,
     ExecutionPolicy,
-    seconds_text,
+    ended_while_timing,
     with_trials,
 )
-from dasktune.run.startup import BackgroundStart, starves_the_start
+from dasktune.run.startup import BackgroundStart, Overlap
 from dasktune.run.summary import RunReport, all_failed_error
 
 __all__ = ["Handover", "LocalRun", "continued", "run_here_first"]
@@ -100,8 +99,7 @@ class LocalRun:
         #: evaluations made here after the move was decided, while the
         #: cluster started
         self.overlapped = 0
-        #: their wall and CPU seconds (this thread's): whether they hold the GIL
-        self._overlap_seconds, self._overlap_cpu = 0.0, 0.0
+        self._overlap = Overlap()  # whether they starve the start
         self.decision: ExecutionDecision | None = policy.forced
         self._cache: dict[Hashable, float | None] = {}  # by hash: value, None failed
         self._probe: list[float] = []
@@ -155,9 +153,10 @@ class LocalRun:
                     report.stopped = "timeout"
                     break
                 trial = asked.popleft()
-                cpu = time.thread_time()
+                mark = None if self.starting is None else self._overlap.mark()
                 seconds = self._evaluate(trial, report)
-                cpu = time.thread_time() - cpu
+                if mark is not None:  # made while the cluster starts
+                    self._overlap.add(mark)
                 if seconds is not None:
                     self._timed = (self._timed[0] + 1, self._timed[1] + seconds)
                     batch_seconds += seconds
@@ -173,19 +172,12 @@ class LocalRun:
                                 break
                     elif self.decision.where != "local":
                         self.overlapped += 1  # while the cluster starts
-                        self._overlap_seconds += seconds
-                        self._overlap_cpu += cpu
         finally:
             report.elapsed = time.perf_counter() - started
         if report.all_failed and report.first_failure is not None:
             raise self._all_failed_error(report, report.first_failure)
         if self.decision is None:  # finished while still timing
-            fastest = seconds_text(min(self._probe, default=0.0))
-            reason = (
-                "the run ended within the evaluations timed to decide (the "
-                f"fastest took {fastest}), in the caller's process"
-            )
-            self._decide(ExecutionDecision("local", reason))
+            self._decide(ended_while_timing(self._probe))
         assert self.decision is not None
         report.execution = self.decision.where
         report.execution_reason = self.decision.reason
@@ -202,9 +194,7 @@ class LocalRun:
             return True
         if self.starting is None:
             self.starting = self.start()
-        if not self.starting.ready and starves_the_start(
-            self._overlap_cpu, self._overlap_seconds, WAITS_BELOW
-        ):
+        if not self.starting.ready and self._overlap.starves:
             self.starting.client()  # waits, bounded; raises the start's error
         return self.starting.ready
 

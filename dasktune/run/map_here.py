@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from dasktune._checks import short_repr
-from dasktune.run.policy import ExecutionDecision, ExecutionPolicy
+from dasktune.run.policy import ExecutionDecision, ExecutionPolicy, ended_while_timing
 from dasktune.run.threads_here import cpu_seconds, sched_clock
 
 __all__ = ["map_here"]
@@ -76,12 +76,7 @@ def map_here(
                 results.extend(rest.map(len(results), timeout, n))
                 break
     if decision is None:
-        fastest = min(durations, default=0.0)
-        reason = (
-            "the map ended within the calls timed to decide (the fastest took "
-            f"{fastest * 1e3:.3g} ms), in the caller's process"
-        )
-        decision = ExecutionDecision("local", reason)
+        decision = ended_while_timing(durations, run="map", timed="calls")
     logger.debug("async_map: execution %s: %s", decision.where, decision.reason)
     return results, decision
 

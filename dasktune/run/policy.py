@@ -89,6 +89,7 @@ __all__ = [
     "ExecutionPolicy",
     "FeedChoice",
     "cluster_scales",
+    "ended_while_timing",
     "seconds_text",
     "with_trials",
 ]
@@ -167,6 +168,31 @@ def with_trials(reason: str, where: str, trials: str) -> str:
     if not trials or trials == reason:
         return reason
     return f"{reason}; trials {'fed' if where == 'feed' else 'as tasks'}: {trials}"
+
+
+def ended_while_timing(
+    durations: Sequence[float],
+    *,
+    run: str = "run",
+    timed: str = "evaluations",
+    how: str = "ended",
+) -> ExecutionDecision:
+    """The decision of a ``run`` that ``how`` (ended, stopped) while its
+    first ``timed`` calls (of ``durations`` seconds) were still being timed
+    to decide: it stayed in the caller's process.
+
+    >>> ended_while_timing([2e-6, 1e-6], run="map", timed="calls").reason
+    "the map ended within the calls timed to decide (the fastest took 1.0 µs), in the caller's process"
+    """
+    if durations:
+        fastest = f"the fastest took {seconds_text(min(durations))}"
+    else:
+        fastest = "none had returned"
+    return ExecutionDecision(
+        "local",
+        f"the {run} {how} within the {timed} timed to decide ({fastest}), in the "
+        "caller's process",
+    )
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from dasktune.run.policy import (
     WAITS_BELOW,
     ExecutionDecision,
     ExecutionPolicy,
-    seconds_text,
+    ended_while_timing,
 )
 from dasktune.run.summary import RunReport, all_failed_error
 from dasktune.run.threads_here import (
@@ -384,17 +384,8 @@ def run_scipy_here(
 def _decided_at_the_end(calls: HereCalls, how: str) -> None:
     """The decision of a run that ``how`` (ended, stopped) while its first
     evaluations were still being timed: it stayed here."""
-    if calls.decision is not None:
-        return
-    if calls._probe:
-        timed = f"the fastest took {seconds_text(min(calls._probe))}"
-    else:
-        timed = "none had returned"
-    calls.decision = ExecutionDecision(
-        "local",
-        f"the run {how} within the evaluations timed to decide ({timed}), in "
-        "the caller's process",
-    )
+    if calls.decision is None:
+        calls.decision = ended_while_timing(calls._probe, how=how)
 
 
 class CountedCallback:

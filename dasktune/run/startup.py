@@ -16,8 +16,12 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from typing import Any
+
+from dasktune.run.policy import WAITS_BELOW
+from dasktune.run.threads_here import cpu_seconds, sched_clock
 
 __all__ = ["START_WAIT_SECONDS", "BackgroundStart"]
 
@@ -109,20 +113,44 @@ class BackgroundStart:
         return self._client
 
 
-def starves_the_start(cpu: float, seconds: float, waits_below: float) -> bool:
-    """Whether evaluations made while a :class:`BackgroundStart` runs, of
-    ``seconds`` in all and ``cpu`` seconds of their thread's CPU, hold the
-    GIL (on the CPU at least ``waits_below`` of their time: pure Python).
-    They starve the start, which runs in a thread of this process and takes
-    the GIL thousands of times (imports, the scheduler's event loop), each
-    after up to a switch interval (5 ms): a 1.5 s start took over 30 s beside
-    a busy loop. Then the run waits for the start rather than overlap it;
-    evaluations that wait (sleeps, I/O, native code releasing the GIL) go on.
+class Overlap:
+    """The calls made in the caller's thread while a :class:`BackgroundStart`
+    runs, and whether they starve it.
 
-    >>> starves_the_start(0.019, 0.020, 0.25), starves_the_start(0.0, 0.02, 0.25)
-    (True, False)
+    Calls that keep their thread on the CPU (pure Python holds the GIL) starve
+    the start, which runs in a thread of this process and takes the GIL
+    thousands of times (imports, the scheduler's event loop), each after up to
+    a switch interval (5 ms): a 1.5 s start took over 30 s beside a busy loop.
+    Then the run waits for the start rather than overlap it; calls that wait
+    (sleeps, I/O, native code releasing the GIL) go on. CPU time is counted as
+    :func:`~dasktune.run.threads_here.cpu_seconds` counts it (a call kept
+    waiting for a core on a busy machine is still on the CPU).
+
+    >>> overlap = Overlap()
+    >>> mark = overlap.mark(); overlap.add(mark); overlap.seconds >= 0.0
+    True
     """
-    return seconds > 0 and cpu >= waits_below * seconds
+
+    def __init__(self) -> None:
+        self.seconds = 0.0  # the calls' wall seconds
+        self.cpu = 0.0  # and their CPU seconds
+
+    @staticmethod
+    def mark() -> tuple[tuple[float, float], float]:
+        """Before a call: this thread's clock and the time."""
+        return sched_clock(), time.perf_counter()
+
+    def add(self, mark: tuple[tuple[float, float], float]) -> None:
+        """After a call begun at ``mark``: count it."""
+        seconds = time.perf_counter() - mark[1]
+        self.cpu += cpu_seconds(seconds, mark[0], sched_clock())
+        self.seconds += seconds
+
+    @property
+    def starves(self) -> bool:
+        """Whether the calls counted held the CPU (at least
+        :data:`~dasktune.run.policy.WAITS_BELOW` of their time)."""
+        return self.seconds > 0 and self.cpu >= WAITS_BELOW * self.seconds
 
 
 atexit.register(join_pending)
